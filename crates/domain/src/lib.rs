@@ -1,0 +1,42 @@
+//! bankdirect's domain: the values every other crate speaks in.
+//!
+//! Pure: no IO, no async, no global state. Everything here is a validated
+//! newtype with private fields and a fallible constructor, so a value that
+//! exists is a value that is well formed.
+//!
+//! - [`money`] holds [`Currency`] (ISO 4217 with exponents), [`Money`] (`i64` minor
+//!   units; strict API parsing, quirk-tolerant bank parsing, never rounds),
+//!   [`MoneyTotal`] (`i128` sums).
+//! - [`ids`] holds [`Iban`], [`Bic`], [`CnapsCode`], [`AccountNumber`] (masked in
+//!   `Debug`), [`PaymentId`], [`BankReference`], [`EndToEndId`] and the
+//!   configuration slugs [`BankId`], [`ConnectionId`], [`AccountId`],
+//!   [`ClientId`], [`UserId`].
+//! - [`time`] holds [`BankTimeZone`], [`BusinessDate`] and [`bank_local_to_utc`].
+//! - [`balance`] holds [`Balance`].
+//! - [`clock`] holds the injected [`Clock`] and [`RandomSource`] with their
+//!   system and reproducible implementations.
+//! - [`error`] holds [`DomainError`], the one error of this crate, with stable codes.
+//!
+//! Everything public is re-exported at the crate root (`domain::Money`).
+
+pub mod balance;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod time;
+
+pub use balance::Balance;
+pub use clock::{Clock, ManualClock, OsRandom, RandomSource, SeededRandom, SystemClock};
+pub use error::DomainError;
+pub use ids::{
+    AccountId, AccountNumber, BankId, BankReference, Bic, ClientId, CnapsCode, ConnectionId,
+    EndToEndId, Iban, PaymentId, UserId, CN_ACCOUNT_NUMBER_LEN_MAX, CN_ACCOUNT_NUMBER_LEN_MIN,
+    MAX_ACCOUNT_NUMBER_LEN, MAX_BANK_REFERENCE_LEN, MAX_END_TO_END_ID_LEN, MAX_IBAN_INPUT_LEN,
+    MAX_IBAN_LEN, MAX_SLUG_LEN,
+};
+pub use money::{Currency, Money, MoneyTotal, MAX_AMOUNT_TEXT_LEN, MAX_CURRENCY_EXPONENT};
+pub use time::{
+    bank_local_to_utc, local_to_utc, parse_hhmmss, BankTimeZone, BusinessDate, MAX_BUSINESS_YEAR,
+    MAX_TIME_ZONE_NAME_LEN, MIN_BUSINESS_YEAR,
+};
