@@ -1,1 +1,71 @@
-//! placeholder
+//! Keys, signatures, ciphers and keyed hashes behind small traits.
+//!
+//! Everything that touches key material lives here, so the rest of the
+//! workspace handles keys only through types that do not print and wipe
+//! themselves on drop.
+//!
+//! Layout:
+//! - [`secret`]: [`SecretString`] and [`generate_client_secret`].
+//! - [`keyed_hash`]: [`KeyedHasher`] (HMAC-SHA256) for storing client
+//!   secrets, and the infallible [`hmac_sha256`] primitive.
+//! - [`sign`]: the [`Signer`] / [`Verifier`] traits that every signature
+//!   scheme implements (Ed25519 now; SM2, RSA and ECDSA for banks later).
+//! - [`ed25519`]: [`Ed25519Key`] and [`Ed25519PublicKey`].
+//! - `keyfile` (private): create-once, mode-0600, atomic key files.
+//!
+//! Randomness for keys and secrets always comes from the operating system
+//! (`OsRng`), never from the seeded RNG the simulators use: a reproducible
+//! secret is not a secret. Tests that need fixed keys use the `from_*`
+//! constructors.
+
+pub mod ed25519;
+pub mod keyed_hash;
+mod keyfile;
+pub mod secret;
+pub mod sign;
+
+use std::path::PathBuf;
+
+pub use ed25519::{Ed25519Key, Ed25519PublicKey};
+pub use keyed_hash::{hmac_sha256, KeyedHasher};
+pub use secret::{generate_client_secret, SecretString};
+pub use sign::{Signer, Verifier};
+pub use zeroize::Zeroizing;
+
+/// What went wrong with a key, a key file or a signature.
+///
+/// Variants carry paths and short reasons, never key material, so they are
+/// safe to log.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Reading, creating or renaming a key file failed at the OS level.
+    #[error("key file {path}: could not {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file exists but its content or permissions are not acceptable.
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    /// Key bytes or an encoded key could not be parsed.
+    #[error("invalid {what}: {reason}")]
+    InvalidKey {
+        what: &'static str,
+        reason: &'static str,
+    },
+    /// Encoding a key (PKCS#8 DER or PEM) failed.
+    #[error("could not encode {what}")]
+    Encoding { what: &'static str },
+    /// A signature did not have the length the algorithm requires.
+    #[error("{algorithm} signature must be {expected_bytes} bytes, got {actual_bytes}")]
+    SignatureLength {
+        algorithm: &'static str,
+        expected_bytes: usize,
+        actual_bytes: usize,
+    },
+    /// The signature is well-formed but does not verify under the key.
+    #[error("{algorithm} signature does not verify")]
+    BadSignature { algorithm: &'static str },
+}
