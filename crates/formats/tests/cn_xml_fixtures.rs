@@ -1,0 +1,248 @@
+//! Snapshot fixtures of the `cn-xml` family under `tests/data/cn-xml/`.
+//!
+//! The well-formed fixtures are the committed output of `encode` for the
+//! messages built here: a change in rendering shows up as a diff to review.
+//! The broken fixtures (truncated, not GB18030, with a DOCTYPE) are derived
+//! from them the same way, so they stay in step with the format. Run with
+//! `UPDATE_FIXTURES=1` to rewrite the files after an intended change.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use formats::cn_xml::messages::*;
+use formats::cn_xml::{decode, encode, DecodeError, Limits, Packet};
+
+const LOGIN: &str = "DEMO01";
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/cn-xml")
+        .join(name)
+}
+
+/// Compares `actual` with the committed file, or rewrites the file when
+/// `UPDATE_FIXTURES=1`. Returns the committed bytes.
+fn snapshot(name: &str, actual: &[u8]) -> Vec<u8> {
+    let path = fixture_path(name);
+    if std::env::var("UPDATE_FIXTURES").as_deref() == Ok("1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let committed = std::fs::read(&path).unwrap_or_else(|error| {
+        panic!(
+            "cannot read fixture {}: {error}; run with UPDATE_FIXTURES=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        committed == actual,
+        "fixture {name} differs from what the code produces; if the change is intended, \
+         rerun with UPDATE_FIXTURES=1 and review the diff"
+    );
+    committed
+}
+
+fn accounts() -> Vec<AccountRecord> {
+    vec![
+        AccountRecord {
+            acc_no: "755900012310001".to_owned(),
+            name: "深圳前海示例科技有限公司".to_owned(),
+            currency_code: "10".to_owned(),
+            branch: "招商银行深圳分行营业部".to_owned(),
+            status: "A".to_owned(),
+        },
+        AccountRecord {
+            acc_no: "755900012310002".to_owned(),
+            name: "深圳前海示例科技有限公司（美元户）".to_owned(),
+            currency_code: "32".to_owned(),
+            branch: "招商银行深圳分行营业部".to_owned(),
+            status: "A".to_owned(),
+        },
+        AccountRecord {
+            acc_no: "755900012310003".to_owned(),
+            name: "张三 & 李四 <合伙>".to_owned(),
+            currency_code: "10".to_owned(),
+            branch: "招商银行上海分行".to_owned(),
+            status: "C".to_owned(),
+        },
+    ]
+}
+
+fn balance_items() -> Vec<BalanceQueryItem> {
+    vec![
+        BalanceQueryItem {
+            acc_no: "755900012310001".to_owned(),
+            currency_code: None,
+        },
+        BalanceQueryItem {
+            acc_no: "755900012310002".to_owned(),
+            currency_code: Some("32".to_owned()),
+        },
+        BalanceQueryItem {
+            acc_no: "755900099999999".to_owned(),
+            currency_code: None,
+        },
+    ]
+}
+
+fn balances() -> Vec<BalanceRecord> {
+    vec![
+        BalanceRecord {
+            acc_no: "755900012310001".to_owned(),
+            currency_code: "10".to_owned(),
+            booked: "-80.00".to_owned(),
+            available: "1234.5000".to_owned(),
+            date: "20240131".to_owned(),
+            time: "153000".to_owned(),
+            rec_status: REC_SUCCESS.to_owned(),
+            rec_msg: String::new(),
+        },
+        BalanceRecord {
+            acc_no: "755900012310002".to_owned(),
+            currency_code: "32".to_owned(),
+            booked: "12345.67".to_owned(),
+            available: "12345.67".to_owned(),
+            date: "20240131".to_owned(),
+            time: "153000".to_owned(),
+            rec_status: REC_SUCCESS.to_owned(),
+            rec_msg: String::new(),
+        },
+        BalanceRecord {
+            acc_no: "755900099999999".to_owned(),
+            currency_code: String::new(),
+            booked: String::new(),
+            available: String::new(),
+            date: String::new(),
+            time: String::new(),
+            rec_status: REC_FAILED.to_owned(),
+            rec_msg: "账户不存在或无权查询".to_owned(),
+        },
+    ]
+}
+
+fn encoded(packet: &Packet) -> Vec<u8> {
+    encode(packet).unwrap()
+}
+
+fn decoded(bytes: &[u8]) -> Packet {
+    decode(bytes, &Limits::default()).unwrap()
+}
+
+#[test]
+fn list_accounts_request_fixture() {
+    let packet = list_accounts_request(LOGIN, "R20240131000001");
+    let bytes = snapshot("list_accounts_request.xml", &encoded(&packet));
+    let back = decoded(&bytes);
+    assert_eq!(back, packet);
+    assert_eq!(back.head.func, FUNC_LIST_ACCOUNTS);
+}
+
+#[test]
+fn list_accounts_response_fixture() {
+    let packet = list_accounts_response("R20240131000001", RET_OK, "", &accounts());
+    let bytes = snapshot("list_accounts_response.xml", &encoded(&packet));
+    let response = parse_list_accounts(&decoded(&bytes)).unwrap();
+    assert!(response.is_ok());
+    assert_eq!(response.serial, "R20240131000001");
+    assert_eq!(response.records, accounts());
+}
+
+#[test]
+fn balance_request_fixture() {
+    let packet = balance_request(LOGIN, "R20240131000002", &balance_items());
+    let bytes = snapshot("balance_request.xml", &encoded(&packet));
+    assert_eq!(
+        parse_balance_request(&decoded(&bytes)).unwrap(),
+        balance_items()
+    );
+}
+
+#[test]
+fn balance_response_fixture() {
+    let packet = balance_response("R20240131000002", RET_OK, "", &balances());
+    let bytes = snapshot("balance_response.xml", &encoded(&packet));
+    let response = parse_balances(&decoded(&bytes)).unwrap();
+    assert!(response.is_ok());
+    assert_eq!(response.records, balances());
+}
+
+#[test]
+fn truncated_response_fixture_is_refused_naming_the_open_field() {
+    // A torn response: the connection dropped in the middle of an amount.
+    let full = encoded(&balance_response(
+        "R20240131000002",
+        RET_OK,
+        "",
+        &balances(),
+    ));
+    let marker = b"<AVLBAL>";
+    let cut = full
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap()
+        + marker.len()
+        + 3;
+    let bytes = snapshot("truncated.xml", &full[..cut]);
+    match decode(&bytes, &Limits::default()) {
+        Err(DecodeError::Structure { path, problem, .. }) => {
+            assert_eq!(path, "BODY/BALANCE[1]/AVLBAL");
+            assert!(problem.contains("not closed"), "{problem}");
+        }
+        other => panic!("expected a structure error, got {other:?}"),
+    }
+}
+
+#[test]
+fn utf8_response_fixture_is_refused_as_not_gb18030() {
+    // A front machine misconfigured to answer in UTF-8 while declaring GBK.
+    // The account name has an odd number of three-byte characters, which
+    // leaves a GB18030 lead byte in front of `<`.
+    let gbk = encoded(&list_accounts_response(
+        "R20240131000003",
+        RET_OK,
+        "",
+        &[AccountRecord {
+            acc_no: "755900012310001".to_owned(),
+            name: "张三丰".to_owned(),
+            currency_code: "10".to_owned(),
+            branch: "BRANCH".to_owned(),
+            status: "A".to_owned(),
+        }],
+    ));
+    let text = encoding_rs::GBK
+        .decode_without_bom_handling(&gbk)
+        .0
+        .into_owned();
+    let bytes = snapshot("not_gb18030.xml", text.as_bytes());
+    let name_offset = text.find("张三丰").unwrap();
+    assert_eq!(
+        decode(&bytes, &Limits::default()),
+        Err(DecodeError::Encoding {
+            offset: name_offset + 8
+        })
+    );
+}
+
+#[test]
+fn doctype_fixture_is_refused() {
+    // An entity-expansion attempt ("billion laughs") in a request.
+    let text = String::from_utf8(encoded(&list_accounts_request(
+        "LOGIN_PLACEHOLDER",
+        "R20240131000004",
+    )))
+    .unwrap()
+    .replace(
+        "?>\n",
+        "?>\n<!DOCTYPE CNXML [\n  <!ENTITY lol \"lol\">\n  <!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">\n]>\n",
+    )
+    .replace("LOGIN_PLACEHOLDER", "&lol2;");
+    let bytes = snapshot("doctype.xml", text.as_bytes());
+    assert!(matches!(
+        decode(&bytes, &Limits::default()),
+        Err(DecodeError::Forbidden {
+            what: "a DOCTYPE declaration",
+            ..
+        })
+    ));
+}

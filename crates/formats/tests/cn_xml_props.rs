@@ -1,0 +1,252 @@
+//! Properties of the `cn-xml` codec: every encodable packet survives
+//! encode→decode unchanged, a character GBK cannot carry is an error (never
+//! a character reference), and decode never panics on arbitrary or damaged
+//! bytes. The same decode→encode→decode invariant is fuzzed in
+//! `fuzz/fuzz_targets/cn_xml_decode.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use formats::cn_xml::{decode, encode, Block, DecodeError, EncodeError, Head, Limits, Packet};
+use proptest::prelude::*;
+
+const CHINESE_SAMPLE: &str = "中国招商银行深圳分行张三有限公司账户余额（）：，。";
+
+fn name() -> impl Strategy<Value = String> {
+    "[A-Z][A-Z0-9_]{0,11}"
+}
+
+fn text_char() -> impl Strategy<Value = char> {
+    let sample: Vec<char> = CHINESE_SAMPLE.chars().collect();
+    prop_oneof![
+        4 => prop::char::range(' ', '~'),
+        2 => prop::sample::select(vec!['<', '>', '&', '\'', '"', ' ', ' ', '\t', '\n', '\r']),
+        2 => prop::sample::select(sample),
+        2 => prop::char::range('\u{4E00}', '\u{9FA5}'),
+    ]
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop::collection::vec(text_char(), 0..24).prop_map(|chars| chars.into_iter().collect())
+}
+
+fn block() -> impl Strategy<Value = Block> {
+    (name(), prop::collection::vec((name(), text()), 0..6))
+        .prop_map(|(name, fields)| Block { name, fields })
+}
+
+fn packet() -> impl Strategy<Value = Packet> {
+    let head = (
+        text(),
+        prop::option::of(text()),
+        prop::option::of(text()),
+        text(),
+        prop::option::of(text()),
+        prop::option::of(text()),
+    )
+        .prop_map(|(func, login, data_type, serial, ret_code, ret_msg)| Head {
+            func,
+            login,
+            data_type,
+            serial,
+            ret_code,
+            ret_msg,
+        });
+    (head, prop::collection::vec(block(), 0..6)).prop_map(|(head, body)| Packet { head, body })
+}
+
+/// Characters GBK has no bytes for: outside the BMP, Latin capital sharp s,
+/// the private-use code point the WHATWG GBK encoder refuses, Hangul.
+fn unencodable() -> impl Strategy<Value = char> {
+    prop::sample::select(vec!['😀', '𠀀', 'ẞ', '\u{E5E5}', '한'])
+}
+
+/// Decoding a decoded packet's encoding must give the packet back. The
+/// byte limit is lifted for the second decode because escaping can make
+/// the rendering longer than the input was.
+fn assert_stable(first: &Packet) {
+    match encode(first) {
+        Ok(bytes) => {
+            let relaxed = Limits {
+                max_bytes: bytes.len().max(Limits::default().max_bytes),
+                ..Limits::default()
+            };
+            assert_eq!(&decode(&bytes, &relaxed).unwrap(), first);
+        }
+        // Decoding accepts all of GB18030; GBK output cannot carry all of it.
+        Err(EncodeError::Unencodable { .. }) => {}
+        Err(other) => panic!("decoded packet could not be encoded: {other}"),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Damage {
+    Truncate(prop::sample::Index),
+    Flip(prop::sample::Index, u8),
+    Insert(prop::sample::Index, u8),
+    Remove(prop::sample::Index, prop::sample::Index),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        any::<prop::sample::Index>().prop_map(Damage::Truncate),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Flip(i, b)),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Insert(i, b)),
+        (any::<prop::sample::Index>(), any::<prop::sample::Index>())
+            .prop_map(|(a, b)| Damage::Remove(a, b)),
+    ]
+}
+
+fn apply(bytes: &mut Vec<u8>, damage: &Damage) {
+    if bytes.is_empty() {
+        return;
+    }
+    match damage {
+        Damage::Truncate(at) => bytes.truncate(at.index(bytes.len())),
+        Damage::Flip(at, value) => {
+            let at = at.index(bytes.len());
+            bytes[at] ^= value | 1;
+        }
+        Damage::Insert(at, value) => {
+            let at = at.index(bytes.len() + 1);
+            bytes.insert(at, *value);
+        }
+        Damage::Remove(a, b) => {
+            let (a, b) = (a.index(bytes.len()), b.index(bytes.len()));
+            bytes.drain(a.min(b)..a.max(b));
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn encodable_packets_survive_encode_then_decode(packet in packet()) {
+        let bytes = encode(&packet).unwrap();
+        prop_assert_eq!(decode(&bytes, &Limits::default()).unwrap(), packet);
+    }
+
+    #[test]
+    fn unencodable_character_is_an_error_not_a_reference(
+        mut packet in packet(),
+        ch in unencodable(),
+        block_choice in any::<prop::sample::Index>(),
+        position in any::<prop::sample::Index>(),
+    ) {
+        // Put the character into a field if there is one, else into RETMSG.
+        let fields: Vec<(usize, usize)> = packet
+            .body
+            .iter()
+            .enumerate()
+            .flat_map(|(b, block)| (0..block.fields.len()).map(move |f| (b, f)))
+            .collect();
+        let target = if fields.is_empty() {
+            packet.head.ret_msg.get_or_insert_with(String::new)
+        } else {
+            let (b, f) = fields[block_choice.index(fields.len())];
+            &mut packet.body[b].fields[f].1
+        };
+        let chars: Vec<char> = target.chars().collect();
+        let at = position.index(chars.len() + 1);
+        *target = chars[..at].iter().chain([ch].iter()).chain(chars[at..].iter()).collect();
+
+        match encode(&packet) {
+            Err(EncodeError::Unencodable { ch: reported, path }) => {
+                prop_assert_eq!(reported, ch);
+                prop_assert!(path.starts_with("BODY/") || path == "HEAD/RETMSG", "{}", path);
+            }
+            other => prop_assert!(false, "expected Unencodable, got {:?}", other),
+        }
+    }
+
+    #[test]
+    fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        if let Ok(packet) = decode(&bytes, &Limits::default()) {
+            assert_stable(&packet);
+        }
+    }
+
+    #[test]
+    fn decode_never_panics_on_damaged_packets(
+        packet in packet(),
+        damages in prop::collection::vec(damage(), 1..4),
+    ) {
+        let mut bytes = encode(&packet).unwrap();
+        for d in &damages {
+            apply(&mut bytes, d);
+        }
+        if let Ok(decoded) = decode(&bytes, &Limits::default()) {
+            assert_stable(&decoded);
+        }
+    }
+}
+
+#[test]
+fn replacing_encoder_would_have_written_a_reference() {
+    // Documents why `encode` uses the non-replacing API: encoding_rs's
+    // convenience encoder silently substitutes `&#128512;`.
+    let (bytes, _, had_errors) = encoding_rs::GBK.encode("😀");
+    assert!(had_errors);
+    assert_eq!(&*bytes, b"&#128512;");
+    let packet = Packet {
+        head: Head {
+            func: "F".to_owned(),
+            serial: "😀".to_owned(),
+            ..Head::default()
+        },
+        body: Vec::new(),
+    };
+    assert!(matches!(
+        encode(&packet),
+        Err(EncodeError::Unencodable { ch: '😀', .. })
+    ));
+}
+
+#[test]
+fn gb18030_only_characters_decode_but_do_not_re_encode() {
+    // Four-byte GB18030 for U+1F600: valid on the wire, not GBK.
+    let (emoji, _, had_errors) = encoding_rs::GB18030.encode("😀");
+    assert!(!had_errors);
+    let mut bytes = b"<CNXML><HEAD><FUNC>F</FUNC><SERIAL>".to_vec();
+    bytes.extend_from_slice(&emoji);
+    bytes.extend_from_slice(b"</SERIAL></HEAD></CNXML>");
+    let packet = decode(&bytes, &Limits::default()).unwrap();
+    assert_eq!(packet.head.serial, "😀");
+    assert!(matches!(
+        encode(&packet),
+        Err(EncodeError::Unencodable { .. })
+    ));
+    // Cut in the middle of the four-byte sequence: an encoding error there.
+    let cut = bytes.len() - "</SERIAL></HEAD></CNXML>".len() - 2;
+    assert!(matches!(
+        decode(&bytes[..cut], &Limits::default()),
+        Err(DecodeError::Encoding { .. })
+    ));
+}
+
+#[test]
+fn block_limit_packet_decodes_and_one_more_block_is_refused() {
+    let limits = Limits::default();
+    let block = Block::new("BALANCE")
+        .with("ACCNO", "755900012310001")
+        .with("ONLBAL", "-1234567890.12")
+        .with("RECMSG", "深圳分行");
+    let mut packet = Packet {
+        head: Head {
+            func: "QueryBalance".to_owned(),
+            serial: "R1".to_owned(),
+            ..Head::default()
+        },
+        body: vec![block.clone(); limits.max_blocks],
+    };
+    let bytes = encode(&packet).unwrap();
+    assert!(bytes.len() < limits.max_bytes);
+    assert_eq!(decode(&bytes, &limits).unwrap(), packet);
+
+    packet.body.push(block);
+    match decode(&encode(&packet).unwrap(), &limits) {
+        Err(DecodeError::Limit { path, max, .. }) => {
+            assert_eq!(path, format!("BODY/BALANCE[{}]", limits.max_blocks + 1));
+            assert_eq!(max, limits.max_blocks);
+        }
+        other => panic!("expected the block limit, got {other:?}"),
+    }
+}

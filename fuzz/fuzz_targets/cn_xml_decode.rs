@@ -1,0 +1,43 @@
+//! Fuzzes `formats::cn_xml::decode` with arbitrary bytes under the default
+//! limits. Beyond "never panics", it checks the codec's stability: a packet
+//! that decodes either fails to encode cleanly (GBK cannot carry every
+//! GB18030 character) or encodes to bytes that decode to the same packet.
+//!
+//! Run on the stable toolchain (no sanitizer), from `fuzz/`:
+//!
+//! ```text
+//! mkdir -p corpus/cn_xml_decode
+//! cargo fuzz run cn_xml_decode -s none corpus/cn_xml_decode seeds/cn_xml_decode \
+//!     -- -max_total_time=60 -dict=cn_xml.dict
+//! ```
+//!
+//! libFuzzer writes new inputs into the first corpus directory (gitignored)
+//! and only reads the committed `seeds/`, which are the fixtures of
+//! `tests/data/cn-xml/`.
+
+#![no_main]
+
+use formats::cn_xml::{decode, encode, EncodeError, Limits};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits::default();
+    let Ok(first) = decode(data, &limits) else {
+        return;
+    };
+    let bytes = match encode(&first) {
+        Ok(bytes) => bytes,
+        Err(EncodeError::Unencodable { .. }) => return,
+        Err(other) => panic!("a decoded packet must be encodable apart from GBK gaps: {other}"),
+    };
+    // Escaping can make the rendering longer than the input was, so the
+    // byte limit must not be what stops the second decode.
+    let relaxed = Limits {
+        max_bytes: bytes.len().max(limits.max_bytes),
+        ..limits
+    };
+    match decode(&bytes, &relaxed) {
+        Ok(second) => assert_eq!(second, first, "decode(encode(p)) != p"),
+        Err(error) => panic!("re-decoding our own encoding failed: {error}"),
+    }
+});
