@@ -1,0 +1,350 @@
+//! [`PgStore`]: the PostgreSQL backend, for several gateway instances sharing one database.
+//!
+//! Every write is one transaction on a pooled connection (the server does the group commit).
+//! Audit ids must ascend in commit order, which an identity column alone does not give under
+//! concurrency (ids are drawn before commit); so an audit insert first takes a
+//! transaction-scoped advisory lock, held until commit, and is the last statement of its
+//! transaction to keep that hold short. The price: audited writes commit one at a time
+//! across the cluster.
+//!
+//! Instants are TIMESTAMPTZ (microseconds), money BIGINT minor units beside a TEXT code,
+//! audit details a `json` column (kept byte for byte, unlike `jsonb`).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use crate::codec::{self, AuditRow, SnapshotRow, StoredSnapshot};
+use crate::error::statement_error;
+use crate::model::{BALANCES_MAX_ROWS, SNAPSHOTS_PER_SAVE_MAX};
+use crate::{
+    AuditQuery, AuditRecord, Backend, BalanceSnapshot, NewAuditRecord, Store, StoreError,
+    StoreOptions,
+};
+
+const BACKEND: Backend = Backend::Postgres;
+
+/// The advisory lock key that orders audit inserts ("bdaudit" in ASCII).
+const AUDIT_ORDER_LOCK_KEY: i64 = 0x0062_6461_7564_6974;
+const IDLE_TIMEOUT_S: u64 = 600;
+const MAX_LIFETIME_S: u64 = 1_800;
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// The PostgreSQL store. See the module documentation.
+pub struct PgStore {
+    pool: PgPool,
+    pool_size: u32,
+}
+
+// By hand: the pool's own Debug prints its connect options, password included.
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations/postgres")
+}
+
+impl PgStore {
+    /// Connects a pool to `url` (checking one connection works) and migrates when
+    /// `opts.migrate`.
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<PgStore, StoreError> {
+        opts.validate()?;
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|source| StoreError::Connect {
+                backend: BACKEND,
+                source,
+            })?
+            .application_name("bankdirect")
+            .statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
+            .options([
+                (
+                    "statement_timeout",
+                    format!("{}ms", opts.pg_statement_timeout_ms),
+                ),
+                ("timezone", "UTC".to_owned()),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.pg_pool_size)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_millis(opts.acquire_timeout_ms))
+            .idle_timeout(Duration::from_secs(IDLE_TIMEOUT_S))
+            .max_lifetime(Duration::from_secs(MAX_LIFETIME_S))
+            .test_before_acquire(true)
+            .connect_with(connect)
+            .await
+            .map_err(|source| StoreError::Connect {
+                backend: BACKEND,
+                source,
+            })?;
+        let store = PgStore {
+            pool,
+            pool_size: opts.pg_pool_size,
+        };
+        if opts.migrate {
+            store.migrate().await?;
+        }
+        tracing::info!("PostgreSQL store open");
+        Ok(store)
+    }
+
+    /// Runs `work` in one transaction: committed if it returns `Ok`, rolled back otherwise.
+    pub(crate) async fn write<T, F>(&self, op: &'static str, work: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
+        T: Send,
+    {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| statement_error(BACKEND, op, e))?;
+        // On error `tx` is dropped, which rolls it back.
+        let value = work(&mut tx).await?;
+        tx.commit().await.map_err(|err| match err {
+            // The server answered: it rolled the transaction back.
+            sqlx::Error::Database(_) => statement_error(BACKEND, op, err),
+            // The connection broke: the COMMIT may or may not have been applied.
+            other => StoreError::OutcomeUnknown {
+                backend: BACKEND,
+                source: other,
+            },
+        })?;
+        Ok(value)
+    }
+}
+
+async fn insert_audit(conn: &mut PgConnection, row: &AuditRow) -> Result<i64, StoreError> {
+    const OP: &str = "appending an audit record";
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_ORDER_LOCK_KEY)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| statement_error(BACKEND, OP, e))?;
+    sqlx::query_scalar(
+        "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7::json) RETURNING id",
+    )
+    .bind(row.at)
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.object)
+    .bind(&row.request_id)
+    .bind(&row.outcome)
+    .bind(&row.details)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| statement_error(BACKEND, OP, e))
+}
+
+async fn upsert_snapshot(conn: &mut PgConnection, row: &SnapshotRow) -> Result<(), StoreError> {
+    // An older snapshot arriving late is ignored rather than moving the balance backwards.
+    sqlx::query(
+        "INSERT INTO balance_snapshots \
+           (account_id, currency, booked_minor, available_minor, as_of, fetched_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (account_id, currency) DO UPDATE SET \
+           booked_minor = excluded.booked_minor, \
+           available_minor = excluded.available_minor, \
+           as_of = excluded.as_of, \
+           fetched_at = excluded.fetched_at \
+         WHERE (excluded.as_of, excluded.fetched_at) \
+            >= (balance_snapshots.as_of, balance_snapshots.fetched_at)",
+    )
+    .bind(&row.account_id)
+    .bind(row.currency)
+    .bind(row.booked_minor)
+    .bind(row.available_minor)
+    .bind(row.as_of)
+    .bind(row.fetched_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| statement_error(BACKEND, "saving a balance snapshot", e))?;
+    Ok(())
+}
+
+fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
+    const T: &str = "audit_log";
+    let details: String = codec::column(row, T, "details")?;
+    Ok(AuditRecord {
+        id: codec::column(row, T, "id")?,
+        at: codec::column::<_, DateTime<Utc>>(row, T, "at")?,
+        actor: codec::column(row, T, "actor")?,
+        action: codec::column(row, T, "action")?,
+        object: codec::column(row, T, "object")?,
+        request_id: codec::column(row, T, "request_id")?,
+        outcome: codec::column(row, T, "outcome")?,
+        details: codec::details_from_text(&details)?,
+    })
+}
+
+fn snapshot_from_row(row: &PgRow) -> Result<BalanceSnapshot, StoreError> {
+    const T: &str = "balance_snapshots";
+    StoredSnapshot {
+        account_id: codec::column(row, T, "account_id")?,
+        currency: codec::column(row, T, "currency")?,
+        booked_minor: codec::column(row, T, "booked_minor")?,
+        available_minor: codec::column(row, T, "available_minor")?,
+        as_of: codec::column(row, T, "as_of")?,
+        fetched_at: codec::column(row, T, "fetched_at")?,
+    }
+    .into_domain()
+}
+
+fn snapshots_within_limit(rows: &[PgRow]) -> Result<(), StoreError> {
+    if rows.len() > BALANCES_MAX_ROWS {
+        return Err(StoreError::TooManyRows {
+            what: "balance snapshots",
+            limit: BALANCES_MAX_ROWS,
+        });
+    }
+    Ok(())
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "SELECT account_id, currency, booked_minor, available_minor, as_of, fetched_at \
+     FROM balance_snapshots";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx takes an advisory lock, so instances starting together migrate one by one.
+        migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                backend: BACKEND,
+                source,
+            })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| statement_error(BACKEND, "pinging", e))?;
+        Ok(())
+    }
+
+    async fn install_id(&self) -> Result<String, StoreError> {
+        sqlx::query_scalar::<_, String>("SELECT value FROM install WHERE key = 'install_id'")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| statement_error(BACKEND, "reading the install id", e))?
+            .ok_or(StoreError::Uninitialised { what: "install id" })
+    }
+
+    async fn append_audit(&self, rec: NewAuditRecord) -> Result<i64, StoreError> {
+        let row = AuditRow::new(rec)?;
+        self.write("appending an audit record", |conn| {
+            Box::pin(async move { insert_audit(conn, &row).await })
+        })
+        .await
+    }
+
+    async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT id, at, actor, action, object, request_id, outcome, details::text AS details \
+             FROM audit_log WHERE TRUE",
+        );
+        if let Some(actor) = &q.actor {
+            query.push(" AND actor = ").push_bind(actor);
+        }
+        if let Some(action) = &q.action {
+            query.push(" AND action = ").push_bind(action);
+        }
+        if let Some(object) = &q.object {
+            query.push(" AND object = ").push_bind(object);
+        }
+        if let Some(after_id) = q.after_id {
+            query.push(" AND id > ").push_bind(after_id);
+        }
+        query
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(q.effective_limit()));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| statement_error(BACKEND, "listing audit records", e))?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn save_balances(
+        &self,
+        snapshots: &[BalanceSnapshot],
+        audit: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        if snapshots.len() > SNAPSHOTS_PER_SAVE_MAX {
+            return Err(StoreError::Invalid {
+                reason: format!(
+                    "{} balance snapshots in one save, more than the limit of {SNAPSHOTS_PER_SAVE_MAX}",
+                    snapshots.len()
+                ),
+            });
+        }
+        let rows = snapshots
+            .iter()
+            .map(SnapshotRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let audit = AuditRow::new(audit)?;
+        self.write("saving balances", |conn| {
+            Box::pin(async move {
+                for row in &rows {
+                    upsert_snapshot(conn, row).await?;
+                }
+                // Last, so the audit-order lock is held only until the imminent commit.
+                insert_audit(conn, &audit).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn latest_balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let limit = i64::try_from(BALANCES_MAX_ROWS + 1).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            "{SNAPSHOT_COLUMNS} ORDER BY account_id, currency LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading balance snapshots", e))?;
+        snapshots_within_limit(&rows)?;
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    async fn latest_balances_for(
+        &self,
+        account_id: &domain::AccountId,
+    ) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let limit = i64::try_from(BALANCES_MAX_ROWS + 1).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            "{SNAPSHOT_COLUMNS} WHERE account_id = $1 ORDER BY currency LIMIT $2"
+        ))
+        .bind(account_id.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading balance snapshots", e))?;
+        snapshots_within_limit(&rows)?;
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

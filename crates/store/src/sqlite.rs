@@ -1,0 +1,652 @@
+//! [`SqliteStore`]: the embedded backend, one database file in WAL mode.
+//!
+//! Writes go through the single writer in `sqlite/writer.rs` (one connection, group commit);
+//! reads use a pool of read-only connections, which WAL lets run beside the writer. The
+//! queries of each operation follow the `Store` impl, the settings of both connection kinds
+//! are at the top. Instants are TEXT in the fixed form of `codec.rs`; money is INTEGER minor
+//! units beside a TEXT currency code.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::codec::{self, AuditRow, SnapshotRow, StoredSnapshot};
+use crate::error::statement_error;
+use crate::model::{BALANCES_MAX_ROWS, SNAPSHOTS_PER_SAVE_MAX};
+use crate::{
+    AuditQuery, AuditRecord, Backend, BalanceSnapshot, NewAuditRecord, Store, StoreError,
+    StoreOptions,
+};
+
+pub use writer::WriterStats;
+use writer::{WorkFuture, Writer};
+
+const BACKEND: Backend = Backend::Sqlite;
+
+/// Prepared statements kept per connection (sqlx's cache); our statement set is small.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+/// Read connections idle this long are closed.
+const READ_IDLE_TIMEOUT_S: u64 = 600;
+/// Read connections are replaced after this long, so a long-lived process does not keep
+/// one connection's caches for ever.
+const READ_MAX_LIFETIME_S: u64 = 3_600;
+/// Opening the migration connection involves no waiting on others (busy_timeout covers
+/// locks), so this only bounds a stuck file system.
+const MIGRATION_ACQUIRE_TIMEOUT_MS: u64 = 30_000;
+
+/// The settings of the writer connection as SQLite reports them, for health checks and
+/// tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterPragmas {
+    /// Expected "wal".
+    pub journal_mode: String,
+    /// Expected 2 (FULL): every commit is fsynced.
+    pub synchronous: i64,
+    pub foreign_keys: bool,
+    pub busy_timeout_ms: i64,
+}
+
+/// The SQLite store. See the module documentation.
+pub struct SqliteStore {
+    path: PathBuf,
+    write_options: SqliteConnectOptions,
+    writer: Writer,
+    readers: SqlitePool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_options(path: &Path, opts: &StoreOptions) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .read_only(false)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .locking_mode(SqliteLockingMode::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_millis(opts.busy_timeout_ms))
+        .statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
+}
+
+fn read_options(path: &Path, opts: &StoreOptions) -> SqliteConnectOptions {
+    // No journal_mode here: WAL is a property of the file, set by the writer, and a
+    // read-only connection may not change it.
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .read_only(true)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_millis(opts.busy_timeout_ms))
+        .statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations/sqlite")
+}
+
+fn connect_error(source: sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        backend: BACKEND,
+        source,
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and its parent directory,
+    /// checks the writer's settings took effect, migrates when `opts.migrate`, then starts
+    /// the writer task and the read pool. Needs a tokio runtime.
+    pub async fn open(path: &Path, opts: &StoreOptions) -> Result<SqliteStore, StoreError> {
+        opts.validate()?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| StoreError::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
+        let write_options = write_options(path, opts);
+        if opts.migrate {
+            run_migrations(&write_options).await?;
+        }
+        let mut conn = SqliteConnection::connect_with(&write_options)
+            .await
+            .map_err(connect_error)?;
+        let pragmas = read_pragmas(&mut conn).await?;
+        check_setting("journal_mode", "wal", &pragmas.journal_mode)?;
+        check_setting("synchronous", "2", &pragmas.synchronous.to_string())?;
+        check_setting("foreign_keys", "true", &pragmas.foreign_keys.to_string())?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(opts.read_pool_size)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_millis(opts.acquire_timeout_ms))
+            .idle_timeout(Duration::from_secs(READ_IDLE_TIMEOUT_S))
+            .max_lifetime(Duration::from_secs(READ_MAX_LIFETIME_S))
+            .test_before_acquire(false)
+            .connect_with(read_options(path, opts))
+            .await
+            .map_err(connect_error)?;
+        let writer = Writer::spawn(conn, opts.write_queue_capacity, opts.max_batch);
+        tracing::info!(path = %path.display(), "SQLite store open");
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            write_options,
+            writer,
+            readers,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Commits and jobs of the writer so far: `commits < jobs` shows group commit at work.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    /// Asks the writer connection itself for its settings (through the write queue).
+    pub async fn writer_pragmas(&self) -> Result<WriterPragmas, StoreError> {
+        self.writer.write(|conn| Box::pin(read_pragmas(conn))).await
+    }
+
+    /// Runs `work` through the single writer, in a savepoint of the next batch.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> WorkFuture<'c, T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+}
+
+/// Migrates on a connection of its own, not the writer's: the migrator runs its own
+/// transactions, which cannot nest in a batch; SQLite's file lock (with busy_timeout) keeps
+/// it and the writer apart. A one-connection pool because sqlx's migrator accepts a pool
+/// (or a connection) only through `Acquire`, and a borrowed connection there makes the
+/// future fail the `Send` check of `async_trait`.
+async fn run_migrations(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_millis(MIGRATION_ACQUIRE_TIMEOUT_MS))
+        .connect_with(options.clone())
+        .await
+        .map_err(connect_error)?;
+    let result = migrator().run(&pool).await;
+    pool.close().await;
+    result.map_err(|source| StoreError::Migrate {
+        backend: BACKEND,
+        source,
+    })
+}
+
+fn check_setting(name: &'static str, expected: &str, actual: &str) -> Result<(), StoreError> {
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(StoreError::Setting {
+            backend: BACKEND,
+            name,
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+        })
+    }
+}
+
+async fn read_pragmas(conn: &mut SqliteConnection) -> Result<WriterPragmas, StoreError> {
+    let err = |e| statement_error(BACKEND, "reading connection settings", e);
+    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(WriterPragmas {
+        journal_mode,
+        synchronous,
+        foreign_keys: foreign_keys == 1,
+        busy_timeout_ms,
+    })
+}
+
+async fn insert_audit(conn: &mut SqliteConnection, row: &AuditRow) -> Result<i64, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(codec::instant_text(row.at))
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.object)
+    .bind(&row.request_id)
+    .bind(&row.outcome)
+    .bind(&row.details)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| statement_error(BACKEND, "appending an audit record", e))?;
+    Ok(done.last_insert_rowid())
+}
+
+async fn upsert_snapshot(conn: &mut SqliteConnection, row: &SnapshotRow) -> Result<(), StoreError> {
+    // Row-value comparison on the fixed-width instant text is time order: an older
+    // snapshot arriving late is ignored rather than moving the balance backwards.
+    sqlx::query(
+        "INSERT INTO balance_snapshots \
+           (account_id, currency, booked_minor, available_minor, as_of, fetched_at) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (account_id, currency) DO UPDATE SET \
+           booked_minor = excluded.booked_minor, \
+           available_minor = excluded.available_minor, \
+           as_of = excluded.as_of, \
+           fetched_at = excluded.fetched_at \
+         WHERE (excluded.as_of, excluded.fetched_at) \
+            >= (balance_snapshots.as_of, balance_snapshots.fetched_at)",
+    )
+    .bind(&row.account_id)
+    .bind(row.currency)
+    .bind(row.booked_minor)
+    .bind(row.available_minor)
+    .bind(codec::instant_text(row.as_of))
+    .bind(codec::instant_text(row.fetched_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| statement_error(BACKEND, "saving a balance snapshot", e))?;
+    Ok(())
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    const T: &str = "audit_log";
+    let at: String = codec::column(row, T, "at")?;
+    let details: String = codec::column(row, T, "details")?;
+    Ok(AuditRecord {
+        id: codec::column(row, T, "id")?,
+        at: codec::instant_from_text(&at, T, "at")?,
+        actor: codec::column(row, T, "actor")?,
+        action: codec::column(row, T, "action")?,
+        object: codec::column(row, T, "object")?,
+        request_id: codec::column(row, T, "request_id")?,
+        outcome: codec::column(row, T, "outcome")?,
+        details: codec::details_from_text(&details)?,
+    })
+}
+
+fn snapshot_from_row(row: &SqliteRow) -> Result<BalanceSnapshot, StoreError> {
+    const T: &str = "balance_snapshots";
+    let as_of: String = codec::column(row, T, "as_of")?;
+    let fetched_at: String = codec::column(row, T, "fetched_at")?;
+    StoredSnapshot {
+        account_id: codec::column(row, T, "account_id")?,
+        currency: codec::column(row, T, "currency")?,
+        booked_minor: codec::column(row, T, "booked_minor")?,
+        available_minor: codec::column(row, T, "available_minor")?,
+        as_of: codec::instant_from_text(&as_of, T, "as_of")?,
+        fetched_at: codec::instant_from_text(&fetched_at, T, "fetched_at")?,
+    }
+    .into_domain()
+}
+
+/// Limit + 1 rows are fetched so "exactly at the limit" and "over it" differ.
+fn snapshots_within_limit(rows: &[SqliteRow]) -> Result<(), StoreError> {
+    if rows.len() > BALANCES_MAX_ROWS {
+        return Err(StoreError::TooManyRows {
+            what: "balance snapshots",
+            limit: BALANCES_MAX_ROWS,
+        });
+    }
+    Ok(())
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "SELECT account_id, currency, booked_minor, available_minor, as_of, fetched_at \
+     FROM balance_snapshots";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        run_migrations(&self.write_options).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map_err(|e| statement_error(BACKEND, "pinging", e))?;
+        Ok(())
+    }
+
+    async fn install_id(&self) -> Result<String, StoreError> {
+        sqlx::query_scalar::<_, String>("SELECT value FROM install WHERE key = 'install_id'")
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|e| statement_error(BACKEND, "reading the install id", e))?
+            .ok_or(StoreError::Uninitialised { what: "install id" })
+    }
+
+    async fn append_audit(&self, rec: NewAuditRecord) -> Result<i64, StoreError> {
+        let row = AuditRow::new(rec)?;
+        self.write(move |conn| Box::pin(async move { insert_audit(conn, &row).await }))
+            .await
+    }
+
+    async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT id, at, actor, action, object, request_id, outcome, details \
+             FROM audit_log WHERE 1 = 1",
+        );
+        if let Some(actor) = &q.actor {
+            query.push(" AND actor = ").push_bind(actor);
+        }
+        if let Some(action) = &q.action {
+            query.push(" AND action = ").push_bind(action);
+        }
+        if let Some(object) = &q.object {
+            query.push(" AND object = ").push_bind(object);
+        }
+        if let Some(after_id) = q.after_id {
+            query.push(" AND id > ").push_bind(after_id);
+        }
+        query
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(q.effective_limit()));
+        let rows = query
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|e| statement_error(BACKEND, "listing audit records", e))?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn save_balances(
+        &self,
+        snapshots: &[BalanceSnapshot],
+        audit: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        if snapshots.len() > SNAPSHOTS_PER_SAVE_MAX {
+            return Err(StoreError::Invalid {
+                reason: format!(
+                    "{} balance snapshots in one save, more than the limit of {SNAPSHOTS_PER_SAVE_MAX}",
+                    snapshots.len()
+                ),
+            });
+        }
+        let rows = snapshots
+            .iter()
+            .map(SnapshotRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let audit = AuditRow::new(audit)?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                for row in &rows {
+                    upsert_snapshot(conn, row).await?;
+                }
+                insert_audit(conn, &audit).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn latest_balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let limit = i64::try_from(BALANCES_MAX_ROWS + 1).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            "{SNAPSHOT_COLUMNS} ORDER BY account_id, currency LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading balance snapshots", e))?;
+        snapshots_within_limit(&rows)?;
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    async fn latest_balances_for(
+        &self,
+        account_id: &domain::AccountId,
+    ) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let limit = i64::try_from(BALANCES_MAX_ROWS + 1).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            "{SNAPSHOT_COLUMNS} WHERE account_id = ? ORDER BY currency LIMIT ?"
+        ))
+        .bind(account_id.as_str())
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading balance snapshots", e))?;
+        snapshots_within_limit(&rows)?;
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    async fn close(&self) {
+        self.writer.shutdown().await;
+        self.readers.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer's batch semantics, with jobs placed deterministically in one batch: a
+    //! gate job holds the writer until the jobs under test are queued.
+
+    use super::*;
+    use chrono::Utc;
+    use tokio::sync::oneshot;
+
+    async fn open_store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("bankdirect.db"), &StoreOptions::default())
+            .await
+            .unwrap()
+    }
+
+    fn audit(actor: &str) -> AuditRow {
+        AuditRow::new(NewAuditRecord {
+            at: Utc::now(),
+            actor: actor.to_owned(),
+            action: "test.write".to_owned(),
+            object: "batch".to_owned(),
+            request_id: None,
+            outcome: "ok".to_owned(),
+            details: serde_json::json!({}),
+        })
+        .unwrap()
+    }
+
+    /// Queues a job that blocks the writer inside its own batch until `release` fires, and
+    /// returns once the writer is running it (so later jobs queue behind it).
+    async fn hold_writer(
+        store: &SqliteStore,
+    ) -> (
+        oneshot::Sender<()>,
+        oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let (release, gate) = oneshot::channel::<()>();
+        let (started_tx, started) = oneshot::channel::<()>();
+        let held = store
+            .writer
+            .submit(move |_conn| {
+                Box::pin(async move {
+                    let _ = started_tx.send(());
+                    let _ = gate.await;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        started.await.unwrap();
+        (release, held)
+    }
+
+    async fn submit_audit(
+        store: &SqliteStore,
+        row: AuditRow,
+    ) -> oneshot::Receiver<Result<i64, StoreError>> {
+        store
+            .writer
+            .submit(move |conn| Box::pin(async move { insert_audit(conn, &row).await }))
+            .await
+            .unwrap()
+    }
+
+    async fn stored_actors(store: &SqliteStore) -> Vec<String> {
+        store
+            .list_audit(&AuditQuery::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.actor)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failing_or_panicking_job_is_rolled_back_alone_and_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let (release, held) = hold_writer(&store).await;
+
+        let first = submit_audit(&store, audit("first")).await;
+        let too_long = submit_audit(&store, audit(&"x".repeat(257))).await;
+        let panicking = store
+            .writer
+            .submit(|conn| {
+                Box::pin(async move {
+                    insert_audit(conn, &audit("panicker")).await?;
+                    panic!("a bug inside a write job");
+                    #[allow(unreachable_code)]
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        let last = submit_audit(&store, audit("last")).await;
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        let first_id = first.await.unwrap().unwrap();
+        assert!(
+            matches!(too_long.await.unwrap(), Err(StoreError::Invalid { reason }) if reason.contains("audit_actor_length"))
+        );
+        assert!(matches!(
+            panicking.await.unwrap(),
+            Err(StoreError::JobPanicked)
+        ));
+        let last_id = last.await.unwrap().unwrap();
+        assert!(first_id < last_id);
+
+        assert_eq!(stored_actors(&store).await, ["first", "last"]);
+        // The gate's batch and the batch of the four jobs.
+        assert_eq!(
+            store.writer_stats(),
+            WriterStats {
+                commits: 2,
+                jobs: 5
+            }
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn when_sqlite_drops_the_transaction_every_job_of_the_batch_is_told_nothing_was_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let (release, held) = hold_writer(&store).await;
+
+        let before = submit_audit(&store, audit("before")).await;
+        // What SQLite does by itself on a full disk or an I/O error: the whole transaction
+        // is rolled back and the savepoints are gone.
+        let dropper = store
+            .writer
+            .submit(|conn| {
+                Box::pin(async move {
+                    sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+                    Err::<(), _>(StoreError::Invalid {
+                        reason: "simulated disk full".to_owned(),
+                    })
+                })
+            })
+            .await
+            .unwrap();
+        let after = submit_audit(&store, audit("after")).await;
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        assert!(matches!(
+            before.await.unwrap(),
+            Err(StoreError::BatchFailed {
+                op: "closing a savepoint",
+                ..
+            })
+        ));
+        assert!(matches!(
+            dropper.await.unwrap(),
+            Err(StoreError::Invalid { .. })
+        ));
+        assert!(matches!(
+            after.await.unwrap(),
+            Err(StoreError::BatchFailed { .. })
+        ));
+        assert!(stored_actors(&store).await.is_empty());
+
+        // The writer recovers: the next batch starts a clean transaction.
+        store
+            .write(|conn| Box::pin(async move { insert_audit(conn, &audit("later")).await }))
+            .await
+            .unwrap();
+        assert_eq!(stored_actors(&store).await, ["later"]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn writes_after_close_are_refused_and_queued_ones_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let (release, held) = hold_writer(&store).await;
+        let queued = submit_audit(&store, audit("queued")).await;
+        let closing = async {
+            store.close().await;
+        };
+        let releasing = async {
+            // Close has taken the sender by the time it waits for the task; release then.
+            tokio::task::yield_now().await;
+            release.send(()).unwrap();
+        };
+        tokio::join!(closing, releasing);
+        held.await.unwrap().unwrap();
+        queued.await.unwrap().unwrap();
+        assert!(matches!(
+            store
+                .write(|conn| Box::pin(async move { insert_audit(conn, &audit("late")).await }))
+                .await,
+            Err(StoreError::Closed)
+        ));
+    }
+}

@@ -1,0 +1,322 @@
+//! The SQLite single writer with group commit.
+//!
+//! One task owns the one write connection. Callers send jobs over a bounded channel; the
+//! task waits for the first, takes whatever else is queued (up to `max_batch`), and runs the
+//! lot in ONE `BEGIN IMMEDIATE` … `COMMIT`, each job inside its own `SAVEPOINT`. A job that
+//! fails is rolled back to its savepoint and gets its own error; the rest still commit.
+//! Answers go out only after `COMMIT` returned, so "Ok" always means "durable"; if the
+//! transaction itself fails (begin, savepoint bookkeeping, commit) every job in it gets the
+//! error and nothing of the batch is stored. Many callers thus share one fsync.
+//!
+//! A job is any `FnOnce(&mut SqliteConnection) -> BoxFuture<Result<T, StoreError>>`: new
+//! kinds of writes need no change here. Erasing `T` takes two small traits: [`Job`] (not
+//! yet run) and [`Answer`] (run, waiting for the batch's fate).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::StoreError;
+
+/// What a write job returns: borrowed from the writer's connection for the job's duration.
+pub(crate) type WorkFuture<'c, T> = BoxFuture<'c, Result<T, StoreError>>;
+
+/// Counters of the writer since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed (each carries one or more jobs).
+    pub commits: u64,
+    /// Jobs taken from the queue, whatever their outcome.
+    pub jobs: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+}
+
+/// A queued write that has not run yet.
+trait Job: Send {
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Answer>>;
+    /// Answers without running: the batch failed before the job's turn.
+    fn refuse(self: Box<Self>, err: StoreError);
+}
+
+/// A write that has run inside the open transaction and waits for the batch's fate.
+trait Answer: Send {
+    fn failed(&self) -> bool;
+    fn deliver(self: Box<Self>, batch: Option<&BatchFailure>);
+}
+
+struct TypedJob<F, T> {
+    work: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for TypedJob<F, T>
+where
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> WorkFuture<'c, T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn Answer>> {
+        let TypedJob { work, reply } = *self;
+        Box::pin(async move {
+            // A panicking job is a bug, but it must not take the writer (and with it every
+            // later write) down: its savepoint is rolled back like any failed job's.
+            let result = AssertUnwindSafe(async move { work(conn).await })
+                .catch_unwind()
+                .await
+                .unwrap_or(Err(StoreError::JobPanicked));
+            Box::new(TypedAnswer { result, reply }) as Box<dyn Answer>
+        })
+    }
+
+    fn refuse(self: Box<Self>, err: StoreError) {
+        // The caller may have stopped waiting; then nobody needs the answer.
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+struct TypedAnswer<T> {
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send> Answer for TypedAnswer<T> {
+    fn failed(&self) -> bool {
+        self.result.is_err()
+    }
+
+    fn deliver(self: Box<Self>, batch: Option<&BatchFailure>) {
+        let outcome = match (self.result, batch) {
+            // The job's own error says more than the batch's; either way nothing is stored.
+            (Err(err), _) => Err(err),
+            (Ok(_), Some(failure)) => Err(failure.error()),
+            (Ok(value), None) => Ok(value),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Why a whole batch was not stored; shared by every job in it.
+struct BatchFailure {
+    op: &'static str,
+    source: Arc<sqlx::Error>,
+}
+
+impl BatchFailure {
+    fn new(op: &'static str, err: sqlx::Error) -> BatchFailure {
+        BatchFailure {
+            op,
+            source: Arc::new(err),
+        }
+    }
+
+    fn error(&self) -> StoreError {
+        StoreError::batch_failed(self.op, &self.source)
+    }
+}
+
+/// The callers' side of the writer.
+pub(crate) struct Writer {
+    /// `None` once closing began: later writes fail fast with `Closed`.
+    sender: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Starts the writer task on `conn`. Needs a tokio runtime.
+    pub(crate) fn spawn(conn: SqliteConnection, queue_capacity: usize, max_batch: usize) -> Writer {
+        let (sender, receiver) = mpsc::channel(queue_capacity);
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(conn, receiver, max_batch, Arc::clone(&counters)));
+        Writer {
+            sender: Mutex::new(Some(sender)),
+            task: Mutex::new(Some(task)),
+            counters,
+        }
+    }
+
+    /// Runs `work` in the next batch and returns its value once the batch committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> WorkFuture<'c, T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let answer = self.submit(work).await?;
+        answer.await.unwrap_or(Err(StoreError::WriterLost))
+    }
+
+    /// Queues `work` (waiting while the queue is full) and returns where its answer will
+    /// arrive. Split from [`Writer::write`] so tests can place jobs in one batch.
+    pub(crate) async fn submit<T, F>(
+        &self,
+        work: F,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> WorkFuture<'c, T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob { work, reply });
+        // Fails only when the task has ended; the job was not taken, nothing was written.
+        sender.send(job).await.map_err(|_| StoreError::Closed)?;
+        Ok(answer)
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            jobs: self.counters.jobs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops taking writes, lets the task finish what is queued, and waits for it to close
+    /// the connection. Idempotent.
+    pub(crate) async fn shutdown(&self) {
+        drop(
+            self.sender
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "SQLite writer task ended abnormally");
+            }
+        }
+    }
+}
+
+async fn run(
+    mut conn: SqliteConnection,
+    mut receiver: mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    // `recv_many` waits for the first job, then takes what else is queued: exactly the
+    // group-commit window, with no timer adding latency to a lone write.
+    while receiver.recv_many(&mut batch, max_batch).await > 0 {
+        let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
+        run_batch(&mut conn, jobs, &counters).await;
+    }
+    if let Err(err) = conn.close().await {
+        tracing::warn!(error = %err, "closing the SQLite write connection failed");
+    }
+}
+
+async fn run_batch(conn: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>, counters: &Counters) {
+    let job_count = jobs.len();
+    counters.jobs.fetch_add(
+        u64::try_from(job_count).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+
+    if let Err(err) = execute(conn, "BEGIN IMMEDIATE").await {
+        let failure = BatchFailure::new("beginning the transaction", err);
+        tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch could not begin");
+        for job in jobs {
+            job.refuse(failure.error());
+        }
+        return;
+    }
+
+    let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(job_count);
+    let mut pending = jobs.into_iter();
+    let mut broken: Option<BatchFailure> = None;
+    for job in pending.by_ref() {
+        if let Err(err) = execute(conn, "SAVEPOINT job").await {
+            let failure = BatchFailure::new("opening a savepoint", err);
+            job.refuse(failure.error());
+            broken = Some(failure);
+            break;
+        }
+        let answer = job.run(conn).await;
+        let closed = if answer.failed() {
+            match execute(conn, "ROLLBACK TO SAVEPOINT job").await {
+                Ok(()) => execute(conn, "RELEASE SAVEPOINT job").await,
+                Err(err) => Err(err),
+            }
+        } else {
+            execute(conn, "RELEASE SAVEPOINT job").await
+        };
+        answers.push(answer);
+        if let Err(err) = closed {
+            // SQLite rolls the whole transaction back on some errors (disk full, I/O), after
+            // which the savepoint is gone: the earlier jobs' work is gone with it.
+            broken = Some(BatchFailure::new("closing a savepoint", err));
+            break;
+        }
+    }
+
+    if let Some(failure) = broken {
+        rollback(conn).await;
+        tracing::warn!(jobs = job_count, op = failure.op, error = %failure.source, "SQLite write batch rolled back");
+        for job in pending {
+            job.refuse(failure.error());
+        }
+        for answer in answers {
+            answer.deliver(Some(&failure));
+        }
+        return;
+    }
+
+    match execute(conn, "COMMIT").await {
+        Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(jobs = job_count, "SQLite write batch committed");
+            for answer in answers {
+                answer.deliver(None);
+            }
+        }
+        Err(err) => {
+            // A failed COMMIT may leave the transaction open (SQLITE_BUSY); end it so the
+            // next batch starts clean and this one is certainly not stored.
+            rollback(conn).await;
+            let failure = BatchFailure::new("committing", err);
+            tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch commit failed");
+            for answer in answers {
+                answer.deliver(Some(&failure));
+            }
+        }
+    }
+}
+
+async fn execute(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
+}
+
+async fn rollback(conn: &mut SqliteConnection) {
+    // Fails harmlessly when SQLite already rolled the transaction back itself.
+    if let Err(err) = execute(conn, "ROLLBACK").await {
+        tracing::debug!(error = %err, "ROLLBACK after a failed SQLite batch");
+    }
+}

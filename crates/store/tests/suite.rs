@@ -1,0 +1,875 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The store suite: one set of tests over `Arc<dyn Store>`, run on both backends.
+//!
+//! `suite!` turns each generic test below into `sqlite::<name>` (a fresh file in a temp
+//! dir) and `postgres::<name>` (a fresh database `bd_test_<random>` created on the server
+//! named by `BANKDIRECT_TEST_PG_URL` and dropped afterwards, so tests run in parallel).
+//! Without that variable the PostgreSQL tests fail, never pass silently. SQLite-only
+//! behaviour (pragmas, group commit) follows the generic tests.
+//!
+//! Run: `scripts/pg-test.sh start && eval "$(scripts/pg-test.sh env)" && cargo test -p store`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use domain::{AccountId, Currency, Money};
+use futures::FutureExt;
+use serde_json::json;
+use sqlx::Connection;
+use store::{
+    AuditQuery, AuditRecord, Backend, BalanceSnapshot, NewAuditRecord, SqliteStore, Store,
+    StoreError, StoreOptions, AUDIT_DETAILS_MAX_BYTES, AUDIT_TEXT_MAX_CHARS,
+};
+
+/// Every test, setup and clean-up included, must finish within this.
+const TEST_TIMEOUT_S: u64 = 120;
+const PG_URL_VAR: &str = "BANKDIRECT_TEST_PG_URL";
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+/// One fresh database for one test; `open` may be called again to test reopening.
+#[derive(Clone)]
+struct TestDb {
+    url: String,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Sqlite {
+        path: PathBuf,
+        _dir: Arc<tempfile::TempDir>,
+    },
+    Postgres,
+}
+
+impl TestDb {
+    fn options() -> StoreOptions {
+        StoreOptions {
+            migrate: true,
+            ..StoreOptions::default()
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        store::open(&self.url, &Self::options()).await.unwrap()
+    }
+
+    fn backend(&self) -> Backend {
+        match self.kind {
+            Kind::Sqlite { .. } => Backend::Sqlite,
+            Kind::Postgres => Backend::Postgres,
+        }
+    }
+
+    /// Runs SQL behind the store's back, to damage rows on purpose.
+    async fn execute_raw(&self, sql: &str) {
+        match &self.kind {
+            Kind::Sqlite { path, .. } => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// Runs `test` bounded in time; a panic or timeout is re-raised after `cleanup`.
+async fn run_bounded<Fut, C>(test: Fut, cleanup: C)
+where
+    Fut: Future<Output = ()>,
+    C: Future<Output = ()>,
+{
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(TEST_TIMEOUT_S),
+        std::panic::AssertUnwindSafe(test).catch_unwind(),
+    )
+    .await;
+    cleanup.await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("test did not finish within {TEST_TIMEOUT_S} s"),
+    }
+}
+
+async fn run_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    // A directory that does not exist yet: open must create it.
+    let path = dir.path().join("data").join("bankdirect.db");
+    let db = TestDb {
+        url: format!("sqlite://{}", path.display()),
+        kind: Kind::Sqlite {
+            path,
+            _dir: Arc::new(dir),
+        },
+    };
+    run_bounded(test(db), async {}).await;
+}
+
+async fn run_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
+        panic!(
+            "{PG_URL_VAR} is not set: run `eval \"$(scripts/pg-test.sh env)\"` after `scripts/pg-test.sh start`"
+        );
+    };
+    let name = format!("bd_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {PG_URL_VAR}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let db = TestDb {
+        url: with_database(&admin_url, &name),
+        kind: Kind::Postgres,
+    };
+    let cleanup = async move {
+        // FORCE ends connections a failed test left open.
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+    };
+    run_bounded(test(db), cleanup).await;
+}
+
+/// `postgres://user@host:port/admin_db?x` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split('/').next().unwrap();
+    let mut out = format!("{scheme}://{authority}/{database}");
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::run_sqlite(crate::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::run_postgres(crate::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    migrating_twice_is_fine,
+    install_id_is_random_hex_and_stable_across_reopen,
+    audit_records_round_trip_in_id_order_and_filter,
+    audit_pages_forward_by_after_id,
+    audit_fields_at_their_limit_pass_and_beyond_are_refused,
+    save_balances_keeps_the_latest_snapshot_per_account_and_currency,
+    save_balances_is_all_or_nothing,
+    latest_balances_for_returns_one_account,
+    a_row_with_an_unknown_currency_is_reported_as_corrupt,
+    data_survives_close_and_reopen,
+    concurrent_appends_are_all_stored_with_unique_ascending_ids,
+);
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+fn instant(seconds: i64, micros: u32) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_714_550_400 + seconds, micros * 1_000)
+        .single()
+        .unwrap()
+}
+
+fn record(actor: &str, action: &str, object: &str) -> NewAuditRecord {
+    NewAuditRecord {
+        at: instant(0, 123_456),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        object: object.to_owned(),
+        request_id: Some("req-1".to_owned()),
+        outcome: "ok".to_owned(),
+        details: json!({"amount": "12.34", "account": "****6789", "nested": {"list": [1, 2]}}),
+    }
+}
+
+fn account(id: &str) -> AccountId {
+    AccountId::parse(id).unwrap()
+}
+
+fn snapshot(
+    id: &str,
+    currency: Currency,
+    booked: i64,
+    available: i64,
+    at_s: i64,
+) -> BalanceSnapshot {
+    BalanceSnapshot {
+        account_id: account(id),
+        booked: Money::from_minor(booked, currency),
+        available: Money::from_minor(available, currency),
+        as_of: instant(at_s, 0),
+        fetched_at: instant(at_s + 1, 500_000),
+    }
+}
+
+async fn all_audit(store: &dyn Store) -> Vec<AuditRecord> {
+    store
+        .list_audit(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Generic tests
+// ---------------------------------------------------------------------------------------
+
+async fn migrating_twice_is_fine(db: TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.backend(), db.backend());
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    store.append_audit(record("a", "x", "o")).await.unwrap();
+    store.close().await;
+}
+
+async fn install_id_is_random_hex_and_stable_across_reopen(db: TestDb) {
+    let store = db.open().await;
+    let id = store.install_id().await.unwrap();
+    assert_eq!(id.len(), 16, "{id}");
+    assert!(
+        id.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{id}"
+    );
+    store.migrate().await.unwrap();
+    assert_eq!(store.install_id().await.unwrap(), id);
+    store.close().await;
+
+    let reopened = db.open().await;
+    assert_eq!(reopened.install_id().await.unwrap(), id);
+    reopened.close().await;
+}
+
+async fn audit_records_round_trip_in_id_order_and_filter(db: TestDb) {
+    let store = db.open().await;
+    let mut nanos = record("alice", "payment.create", "payment:1");
+    // Stored with microsecond precision on both backends.
+    nanos.at = instant(0, 0) + chrono::Duration::nanoseconds(1_234_567);
+    let inputs = [
+        nanos,
+        record("bob", "payment.approve", "payment:1"),
+        NewAuditRecord {
+            request_id: None,
+            details: json!(null),
+            ..record("alice", "balance.refresh", "account:main")
+        },
+        record("alice", "payment.approve", "payment:2"),
+    ];
+    let mut ids = Vec::new();
+    for input in &inputs {
+        ids.push(store.append_audit(input.clone()).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let all = all_audit(store.as_ref()).await;
+    assert_eq!(all.len(), inputs.len());
+    for ((stored, input), id) in all.iter().zip(&inputs).zip(&ids) {
+        assert_eq!(stored.id, *id);
+        assert_eq!(stored.actor, input.actor);
+        assert_eq!(stored.action, input.action);
+        assert_eq!(stored.object, input.object);
+        assert_eq!(stored.request_id, input.request_id);
+        assert_eq!(stored.outcome, input.outcome);
+        assert_eq!(stored.details, input.details);
+    }
+    assert_eq!(all[0].at, instant(0, 1_234));
+    assert_eq!(all[1].at, instant(0, 123_456));
+
+    let by = |q: AuditQuery| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .list_audit(&q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let alice = by(AuditQuery {
+        actor: Some("alice".to_owned()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(alice, [ids[0], ids[2], ids[3]]);
+    let approvals = by(AuditQuery {
+        action: Some("payment.approve".to_owned()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(approvals, [ids[1], ids[3]]);
+    let payment_1 = by(AuditQuery {
+        object: Some("payment:1".to_owned()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(payment_1, [ids[0], ids[1]]);
+    let alice_approvals = by(AuditQuery {
+        actor: Some("alice".to_owned()),
+        action: Some("payment.approve".to_owned()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(alice_approvals, [ids[3]]);
+    let nobody = by(AuditQuery {
+        actor: Some("mallory".to_owned()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert!(nobody.is_empty());
+    store.close().await;
+}
+
+async fn audit_pages_forward_by_after_id(db: TestDb) {
+    let store = db.open().await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        ids.push(
+            store
+                .append_audit(record("pager", "page.test", &format!("item:{n}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut after_id = None;
+    loop {
+        let page = store
+            .list_audit(&AuditQuery {
+                after_id,
+                limit: 3,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after_id = page.last().map(|r| r.id);
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, ids);
+    store.close().await;
+}
+
+async fn audit_fields_at_their_limit_pass_and_beyond_are_refused(db: TestDb) {
+    let store = db.open().await;
+    // Multi-byte characters: the limit counts characters on both backends, not bytes.
+    let at_limit = "账".repeat(AUDIT_TEXT_MAX_CHARS);
+    let over_limit = "账".repeat(AUDIT_TEXT_MAX_CHARS + 1);
+    let full = NewAuditRecord {
+        request_id: Some(at_limit.clone()),
+        outcome: at_limit.clone(),
+        ..record(&at_limit, &at_limit, &at_limit)
+    };
+    let id = store.append_audit(full).await.unwrap();
+    let stored = all_audit(store.as_ref()).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id, id);
+    assert_eq!(stored[0].actor, at_limit);
+
+    let base = record("limits", "limit.test", "limits");
+    let refused = [
+        (
+            "actor",
+            NewAuditRecord {
+                actor: over_limit.clone(),
+                ..base.clone()
+            },
+        ),
+        (
+            "action",
+            NewAuditRecord {
+                action: over_limit.clone(),
+                ..base.clone()
+            },
+        ),
+        (
+            "object",
+            NewAuditRecord {
+                object: over_limit.clone(),
+                ..base.clone()
+            },
+        ),
+        (
+            "outcome",
+            NewAuditRecord {
+                outcome: over_limit.clone(),
+                ..base.clone()
+            },
+        ),
+        (
+            "request_id",
+            NewAuditRecord {
+                request_id: Some(over_limit.clone()),
+                ..base.clone()
+            },
+        ),
+        (
+            "empty actor",
+            NewAuditRecord {
+                actor: String::new(),
+                ..base.clone()
+            },
+        ),
+        (
+            "empty request_id",
+            NewAuditRecord {
+                request_id: Some(String::new()),
+                ..base.clone()
+            },
+        ),
+        (
+            "NUL",
+            NewAuditRecord {
+                actor: "a\0b".to_owned(),
+                ..base.clone()
+            },
+        ),
+        (
+            "details",
+            NewAuditRecord {
+                details: json!({ "blob": "x".repeat(AUDIT_DETAILS_MAX_BYTES) }),
+                ..base.clone()
+            },
+        ),
+    ];
+    for (what, rec) in refused {
+        let result = store.append_audit(rec).await;
+        assert!(
+            matches!(result, Err(StoreError::Invalid { .. })),
+            "{what}: {result:?}"
+        );
+    }
+    assert_eq!(all_audit(store.as_ref()).await.len(), 1);
+    store.close().await;
+}
+
+async fn save_balances_keeps_the_latest_snapshot_per_account_and_currency(db: TestDb) {
+    let store = db.open().await;
+    let first = vec![
+        snapshot("ops", Currency::USD, 500, 400, 10),
+        snapshot("main", Currency::CNY, 1_000_000, 900_000, 10),
+        // Overdraft: balances may be negative.
+        snapshot("main", Currency::EUR, -2_500, 0, 10),
+    ];
+    store
+        .save_balances(&first, record("sync", "balance.refresh", "bank:cmb"))
+        .await
+        .unwrap();
+    let stored = store.latest_balances().await.unwrap();
+    assert_eq!(
+        stored,
+        vec![first[1].clone(), first[2].clone(), first[0].clone()]
+    );
+
+    // A newer snapshot replaces; extremes of i64 survive.
+    let newer = snapshot("main", Currency::CNY, i64::MAX, i64::MIN, 20);
+    store
+        .save_balances(
+            std::slice::from_ref(&newer),
+            record("sync", "balance.refresh", "bank:cmb"),
+        )
+        .await
+        .unwrap();
+    // An older one arriving late does not move the balance back, but is audited.
+    let late = snapshot("main", Currency::CNY, 1, 1, 15);
+    store
+        .save_balances(&[late], record("sync", "balance.refresh", "bank:cmb"))
+        .await
+        .unwrap();
+    let stored = store.latest_balances().await.unwrap();
+    assert_eq!(stored, vec![newer, first[2].clone(), first[0].clone()]);
+    assert_eq!(all_audit(store.as_ref()).await.len(), 3);
+
+    // Booked and available in different currencies cannot be one snapshot.
+    let mut mixed = snapshot("main", Currency::CNY, 1, 1, 30);
+    mixed.available = Money::from_minor(1, Currency::USD);
+    let result = store
+        .save_balances(&[mixed], record("sync", "balance.refresh", "bank:cmb"))
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Invalid { .. })),
+        "{result:?}"
+    );
+    assert_eq!(all_audit(store.as_ref()).await.len(), 3);
+    store.close().await;
+}
+
+async fn save_balances_is_all_or_nothing(db: TestDb) {
+    let store = db.open().await;
+    let before = vec![
+        snapshot("main", Currency::CNY, 100, 100, 10),
+        snapshot("main", Currency::USD, 7, 7, 10),
+    ];
+    store
+        .save_balances(&before, record("sync", "balance.refresh", "bank:cmb"))
+        .await
+        .unwrap();
+
+    // The audit insert comes after the upserts in the same transaction; the schema refuses
+    // its over-long actor, so the upserts must be undone with it.
+    let rejected_audit = NewAuditRecord {
+        actor: "x".repeat(AUDIT_TEXT_MAX_CHARS + 1),
+        ..record("sync", "balance.refresh", "bank:cmb")
+    };
+    let changes = vec![
+        snapshot("main", Currency::CNY, 999, 999, 20),
+        snapshot("other", Currency::JPY, 5, 5, 20),
+    ];
+    let result = store.save_balances(&changes, rejected_audit).await;
+    assert!(
+        matches!(result, Err(StoreError::Invalid { .. })),
+        "{result:?}"
+    );
+
+    assert_eq!(store.latest_balances().await.unwrap(), before);
+    assert_eq!(all_audit(store.as_ref()).await.len(), 1);
+    store.close().await;
+}
+
+async fn latest_balances_for_returns_one_account(db: TestDb) {
+    let store = db.open().await;
+    let snapshots = vec![
+        snapshot("main", Currency::USD, 1, 1, 10),
+        snapshot("main", Currency::CNY, 2, 2, 10),
+        snapshot("main-2", Currency::CNY, 3, 3, 10),
+        snapshot("ops", Currency::HKD, 4, 4, 10),
+    ];
+    store
+        .save_balances(&snapshots, record("sync", "balance.refresh", "bank:cmb"))
+        .await
+        .unwrap();
+    let main = store.latest_balances_for(&account("main")).await.unwrap();
+    assert_eq!(main, vec![snapshots[1].clone(), snapshots[0].clone()]);
+    let none = store
+        .latest_balances_for(&account("unknown"))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    store.close().await;
+}
+
+async fn a_row_with_an_unknown_currency_is_reported_as_corrupt(db: TestDb) {
+    let store = db.open().await;
+    store
+        .save_balances(
+            &[snapshot("main", Currency::CNY, 1, 1, 10)],
+            record("sync", "balance.refresh", "bank:cmb"),
+        )
+        .await
+        .unwrap();
+    db.execute_raw("UPDATE balance_snapshots SET currency = 'QQQ'")
+        .await;
+    let result = store.latest_balances().await;
+    assert!(
+        matches!(
+            result,
+            Err(StoreError::Corrupt {
+                table: "balance_snapshots",
+                column: "currency",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    store.close().await;
+}
+
+async fn data_survives_close_and_reopen(db: TestDb) {
+    let store = db.open().await;
+    let id = store
+        .append_audit(record("alice", "payment.create", "payment:1"))
+        .await
+        .unwrap();
+    let balances = vec![snapshot("main", Currency::CNY, 42, 40, 10)];
+    store
+        .save_balances(&balances, record("sync", "balance.refresh", "bank:cmb"))
+        .await
+        .unwrap();
+    store.close().await;
+    store.close().await;
+    let after_close = store
+        .append_audit(record("alice", "payment.create", "payment:2"))
+        .await;
+    assert!(
+        matches!(after_close, Err(StoreError::Closed)),
+        "{after_close:?}"
+    );
+
+    let reopened = db.open().await;
+    let audit = all_audit(reopened.as_ref()).await;
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].id, id);
+    assert_eq!(reopened.latest_balances().await.unwrap(), balances);
+    reopened.close().await;
+}
+
+/// Appends `count` records at once from separate tasks; returns their ids.
+async fn append_concurrently(store: &Arc<dyn Store>, count: usize) -> Vec<i64> {
+    let tasks: Vec<_> = (0..count)
+        .map(|n| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                store
+                    .append_audit(record("crowd", "load.test", &format!("item:{n}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(count);
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    ids
+}
+
+async fn concurrent_appends_are_all_stored_with_unique_ascending_ids(db: TestDb) {
+    const WRITERS: usize = 200;
+    let store = db.open().await;
+    let ids = append_concurrently(&store, WRITERS).await;
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), WRITERS);
+
+    let stored = all_audit(store.as_ref()).await;
+    assert_eq!(stored.len(), WRITERS);
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+    let stored_ids: HashSet<i64> = stored.iter().map(|r| r.id).collect();
+    assert_eq!(stored_ids, unique);
+    let objects: HashSet<&str> = stored.iter().map(|r| r.object.as_str()).collect();
+    assert_eq!(objects.len(), WRITERS);
+    store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite only
+// ---------------------------------------------------------------------------------------
+
+async fn open_sqlite(dir: &tempfile::TempDir, opts: &StoreOptions) -> Arc<SqliteStore> {
+    Arc::new(
+        SqliteStore::open(&dir.path().join("bankdirect.db"), opts)
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn sqlite_writer_runs_in_wal_mode_with_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        busy_timeout_ms: 1_234,
+        ..StoreOptions::default()
+    };
+    let store = open_sqlite(&dir, &opts).await;
+    let pragmas = store.writer_pragmas().await.unwrap();
+    assert_eq!(pragmas.journal_mode, "wal");
+    assert_eq!(pragmas.synchronous, 2);
+    assert!(pragmas.foreign_keys);
+    assert_eq!(pragmas.busy_timeout_ms, 1_234);
+    store.close().await;
+
+    // WAL is a property of the file: a fresh connection that sets nothing sees it.
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("bankdirect.db"));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_writes_share_commits() {
+    const WRITERS: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open_sqlite(&dir, &StoreOptions::default()).await;
+    let store: Arc<dyn Store> = sqlite.clone();
+    let before = sqlite.writer_stats();
+    let ids = append_concurrently(&store, WRITERS).await;
+    let after = sqlite.writer_stats();
+
+    assert_eq!(ids.iter().copied().collect::<HashSet<_>>().len(), WRITERS);
+    let mut stored = 0;
+    let mut after_id = None;
+    loop {
+        let page = store
+            .list_audit(&AuditQuery {
+                after_id,
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after_id = Some(last.id);
+        stored += page.len();
+    }
+    assert_eq!(stored, WRITERS);
+    let jobs = after.jobs - before.jobs;
+    let commits = after.commits - before.commits;
+    assert_eq!(jobs, WRITERS as u64);
+    assert!(
+        commits < jobs,
+        "{commits} commits for {jobs} jobs: no group commit"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
+    const WRITERS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open_sqlite(&dir, &StoreOptions::default()).await;
+    let store: Arc<dyn Store> = sqlite.clone();
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                // Every third write breaks the schema's actor limit.
+                let actor = if n % 3 == 0 {
+                    "x".repeat(AUDIT_TEXT_MAX_CHARS + 1)
+                } else {
+                    format!("writer-{n}")
+                };
+                (
+                    n,
+                    store
+                        .append_audit(record(&actor, "load.test", "mixed"))
+                        .await,
+                )
+            })
+        })
+        .collect();
+    let mut accepted = HashSet::new();
+    for task in tasks {
+        let (n, result) = task.await.unwrap();
+        if n % 3 == 0 {
+            assert!(
+                matches!(result, Err(StoreError::Invalid { .. })),
+                "{n}: {result:?}"
+            );
+        } else {
+            result.unwrap();
+            accepted.insert(format!("writer-{n}"));
+        }
+    }
+    let stored: HashSet<String> = all_audit(store.as_ref())
+        .await
+        .into_iter()
+        .map(|r| r.actor)
+        .collect();
+    assert_eq!(stored, accepted);
+    let stats = sqlite.writer_stats();
+    assert!(stats.commits < stats.jobs, "{stats:?}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_open_without_migrate_leaves_the_schema_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        migrate: false,
+        ..StoreOptions::default()
+    };
+    let store = open_sqlite(&dir, &opts).await;
+    store.ping().await.unwrap();
+    assert!(store.install_id().await.is_err());
+    store.migrate().await.unwrap();
+    assert_eq!(store.install_id().await.unwrap().len(), 16);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn invalid_options_are_refused_before_touching_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never.db");
+    let opts = StoreOptions {
+        read_pool_size: 0,
+        ..StoreOptions::default()
+    };
+    let result = store::open(path.to_str().unwrap(), &opts).await;
+    assert!(
+        matches!(result, Err(StoreError::InvalidOptions { .. })),
+        "{result:?}"
+    );
+    assert!(!path.exists());
+}
+
+#[test]
+fn pg_test_urls_name_the_fresh_database() {
+    assert_eq!(
+        with_database(
+            "postgres://bankdirect@127.0.0.1:54329/bankdirect",
+            "bd_test_1"
+        ),
+        "postgres://bankdirect@127.0.0.1:54329/bd_test_1"
+    );
+    assert_eq!(
+        with_database("postgresql://u:p@h/admin?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
+}
