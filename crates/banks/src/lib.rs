@@ -1,1 +1,245 @@
-//! placeholder
+//! banks: the contract between the gateway and a bank, and one connector per
+//! bank family.
+//!
+//! A connector turns a domain question ("balances of these accounts") into the
+//! family's wire messages (built and parsed by `formats`), carries them over
+//! the family's transport, and maps the answer back to domain types. Every
+//! failure is one of three kinds that tell the caller what to do next
+//! ([`BankError`]): retry (`NotProcessed`), stop (`Rejected`), or find out
+//! (`OutcomeUnknown`). When in doubt a connector says `OutcomeUnknown`.
+//!
+//! Layout:
+//! - this file: the [`BankConnector`] trait, capabilities, settings, errors;
+//! - [`cn_xml`]: the CMB-style front-machine family (GBK XML over HTTP).
+//!
+//! Connectors hold no durable state (that lives in `store`); they never log a
+//! full account number (see [`mask_account`]).
+
+pub mod cn_xml;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{AccountNumber, Currency, Money};
+
+/// The protocol families bankdirect knows. A bank in the config names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Family {
+    /// XML over HTTP to a Chinese bank's front machine, GBK encoded.
+    #[serde(rename = "cn-xml")]
+    CnXml,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::CnXml => "cn-xml",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The fixed list of things a connector may be able to do (DESIGN.md,
+/// "Bank connector contract").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    Balances,
+    Transactions,
+    SinglePayment,
+    BatchPayment,
+    StatusByReference,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Balances => "balances",
+            Capability::Transactions => "transactions",
+            Capability::SinglePayment => "single_payment",
+            Capability::BatchPayment => "batch_payment",
+            Capability::StatusByReference => "status_by_reference",
+        }
+    }
+}
+
+/// Everything a connector needs to reach one bank connection. Built by the
+/// gateway from the configuration; secrets (when a family needs them) arrive
+/// here already opened and must never be logged.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Bank id from the config, used in errors and metric labels.
+    pub bank_id: String,
+    /// Connection id from the config.
+    pub connection_id: String,
+    /// Base URL of the bank's endpoint (front machine), e.g. `http://127.0.0.1:8701/`.
+    pub endpoint: String,
+    /// Login name / enterprise user at the bank.
+    pub login: String,
+    /// The bank's own time zone, used for dates and times without an offset.
+    pub time_zone: chrono_tz::Tz,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Total timeout of one request, connect included.
+    pub request_timeout: Duration,
+    /// Largest response body accepted, in bytes.
+    pub max_response_bytes: usize,
+    /// Most accounts asked about in one balance request.
+    pub max_accounts_per_query: usize,
+}
+
+/// An account as the bank lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankAccountInfo {
+    pub number: AccountNumber,
+    pub name: String,
+    pub currency: Currency,
+    pub branch: Option<String>,
+    pub active: bool,
+}
+
+/// One account (and currency) whose balance is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceQuery {
+    pub number: AccountNumber,
+    pub currency: Currency,
+}
+
+/// A balance as the bank reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankBalance {
+    pub number: AccountNumber,
+    pub currency: Currency,
+    pub booked: Money,
+    pub available: Money,
+    /// When the bank says the balance was taken (its local time, converted to UTC).
+    pub as_of: DateTime<Utc>,
+}
+
+/// The answer for one account of a multi-account request: the request as a
+/// whole succeeded, but one record may still fail (the family's second
+/// status level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BalanceOutcome {
+    Ok(BankBalance),
+    Failed {
+        number: AccountNumber,
+        currency: Currency,
+        code: String,
+        message: String,
+    },
+}
+
+/// Why the outcome of a call is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownCause {
+    /// No complete answer within the timeout.
+    Timeout,
+    /// The connection failed after the request may have been written.
+    Transport,
+    /// An answer came, but it is not a well-formed message of the family
+    /// (malformed or truncated XML, wrong encoding, oversized, missing fields).
+    Protocol,
+    /// The bank answered with an HTTP status that is not a business answer.
+    HttpStatus(u16),
+}
+
+/// What went wrong talking to a bank, in the three kinds that tell the
+/// caller what to do next.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BankError {
+    /// Provably nothing reached the bank (refused, name resolution, TLS
+    /// handshake). Safe to retry with backoff.
+    #[error("bank {bank}: request not processed: {reason}")]
+    NotProcessed { bank: String, reason: String },
+    /// The bank's documented business rejection, with its code and message.
+    #[error("bank {bank}: rejected with code {code}: {message}")]
+    Rejected {
+        bank: String,
+        code: String,
+        message: String,
+    },
+    /// Anything else: the bank may or may not have acted.
+    #[error("bank {bank}: outcome unknown ({cause:?}): {reason}")]
+    OutcomeUnknown {
+        bank: String,
+        cause: UnknownCause,
+        reason: String,
+    },
+}
+
+impl BankError {
+    /// The short outcome label used in metrics and audit records.
+    pub fn outcome_label(&self) -> &'static str {
+        match self {
+            BankError::NotProcessed { .. } => "not_processed",
+            BankError::Rejected { .. } => "rejected",
+            BankError::OutcomeUnknown {
+                cause: UnknownCause::Timeout,
+                ..
+            } => "timeout",
+            BankError::OutcomeUnknown { .. } => "unknown",
+        }
+    }
+}
+
+/// One bank connection, speaking its family's protocol.
+#[async_trait]
+pub trait BankConnector: Send + Sync + fmt::Debug + 'static {
+    fn family(&self) -> Family;
+    /// The capabilities this connector implements; the rest of the fixed list
+    /// it does not.
+    fn capabilities(&self) -> &'static [Capability];
+    /// The accounts the bank lists for this connection's login.
+    async fn list_accounts(&self) -> Result<Vec<BankAccountInfo>, BankError>;
+    /// Balances of several accounts; split into as many requests as the
+    /// bank's per-request limit needs. The outcomes come back in the order
+    /// asked.
+    async fn balances(&self, accounts: &[BalanceQuery]) -> Result<Vec<BalanceOutcome>, BankError>;
+}
+
+/// Builds the connector for a family.
+pub fn connect(
+    family: Family,
+    settings: ConnectionSettings,
+) -> Result<Arc<dyn BankConnector>, ConnectError> {
+    match family {
+        Family::CnXml => Ok(Arc::new(cn_xml::CnXmlConnector::new(settings)?)),
+    }
+}
+
+/// A connector could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+#[error("connection {connection}: {message}")]
+pub struct ConnectError {
+    pub connection: String,
+    pub message: String,
+}
+
+/// Masks an account number for logs: all but the last four characters
+/// become `*`.
+pub fn mask_account(number: &str) -> String {
+    let count = number.chars().count();
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + 4 < count { '*' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_keeps_last_four() {
+        assert_eq!(mask_account("6225880012345678"), "************5678");
+        assert_eq!(mask_account("123"), "123");
+    }
+}

@@ -1,1 +1,348 @@
-//! placeholder
+//! banksim: simulated banks, one per protocol family, running as real HTTP
+//! servers on loopback over a generated ledger, with fault injection.
+//!
+//! The gateway's tests, the `bankdirect sim` and `bankdirect demo` commands
+//! and the conformance suite talk to a [`SimServer`] exactly as they would to
+//! a bank: over a socket, in the family's wire format (built and parsed by
+//! `formats`, never by `banks`, so that a bug in a connector's transport
+//! cannot hide behind the same bug in the simulator). Everything a simulated
+//! bank holds comes from its [`SimBankConfig`]'s `bank_id` and `seed`, so a
+//! run is reproducible; time comes from an injected [`domain::Clock`].
+//!
+//! Layout:
+//! - this file: the config, the error type, and [`SimServer`] (bind, route,
+//!   shut down);
+//! - [`ledger`]: accounts and balances, generated deterministically;
+//! - [`faults`]: the ways a simulated bank can be told to misbehave;
+//! - [`cn_xml`]: the cn-xml front machine (one packet per POST to `/`);
+//! - [`control`]: the JSON control API under `/_sim/` for tests and people
+//!   poking a demo (ledger view, faults, balance adjustments).
+//!
+//! The simulator logs account numbers masked to their last four digits, like
+//! the rest of bankdirect.
+
+pub mod cn_xml;
+pub mod control;
+pub mod faults;
+pub mod ledger;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use domain::{BankTimeZone, Clock, SystemClock};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use cn_xml::CnXmlQuirks;
+pub use control::{AccountView, LedgerView, TotalView};
+pub use faults::{Fault, FaultHandle, FaultRule};
+pub use ledger::{Ledger, SimAccount, MAX_ACCOUNTS_PER_CURRENCY};
+
+/// The only family simulated so far.
+pub const FAMILY_CN_XML: &str = "cn-xml";
+/// Largest request body any endpoint reads, in bytes. A cn-xml request of 50
+/// accounts is a few kilobytes.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// How long [`SimServer::shutdown`] waits for in-flight requests (a delayed
+/// answer, say) before cutting them off.
+pub const SHUTDOWN_TIMEOUT_MS: u64 = 2_000;
+/// Longest bank id or login accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// What one simulated bank is: its identity, family, seed and size.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SimBankConfig {
+    pub bank_id: String,
+    /// Protocol family; only `"cn-xml"` for now.
+    pub family: String,
+    /// With `bank_id`, decides every generated account and quirk.
+    pub seed: u64,
+    /// The one login name the simulated front machine accepts.
+    pub login: String,
+    pub cny_accounts: usize,
+    pub usd_accounts: usize,
+    /// IANA zone of the bank's dates and times, e.g. `Asia/Shanghai`.
+    pub time_zone: String,
+}
+
+impl SimBankConfig {
+    /// A small cn-xml bank for demos and tests: login `DEMO01`, five CNY and
+    /// two USD accounts, Shanghai time.
+    pub fn cn_xml_demo(bank_id: &str, seed: u64) -> SimBankConfig {
+        SimBankConfig {
+            bank_id: bank_id.to_string(),
+            family: FAMILY_CN_XML.to_string(),
+            seed,
+            login: "DEMO01".to_string(),
+            cny_accounts: 5,
+            usd_accounts: 2,
+            time_zone: "Asia/Shanghai".to_string(),
+        }
+    }
+
+    /// Checks what [`SimServer::start`] needs; the error names the field and
+    /// what was expected.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let invalid = |message: String| Err(SimError::InvalidConfig { message });
+        if self.bank_id.is_empty() || self.bank_id.len() > MAX_NAME_BYTES {
+            return invalid(format!(
+                "bank_id is {} bytes long; expected 1..={MAX_NAME_BYTES}",
+                self.bank_id.len()
+            ));
+        }
+        if self.family != FAMILY_CN_XML {
+            return invalid(format!(
+                "family is {:?}; expected {FAMILY_CN_XML:?}, the only simulated family",
+                self.family
+            ));
+        }
+        if self.login.is_empty()
+            || self.login.len() > MAX_NAME_BYTES
+            || !self.login.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return invalid(format!(
+                "login must be 1..={MAX_NAME_BYTES} printable ASCII characters without spaces"
+            ));
+        }
+        for (field, count) in [
+            ("cny_accounts", self.cny_accounts),
+            ("usd_accounts", self.usd_accounts),
+        ] {
+            if count > MAX_ACCOUNTS_PER_CURRENCY {
+                return invalid(format!(
+                    "{field} is {count}; expected at most {MAX_ACCOUNTS_PER_CURRENCY}"
+                ));
+            }
+        }
+        BankTimeZone::parse(&self.time_zone).map_err(|e| SimError::InvalidConfig {
+            message: format!("time_zone: {e}"),
+        })?;
+        Ok(())
+    }
+}
+
+/// What went wrong starting or driving a simulated bank.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid simulated bank config: {message}")]
+    InvalidConfig { message: String },
+    #[error("could not bind the simulated bank to {addr}: {source}; expected a free local address (port 0 picks one)")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no account {masked} in the simulated ledger")]
+    UnknownAccount { masked: String },
+    #[error("adjusting account {masked} would overflow its balance; expected a result that fits a signed 64-bit count of minor units")]
+    AmountOverflow { masked: String },
+    #[error("invalid fault rule: {message}")]
+    InvalidFault { message: String },
+}
+
+/// Masks an account number for logs and errors: all but the last four
+/// characters become `*` (the same rule as `banks::mask_account`, which this
+/// crate may not depend on).
+pub(crate) fn mask(number: &str) -> String {
+    let count = number.chars().count();
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + 4 < count { '*' } else { c })
+        .collect()
+}
+
+/// What every handler of one simulated bank shares.
+pub(crate) struct SimState {
+    pub(crate) cfg: SimBankConfig,
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) faults: FaultHandle,
+    pub(crate) served: AtomicU64,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) time_zone: BankTimeZone,
+    pub(crate) quirks: CnXmlQuirks,
+    /// Turns true (or its sender is dropped) when the server stops; a delayed
+    /// answer watches it so that shutdown does not wait out the delay.
+    pub(crate) stopping: watch::Receiver<bool>,
+}
+
+impl SimState {
+    /// Resolves once the server is stopping.
+    pub(crate) async fn stopped(&self) {
+        let mut stopping = self.stopping.clone();
+        // An error means the sender is gone, which also means stopping.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// A running simulated bank. Dropping it stops the server as
+/// [`SimServer::shutdown`] does, without waiting.
+pub struct SimServer {
+    local_addr: SocketAddr,
+    state: Arc<SimState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SimServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimServer")
+            .field("bank_id", &self.state.cfg.bank_id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimServer {
+    /// Starts the bank on `addr` (port 0 picks a free port) with the system
+    /// clock.
+    pub async fn start(cfg: SimBankConfig, addr: SocketAddr) -> Result<SimServer, SimError> {
+        SimServer::start_with_clock(cfg, addr, Arc::new(SystemClock)).await
+    }
+
+    /// Starts the bank with an injected clock, for reproducible dates and
+    /// times in balance answers.
+    pub async fn start_with_clock(
+        cfg: SimBankConfig,
+        addr: SocketAddr,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SimServer, SimError> {
+        cfg.validate()?;
+        let time_zone =
+            BankTimeZone::parse(&cfg.time_zone).map_err(|e| SimError::InvalidConfig {
+                message: format!("time_zone: {e}"),
+            })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let (stop, stopping) = watch::channel(false);
+        let state = Arc::new(SimState {
+            ledger: Arc::new(Ledger::generate(&cfg)),
+            quirks: CnXmlQuirks::for_bank(&cfg.bank_id, cfg.seed),
+            faults: FaultHandle::new(),
+            served: AtomicU64::new(0),
+            clock,
+            time_zone,
+            cfg,
+            stopping,
+        });
+        let app = router(Arc::clone(&state));
+        let bank_id = state.cfg.bank_id.clone();
+        let signal_state = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { signal_state.stopped().await });
+            if let Err(error) = served.await {
+                tracing::error!(bank = %bank_id, %error, "simulated bank server failed");
+            }
+        });
+        tracing::info!(bank = %state.cfg.bank_id, family = %state.cfg.family, %local_addr,
+            amount_decimals = state.quirks.amount_decimals, "simulated bank listening");
+        Ok(SimServer {
+            local_addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// The cn-xml endpoint, e.g. `http://127.0.0.1:40123/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.local_addr)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn config(&self) -> &SimBankConfig {
+        &self.state.cfg
+    }
+
+    pub fn quirks(&self) -> CnXmlQuirks {
+        self.state.quirks
+    }
+
+    pub fn ledger(&self) -> Arc<Ledger> {
+        Arc::clone(&self.state.ledger)
+    }
+
+    pub fn faults(&self) -> FaultHandle {
+        self.state.faults.clone()
+    }
+
+    /// Packets received at the cn-xml endpoint, counted on arrival (so a
+    /// delayed or faulted packet counts too).
+    pub fn requests_served(&self) -> u64 {
+        self.state.served.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, breaks the connections of answers held back by a
+    /// `Delay` fault, lets other in-flight requests finish for at most
+    /// [`SHUTDOWN_TIMEOUT_MS`], then stops waiting for them.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        let limit = Duration::from_millis(SHUTDOWN_TIMEOUT_MS);
+        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
+            tracing::warn!(bank = %self.state.cfg.bank_id, "simulated bank did not stop in time; aborting it");
+            self.task.abort();
+        }
+    }
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/", post(cn_xml_endpoint))
+        .route(
+            "/_sim/faults",
+            get(control::list_faults)
+                .post(control::inject_fault)
+                .delete(control::clear_faults),
+        )
+        .route("/_sim/ledger", get(control::ledger))
+        .route("/_sim/accounts/{number}/adjust", post(control::adjust))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+async fn cn_xml_endpoint(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> Response {
+    state.served.fetch_add(1, Ordering::Relaxed);
+    cn_xml::serve_packet(&state, &body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_keeps_the_last_four() {
+        assert_eq!(mask("755900012310001"), "***********0001");
+        assert_eq!(mask("12"), "12");
+    }
+
+    #[test]
+    fn config_is_validated() {
+        assert!(SimBankConfig::cn_xml_demo("cmb", 1).validate().is_ok());
+        let mut cfg = SimBankConfig::cn_xml_demo("cmb", 1);
+        cfg.family = "psd2-rest".into();
+        assert!(cfg.validate().is_err());
+        let mut cfg = SimBankConfig::cn_xml_demo("cmb", 1);
+        cfg.time_zone = "Mars/Olympus".into();
+        assert!(cfg.validate().is_err());
+        let mut cfg = SimBankConfig::cn_xml_demo("cmb", 1);
+        cfg.login = "has space".into();
+        assert!(cfg.validate().is_err());
+        let mut cfg = SimBankConfig::cn_xml_demo("cmb", 1);
+        cfg.usd_accounts = MAX_ACCOUNTS_PER_CURRENCY + 1;
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,462 @@
+//! The simulated cn-xml front machine: one GBK XML packet per `POST /`.
+//!
+//! A packet is decoded with strict limits, checked for the configured login,
+//! and answered from the ledger (`ListAccounts`, `QueryBalance`); anything
+//! else gets a well-formed packet with `RETCODE` `BAD_REQUEST`, never a
+//! panic and never a 500 (HTTP status 200 carries every answered packet, as
+//! the family does). Then the fault taken for the packet, if any, spoils the
+//! answer: in the packet (`ErrorCode`, `RecordFailure`) or in the bytes and
+//! the connection (`Garbled`, `Truncated`, `WrongEncoding`, `Oversized`,
+//! `TornBody`, `HttpStatus`); `Delay` only waits.
+//!
+//! Per-bank quirk, chosen from the bank's seed ([`CnXmlQuirks`]): some front
+//! ends write amounts with four decimals (`1234.5000`) instead of two, as real
+//! ones do, so that connectors must parse amounts by value, not by shape.
+//!
+//! Layout: the currency table and quirks, then the request handler, then
+//! the answers per function, then the byte-level faults.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::{BusinessDate, Currency, Money};
+use formats::cn_xml::messages::{
+    self, AccountRecord, BalanceRecord, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE,
+    MAX_ACCOUNTS_PER_BALANCE_QUERY, REC_FAILED, REC_SUCCESS, RET_BAD_REQUEST, RET_LOGIN_FAILED,
+    RET_OK,
+};
+use formats::cn_xml::{decode, encode, Head, Limits, Packet};
+use rand::Rng;
+
+use crate::faults::Fault;
+use crate::ledger::{bank_rng, SimAccount};
+use crate::{mask, SimState, MAX_REQUEST_BYTES};
+
+/// Account status "active" in `ACCSTS`.
+pub const ACCOUNT_ACTIVE: &str = "A";
+
+const MSG_LOGIN_FAILED: &str = "登录失败：用户名不存在";
+const MSG_UNKNOWN_ACCOUNT: &str = "账户不存在";
+const MSG_CURRENCY_MISMATCH: &str = "币种与账户不符";
+
+/// How long a torn body waits between its first half and breaking the
+/// connection, so that the client has surely seen the status and headers.
+const TORN_BODY_PAUSE_MS: u64 = 50;
+
+/// The family's currency numbers (`CCYNBR`). The connector in `banks` has
+/// its own copy: the simulator must not borrow the code it is testing.
+const CURRENCY_CODES: &[(Currency, &str)] = &[
+    (Currency::CNY, "10"),
+    (Currency::HKD, "21"),
+    (Currency::USD, "32"),
+    (Currency::EUR, "35"),
+    (Currency::GBP, "12"),
+    (Currency::JPY, "38"),
+];
+
+pub fn currency_code(currency: Currency) -> Option<&'static str> {
+    CURRENCY_CODES
+        .iter()
+        .find(|(c, _)| *c == currency)
+        .map(|(_, code)| *code)
+}
+
+/// The ways one simulated cn-xml bank differs from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CnXmlQuirks {
+    /// Decimals written in `ONLBAL`/`AVLBAL`: 2, or 4 for front ends that pad
+    /// (`1234.5000`). Never fewer than the currency's exponent.
+    pub amount_decimals: u8,
+}
+
+impl CnXmlQuirks {
+    /// The quirks of a bank, decided by its id and seed (about half of all
+    /// seeds give a padding bank).
+    pub fn for_bank(bank_id: &str, seed: u64) -> CnXmlQuirks {
+        let mut rng = bank_rng(bank_id, seed, "cn-xml quirks");
+        let amount_decimals = if rng.gen_range(0..2u8) == 0 { 2 } else { 4 };
+        CnXmlQuirks { amount_decimals }
+    }
+}
+
+fn request_limits() -> Limits {
+    Limits {
+        max_bytes: MAX_REQUEST_BYTES,
+        ..Limits::default()
+    }
+}
+
+/// Answers one request body. Never panics on any input.
+pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
+    let request = decode(body, &request_limits());
+    let function = request.as_ref().ok().map(|packet| packet.head.func.clone());
+    let fault = state.faults.take(function.as_deref());
+    if let Some(fault) = &fault {
+        tracing::info!(bank = %state.cfg.bank_id, function = ?function, ?fault, "applying injected fault");
+    }
+
+    if let Some(Fault::Delay { ms }) = &fault {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(*ms)) => {}
+            () = state.stopped() => {
+                // A bank going down mid-request: the client sees a broken
+                // connection, not an answer.
+                return torn_response(Bytes::new());
+            }
+        }
+    }
+    if let Some(Fault::HttpStatus { status }) = &fault {
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, "simulated HTTP failure").into_response();
+    }
+
+    let answer = match &request {
+        Err(error) => {
+            tracing::warn!(bank = %state.cfg.bank_id, %error, "request packet does not decode");
+            error_packet("", "", RET_BAD_REQUEST, &format!("报文无法解析：{error}"))
+        }
+        Ok(request) => match &fault {
+            Some(Fault::ErrorCode { code, message }) => {
+                error_packet(&request.head.func, &request.head.serial, code, message)
+            }
+            Some(Fault::RecordFailure {
+                acc_no,
+                code,
+                message,
+            }) => answer(
+                state,
+                request,
+                Some(RecordFailure {
+                    acc_no,
+                    code,
+                    message,
+                }),
+            ),
+            _ => answer(state, request, None),
+        },
+    };
+    let bytes = encode_answer(state, &answer);
+
+    match fault {
+        Some(Fault::Garbled) => packet_response(Bytes::from_static(GARBLED)),
+        Some(Fault::Truncated) => {
+            let half = bytes.len() / 2;
+            packet_response(Bytes::from(bytes).slice(..half))
+        }
+        Some(Fault::WrongEncoding) => packet_response(Bytes::from(with_invalid_byte(bytes))),
+        Some(Fault::Oversized { bytes: size }) => packet_response(Bytes::from(padded(bytes, size))),
+        Some(Fault::TornBody) => torn_response(Bytes::from(bytes)),
+        _ => packet_response(Bytes::from(bytes)),
+    }
+}
+
+/// A record to fail on purpose (the `RecordFailure` fault).
+struct RecordFailure<'a> {
+    acc_no: &'a str,
+    code: &'a str,
+    message: &'a str,
+}
+
+fn answer(state: &SimState, request: &Packet, failure: Option<RecordFailure<'_>>) -> Packet {
+    let head = &request.head;
+    if head.login.as_deref() != Some(state.cfg.login.as_str()) {
+        tracing::info!(bank = %state.cfg.bank_id, function = %head.func, "login refused");
+        return error_packet(&head.func, &head.serial, RET_LOGIN_FAILED, MSG_LOGIN_FAILED);
+    }
+    match head.func.as_str() {
+        FUNC_LIST_ACCOUNTS => list_accounts(state, head),
+        FUNC_QUERY_BALANCE => query_balance(state, request, failure),
+        _ => {
+            tracing::info!(bank = %state.cfg.bank_id, "unknown function code");
+            error_packet(
+                &head.func,
+                &head.serial,
+                RET_BAD_REQUEST,
+                "不支持的交易代码",
+            )
+        }
+    }
+}
+
+fn list_accounts(state: &SimState, head: &Head) -> Packet {
+    let records: Vec<AccountRecord> = state
+        .ledger
+        .accounts()
+        .into_iter()
+        .map(|account| AccountRecord {
+            currency_code: code_of(account.currency),
+            acc_no: account.number,
+            name: account.name,
+            branch: account.branch,
+            status: ACCOUNT_ACTIVE.to_string(),
+        })
+        .collect();
+    tracing::debug!(bank = %state.cfg.bank_id, accounts = records.len(), "ListAccounts answered");
+    messages::list_accounts_response(&head.serial, RET_OK, "", &records)
+}
+
+fn query_balance(state: &SimState, request: &Packet, failure: Option<RecordFailure<'_>>) -> Packet {
+    let head = &request.head;
+    let items = match messages::parse_balance_request(request) {
+        Ok(items) => items,
+        Err(error) => {
+            tracing::info!(bank = %state.cfg.bank_id, %error, "malformed balance request");
+            return error_packet(
+                &head.func,
+                &head.serial,
+                RET_BAD_REQUEST,
+                &format!("查询请求格式错误：{error}"),
+            );
+        }
+    };
+    if items.is_empty() || items.len() > MAX_ACCOUNTS_PER_BALANCE_QUERY {
+        tracing::info!(bank = %state.cfg.bank_id, accounts = items.len(), "balance request of the wrong size");
+        return error_packet(
+            &head.func,
+            &head.serial,
+            RET_BAD_REQUEST,
+            &format!(
+                "每次查询账户数应为1至{MAX_ACCOUNTS_PER_BALANCE_QUERY}个，实际{}个",
+                items.len()
+            ),
+        );
+    }
+
+    let now = state.clock.now();
+    let date = BusinessDate::of_instant(now, state.time_zone).to_compact();
+    let time = now
+        .with_timezone(&state.time_zone.tz())
+        .format("%H%M%S")
+        .to_string();
+
+    let records: Vec<BalanceRecord> = items
+        .iter()
+        .map(|item| {
+            let failed = |message: &str| BalanceRecord {
+                acc_no: item.acc_no.clone(),
+                currency_code: item.currency_code.clone().unwrap_or_default(),
+                booked: String::new(),
+                available: String::new(),
+                date: date.clone(),
+                time: time.clone(),
+                rec_status: REC_FAILED.to_string(),
+                rec_msg: message.to_string(),
+            };
+            let Some(account) = state.ledger.account(&item.acc_no) else {
+                return failed(MSG_UNKNOWN_ACCOUNT);
+            };
+            let code = code_of(account.currency);
+            if item
+                .currency_code
+                .as_deref()
+                .is_some_and(|asked| asked != code)
+            {
+                return failed(MSG_CURRENCY_MISMATCH);
+            }
+            if let Some(failure) = failure.as_ref().filter(|f| f.acc_no == item.acc_no) {
+                tracing::info!(bank = %state.cfg.bank_id, account = %mask(&item.acc_no),
+                    code = failure.code, "failing balance record on purpose");
+                return failed(failure.message);
+            }
+            success_record(state, &account, code, &date, &time)
+        })
+        .collect();
+    tracing::debug!(bank = %state.cfg.bank_id, accounts = records.len(), "QueryBalance answered");
+    messages::balance_response(&head.serial, RET_OK, "", &records)
+}
+
+fn success_record(
+    state: &SimState,
+    account: &SimAccount,
+    code: String,
+    date: &str,
+    time: &str,
+) -> BalanceRecord {
+    let amount = |minor: i64| {
+        pad_decimals(
+            Money::from_minor(minor, account.currency).to_decimal_string(),
+            state.quirks.amount_decimals,
+        )
+    };
+    BalanceRecord {
+        acc_no: account.number.clone(),
+        currency_code: code,
+        booked: amount(account.booked_minor),
+        available: amount(account.available_minor),
+        date: date.to_string(),
+        time: time.to_string(),
+        rec_status: REC_SUCCESS.to_string(),
+        rec_msg: String::new(),
+    }
+}
+
+/// The ledger only holds CNY and USD, both in the table; an empty code would
+/// show up as a protocol error in the connector under test, not a panic here.
+fn code_of(currency: Currency) -> String {
+    currency_code(currency).unwrap_or_default().to_string()
+}
+
+/// Appends zeros until `text` has at least `decimals` decimals.
+fn pad_decimals(mut text: String, decimals: u8) -> String {
+    let have = match text.find('.') {
+        Some(point) => text.len() - point - 1,
+        None if decimals > 0 => {
+            text.push('.');
+            0
+        }
+        None => 0,
+    };
+    for _ in have..usize::from(decimals) {
+        text.push('0');
+    }
+    text
+}
+
+fn error_packet(func: &str, serial: &str, code: &str, message: &str) -> Packet {
+    Packet {
+        head: Head {
+            func: func.to_string(),
+            login: None,
+            data_type: None,
+            serial: serial.to_string(),
+            ret_code: Some(code.to_string()),
+            ret_msg: Some(message.to_string()),
+        },
+        body: Vec::new(),
+    }
+}
+
+/// Encodes an answer. Text echoed from a request (a serial, a function code)
+/// may hold characters GB18030 has and GBK lacks; such an answer falls back
+/// to a plain `BAD_REQUEST` packet instead of failing the HTTP exchange.
+fn encode_answer(state: &SimState, answer: &Packet) -> Vec<u8> {
+    match encode(answer) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::warn!(bank = %state.cfg.bank_id, %error, "answer cannot be encoded; sending BAD_REQUEST");
+            let fallback = error_packet("", "", RET_BAD_REQUEST, "请求包含无法编码的字符");
+            encode(&fallback).unwrap_or_else(|_| GARBLED.to_vec())
+        }
+    }
+}
+
+fn packet_response(body: Bytes) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=GBK"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Text that is valid GBK but not a packet: a tag soup with mismatched ends
+/// and a bare ampersand.
+const GARBLED: &[u8] =
+    b"<?xml version=\"1.0\" encoding=\"GBK\"?>\n<CNXML><HEAD><FUNC>Qu@@ery&&Bal</HEAD>\x20#%garbled%#</BODY>";
+
+/// Puts a 0xFF byte (never valid in GB18030) into the first account name,
+/// else into the message or the function code.
+fn with_invalid_byte(mut bytes: Vec<u8>) -> Vec<u8> {
+    let position = [&b"<ACCNAM>"[..], b"<RETMSG>", b"<FUNC>"]
+        .iter()
+        .find_map(|tag| {
+            bytes
+                .windows(tag.len())
+                .position(|window| window == *tag)
+                .map(|at| at + tag.len())
+        })
+        .unwrap_or(bytes.len());
+    bytes.insert(position, 0xFF);
+    bytes
+}
+
+/// Pads a valid packet with trailing whitespace (still well-formed XML) up to
+/// `size` bytes, so that only a size limit can reject it.
+fn padded(mut bytes: Vec<u8>, size: usize) -> Vec<u8> {
+    if bytes.len() < size {
+        bytes.resize(size, b' ');
+    }
+    bytes
+}
+
+/// Status and headers, the first half of the body, then a broken connection:
+/// a body stream that errors makes the HTTP server abort the exchange.
+fn torn_response(bytes: Bytes) -> Response {
+    let half = bytes.slice(..bytes.len() / 2);
+    let chunks = futures::stream::unfold(0u8, move |step| {
+        let half = half.clone();
+        async move {
+            match step {
+                0 => Some((Ok(half), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(TORN_BODY_PAUSE_MS)).await;
+                    Some((Err(std::io::Error::other("simulated torn body")), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=GBK"),
+        )],
+        Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_padded_to_the_quirk() {
+        assert_eq!(pad_decimals("1234.50".into(), 4), "1234.5000");
+        assert_eq!(pad_decimals("-80.00".into(), 2), "-80.00");
+        assert_eq!(pad_decimals("1234".into(), 4), "1234.0000");
+        assert_eq!(pad_decimals("1234".into(), 0), "1234");
+    }
+
+    #[test]
+    fn quirks_are_deterministic_and_both_occur() {
+        assert_eq!(
+            CnXmlQuirks::for_bank("cmb", 5),
+            CnXmlQuirks::for_bank("cmb", 5)
+        );
+        let decimals: Vec<u8> = (0..32)
+            .map(|seed| CnXmlQuirks::for_bank("cmb", seed).amount_decimals)
+            .collect();
+        assert!(
+            decimals.contains(&2) && decimals.contains(&4),
+            "{decimals:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_byte_lands_in_a_name() {
+        let bytes = with_invalid_byte(b"<A><ACCNAM>x</ACCNAM></A>".to_vec());
+        assert_eq!(bytes, b"<A><ACCNAM>\xFFx</ACCNAM></A>");
+        let bytes = with_invalid_byte(b"<A/>".to_vec());
+        assert_eq!(bytes, b"<A/>\xFF");
+    }
+
+    #[test]
+    fn garbled_bytes_do_not_decode() {
+        assert!(decode(GARBLED, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn currency_codes_are_unique() {
+        for (currency, code) in CURRENCY_CODES {
+            assert_eq!(currency_code(*currency), Some(*code));
+            assert_eq!(CURRENCY_CODES.iter().filter(|(_, c)| c == code).count(), 1);
+        }
+    }
+}
