@@ -1,1 +1,337 @@
-//! placeholder
+//! gateway: the enterprise-facing HTTP API of bankdirect and the workers
+//! behind it.
+//!
+//! An ERP sees one API here — accounts, balances, and (in later issues)
+//! statements, payments and events — whatever protocols the banks behind it
+//! speak. This crate owns the API conventions (problem+json errors, opaque
+//! cursors, decimal-string amounts, `X-Request-ID`), authentication (OAuth
+//! client credentials issuing EdDSA JWTs), configuration, and the workers.
+//!
+//! Layout:
+//! - [`config`]: the TOML configuration and its validation;
+//! - [`auth`]: scopes, client registry, token issue and verification;
+//! - [`extract`]: the authenticated [`extract::Caller`] and query extractors;
+//! - [`problem`]: the one mapping from errors to problem+json;
+//! - [`oauth`]: `/oauth/token` and the JWKS;
+//! - [`routes`]: `/v1` banks, accounts, balances;
+//! - [`ops`]: health, readiness, metrics, OpenAPI and docs;
+//! - [`banking`]: connectors, per-bank limits, health, balance refresh worker.
+//!
+//! [`App::build`] wires everything from a [`config::Config`]; [`App::serve`]
+//! runs it on a listener until a shutdown signal.
+
+pub mod auth;
+pub mod banking;
+pub mod config;
+pub mod extract;
+pub mod oauth;
+pub mod ops;
+pub mod problem;
+pub mod routes;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    error_handling::HandleErrorLayer,
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use domain::{Clock, SystemClock};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::{net::TcpListener, sync::watch};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    auth::{ClientRegistry, RegisteredClient, TokenService, TokenSettings},
+    banking::BankDirectory,
+    config::Config,
+};
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn store::Store>,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: Arc<TokenService>,
+    pub clients: Arc<ClientRegistry>,
+    pub directory: Arc<BankDirectory>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bankdirect",
+        description = "One API for an enterprise's bank accounts: balances today; statements and payments next. Errors are RFC 9457 problem+json with a stable `code`."
+    ),
+    paths(
+        oauth::token,
+        oauth::jwks,
+        routes::list_banks,
+        routes::list_accounts,
+        routes::get_account,
+        routes::get_balance,
+        routes::refresh_balance,
+        routes::list_balances,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics_endpoint,
+        ops::openapi_json,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "OAuth 2.0 client credentials"),
+        (name = "banks", description = "Configured banks and their health"),
+        (name = "accounts", description = "Accounts the caller is entitled to"),
+        (name = "balances", description = "Stored balance snapshots and explicit refresh"),
+        (name = "operations", description = "Health, readiness, metrics, API description"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("keys: {0}")]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("auth: {0}")]
+    Auth(#[from] auth::AuthError),
+    #[error("bank connection: {0}")]
+    Bank(#[from] banks::ConnectError),
+    #[error("listening socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built gateway: state, router, and the background workers to start.
+pub struct App {
+    pub state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// Options that are not configuration: the clock (tests inject one) and
+/// whether to run the background workers.
+pub struct BuildOptions {
+    pub clock: Arc<dyn Clock>,
+    pub run_workers: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            clock: Arc::new(SystemClock),
+            run_workers: true,
+        }
+    }
+}
+
+impl App {
+    /// Opens the store (migrating it), loads or creates the keys, and builds
+    /// the connectors. Nothing is listening yet.
+    pub async fn build(config: Config, opts: BuildOptions) -> Result<App, StartError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store_opts = store::StoreOptions {
+            migrate: true,
+            read_pool_size: config.database.read_pool_size,
+            pg_pool_size: config.database.pg_pool_size,
+            busy_timeout_ms: config.database.busy_timeout_ms,
+            ..store::StoreOptions::default()
+        };
+        let store = store::open(&config.database_url(), &store_opts).await?;
+        let signing_key =
+            crypto::Ed25519Key::load_or_create(&config.data_path(&config.auth.signing_key_file))?;
+        let hasher = crypto::KeyedHasher::load_or_create(
+            &config.data_path(&config.auth.secret_hash_key_file),
+        )?;
+        let tokens = TokenService::new(
+            &signing_key,
+            TokenSettings {
+                issuer: config.auth.issuer.clone(),
+                audience: config.auth.audience.clone(),
+                ttl_s: config.auth.token_ttl_s,
+                leeway_s: config.auth.leeway_s,
+                cache_capacity: config.auth.token_cache_capacity,
+            },
+        )?;
+        let clients = ClientRegistry::try_new(
+            hasher,
+            config
+                .clients
+                .iter()
+                .map(|c| RegisteredClient {
+                    id: c.id.to_string(),
+                    secret_hash: c.secret_hash.clone(),
+                    scopes: c.scopes.clone(),
+                    accounts: c.accounts.clone(),
+                })
+                .collect(),
+        )?;
+        let directory = BankDirectory::build(&config, store.clone(), opts.clock.clone())?;
+        let (shutdown_tx, _) = watch::channel(false);
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            clock: opts.clock,
+            tokens: Arc::new(tokens),
+            clients: Arc::new(clients),
+            directory: Arc::new(directory),
+            metrics: ops::metrics_handle(),
+        };
+        let app = App { state, shutdown_tx };
+        if opts.run_workers {
+            app.start_workers();
+        }
+        Ok(app)
+    }
+
+    fn start_workers(&self) {
+        if self.state.config.balances.worker_enabled {
+            tokio::spawn(banking::balance_worker(
+                self.state.directory.clone(),
+                Duration::from_secs(self.state.config.balances.refresh_interval_s),
+                self.shutdown_tx.subscribe(),
+            ));
+        }
+        if let Some(handle) = self.state.metrics.clone() {
+            let mut stop = self.shutdown_tx.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+    }
+
+    /// The router with every route and middleware.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops the workers
+    /// and lets in-flight requests finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let router = self.router();
+        let tx = self.shutdown_tx.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = tx.send(true);
+            })
+            .await?;
+        let _ = self.shutdown_tx.send(true);
+        self.state.store.close().await;
+        Ok(())
+    }
+
+    /// Signals the workers to stop (used when the app is dropped without serve).
+    pub fn stop_workers(&self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+}
+
+/// Builds the router for a state.
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
+    let max_body = state.config.server.max_body_bytes;
+    let docs = Router::<AppState>::new()
+        .merge(SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ops::docs_gate,
+        ));
+    let api = Router::new()
+        .route("/oauth/token", post(oauth::token))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/v1/banks", get(routes::list_banks))
+        .route("/v1/accounts", get(routes::list_accounts))
+        .route("/v1/accounts/{id}", get(routes::get_account))
+        .route("/v1/accounts/{id}/balance", get(routes::get_balance))
+        .route(
+            "/v1/accounts/{id}/balance:refresh",
+            post(routes::refresh_balance),
+        )
+        .route("/v1/balances", get(routes::list_balances))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics_endpoint))
+        .route("/openapi.json", get(ops::openapi_json))
+        .merge(docs)
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(ops::track_http))
+        .with_state(state);
+    api.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(TraceLayer::new_for_http())
+            .layer(CatchPanicLayer::custom(|_| {
+                problem::ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the gateway failed to handle this request; it has been logged",
+                )
+                .into_response_boxed()
+            }))
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                ops::timed_out()
+            }))
+            .timeout(timeout),
+    )
+}
+
+async fn method_not_allowed(req: axum::extract::Request) -> problem::ApiError {
+    problem::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; see /docs",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+impl problem::ApiError {
+    fn into_response_boxed(self) -> axum::http::Response<axum::body::Body> {
+        axum::response::IntoResponse::into_response(self)
+    }
+}

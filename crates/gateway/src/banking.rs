@@ -1,0 +1,487 @@
+//! The gateway's view of its banks: one connector per configured connection,
+//! each bank's call limits (concurrency and rate), each connection's health,
+//! and the balance refresh that stores snapshots.
+//!
+//! Invariants:
+//! - every call to a bank goes through that bank's [`BankGate`] (a permit of
+//!   its concurrency limit and a slot of its rate limit);
+//! - a balance refresh is single-flight per connection: a refresh asked for
+//!   while one runs joins it instead of calling the bank again;
+//! - snapshots and the audit record of a refresh are stored in one
+//!   transaction; a snapshot is only stored for an account the config knows.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex as StdMutex},
+    time::Duration,
+};
+
+use banks::{BalanceOutcome, BalanceQuery, BankConnector, BankError, ConnectionSettings};
+use chrono::{DateTime, Utc};
+use domain::{AccountId, BankId, Clock, ConnectionId};
+use futures::{
+    future::{BoxFuture, Shared},
+    FutureExt,
+};
+use serde::Serialize;
+use store::{BalanceSnapshot, NewAuditRecord, Store};
+use tokio::{
+    sync::{Mutex, Semaphore},
+    time::Instant,
+};
+use utoipa::ToSchema;
+
+use crate::config::{AccountConfig, BankConfig, Config, ConnectionConfig};
+
+/// Limits calls to one bank: at most `concurrency` in flight, and call starts
+/// spaced so that no more than `queries_per_second` start per second.
+#[derive(Debug)]
+pub struct BankGate {
+    permits: Semaphore,
+    interval: Duration,
+    next_start: Mutex<Instant>,
+}
+
+impl BankGate {
+    pub fn new(concurrency: u32, queries_per_second: u32) -> BankGate {
+        let qps = queries_per_second.max(1);
+        BankGate {
+            permits: Semaphore::new(concurrency.max(1) as usize),
+            interval: Duration::from_micros(1_000_000 / u64::from(qps)),
+            next_start: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Runs `call` once a permit and a rate slot are free.
+    pub async fn run<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        // The semaphore is never closed, so acquire cannot fail; if it ever
+        // did, calling without a permit is safer than not calling at all.
+        let _permit = self.permits.acquire().await.ok();
+        {
+            let mut next = self.next_start.lock().await;
+            let now = Instant::now();
+            if *next > now {
+                tokio::time::sleep_until(*next).await;
+            }
+            *next = (*next).max(now) + self.interval;
+        }
+        call.await
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// No call has been made yet.
+    Unknown,
+    /// The last call succeeded for every account.
+    Up,
+    /// The last call succeeded but some accounts failed, or some connections of the bank are down.
+    Degraded,
+    /// The last call failed.
+    Down,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConnectionHealth {
+    pub status: HealthStatus,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The last failure's problem code and the bank's code, if any.
+    pub last_error: Option<HealthError>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthError {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub bank_code: Option<String>,
+    pub detail: String,
+}
+
+impl ConnectionHealth {
+    fn unknown() -> ConnectionHealth {
+        ConnectionHealth {
+            status: HealthStatus::Unknown,
+            last_attempt_at: None,
+            last_success_at: None,
+            last_error: None,
+        }
+    }
+}
+
+/// The result of one balance refresh of a connection.
+#[derive(Debug, Clone)]
+pub struct RefreshReport {
+    pub connection_id: ConnectionId,
+    pub finished_at: DateTime<Utc>,
+    pub stored: Vec<BalanceSnapshot>,
+    /// Accounts (and currencies) the bank answered with a per-record failure.
+    pub failed: Vec<FailedBalance>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FailedBalance {
+    pub account_id: AccountId,
+    pub currency: domain::Currency,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Bank(#[from] BankError),
+    #[error("storing the balances failed: {0}")]
+    Store(String),
+    #[error("the refresh task stopped unexpectedly")]
+    Aborted,
+}
+
+type SharedRefresh = Shared<BoxFuture<'static, Result<Arc<RefreshReport>, RefreshError>>>;
+
+/// One configured connection at run time.
+#[derive(Debug)]
+pub struct ConnectionRuntime {
+    pub config: ConnectionConfig,
+    pub bank_id: BankId,
+    pub accounts: Vec<AccountConfig>,
+    connector: Arc<dyn BankConnector>,
+    gate: Arc<BankGate>,
+    health: StdMutex<ConnectionHealth>,
+    in_flight: StdMutex<Option<SharedRefresh>>,
+}
+
+impl ConnectionRuntime {
+    pub fn health(&self) -> ConnectionHealth {
+        match self.health.lock() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_health(&self, f: impl FnOnce(&mut ConnectionHealth)) {
+        let mut guard = match self.health.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard);
+    }
+
+    pub fn connector(&self) -> &Arc<dyn BankConnector> {
+        &self.connector
+    }
+}
+
+/// Every bank and connection of the configuration, ready to be called.
+#[derive(Debug)]
+pub struct BankDirectory {
+    pub banks: Vec<BankConfig>,
+    pub connections: BTreeMap<ConnectionId, Arc<ConnectionRuntime>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl BankDirectory {
+    pub fn build(
+        config: &Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<BankDirectory, banks::ConnectError> {
+        let mut gates = BTreeMap::new();
+        for b in &config.banks {
+            gates.insert(
+                b.id.clone(),
+                Arc::new(BankGate::new(
+                    b.limits.concurrency,
+                    b.limits.queries_per_second,
+                )),
+            );
+        }
+        let mut connections = BTreeMap::new();
+        for c in &config.connections {
+            let (Some(bank), Some(gate)) = (config.bank(&c.bank), gates.get(&c.bank)) else {
+                return Err(banks::ConnectError {
+                    connection: c.id.to_string(),
+                    message: format!("bank `{}` is not configured", c.bank),
+                });
+            };
+            let settings = ConnectionSettings {
+                bank_id: bank.id.to_string(),
+                connection_id: c.id.to_string(),
+                endpoint: c.endpoint.clone(),
+                login: c.login.clone(),
+                time_zone: bank.time_zone.tz(),
+                connect_timeout: Duration::from_millis(bank.limits.connect_timeout_ms),
+                request_timeout: Duration::from_millis(bank.limits.request_timeout_ms),
+                max_response_bytes: bank.quirks.max_response_bytes,
+                max_accounts_per_query: bank.quirks.max_accounts_per_query,
+            };
+            let connector = banks::connect(bank.family, settings)?;
+            let accounts = config
+                .accounts
+                .iter()
+                .filter(|a| a.connection == c.id)
+                .cloned()
+                .collect();
+            connections.insert(
+                c.id.clone(),
+                Arc::new(ConnectionRuntime {
+                    config: c.clone(),
+                    bank_id: bank.id.clone(),
+                    accounts,
+                    connector,
+                    gate: gate.clone(),
+                    health: StdMutex::new(ConnectionHealth::unknown()),
+                    in_flight: StdMutex::new(None),
+                }),
+            );
+        }
+        Ok(BankDirectory {
+            banks: config.banks.clone(),
+            connections,
+            store,
+            clock,
+        })
+    }
+
+    pub fn connections_of<'a>(
+        &'a self,
+        bank: &'a BankId,
+    ) -> impl Iterator<Item = &'a Arc<ConnectionRuntime>> + 'a {
+        self.connections
+            .values()
+            .filter(move |c| &c.bank_id == bank)
+    }
+
+    /// Refreshes the balances of every account of a connection, or joins the
+    /// refresh already running for it. `actor` and `request_id` go into the
+    /// audit record of the refresh that actually runs.
+    pub async fn refresh_connection(
+        &self,
+        connection_id: &ConnectionId,
+        actor: &str,
+        request_id: Option<String>,
+    ) -> Result<Arc<RefreshReport>, RefreshError> {
+        let Some(conn) = self.connections.get(connection_id).cloned() else {
+            return Err(RefreshError::Store(format!(
+                "connection {connection_id} is not configured"
+            )));
+        };
+        let shared = {
+            let mut slot = match conn.in_flight.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            match slot.as_ref() {
+                Some(running) => running.clone(),
+                None => {
+                    let task = tokio::spawn(run_refresh(
+                        conn.clone(),
+                        self.store.clone(),
+                        self.clock.clone(),
+                        actor.to_owned(),
+                        request_id,
+                    ));
+                    let fut: BoxFuture<'static, Result<Arc<RefreshReport>, RefreshError>> =
+                        async move { task.await.unwrap_or(Err(RefreshError::Aborted)) }.boxed();
+                    let shared = fut.shared();
+                    *slot = Some(shared.clone());
+                    shared
+                }
+            }
+        };
+        let result = shared.clone().await;
+        // The first of the waiters to get here clears the slot, but only if
+        // it still holds this very flight (a newer one may have started).
+        let mut slot = match conn.in_flight.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if slot.as_ref().is_some_and(|s| s.ptr_eq(&shared)) {
+            *slot = None;
+        }
+        result
+    }
+
+    /// Refreshes every connection concurrently; returns each result.
+    pub async fn refresh_all(
+        &self,
+        actor: &str,
+    ) -> Vec<(ConnectionId, Result<Arc<RefreshReport>, RefreshError>)> {
+        let ids: Vec<ConnectionId> = self.connections.keys().cloned().collect();
+        let futs = ids
+            .iter()
+            .map(|id| async move { (id.clone(), self.refresh_connection(id, actor, None).await) });
+        futures::future::join_all(futs).await
+    }
+}
+
+async fn run_refresh(
+    conn: Arc<ConnectionRuntime>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    actor: String,
+    request_id: Option<String>,
+) -> Result<Arc<RefreshReport>, RefreshError> {
+    let started = clock.now();
+    let mut queries = Vec::new();
+    let mut owners: BTreeMap<(String, domain::Currency), AccountId> = BTreeMap::new();
+    for a in &conn.accounts {
+        for cur in &a.currencies {
+            queries.push(BalanceQuery {
+                number: a.number.clone(),
+                currency: *cur,
+            });
+            owners.insert((a.number.as_str().to_owned(), *cur), a.id.clone());
+        }
+    }
+    let outcome = conn.gate.run(conn.connector.balances(&queries)).await;
+    let finished = clock.now();
+    let outcomes = match outcome {
+        Ok(o) => o,
+        Err(err) => {
+            conn.set_health(|h| {
+                h.status = HealthStatus::Down;
+                h.last_attempt_at = Some(finished);
+                h.last_error = Some(HealthError {
+                    at: finished,
+                    kind: err.outcome_label().to_owned(),
+                    bank_code: match &err {
+                        BankError::Rejected { code, .. } => Some(code.clone()),
+                        _ => None,
+                    },
+                    detail: err.to_string(),
+                });
+            });
+            let audit = NewAuditRecord {
+                at: finished,
+                actor,
+                action: "balance.refresh".to_owned(),
+                object: format!("connection:{}", conn.config.id),
+                request_id,
+                outcome: err.outcome_label().to_owned(),
+                details: serde_json::json!({
+                    "bank_id": conn.bank_id.as_str(),
+                    "accounts": queries.len(),
+                    "error": err.to_string(),
+                }),
+            };
+            // The failure is what the caller needs to hear about; an audit
+            // write that fails as well is logged, not swallowed silently.
+            if let Err(e) = store.append_audit(audit).await {
+                tracing::error!(error = %e, "could not audit a failed balance refresh");
+            }
+            return Err(RefreshError::Bank(err));
+        }
+    };
+    let mut stored = Vec::new();
+    let mut failed = Vec::new();
+    for o in outcomes {
+        match o {
+            BalanceOutcome::Ok(b) => {
+                let Some(account_id) = owners.get(&(b.number.as_str().to_owned(), b.currency))
+                else {
+                    tracing::warn!(
+                        bank = %conn.bank_id,
+                        account = %b.number.masked(),
+                        "bank answered for an account/currency that was not asked; ignored"
+                    );
+                    continue;
+                };
+                stored.push(BalanceSnapshot {
+                    account_id: account_id.clone(),
+                    booked: b.booked,
+                    available: b.available,
+                    as_of: b.as_of,
+                    fetched_at: finished,
+                });
+            }
+            BalanceOutcome::Failed {
+                number,
+                currency,
+                code,
+                message,
+            } => {
+                if let Some(account_id) = owners.get(&(number.as_str().to_owned(), currency)) {
+                    failed.push(FailedBalance {
+                        account_id: account_id.clone(),
+                        currency,
+                        code,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    let audit = NewAuditRecord {
+        at: finished,
+        actor,
+        action: "balance.refresh".to_owned(),
+        object: format!("connection:{}", conn.config.id),
+        request_id,
+        outcome: if failed.is_empty() { "ok" } else { "partial" }.to_owned(),
+        details: serde_json::json!({
+            "bank_id": conn.bank_id.as_str(),
+            "stored": stored.iter().map(|s| format!("{}/{}", s.account_id, s.booked.currency())).collect::<Vec<_>>(),
+            "failed": failed.iter().map(|f| serde_json::json!({
+                "account_id": f.account_id.as_str(),
+                "currency": f.currency.code(),
+                "code": f.code,
+            })).collect::<Vec<_>>(),
+            "started_at": started.to_rfc3339(),
+        }),
+    };
+    store
+        .save_balances(&stored, audit)
+        .await
+        .map_err(|e| RefreshError::Store(e.to_string()))?;
+    conn.set_health(|h| {
+        h.status = if failed.is_empty() {
+            HealthStatus::Up
+        } else {
+            HealthStatus::Degraded
+        };
+        h.last_attempt_at = Some(finished);
+        h.last_success_at = Some(finished);
+        if failed.is_empty() {
+            h.last_error = None;
+        } else {
+            h.last_error = failed.first().map(|f| HealthError {
+                at: finished,
+                kind: "record_failed".to_owned(),
+                bank_code: Some(f.code.clone()),
+                detail: format!("account {}: {}", f.account_id, f.message),
+            });
+        }
+    });
+    Ok(Arc::new(RefreshReport {
+        connection_id: conn.config.id.clone(),
+        finished_at: finished,
+        stored,
+        failed,
+    }))
+}
+
+/// Refreshes every connection now and then every `interval` until the
+/// shutdown signal fires.
+pub async fn balance_worker(
+    directory: Arc<BankDirectory>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        for (id, result) in directory.refresh_all("system:balance-worker").await {
+            if let Err(e) = result {
+                tracing::warn!(connection = %id, error = %e, "balance refresh failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,734 @@
+//! Configuration: one TOML file plus `BANKDIRECT_*` environment overrides,
+//! with DESIGN.md's levels — bank, connection, account, clients, users.
+//!
+//! Loading is two steps: [`figment`] merges the file and the environment and
+//! deserialises (a wrong type or an unknown key is reported with its dotted
+//! path and what was expected), then [`Config::validate`] checks what serde
+//! cannot: identifiers, cross references between levels, ranges.
+//!
+//! Environment overrides use `__` between levels, e.g.
+//! `BANKDIRECT_SERVER__LISTEN=127.0.0.1:9000` or
+//! `BANKDIRECT_DATABASE__URL=postgres://…`. Arrays (banks, accounts, …) are
+//! configured in the file only.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use domain::{
+    AccountId, AccountNumber, BankId, BankTimeZone, ClientId, ConnectionId, Currency, UserId,
+};
+use figment::{
+    providers::{Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Scope;
+
+/// Sections that environment variables may override. Anything else under
+/// `BANKDIRECT_` (for example test settings) is not configuration.
+const ENV_SECTIONS: &[&str] = &["data_dir", "server", "database", "auth", "balances"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the database file and generated keys live. Relative paths are
+    /// resolved against the config file's directory.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub balances: BalancesConfig,
+    #[serde(default)]
+    pub banks: Vec<BankConfig>,
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Simulated banks that `bankdirect sim` and `bankdirect demo` start.
+    /// The gateway itself ignores them.
+    #[serde(default)]
+    pub simulators: Vec<SimulatorConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Upper bound for handling one request, bank calls included.
+    pub request_timeout_ms: u64,
+    /// Endpoints that answer without a token; each can be closed.
+    pub open_endpoints: OpenEndpoints,
+    /// Default and largest page sizes for lists.
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_ms: 30_000,
+            open_endpoints: OpenEndpoints::default(),
+            default_page_size: 100,
+            max_page_size: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenEndpoints {
+    pub healthz: bool,
+    pub readyz: bool,
+    pub metrics: bool,
+    pub openapi: bool,
+    pub docs: bool,
+}
+
+impl Default for OpenEndpoints {
+    fn default() -> Self {
+        OpenEndpoints {
+            healthz: true,
+            readyz: true,
+            metrics: true,
+            openapi: true,
+            docs: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://…` for PostgreSQL; empty (the default) means SQLite at
+    /// `<data_dir>/bankdirect.db`; `sqlite://path` names another file.
+    pub url: String,
+    pub read_pool_size: u32,
+    pub pg_pool_size: u32,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            read_pool_size: 4,
+            pg_pool_size: 10,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub token_ttl_s: u64,
+    /// Clock skew tolerated when checking `exp` and `nbf`.
+    pub leeway_s: u64,
+    /// Ed25519 private key (PKCS#8 PEM) that signs access tokens; created
+    /// on first start. Relative to `data_dir`.
+    pub signing_key_file: PathBuf,
+    /// Key of the keyed hash under which client secrets are stored; created
+    /// on first start. Relative to `data_dir`.
+    pub secret_hash_key_file: PathBuf,
+    /// Verified tokens kept in memory until they expire.
+    pub token_cache_capacity: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuer: "bankdirect".to_owned(),
+            audience: "bankdirect-api".to_owned(),
+            token_ttl_s: 900,
+            leeway_s: 5,
+            signing_key_file: PathBuf::from("jwt-signing-key.pem"),
+            secret_hash_key_file: PathBuf::from("client-secret-hash.key"),
+            token_cache_capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalancesConfig {
+    /// How often the worker refreshes every connection's balances.
+    pub refresh_interval_s: u64,
+    /// Set to false to refresh only on explicit requests.
+    pub worker_enabled: bool,
+}
+
+impl Default for BalancesConfig {
+    fn default() -> Self {
+        BalancesConfig {
+            refresh_interval_s: 60,
+            worker_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankConfig {
+    pub id: BankId,
+    pub name: String,
+    pub family: banks::Family,
+    #[serde(default = "default_time_zone")]
+    pub time_zone: BankTimeZone,
+    #[serde(default)]
+    pub limits: BankLimits,
+    #[serde(default)]
+    pub quirks: BankQuirks,
+}
+
+fn default_time_zone() -> BankTimeZone {
+    BankTimeZone::SHANGHAI
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BankLimits {
+    /// Calls in flight to this bank at once (this instance).
+    pub concurrency: u32,
+    /// Calls started per second (this instance).
+    pub queries_per_second: u32,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for BankLimits {
+    fn default() -> Self {
+        BankLimits {
+            concurrency: 4,
+            queries_per_second: 10,
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BankQuirks {
+    /// Most accounts in one balance request.
+    pub max_accounts_per_query: usize,
+    /// Largest response accepted, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for BankQuirks {
+    fn default() -> Self {
+        BankQuirks {
+            max_accounts_per_query: 50,
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub id: ConnectionId,
+    pub bank: BankId,
+    /// The bank's endpoint (front machine URL).
+    pub endpoint: String,
+    /// Login name / enterprise user at the bank.
+    pub login: String,
+    /// The enterprise's customer number at the bank, where it has one.
+    #[serde(default)]
+    pub customer_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: AccountId,
+    pub connection: ConnectionId,
+    pub number: AccountNumber,
+    #[serde(default)]
+    pub name: String,
+    pub currencies: Vec<Currency>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub id: ClientId,
+    /// Keyed hash of the client secret (`bankdirect clients new-secret` makes one).
+    pub secret_hash: String,
+    pub scopes: Vec<Scope>,
+    /// Entitled account ids; `["*"]` for all.
+    pub accounts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Maker,
+    Approver,
+    Admin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub id: UserId,
+    #[serde(default)]
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// Entitled account ids; `["*"]` for all.
+    pub accounts: Vec<String>,
+    /// argon2 hash of the password (used from the approvals issue on).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorConfig {
+    pub bank_id: String,
+    pub family: banks::Family,
+    pub listen: SocketAddr,
+    pub seed: u64,
+    pub login: String,
+    #[serde(default = "default_cny_accounts")]
+    pub cny_accounts: usize,
+    #[serde(default)]
+    pub usd_accounts: usize,
+    #[serde(default = "default_time_zone")]
+    pub time_zone: BankTimeZone,
+}
+
+fn default_cny_accounts() -> usize {
+    3
+}
+
+/// A configuration that cannot be used, with the key and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration in {}:", self.source_name)?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads the file, applies `BANKDIRECT_*` overrides from the process
+    /// environment, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let source_name = path.display().to_string();
+        if !path.is_file() {
+            return Err(ConfigError {
+                source_name,
+                problems: vec![format!(
+                    "the file does not exist or is not a regular file (create one, or run `bankdirect demo` to get an example)"
+                )],
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: source_name.clone(),
+            problems: vec![format!("cannot read the file: {e}")],
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml_with_env(&text, &source_name, &base_dir, env)
+    }
+
+    /// Parses TOML text (no environment), for tests and generated configs.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        Self::from_toml_with_env(text, "<inline>", base_dir, std::iter::empty())
+    }
+
+    fn from_toml_with_env(
+        text: &str,
+        source_name: &str,
+        base_dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env_pairs: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("BANKDIRECT_")?;
+                let section = rest.split("__").next()?.to_ascii_lowercase();
+                ENV_SECTIONS
+                    .contains(&section.as_str())
+                    .then(|| (rest.to_owned(), v))
+            })
+            .collect();
+        // figment's Env provider reads the process environment itself; the
+        // filtered pairs go in as serialized values instead, so that tests
+        // can pass their own environment. Values are parsed the way figment
+        // parses environment values (numbers, booleans, arrays, strings).
+        let mut figment = Figment::new().merge(Toml::string(text));
+        for (key, value) in env_pairs {
+            let dotted = key.to_ascii_lowercase().replace("__", ".");
+            let parsed: figment::value::Value = match value.parse() {
+                Ok(v) => v,
+                Err(never) => match never {},
+            };
+            figment = figment.merge(Serialized::global(&dotted, parsed));
+        }
+        let mut config: Config = figment.extract().map_err(|err| ConfigError {
+            source_name: source_name.to_owned(),
+            problems: err.into_iter().map(describe_figment_error).collect(),
+        })?;
+        if config.data_dir.is_relative() {
+            config.data_dir = base_dir.join(&config.data_dir);
+        }
+        config.validate().map_err(|problems| ConfigError {
+            source_name: source_name.to_owned(),
+            problems,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what deserialisation cannot: uniqueness, cross references
+    /// between levels, and ranges. Returns every problem found, not just the
+    /// first.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let unique = |kind: &str, ids: Vec<&str>, problems: &mut Vec<String>| {
+            let mut seen = BTreeSet::new();
+            for id in ids {
+                if !seen.insert(id) {
+                    problems.push(format!(
+                        "{kind}: id `{id}` appears twice; ids must be unique"
+                    ));
+                }
+            }
+        };
+        unique(
+            "banks",
+            self.banks.iter().map(|b| b.id.as_str()).collect(),
+            &mut problems,
+        );
+        unique(
+            "connections",
+            self.connections.iter().map(|c| c.id.as_str()).collect(),
+            &mut problems,
+        );
+        unique(
+            "accounts",
+            self.accounts.iter().map(|a| a.id.as_str()).collect(),
+            &mut problems,
+        );
+        unique(
+            "clients",
+            self.clients.iter().map(|c| c.id.as_str()).collect(),
+            &mut problems,
+        );
+        unique(
+            "users",
+            self.users.iter().map(|u| u.id.as_str()).collect(),
+            &mut problems,
+        );
+
+        let banks: BTreeSet<&str> = self.banks.iter().map(|b| b.id.as_str()).collect();
+        let connections: BTreeSet<&str> = self.connections.iter().map(|c| c.id.as_str()).collect();
+        let accounts: BTreeSet<&str> = self.accounts.iter().map(|a| a.id.as_str()).collect();
+
+        for (i, b) in self.banks.iter().enumerate() {
+            if b.name.trim().is_empty() {
+                problems.push(format!(
+                    "banks[{i}].name: expected a non-empty display name"
+                ));
+            }
+            if b.limits.concurrency == 0 {
+                problems.push(format!(
+                    "banks[{i}].limits.concurrency: expected at least 1"
+                ));
+            }
+            if b.limits.queries_per_second == 0 {
+                problems.push(format!(
+                    "banks[{i}].limits.queries_per_second: expected at least 1"
+                ));
+            }
+            if b.limits.request_timeout_ms == 0 || b.limits.connect_timeout_ms == 0 {
+                problems.push(format!("banks[{i}].limits: timeouts must be at least 1 ms"));
+            }
+            if !(1..=1000).contains(&b.quirks.max_accounts_per_query) {
+                problems.push(format!(
+                    "banks[{i}].quirks.max_accounts_per_query: expected 1..=1000"
+                ));
+            }
+        }
+        for (i, c) in self.connections.iter().enumerate() {
+            if !banks.contains(c.bank.as_str()) {
+                problems.push(format!(
+                    "connections[{i}].bank: `{}` is not the id of a bank in [[banks]]",
+                    c.bank
+                ));
+            }
+            if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
+                problems.push(format!(
+                    "connections[{i}].endpoint: expected an http:// or https:// URL"
+                ));
+            }
+            if c.login.trim().is_empty() {
+                problems.push(format!(
+                    "connections[{i}].login: expected the login name at the bank"
+                ));
+            }
+        }
+        let mut numbers = BTreeMap::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            if !connections.contains(a.connection.as_str()) {
+                problems.push(format!(
+                    "accounts[{i}].connection: `{}` is not the id of a connection in [[connections]]",
+                    a.connection
+                ));
+            }
+            if a.currencies.is_empty() {
+                problems.push(format!(
+                    "accounts[{i}].currencies: expected at least one currency"
+                ));
+            }
+            if let Some(prev) = numbers.insert((a.connection.as_str(), a.number.as_str()), i) {
+                problems.push(format!(
+                    "accounts[{i}].number: the same number as accounts[{prev}] on the same connection"
+                ));
+            }
+        }
+        for (kind, list) in [
+            (
+                "clients",
+                self.clients.iter().map(|c| &c.accounts).collect::<Vec<_>>(),
+            ),
+            (
+                "users",
+                self.users.iter().map(|u| &u.accounts).collect::<Vec<_>>(),
+            ),
+        ] {
+            for (i, entitled) in list.into_iter().enumerate() {
+                for id in entitled {
+                    if id != "*" && !accounts.contains(id.as_str()) {
+                        problems.push(format!(
+                            "{kind}[{i}].accounts: `{id}` is not the id of an account in [[accounts]] (use \"*\" for all)"
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            if !crypto::KeyedHasher::is_well_formed_hash(&c.secret_hash) {
+                problems.push(format!(
+                    "clients[{i}].secret_hash: expected a keyed hash starting with `hmac-sha256:` (make one with `bankdirect clients new-secret`)"
+                ));
+            }
+            if c.scopes.is_empty() {
+                problems.push(format!("clients[{i}].scopes: expected at least one scope"));
+            }
+        }
+        if self.server.max_page_size == 0 || self.server.default_page_size == 0 {
+            problems.push("server: page sizes must be at least 1".to_owned());
+        }
+        if self.server.default_page_size > self.server.max_page_size {
+            problems
+                .push("server.default_page_size: must not exceed server.max_page_size".to_owned());
+        }
+        if self.balances.refresh_interval_s == 0 {
+            problems.push("balances.refresh_interval_s: expected at least 1".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        if self.database.url.trim().is_empty() {
+            self.data_dir.join("bankdirect.db").display().to_string()
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn data_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.data_dir.join(p)
+        }
+    }
+
+    pub fn bank(&self, id: &BankId) -> Option<&BankConfig> {
+        self.banks.iter().find(|b| &b.id == id)
+    }
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    let key = if e.path.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        e.path.join(".")
+    };
+    let origin = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    format!("{key}: {}{origin}", e.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+data_dir = "data"
+
+[[banks]]
+id = "east"
+name = "East Bank"
+family = "cn-xml"
+
+[[connections]]
+id = "east-main"
+bank = "east"
+endpoint = "http://127.0.0.1:8701/"
+login = "DEMO01"
+
+[[accounts]]
+id = "east-cny-1"
+connection = "east-main"
+number = "755900012310001"
+currencies = ["CNY"]
+
+[[clients]]
+id = "erp"
+secret_hash = "hmac-sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+scopes = ["accounts:read"]
+accounts = ["*"]
+"#;
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = Config::from_toml(MINIMAL, Path::new("/etc/bd")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/bd/data"));
+        assert_eq!(c.banks[0].time_zone, BankTimeZone::SHANGHAI);
+        assert_eq!(c.server.listen.port(), 8080);
+        assert_eq!(c.database_url(), "/etc/bd/data/bankdirect.db");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_what_was_expected() {
+        let text = MINIMAL.replace("concurrency", "x").replace(
+            "family = \"cn-xml\"",
+            "family = \"cn-xml\"\n[banks.limits]\nconcurrency = \"many\"",
+        );
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("banks.0.limits.concurrency"), "{err}");
+        assert!(err.contains("u32") || err.contains("integer"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let text = MINIMAL.replace("login = \"DEMO01\"", "login = \"DEMO01\"\nlogn = 1");
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("logn"), "{err}");
+    }
+
+    #[test]
+    fn bad_identifier_and_currency_are_named() {
+        let text = MINIMAL.replace("\"CNY\"", "\"XXY\"");
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("accounts.0.currencies"), "{err}");
+    }
+
+    #[test]
+    fn dangling_references_are_reported_together() {
+        let text = MINIMAL
+            .replace("bank = \"east\"", "bank = \"west\"")
+            .replace("accounts = [\"*\"]", "accounts = [\"nope\"]");
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connections[0].bank: `west`"), "{err}");
+        assert!(err.contains("clients[0].accounts: `nope`"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_ignores_other_vars() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bankdirect.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let env = vec![
+            (
+                "BANKDIRECT_SERVER__LISTEN".to_owned(),
+                "127.0.0.1:9999".to_owned(),
+            ),
+            (
+                "BANKDIRECT_DATABASE__URL".to_owned(),
+                "postgres://x@127.0.0.1/db".to_owned(),
+            ),
+            ("BANKDIRECT_TEST_PG_URL".to_owned(), "ignored".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let c = Config::load_with_env(&path, env).unwrap();
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.database_url(), "postgres://x@127.0.0.1/db");
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bankdirect.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let env = vec![(
+            "BANKDIRECT_SERVER__LISTEN".to_owned(),
+            "not an address".to_owned(),
+        )];
+        let err = Config::load_with_env(&path, env).unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_says_what_to_do() {
+        let err = Config::load_with_env(Path::new("/nonexistent/bd.toml"), std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bankdirect demo"), "{err}");
+    }
+}

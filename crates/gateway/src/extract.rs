@@ -1,0 +1,143 @@
+//! Request extractors whose failures are problem+json, never axum's plain
+//! text: the authenticated caller, query strings, and path ids.
+
+use std::collections::BTreeSet;
+
+use axum::{
+    extract::{FromRequestParts, Query},
+    http::{header, request::Parts, HeaderValue, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{
+    auth::{Claims, Scope},
+    problem::ApiError,
+    AppState,
+};
+
+/// Which accounts a caller may see.
+#[derive(Debug, Clone)]
+pub enum Entitlement {
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl Entitlement {
+    pub fn from_list(list: &[String]) -> Entitlement {
+        if list.iter().any(|a| a == "*") {
+            Entitlement::All
+        } else {
+            Entitlement::Only(list.iter().cloned().collect())
+        }
+    }
+
+    pub fn allows(&self, account_id: &str) -> bool {
+        match self {
+            Entitlement::All => true,
+            Entitlement::Only(set) => set.contains(account_id),
+        }
+    }
+}
+
+/// The authenticated caller of a request: a verified bearer token of a
+/// client that still exists in the configuration.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: String,
+    pub claims: Claims,
+    pub entitlement: Entitlement,
+}
+
+impl Caller {
+    /// 403 unless the token carries `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.claims.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "insufficient_scope",
+                format!(
+                    "this call needs the `{}` scope; request a token with it (the client must be allowed it)",
+                    scope.as_str()
+                ),
+            )
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_str(&format!(
+                    "Bearer realm=\"bankdirect\", error=\"insufficient_scope\", scope=\"{}\"",
+                    scope.as_str()
+                ))
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer")),
+            ))
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        format!("client:{}", self.subject)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "no bearer token: get one from POST /oauth/token and send `Authorization: Bearer <token>`",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
+        let claims = state.tokens.verify(token, state.clock.now()).map_err(|e| {
+            ApiError::unauthorized(format!("the bearer token was not accepted: {e}"))
+        })?;
+        let Some(client) = state.clients.get(&claims.sub) else {
+            return Err(ApiError::unauthorized(
+                "the token's client is no longer configured; ask the operator",
+            ));
+        };
+        Ok(Caller {
+            subject: claims.sub.clone(),
+            entitlement: Entitlement::from_list(&client.accounts),
+            claims,
+        })
+    }
+}
+
+/// Like axum's `Query`, with problem+json rejections that name the parameter.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let field = text
+                    .split('`')
+                    .nth(1)
+                    .map(|f| format!("query.{f}"))
+                    .unwrap_or_else(|| "query".to_owned());
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", text).with_field(field))
+            }
+        }
+    }
+}

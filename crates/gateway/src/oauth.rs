@@ -1,0 +1,234 @@
+//! `POST /oauth/token` (OAuth 2.0 client credentials, RFC 6749 §4.4, with
+//! client_secret_basic or client_secret_post) and `GET /.well-known/jwks.json`.
+//!
+//! Every token request, granted or denied, is audited. Errors are
+//! problem+json documents that also carry RFC 6749's `error` and
+//! `error_description` members, so OAuth client libraries understand them.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use store::NewAuditRecord;
+use utoipa::ToSchema;
+
+use crate::{
+    auth::{grant_scopes, parse_basic_authorization, ClientCredentials},
+    problem::{ApiError, Problem},
+    AppState,
+};
+
+/// Longest client id echoed into the audit log; longer ids are cut.
+const MAX_AUDITED_CLIENT_ID_CHARS: usize = 64;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> ApiError {
+    let mut e = ApiError::new(status, error, description);
+    e.problem.error = Some(error.to_owned());
+    e.problem.error_description = Some(description.to_owned());
+    e
+}
+
+/// Issues an access token for a client (client credentials grant). The
+/// body is `application/x-www-form-urlencoded`: `grant_type=client_credentials`,
+/// optional `scope`, and either HTTP Basic auth or `client_id` + `client_secret`.
+#[utoipa::path(post, path = "/oauth/token", tag = "auth",
+    request_body(content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials&scope=accounts:read"),
+    responses((status = 200, body = TokenResponse), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match issue(&state, &headers, &body).await {
+        Ok(resp) => {
+            let mut r = Json(resp).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, ApiError> {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).map_err(|_| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        )
+        .with_field("body")
+    })?;
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only grant_type=client_credentials is supported",
+            )
+            .with_field("body.grant_type"))
+        }
+        None => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required (use client_credentials)",
+            )
+            .with_field("body.grant_type"))
+        }
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| (v, parse_basic_authorization(v)));
+    let posted = match (form.get("client_id"), form.get("client_secret")) {
+        (Some(id), Some(secret)) => Some(ClientCredentials {
+            client_id: id.clone(),
+            client_secret: crypto::SecretString::new(secret.clone()),
+        }),
+        _ => None,
+    };
+    let (creds, method) = match (basic, posted) {
+        (Some(_), Some(_)) => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method: HTTP Basic or client_id/client_secret in the body, not both",
+            ))
+        }
+        (Some((_, Some(c))), None) => (c, "client_secret_basic"),
+        (Some((_, None)), None) => {
+            return Err(deny(state, headers, "", "client_secret_basic", "malformed Authorization header").await)
+        }
+        (None, Some(c)) => (c, "client_secret_post"),
+        (None, None) => {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required: HTTP Basic, or client_id and client_secret in the body",
+            )
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"bankdirect\""),
+            ))
+        }
+    };
+    let client = match state.clients.authenticate(&creds) {
+        Ok(c) => c.clone(),
+        Err(_) => {
+            return Err(deny(
+                state,
+                headers,
+                &creds.client_id,
+                method,
+                "wrong client id or secret",
+            )
+            .await)
+        }
+    };
+    let scopes =
+        grant_scopes(form.get("scope").map(String::as_str), &client.scopes).map_err(|e| {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e.to_string())
+                .with_field("body.scope")
+        })?;
+    let now = state.clock.now();
+    let issued = state
+        .tokens
+        .issue(&client.id, &scopes, now)
+        .map_err(|e| ApiError::internal("token issue", &e))?;
+    let audit = NewAuditRecord {
+        at: now,
+        actor: format!("client:{}", client.id),
+        action: "auth.token".to_owned(),
+        object: format!("client:{}", client.id),
+        request_id: request_id(headers),
+        outcome: "granted".to_owned(),
+        details: serde_json::json!({ "method": method, "scope": issued.scope }),
+    };
+    // A token must not be handed out without its audit record.
+    state
+        .store
+        .append_audit(audit)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(TokenResponse {
+        access_token: issued.access_token,
+        token_type: issued.token_type.to_owned(),
+        expires_in: issued.expires_in,
+        scope: issued.scope,
+    })
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Audits a refused client authentication and builds the 401.
+async fn deny(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_id: &str,
+    method: &str,
+    reason: &str,
+) -> ApiError {
+    let shown: String = client_id
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_AUDITED_CLIENT_ID_CHARS)
+        .collect();
+    let audit = NewAuditRecord {
+        at: state.clock.now(),
+        actor: format!("client:{shown}"),
+        action: "auth.token".to_owned(),
+        object: format!("client:{shown}"),
+        request_id: request_id(headers),
+        outcome: "denied".to_owned(),
+        details: serde_json::json!({ "method": method, "reason": reason }),
+    };
+    if let Err(e) = state.store.append_audit(audit).await {
+        tracing::error!(error = %e, "could not audit a refused token request");
+    }
+    let mut err = oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "client authentication failed: check the client id and secret",
+    );
+    if method == "client_secret_basic" {
+        err = err.with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"bankdirect\""),
+        );
+    }
+    err
+}
+
+/// The public keys that verify access tokens (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "JSON Web Key Set", body = Object)))]
+pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.tokens.jwks())
+}

@@ -1,0 +1,336 @@
+//! Spawns the real gateway on 127.0.0.1:0 with real simulated banks on
+//! loopback and a fresh SQLite database, and talks to it over HTTP.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use banksim::{SimBankConfig, SimServer};
+use domain::{AccountId, AccountNumber, BankId, ClientId, ConnectionId, SystemClock};
+use gateway::{
+    auth::Scope,
+    config::{
+        AccountConfig, AuthConfig, BalancesConfig, BankConfig, BankLimits, BankQuirks,
+        ClientConfig, Config, ConnectionConfig, DatabaseConfig, ServerConfig,
+    },
+    App, BuildOptions,
+};
+use serde_json::Value;
+
+/// Bound on every HTTP call a test makes.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct TestClient {
+    pub id: &'static str,
+    pub secret: String,
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub sims: Vec<SimServer>,
+    pub config: Arc<Config>,
+    /// Held so the data dir lives as long as the app.
+    _data_dir: tempfile::TempDir,
+    /// All scopes, all accounts.
+    pub erp: TestClient,
+    /// `accounts:read`, only the first account of the first bank.
+    pub limited: TestClient,
+    /// Only `audit:read`.
+    pub auditor: TestClient,
+    pub state: gateway::AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Add a bank whose endpoint is a closed port.
+    pub dead_bank: bool,
+    /// Bank request timeout (default 2 s).
+    pub bank_timeout_ms: Option<u64>,
+    /// Run the background workers (balance refresh at start).
+    pub workers: bool,
+}
+
+fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> SimBankConfig {
+    SimBankConfig {
+        bank_id: bank_id.to_owned(),
+        family: "cn-xml".to_owned(),
+        seed,
+        login: login.to_owned(),
+        cny_accounts: cny,
+        usd_accounts: usd,
+        time_zone: "Asia/Shanghai".to_owned(),
+    }
+}
+
+/// A port that nothing listens on: bound, noted, released.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    port
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> TestApp {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let east = SimServer::start(sim_cfg("east", 11, "EAST01", 3, 1), any)
+            .await
+            .unwrap();
+        let south = SimServer::start(sim_cfg("south", 12, "SOUTH01", 2, 0), any)
+            .await
+            .unwrap();
+        let data_dir = tempfile::tempdir().unwrap();
+
+        let mut banks = Vec::new();
+        let mut connections = Vec::new();
+        let mut accounts = Vec::new();
+        let mut add_bank =
+            |id: &str, endpoint: String, login: &str, ledger: Vec<banksim::SimAccount>| {
+                let bank_id = BankId::parse(id).unwrap();
+                let conn_id = ConnectionId::parse(&format!("{id}-main")).unwrap();
+                banks.push(BankConfig {
+                    id: bank_id.clone(),
+                    name: format!("{id} bank"),
+                    family: banks::Family::CnXml,
+                    time_zone: domain::BankTimeZone::SHANGHAI,
+                    limits: BankLimits {
+                        request_timeout_ms: opts.bank_timeout_ms.unwrap_or(2_000),
+                        connect_timeout_ms: 500,
+                        ..BankLimits::default()
+                    },
+                    quirks: BankQuirks::default(),
+                });
+                connections.push(ConnectionConfig {
+                    id: conn_id.clone(),
+                    bank: bank_id,
+                    endpoint,
+                    login: login.to_owned(),
+                    customer_number: None,
+                });
+                for (i, acc) in ledger.iter().enumerate() {
+                    accounts.push(AccountConfig {
+                        id: AccountId::parse(&format!("{id}-{}", i + 1)).unwrap(),
+                        connection: conn_id.clone(),
+                        number: AccountNumber::parse(&acc.number).unwrap(),
+                        name: acc.name.clone(),
+                        currencies: vec![acc.currency],
+                    });
+                }
+            };
+        add_bank("east", east.url(), "EAST01", east.ledger().accounts());
+        add_bank("south", south.url(), "SOUTH01", south.ledger().accounts());
+        if opts.dead_bank {
+            add_bank(
+                "dead",
+                format!("http://127.0.0.1:{}/", closed_port()),
+                "DEAD01",
+                vec![banksim::SimAccount {
+                    number: "622200000000001".to_owned(),
+                    name: "无法连接的账户".to_owned(),
+                    currency: domain::Currency::CNY,
+                    branch: String::new(),
+                    booked_minor: 0,
+                    available_minor: 0,
+                }],
+            );
+        }
+
+        let hasher = crypto::KeyedHasher::load_or_create(
+            &data_dir
+                .path()
+                .join(AuthConfig::default().secret_hash_key_file),
+        )
+        .unwrap();
+        let erp = TestClient {
+            id: "erp",
+            secret: crypto::generate_client_secret().expose_secret().to_owned(),
+        };
+        let limited = TestClient {
+            id: "limited",
+            secret: crypto::generate_client_secret().expose_secret().to_owned(),
+        };
+        let auditor = TestClient {
+            id: "auditor",
+            secret: crypto::generate_client_secret().expose_secret().to_owned(),
+        };
+        let clients = vec![
+            ClientConfig {
+                id: ClientId::parse(erp.id).unwrap(),
+                secret_hash: hasher.hash(&erp.secret),
+                scopes: Scope::ALL.to_vec(),
+                accounts: vec!["*".to_owned()],
+            },
+            ClientConfig {
+                id: ClientId::parse(limited.id).unwrap(),
+                secret_hash: hasher.hash(&limited.secret),
+                scopes: vec![Scope::AccountsRead],
+                accounts: vec!["east-1".to_owned()],
+            },
+            ClientConfig {
+                id: ClientId::parse(auditor.id).unwrap(),
+                secret_hash: hasher.hash(&auditor.secret),
+                scopes: vec![Scope::AuditRead],
+                accounts: vec!["*".to_owned()],
+            },
+        ];
+        let config = Config {
+            data_dir: data_dir.path().to_path_buf(),
+            server: ServerConfig {
+                listen: any,
+                ..ServerConfig::default()
+            },
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            balances: BalancesConfig {
+                refresh_interval_s: 3600,
+                worker_enabled: opts.workers,
+            },
+            banks,
+            connections,
+            accounts,
+            clients,
+            users: Vec::new(),
+            simulators: Vec::new(),
+        };
+        config.validate().unwrap();
+        let app = App::build(
+            config,
+            BuildOptions {
+                clock: Arc::new(SystemClock),
+                run_workers: opts.workers,
+            },
+        )
+        .await
+        .unwrap();
+        let state = app.state.clone();
+        let listener = tokio::net::TcpListener::bind(any).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestApp {
+            base_url: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(CALL_TIMEOUT)
+                .no_proxy()
+                .build()
+                .unwrap(),
+            config: state.config.clone(),
+            state,
+            sims: vec![east, south],
+            _data_dir: data_dir,
+            erp,
+            limited,
+            auditor,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn sim(&self, bank: &str) -> &SimServer {
+        let i = match bank {
+            "east" => 0,
+            "south" => 1,
+            other => panic!("no simulator {other}"),
+        };
+        &self.sims[i]
+    }
+
+    /// Requests a token over HTTP with client_secret_basic.
+    pub async fn token_for(&self, client: &TestClient, scope: Option<&str>) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let resp = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth(client.id, Some(&client.secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "token request for {} failed", client.id);
+        let body: Value = resp.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        split(resp).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        split(resp).await
+    }
+
+    pub async fn get_raw(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+        for s in std::mem::take(&mut self.sims) {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Status and JSON body; asserts that errors are problem+json.
+pub async fn split(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        resp.headers().contains_key("x-request-id"),
+        "every response carries X-Request-ID"
+    );
+    let text = resp.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status >= 400 {
+        assert_eq!(
+            ctype, "application/problem+json",
+            "error {status} must be problem+json: {body}"
+        );
+        assert!(body["code"].is_string(), "problem has a code: {body}");
+        assert!(body["detail"].is_string(), "problem has a detail: {body}");
+    }
+    assert_ne!(status, 500, "never a 500: {body}");
+    (status, body)
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the gateway API: the real app on 127.0.0.1:0, real
+//! simulated banks on loopback, tokens over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod accounts;
+mod auth;
+mod bad_input;
+mod balances;
+mod ops;
