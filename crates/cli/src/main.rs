@@ -1,1 +1,228 @@
-fn main() {}
+//! The `bankdirect` binary: run the gateway (`serve`), the simulated banks
+//! (`sim`), both at once for a first look (`demo`), the database migrations
+//! (`migrate`), and operator tools (`clients new-secret`).
+
+mod demo;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::{config::Config, App, BuildOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bankdirect",
+    version,
+    about = "Bank-enterprise direct-connect gateway: one API for all of an enterprise's banks.",
+    long_about = "bankdirect sits between an ERP and the banks where the enterprise holds accounts. \
+The ERP sees one REST API (accounts, balances, …); bankdirect speaks each bank's own protocol.\n\n\
+Start here:  bankdirect demo            (gateway + simulated banks on this machine)\n\
+Then:        cat bankdirect-demo/demo.json and follow the printed curl tour.",
+    after_help = "Logging: set RUST_LOG (e.g. RUST_LOG=debug) to change verbosity; logs go to stderr."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway API and its workers with a configuration file.
+    ///
+    /// Example: bankdirect serve --config /etc/bankdirect/bankdirect.toml
+    Serve {
+        /// Path of the TOML configuration (BANKDIRECT_* environment variables override it).
+        #[arg(long, short, env = "BANKDIRECT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run every simulated bank listed under [[simulators]] in the configuration,
+    /// so a gateway can be stopped and restarted while its banks live on.
+    ///
+    /// Example: bankdirect sim --config bankdirect-demo/bankdirect.toml
+    Sim {
+        #[arg(long, short, env = "BANKDIRECT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Start the gateway on an embedded SQLite file together with simulated
+    /// banks, write D/bankdirect.toml and D/demo.json, and print a curl tour.
+    ///
+    /// Example: bankdirect demo --data-dir /tmp/bd --port 8080
+    Demo {
+        /// Directory for the config, the database and the generated keys.
+        #[arg(long, default_value = "bankdirect-demo")]
+        data_dir: PathBuf,
+        /// API port on 127.0.0.1; the simulated banks take the next ports. 0 picks free ports.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Create or upgrade the database schema, then exit.
+    ///
+    /// Example: bankdirect migrate --config bankdirect.toml
+    Migrate {
+        #[arg(long, short, env = "BANKDIRECT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Manage API clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Generate a new random client secret and print it with the
+    /// `secret_hash` line to put in the client's [[clients]] entry.
+    ///
+    /// Example: bankdirect clients new-secret --config bankdirect.toml
+    NewSecret {
+        #[arg(long, short, env = "BANKDIRECT_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Sim { config } => sim(config).await,
+        Command::Demo { data_dir, port } => demo::run(data_dir, port).await,
+        Command::Migrate { config } => migrate(config).await,
+        Command::Clients(ClientsCommand::NewSecret { config }) => new_secret(config),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    let listen = config.server.listen;
+    let app = App::build(config, BuildOptions::default())
+        .await
+        .context("the gateway could not start")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen}; is another process using it? change server.listen")
+        })?;
+    tracing::info!(address = %listener.local_addr()?, "bankdirect gateway listening");
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn sim(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    if config.simulators.is_empty() {
+        anyhow::bail!(
+            "{} lists no [[simulators]]; add one per simulated bank (see `bankdirect demo` for an example)",
+            path.display()
+        );
+    }
+    let mut servers = Vec::new();
+    for s in &config.simulators {
+        let server = banksim::SimServer::start(demo::sim_config(s), s.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "simulated bank {} could not start on {}",
+                    s.bank_id, s.listen
+                )
+            })?;
+        println!(
+            "simulated bank {} ({}) at {}",
+            s.bank_id,
+            s.family,
+            server.url()
+        );
+        servers.push(server);
+    }
+    shutdown_signal().await;
+    for s in servers {
+        s.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn migrate(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let opts = store::StoreOptions {
+        migrate: true,
+        ..store::StoreOptions::default()
+    };
+    let store = store::open(&config.database_url(), &opts)
+        .await
+        .context("migration failed")?;
+    println!(
+        "database schema is up to date ({:?}, install id {})",
+        store.backend(),
+        store.install_id().await?
+    );
+    store.close().await;
+    Ok(())
+}
+
+fn new_secret(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    let hasher =
+        crypto::KeyedHasher::load_or_create(&config.data_path(&config.auth.secret_hash_key_file))
+            .context("cannot open the client secret hash key")?;
+    let secret = crypto::generate_client_secret();
+    println!("client_secret = {}", secret.expose_secret());
+    println!("secret_hash = \"{}\"", hasher.hash(secret.expose_secret()));
+    eprintln!("Give the client_secret to the client once; put the secret_hash line in its [[clients]] entry.");
+    Ok(())
+}
