@@ -18,7 +18,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI naming the problem type (`about:blank` style tags under our namespace).
+    /// A URI naming the problem type: `urn:bankdirect:problem:<code>`.
     #[serde(rename = "type")]
     pub type_uri: String,
     pub title: String,
@@ -60,7 +60,7 @@ impl ApiError {
         ApiError {
             status,
             problem: Box::new(Problem {
-                type_uri: format!("https://bankdirect.dev/problems/{}", code.replace('_', "-")),
+                type_uri: format!("urn:bankdirect:problem:{code}"),
                 title: status.canonical_reason().unwrap_or("Error").to_owned(),
                 status: status.as_u16(),
                 code: code.to_owned(),

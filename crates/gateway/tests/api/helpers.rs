@@ -49,6 +49,8 @@ pub struct Options {
     pub bank_timeout_ms: Option<u64>,
     /// Run the background workers (balance refresh at start).
     pub workers: bool,
+    /// Close every operational endpoint (`server.open_endpoints.* = false`).
+    pub closed_ops: bool,
 }
 
 fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> SimBankConfig {
@@ -182,6 +184,13 @@ impl TestApp {
             data_dir: data_dir.path().to_path_buf(),
             server: ServerConfig {
                 listen: any,
+                open_endpoints: gateway::config::OpenEndpoints {
+                    healthz: !opts.closed_ops,
+                    readyz: !opts.closed_ops,
+                    metrics: !opts.closed_ops,
+                    openapi: !opts.closed_ops,
+                    docs: !opts.closed_ops,
+                },
                 ..ServerConfig::default()
             },
             database: DatabaseConfig::default(),
