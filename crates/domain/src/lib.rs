@@ -13,6 +13,9 @@
 //!   [`ClientId`], [`UserId`].
 //! - [`time`] holds [`BankTimeZone`], [`BusinessDate`] and [`bank_local_to_utc`].
 //! - [`balance`] holds [`Balance`].
+//! - [`statement`] holds [`StatementEntry`] with its [`EntryId`], [`Direction`],
+//!   [`EntryStatus`] and [`Counterparty`], the dedupe [`fingerprint`] and the
+//!   continuity rule ([`continuity_gap`]).
 //! - [`clock`] holds the injected [`Clock`] and [`RandomSource`] with their
 //!   system and reproducible implementations.
 //! - [`error`] holds [`DomainError`], the one error of this crate, with stable codes.
@@ -24,6 +27,7 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod money;
+pub mod statement;
 pub mod time;
 
 pub use balance::Balance;
@@ -36,6 +40,12 @@ pub use ids::{
     MAX_IBAN_LEN, MAX_SLUG_LEN,
 };
 pub use money::{Currency, Money, MoneyTotal, MAX_AMOUNT_TEXT_LEN, MAX_CURRENCY_EXPONENT};
+pub use statement::{
+    continuity_gap, fingerprint, net_movement, non_empty_trimmed, Counterparty, Direction, EntryId,
+    EntryStatus, StatementEntry, MAX_BANK_TRANSACTION_ID_CHARS, MAX_COUNTERPARTY_ACCOUNT_CHARS,
+    MAX_COUNTERPARTY_BANK_CHARS, MAX_COUNTERPARTY_NAME_CHARS, MAX_ENTRY_END_TO_END_ID_CHARS,
+    MAX_REMITTANCE_CHARS,
+};
 pub use time::{
     bank_local_to_utc, local_to_utc, parse_hhmmss, BankTimeZone, BusinessDate, MAX_BUSINESS_YEAR,
     MAX_TIME_ZONE_NAME_LEN, MIN_BUSINESS_YEAR,

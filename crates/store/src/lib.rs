@@ -12,7 +12,12 @@
 //! [`open`] picks the backend from a URL. The other modules:
 //!
 //! - `model.rs`: the records that cross the boundary ([`NewAuditRecord`], [`AuditRecord`],
-//!   [`AuditQuery`], [`BalanceSnapshot`]), [`StoreOptions`] and the size limits.
+//!   [`AuditQuery`], [`BalanceSnapshot`], [`IngestEntry`], [`StoredEntry`], [`EntryQuery`],
+//!   [`ContinuityBreak`], [`SyncState`]…), [`StoreOptions`] and the size limits.
+//! - `statements.rs`: what both backends share for statements: the checks the schema cannot
+//!   express, the row mapping, and the ingest algorithm (dedupe, pending → booked) written
+//!   once against a small trait each backend implements with its SQL
+//!   (`sqlite/statements.rs`, `postgres/statements.rs`).
 //! - `codec.rs`: the mapping between domain values and column values that both backends share
 //!   (instants truncated to microseconds, JSON details, money as minor units + currency code).
 //! - `error.rs`: [`StoreError`].
@@ -22,8 +27,9 @@
 //! here as constants so callers can check early; the suite tests both agree.
 //!
 //! Invariants: money is an integer count of minor units beside its currency code, never a
-//! float; instants are UTC with microsecond precision on both backends; audit ids ascend in
-//! commit order; a write reported as done has been committed (SQLite: after the batch's
+//! float; instants are UTC with microsecond precision on both backends; audit ids and the
+//! statement counters (`seq`, `change_seq`) ascend in commit order; an entry's `seq` never
+//! changes; a write reported as done has been committed (SQLite: after the batch's
 //! `COMMIT` returned).
 
 mod codec;
@@ -31,6 +37,7 @@ mod error;
 mod model;
 mod postgres;
 mod sqlite;
+mod statements;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,9 +46,12 @@ use async_trait::async_trait;
 
 pub use error::StoreError;
 pub use model::{
-    AuditQuery, AuditRecord, BalanceSnapshot, NewAuditRecord, StoreOptions, ACCOUNT_ID_MAX_CHARS,
+    AuditQuery, AuditRecord, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,
+    IngestReport, NewAuditRecord, StoreOptions, StoredEntry, SyncState, ACCOUNT_ID_MAX_CHARS,
     AUDIT_DETAILS_MAX_BYTES, AUDIT_QUERY_DEFAULT_LIMIT, AUDIT_QUERY_MAX_LIMIT,
-    AUDIT_TEXT_MAX_CHARS, BALANCES_MAX_ROWS, SNAPSHOTS_PER_SAVE_MAX,
+    AUDIT_TEXT_MAX_CHARS, BALANCES_MAX_ROWS, BOOKED_ENTRIES_PER_DAY_MAX, CHANGE_FEED_MAX_ACCOUNTS,
+    CONTINUITY_BREAKS_MAX_ROWS, ENTRY_KEY_MAX_CHARS, ENTRY_QUERY_DEFAULT_LIMIT,
+    ENTRY_QUERY_MAX_LIMIT, INGEST_ENTRIES_MAX, SNAPSHOTS_PER_SAVE_MAX, SYNC_ERROR_MAX_CHARS,
 };
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, WriterPragmas, WriterStats};
@@ -111,6 +121,78 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         account_id: &domain::AccountId,
     ) -> Result<Vec<BalanceSnapshot>, StoreError>;
+
+    /// In ONE transaction with `audit`: offers `entries` (all of `account_id`) for storage,
+    /// in order. For each: if the account already has its `dedupe_key`, it is unchanged —
+    /// unless the stored one is pending and this one booked, which books the stored entry
+    /// (status, booking and value dates, running balance; id, seq and dedupe key kept).
+    /// Else a booked entry whose `pending_match_key` matches a stored PENDING entry of the
+    /// account books that entry (the oldest, if several), which keeps its id and `seq` and
+    /// takes this dedupe key; a pending entry whose `pending_match_key` any stored entry of
+    /// the account has is unchanged. Else it is inserted with its own id. Inserts draw a new
+    /// `seq`; inserts and bookings draw a new `change_seq`; both ascend in commit order.
+    /// `ingested_at`/`updated_at` are `audit.at`. Nothing of the call is stored if any
+    /// entry is refused.
+    async fn ingest_entries(
+        &self,
+        account_id: &domain::AccountId,
+        entries: Vec<IngestEntry>,
+        audit: NewAuditRecord,
+    ) -> Result<IngestReport, StoreError>;
+
+    /// Entries of `q.account_id` with `seq > q.after_seq` matching the filters, ascending by
+    /// `seq`, at most `min(q.limit, ENTRY_QUERY_MAX_LIMIT)` (0: the default).
+    async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// The change feed: entries of any of `account_ids` with `change_seq >
+    /// after_change_seq`, ascending by `change_seq`, at most `min(limit,
+    /// ENTRY_QUERY_MAX_LIMIT)` (0: the default). A reader that passes the last `change_seq`
+    /// it saw misses nothing: values appear in commit order. At most
+    /// [`CHANGE_FEED_MAX_ACCOUNTS`] accounts; none gives an empty feed.
+    async fn entries_changed_since(
+        &self,
+        account_ids: &[domain::AccountId],
+        after_change_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// Every booked entry of the account with this booking date, ascending by `seq`, for the
+    /// continuity check; more than [`BOOKED_ENTRIES_PER_DAY_MAX`] is an error.
+    async fn booked_entries_on(
+        &self,
+        account_id: &domain::AccountId,
+        date: domain::BusinessDate,
+    ) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// Stores the continuity result of one account and day: `Some` records (or updates) the
+    /// break, keeping the `detected_at` of a break already stored for the day; `None` says
+    /// the day is consistent now and clears a stored break. The break must be for this
+    /// account and day, in one currency, with a non-zero gap that adds up.
+    async fn record_continuity(
+        &self,
+        account_id: &domain::AccountId,
+        date: domain::BusinessDate,
+        result: Option<ContinuityBreak>,
+    ) -> Result<(), StoreError>;
+
+    /// The current (unresolved) breaks of the account with dates in `from..=to` (either
+    /// bound optional), ascending by date; more than [`CONTINUITY_BREAKS_MAX_ROWS`] is an
+    /// error.
+    async fn continuity_breaks(
+        &self,
+        account_id: &domain::AccountId,
+        from: Option<domain::BusinessDate>,
+        to: Option<domain::BusinessDate>,
+    ) -> Result<Vec<ContinuityBreak>, StoreError>;
+
+    /// The statement sync state of the account, if one was ever saved.
+    async fn sync_state(
+        &self,
+        account_id: &domain::AccountId,
+    ) -> Result<Option<SyncState>, StoreError>;
+
+    /// Replaces the account's sync state with `state`.
+    async fn save_sync_state(&self, state: &SyncState) -> Result<(), StoreError>;
 
     /// Finishes the queued writes, then closes every connection. Idempotent; later writes
     /// fail with [`StoreError::Closed`].

@@ -6,6 +6,7 @@
 //! are at the top. Instants are TEXT in the fixed form of `codec.rs`; money is INTEGER minor
 //! units beside a TEXT currency code.
 
+mod statements;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -20,10 +21,14 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::codec::{self, AuditRow, SnapshotRow, StoredSnapshot};
 use crate::error::statement_error;
-use crate::model::{BALANCES_MAX_ROWS, SNAPSHOTS_PER_SAVE_MAX};
+use crate::model::{
+    effective_feed_limit, BALANCES_MAX_ROWS, BOOKED_ENTRIES_PER_DAY_MAX, CHANGE_FEED_MAX_ACCOUNTS,
+    CONTINUITY_BREAKS_MAX_ROWS, SNAPSHOTS_PER_SAVE_MAX,
+};
+use crate::statements::{self as shared, BreakRow, SyncRow, ENTRY_COLUMNS};
 use crate::{
-    AuditQuery, AuditRecord, Backend, BalanceSnapshot, NewAuditRecord, Store, StoreError,
-    StoreOptions,
+    AuditQuery, AuditRecord, Backend, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,
+    IngestReport, NewAuditRecord, Store, StoreError, StoreOptions, StoredEntry, SyncState,
 };
 
 pub use writer::WriterStats;
@@ -445,6 +450,202 @@ impl Store for SqliteStore {
         .map_err(|e| statement_error(BACKEND, "reading balance snapshots", e))?;
         snapshots_within_limit(&rows)?;
         rows.iter().map(snapshot_from_row).collect()
+    }
+
+    async fn ingest_entries(
+        &self,
+        account_id: &domain::AccountId,
+        entries: Vec<IngestEntry>,
+        audit: NewAuditRecord,
+    ) -> Result<IngestReport, StoreError> {
+        let rows = shared::entry_rows(account_id, entries)?;
+        let audit = AuditRow::new(audit)?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut tx = statements::SqliteIngest { conn };
+                let report = shared::ingest(&mut tx, &rows, audit.at).await?;
+                insert_audit(tx.conn, &audit).await?;
+                Ok(report)
+            })
+        })
+        .await
+    }
+
+    async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {ENTRY_COLUMNS} FROM statement_entries WHERE account_id = "
+        ));
+        query.push_bind(q.account_id.as_str());
+        query.push(" AND seq > ").push_bind(q.after_seq);
+        if let Some(from) = q.from {
+            shared::check_date("entry query from", from)?;
+            query
+                .push(" AND booking_date >= ")
+                .push_bind(shared::date_text(from));
+        }
+        if let Some(to) = q.to {
+            shared::check_date("entry query to", to)?;
+            query
+                .push(" AND booking_date <= ")
+                .push_bind(shared::date_text(to));
+        }
+        if let Some(status) = q.status {
+            query
+                .push(" AND status = ")
+                .push_bind(shared::status_text(status));
+        }
+        query
+            .push(" ORDER BY seq LIMIT ")
+            .push_bind(i64::from(q.effective_limit()));
+        let rows = query
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|e| statement_error(BACKEND, "listing statement entries", e))?;
+        rows.iter().map(statements::entry_from_row).collect()
+    }
+
+    async fn entries_changed_since(
+        &self,
+        account_ids: &[domain::AccountId],
+        after_change_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        if account_ids.len() > CHANGE_FEED_MAX_ACCOUNTS {
+            return Err(StoreError::Invalid {
+                reason: format!(
+                    "{} accounts in one change-feed read, more than the limit of {CHANGE_FEED_MAX_ACCOUNTS}",
+                    account_ids.len()
+                ),
+            });
+        }
+        if account_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {ENTRY_COLUMNS} FROM statement_entries WHERE change_seq > "
+        ));
+        query
+            .push_bind(after_change_seq)
+            .push(" AND account_id IN (");
+        let mut ids = query.separated(", ");
+        for id in account_ids {
+            ids.push_bind(id.as_str());
+        }
+        query
+            .push(") ORDER BY change_seq LIMIT ")
+            .push_bind(i64::from(effective_feed_limit(limit)));
+        let rows = query
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|e| statement_error(BACKEND, "reading the statement change feed", e))?;
+        rows.iter().map(statements::entry_from_row).collect()
+    }
+
+    async fn booked_entries_on(
+        &self,
+        account_id: &domain::AccountId,
+        date: domain::BusinessDate,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        shared::check_date("booking date", date)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM statement_entries \
+             WHERE account_id = ? AND booking_date = ? AND status = 'booked' \
+             ORDER BY seq LIMIT ?"
+        ))
+        .bind(account_id.as_str())
+        .bind(shared::date_text(date))
+        .bind(shared::fetch_bound(BOOKED_ENTRIES_PER_DAY_MAX))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading the booked entries of a day", e))?;
+        shared::within_limit(
+            &rows,
+            "booked entries of one day",
+            BOOKED_ENTRIES_PER_DAY_MAX,
+        )?;
+        rows.iter().map(statements::entry_from_row).collect()
+    }
+
+    async fn record_continuity(
+        &self,
+        account_id: &domain::AccountId,
+        date: domain::BusinessDate,
+        result: Option<ContinuityBreak>,
+    ) -> Result<(), StoreError> {
+        shared::check_date("continuity date", date)?;
+        match result {
+            Some(found) => {
+                let row = BreakRow::new(account_id, date, &found)?;
+                self.write(move |conn| {
+                    Box::pin(async move { statements::upsert_break(conn, &row).await })
+                })
+                .await
+            }
+            None => {
+                let account_id = account_id.as_str().to_owned();
+                let date = shared::date_text(date);
+                self.write(move |conn| {
+                    Box::pin(async move { statements::clear_break(conn, &account_id, &date).await })
+                })
+                .await
+            }
+        }
+    }
+
+    async fn continuity_breaks(
+        &self,
+        account_id: &domain::AccountId,
+        from: Option<domain::BusinessDate>,
+        to: Option<domain::BusinessDate>,
+    ) -> Result<Vec<ContinuityBreak>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT account_id, date, currency, opening_minor, closing_minor, \
+             entries_sum_minor, gap_minor, detected_at FROM continuity_breaks WHERE account_id = ",
+        );
+        query.push_bind(account_id.as_str());
+        if let Some(from) = from {
+            shared::check_date("continuity breaks from", from)?;
+            query
+                .push(" AND date >= ")
+                .push_bind(shared::date_text(from));
+        }
+        if let Some(to) = to {
+            shared::check_date("continuity breaks to", to)?;
+            query.push(" AND date <= ").push_bind(shared::date_text(to));
+        }
+        query
+            .push(" ORDER BY date LIMIT ")
+            .push_bind(shared::fetch_bound(CONTINUITY_BREAKS_MAX_ROWS));
+        let rows = query
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|e| statement_error(BACKEND, "listing continuity breaks", e))?;
+        shared::within_limit(&rows, "continuity breaks", CONTINUITY_BREAKS_MAX_ROWS)?;
+        rows.iter().map(statements::break_from_row).collect()
+    }
+
+    async fn sync_state(
+        &self,
+        account_id: &domain::AccountId,
+    ) -> Result<Option<SyncState>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account_id, synced_through, last_success_at, last_error \
+             FROM statement_sync WHERE account_id = ?",
+        )
+        .bind(account_id.as_str())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading the statement sync state", e))?;
+        row.as_ref().map(statements::sync_from_row).transpose()
+    }
+
+    async fn save_sync_state(&self, state: &SyncState) -> Result<(), StoreError> {
+        let row = SyncRow::new(state)?;
+        self.write(move |conn| Box::pin(async move { statements::upsert_sync(conn, &row).await }))
+            .await
     }
 
     async fn close(&self) {

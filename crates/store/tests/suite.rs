@@ -207,7 +207,25 @@ suite!(
     a_row_with_an_unknown_currency_is_reported_as_corrupt,
     data_survives_close_and_reopen,
     concurrent_appends_are_all_stored_with_unique_ascending_ids,
+    reingesting_the_same_entries_changes_nothing_and_keeps_ids,
+    identical_entries_are_kept_apart_only_by_their_dedupe_keys,
+    a_booked_entry_replaces_its_pending_one,
+    paging_by_seq_returns_every_entry_once_while_entries_arrive,
+    the_change_feed_spans_accounts_in_change_seq_order,
+    concurrent_ingests_reach_a_polling_reader_exactly_once,
+    entries_filter_by_booking_date_and_status,
+    continuity_breaks_are_recorded_updated_and_cleared,
+    sync_state_round_trips,
+    ingest_is_all_or_nothing,
+    entry_fields_at_their_limit_pass_and_beyond_are_refused,
+    a_damaged_entry_row_is_reported_as_corrupt,
 );
+
+// The statement tests live in their own file (not a test target of its own: cargo only
+// picks up `tests/*.rs` and `tests/*/main.rs`); `suite!` finds them through this import.
+#[path = "suite/statements.rs"]
+mod statements;
+use statements::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
