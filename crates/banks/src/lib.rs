@@ -21,7 +21,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{AccountNumber, Currency, Money};
+use domain::{AccountNumber, BusinessDate, Currency, Direction, EntryStatus, Money};
 
 /// The protocol families bankdirect knows. A bank in the config names one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -136,6 +136,68 @@ pub enum BalanceOutcome {
     },
 }
 
+/// The transactions of one account (and currency) over whole days,
+/// `from..=to` in the bank's time zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionQuery {
+    pub number: AccountNumber,
+    pub currency: Currency,
+    pub from: BusinessDate,
+    pub to: BusinessDate,
+}
+
+/// One entry as the bank reported it. Text fields are the bank's, decoded;
+/// optional ones are `None` when the bank left them empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankEntry {
+    pub direction: Direction,
+    /// Always positive.
+    pub amount: Money,
+    pub booking_date: BusinessDate,
+    pub value_date: BusinessDate,
+    pub status: EntryStatus,
+    pub counterparty_name: Option<String>,
+    pub counterparty_account: Option<String>,
+    pub counterparty_bank: Option<String>,
+    pub remittance: Option<String>,
+    /// The bank's own id of the entry (serial), when it gives one.
+    pub bank_transaction_id: Option<String>,
+    pub end_to_end_id: Option<String>,
+    /// The account's balance after this entry, where the bank gives one.
+    pub running_balance: Option<Money>,
+}
+
+/// Opening and closing booked balance of one day, as the bank reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayBalance {
+    pub date: BusinessDate,
+    pub opening: Money,
+    pub closing: Money,
+}
+
+/// Everything the bank reported for a [`TransactionQuery`], all pages
+/// gathered, entries in the bank's order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransactionReport {
+    pub entries: Vec<BankEntry>,
+    /// Per-day balances for the days of the query, where the bank reports
+    /// them (empty if it does not); used for the continuity check.
+    pub day_balances: Vec<DayBalance>,
+}
+
+/// How a family's entries are told apart (DESIGN.md, "Statements"). An
+/// entry without the declared id falls back to its fingerprint plus its
+/// occurrence number within the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupeKeyPolicy {
+    /// The bank's transaction id is unique per account.
+    BankIdPerAccount,
+    /// The bank's transaction id is unique only per account and booking date.
+    BankIdPerAccountAndDate,
+    /// The bank's ids are not reliable: always fingerprint plus occurrence.
+    Fingerprint,
+}
+
 /// Why the outcome of a call is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownCause {
@@ -202,6 +264,13 @@ pub trait BankConnector: Send + Sync + fmt::Debug + 'static {
     /// bank's per-request limit needs. The outcomes come back in the order
     /// asked.
     async fn balances(&self, accounts: &[BalanceQuery]) -> Result<Vec<BalanceOutcome>, BankError>;
+    /// How this family's entries are deduplicated.
+    fn dedupe_policy(&self) -> DedupeKeyPolicy;
+    /// The entries of one account over whole days, following the bank's
+    /// continuation paging until the last page and splitting ranges longer
+    /// than the bank allows. A failure on any page fails the whole call (the
+    /// caller re-reads the window later; nothing partial is returned).
+    async fn transactions(&self, query: &TransactionQuery) -> Result<TransactionReport, BankError>;
 }
 
 /// Builds the connector for a family.

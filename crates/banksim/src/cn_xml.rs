@@ -1,13 +1,23 @@
 //! The simulated cn-xml front machine: one GBK XML packet per `POST /`.
 //!
 //! A packet is decoded with strict limits, checked for the configured login,
-//! and answered from the ledger (`ListAccounts`, `QueryBalance`); anything
-//! else gets a well-formed packet with `RETCODE` `BAD_REQUEST`, never a
-//! panic and never a 500 (HTTP status 200 carries every answered packet, as
-//! the family does). Then the fault taken for the packet, if any, spoils the
-//! answer: in the packet (`ErrorCode`, `RecordFailure`) or in the bytes and
-//! the connection (`Garbled`, `Truncated`, `WrongEncoding`, `Oversized`,
-//! `TornBody`, `HttpStatus`); `Delay` only waits.
+//! and answered from the ledger (`ListAccounts`, `QueryBalance`,
+//! `QueryHistory`, `QueryDayBalance`); anything else gets a well-formed
+//! packet with `RETCODE` `BAD_REQUEST`, never a panic and never a 500 (HTTP
+//! status 200 carries every answered packet, as the family does). Then the
+//! fault taken for the packet, if any, spoils the answer: in the packet
+//! (`ErrorCode`, `RecordFailure`, `ContinuityBreak`, `DuplicatePage`) or in
+//! the bytes and the connection (`Garbled`, `Truncated`, `WrongEncoding`,
+//! `Oversized`, `TornBody`, `HttpStatus`); `Delay` only waits.
+//!
+//! History requests are checked as a front machine would: a known account in
+//! its own currency, `yyyyMMdd` dates, `ENDDAT` not before `BGNDAT`, at most
+//! [`MAX_HISTORY_RANGE_DAYS`] days, a `CONTKEY` this bank handed out;
+//! anything else is `BAD_REQUEST` with a Chinese message. The first page of
+//! a `QueryHistory` (empty `CONTKEY`) after a whole sync of the account
+//! (history, then day balances) makes its late entries visible (see
+//! [`crate::history`]). Day balances are reported for the days of the range
+//! up to today, none for the future.
 //!
 //! Per-bank quirk, chosen from the bank's seed ([`CnXmlQuirks`]): some front
 //! ends write amounts with four decimals (`1234.5000`) instead of two, as real
@@ -21,16 +31,19 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::{BusinessDate, Currency, Money};
+use domain::{BusinessDate, Currency, Direction, EntryStatus, Money};
 use formats::cn_xml::messages::{
-    self, AccountRecord, BalanceRecord, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE,
-    MAX_ACCOUNTS_PER_BALANCE_QUERY, REC_FAILED, REC_SUCCESS, RET_BAD_REQUEST, RET_LOGIN_FAILED,
-    RET_OK,
+    self, AccountRecord, BalanceRecord, DayBalanceRecord, HistoryRecord, DIRECTION_CREDIT,
+    DIRECTION_DEBIT, ENTRY_BOOKED, ENTRY_PENDING, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE,
+    FUNC_QUERY_DAY_BALANCE, FUNC_QUERY_HISTORY, MAX_ACCOUNTS_PER_BALANCE_QUERY,
+    MAX_HISTORY_RANGE_DAYS, REC_FAILED, REC_SUCCESS, RET_BAD_REQUEST, RET_LOGIN_FAILED, RET_OK,
+    RET_SYSTEM_ERROR,
 };
 use formats::cn_xml::{decode, encode, Head, Limits, Packet};
 use rand::Rng;
 
 use crate::faults::Fault;
+use crate::history::{PagePosition, SimEntry};
 use crate::ledger::{bank_rng, SimAccount};
 use crate::{mask, SimState, MAX_REQUEST_BYTES};
 
@@ -40,6 +53,10 @@ pub const ACCOUNT_ACTIVE: &str = "A";
 const MSG_LOGIN_FAILED: &str = "登录失败：用户名不存在";
 const MSG_UNKNOWN_ACCOUNT: &str = "账户不存在";
 const MSG_CURRENCY_MISMATCH: &str = "币种与账户不符";
+const MSG_BAD_DATE: &str = "日期格式错误，应为yyyyMMdd";
+const MSG_END_BEFORE_BEGIN: &str = "结束日期早于开始日期";
+const MSG_BAD_CONTKEY: &str = "续查键无效";
+const MSG_SYSTEM_ERROR: &str = "系统错误";
 
 /// How long a torn body waits between its first half and breaking the
 /// connection, so that the client has surely seen the status and headers.
@@ -121,20 +138,7 @@ pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
             Some(Fault::ErrorCode { code, message }) => {
                 error_packet(&request.head.func, &request.head.serial, code, message)
             }
-            Some(Fault::RecordFailure {
-                acc_no,
-                code,
-                message,
-            }) => answer(
-                state,
-                request,
-                Some(RecordFailure {
-                    acc_no,
-                    code,
-                    message,
-                }),
-            ),
-            _ => answer(state, request, None),
+            _ => answer(state, request, fault.as_ref()),
         },
     };
     let bytes = encode_answer(state, &answer);
@@ -159,7 +163,7 @@ struct RecordFailure<'a> {
     message: &'a str,
 }
 
-fn answer(state: &SimState, request: &Packet, failure: Option<RecordFailure<'_>>) -> Packet {
+fn answer(state: &SimState, request: &Packet, fault: Option<&Fault>) -> Packet {
     let head = &request.head;
     if head.login.as_deref() != Some(state.cfg.login.as_str()) {
         tracing::info!(bank = %state.cfg.bank_id, function = %head.func, "login refused");
@@ -167,7 +171,23 @@ fn answer(state: &SimState, request: &Packet, failure: Option<RecordFailure<'_>>
     }
     match head.func.as_str() {
         FUNC_LIST_ACCOUNTS => list_accounts(state, head),
-        FUNC_QUERY_BALANCE => query_balance(state, request, failure),
+        FUNC_QUERY_BALANCE => {
+            let failure = match fault {
+                Some(Fault::RecordFailure {
+                    acc_no,
+                    code,
+                    message,
+                }) => Some(RecordFailure {
+                    acc_no,
+                    code,
+                    message,
+                }),
+                _ => None,
+            };
+            query_balance(state, request, failure)
+        }
+        FUNC_QUERY_HISTORY => query_history(state, request, fault),
+        FUNC_QUERY_DAY_BALANCE => query_day_balance(state, request),
         _ => {
             tracing::info!(bank = %state.cfg.bank_id, "unknown function code");
             error_packet(
@@ -267,6 +287,188 @@ fn query_balance(state: &SimState, request: &Packet, failure: Option<RecordFailu
     messages::balance_response(&head.serial, RET_OK, "", &records)
 }
 
+/// The account and dates of a history or day-balance request, checked.
+struct CheckedRange {
+    account: SimAccount,
+    from: BusinessDate,
+    to: BusinessDate,
+}
+
+/// Checks what both history functions ask; the error is the Chinese
+/// message of the `BAD_REQUEST` answer.
+fn checked_range(
+    state: &SimState,
+    acc_no: &str,
+    currency_code: &str,
+    from: &str,
+    to: &str,
+) -> Result<CheckedRange, String> {
+    let account = state
+        .ledger
+        .account(acc_no)
+        .ok_or_else(|| MSG_UNKNOWN_ACCOUNT.to_string())?;
+    if code_of(account.currency) != currency_code {
+        return Err(MSG_CURRENCY_MISMATCH.to_string());
+    }
+    let (Ok(from), Ok(to)) = (
+        BusinessDate::parse_compact(from),
+        BusinessDate::parse_compact(to),
+    ) else {
+        return Err(MSG_BAD_DATE.to_string());
+    };
+    if to < from {
+        return Err(MSG_END_BEFORE_BEGIN.to_string());
+    }
+    let days = (to.naive() - from.naive()).num_days() + 1;
+    if days > MAX_HISTORY_RANGE_DAYS as i64 {
+        return Err(format!(
+            "查询区间为{days}天，不能超过{MAX_HISTORY_RANGE_DAYS}天"
+        ));
+    }
+    Ok(CheckedRange { account, from, to })
+}
+
+fn query_history(state: &SimState, request: &Packet, fault: Option<&Fault>) -> Packet {
+    let head = &request.head;
+    let refuse = |message: &str| {
+        tracing::info!(bank = %state.cfg.bank_id, message, "history request refused");
+        error_packet(&head.func, &head.serial, RET_BAD_REQUEST, message)
+    };
+    let query = match messages::parse_history_request(request) {
+        Ok(query) => query,
+        Err(error) => return refuse(&format!("查询请求格式错误：{error}")),
+    };
+    let range = match checked_range(
+        state,
+        &query.acc_no,
+        &query.currency_code,
+        &query.from,
+        &query.to,
+    ) {
+        Ok(range) => range,
+        Err(message) => return refuse(&message),
+    };
+    let Some(position) = PagePosition::from_key(&query.cont_key) else {
+        return refuse(MSG_BAD_CONTKEY);
+    };
+    let number = range.account.number.as_str();
+    let omit = matches!(fault, Some(Fault::ContinuityBreak { acc_no }) if acc_no == number);
+    let starts_session = query.cont_key.is_empty();
+    let page = match state.ledger.history_page(
+        number,
+        range.from,
+        range.to,
+        position,
+        starts_session,
+        omit,
+    ) {
+        Ok(page) => page,
+        Err(error) => {
+            tracing::warn!(bank = %state.cfg.bank_id, %error, "history page cannot be computed");
+            return error_packet(&head.func, &head.serial, RET_SYSTEM_ERROR, MSG_SYSTEM_ERROR);
+        }
+    };
+    let cont_key = if matches!(fault, Some(Fault::DuplicatePage)) {
+        position.to_key()
+    } else {
+        page.next.map(PagePosition::to_key).unwrap_or_default()
+    };
+    let records: Vec<HistoryRecord> = page
+        .entries
+        .iter()
+        .map(|entry| history_record(state, range.account.currency, entry))
+        .collect();
+    tracing::debug!(bank = %state.cfg.bank_id, account = %mask(number), entries = records.len(),
+        last_page = cont_key.is_empty(), "QueryHistory answered");
+    messages::history_response(&head.serial, RET_OK, "", &records, &cont_key)
+}
+
+fn history_record(state: &SimState, currency: Currency, entry: &SimEntry) -> HistoryRecord {
+    HistoryRecord {
+        serial: entry.serial.clone(),
+        booking_date: entry.booking_date.to_compact(),
+        value_date: entry.value_date.to_compact(),
+        direction: match entry.direction {
+            Direction::Credit => DIRECTION_CREDIT,
+            Direction::Debit => DIRECTION_DEBIT,
+        }
+        .to_string(),
+        amount: amount_text(state, entry.amount_minor, currency),
+        status: match entry.status {
+            EntryStatus::Booked => ENTRY_BOOKED,
+            EntryStatus::Pending => ENTRY_PENDING,
+        }
+        .to_string(),
+        balance: entry
+            .balance_after_minor
+            .map(|minor| amount_text(state, minor, currency))
+            .unwrap_or_default(),
+        ctp_name: entry.counterparty_name.clone(),
+        ctp_account: entry.counterparty_account.clone(),
+        ctp_bank: entry.counterparty_bank.clone(),
+        narrative: entry.remittance.clone(),
+        e2e_ref: entry.e2e_ref.clone(),
+    }
+}
+
+fn query_day_balance(state: &SimState, request: &Packet) -> Packet {
+    let head = &request.head;
+    let refuse = |message: &str| {
+        tracing::info!(bank = %state.cfg.bank_id, message, "day balance request refused");
+        error_packet(&head.func, &head.serial, RET_BAD_REQUEST, message)
+    };
+    let query = match messages::parse_day_balance_request(request) {
+        Ok(query) => query,
+        Err(error) => return refuse(&format!("查询请求格式错误：{error}")),
+    };
+    let range = match checked_range(
+        state,
+        &query.acc_no,
+        &query.currency_code,
+        &query.from,
+        &query.to,
+    ) {
+        Ok(range) => range,
+        Err(message) => return refuse(&message),
+    };
+    // A day that has not begun has no balances yet.
+    let to = range.to.min(state.ledger.today());
+    let totals = if range.from > to {
+        Vec::new()
+    } else {
+        match state
+            .ledger
+            .day_totals(&range.account.number, range.from, to)
+        {
+            Ok(totals) => totals,
+            Err(error) => {
+                tracing::warn!(bank = %state.cfg.bank_id, %error, "day balances cannot be computed");
+                return error_packet(&head.func, &head.serial, RET_SYSTEM_ERROR, MSG_SYSTEM_ERROR);
+            }
+        }
+    };
+    let currency = range.account.currency;
+    let records: Vec<DayBalanceRecord> = totals
+        .iter()
+        .map(|day| DayBalanceRecord {
+            date: day.date.to_compact(),
+            opening: amount_text(state, day.opening_minor, currency),
+            closing: amount_text(state, day.closing_minor, currency),
+        })
+        .collect();
+    tracing::debug!(bank = %state.cfg.bank_id, account = %mask(&range.account.number),
+        days = records.len(), "QueryDayBalance answered");
+    messages::day_balance_response(&head.serial, RET_OK, "", &records)
+}
+
+/// An amount as this bank writes it (see [`CnXmlQuirks::amount_decimals`]).
+fn amount_text(state: &SimState, minor: i64, currency: Currency) -> String {
+    pad_decimals(
+        Money::from_minor(minor, currency).to_decimal_string(),
+        state.quirks.amount_decimals,
+    )
+}
+
 fn success_record(
     state: &SimState,
     account: &SimAccount,
@@ -274,12 +476,7 @@ fn success_record(
     date: &str,
     time: &str,
 ) -> BalanceRecord {
-    let amount = |minor: i64| {
-        pad_decimals(
-            Money::from_minor(minor, account.currency).to_decimal_string(),
-            state.quirks.amount_decimals,
-        )
-    };
+    let amount = |minor: i64| amount_text(state, minor, account.currency);
     BalanceRecord {
         acc_no: account.number.clone(),
         currency_code: code,

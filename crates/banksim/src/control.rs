@@ -6,22 +6,39 @@
 //! - `GET|POST|DELETE /_sim/faults`: list, add (body: a flat
 //!   [`FaultRule`](crate::FaultRule), answers 201), clear (answers 204);
 //! - `POST /_sim/accounts/{number}/adjust` with `{"delta": "-100.00"}`:
-//!   moves booked and available balance, answers the account.
+//!   moves booked and available balance (booking an entry for it), answers
+//!   the account;
+//! - `GET /_sim/accounts/{number}/entries?from=2026-11-01&to=2026-11-28`
+//!   (both optional, ISO dates, inclusive booking dates): every entry the
+//!   bank holds, hidden late entries included with `"visible": false`, as
+//!   [`EntryView`]s;
+//! - `POST /_sim/accounts/{number}/entries` with `{"direction": "credit",
+//!   "amount": "100.00", "counterparty_name": "张伟", "counterparty_account":
+//!   "...", "counterparty_bank": "...", "remittance": "货款", "e2e_ref": "...",
+//!   "status": "booked", "serial": "A1"}` (only `direction` and `amount`
+//!   required; `status` `booked` or `pending`, default booked; no `serial`
+//!   lets the bank number it, `""` makes one without serial): appends an
+//!   entry dated today, answers it with 201;
+//! - `POST /_sim/accounts/{number}/entries/{serial}/book`: books a pending
+//!   entry today, answers it.
 //!
-//! Errors are `{"error": "..."}` with 400 (bad input) or 404 (no account).
+//! Errors are `{"error": "..."}` with 400 (bad input) or 404 (no account, no
+//! such pending entry).
 //! These routes are not part of any bank's protocol and have no auth: the
 //! simulator listens on loopback for tests and demos only.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use domain::{Currency, Money};
+use domain::{BusinessDate, Currency, Direction, EntryStatus, Money};
 
 use crate::faults::FaultRule;
+use crate::history::{NewSimEntry, SimEntry};
 use crate::ledger::SimAccount;
 use crate::{mask, SimError, SimState};
 
@@ -50,6 +67,80 @@ pub struct TotalView {
     pub currency: String,
     pub booked: String,
     pub available: String,
+}
+
+/// An entry as the control API shows it; amounts are decimal strings in the
+/// account's currency, dates ISO, empty text means the bank leaves it empty.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EntryView {
+    pub serial: String,
+    pub booking_date: BusinessDate,
+    pub value_date: BusinessDate,
+    pub direction: Direction,
+    pub amount: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    pub status: EntryStatus,
+    /// Running booked balance after the entry; null for pending and hidden
+    /// entries.
+    pub balance_after: Option<String>,
+    pub counterparty_name: String,
+    pub counterparty_account: String,
+    pub counterparty_bank: String,
+    pub remittance: String,
+    pub e2e_ref: String,
+    pub visible: bool,
+}
+
+impl EntryView {
+    pub fn of(entry: &SimEntry, currency: Currency) -> EntryView {
+        let decimal = |minor: i64| Money::from_minor(minor, currency).to_decimal_string();
+        EntryView {
+            serial: entry.serial.clone(),
+            booking_date: entry.booking_date,
+            value_date: entry.value_date,
+            direction: entry.direction,
+            amount: decimal(entry.amount_minor),
+            currency: currency.code().to_string(),
+            status: entry.status,
+            balance_after: entry.balance_after_minor.map(decimal),
+            counterparty_name: entry.counterparty_name.clone(),
+            counterparty_account: entry.counterparty_account.clone(),
+            counterparty_bank: entry.counterparty_bank.clone(),
+            remittance: entry.remittance.clone(),
+            e2e_ref: entry.e2e_ref.clone(),
+            visible: entry.visible,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EntriesQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEntryRequest {
+    direction: Direction,
+    /// Positive decimal string in the account's currency.
+    amount: String,
+    #[serde(default)]
+    status: Option<EntryStatus>,
+    #[serde(default)]
+    serial: Option<String>,
+    #[serde(default)]
+    counterparty_name: Option<String>,
+    #[serde(default)]
+    counterparty_account: Option<String>,
+    #[serde(default)]
+    counterparty_bank: Option<String>,
+    #[serde(default)]
+    remittance: Option<String>,
+    #[serde(default)]
+    e2e_ref: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -171,6 +262,125 @@ pub(crate) async fn adjust(
             }
             .to_string(),
         ),
+    }
+}
+
+/// The status and body of a ledger error.
+fn sim_error(e: &SimError) -> Response {
+    let status = match e {
+        SimError::UnknownAccount { .. } | SimError::NoPendingEntry { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(status, e.to_string())
+}
+
+fn unknown_account(number: &str) -> Response {
+    sim_error(&SimError::UnknownAccount {
+        masked: mask(number),
+    })
+}
+
+pub(crate) async fn list_entries(
+    State(state): State<Arc<SimState>>,
+    Path(number): Path<String>,
+    query: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query string must only hold from and to, ISO dates such as 2026-11-28".into(),
+        );
+    };
+    let Some(account) = state.ledger.account(&number) else {
+        return unknown_account(&number);
+    };
+    let date = |name: &str, text: Option<String>| match text {
+        None => Ok(None),
+        Some(text) => BusinessDate::parse_iso(&text)
+            .map(Some)
+            .map_err(|e| format!("{name}: {e}")),
+    };
+    let (from, to) = match (date("from", query.from), date("to", query.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(message), _) | (_, Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match state.ledger.entries_between(&number, from, to) {
+        Ok(entries) => Json(
+            entries
+                .iter()
+                .map(|entry| EntryView::of(entry, account.currency))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => sim_error(&e),
+    }
+}
+
+pub(crate) async fn add_entry(
+    State(state): State<Arc<SimState>>,
+    Path(number): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(account) = state.ledger.account(&number) else {
+        return unknown_account(&number);
+    };
+    let request: NewEntryRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body is not a new entry: {e}; expected e.g. {{\"direction\": \"credit\", \"amount\": \"100.00\", \"remittance\": \"货款\"}}"),
+            )
+        }
+    };
+    let amount = match Money::parse(&request.amount, account.currency) {
+        Ok(amount) if amount.is_positive() => amount,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("amount is {}; expected a positive amount", request.amount),
+            )
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("amount: {e}")),
+    };
+    let new = NewSimEntry {
+        direction: request.direction,
+        amount_minor: amount.minor(),
+        status: request.status.unwrap_or(EntryStatus::Booked),
+        serial: request.serial,
+        counterparty_name: request.counterparty_name,
+        counterparty_account: request.counterparty_account,
+        counterparty_bank: request.counterparty_bank,
+        remittance: request.remittance,
+        e2e_ref: request.e2e_ref,
+    };
+    match state.ledger.add_entry(&number, new) {
+        Ok(entry) => {
+            tracing::info!(bank = %state.cfg.bank_id, account = %mask(&number),
+                direction = ?entry.direction, status = ?entry.status, "entry added");
+            (
+                StatusCode::CREATED,
+                Json(EntryView::of(&entry, account.currency)),
+            )
+                .into_response()
+        }
+        Err(e) => sim_error(&e),
+    }
+}
+
+pub(crate) async fn book_pending(
+    State(state): State<Arc<SimState>>,
+    Path((number, serial)): Path<(String, String)>,
+) -> Response {
+    let Some(account) = state.ledger.account(&number) else {
+        return unknown_account(&number);
+    };
+    match state.ledger.book_pending(&number, &serial) {
+        Ok(entry) => {
+            tracing::info!(bank = %state.cfg.bank_id, account = %mask(&number), "pending entry booked");
+            Json(EntryView::of(&entry, account.currency)).into_response()
+        }
+        Err(e) => sim_error(&e),
     }
 }
 

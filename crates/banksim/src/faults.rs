@@ -54,6 +54,19 @@ pub enum Fault {
         code: String,
         message: String,
     },
+    /// In a `QueryHistory` answer for this account, silently leave out the
+    /// last booked entry of the most recent day in the asked range that has
+    /// booked entries, while `QueryDayBalance` keeps reporting the true
+    /// balances: that day's opening balance plus the reported entries no
+    /// longer gives its closing balance. Taken by every `QueryHistory`
+    /// packet (a page of another account uses it up without effect), so a
+    /// rule meant for a whole paging session is `always` or counts pages.
+    ContinuityBreak { acc_no: String },
+    /// In a `QueryHistory` answer, hand out a `CONTKEY` that leads to the
+    /// same page again: a client following keys gets the page twice (the
+    /// key repeats, or, for the first page, the entries do). With
+    /// `remaining` 1 the page after the repeat continues normally.
+    DuplicatePage,
 }
 
 impl Fault {
@@ -93,6 +106,14 @@ impl Fault {
                 check_text("record_failure acc_no", acc_no)?;
                 check_text("record_failure code", code)?;
                 check_text("record_failure message", message)
+            }
+            Fault::ContinuityBreak { acc_no } => {
+                if acc_no.is_empty() {
+                    return invalid(
+                        "continuity_break acc_no is empty; expected an account number".into(),
+                    );
+                }
+                check_text("continuity_break acc_no", acc_no)
             }
             _ => Ok(()),
         }
@@ -156,11 +177,15 @@ impl FaultRule {
             None => true,
             Some(wanted) => Some(wanted.as_str()) == function,
         };
-        // A record failure only means something in a balance answer; it must
-        // not be used up by a packet that has no records to fail.
+        // A record failure only means something in a balance answer, and the
+        // history faults only in a history answer; they must not be used up
+        // by a packet they cannot spoil.
         let fault_applies = match self.fault {
             Fault::RecordFailure { .. } => {
                 function == Some(formats::cn_xml::messages::FUNC_QUERY_BALANCE)
+            }
+            Fault::ContinuityBreak { .. } | Fault::DuplicatePage => {
+                function == Some(formats::cn_xml::messages::FUNC_QUERY_HISTORY)
             }
             _ => true,
         };
@@ -311,6 +336,40 @@ mod tests {
         assert_eq!(faults.take(Some("ListAccounts")), None);
         assert_eq!(faults.take(None), None);
         assert_eq!(faults.take(Some("QueryBalance")), Some(fault));
+    }
+
+    #[test]
+    fn history_faults_wait_for_a_history_query() {
+        let faults = FaultHandle::new();
+        let rule: FaultRule =
+            serde_json::from_str(r#"{"kind":"continuity_break","acc_no":"755900012310001"}"#)
+                .unwrap();
+        faults.try_inject(rule).unwrap();
+        let rule: FaultRule =
+            serde_json::from_str(r#"{"kind":"duplicate_page","remaining":1}"#).unwrap();
+        faults.try_inject(rule).unwrap();
+        assert_eq!(faults.take(Some("QueryBalance")), None);
+        assert_eq!(faults.take(Some("QueryDayBalance")), None);
+        assert_eq!(
+            faults.take(Some("QueryHistory")),
+            Some(Fault::ContinuityBreak {
+                acc_no: "755900012310001".into()
+            })
+        );
+        faults.clear();
+        faults
+            .try_inject(FaultRule::times(Fault::DuplicatePage, 1))
+            .unwrap();
+        assert_eq!(
+            faults.take(Some("QueryHistory")),
+            Some(Fault::DuplicatePage)
+        );
+        assert_eq!(faults.take(Some("QueryHistory")), None);
+        assert!(faults
+            .try_inject(FaultRule::always(Fault::ContinuityBreak {
+                acc_no: String::new()
+            }))
+            .is_err());
     }
 
     #[test]

@@ -1,25 +1,45 @@
-//! The simulated bank's books: accounts and their balances.
+//! The simulated bank's books: accounts, their balances and their
+//! statement histories.
 //!
 //! A ledger is generated from `(bank_id, seed)` alone, so a test or a demo
 //! that names the same bank and seed gets the same account numbers, names and
 //! balances every time (DESIGN.md: randomness is injected and replayable).
-//! After generation the set of accounts is fixed; only balances move
-//! ([`Ledger::adjust`]). The state sits behind one mutex that is never held
-//! across an await, and a poisoned lock is recovered rather than turned into
-//! a panic: the data is plain numbers that a panicking writer cannot leave
-//! half-updated (booked and available are written together).
+//! After generation the set of accounts is fixed; balances move with entries
+//! ([`Ledger::adjust`], [`Ledger::add_entry`], [`Ledger::book_pending`], and
+//! late entries becoming visible).
+//!
+//! Each account's history ([`crate::history`]) is generated from `(bank_id,
+//! seed, account number)` and the ledger's anchor date (today by the
+//! injected clock when the ledger was made), lazily on first use, so that a
+//! bank of thousands of accounts only pays for the histories it is asked
+//! about. It is generated against the account's *initial* balance, so it is
+//! the same whenever it is first touched. Every balance change goes through
+//! an entry in the same critical section, which keeps the history consistent
+//! with the balance: the last shown booked entry's running balance is the
+//! booked balance.
+//!
+//! The state sits behind one mutex that is never held across an await, and
+//! a poisoned lock is recovered rather than turned into a panic: every
+//! update checks before it writes, and writes balance and entry together.
 //!
 //! Layout: the public types, then generation (word tables, numbering,
-//! balances), then the mutation and query methods.
+//! balances), then the balance methods, then the history methods.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use domain::Currency;
+use domain::{BankTimeZone, BusinessDate, Clock, Currency, Direction, EntryStatus, SystemClock};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::{SimBankConfig, SimError};
+use crate::history::{
+    self, AccountHistory, DayTotals, LateStage, NewSimEntry, Page, PagePosition, SimEntry,
+    MAX_ENTRIES_PER_ACCOUNT, MAX_ENTRY_TEXT_CHARS, MAX_SERIAL_BYTES,
+};
+use crate::{mask, SimBankConfig, SimError};
+
+/// Remittance text of the entry an adjustment books.
+pub const ADJUSTMENT_REMITTANCE: &str = "余额调整";
 
 /// Most accounts per currency one simulated bank generates. It keeps the
 /// four-digit serial at the end of every account number unique and bounds
@@ -55,13 +75,35 @@ pub struct SimAccount {
 #[derive(Debug)]
 pub struct Ledger {
     bank_id: String,
-    /// Account number to position in `accounts`; fixed after generation.
+    seed: u64,
+    clock: Arc<dyn Clock>,
+    time_zone: BankTimeZone,
+    /// Today when the ledger was made: generated histories end on this day.
+    anchor: BusinessDate,
+    /// Account number to position in `Books::accounts`; fixed after
+    /// generation.
     index: HashMap<String, usize>,
-    accounts: Mutex<Vec<SimAccount>>,
+    books: Mutex<Books>,
+}
+
+/// Everything that changes, under one lock so that a balance and the entry
+/// that moved it change together. The three vectors are parallel.
+#[derive(Debug)]
+struct Books {
+    accounts: Vec<SimAccount>,
+    /// Booked balance at generation; histories are generated against it.
+    initial_booked_minor: Vec<i64>,
+    histories: Vec<Option<AccountHistory>>,
+}
+
+/// One account's balance and history, borrowed from the books.
+struct AccountBooks<'a> {
+    account: &'a mut SimAccount,
+    history: &'a mut AccountHistory,
 }
 
 /// City, four-digit branch prefix of its account numbers.
-const CITIES: &[(&str, &str)] = &[
+pub(crate) const CITIES: &[(&str, &str)] = &[
     ("深圳", "7559"),
     ("上海", "2110"),
     ("北京", "1109"),
@@ -71,11 +113,11 @@ const CITIES: &[(&str, &str)] = &[
     ("成都", "2809"),
     ("武汉", "2709"),
 ];
-const BRANDS: &[&str] = &[
+pub(crate) const BRANDS: &[&str] = &[
     "华信", "恒达", "鼎盛", "瑞丰", "中科", "宏远", "金桥", "海纳", "启明", "博远", "嘉禾", "同创",
     "新航", "远景", "汇通", "天成",
 ];
-const INDUSTRIES: &[&str] = &[
+pub(crate) const INDUSTRIES: &[&str] = &[
     "科技",
     "贸易",
     "实业",
@@ -89,7 +131,7 @@ const INDUSTRIES: &[&str] = &[
     "供应链管理",
     "投资",
 ];
-const COMPANY_FORMS: &[&str] = &["有限公司", "股份有限公司", "集团有限公司"];
+pub(crate) const COMPANY_FORMS: &[&str] = &["有限公司", "股份有限公司", "集团有限公司"];
 const BRANCH_SUFFIXES: &[&str] = &[
     "分行营业部",
     "分行高新区支行",
@@ -127,7 +169,7 @@ pub(crate) fn bank_rng(bank_id: &str, seed: u64, purpose: &str) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(key)
 }
 
-fn pick<'a>(rng: &mut ChaCha20Rng, table: &[&'a str]) -> &'a str {
+pub(crate) fn pick<'a>(rng: &mut ChaCha20Rng, table: &[&'a str]) -> &'a str {
     table[rng.gen_range(0..table.len())]
 }
 
@@ -200,11 +242,19 @@ fn generate_currency(
 }
 
 impl Ledger {
+    /// Generates the ledger of `cfg`'s bank with the system clock; see
+    /// [`Ledger::generate_with_clock`].
+    pub fn generate(cfg: &SimBankConfig) -> Ledger {
+        Ledger::generate_with_clock(cfg, Arc::new(SystemClock))
+    }
+
     /// Generates the ledger of `cfg`'s bank, deterministically from its
     /// `bank_id` and `seed`: CNY accounts first, then USD. Counts above
     /// [`MAX_ACCOUNTS_PER_CURRENCY`] are cut to it (and logged);
-    /// [`SimBankConfig::validate`] rejects such a config up front.
-    pub fn generate(cfg: &SimBankConfig) -> Ledger {
+    /// [`SimBankConfig::validate`] rejects such a config up front, as it
+    /// rejects an unknown time zone (which would fall back to Shanghai here).
+    /// Histories end on today by `clock` in the bank's zone.
+    pub fn generate_with_clock(cfg: &SimBankConfig, clock: Arc<dyn Clock>) -> Ledger {
         let cny_count = capped_count(cfg.cny_accounts, "CNY");
         let usd_count = capped_count(cfg.usd_accounts, "USD");
         let mut rng = bank_rng(&cfg.bank_id, cfg.seed, "ledger");
@@ -222,10 +272,24 @@ impl Ledger {
             .enumerate()
             .map(|(position, account)| (account.number.clone(), position))
             .collect();
+        let time_zone = BankTimeZone::parse(&cfg.time_zone).unwrap_or_else(|error| {
+            tracing::warn!(%error, "simulated bank time zone invalid; using Asia/Shanghai");
+            BankTimeZone::SHANGHAI
+        });
+        let anchor = BusinessDate::today(clock.as_ref(), time_zone);
+        let books = Books {
+            initial_booked_minor: accounts.iter().map(|a| a.booked_minor).collect(),
+            histories: vec![None; accounts.len()],
+            accounts,
+        };
         Ledger {
             bank_id: cfg.bank_id.clone(),
+            seed: cfg.seed,
+            clock,
+            time_zone,
+            anchor,
             index,
-            accounts: Mutex::new(accounts),
+            books: Mutex::new(books),
         }
     }
 
@@ -233,52 +297,82 @@ impl Ledger {
         &self.bank_id
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<SimAccount>> {
-        self.accounts
+    /// Today in the bank's time zone, by the injected clock.
+    pub fn today(&self) -> BusinessDate {
+        BusinessDate::today(self.clock.as_ref(), self.time_zone)
+    }
+
+    /// The day generated histories end on: today when the ledger was made.
+    pub fn anchor_date(&self) -> BusinessDate {
+        self.anchor
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Books> {
+        self.books
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// All accounts, in generation order.
     pub fn accounts(&self) -> Vec<SimAccount> {
-        self.lock().clone()
+        self.lock().accounts.clone()
     }
 
     pub fn account(&self, number: &str) -> Option<SimAccount> {
         let position = *self.index.get(number)?;
-        self.lock().get(position).cloned()
+        self.lock().accounts.get(position).cloned()
+    }
+
+    /// Runs `work` on one account and its history (generated on first use)
+    /// under the lock.
+    fn with_books<T>(
+        &self,
+        number: &str,
+        work: impl FnOnce(AccountBooks<'_>) -> Result<T, SimError>,
+    ) -> Result<T, SimError> {
+        let unknown = || SimError::UnknownAccount {
+            masked: mask(number),
+        };
+        let position = *self.index.get(number).ok_or_else(unknown)?;
+        let mut guard = self.lock();
+        let books = &mut *guard;
+        let account = books.accounts.get_mut(position).ok_or_else(unknown)?;
+        let initial = books
+            .initial_booked_minor
+            .get(position)
+            .copied()
+            .ok_or_else(unknown)?;
+        let slot = books.histories.get_mut(position).ok_or_else(unknown)?;
+        let history = slot.get_or_insert_with(|| {
+            let purpose = format!("history {number}");
+            let mut rng = bank_rng(&self.bank_id, self.seed, &purpose);
+            history::generate(&mut rng, self.anchor, initial)
+        });
+        work(AccountBooks { account, history })
     }
 
     /// Moves booked and available balance of one account together by
-    /// `delta_minor` (negative for a debit). Overdrafts are allowed; an
-    /// amount that no longer fits an i64 is refused and changes nothing.
+    /// `delta_minor` (negative for a debit), and books an entry for it today
+    /// (remittance [`ADJUSTMENT_REMITTANCE`], no counterparty) so that the
+    /// history stays consistent with the balance. Overdrafts are allowed; an
+    /// amount that no longer fits an i64 is refused and changes nothing. A
+    /// zero delta changes nothing.
     pub fn adjust(&self, number: &str, delta_minor: i64) -> Result<(), SimError> {
-        let position = *self
-            .index
-            .get(number)
-            .ok_or_else(|| SimError::UnknownAccount {
-                masked: crate::mask(number),
-            })?;
-        let mut accounts = self.lock();
-        let account = accounts
-            .get_mut(position)
-            .ok_or_else(|| SimError::UnknownAccount {
-                masked: crate::mask(number),
-            })?;
-        let overflow = || SimError::AmountOverflow {
-            masked: crate::mask(number),
+        if delta_minor == 0 {
+            return self.with_books(number, |_| Ok(()));
+        }
+        let direction = if delta_minor > 0 {
+            Direction::Credit
+        } else {
+            Direction::Debit
         };
-        let booked = account
-            .booked_minor
-            .checked_add(delta_minor)
-            .ok_or_else(overflow)?;
-        let available = account
-            .available_minor
-            .checked_add(delta_minor)
-            .ok_or_else(overflow)?;
-        account.booked_minor = booked;
-        account.available_minor = available;
-        Ok(())
+        let amount_minor =
+            i64::try_from(delta_minor.unsigned_abs()).map_err(|_| SimError::AmountOverflow {
+                masked: mask(number),
+            })?;
+        let mut entry = NewSimEntry::booked(direction, amount_minor);
+        entry.remittance = Some(ADJUSTMENT_REMITTANCE.to_string());
+        self.add_entry(number, entry).map(|_| ())
     }
 
     /// Per currency, in order of first appearance: the sums of booked and of
@@ -286,7 +380,7 @@ impl Ledger {
     /// ledger can hold.
     pub fn totals(&self) -> Vec<(Currency, i128, i128)> {
         let mut totals: Vec<(Currency, i128, i128)> = Vec::new();
-        for account in self.lock().iter() {
+        for account in self.lock().accounts.iter() {
             let booked = i128::from(account.booked_minor);
             let available = i128::from(account.available_minor);
             match totals.iter_mut().find(|(c, _, _)| *c == account.currency) {
@@ -299,6 +393,287 @@ impl Ledger {
         }
         totals
     }
+
+    // -----------------------------------------------------------------------
+    // history
+    // -----------------------------------------------------------------------
+
+    /// What the bank holds for the account, booked in `from..=to`, hidden
+    /// late entries included (with `visible` false), in the bank's order.
+    pub fn entries(
+        &self,
+        number: &str,
+        from: BusinessDate,
+        to: BusinessDate,
+    ) -> Result<Vec<SimEntry>, SimError> {
+        self.entries_between(number, Some(from), Some(to))
+    }
+
+    /// [`Ledger::entries`] with open ends.
+    pub fn entries_between(
+        &self,
+        number: &str,
+        from: Option<BusinessDate>,
+        to: Option<BusinessDate>,
+    ) -> Result<Vec<SimEntry>, SimError> {
+        self.with_books(number, |books| {
+            books
+                .history
+                .entries_between(from, to, books.account.booked_minor)
+                .ok_or_else(|| overflow(number))
+        })
+    }
+
+    /// Appends an entry dated today, at the end of the day. A booked one
+    /// moves booked and available balance; a pending one moves nothing until
+    /// [`Ledger::book_pending`]. Returns the entry as the bank now shows it.
+    pub fn add_entry(&self, number: &str, new: NewSimEntry) -> Result<SimEntry, SimError> {
+        let today = self.today();
+        self.with_books(number, |books| {
+            let invalid = |message: String| SimError::InvalidEntry {
+                masked: mask(number),
+                message,
+            };
+            if new.amount_minor <= 0 {
+                return Err(invalid(format!(
+                    "amount is {} minor units; expected a positive amount",
+                    new.amount_minor
+                )));
+            }
+            if books.history.len() >= MAX_ENTRIES_PER_ACCOUNT {
+                return Err(invalid(format!(
+                    "the account already holds {MAX_ENTRIES_PER_ACCOUNT} entries, the simulator's limit"
+                )));
+            }
+            let texts = [
+                ("counterparty_name", &new.counterparty_name),
+                ("counterparty_account", &new.counterparty_account),
+                ("counterparty_bank", &new.counterparty_bank),
+                ("remittance", &new.remittance),
+                ("e2e_ref", &new.e2e_ref),
+            ];
+            for (field, text) in texts {
+                check_entry_text(field, text.as_deref().unwrap_or_default()).map_err(invalid)?;
+            }
+            let serial = match &new.serial {
+                None => books.history.next_serial(today),
+                Some(serial) => {
+                    check_serial(serial).map_err(invalid)?;
+                    if books.history.serial_taken(today, serial) {
+                        return Err(invalid(format!(
+                            "serial {serial:?} is already used on {today}; expected one unique per account and booking date"
+                        )));
+                    }
+                    serial.clone()
+                }
+            };
+            let booked = if new.status == EntryStatus::Booked {
+                Some(moved_balances(books.account, new.direction, new.amount_minor)
+                    .ok_or_else(|| overflow(number))?)
+            } else {
+                None
+            };
+            let text = |value: Option<String>| value.unwrap_or_default();
+            let seq = books.history.insert(SimEntry {
+                serial,
+                booking_date: today,
+                value_date: today,
+                direction: new.direction,
+                amount_minor: new.amount_minor,
+                status: new.status,
+                balance_after_minor: None,
+                counterparty_name: text(new.counterparty_name),
+                counterparty_account: text(new.counterparty_account),
+                counterparty_bank: text(new.counterparty_bank),
+                remittance: text(new.remittance),
+                e2e_ref: text(new.e2e_ref),
+                visible: true,
+            });
+            if let Some((booked, available)) = booked {
+                books.account.booked_minor = booked;
+                books.account.available_minor = available;
+            }
+            books
+                .history
+                .by_seq(seq, books.account.booked_minor)
+                .ok_or_else(|| overflow(number))
+        })
+    }
+
+    /// Books the pending entry with this serial today: it keeps its serial
+    /// and value date, its booking date becomes today, it moves to the end of
+    /// today's entries, and booked and available balance move by it.
+    pub fn book_pending(&self, number: &str, serial: &str) -> Result<SimEntry, SimError> {
+        let today = self.today();
+        self.with_books(number, |books| {
+            let not_found = || SimError::NoPendingEntry {
+                masked: mask(number),
+                serial: serial.chars().take(MAX_SERIAL_BYTES).collect(),
+            };
+            if serial.is_empty() {
+                return Err(not_found());
+            }
+            let position = books.history.pending_position(serial).ok_or_else(not_found)?;
+            let (booked, available) = books
+                .history
+                .direction_and_amount(position)
+                .and_then(|(direction, amount)| moved_balances(books.account, direction, amount))
+                .ok_or_else(|| overflow(number))?;
+            let mut entry = books.history.remove(position).ok_or_else(not_found)?;
+            if books.history.serial_taken(today, serial) {
+                // Only possible when the entry was pending since an earlier
+                // day and today already has this serial: put it back.
+                books.history.insert(entry);
+                return Err(SimError::InvalidEntry {
+                    masked: mask(number),
+                    message: format!(
+                        "serial {serial:?} is already used on {today}; the pending entry cannot be booked today"
+                    ),
+                });
+            }
+            entry.status = EntryStatus::Booked;
+            entry.booking_date = today;
+            let seq = books.history.insert(entry);
+            books.account.booked_minor = booked;
+            books.account.available_minor = available;
+            books
+                .history
+                .by_seq(seq, booked)
+                .ok_or_else(|| overflow(number))
+        })
+    }
+
+    /// One `QueryHistory` page of visible entries. A page that
+    /// `starts_session` (asked with an empty key) after a whole sync of the
+    /// account first makes its late entries visible (see
+    /// [`crate::history`]'s `LateStage`).
+    pub(crate) fn history_page(
+        &self,
+        number: &str,
+        from: BusinessDate,
+        to: BusinessDate,
+        position: PagePosition,
+        starts_session: bool,
+        omit_latest_booked: bool,
+    ) -> Result<Page, SimError> {
+        self.with_books(number, |mut books| {
+            match books.history.late_stage {
+                LateStage::SyncServed if starts_session => {
+                    let revealed = reveal_hidden(&mut books, number)?;
+                    if revealed > 0 {
+                        tracing::info!(bank = %self.bank_id, account = %mask(number), revealed,
+                            "late entries are now visible");
+                    }
+                }
+                LateStage::Untouched => books.history.late_stage = LateStage::HistoryServed,
+                _ => {}
+            }
+            books
+                .history
+                .page(
+                    from,
+                    to,
+                    position,
+                    omit_latest_booked,
+                    history::PAGE_SIZE,
+                    books.account.booked_minor,
+                )
+                .ok_or_else(|| overflow(number))
+        })
+    }
+
+    /// Opening and closing balances of the days in `from..=to`, over the
+    /// visible entries, as a `QueryDayBalance` answers them (which completes
+    /// a sync for the late entries).
+    pub(crate) fn day_totals(
+        &self,
+        number: &str,
+        from: BusinessDate,
+        to: BusinessDate,
+    ) -> Result<Vec<DayTotals>, SimError> {
+        self.with_books(number, |books| {
+            let totals = books
+                .history
+                .day_totals(from, to, books.account.booked_minor)
+                .ok_or_else(|| overflow(number))?;
+            if books.history.late_stage == LateStage::HistoryServed {
+                books.history.late_stage = LateStage::SyncServed;
+            }
+            Ok(totals)
+        })
+    }
+}
+
+/// Shows the account's late entries and moves its balance by them; returns
+/// how many became visible. Nothing changes on overflow.
+fn reveal_hidden(books: &mut AccountBooks<'_>, number: &str) -> Result<usize, SimError> {
+    let net = books.history.hidden_net();
+    let apply =
+        |balance: i64| i64::try_from(i128::from(balance) + net).map_err(|_| overflow(number));
+    let booked = apply(books.account.booked_minor)?;
+    let available = apply(books.account.available_minor)?;
+    let revealed = books.history.reveal_hidden();
+    books.account.booked_minor = booked;
+    books.account.available_minor = available;
+    Ok(revealed)
+}
+
+fn overflow(number: &str) -> SimError {
+    SimError::AmountOverflow {
+        masked: mask(number),
+    }
+}
+
+/// Booked and available balance after an entry, or `None` on overflow.
+fn moved_balances(
+    account: &SimAccount,
+    direction: Direction,
+    amount_minor: i64,
+) -> Option<(i64, i64)> {
+    let delta = match direction {
+        Direction::Credit => amount_minor,
+        Direction::Debit => amount_minor.checked_neg()?,
+    };
+    Some((
+        account.booked_minor.checked_add(delta)?,
+        account.available_minor.checked_add(delta)?,
+    ))
+}
+
+/// An added entry's text must fit the family: at most
+/// [`MAX_ENTRY_TEXT_CHARS`] characters, and encodable in GBK (else every
+/// later history answer of the account would fail to encode).
+fn check_entry_text(field: &str, text: &str) -> Result<(), String> {
+    let chars = text.chars().count();
+    if chars > MAX_ENTRY_TEXT_CHARS {
+        return Err(format!(
+            "{field} is {chars} characters long; expected at most {MAX_ENTRY_TEXT_CHARS}"
+        ));
+    }
+    let probe = formats::cn_xml::Packet {
+        head: formats::cn_xml::Head {
+            func: "F".to_string(),
+            serial: "S".to_string(),
+            ..formats::cn_xml::Head::default()
+        },
+        body: vec![formats::cn_xml::Block::new("E").with("V", text)],
+    };
+    formats::cn_xml::encode(&probe)
+        .map(|_| ())
+        .map_err(|e| format!("{field} cannot be sent by a GBK front machine ({e})"))
+}
+
+fn check_serial(serial: &str) -> Result<(), String> {
+    if serial.len() > MAX_SERIAL_BYTES
+        || !serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(format!(
+            "serial must be at most {MAX_SERIAL_BYTES} ASCII letters, digits or '-' (empty for an entry without serial)"
+        ));
+    }
+    Ok(())
 }
 
 fn capped_count(requested: usize, currency: &str) -> usize {
@@ -388,6 +763,7 @@ mod tests {
 
     #[test]
     fn adjust_moves_both_balances_and_refuses_overflow() {
+        // (Also books an entry; see adjust_and_added_entries_keep_the_history_consistent.)
         let ledger = Ledger::generate(&config("cmb", 1, 2, 0));
         let before = ledger.accounts()[0].clone();
         ledger.adjust(&before.number, -12_345).unwrap();
@@ -420,6 +796,169 @@ mod tests {
             assert_eq!(booked, of(|a| a.booked_minor));
             assert_eq!(available, of(|a| a.available_minor));
         }
+    }
+
+    fn fixed_clock() -> Arc<dyn Clock> {
+        use chrono::TimeZone;
+        // 01:30 on the 29th in Shanghai, still the 28th in UTC.
+        Arc::new(domain::ManualClock::new(
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 28, 17, 30, 0)
+                .single()
+                .unwrap(),
+        ))
+    }
+
+    /// Every day's opening + Σ booked − closing is zero over the visible
+    /// entries, days chain, running balances chain, and the last visible
+    /// booked entry ends at the booked balance.
+    fn assert_consistent(ledger: &Ledger, number: &str) {
+        let today = ledger.today();
+        let from = today.add_days(-history::HISTORY_DAYS).unwrap();
+        let account = ledger.account(number).unwrap();
+        let entries = ledger.entries(number, from, today).unwrap();
+        let shown: Vec<&SimEntry> = entries
+            .iter()
+            .filter(|e| e.visible && e.status == EntryStatus::Booked)
+            .collect();
+        assert_eq!(
+            shown.last().unwrap().balance_after_minor,
+            Some(account.booked_minor)
+        );
+        for pair in shown.windows(2) {
+            let signed = match pair[1].direction {
+                Direction::Credit => pair[1].amount_minor,
+                Direction::Debit => -pair[1].amount_minor,
+            };
+            assert_eq!(
+                pair[0].balance_after_minor.unwrap() + signed,
+                pair[1].balance_after_minor.unwrap()
+            );
+        }
+        let days = ledger.day_totals(number, from, today).unwrap();
+        assert_eq!(days.len(), 101);
+        assert_eq!(days.last().unwrap().closing_minor, account.booked_minor);
+        for pair in days.windows(2) {
+            assert_eq!(pair[0].closing_minor, pair[1].opening_minor);
+        }
+        for day in &days {
+            let net: i64 = shown
+                .iter()
+                .filter(|e| e.booking_date == day.date)
+                .map(|e| match e.direction {
+                    Direction::Credit => e.amount_minor,
+                    Direction::Debit => -e.amount_minor,
+                })
+                .sum();
+            assert_eq!(day.opening_minor + net, day.closing_minor, "{}", day.date);
+        }
+        for entry in entries
+            .iter()
+            .filter(|e| !e.visible || e.status == EntryStatus::Pending)
+        {
+            assert_eq!(entry.balance_after_minor, None);
+        }
+    }
+
+    #[test]
+    fn every_history_is_consistent_with_its_balance_before_and_after_late_entries() {
+        for seed in 0..4 {
+            let ledger = Ledger::generate_with_clock(&config("cmb", seed, 6, 3), fixed_clock());
+            for account in ledger.accounts() {
+                assert_consistent(&ledger, &account.number);
+                let before = ledger.account(&account.number).unwrap();
+                let hidden: Vec<SimEntry> = ledger
+                    .entries_between(&account.number, None, None)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|e| !e.visible)
+                    .collect();
+                assert!(!hidden.is_empty(), "every account has late entries");
+                let net: i64 = hidden
+                    .iter()
+                    .map(|e| match e.direction {
+                        Direction::Credit => e.amount_minor,
+                        Direction::Debit => -e.amount_minor,
+                    })
+                    .sum();
+                let today = ledger.today();
+                // A whole sync (pages, then day balances) leaves them hidden;
+                // the next session's first page reveals them.
+                let page = || {
+                    ledger
+                        .history_page(
+                            &account.number,
+                            today,
+                            today,
+                            PagePosition::Start,
+                            true,
+                            false,
+                        )
+                        .unwrap()
+                };
+                page();
+                ledger.day_totals(&account.number, today, today).unwrap();
+                page();
+                let after = ledger.account(&account.number).unwrap();
+                assert_eq!(after.booked_minor, before.booked_minor + net);
+                assert_eq!(after.available_minor, before.available_minor + net);
+                assert!(ledger
+                    .entries_between(&account.number, None, None)
+                    .unwrap()
+                    .iter()
+                    .all(|e| e.visible));
+                assert_consistent(&ledger, &account.number);
+            }
+        }
+    }
+
+    #[test]
+    fn histories_are_deterministic_and_differ_by_seed() {
+        let a = Ledger::generate_with_clock(&config("cmb", 9, 2, 1), fixed_clock());
+        let b = Ledger::generate_with_clock(&config("cmb", 9, 2, 1), fixed_clock());
+        let c = Ledger::generate_with_clock(&config("cmb", 10, 2, 1), fixed_clock());
+        for account in a.accounts() {
+            let all = |l: &Ledger| l.entries_between(&account.number, None, None).unwrap();
+            assert_eq!(all(&a), all(&b));
+        }
+        let first = |l: &Ledger| {
+            let number = l.accounts()[0].number.clone();
+            l.entries_between(&number, None, None).unwrap()
+        };
+        assert_ne!(first(&a), first(&c));
+    }
+
+    #[test]
+    fn adjust_and_added_entries_keep_the_history_consistent() {
+        let ledger = Ledger::generate_with_clock(&config("cmb", 2, 2, 0), fixed_clock());
+        let number = ledger.accounts()[0].number.clone();
+        ledger.adjust(&number, -12_345).unwrap();
+        let last = ledger
+            .entries_between(&number, None, None)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(last.remittance, ADJUSTMENT_REMITTANCE);
+        assert_eq!(last.amount_minor, 12_345);
+        assert_eq!(last.direction, Direction::Debit);
+        assert_consistent(&ledger, &number);
+
+        let pending = ledger
+            .add_entry(
+                &number,
+                NewSimEntry::booked(Direction::Credit, 500).pending(),
+            )
+            .unwrap();
+        assert_eq!(pending.balance_after_minor, None);
+        assert_consistent(&ledger, &number);
+        let booked = ledger.book_pending(&number, &pending.serial).unwrap();
+        assert_eq!(booked.status, EntryStatus::Booked);
+        assert_eq!(booked.serial, pending.serial);
+        assert_eq!(
+            booked.balance_after_minor,
+            Some(ledger.account(&number).unwrap().booked_minor)
+        );
+        assert_consistent(&ledger, &number);
     }
 
     #[test]

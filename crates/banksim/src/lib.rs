@@ -13,10 +13,12 @@
 //! - this file: the config, the error type, and [`SimServer`] (bind, route,
 //!   shut down);
 //! - [`ledger`]: accounts and balances, generated deterministically;
+//! - [`history`]: each account's statement history (generation with its
+//!   deliberate quirks, paging, day balances), consistent with the ledger;
 //! - [`faults`]: the ways a simulated bank can be told to misbehave;
 //! - [`cn_xml`]: the cn-xml front machine (one packet per POST to `/`);
 //! - [`control`]: the JSON control API under `/_sim/` for tests and people
-//!   poking a demo (ledger view, faults, balance adjustments).
+//!   poking a demo (ledger view, faults, balance adjustments, entries).
 //!
 //! The simulator logs account numbers masked to their last four digits, like
 //! the rest of bankdirect.
@@ -24,6 +26,7 @@
 pub mod cn_xml;
 pub mod control;
 pub mod faults;
+pub mod history;
 pub mod ledger;
 
 use std::net::SocketAddr;
@@ -40,8 +43,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use cn_xml::CnXmlQuirks;
-pub use control::{AccountView, LedgerView, TotalView};
+pub use control::{AccountView, EntryView, LedgerView, TotalView};
 pub use faults::{Fault, FaultHandle, FaultRule};
+pub use history::{NewSimEntry, SimEntry};
 pub use ledger::{Ledger, SimAccount, MAX_ACCOUNTS_PER_CURRENCY};
 
 /// The only family simulated so far.
@@ -144,6 +148,10 @@ pub enum SimError {
     AmountOverflow { masked: String },
     #[error("invalid fault rule: {message}")]
     InvalidFault { message: String },
+    #[error("invalid entry for account {masked}: {message}")]
+    InvalidEntry { masked: String, message: String },
+    #[error("account {masked} has no pending entry with serial {serial:?}; expected the serial of a visible entry with status pending")]
+    NoPendingEntry { masked: String, serial: String },
 }
 
 /// Masks an account number for logs and errors: all but the last four
@@ -207,7 +215,8 @@ impl SimServer {
     }
 
     /// Starts the bank with an injected clock, for reproducible dates and
-    /// times in balance answers.
+    /// times in balance answers and histories (they end on the clock's
+    /// today in the bank's zone).
     pub async fn start_with_clock(
         cfg: SimBankConfig,
         addr: SocketAddr,
@@ -226,7 +235,7 @@ impl SimServer {
             .map_err(|source| SimError::Bind { addr, source })?;
         let (stop, stopping) = watch::channel(false);
         let state = Arc::new(SimState {
-            ledger: Arc::new(Ledger::generate(&cfg)),
+            ledger: Arc::new(Ledger::generate_with_clock(&cfg, Arc::clone(&clock))),
             quirks: CnXmlQuirks::for_bank(&cfg.bank_id, cfg.seed),
             faults: FaultHandle::new(),
             served: AtomicU64::new(0),
@@ -310,6 +319,14 @@ fn router(state: Arc<SimState>) -> Router {
         )
         .route("/_sim/ledger", get(control::ledger))
         .route("/_sim/accounts/{number}/adjust", post(control::adjust))
+        .route(
+            "/_sim/accounts/{number}/entries",
+            get(control::list_entries).post(control::add_entry),
+        )
+        .route(
+            "/_sim/accounts/{number}/entries/{serial}/book",
+            post(control::book_pending),
+        )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }

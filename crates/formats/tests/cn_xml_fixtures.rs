@@ -121,6 +121,106 @@ fn balances() -> Vec<BalanceRecord> {
     ]
 }
 
+fn history_query(cont_key: &str) -> HistoryQuery {
+    HistoryQuery {
+        acc_no: "755900012310001".to_owned(),
+        currency_code: "10".to_owned(),
+        from: "20260820".to_owned(),
+        to: "20261127".to_owned(),
+        cont_key: cont_key.to_owned(),
+    }
+}
+
+/// A page as a padding front end writes it: four decimals, one identical
+/// pair (same counterparty, amount and text, different serials), one entry
+/// without serial or counterparty (interest), one pending entry.
+fn history_records() -> Vec<HistoryRecord> {
+    let salary = |serial: &str, balance: &str| HistoryRecord {
+        serial: serial.to_owned(),
+        booking_date: "20261127".to_owned(),
+        value_date: "20261127".to_owned(),
+        direction: DIRECTION_DEBIT.to_owned(),
+        amount: "8500.0000".to_owned(),
+        status: ENTRY_BOOKED.to_owned(),
+        balance: balance.to_owned(),
+        ctp_name: "张伟".to_owned(),
+        ctp_account: "6222021001112223334".to_owned(),
+        ctp_bank: "中国工商银行上海分行".to_owned(),
+        narrative: "工资".to_owned(),
+        e2e_ref: String::new(),
+    };
+    vec![
+        HistoryRecord {
+            serial: "000001".to_owned(),
+            booking_date: "20261127".to_owned(),
+            value_date: "20261126".to_owned(),
+            direction: DIRECTION_CREDIT.to_owned(),
+            amount: "128000.5000".to_owned(),
+            status: ENTRY_BOOKED.to_owned(),
+            balance: "1128000.5000".to_owned(),
+            ctp_name: "上海市恒达贸易有限公司".to_owned(),
+            ctp_account: "310066771234567".to_owned(),
+            ctp_bank: "中国建设银行上海浦东支行".to_owned(),
+            narrative: "货款 合同号HT-2026/118 & 运费".to_owned(),
+            e2e_ref: "E2026112700012345".to_owned(),
+        },
+        salary("000002", "1119500.5000"),
+        salary("000003", "1111000.5000"),
+        HistoryRecord {
+            serial: String::new(),
+            booking_date: "20261127".to_owned(),
+            value_date: "20261127".to_owned(),
+            direction: DIRECTION_CREDIT.to_owned(),
+            amount: "12.3400".to_owned(),
+            status: ENTRY_BOOKED.to_owned(),
+            balance: "1111012.8400".to_owned(),
+            ctp_name: String::new(),
+            ctp_account: String::new(),
+            ctp_bank: String::new(),
+            narrative: "利息".to_owned(),
+            e2e_ref: String::new(),
+        },
+        HistoryRecord {
+            serial: "000005".to_owned(),
+            booking_date: "20261127".to_owned(),
+            value_date: "20261127".to_owned(),
+            direction: DIRECTION_DEBIT.to_owned(),
+            amount: "3000.0000".to_owned(),
+            status: ENTRY_PENDING.to_owned(),
+            balance: String::new(),
+            ctp_name: "深圳市鼎盛物流股份有限公司".to_owned(),
+            ctp_account: "755912345678901".to_owned(),
+            ctp_bank: "招商银行深圳分行".to_owned(),
+            narrative: "服务费".to_owned(),
+            e2e_ref: String::new(),
+        },
+    ]
+}
+
+fn day_balance_query() -> DayBalanceQuery {
+    DayBalanceQuery {
+        acc_no: "755900012310001".to_owned(),
+        currency_code: "10".to_owned(),
+        from: "20261126".to_owned(),
+        to: "20261127".to_owned(),
+    }
+}
+
+fn day_balances() -> Vec<DayBalanceRecord> {
+    vec![
+        DayBalanceRecord {
+            date: "20261126".to_owned(),
+            opening: "-80.0000".to_owned(),
+            closing: "1000000.0000".to_owned(),
+        },
+        DayBalanceRecord {
+            date: "20261127".to_owned(),
+            opening: "1000000.0000".to_owned(),
+            closing: "1111012.8400".to_owned(),
+        },
+    ]
+}
+
 fn encoded(packet: &Packet) -> Vec<u8> {
     encode(packet).unwrap()
 }
@@ -165,6 +265,74 @@ fn balance_response_fixture() {
     let response = parse_balances(&decoded(&bytes)).unwrap();
     assert!(response.is_ok());
     assert_eq!(response.records, balances());
+}
+
+#[test]
+fn history_request_fixture() {
+    let packet = history_request(
+        LOGIN,
+        "R20261128000005",
+        &history_query("K202611270000000042"),
+    );
+    let bytes = snapshot("history_request.xml", &encoded(&packet));
+    assert_eq!(
+        parse_history_request(&decoded(&bytes)).unwrap(),
+        history_query("K202611270000000042")
+    );
+}
+
+#[test]
+fn history_response_fixture() {
+    let packet = history_response(
+        "R20261128000005",
+        RET_OK,
+        "",
+        &history_records(),
+        "K202611270000000047",
+    );
+    let bytes = snapshot("history_response.xml", &encoded(&packet));
+    // The Chinese names travel as GBK: two bytes per character, not UTF-8.
+    let (zhang_wei_gbk, _, _) = encoding_rs::GBK.encode("张伟");
+    assert!(bytes
+        .windows(zhang_wei_gbk.len())
+        .any(|w| w == &*zhang_wei_gbk));
+    assert!(!bytes.windows("张伟".len()).any(|w| w == "张伟".as_bytes()));
+    let page = parse_history(&decoded(&bytes)).unwrap();
+    assert!(page.response.is_ok());
+    assert_eq!(page.response.records, history_records());
+    assert_eq!(page.cont_key, "K202611270000000047");
+}
+
+#[test]
+fn history_refusal_fixture() {
+    let mut packet = history_response("R20261128000006", RET_BAD_REQUEST, "账户不存在", &[], "");
+    // A refusal as front machines send it: no blocks at all.
+    packet.body.clear();
+    let bytes = snapshot("history_refused.xml", &encoded(&packet));
+    let page = parse_history(&decoded(&bytes)).unwrap();
+    assert_eq!(page.response.ret_code, RET_BAD_REQUEST);
+    assert_eq!(page.response.ret_msg, "账户不存在");
+    assert!(page.response.records.is_empty());
+    assert_eq!(page.cont_key, "");
+}
+
+#[test]
+fn day_balance_request_fixture() {
+    let packet = day_balance_request(LOGIN, "R20261128000007", &day_balance_query());
+    let bytes = snapshot("day_balance_request.xml", &encoded(&packet));
+    assert_eq!(
+        parse_day_balance_request(&decoded(&bytes)).unwrap(),
+        day_balance_query()
+    );
+}
+
+#[test]
+fn day_balance_response_fixture() {
+    let packet = day_balance_response("R20261128000007", RET_OK, "", &day_balances());
+    let bytes = snapshot("day_balance_response.xml", &encoded(&packet));
+    let response = parse_day_balances(&decoded(&bytes)).unwrap();
+    assert!(response.is_ok());
+    assert_eq!(response.records, day_balances());
 }
 
 #[test]

@@ -1,11 +1,16 @@
 //! Properties of the `cn-xml` codec: every encodable packet survives
 //! encode→decode unchanged, a character GBK cannot carry is an error (never
-//! a character reference), and decode never panics on arbitrary or damaged
-//! bytes. The same decode→encode→decode invariant is fuzzed in
+//! a character reference), decode never panics on arbitrary or damaged
+//! bytes, and the typed history messages survive build→encode→decode→parse
+//! with any text in their fields. The same decode→encode→decode invariant is fuzzed in
 //! `fuzz/fuzz_targets/cn_xml_decode.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use formats::cn_xml::messages::{
+    day_balance_response, history_request, history_response, parse_day_balances, parse_history,
+    parse_history_request, DayBalanceRecord, HistoryQuery, HistoryRecord, RET_OK,
+};
 use formats::cn_xml::{decode, encode, Block, DecodeError, EncodeError, Head, Limits, Packet};
 use proptest::prelude::*;
 
@@ -117,7 +122,71 @@ fn apply(bytes: &mut Vec<u8>, damage: &Damage) {
     }
 }
 
+fn history_record() -> impl Strategy<Value = HistoryRecord> {
+    (
+        (text(), text(), text(), text(), text(), text()),
+        (text(), text(), text(), text(), text(), text()),
+    )
+        .prop_map(
+            |(
+                (serial, booking_date, value_date, direction, amount, status),
+                (balance, ctp_name, ctp_account, ctp_bank, narrative, e2e_ref),
+            )| HistoryRecord {
+                serial,
+                booking_date,
+                value_date,
+                direction,
+                amount,
+                status,
+                balance,
+                ctp_name,
+                ctp_account,
+                ctp_bank,
+                narrative,
+                e2e_ref,
+            },
+        )
+}
+
+fn wire_trip(packet: &Packet) -> Packet {
+    decode(&encode(packet).unwrap(), &Limits::default()).unwrap()
+}
+
 proptest! {
+    #[test]
+    fn history_pages_survive_the_wire(
+        records in prop::collection::vec(history_record(), 0..8),
+        serial in text(),
+        cont_key in text(),
+    ) {
+        let packet = history_response(&serial, RET_OK, "", &records, &cont_key);
+        let page = parse_history(&wire_trip(&packet)).unwrap();
+        prop_assert_eq!(page.response.records, records);
+        prop_assert_eq!(page.response.serial, serial);
+        prop_assert_eq!(page.cont_key, cont_key);
+    }
+
+    #[test]
+    fn history_requests_survive_the_wire(
+        (acc_no, currency_code, from, to, cont_key) in (text(), text(), text(), text(), text()),
+    ) {
+        let query = HistoryQuery { acc_no, currency_code, from, to, cont_key };
+        let packet = history_request("DEMO01", "R1", &query);
+        prop_assert_eq!(parse_history_request(&wire_trip(&packet)).unwrap(), query);
+    }
+
+    #[test]
+    fn day_balances_survive_the_wire(
+        days in prop::collection::vec((text(), text(), text()), 0..8),
+    ) {
+        let records: Vec<DayBalanceRecord> = days
+            .into_iter()
+            .map(|(date, opening, closing)| DayBalanceRecord { date, opening, closing })
+            .collect();
+        let packet = day_balance_response("R1", RET_OK, "", &records);
+        prop_assert_eq!(parse_day_balances(&wire_trip(&packet)).unwrap().records, records);
+    }
+
     #[test]
     fn encodable_packets_survive_encode_then_decode(packet in packet()) {
         let bytes = encode(&packet).unwrap();

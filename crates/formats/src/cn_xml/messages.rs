@@ -10,7 +10,14 @@
 //! types, then `ListAccounts`, then `QueryBalance`, then the shared helpers
 //! that read blocks strictly (a missing required field or a repeated field is
 //! an error naming the block and field; block indices are 1-based, as in the
-//! paths of [`super::DecodeError`]).
+//! paths of [`super::DecodeError`]). The transaction-detail functions
+//! (`QueryHistory`, `QueryDayBalance`) live in the child module `history`
+//! and are re-exported here, so every message is reached as
+//! `cn_xml::messages::*`.
+
+mod history;
+
+pub use history::*;
 
 use super::{clip, Block, Head, Packet};
 
@@ -86,6 +93,18 @@ pub enum MessageError {
     TooManyAccounts { count: usize, max: usize },
     #[error("balance request names no account")]
     NoAccounts,
+    /// A request that takes exactly one block of a kind had another count.
+    #[error("request has {found} <{block}> blocks; expected exactly one")]
+    BlockCount { block: String, found: usize },
+    /// An accepted `QueryHistory` answer must end with its `PAGE` block.
+    #[error(
+        "accepted history answer has no <PAGE> block; expected exactly one, after the last <TRANS>"
+    )]
+    MissingPage,
+    #[error("BODY block {index} is a second <PAGE>, or a block after <PAGE>; expected <PAGE> once, as the last block")]
+    MisplacedPage { index: usize },
+    #[error("answer has {count} records; the family allows at most {max} per page")]
+    TooManyRecords { count: usize, max: usize },
 }
 
 /// One account to query, with an optional currency filter (`CCYNBR`).
