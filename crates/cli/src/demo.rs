@@ -18,6 +18,7 @@ use gateway::{
     config::{
         AccountConfig, AuthConfig, BalancesConfig, BankConfig, BankLimits, BankQuirks,
         ClientConfig, Config, ConnectionConfig, DatabaseConfig, ServerConfig, SimulatorConfig,
+        StatementsConfig,
     },
     App, BuildOptions,
 };
@@ -259,6 +260,10 @@ fn demo_config(
         balances: BalancesConfig {
             refresh_interval_s: 30,
             worker_enabled: true,
+        },
+        statements: StatementsConfig {
+            sync_interval_s: 60,
+            ..StatementsConfig::default()
         },
         banks,
         connections,

@@ -5,8 +5,8 @@
 //! Invariants:
 //! - every call to a bank goes through that bank's [`BankGate`] (a permit of
 //!   its concurrency limit and a slot of its rate limit);
-//! - a balance refresh is single-flight per connection: a refresh asked for
-//!   while one runs joins it instead of calling the bank again;
+//! - a balance refresh is single-flight per connection ([`SingleFlight`]): a
+//!   refresh asked for while one runs joins it instead of calling the bank again;
 //! - snapshots and the audit record of a refresh are stored in one
 //!   transaction; a snapshot is only stored for an account the config knows.
 
@@ -19,10 +19,6 @@ use std::{
 use banks::{BalanceOutcome, BalanceQuery, BankConnector, BankError, ConnectionSettings};
 use chrono::{DateTime, Utc};
 use domain::{AccountId, BankId, Clock, ConnectionId};
-use futures::{
-    future::{BoxFuture, Shared},
-    FutureExt,
-};
 use serde::Serialize;
 use store::{BalanceSnapshot, NewAuditRecord, Store};
 use tokio::{
@@ -31,7 +27,10 @@ use tokio::{
 };
 use utoipa::ToSchema;
 
-use crate::config::{AccountConfig, BankConfig, Config, ConnectionConfig};
+use crate::{
+    config::{AccountConfig, BankConfig, Config, ConnectionConfig},
+    flight::SingleFlight,
+};
 
 /// Limits calls to one bank: at most `concurrency` in flight, and call starts
 /// spaced so that no more than `queries_per_second` start per second.
@@ -138,8 +137,6 @@ pub enum RefreshError {
     Aborted,
 }
 
-type SharedRefresh = Shared<BoxFuture<'static, Result<Arc<RefreshReport>, RefreshError>>>;
-
 /// One configured connection at run time.
 #[derive(Debug)]
 pub struct ConnectionRuntime {
@@ -149,7 +146,6 @@ pub struct ConnectionRuntime {
     connector: Arc<dyn BankConnector>,
     gate: Arc<BankGate>,
     health: StdMutex<ConnectionHealth>,
-    in_flight: StdMutex<Option<SharedRefresh>>,
 }
 
 impl ConnectionRuntime {
@@ -171,6 +167,11 @@ impl ConnectionRuntime {
     pub fn connector(&self) -> &Arc<dyn BankConnector> {
         &self.connector
     }
+
+    /// Runs `call` under this bank's concurrency and rate limits.
+    pub async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        self.gate.run(call).await
+    }
 }
 
 /// Every bank and connection of the configuration, ready to be called.
@@ -180,6 +181,7 @@ pub struct BankDirectory {
     pub connections: BTreeMap<ConnectionId, Arc<ConnectionRuntime>>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    refreshes: SingleFlight<ConnectionId, RefreshReport, RefreshError>,
 }
 
 impl BankDirectory {
@@ -233,7 +235,6 @@ impl BankDirectory {
                     connector,
                     gate: gate.clone(),
                     health: StdMutex::new(ConnectionHealth::unknown()),
-                    in_flight: StdMutex::new(None),
                 }),
             );
         }
@@ -242,6 +243,7 @@ impl BankDirectory {
             connections,
             store,
             clock,
+            refreshes: SingleFlight::default(),
         })
     }
 
@@ -268,40 +270,16 @@ impl BankDirectory {
                 "connection {connection_id} is not configured"
             )));
         };
-        let shared = {
-            let mut slot = match conn.in_flight.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            match slot.as_ref() {
-                Some(running) => running.clone(),
-                None => {
-                    let task = tokio::spawn(run_refresh(
-                        conn.clone(),
-                        self.store.clone(),
-                        self.clock.clone(),
-                        actor.to_owned(),
-                        request_id,
-                    ));
-                    let fut: BoxFuture<'static, Result<Arc<RefreshReport>, RefreshError>> =
-                        async move { task.await.unwrap_or(Err(RefreshError::Aborted)) }.boxed();
-                    let shared = fut.shared();
-                    *slot = Some(shared.clone());
-                    shared
-                }
-            }
-        };
-        let result = shared.clone().await;
-        // The first of the waiters to get here clears the slot, but only if
-        // it still holds this very flight (a newer one may have started).
-        let mut slot = match conn.in_flight.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if slot.as_ref().is_some_and(|s| s.ptr_eq(&shared)) {
-            *slot = None;
-        }
-        result
+        let job = run_refresh(
+            conn,
+            self.store.clone(),
+            self.clock.clone(),
+            actor.to_owned(),
+            request_id,
+        );
+        self.refreshes
+            .run(connection_id.clone(), RefreshError::Aborted, job)
+            .await
     }
 
     /// Refreshes every connection concurrently; returns each result.

@@ -31,7 +31,14 @@ use crate::auth::Scope;
 
 /// Sections that environment variables may override. Anything else under
 /// `BANKDIRECT_` (for example test settings) is not configuration.
-const ENV_SECTIONS: &[&str] = &["data_dir", "server", "database", "auth", "balances"];
+const ENV_SECTIONS: &[&str] = &[
+    "data_dir",
+    "server",
+    "database",
+    "auth",
+    "balances",
+    "statements",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +54,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub balances: BalancesConfig,
+    #[serde(default)]
+    pub statements: StatementsConfig,
     #[serde(default)]
     pub banks: Vec<BankConfig>,
     #[serde(default)]
@@ -181,6 +190,41 @@ impl Default for BalancesConfig {
         BalancesConfig {
             refresh_interval_s: 60,
             worker_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatementsConfig {
+    /// How often the worker syncs every account's transactions.
+    pub sync_interval_s: u64,
+    /// Set to false to sync only on explicit requests.
+    pub worker_enabled: bool,
+    /// How far back the first sync of an account reaches.
+    pub initial_lookback_days: u32,
+    /// Each later sync re-reads this many days before the last synced day,
+    /// so late and corrected entries are picked up.
+    pub overlap_days: u32,
+    /// Longest `from`..`to` range a transaction list request may ask for.
+    pub max_query_range_days: u32,
+    /// Entries written per store transaction while ingesting.
+    pub ingest_chunk_size: usize,
+    /// Key that signs transaction cursors (so a tampered cursor is refused).
+    /// Created on first start. Relative to `data_dir`.
+    pub cursor_key_file: PathBuf,
+}
+
+impl Default for StatementsConfig {
+    fn default() -> Self {
+        StatementsConfig {
+            sync_interval_s: 300,
+            worker_enabled: true,
+            initial_lookback_days: 90,
+            overlap_days: 3,
+            max_query_range_days: 366,
+            ingest_chunk_size: 500,
+            cursor_key_file: PathBuf::from("cursor-signing.key"),
         }
     }
 }
@@ -562,6 +606,22 @@ impl Config {
         }
         if self.balances.refresh_interval_s == 0 {
             problems.push("balances.refresh_interval_s: expected at least 1".to_owned());
+        }
+        let st = &self.statements;
+        if st.sync_interval_s == 0 {
+            problems.push("statements.sync_interval_s: expected at least 1".to_owned());
+        }
+        if !(1..=3660).contains(&st.initial_lookback_days) {
+            problems.push("statements.initial_lookback_days: expected 1..=3660".to_owned());
+        }
+        if st.overlap_days > 366 {
+            problems.push("statements.overlap_days: expected 0..=366".to_owned());
+        }
+        if !(1..=3660).contains(&st.max_query_range_days) {
+            problems.push("statements.max_query_range_days: expected 1..=3660".to_owned());
+        }
+        if !(1..=10_000).contains(&st.ingest_chunk_size) {
+            problems.push("statements.ingest_chunk_size: expected 1..=10000".to_owned());
         }
         if problems.is_empty() {
             Ok(())

@@ -15,7 +15,10 @@
 //! - [`oauth`]: `/oauth/token` and the JWKS;
 //! - [`routes`]: `/v1` banks, accounts, balances;
 //! - [`ops`]: health, readiness, metrics, OpenAPI and docs;
-//! - [`banking`]: connectors, per-bank limits, health, balance refresh worker.
+//! - [`banking`]: connectors, per-bank limits, health, balance refresh worker;
+//! - [`statements`]: statement sync (dedupe, pending → booked, continuity) and its worker;
+//! - [`transactions`]: transaction pages, the change feed, signed cursors;
+//! - [`flight`]: single-flight runs per key.
 //!
 //! [`App::build`] wires everything from a [`config::Config`]; [`App::serve`]
 //! runs it on a listener until a shutdown signal.
@@ -24,10 +27,13 @@ pub mod auth;
 pub mod banking;
 pub mod config;
 pub mod extract;
+pub mod flight;
 pub mod oauth;
 pub mod ops;
 pub mod problem;
 pub mod routes;
+pub mod statements;
+pub mod transactions;
 
 use std::{sync::Arc, time::Duration};
 
@@ -67,6 +73,8 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub clients: Arc<ClientRegistry>,
     pub directory: Arc<BankDirectory>,
+    pub statements: Arc<statements::StatementSync>,
+    pub cursors: Arc<transactions::CursorSigner>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -74,7 +82,7 @@ pub struct AppState {
 #[openapi(
     info(
         title = "bankdirect",
-        description = "One API for an enterprise's bank accounts: balances today; statements and payments next. Errors are RFC 9457 problem+json with a stable `code`."
+        description = "One API for an enterprise's bank accounts: accounts, balances and transaction details (payments next). Errors are RFC 9457 problem+json with a stable `code`."
     ),
     paths(
         oauth::token,
@@ -85,6 +93,10 @@ pub struct AppState {
         routes::get_balance,
         routes::refresh_balance,
         routes::list_balances,
+        transactions::list_transactions,
+        transactions::refresh_transactions,
+        transactions::change_feed,
+        transactions::continuity_breaks,
         ops::healthz,
         ops::readyz,
         ops::metrics_endpoint,
@@ -96,6 +108,7 @@ pub struct AppState {
         (name = "banks", description = "Configured banks and their health"),
         (name = "accounts", description = "Accounts the caller is entitled to"),
         (name = "balances", description = "Stored balance snapshots and explicit refresh"),
+        (name = "transactions", description = "Transaction details: stable pages, change feed, sync, continuity"),
         (name = "operations", description = "Health, readiness, metrics, API description"),
     )
 )]
@@ -196,7 +209,20 @@ impl App {
                 })
                 .collect(),
         )?;
-        let directory = BankDirectory::build(&config, store.clone(), opts.clock.clone())?;
+        let cursor_key = crypto::KeyedHasher::load_or_create(
+            &config.data_path(&config.statements.cursor_key_file),
+        )?;
+        let directory = Arc::new(BankDirectory::build(
+            &config,
+            store.clone(),
+            opts.clock.clone(),
+        )?);
+        let statements = Arc::new(statements::StatementSync::new(
+            &config,
+            directory.clone(),
+            store.clone(),
+            opts.clock.clone(),
+        ));
         let (shutdown_tx, _) = watch::channel(false);
         let state = AppState {
             config: Arc::new(config),
@@ -204,7 +230,9 @@ impl App {
             clock: opts.clock,
             tokens: Arc::new(tokens),
             clients: Arc::new(clients),
-            directory: Arc::new(directory),
+            directory,
+            statements,
+            cursors: Arc::new(transactions::CursorSigner::new(cursor_key)),
             metrics: ops::metrics_handle(),
         };
         let app = App { state, shutdown_tx };
@@ -219,6 +247,13 @@ impl App {
             tokio::spawn(banking::balance_worker(
                 self.state.directory.clone(),
                 Duration::from_secs(self.state.config.balances.refresh_interval_s),
+                self.shutdown_tx.subscribe(),
+            ));
+        }
+        if self.state.config.statements.worker_enabled {
+            tokio::spawn(statements::statement_worker(
+                self.state.statements.clone(),
+                Duration::from_secs(self.state.config.statements.sync_interval_s),
                 self.shutdown_tx.subscribe(),
             ));
         }
@@ -288,6 +323,19 @@ pub fn router(state: AppState) -> Router {
             post(routes::refresh_balance),
         )
         .route("/v1/balances", get(routes::list_balances))
+        .route(
+            "/v1/accounts/{id}/transactions",
+            get(transactions::list_transactions),
+        )
+        .route(
+            "/v1/accounts/{id}/transactions:refresh",
+            post(transactions::refresh_transactions),
+        )
+        .route(
+            "/v1/accounts/{id}/continuity-breaks",
+            get(transactions::continuity_breaks),
+        )
+        .route("/v1/transactions", get(transactions::change_feed))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics_endpoint))

@@ -172,7 +172,7 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         .ok_or_else(bad)
 }
 
-fn page_limit(state: &AppState, raw: Option<&str>) -> Result<usize, ApiError> {
+pub(crate) fn page_limit(state: &AppState, raw: Option<&str>) -> Result<usize, ApiError> {
     let max = state.config.server.max_page_size;
     match raw {
         None => Ok(state.config.server.default_page_size as usize),
@@ -225,7 +225,7 @@ pub async fn list_accounts(
 
 /// Finds an account the caller may see; a missing one and one the caller is
 /// not entitled to are the same 404, so ids cannot be probed.
-fn visible_account<'a>(
+pub(crate) fn visible_account<'a>(
     state: &'a AppState,
     caller: &Caller,
     raw_id: &str,

@@ -9,7 +9,7 @@ use gateway::{
     auth::Scope,
     config::{
         AccountConfig, AuthConfig, BalancesConfig, BankConfig, BankLimits, BankQuirks,
-        ClientConfig, Config, ConnectionConfig, DatabaseConfig, ServerConfig,
+        ClientConfig, Config, ConnectionConfig, DatabaseConfig, ServerConfig, StatementsConfig,
     },
     App, BuildOptions,
 };
@@ -24,6 +24,7 @@ pub struct TestClient {
 }
 
 pub struct TestApp {
+    workers: bool,
     pub base_url: String,
     pub http: reqwest::Client,
     pub sims: Vec<SimServer>,
@@ -73,7 +74,58 @@ pub fn closed_port() -> u16 {
     port
 }
 
+type Started = (
+    gateway::AppState,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
+
+async fn start_app(config: Config, workers: bool) -> Started {
+    let app = App::build(
+        config,
+        BuildOptions {
+            clock: Arc::new(SystemClock),
+            run_workers: workers,
+        },
+    )
+    .await
+    .unwrap();
+    let state = app.state.clone();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.serve(listener, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (state, addr, tx, server)
+}
+
 impl TestApp {
+    /// Kills the gateway as a crash would (no graceful shutdown: in-flight
+    /// requests are dropped) and starts a new one on the same data dir and
+    /// banks. The simulators live on.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(h) = self.server.take() {
+            h.abort();
+            let _ = h.await;
+        }
+        self.shutdown.take();
+        let config = (*self.config).clone();
+        let (state, addr, tx, server) = start_app(config, self.workers).await;
+        self.base_url = format!("http://{addr}");
+        self.config = state.config.clone();
+        self.state = state;
+        self.shutdown = Some(tx);
+        self.server = Some(server);
+    }
+
     pub async fn spawn() -> TestApp {
         Self::spawn_with(Options::default()).await
     }
@@ -199,6 +251,11 @@ impl TestApp {
                 refresh_interval_s: 3600,
                 worker_enabled: opts.workers,
             },
+            statements: StatementsConfig {
+                sync_interval_s: 3600,
+                worker_enabled: opts.workers,
+                ..StatementsConfig::default()
+            },
             banks,
             connections,
             accounts,
@@ -207,27 +264,9 @@ impl TestApp {
             simulators: Vec::new(),
         };
         config.validate().unwrap();
-        let app = App::build(
-            config,
-            BuildOptions {
-                clock: Arc::new(SystemClock),
-                run_workers: opts.workers,
-            },
-        )
-        .await
-        .unwrap();
-        let state = app.state.clone();
-        let listener = tokio::net::TcpListener::bind(any).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            app.serve(listener, async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let (state, addr, tx, server) = start_app(config, opts.workers).await;
         TestApp {
+            workers: opts.workers,
             base_url: format!("http://{addr}"),
             http: reqwest::Client::builder()
                 .timeout(CALL_TIMEOUT)

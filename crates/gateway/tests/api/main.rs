@@ -9,3 +9,4 @@ mod auth;
 mod bad_input;
 mod balances;
 mod ops;
+mod transactions;

@@ -1,0 +1,174 @@
+//! hello-baseline: the raw axum server the gateway is measured against.
+//!
+//! `GET /` answers `hello`, with no middleware, no state and no IO, on the
+//! same tokio runtime the `bankdirect` binary builds (multi-thread, default
+//! worker count, all drivers). Whatever the gateway does per request
+//! (request ids, tracing, metrics, token verification, entitlement, a SQLite
+//! read, JSON) shows as the distance from this server's numbers, measured in
+//! the same run by `benches/run.sh`; see BENCHMARKS.md.
+//!
+//! It listens on 127.0.0.1 only and prints the bound address as the first
+//! line on stdout, so a script can start it on port 0 and read where it is.
+
+use std::{
+    io::Write,
+    net::{Ipv4Addr, SocketAddr},
+    process::ExitCode,
+};
+
+use axum::{routing::get, Router};
+
+const HELP: &str = "\
+hello-baseline: a raw axum hello-world server, the baseline for BENCHMARKS.md
+
+Usage: hello-baseline [--port N]
+
+Options:
+  --port N     port on 127.0.0.1 to listen on; 0 picks any free port [default: 0]
+  -h, --help   print this help
+
+The first line on stdout is the bound address (e.g. 127.0.0.1:41234).
+GET / answers \"hello\". Stop it with Ctrl-C or SIGTERM.
+
+Example:
+  hello-baseline --port 0 &
+  curl http://127.0.0.1:PORT/      # -> hello
+";
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Args {
+    Help,
+    Serve { port: u16 },
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut port = 0_u16;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "-h" | "--help" => return Ok(Args::Help),
+            "--port" => args
+                .next()
+                .ok_or_else(|| "--port needs a value (a port number, or 0)".to_owned())?,
+            other => match other.strip_prefix("--port=") {
+                Some(v) => v.to_owned(),
+                None => return Err(format!("unexpected argument {other:?}; see --help")),
+            },
+        };
+        port = value
+            .parse()
+            .map_err(|_| format!("--port: expected a number from 0 to 65535, got {value:?}"))?;
+    }
+    Ok(Args::Serve { port })
+}
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+async fn serve(port: u16) -> std::io::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{addr}")?;
+        out.flush()?;
+    }
+    let app = Router::new().route("/", get(hello));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let port = match parse_args(std::env::args().skip(1)) {
+        Ok(Args::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Args::Serve { port }) => port,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The same runtime as the `bankdirect` binary: multi-thread, default
+    // worker count (one per core), every driver enabled.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(port)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot serve on 127.0.0.1:{port}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn port_defaults_to_any() {
+        assert_eq!(parse(&[]), Ok(Args::Serve { port: 0 }));
+    }
+
+    #[test]
+    fn port_in_both_spellings() {
+        assert_eq!(parse(&["--port", "8081"]), Ok(Args::Serve { port: 8081 }));
+        assert_eq!(parse(&["--port=0"]), Ok(Args::Serve { port: 0 }));
+    }
+
+    #[test]
+    fn help_wins() {
+        assert_eq!(parse(&["--port", "1", "--help"]), Ok(Args::Help));
+        assert_eq!(parse(&["-h"]), Ok(Args::Help));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(parse(&["--port"]).is_err());
+        assert!(parse(&["--port", "65536"]).is_err());
+        assert!(parse(&["--port", "x"]).is_err());
+        assert!(parse(&["--verbose"]).is_err());
+    }
+}

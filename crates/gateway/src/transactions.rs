@@ -1,0 +1,519 @@
+//! Transaction routes: an account's entries paged by ingest sequence, the
+//! change feed across accounts, an explicit sync, and continuity breaks.
+//! Reads never call a bank.
+//!
+//! Cursors are opaque to clients and signed (HMAC under a key of the data
+//! dir): an account cursor names its account and the last `seq` returned; a
+//! feed cursor names its client and the last `change_seq` returned. A cursor
+//! that was altered, or belongs to another account or client, is a 400 that
+//! names the parameter.
+
+use axum::{
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    Json,
+};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use domain::{AccountId, BusinessDate, EntryStatus};
+use serde::{Deserialize, Serialize};
+use store::{EntryQuery, StoredEntry};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    auth::Scope,
+    extract::{ApiQuery, Caller},
+    problem::{ApiError, Problem},
+    routes::{page_limit, visible_account},
+    statements::SyncError,
+    AppState,
+};
+
+/// Signs and checks cursors.
+#[derive(Debug)]
+pub struct CursorSigner {
+    hasher: crypto::KeyedHasher,
+}
+
+const ACCOUNT_CURSOR: &str = "a1";
+const FEED_CURSOR: &str = "f1";
+
+impl CursorSigner {
+    pub fn new(hasher: crypto::KeyedHasher) -> CursorSigner {
+        CursorSigner { hasher }
+    }
+
+    fn encode(&self, kind: &str, owner: &str, position: i64) -> String {
+        let payload = format!("{kind}|{owner}|{position}");
+        let sig = self.hasher.hash(&payload);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{payload}|{sig}"))
+    }
+
+    /// The position in a cursor of `kind` that belongs to `owner`.
+    fn decode(&self, cursor: &str, kind: &str, owner: &str, param: &str) -> Result<i64, ApiError> {
+        let bad = |detail: &str| ApiError::bad_request("invalid_cursor", param, detail.to_owned());
+        let not_ours = "the cursor is not one this API returned (altered or truncated); start again without it";
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| bad(not_ours))?;
+        let text = String::from_utf8(bytes).map_err(|_| bad(not_ours))?;
+        let mut parts = text.rsplitn(2, '|');
+        let (Some(sig), Some(payload)) = (parts.next(), parts.next()) else {
+            return Err(bad(not_ours));
+        };
+        if !self.hasher.verify(payload, sig) {
+            return Err(bad(not_ours));
+        }
+        let fields: Vec<&str> = payload.split('|').collect();
+        let [k, o, pos] = fields.as_slice() else {
+            return Err(bad(not_ours));
+        };
+        if *k != kind {
+            return Err(bad(
+                "this cursor belongs to another list; use the next_cursor of this list",
+            ));
+        }
+        if *o != owner {
+            return Err(bad(if kind == ACCOUNT_CURSOR {
+                "this cursor belongs to another account; use the next_cursor returned for this account"
+            } else {
+                "this cursor belongs to another client"
+            }));
+        }
+        pos.parse::<i64>().map_err(|_| bad(not_ours))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CounterpartyView {
+    pub name: Option<String>,
+    pub account: Option<String>,
+    pub bank: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionView {
+    /// bankdirect's stable id of the entry.
+    pub id: String,
+    pub account_id: String,
+    /// `credit` (money in) or `debit` (money out).
+    pub direction: String,
+    /// Positive decimal string; the direction carries the sign.
+    pub amount: String,
+    pub currency: String,
+    pub booking_date: String,
+    pub value_date: String,
+    /// `pending` or `booked`.
+    pub status: String,
+    pub counterparty: CounterpartyView,
+    pub remittance: Option<String>,
+    pub bank_transaction_id: Option<String>,
+    pub end_to_end_id: Option<String>,
+    /// The account's balance after this entry, where the bank gives one.
+    pub running_balance: Option<String>,
+    /// When bankdirect first stored the entry.
+    pub ingested_at: DateTime<Utc>,
+    /// When bankdirect last changed it (pending → booked).
+    pub updated_at: DateTime<Utc>,
+}
+
+fn view(s: &StoredEntry) -> TransactionView {
+    let e = &s.entry;
+    TransactionView {
+        id: e.id.to_string(),
+        account_id: e.account_id.to_string(),
+        direction: match e.direction {
+            domain::Direction::Credit => "credit",
+            domain::Direction::Debit => "debit",
+        }
+        .to_owned(),
+        amount: e.amount.to_decimal_string(),
+        currency: e.amount.currency().code().to_owned(),
+        booking_date: e.booking_date.to_string(),
+        value_date: e.value_date.to_string(),
+        status: status_str(e.status).to_owned(),
+        counterparty: CounterpartyView {
+            name: e.counterparty.name.clone(),
+            account: e.counterparty.account.clone(),
+            bank: e.counterparty.bank.clone(),
+        },
+        remittance: e.remittance.clone(),
+        bank_transaction_id: e.bank_transaction_id.clone(),
+        end_to_end_id: e.end_to_end_id.clone(),
+        running_balance: e.running_balance.map(|m| m.to_decimal_string()),
+        ingested_at: s.ingested_at,
+        updated_at: s.updated_at,
+    }
+}
+
+fn status_str(s: EntryStatus) -> &'static str {
+    match s {
+        EntryStatus::Pending => "pending",
+        EntryStatus::Booked => "booked",
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionList {
+    pub items: Vec<TransactionView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TransactionParams {
+    /// First booking date, `YYYY-MM-DD`, inclusive.
+    pub from: Option<String>,
+    /// Last booking date, `YYYY-MM-DD`, inclusive.
+    pub to: Option<String>,
+    /// `pending` or `booked`.
+    pub status: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+fn parse_date(raw: Option<&str>, param: &str) -> Result<Option<BusinessDate>, ApiError> {
+    raw.map(|text| {
+        BusinessDate::parse_iso(text).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_date",
+                param,
+                format!(
+                    "{} must be a date written YYYY-MM-DD",
+                    param.trim_start_matches("query.")
+                ),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// An account's entries in ingest order, so pages stay stable while new
+/// entries arrive (they come after). Needs `accounts:read`.
+#[utoipa::path(get, path = "/v1/accounts/{id}/transactions", tag = "transactions",
+    params(("id" = String, Path, description = "Account id"), TransactionParams),
+    responses((status = 200, body = TransactionList), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["accounts:read"])))]
+pub async fn list_transactions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<TransactionParams>,
+) -> Result<Json<TransactionList>, ApiError> {
+    caller.require(Scope::AccountsRead)?;
+    let account = visible_account(&state, &caller, &id)?;
+    let limit = page_limit(&state, params.limit.as_deref())?;
+    let from = parse_date(params.from.as_deref(), "query.from")?;
+    let to = parse_date(params.to.as_deref(), "query.to")?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if t < f {
+            return Err(ApiError::bad_request(
+                "invalid_date_range",
+                "query.to",
+                "to is before from; swap them",
+            ));
+        }
+        let days = (t.naive() - f.naive()).num_days() + 1;
+        let max = state.config.statements.max_query_range_days;
+        if days > i64::from(max) {
+            return Err(ApiError::bad_request(
+                "date_range_too_long",
+                "query.to",
+                format!("the range covers {days} days; at most {max} are allowed per request — split it"),
+            ));
+        }
+    }
+    let status = match params.status.as_deref() {
+        None => None,
+        Some("pending") => Some(EntryStatus::Pending),
+        Some("booked") => Some(EntryStatus::Booked),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                "query.status",
+                "status must be `pending` or `booked`",
+            ))
+        }
+    };
+    let after_seq = match params.cursor.as_deref() {
+        None => 0,
+        Some(c) => state
+            .cursors
+            .decode(c, ACCOUNT_CURSOR, account.id.as_str(), "query.cursor")?,
+    };
+    let rows = state
+        .store
+        .list_entries(&EntryQuery {
+            account_id: account.id.clone(),
+            from,
+            to,
+            status,
+            after_seq,
+            limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
+        })
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let has_more = rows.len() > limit;
+    let page = &rows[..rows.len().min(limit)];
+    let next_cursor = if has_more {
+        page.last().map(|r| {
+            state
+                .cursors
+                .encode(ACCOUNT_CURSOR, account.id.as_str(), r.seq)
+        })
+    } else {
+        None
+    };
+    Ok(Json(TransactionList {
+        items: page.iter().map(view).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeFeed {
+    /// New and changed entries in the order they were stored. An entry
+    /// appears once when it is first stored and once more if it later
+    /// changes (pending → booked).
+    pub items: Vec<TransactionView>,
+    /// Always set: pass it as `since` on the next poll to get only what is
+    /// new since this page.
+    pub next_cursor: String,
+    /// True when more items are already waiting.
+    pub has_more: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FeedParams {
+    /// The `next_cursor` of the previous poll; absent to start from the beginning.
+    pub since: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// What is new since the last poll, across every account the caller is
+/// entitled to. Needs `accounts:read`.
+#[utoipa::path(get, path = "/v1/transactions", tag = "transactions", params(FeedParams),
+    responses((status = 200, body = ChangeFeed), (status = 400, body = Problem)),
+    security(("bearer" = ["accounts:read"])))]
+pub async fn change_feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<FeedParams>,
+) -> Result<Json<ChangeFeed>, ApiError> {
+    caller.require(Scope::AccountsRead)?;
+    let limit = page_limit(&state, params.limit.as_deref())?;
+    let after = match params.since.as_deref() {
+        None => 0,
+        Some(c) => state
+            .cursors
+            .decode(c, FEED_CURSOR, &caller.subject, "query.since")?,
+    };
+    let accounts: Vec<AccountId> = state
+        .config
+        .accounts
+        .iter()
+        .filter(|a| caller.entitlement.allows(a.id.as_str()))
+        .map(|a| a.id.clone())
+        .collect();
+    let rows = state
+        .store
+        .entries_changed_since(
+            &accounts,
+            after,
+            u32::try_from(limit + 1).unwrap_or(u32::MAX),
+        )
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let has_more = rows.len() > limit;
+    let page = &rows[..rows.len().min(limit)];
+    let position = page.last().map(|r| r.change_seq).unwrap_or(after);
+    Ok(Json(ChangeFeed {
+        items: page.iter().map(view).collect(),
+        next_cursor: state.cursors.encode(FEED_CURSOR, &caller.subject, position),
+        has_more,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncResult {
+    pub account_id: String,
+    /// The window read from the bank, booking dates inclusive.
+    pub from: String,
+    pub to: String,
+    pub inserted: u32,
+    pub booked_from_pending: u32,
+    pub unchanged: u32,
+    /// Days whose entries do not add up to the bank's balances.
+    pub continuity_breaks: Vec<String>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Pulls the account's entries from its bank now (overlapping the last
+/// sync), or joins a sync of it already running. Idempotent by nature.
+/// Needs `accounts:read`.
+#[utoipa::path(post, path = "/v1/accounts/{id}/transactions:refresh", tag = "transactions",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = SyncResult), (status = 404, body = Problem),
+        (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)),
+    security(("bearer" = ["accounts:read"])))]
+pub async fn refresh_transactions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<SyncResult>, ApiError> {
+    caller.require(Scope::AccountsRead)?;
+    let account = visible_account(&state, &caller, &id)?;
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let report = state
+        .statements
+        .sync_account(&account.id, &caller.actor(), request_id)
+        .await
+        .map_err(|e| match e {
+            SyncError::Bank(b) => ApiError::bank(&b),
+            SyncError::BadEntry(detail) => {
+                let mut err = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "bank_bad_response",
+                    format!("the bank sent an entry that cannot be stored: {detail}"),
+                );
+                err.problem.bank_id = state
+                    .directory
+                    .connections
+                    .get(&account.connection)
+                    .map(|c| c.bank_id.to_string());
+                err
+            }
+            other => ApiError::internal("statement sync", &other),
+        })?;
+    Ok(Json(SyncResult {
+        account_id: report.account_id.to_string(),
+        from: report.from.to_string(),
+        to: report.to.to_string(),
+        inserted: report.inserted,
+        booked_from_pending: report.booked_from_pending,
+        unchanged: report.unchanged,
+        continuity_breaks: report
+            .continuity_breaks
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        finished_at: report.finished_at,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContinuityBreakView {
+    pub date: String,
+    pub currency: String,
+    /// The bank's opening balance of the day.
+    pub opening: String,
+    /// The bank's closing balance of the day.
+    pub closing: String,
+    /// Σ stored booked entries of the day (credits − debits).
+    pub entries_sum: String,
+    /// closing − (opening + entries_sum): what is missing or extra.
+    pub gap: String,
+    pub detected_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContinuityBreakList {
+    pub items: Vec<ContinuityBreakView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BreakParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// Days on which the stored entries do not add up to the bank's balances
+/// (opening + Σ entries ≠ closing), still unresolved. Needs `accounts:read`.
+#[utoipa::path(get, path = "/v1/accounts/{id}/continuity-breaks", tag = "transactions",
+    params(("id" = String, Path, description = "Account id"), BreakParams),
+    responses((status = 200, body = ContinuityBreakList), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["accounts:read"])))]
+pub async fn continuity_breaks(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<BreakParams>,
+) -> Result<Json<ContinuityBreakList>, ApiError> {
+    caller.require(Scope::AccountsRead)?;
+    let account = visible_account(&state, &caller, &id)?;
+    let from = parse_date(params.from.as_deref(), "query.from")?;
+    let to = parse_date(params.to.as_deref(), "query.to")?;
+    let breaks = state
+        .store
+        .continuity_breaks(&account.id, from, to)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(ContinuityBreakList {
+        items: breaks
+            .iter()
+            .map(|b| ContinuityBreakView {
+                date: b.date.to_string(),
+                currency: b.opening.currency().code().to_owned(),
+                opening: b.opening.to_decimal_string(),
+                closing: b.closing.to_decimal_string(),
+                entries_sum: b.entries_sum.to_decimal_string(),
+                gap: b.gap.to_decimal_string(),
+                detected_at: b.detected_at,
+            })
+            .collect(),
+        next_cursor: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> CursorSigner {
+        CursorSigner::new(crypto::KeyedHasher::from_bytes([7; 32]))
+    }
+
+    #[test]
+    fn a_cursor_round_trips_for_its_owner_only() {
+        let s = signer();
+        let c = s.encode(ACCOUNT_CURSOR, "east-1", 42);
+        assert_eq!(
+            s.decode(&c, ACCOUNT_CURSOR, "east-1", "query.cursor")
+                .unwrap(),
+            42
+        );
+        let e = s
+            .decode(&c, ACCOUNT_CURSOR, "east-2", "query.cursor")
+            .unwrap_err();
+        assert_eq!(e.problem.field.as_deref(), Some("query.cursor"));
+        assert!(e.problem.detail.contains("another account"));
+        assert!(s.decode(&c, FEED_CURSOR, "east-1", "query.since").is_err());
+    }
+
+    #[test]
+    fn an_altered_cursor_is_refused() {
+        let s = signer();
+        let c = s.encode(ACCOUNT_CURSOR, "east-1", 42);
+        let text = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&c)
+                .unwrap(),
+        )
+        .unwrap();
+        let forged =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text.replace("|42|", "|41|"));
+        let e = s
+            .decode(&forged, ACCOUNT_CURSOR, "east-1", "query.cursor")
+            .unwrap_err();
+        assert_eq!(e.problem.code, "invalid_cursor");
+        let other_key = CursorSigner::new(crypto::KeyedHasher::from_bytes([8; 32]));
+        assert!(other_key
+            .decode(&c, ACCOUNT_CURSOR, "east-1", "query.cursor")
+            .is_err());
+    }
+}

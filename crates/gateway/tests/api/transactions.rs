@@ -1,0 +1,535 @@
+//! Transaction details end to end: sync from a simulated cn-xml bank,
+//! dedupe, pending → booked, stable paging, the change feed, continuity,
+//! restarts, and bad input.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{split, TestApp};
+
+/// Every entry of an account through the API, paging with `limit`.
+async fn all_entries(app: &TestApp, token: &str, account: &str, limit: u32) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let path = match &cursor {
+            Some(c) => format!("/v1/accounts/{account}/transactions?limit={limit}&cursor={c}"),
+            None => format!("/v1/accounts/{account}/transactions?limit={limit}"),
+        };
+        let (status, body) = app.get(&path, token).await;
+        assert_eq!(status, 200, "{body}");
+        out.extend(body["items"].as_array().unwrap().iter().cloned());
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("paging did not end");
+}
+
+fn ids(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn assert_unique(entries: &[Value]) {
+    let all = ids(entries);
+    let set: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(set.len(), all.len(), "no entry twice");
+}
+
+/// What the simulated bank shows for an account: its visible entries.
+async fn bank_entries(app: &TestApp, bank: &str, number: &str) -> Vec<Value> {
+    let url = format!("{}_sim/accounts/{number}/entries", app.sim(bank).url());
+    let body: Value = app
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = body.get("entries").cloned().unwrap_or(body);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["visible"].as_bool().unwrap_or(true))
+        .cloned()
+        .collect()
+}
+
+/// A comparable description of an entry, the same from the API and the bank.
+fn shape(e: &Value, from_bank: bool) -> String {
+    let field = |api: &str, bank: &str| -> String {
+        let v = if from_bank { &e[bank] } else { &e[api] };
+        v.as_str().unwrap_or("").to_owned()
+    };
+    let serial = if from_bank {
+        e["serial"].as_str().unwrap_or("").to_owned()
+    } else {
+        e["bank_transaction_id"].as_str().unwrap_or("").to_owned()
+    };
+    format!(
+        "{}|{}|{}|{}|{}",
+        field("booking_date", "booking_date"),
+        field("direction", "direction"),
+        field("amount", "amount"),
+        field("status", "status"),
+        serial
+    )
+}
+
+fn multiset(entries: &[Value], from_bank: bool) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in entries {
+        *m.entry(shape(e, from_bank)).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Asserts two multisets are equal, printing only what differs.
+fn assert_same(stored: &[Value], bank: &[Value]) {
+    let a = multiset(stored, false);
+    let b = multiset(bank, true);
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let diff: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: stored {:?}, bank {:?}", a.get(k), b.get(k)))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "the store differs from the bank:\n{}",
+        diff.join("\n")
+    );
+}
+
+fn number_of(app: &TestApp, account: &str) -> String {
+    app.config
+        .accounts
+        .iter()
+        .find(|a| a.id.as_str() == account)
+        .unwrap()
+        .number
+        .to_string()
+}
+
+async fn refresh(app: &TestApp, token: &str, account: &str) -> Value {
+    let (status, body) = app
+        .post(
+            &format!("/v1/accounts/{account}/transactions:refresh"),
+            token,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn add_bank_entry(app: &TestApp, bank: &str, number: &str, body: Value) -> Value {
+    let url = format!("{}_sim/accounts/{number}/entries", app.sim(bank).url());
+    let resp = app.http.post(url).json(&body).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn repeated_and_overlapping_syncs_store_every_entry_exactly_once() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    let first = refresh(&app, &token, "east-1").await;
+    assert!(
+        first["inserted"].as_u64().unwrap() > 200,
+        "90 days of history: {first}"
+    );
+    // The second, overlapping sync finds the entries that arrived late.
+    let second = refresh(&app, &token, "east-1").await;
+    assert!(
+        second["inserted"].as_u64().unwrap() > 0,
+        "late entries: {second}"
+    );
+    let third = refresh(&app, &token, "east-1").await;
+    assert_eq!(third["inserted"], 0, "{third}");
+    assert_eq!(third["booked_from_pending"], 0, "{third}");
+
+    let stored = all_entries(&app, &token, "east-1", 37).await;
+    assert_unique(&stored);
+    let number = number_of(&app, "east-1");
+    let from = first["from"].as_str().unwrap().to_owned();
+    let bank: Vec<Value> = bank_entries(&app, "east", &number)
+        .await
+        .into_iter()
+        .filter(|e| e["booking_date"].as_str().unwrap() >= from.as_str())
+        .collect();
+    assert_same(&stored, &bank);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn identical_entries_on_one_day_both_survive_with_and_without_bank_serials() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "east-2").await;
+    let stored = all_entries(&app, &token, "east-2", 500).await;
+    let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for e in &stored {
+        let key = format!(
+            "{}|{}|{}|{}|{}",
+            e["booking_date"],
+            e["direction"],
+            e["amount"],
+            e["counterparty"]["name"],
+            e["remittance"]
+        );
+        groups.entry(key).or_default().push(e);
+    }
+    let twins: Vec<&Vec<&Value>> = groups.values().filter(|g| g.len() >= 2).collect();
+    assert!(
+        !twins.is_empty(),
+        "the bank's history has identical entries on one day"
+    );
+    assert!(
+        twins.iter().any(|g| g
+            .iter()
+            .filter(|e| e["bank_transaction_id"].is_null())
+            .count()
+            >= 2),
+        "identical entries without a bank serial are kept apart by occurrence"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_pending_entry_that_becomes_booked_appears_once() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    let number = number_of(&app, "south-1");
+    let added = add_bank_entry(
+        &app,
+        "south",
+        &number,
+        json!({"direction": "credit", "amount": "880.00", "counterparty_name": "杭州市测试贸易有限公司", "remittance": "货款", "status": "pending"}),
+    )
+    .await;
+    let serial = added["serial"].as_str().unwrap().to_owned();
+    refresh(&app, &token, "south-1").await;
+    let before = all_entries(&app, &token, "south-1", 500).await;
+    // Serials are unique per account and day only: find ours by serial and content.
+    let ours = |e: &&Value| {
+        e["bank_transaction_id"] == serial.as_str()
+            && e["amount"] == "880.00"
+            && e["counterparty"]["name"] == "杭州市测试贸易有限公司"
+    };
+    let pending: Vec<&Value> = before.iter().filter(ours).collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["status"], "pending");
+    let id = pending[0]["id"].clone();
+
+    let url = format!(
+        "{}_sim/accounts/{number}/entries/{serial}/book",
+        app.sim("south").url()
+    );
+    assert!(app
+        .http
+        .post(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let r = refresh(&app, &token, "south-1").await;
+    assert!(r["booked_from_pending"].as_u64().unwrap() >= 1, "{r}");
+    let after = all_entries(&app, &token, "south-1", 500).await;
+    assert_unique(&after);
+    let same: Vec<&Value> = after.iter().filter(ours).collect();
+    assert_eq!(same.len(), 1, "booked replaces pending, never beside it");
+    assert_eq!(same[0]["status"], "booked");
+    assert_eq!(same[0]["id"], id, "the entry keeps its id");
+    // Everything seen before is still there (the second sync may add the
+    // bank's late entries, never replace or lose one).
+    let after_ids: BTreeSet<String> = ids(&after).into_iter().collect();
+    assert!(ids(&before).iter().all(|id| after_ids.contains(id)));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_stay_stable_while_the_bank_adds_entries_during_paging() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "east-3").await;
+    let number = number_of(&app, "east-3");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut added = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/accounts/east-3/transactions?limit=40&cursor={c}"),
+            None => "/v1/accounts/east-3/transactions?limit=40".to_owned(),
+        };
+        let (status, body) = app.get(&path, &token).await;
+        assert_eq!(status, 200, "{body}");
+        seen.extend(body["items"].as_array().unwrap().iter().cloned());
+        if added < 5 {
+            add_bank_entry(
+                &app,
+                "east",
+                &number,
+                json!({"direction": "debit", "amount": "12.34", "remittance": "服务费"}),
+            )
+            .await;
+            refresh(&app, &token, "east-3").await;
+            added += 1;
+        }
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_unique(&seen);
+    let everything = all_entries(&app, &token, "east-3", 500).await;
+    assert_eq!(
+        ids(&seen),
+        ids(&everything),
+        "no gaps: the pages saw every entry, new ones at the end"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_change_feed_delivers_every_entry_exactly_once_to_a_resuming_poller() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    let mut delivered: Vec<(String, String)> = Vec::new();
+    let mut since: Option<String> = None;
+    let accounts = ["east-1", "south-2"];
+    for round in 0..6 {
+        // The banks move and the gateway syncs between polls.
+        if round < 3 {
+            refresh(&app, &token, accounts[round % 2]).await;
+        } else {
+            let number = number_of(&app, "south-2");
+            add_bank_entry(
+                &app,
+                "south",
+                &number,
+                json!({"direction": "credit", "amount": "100.00", "remittance": "退款"}),
+            )
+            .await;
+            refresh(&app, &token, "south-2").await;
+        }
+        // Poll until caught up, resuming from the last cursor each time.
+        loop {
+            let path = match &since {
+                Some(c) => format!("/v1/transactions?limit=64&since={c}"),
+                None => "/v1/transactions?limit=64".to_owned(),
+            };
+            let (status, body) = app.get(&path, &token).await;
+            assert_eq!(status, 200, "{body}");
+            for e in body["items"].as_array().unwrap() {
+                delivered.push((
+                    e["id"].as_str().unwrap().to_owned(),
+                    e["status"].as_str().unwrap().to_owned(),
+                ));
+            }
+            since = Some(body["next_cursor"].as_str().unwrap().to_owned());
+            if !body["has_more"].as_bool().unwrap() {
+                break;
+            }
+        }
+    }
+    let distinct: BTreeSet<&(String, String)> = delivered.iter().collect();
+    assert_eq!(distinct.len(), delivered.len(), "nothing delivered twice");
+    let delivered_ids: BTreeSet<String> = delivered.iter().map(|(id, _)| id.clone()).collect();
+    let mut stored_ids = BTreeSet::new();
+    for a in accounts {
+        stored_ids.extend(ids(&all_entries(&app, &token, a, 500).await));
+    }
+    assert_eq!(
+        delivered_ids, stored_ids,
+        "every stored entry was delivered"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_mid_sync_and_a_restart_leave_no_gaps_and_no_duplicates() {
+    let mut app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "south-1").await;
+    let number = number_of(&app, "south-1");
+    for i in 0..3 {
+        add_bank_entry(&app, "south", &number, json!({"direction": "credit", "amount": format!("{}.00", 50 + i), "remittance": "货款"})).await;
+    }
+    // A slow bank keeps the next sync in flight while the gateway dies.
+    app.sim("south").faults().inject(banksim::FaultRule {
+        fault: banksim::Fault::Delay { ms: 1_500 },
+        function: None,
+        remaining: Some(1),
+    });
+    let url = app.url("/v1/accounts/south-1/transactions:refresh");
+    let http = app.http.clone();
+    let t = token.clone();
+    let in_flight = tokio::spawn(async move { http.post(url).bearer_auth(t).send().await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.crash_and_restart().await;
+    let _ = in_flight.await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "south-1").await;
+    // The sync the crashed gateway started may still finish in the
+    // background; give it its bank delay, then sync once more.
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+    refresh(&app, &token, "south-1").await;
+    let stored = all_entries(&app, &token, "south-1", 100).await;
+    assert_unique(&stored);
+    let first_day = stored
+        .iter()
+        .map(|e| e["booking_date"].as_str().unwrap().to_owned())
+        .min()
+        .unwrap();
+    let bank: Vec<Value> = bank_entries(&app, "south", &number)
+        .await
+        .into_iter()
+        .filter(|e| e["booking_date"].as_str().unwrap() >= first_day.as_str())
+        .collect();
+    assert_same(&stored, &bank);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_continuity_break_is_detected_reported_and_cleared() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    let number = number_of(&app, "east-2");
+    let url = format!("{}_sim/faults", app.sim("east").url());
+    let resp = app
+        .http
+        .post(url)
+        .json(&json!({"kind": "continuity_break", "acc_no": number}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let r = refresh(&app, &token, "east-2").await;
+    let broken = r["continuity_breaks"].as_array().unwrap();
+    assert_eq!(broken.len(), 1, "{r}");
+    let (status, body) = app
+        .get("/v1/accounts/east-2/continuity-breaks", &token)
+        .await;
+    assert_eq!(status, 200);
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!(items[0]["date"], broken[0]);
+    assert_ne!(items[0]["gap"], "0.00");
+    let metrics = app.get_raw("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("statement_continuity_breaks_total{bank=\"east\"}"),
+        "counted in a metric"
+    );
+
+    // Once the bank sends the missing entry, the day adds up again.
+    app.sim("east").faults().clear();
+    refresh(&app, &token, "east-2").await;
+    let (_, body) = app
+        .get("/v1/accounts/east-2/continuity-breaks", &token)
+        .await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 0, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_transaction_queries_name_the_parameter() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "east-1").await;
+    let (_, page) = app
+        .get("/v1/accounts/east-1/transactions?limit=2", &token)
+        .await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    // A cursor whose position was edited (signature kept) must not pass.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = String::from_utf8(b64.decode(&cursor).unwrap()).unwrap();
+    let parts: Vec<&str> = text.split('|').collect();
+    let edited = format!(
+        "{}|{}|{}|{}",
+        parts[0],
+        parts[1],
+        parts[2].parse::<i64>().unwrap() + 1,
+        parts[3]
+    );
+    let tampered = b64.encode(edited);
+    let cases = vec![
+        (
+            "/v1/accounts/east-1/transactions?from=2026-13-01".to_owned(),
+            "query.from",
+            "invalid_date",
+        ),
+        (
+            "/v1/accounts/east-1/transactions?to=yesterday".to_owned(),
+            "query.to",
+            "invalid_date",
+        ),
+        (
+            "/v1/accounts/east-1/transactions?from=2026-05-02&to=2026-05-01".to_owned(),
+            "query.to",
+            "invalid_date_range",
+        ),
+        (
+            "/v1/accounts/east-1/transactions?from=2020-01-01&to=2026-01-01".to_owned(),
+            "query.to",
+            "date_range_too_long",
+        ),
+        (
+            "/v1/accounts/east-1/transactions?limit=0".to_owned(),
+            "query.limit",
+            "invalid_limit",
+        ),
+        (
+            "/v1/accounts/east-1/transactions?limit=501".to_owned(),
+            "query.limit",
+            "invalid_limit",
+        ),
+        (
+            "/v1/accounts/east-1/transactions?status=settled".to_owned(),
+            "query.status",
+            "invalid_status",
+        ),
+        (
+            format!("/v1/accounts/east-2/transactions?cursor={cursor}"),
+            "query.cursor",
+            "invalid_cursor",
+        ),
+        (
+            format!("/v1/accounts/east-1/transactions?cursor={tampered}"),
+            "query.cursor",
+            "invalid_cursor",
+        ),
+        (
+            format!("/v1/transactions?since={cursor}"),
+            "query.since",
+            "invalid_cursor",
+        ),
+        (
+            "/v1/transactions?since=garbage".to_owned(),
+            "query.since",
+            "invalid_cursor",
+        ),
+    ];
+    for (path, field, code) in cases {
+        let resp = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = split(resp).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["field"], field, "{path}: {body}");
+        assert_eq!(body["code"], code, "{path}: {body}");
+    }
+    app.stop().await;
+}
