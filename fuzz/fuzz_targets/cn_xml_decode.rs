@@ -1,7 +1,9 @@
 //! Fuzzes `formats::cn_xml::decode` with arbitrary bytes under the default
-//! limits. Beyond "never panics", it checks the codec's stability: a packet
-//! that decodes either fails to encode cleanly (GBK cannot carry every
-//! GB18030 character) or encodes to bytes that decode to the same packet.
+//! limits, then every typed message parser on what decoded (responses as the
+//! connector reads them, requests as the simulator reads them). Beyond "never
+//! panics", it checks the codec's stability: a packet that decodes either
+//! fails to encode cleanly (GBK cannot carry every GB18030 character) or
+//! encodes to bytes that decode to the same packet.
 //!
 //! Run on the stable toolchain (no sanitizer), from `fuzz/`:
 //!
@@ -17,7 +19,7 @@
 
 #![no_main]
 
-use formats::cn_xml::{decode, encode, EncodeError, Limits};
+use formats::cn_xml::{decode, encode, messages, EncodeError, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,6 +27,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(first) = decode(data, &limits) else {
         return;
     };
+    // Typed parsing of untrusted packets: errors are fine, panics are not.
+    let _ = messages::parse_list_accounts(&first);
+    let _ = messages::parse_balances(&first);
+    let _ = messages::parse_balance_request(&first);
+    let _ = messages::parse_history(&first);
+    let _ = messages::parse_history_request(&first);
+    let _ = messages::parse_day_balances(&first);
+    let _ = messages::parse_day_balance_request(&first);
     let bytes = match encode(&first) {
         Ok(bytes) => bytes,
         Err(EncodeError::Unencodable { .. }) => return,
