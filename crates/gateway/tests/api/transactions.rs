@@ -533,3 +533,36 @@ async fn bad_transaction_queries_name_the_parameter() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_refresh_while_one_runs_joins_it() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    // After a first sync every later one reads the same short overlap window.
+    refresh(&app, &token, "south-2").await;
+    app.sim("south").faults().inject(banksim::FaultRule {
+        fault: banksim::Fault::Delay { ms: 400 },
+        function: Some("QueryHistory".to_owned()),
+        remaining: Some(1),
+    });
+    let before = app.sim("south").requests_served();
+    let calls = (0..3).map(|_| refresh(&app, &token, "south-2"));
+    let reports = futures::future::join_all(calls).await;
+    for r in &reports[1..] {
+        assert_eq!(
+            r["finished_at"], reports[0]["finished_at"],
+            "one sync, shared"
+        );
+        assert_eq!(r["inserted"], reports[0]["inserted"]);
+    }
+    let one_sync = app.sim("south").requests_served() - before;
+    // The same window again, alone, costs the same number of bank calls.
+    let again = app.sim("south").requests_served();
+    refresh(&app, &token, "south-2").await;
+    assert_eq!(
+        app.sim("south").requests_served() - again,
+        one_sync,
+        "three joined refreshes cost one sync"
+    );
+    app.stop().await;
+}
