@@ -85,6 +85,7 @@ macro_rules! string_id_impls {
         }
     };
 }
+pub(crate) use string_id_impls;
 
 /// Replaces all but the last four characters with '*'. Four or fewer
 /// characters are masked entirely: showing "the last four" of a four-character
@@ -568,10 +569,64 @@ impl fmt::Debug for AccountNumber {
 // Payment id
 
 const PAYMENT_ID_PREFIX: &str = "pay_";
-const PAYMENT_ID_BODY_LEN: usize = 26;
+/// Characters after the prefix of a random id: 26 × 5 bits cover 128 bits.
+const RANDOM_ID_BODY_LEN: usize = 26;
 /// Crockford's base32 alphabet: no I, L, O or U, so ids survive being read
 /// aloud or retyped.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Checks a random id: `prefix` and 26 upper-case Crockford base32
+/// characters. `kind` names the id in the error ("payment id").
+pub(crate) fn check_random_id(
+    text: &str,
+    prefix: &str,
+    kind: &'static str,
+) -> Result<(), DomainError> {
+    let invalid = |detail: String| DomainError::InvalidIdentifier { kind, detail };
+    let Some(body) = text.strip_prefix(prefix) else {
+        return Err(invalid(format!(
+            "it does not start with \"{prefix}\"; expected \"{prefix}\" and {RANDOM_ID_BODY_LEN} Crockford base32 characters"
+        )));
+    };
+    if let Some((index, ch)) = body
+        .chars()
+        .enumerate()
+        .find(|(_, ch)| !(ch.is_ascii() && CROCKFORD.contains(&(*ch as u8))))
+    {
+        return Err(invalid(format!(
+            "character {} is {}; expected upper-case Crockford base32 (0-9 and A-Z without I, L, O, U)",
+            index + 1 + prefix.len(),
+            describe_char(ch)
+        )));
+    }
+    if body.len() != RANDOM_ID_BODY_LEN {
+        return Err(invalid(format!(
+            "it has {} characters after \"{prefix}\"; expected {RANDOM_ID_BODY_LEN}",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A new random id: `prefix` and 128 bits of `rng` in Crockford base32.
+pub(crate) fn generate_random_id(prefix: &str, rng: &dyn RandomSource) -> String {
+    let mut bytes = [0u8; 16];
+    rng.fill_bytes(&mut bytes);
+    let value = u128::from_be_bytes(bytes);
+    let mut text = String::with_capacity(prefix.len() + RANDOM_ID_BODY_LEN);
+    text.push_str(prefix);
+    // 26 groups of 5 bits cover 130 bits; the top group holds the top 3.
+    for group in (0..RANDOM_ID_BODY_LEN).rev() {
+        let index = ((value >> (group * 5)) & 0x1f) as usize;
+        text.push(char::from(CROCKFORD[index]));
+    }
+    text
+}
+
+/// Length of a random id after its prefix.
+pub(crate) const fn random_id_len(prefix: &str) -> usize {
+    prefix.len() + RANDOM_ID_BODY_LEN
+}
 
 /// Our id of a payment: "pay_" and 26 upper-case Crockford base32 characters
 /// (128 random bits when generated).
@@ -581,48 +636,13 @@ pub struct PaymentId(String);
 
 impl PaymentId {
     pub fn parse(text: &str) -> Result<PaymentId, DomainError> {
-        let invalid = |detail: String| DomainError::InvalidIdentifier {
-            kind: "payment id",
-            detail,
-        };
-        let Some(body) = text.strip_prefix(PAYMENT_ID_PREFIX) else {
-            return Err(invalid(format!(
-                "it does not start with \"{PAYMENT_ID_PREFIX}\"; expected \"{PAYMENT_ID_PREFIX}\" and {PAYMENT_ID_BODY_LEN} Crockford base32 characters"
-            )));
-        };
-        if let Some((index, ch)) = body
-            .chars()
-            .enumerate()
-            .find(|(_, ch)| !(ch.is_ascii() && CROCKFORD.contains(&(*ch as u8))))
-        {
-            return Err(invalid(format!(
-                "character {} is {}; expected upper-case Crockford base32 (0-9 and A-Z without I, L, O, U)",
-                index + 1 + PAYMENT_ID_PREFIX.len(),
-                describe_char(ch)
-            )));
-        }
-        if body.len() != PAYMENT_ID_BODY_LEN {
-            return Err(invalid(format!(
-                "it has {} characters after \"{PAYMENT_ID_PREFIX}\"; expected {PAYMENT_ID_BODY_LEN}",
-                body.len()
-            )));
-        }
+        check_random_id(text, PAYMENT_ID_PREFIX, "payment id")?;
         Ok(PaymentId(text.to_owned()))
     }
 
     /// A new id from 128 bits of `rng`.
     pub fn generate(rng: &dyn RandomSource) -> PaymentId {
-        let mut bytes = [0u8; 16];
-        rng.fill_bytes(&mut bytes);
-        let value = u128::from_be_bytes(bytes);
-        let mut text = String::with_capacity(PAYMENT_ID_PREFIX.len() + PAYMENT_ID_BODY_LEN);
-        text.push_str(PAYMENT_ID_PREFIX);
-        // 26 groups of 5 bits cover 130 bits; the top group holds the top 3.
-        for group in (0..PAYMENT_ID_BODY_LEN).rev() {
-            let index = ((value >> (group * 5)) & 0x1f) as usize;
-            text.push(char::from(CROCKFORD[index]));
-        }
-        PaymentId(text)
+        PaymentId(generate_random_id(PAYMENT_ID_PREFIX, rng))
     }
 }
 

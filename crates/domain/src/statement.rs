@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::RandomSource;
-use crate::error::{describe_char, DomainError};
-use crate::ids::AccountId;
+use crate::error::DomainError;
+use crate::ids::{check_random_id, generate_random_id, random_id_len, string_id_impls, AccountId};
 use crate::money::{Currency, Money, MoneyTotal};
 use crate::time::{BusinessDate, MAX_BUSINESS_YEAR, MIN_BUSINESS_YEAR};
 
@@ -69,27 +69,6 @@ pub const MAX_ENTRY_END_TO_END_ID_CHARS: usize = 128;
 // Entry id
 
 const ENTRY_ID_PREFIX: &str = "txn_";
-const ENTRY_ID_BODY_LEN: usize = 26;
-/// Crockford's base32 alphabet, the one [`crate::PaymentId`] uses: no I, L, O
-/// or U, so ids survive being read aloud or retyped.
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// 128 bits of `rng` as 26 Crockford base32 characters (the top character
-/// carries 3 bits). Kept here rather than shared with `PaymentId`'s private
-/// copy in ids.rs, which this module does not own.
-fn crockford_128(rng: &dyn RandomSource) -> String {
-    let mut bytes = [0u8; 16];
-    rng.fill_bytes(&mut bytes);
-    let value = u128::from_be_bytes(bytes);
-    (0..ENTRY_ID_BODY_LEN)
-        .rev()
-        .map(|group| {
-            // Masked to 5 bits, so the index is always in the alphabet.
-            let index = ((value >> (group * 5)) & 0x1f) as usize;
-            char::from(CROCKFORD[index])
-        })
-        .collect()
-}
 
 /// Our id of a statement entry: "txn_" and 26 upper-case Crockford base32
 /// characters (128 random bits when generated). Stable: it never changes when
@@ -100,81 +79,20 @@ pub struct EntryId(String);
 
 impl EntryId {
     /// Length of every entry id, in bytes (all ASCII).
-    pub const LEN: usize = ENTRY_ID_PREFIX.len() + ENTRY_ID_BODY_LEN;
+    pub const LEN: usize = random_id_len(ENTRY_ID_PREFIX);
 
     pub fn parse(text: &str) -> Result<EntryId, DomainError> {
-        let invalid = |detail: String| DomainError::InvalidIdentifier {
-            kind: "entry id",
-            detail,
-        };
-        let Some(body) = text.strip_prefix(ENTRY_ID_PREFIX) else {
-            return Err(invalid(format!(
-                "it does not start with \"{ENTRY_ID_PREFIX}\"; expected \"{ENTRY_ID_PREFIX}\" and {ENTRY_ID_BODY_LEN} Crockford base32 characters"
-            )));
-        };
-        if let Some((index, ch)) = body
-            .chars()
-            .enumerate()
-            .find(|(_, ch)| !(ch.is_ascii() && CROCKFORD.contains(&(*ch as u8))))
-        {
-            return Err(invalid(format!(
-                "character {} is {}; expected upper-case Crockford base32 (0-9 and A-Z without I, L, O, U)",
-                index + 1 + ENTRY_ID_PREFIX.len(),
-                describe_char(ch)
-            )));
-        }
-        if body.len() != ENTRY_ID_BODY_LEN {
-            return Err(invalid(format!(
-                "it has {} characters after \"{ENTRY_ID_PREFIX}\"; expected {ENTRY_ID_BODY_LEN}",
-                body.len()
-            )));
-        }
+        check_random_id(text, ENTRY_ID_PREFIX, "entry id")?;
         Ok(EntryId(text.to_owned()))
     }
 
     /// A new id from 128 bits of `rng`.
     pub fn generate(rng: &dyn RandomSource) -> EntryId {
-        EntryId(format!("{ENTRY_ID_PREFIX}{}", crockford_128(rng)))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+        EntryId(generate_random_id(ENTRY_ID_PREFIX, rng))
     }
 }
 
-impl fmt::Display for EntryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for EntryId {
-    type Err = DomainError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EntryId::parse(s)
-    }
-}
-
-impl AsRef<str> for EntryId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for EntryId {
-    type Error = DomainError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        EntryId::parse(&s)
-    }
-}
-
-impl From<EntryId> for String {
-    fn from(id: EntryId) -> String {
-        id.0
-    }
-}
+string_id_impls!(EntryId);
 
 // ---------------------------------------------------------------------------
 // Entries
