@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{grant_scopes, parse_basic_authorization, ClientCredentials},
+    extract::request_id,
     problem::{ApiError, Problem},
     AppState,
 };
@@ -178,13 +179,6 @@ async fn issue(
         expires_in: issued.expires_in,
         scope: issued.scope,
     })
-}
-
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 /// Audits a refused client authentication and builds the 401.

@@ -21,7 +21,7 @@ use crate::{
     auth::Scope,
     banking::{ConnectionHealth, HealthStatus, RefreshError},
     config::AccountConfig,
-    extract::{ApiQuery, Caller},
+    extract::{request_id, ApiQuery, Caller},
     problem::{ApiError, Problem},
     AppState,
 };
@@ -380,10 +380,7 @@ pub async fn refresh_balance(
 ) -> Result<Json<AccountBalance>, ApiError> {
     caller.require(Scope::AccountsRead)?;
     let account = visible_account(&state, &caller, &id)?;
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = request_id(&headers);
     let report = state
         .directory
         .refresh_connection(&account.connection, &caller.actor(), request_id)

@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::Scope,
-    extract::{ApiQuery, Caller},
+    extract::{request_id, ApiQuery, Caller},
     problem::{ApiError, Problem},
     routes::{page_limit, visible_account},
     statements::SyncError,
@@ -364,10 +364,7 @@ pub async fn refresh_transactions(
 ) -> Result<Json<SyncResult>, ApiError> {
     caller.require(Scope::AccountsRead)?;
     let account = visible_account(&state, &caller, &id)?;
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = request_id(&headers);
     let report = state
         .statements
         .sync_account(&account.id, &caller.actor(), request_id)
