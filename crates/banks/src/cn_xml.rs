@@ -846,6 +846,30 @@ impl BankConnector for CnXmlConnector {
         DedupeKeyPolicy::BankIdPerAccountAndDate
     }
 
+    // Placeholder while the payment functions are written (issue 4): the
+    // connector does not claim the payment capabilities, and a call is
+    // refused before anything is sent.
+    async fn submit_payment(
+        &self,
+        _payment: &crate::PaymentInstruction,
+    ) -> Result<crate::SubmitReceipt, BankError> {
+        Err(BankError::NotProcessed {
+            bank: self.settings.bank_id.clone(),
+            reason: "payments are not implemented for cn-xml yet".to_owned(),
+        })
+    }
+
+    async fn payment_status(
+        &self,
+        _debtor_account: &AccountNumber,
+        _references: &[domain::BankReference],
+    ) -> Result<Vec<crate::StatusAnswer>, BankError> {
+        Err(BankError::NotProcessed {
+            bank: self.settings.bank_id.clone(),
+            reason: "payments are not implemented for cn-xml yet".to_owned(),
+        })
+    }
+
     #[tracing::instrument(skip_all, fields(bank = %self.settings.bank_id,
         account = %query.number.masked(), from = %query.from, to = %query.to))]
     async fn transactions(&self, query: &TransactionQuery) -> Result<TransactionReport, BankError> {

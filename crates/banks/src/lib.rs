@@ -21,7 +21,10 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{AccountNumber, BusinessDate, Currency, Direction, EntryStatus, Money};
+use domain::{
+    AccountNumber, BankReference, Bic, BusinessDate, CnapsCode, CreditorType, Currency, Direction,
+    EntryStatus, Money, Urgency,
+};
 
 /// The protocol families bankdirect knows. A bank in the config names one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -198,6 +201,71 @@ pub enum DedupeKeyPolicy {
     Fingerprint,
 }
 
+/// One payment as sent to a bank. `reference` is our business reference:
+/// generated once, stored before the first send, identical on every resend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentInstruction {
+    pub reference: BankReference,
+    pub debtor_account: AccountNumber,
+    /// Positive.
+    pub amount: Money,
+    pub creditor_name: String,
+    pub creditor_account: String,
+    pub creditor_bank_code: Option<CnapsCode>,
+    pub creditor_bic: Option<Bic>,
+    pub creditor_bank_name: Option<String>,
+    pub creditor_type: CreditorType,
+    pub remittance: String,
+    pub purpose: Option<String>,
+    pub urgency: Urgency,
+    pub requested_execution_date: BusinessDate,
+}
+
+/// The bank's answer to a submission that it took in (a business rejection
+/// is `BankError::Rejected`, not this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitReceipt {
+    /// Where the bank says the payment stands right after the submission.
+    pub status: BankPaymentStatus,
+    /// The bank's own id of the payment, when it gives one.
+    pub bank_payment_id: Option<String>,
+    /// The bank's raw code and message, kept for the payment's history.
+    pub bank_code: String,
+    pub bank_message: String,
+}
+
+/// A payment's state as the bank reports it, already mapped from the
+/// family's two-level status (DESIGN.md: the bank's rejected, expired and
+/// cancelled are `Failed` with its reason; returned is `Returned`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BankPaymentStatus {
+    /// Accepted, not final yet (being processed, waiting for settlement).
+    Processing,
+    Settled,
+    Failed {
+        code: String,
+        message: String,
+    },
+    /// Settled, then sent back by the creditor's bank (退票).
+    Returned {
+        code: String,
+        message: String,
+    },
+}
+
+/// The answer to "what happened to the payment with this reference?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusAnswer {
+    /// The bank positively knows no instruction with this reference.
+    NotFound,
+    Found {
+        status: BankPaymentStatus,
+        bank_payment_id: Option<String>,
+        bank_code: String,
+        bank_message: String,
+    },
+}
+
 /// Why the outcome of a call is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownCause {
@@ -271,6 +339,20 @@ pub trait BankConnector: Send + Sync + fmt::Debug + 'static {
     /// than the bank allows. A failure on any page fails the whole call (the
     /// caller re-reads the window later; nothing partial is returned).
     async fn transactions(&self, query: &TransactionQuery) -> Result<TransactionReport, BankError>;
+    /// Submits one payment. A reused reference must never execute twice:
+    /// banks answer it with the original result or a "duplicate" error,
+    /// which the connector reports as `OutcomeUnknown` so the caller queries.
+    async fn submit_payment(
+        &self,
+        payment: &PaymentInstruction,
+    ) -> Result<SubmitReceipt, BankError>;
+    /// Asks for the payments with these references (in one call where the
+    /// bank allows several); answers in the order asked.
+    async fn payment_status(
+        &self,
+        debtor_account: &AccountNumber,
+        references: &[BankReference],
+    ) -> Result<Vec<StatusAnswer>, BankError>;
 }
 
 /// Builds the connector for a family.

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod money;
+pub mod payment;
 pub mod statement;
 pub mod time;
 
@@ -40,6 +41,7 @@ pub use ids::{
     MAX_IBAN_LEN, MAX_SLUG_LEN,
 };
 pub use money::{Currency, Money, MoneyTotal, MAX_AMOUNT_TEXT_LEN, MAX_CURRENCY_EXPONENT};
+pub use payment::{CreditorType, Urgency};
 pub use statement::{
     continuity_gap, fingerprint, net_movement, non_empty_trimmed, Counterparty, Direction, EntryId,
     EntryStatus, StatementEntry, MAX_BANK_TRANSACTION_ID_CHARS, MAX_COUNTERPARTY_ACCOUNT_CHARS,
