@@ -22,6 +22,13 @@
 # All traffic goes to 127.0.0.1. Every wait is bounded.
 set -euo pipefail
 
+if (( $# > 0 )); then
+    case $1 in
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: takes no arguments (settings come from the environment); see --help" >&2; exit 2 ;;
+    esac
+fi
+
 BENCH_SECONDS=${BENCH_SECONDS:-15}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -63,7 +70,8 @@ fi
 # ---------------------------------------------------------------- build
 if [[ -n ${BENCH_BIN_DIR:-} ]]; then
     BIN_DIR=$BENCH_BIN_DIR
-    BUILD_NOTE="binaries from $BIN_DIR (not built by this run)"
+    built_at=$(date -u -r "$BIN_DIR/bankdirect" '+%Y-%m-%d %H:%M UTC' 2>/dev/null || echo '?')
+    BUILD_NOTE="prebuilt binaries from $BIN_DIR, bankdirect built $built_at (not built by this run)"
     log "$BUILD_NOTE"
 else
     log "building release bankdirect and hello-baseline (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
