@@ -41,7 +41,14 @@ pub use ids::{
     MAX_IBAN_LEN, MAX_SLUG_LEN,
 };
 pub use money::{Currency, Money, MoneyTotal, MAX_AMOUNT_TEXT_LEN, MAX_CURRENCY_EXPONENT};
-pub use payment::{CreditorType, Urgency};
+pub use payment::{
+    can_cancel, cancel, escalate_to_review, generate_business_reference, generate_request_serial,
+    may_resend, requeue_after_none, review_due, transition, CancelRefusal, Creditor, CreditorType,
+    Guard, PaymentStatus, ReferenceAlphabet, ReferencePolicy, Remittance, Transition,
+    TransitionCause, TransitionError, Urgency, MAX_CREDITOR_ACCOUNT_CHARS,
+    MAX_CREDITOR_BANK_NAME_CHARS, MAX_CREDITOR_NAME_CHARS, MAX_INSTALL_ID_LEN,
+    MAX_PAYMENT_REMITTANCE_CHARS, MIN_REFERENCE_RANDOM_BITS, REQUEST_SERIAL_LEN, TRANSITIONS,
+};
 pub use statement::{
     continuity_gap, fingerprint, net_movement, non_empty_trimmed, Counterparty, Direction, EntryId,
     EntryStatus, StatementEntry, MAX_BANK_TRANSACTION_ID_CHARS, MAX_COUNTERPARTY_ACCOUNT_CHARS,
