@@ -97,6 +97,24 @@ pub enum StoreError {
     #[error("{what} exceeds the limit of {limit} rows")]
     TooManyRows { what: &'static str, limit: usize },
 
+    /// A compare-and-set write found the row changed since the caller read it (another
+    /// status, or a newer fencing token: the caller's lease was taken over). Nothing was
+    /// written; the caller must re-read, never retry blindly.
+    #[error("payment {payment_id} changed underneath: it is now {status} with fencing token {fencing_token}; nothing was written")]
+    Conflict {
+        payment_id: String,
+        status: String,
+        fencing_token: i64,
+    },
+
+    #[error("no {what} {id}")]
+    NotFound { what: &'static str, id: String },
+
+    /// A concurrent change made this write impossible to decide now (e.g. a row purged while
+    /// in use). Nothing was written; retrying is safe.
+    #[error("concurrent change: {what}; nothing was written, retry")]
+    Contention { what: &'static str },
+
     #[error("the store is closed; nothing was written")]
     Closed,
 

@@ -18,6 +18,11 @@
 //!   express, the row mapping, and the ingest algorithm (dedupe, pending → booked) written
 //!   once against a small trait each backend implements with its SQL
 //!   (`sqlite/statements.rs`, `postgres/statements.rs`).
+//! - `payments.rs`: payments, their history and idempotency keys: the records
+//!   ([`NewPayment`], [`StoredPayment`], [`CreateOutcome`]…), the checks, and the create and
+//!   compare-and-set transition algorithms written once against a trait each backend
+//!   implements (`sqlite/payments.rs`, `postgres/payments.rs`, which also hold the
+//!   work-queue claim: `FOR UPDATE SKIP LOCKED` there, the single writer here).
 //! - `codec.rs`: the mapping between domain values and column values that both backends share
 //!   (instants truncated to microseconds, JSON details, money as minor units + currency code).
 //! - `error.rs`: [`StoreError`].
@@ -35,6 +40,7 @@
 mod codec;
 mod error;
 mod model;
+mod payments;
 mod postgres;
 mod sqlite;
 mod statements;
@@ -43,6 +49,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
 pub use model::{
@@ -52,6 +59,14 @@ pub use model::{
     AUDIT_TEXT_MAX_CHARS, BALANCES_MAX_ROWS, BOOKED_ENTRIES_PER_DAY_MAX, CHANGE_FEED_MAX_ACCOUNTS,
     CONTINUITY_BREAKS_MAX_ROWS, ENTRY_KEY_MAX_CHARS, ENTRY_QUERY_DEFAULT_LIMIT,
     ENTRY_QUERY_MAX_LIMIT, INGEST_ENTRIES_MAX, SNAPSHOTS_PER_SAVE_MAX, SYNC_ERROR_MAX_CHARS,
+};
+pub use payments::{
+    Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, InitialStep, NewPayment, PaymentChange,
+    PaymentCursor, PaymentHistoryEntry, PaymentInstruction, PaymentQuery, StoredPayment,
+    TransitionGuard, CLAIM_MAX_LIMIT, IDEMPOTENCY_RESPONSE_MAX_BYTES, IDEMPOTENCY_RETENTION_MIN_S,
+    INITIAL_STEPS_MAX, LEASE_DURATION_MAX_MS, PAYMENT_HISTORY_MAX_ROWS,
+    PAYMENT_QUERY_DEFAULT_LIMIT, PAYMENT_QUERY_MAX_ACCOUNTS, PAYMENT_QUERY_MAX_LIMIT,
+    PAYMENT_STATUSES,
 };
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, WriterPragmas, WriterStats};
@@ -193,6 +208,95 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Replaces the account's sync state with `state`.
     async fn save_sync_state(&self, state: &SyncState) -> Result<(), StoreError>;
+
+    /// In ONE transaction: claims `idempotency` (per client), inserts the payment with one
+    /// history row per step of `new.steps`, completes the key with the caller's response and
+    /// appends `audit`; `created_at`/`updated_at` and the history times are `audit.at`, the
+    /// history actor and request id are the audit's. A key already stored gives
+    /// [`CreateOutcome::Replay`] (same request hash, completed), [`CreateOutcome::KeyReused`]
+    /// (another hash) or [`CreateOutcome::InProgress`], and writes nothing; an end-to-end id
+    /// the debtor account already used gives [`CreateOutcome::DuplicateEndToEndId`] and
+    /// writes nothing either. Concurrent creates with one key make one payment.
+    async fn create_payment(
+        &self,
+        new: NewPayment,
+        idempotency: IdempotencyClaim,
+        audit: NewAuditRecord,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    async fn get_payment(
+        &self,
+        id: &domain::PaymentId,
+    ) -> Result<Option<StoredPayment>, StoreError>;
+
+    /// Payments matching every filter of `q`, ascending by (`created_at`, `id`), after
+    /// `q.after`, at most `min(q.limit, PAYMENT_QUERY_MAX_LIMIT)` (0: the default).
+    async fn list_payments(&self, q: &PaymentQuery) -> Result<Vec<StoredPayment>, StoreError>;
+
+    /// The payment's history in `seq` order (empty for an unknown payment); more than
+    /// [`PAYMENT_HISTORY_MAX_ROWS`] is an error.
+    async fn payment_history(
+        &self,
+        id: &domain::PaymentId,
+    ) -> Result<Vec<PaymentHistoryEntry>, StoreError>;
+
+    /// Compare-and-set, in ONE transaction with its history row and `audit`: applies
+    /// `change` only if the payment is in `expected.from_status` and, when
+    /// `expected.fencing_token` is given, still carries that token. Otherwise
+    /// [`StoreError::Conflict`] with what it found (or [`StoreError::NotFound`]) and nothing
+    /// is written. Instants written are `audit.at`.
+    async fn transition_payment(
+        &self,
+        id: &domain::PaymentId,
+        expected: TransitionGuard,
+        change: PaymentChange,
+        actor: Actor,
+        audit: NewAuditRecord,
+    ) -> Result<StoredPayment, StoreError>;
+
+    /// The work queue: atomically leases up to `limit` (1..=[`CLAIM_MAX_LIMIT`]) payments in
+    /// one of `statuses` with `next_attempt_at <= now` and no live lease (none, or expired
+    /// before `now`), oldest due first, to `lease_owner` until `now + lease_duration_ms`
+    /// (at most [`LEASE_DURATION_MAX_MS`]), each with a fencing token one above its last.
+    /// Concurrent claimers never get the same payment.
+    async fn claim_due_payments(
+        &self,
+        statuses: &[&str],
+        now: DateTime<Utc>,
+        lease_owner: &str,
+        lease_duration_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedPayment>, StoreError>;
+
+    /// For the reaper: up to `limit` (1..=[`CLAIM_MAX_LIMIT`]) payments in `submitting`
+    /// whose lease expired before `now` (or that hold none), oldest expiry first. Turn them
+    /// into `unknown` with `transition_payment`, naming the fencing token read here.
+    async fn expired_submitting(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredPayment>, StoreError>;
+
+    /// Clears the lease if the payment still carries `fencing_token`; else
+    /// [`StoreError::Conflict`]. The token is kept (the next claim draws a larger one).
+    async fn release_lease(
+        &self,
+        id: &domain::PaymentId,
+        fencing_token: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Sets when the workers look at the payment next (`None`: not until
+    /// something else changes it) and releases the lease, if the payment
+    /// still carries `fencing_token`; else [`StoreError::Conflict`].
+    async fn reschedule_payment(
+        &self,
+        id: &domain::PaymentId,
+        fencing_token: i64,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes idempotency keys whose `expires_at` is before `now`; returns how many.
+    async fn idempotency_purge(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Finishes the queued writes, then closes every connection. Idempotent; later writes
     /// fail with [`StoreError::Closed`].

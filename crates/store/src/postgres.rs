@@ -25,12 +25,18 @@ use crate::model::{
     effective_feed_limit, BALANCES_MAX_ROWS, BOOKED_ENTRIES_PER_DAY_MAX, CHANGE_FEED_MAX_ACCOUNTS,
     CONTINUITY_BREAKS_MAX_ROWS, SNAPSHOTS_PER_SAVE_MAX,
 };
+use crate::payments::{self as pay, HISTORY_COLUMNS, PAYMENT_COLUMNS};
 use crate::statements::{self as shared, BreakRow, SyncRow, ENTRY_COLUMNS};
+use crate::{
+    Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, NewPayment, PaymentChange,
+    PaymentHistoryEntry, PaymentQuery, StoredPayment, TransitionGuard, PAYMENT_HISTORY_MAX_ROWS,
+};
 use crate::{
     AuditQuery, AuditRecord, Backend, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,
     IngestReport, NewAuditRecord, Store, StoreError, StoreOptions, StoredEntry, SyncState,
 };
 
+mod payments;
 mod statements;
 
 const BACKEND: Backend = Backend::Postgres;
@@ -542,6 +548,251 @@ impl Store for PgStore {
         let row = SyncRow::new(state)?;
         self.write("saving the statement sync state", |conn| {
             Box::pin(async move { statements::upsert_sync(conn, &row).await })
+        })
+        .await
+    }
+
+    async fn list_payments(&self, q: &PaymentQuery) -> Result<Vec<StoredPayment>, StoreError> {
+        q.check()?;
+        if q.account_ids.as_ref().is_some_and(|ids| ids.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE 1 = 1"
+        ));
+        if let Some(status) = &q.status {
+            query.push(" AND status = ").push_bind(status.clone());
+        }
+        if let Some(ids) = &q.account_ids {
+            query.push(" AND debtor_account_id IN (");
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(id.as_str().to_owned());
+            }
+            query.push(")");
+        }
+        if let Some(from) = q.created_from {
+            query
+                .push(" AND created_at >= ")
+                .push_bind(codec::instant(from, "payment query created_from")?);
+        }
+        if let Some(before) = q.created_before {
+            query
+                .push(" AND created_at < ")
+                .push_bind(codec::instant(before, "payment query created_before")?);
+        }
+        if let Some(after) = &q.after {
+            query
+                .push(" AND (created_at, id) > (")
+                .push_bind(codec::instant(after.created_at, "payment cursor")?)
+                .push(", ")
+                .push_bind(after.id.as_str().to_owned())
+                .push(")");
+        }
+        query
+            .push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::from(q.effective_limit()));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| statement_error(BACKEND, "listing payments", e))?;
+        rows.iter().map(payments::payment_from_row).collect()
+    }
+
+    async fn get_payment(
+        &self,
+        id: &domain::PaymentId,
+    ) -> Result<Option<StoredPayment>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading a payment", e))?;
+        row.as_ref().map(payments::payment_from_row).transpose()
+    }
+
+    async fn payment_history(
+        &self,
+        id: &domain::PaymentId,
+    ) -> Result<Vec<PaymentHistoryEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {HISTORY_COLUMNS} FROM payment_history WHERE payment_id = $1 \
+             ORDER BY seq LIMIT $2"
+        ))
+        .bind(id.as_str())
+        .bind(shared::fetch_bound(PAYMENT_HISTORY_MAX_ROWS))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading a payment history", e))?;
+        shared::within_limit(&rows, "payment history rows", PAYMENT_HISTORY_MAX_ROWS)?;
+        rows.iter().map(payments::history_from_row).collect()
+    }
+
+    async fn expired_submitting(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredPayment>, StoreError> {
+        pay::check_scan_limit(limit)?;
+        let now = codec::instant(now, "reaper now")?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments \
+             WHERE status = 'submitting' AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+             ORDER BY lease_expires_at, id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "finding expired submissions", e))?;
+        rows.iter().map(payments::payment_from_row).collect()
+    }
+
+    async fn create_payment(
+        &self,
+        new: NewPayment,
+        idempotency: IdempotencyClaim,
+        audit: NewAuditRecord,
+    ) -> Result<CreateOutcome, StoreError> {
+        let rows = pay::create_rows(new, idempotency, audit)?;
+        self.write("creating a payment", move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::PgPayments { conn };
+                pay::create(&mut tx, &rows).await
+            })
+        })
+        .await
+    }
+
+    async fn transition_payment(
+        &self,
+        id: &domain::PaymentId,
+        expected: TransitionGuard,
+        change: PaymentChange,
+        actor: Actor,
+        audit: NewAuditRecord,
+    ) -> Result<StoredPayment, StoreError> {
+        let rows = pay::transition_rows(id, expected, change, actor, audit)?;
+        self.write("changing a payment's status", move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::PgPayments { conn };
+                pay::transition(&mut tx, &rows).await
+            })
+        })
+        .await
+    }
+
+    async fn claim_due_payments(
+        &self,
+        statuses: &[&str],
+        now: DateTime<Utc>,
+        lease_owner: &str,
+        lease_duration_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedPayment>, StoreError> {
+        let (now, expires) =
+            pay::check_claim_args(statuses, now, lease_owner, lease_duration_ms, limit)?;
+        let statuses: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
+        let owner = lease_owner.to_owned();
+        let claimed = self
+            .write("claiming due payments", move |conn| {
+                Box::pin(async move {
+                    payments::claim(conn, statuses, now, &owner, expires, limit).await
+                })
+            })
+            .await?;
+        let mut claimed: Vec<ClaimedPayment> = claimed
+            .into_iter()
+            .map(|payment| ClaimedPayment {
+                fencing_token: payment.fencing_token,
+                payment,
+            })
+            .collect();
+        // RETURNING gives no order; hand them out oldest due first, as picked.
+        claimed.sort_by(|a, b| {
+            (a.payment.next_attempt_at, a.payment.instruction.id.as_str())
+                .cmp(&(b.payment.next_attempt_at, b.payment.instruction.id.as_str()))
+        });
+        Ok(claimed)
+    }
+
+    async fn release_lease(
+        &self,
+        id: &domain::PaymentId,
+        fencing_token: i64,
+    ) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        self.write("releasing a payment lease", move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE payments SET lease_owner = NULL, lease_expires_at = NULL, \
+                       version = version + 1 \
+                     WHERE id = $1 AND fencing_token = $2",
+                )
+                .bind(&id)
+                .bind(fencing_token)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| statement_error(BACKEND, "releasing a payment lease", e))?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    let current = payments::current(conn, &id).await?;
+                    Err(pay::release_failure(&id, current))
+                }
+            })
+        })
+        .await
+    }
+
+    async fn reschedule_payment(
+        &self,
+        id: &domain::PaymentId,
+        fencing_token: i64,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        let next = next_attempt_at
+            .map(|t| codec::instant(t, "next attempt"))
+            .transpose()?;
+        self.write("rescheduling a payment", move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE payments SET next_attempt_at = $1, lease_owner = NULL, \
+                       lease_expires_at = NULL, version = version + 1 \
+                     WHERE id = $2 AND fencing_token = $3",
+                )
+                .bind(next)
+                .bind(&id)
+                .bind(fencing_token)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| statement_error(BACKEND, "rescheduling a payment", e))?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    let current = payments::current(conn, &id).await?;
+                    Err(pay::release_failure(&id, current))
+                }
+            })
+        })
+        .await
+    }
+
+    async fn idempotency_purge(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = codec::instant(now, "purge now")?;
+        self.write("purging idempotency keys", move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| statement_error(BACKEND, "purging idempotency keys", e))?;
+                Ok(done.rows_affected())
+            })
         })
         .await
     }

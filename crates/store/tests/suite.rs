@@ -219,6 +219,15 @@ suite!(
     ingest_is_all_or_nothing,
     entry_fields_at_their_limit_pass_and_beyond_are_refused,
     a_damaged_entry_row_is_reported_as_corrupt,
+    payments_create_replay_key_reuse_and_in_progress,
+    payments_fifty_concurrent_creates_with_one_key_make_one_payment,
+    payments_a_reused_end_to_end_id_is_refused_even_with_a_new_key,
+    payments_transitions_record_history_and_refuse_stale_writers,
+    payments_leases_expire_and_reclaims_draw_larger_tokens,
+    payments_concurrent_claimers_get_disjoint_payments,
+    payments_list_filters_and_pages_stably,
+    payments_create_is_all_or_nothing,
+    payments_purge_deletes_only_expired_keys,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -226,6 +235,10 @@ suite!(
 #[path = "suite/statements.rs"]
 mod statements;
 use statements::*;
+
+#[path = "suite/payments.rs"]
+mod payments;
+use payments::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

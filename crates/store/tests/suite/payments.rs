@@ -1,0 +1,819 @@
+//! Payments, generic over the backend (listed in the `suite!` of `suite.rs`): create with
+//! idempotency keys, end-to-end id duplicates, compare-and-set transitions, the work queue
+//! with leases and fencing tokens, listings, purging, atomicity.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use domain::{
+    AccountId, BankReference, BusinessDate, CnapsCode, CreditorType, Currency, EndToEndId, Money,
+    OsRandom, PaymentId, Urgency,
+};
+use store::{
+    Actor, CreateOutcome, IdempotencyClaim, InitialStep, NewPayment, PaymentChange, PaymentCursor,
+    PaymentInstruction, PaymentQuery, Store, StoreError, StoredPayment, TransitionGuard,
+};
+
+use crate::{all_audit, instant, record, TestDb};
+
+fn instruction(acct: &str, minor: i64, e2e: Option<&str>) -> PaymentInstruction {
+    let id = PaymentId::generate(&OsRandom);
+    // Unique per payment, like the gateway's install id + random part.
+    let reference = format!("R{}", &id.as_str()[4..24]);
+    PaymentInstruction {
+        id,
+        client_id: "erp".to_owned(),
+        debtor_account_id: AccountId::parse(acct).unwrap(),
+        amount: Money::from_minor(minor, Currency::CNY),
+        creditor_name: "上海某某贸易有限公司".to_owned(),
+        creditor_account: "6222021234567890123".to_owned(),
+        creditor_bank_code: Some(CnapsCode::parse("308290003020").unwrap()),
+        creditor_bic: None,
+        creditor_bank_name: Some("招商银行上海分行".to_owned()),
+        creditor_type: CreditorType::Corporate,
+        remittance: "货款 INV-42".to_owned(),
+        purpose: None,
+        end_to_end_id: e2e.map(|e| EndToEndId::parse(e).unwrap()),
+        requested_execution_date: BusinessDate::from_ymd(2026, 11, 27).unwrap(),
+        urgency: Urgency::Normal,
+        business_reference: BankReference::parse(&reference).unwrap(),
+    }
+}
+
+fn new_payment(
+    acct: &str,
+    minor: i64,
+    e2e: Option<&str>,
+    due: Option<DateTime<Utc>>,
+) -> NewPayment {
+    NewPayment {
+        instruction: instruction(acct, minor, e2e),
+        steps: vec![
+            step("received", "created"),
+            step("queued", "no_approval_needed"),
+        ],
+        next_attempt_at: due,
+    }
+}
+
+fn step(to: &str, cause: &str) -> InitialStep {
+    InitialStep {
+        to_status: to.to_owned(),
+        cause: cause.to_owned(),
+    }
+}
+
+fn claim(key: &str, hash: &str, body: &str) -> IdempotencyClaim {
+    IdempotencyClaim {
+        client_id: "erp".to_owned(),
+        key: key.to_owned(),
+        request_hash: hash.to_owned(),
+        expires_at: instant(24 * 3600 + 60, 0),
+        response_status: 201,
+        response_body: body.to_owned(),
+    }
+}
+
+fn create_audit(at_s: i64) -> store::NewAuditRecord {
+    store::NewAuditRecord {
+        at: instant(at_s, 0),
+        ..record("erp", "payment.create", "payment")
+    }
+}
+
+async fn create(store: &dyn Store, new: NewPayment, key: &str, at_s: i64) -> StoredPayment {
+    let claim = IdempotencyClaim {
+        expires_at: instant(at_s + 86_400 + 60, 0),
+        ..claim(key, "h", "{}")
+    };
+    match store
+        .create_payment(new, claim, create_audit(at_s))
+        .await
+        .unwrap()
+    {
+        CreateOutcome::Created(p) => *p,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+fn change(to: &str) -> PaymentChange {
+    PaymentChange {
+        to_status: to.to_owned(),
+        cause: format!("to_{to}"),
+        bank_code: None,
+        bank_message: None,
+        bank_payment_id: None,
+        mark_sent: false,
+        next_attempt_at: None,
+        release_lease: false,
+    }
+}
+
+fn guard(from: &str, token: Option<i64>) -> TransitionGuard {
+    TransitionGuard {
+        from_status: from.to_owned(),
+        fencing_token: token,
+    }
+}
+
+fn worker(name: &str) -> Actor {
+    Actor {
+        name: name.to_owned(),
+        request_id: None,
+    }
+}
+
+fn id_of(p: &StoredPayment) -> PaymentId {
+    p.instruction.id.clone()
+}
+
+pub(crate) async fn payments_create_replay_key_reuse_and_in_progress(db: TestDb) {
+    let store = db.open().await;
+    let new = new_payment("main", 12_345, Some("E2E-1"), Some(instant(0, 0)));
+    let expected = new.instruction.clone();
+    let body = r#"{"id":"x","status":"queued"}"#;
+    let created = match store
+        .create_payment(new, claim("k1", "hash-a", body), create_audit(0))
+        .await
+        .unwrap()
+    {
+        CreateOutcome::Created(p) => *p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(created.instruction, expected);
+    assert_eq!(created.status, "queued");
+    assert!(!created.ever_sent);
+    assert_eq!(created.fencing_token, 0);
+    assert_eq!(created.created_at, instant(0, 0));
+    assert_eq!(
+        store.get_payment(&expected.id).await.unwrap(),
+        Some(created.clone())
+    );
+    let history = store.payment_history(&expected.id).await.unwrap();
+    let path: Vec<_> = history
+        .iter()
+        .map(|h| (h.seq, h.from_status.clone(), h.to_status.clone()))
+        .collect();
+    assert_eq!(
+        path,
+        [
+            (1, None, "received".to_owned()),
+            (2, Some("received".to_owned()), "queued".to_owned())
+        ]
+    );
+    assert_eq!(history[0].actor, "erp");
+
+    // Same key, same hash: the stored response, nothing new written.
+    let again = new_payment("main", 12_345, Some("E2E-1"), None);
+    let replay = store
+        .create_payment(again, claim("k1", "hash-a", "other"), create_audit(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        replay,
+        CreateOutcome::Replay {
+            status: 201,
+            body: body.to_owned(),
+            payment_id: Some(expected.id.clone())
+        }
+    );
+    // Same key, another body.
+    let reused = store
+        .create_payment(
+            new_payment("main", 1, None, None),
+            claim("k1", "hash-b", "{}"),
+            create_audit(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reused, CreateOutcome::KeyReused);
+    // Another client may use the same key.
+    let mut other_client = new_payment("main", 2, None, None);
+    other_client.instruction.client_id = "payroll".to_owned();
+    let other_claim = IdempotencyClaim {
+        client_id: "payroll".to_owned(),
+        ..claim("k1", "hash-b", "{}")
+    };
+    assert!(matches!(
+        store
+            .create_payment(other_client, other_claim, create_audit(7))
+            .await
+            .unwrap(),
+        CreateOutcome::Created(_)
+    ));
+    // A key whose request has not finished (written by hand: no API leaves one behind yet).
+    db.execute_raw(&format!(
+        "INSERT INTO idempotency_keys (client_id, key, request_hash, state, created_at, expires_at) \
+         VALUES ('erp', 'k2', 'hash-c', 'in_progress', '{}', '{}')",
+        instant(0, 0).format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        instant(90_000, 0).format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+    ))
+    .await;
+    let busy = store
+        .create_payment(
+            new_payment("main", 3, None, None),
+            claim("k2", "hash-c", "{}"),
+            create_audit(8),
+        )
+        .await
+        .unwrap();
+    assert_eq!(busy, CreateOutcome::InProgress);
+
+    let listed = store.list_payments(&PaymentQuery::default()).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    // Only the two creates were audited.
+    assert_eq!(all_audit(store.as_ref()).await.len(), 2);
+    store.close().await;
+}
+
+pub(crate) async fn payments_fifty_concurrent_creates_with_one_key_make_one_payment(db: TestDb) {
+    const CALLERS: usize = 50;
+    let store = db.open().await;
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                // Each request generates its own payment id and reference, as the gateway does.
+                store
+                    .create_payment(
+                        new_payment("main", 500, Some("E2E-RACE"), Some(instant(0, 0))),
+                        claim("race", "same-hash", "{\"ok\":true}"),
+                        create_audit(0),
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut replays = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            CreateOutcome::Created(p) => created.push(*p),
+            CreateOutcome::Replay { payment_id, .. } => {
+                replays += 1;
+                assert!(payment_id.is_some());
+            }
+            CreateOutcome::InProgress => replays += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1);
+    assert_eq!(replays, CALLERS - 1);
+    let all = store.list_payments(&PaymentQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].instruction.id, created[0].instruction.id);
+    assert_eq!(all_audit(store.as_ref()).await.len(), 1);
+    store.close().await;
+}
+
+pub(crate) async fn payments_a_reused_end_to_end_id_is_refused_even_with_a_new_key(db: TestDb) {
+    let store = db.open().await;
+    let first = create(
+        store.as_ref(),
+        new_payment("main", 100, Some("INV-7"), None),
+        "a",
+        0,
+    )
+    .await;
+    // After the first key was purged too.
+    assert_eq!(
+        store
+            .idempotency_purge(instant(3 * 86_400, 0))
+            .await
+            .unwrap(),
+        1
+    );
+    let dup = store
+        .create_payment(
+            new_payment("main", 100, Some("INV-7"), None),
+            claim("b", "h", "{}"),
+            create_audit(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dup,
+        CreateOutcome::DuplicateEndToEndId {
+            existing_payment_id: id_of(&first)
+        }
+    );
+    // Nothing of the refused call stayed: key "b" is free for a corrected request.
+    let fixed = create(
+        store.as_ref(),
+        new_payment("main", 100, Some("INV-8"), None),
+        "b",
+        11,
+    )
+    .await;
+    assert_eq!(fixed.instruction.end_to_end_id.unwrap().as_str(), "INV-8");
+    // The same end-to-end id on another debtor account is another business.
+    create(
+        store.as_ref(),
+        new_payment("other", 100, Some("INV-7"), None),
+        "c",
+        12,
+    )
+    .await;
+    store.close().await;
+}
+
+pub(crate) async fn payments_transitions_record_history_and_refuse_stale_writers(db: TestDb) {
+    let store = db.open().await;
+    let p = create(
+        store.as_ref(),
+        new_payment("main", 100, None, Some(instant(0, 0))),
+        "k",
+        0,
+    )
+    .await;
+    let id = id_of(&p);
+    let claimed = store
+        .claim_due_payments(&["queued"], instant(1, 0), "w1", 30_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let token = claimed[0].fencing_token;
+    assert_eq!(token, 1);
+
+    let submitting = store
+        .transition_payment(
+            &id,
+            guard("queued", Some(token)),
+            PaymentChange {
+                mark_sent: true,
+                next_attempt_at: Some(instant(60, 0)),
+                ..change("submitting")
+            },
+            worker("w1"),
+            create_audit(2),
+        )
+        .await
+        .unwrap();
+    assert!(submitting.ever_sent);
+    assert_eq!(submitting.send_attempts, 1);
+    assert_eq!(submitting.first_sent_at, Some(instant(2, 0)));
+    assert_eq!(submitting.lease_owner.as_deref(), Some("w1"));
+
+    // A stale status: the transition from `queued` no longer applies.
+    let stale = store
+        .transition_payment(
+            &id,
+            guard("queued", Some(token)),
+            change("submitting"),
+            worker("w1"),
+            create_audit(3),
+        )
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { status, fencing_token: 1, .. }) if status == "submitting"),
+        "{stale:?}"
+    );
+    // A stale fencing token: a worker whose lease was taken over.
+    let stale_token = store
+        .transition_payment(
+            &id,
+            guard("submitting", Some(token - 1)),
+            change("accepted"),
+            worker("old"),
+            create_audit(3),
+        )
+        .await;
+    assert!(
+        matches!(stale_token, Err(StoreError::Conflict { .. })),
+        "{stale_token:?}"
+    );
+
+    let accepted = store
+        .transition_payment(
+            &id,
+            guard("submitting", Some(token)),
+            PaymentChange {
+                bank_code: Some("AAAAAAA".to_owned()),
+                bank_message: Some("业务受理成功".to_owned()),
+                bank_payment_id: Some("B-1".to_owned()),
+                release_lease: true,
+                ..change("accepted")
+            },
+            Actor {
+                name: "w1".to_owned(),
+                request_id: Some("req-9".to_owned()),
+            },
+            create_audit(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, "accepted");
+    assert_eq!(accepted.lease_owner, None);
+    assert_eq!(accepted.lease_expires_at, None);
+    assert_eq!(accepted.bank_payment_id.as_deref(), Some("B-1"));
+    assert_eq!(accepted.last_bank_code.as_deref(), Some("AAAAAAA"));
+    assert_eq!(accepted.next_attempt_at, None);
+    assert_eq!(accepted.fencing_token, 1);
+
+    // An operator transition without a token still checks the status.
+    store
+        .transition_payment(
+            &id,
+            guard("accepted", None),
+            change("settled"),
+            worker("poller"),
+            create_audit(5),
+        )
+        .await
+        .unwrap();
+
+    let history = store.payment_history(&id).await.unwrap();
+    let steps: Vec<_> = history
+        .iter()
+        .map(|h| (h.seq, h.to_status.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (1, "received"),
+            (2, "queued"),
+            (3, "submitting"),
+            (4, "accepted"),
+            (5, "settled")
+        ]
+    );
+    assert_eq!(history[3].bank_message.as_deref(), Some("业务受理成功"));
+    assert_eq!(history[3].request_id.as_deref(), Some("req-9"));
+    assert_eq!(history[3].at, instant(4, 0));
+    // Create + 3 transitions audited; the refused ones left nothing.
+    assert_eq!(all_audit(store.as_ref()).await.len(), 4);
+
+    let missing = store
+        .transition_payment(
+            &PaymentId::generate(&OsRandom),
+            guard("queued", None),
+            change("cancelled"),
+            worker("x"),
+            create_audit(6),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    store.close().await;
+}
+
+pub(crate) async fn payments_leases_expire_and_reclaims_draw_larger_tokens(db: TestDb) {
+    let store = db.open().await;
+    let due = create(
+        store.as_ref(),
+        new_payment("main", 100, None, Some(instant(10, 0))),
+        "a",
+        0,
+    )
+    .await;
+    let later = create(
+        store.as_ref(),
+        new_payment("main", 100, None, Some(instant(100, 0))),
+        "b",
+        0,
+    )
+    .await;
+    let id = id_of(&due);
+    // Not yet due.
+    assert!(store
+        .claim_due_payments(&["queued"], instant(5, 0), "w1", 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Wrong status.
+    assert!(store
+        .claim_due_payments(&["unknown"], instant(20, 0), "w1", 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let first = store
+        .claim_due_payments(&["queued"], instant(20, 0), "w1", 10_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(id_of(&first[0].payment), id);
+    assert_eq!(first[0].payment.lease_expires_at, Some(instant(30, 0)));
+    // Held: nobody else gets it while the lease lives.
+    assert!(store
+        .claim_due_payments(&["queued"], instant(29, 0), "w2", 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .transition_payment(
+            &id,
+            guard("queued", Some(first[0].fencing_token)),
+            PaymentChange {
+                mark_sent: true,
+                next_attempt_at: Some(instant(30, 0)),
+                ..change("submitting")
+            },
+            worker("w1"),
+            create_audit(21),
+        )
+        .await
+        .unwrap();
+    // The reaper sees it only once the lease expired.
+    assert!(store
+        .expired_submitting(instant(29, 0), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let expired = store.expired_submitting(instant(31, 0), 10).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    let reaped = store
+        .transition_payment(
+            &id,
+            guard("submitting", Some(expired[0].fencing_token)),
+            PaymentChange {
+                next_attempt_at: Some(instant(31, 0)),
+                release_lease: true,
+                ..change("unknown")
+            },
+            worker("reaper"),
+            create_audit(31),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reaped.status, "unknown");
+
+    // The poller re-claims with a larger token; the first worker's write-back fails.
+    let second = store
+        .claim_due_payments(&["unknown", "queued"], instant(40, 0), "w2", 10_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(id_of(&second[0].payment), id);
+    assert!(second[0].fencing_token > first[0].fencing_token);
+    let late = store
+        .transition_payment(
+            &id,
+            guard("submitting", Some(first[0].fencing_token)),
+            change("accepted"),
+            worker("w1"),
+            create_audit(41),
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
+    // Releasing with a stale token fails; with the current one it frees the payment.
+    assert!(matches!(
+        store.release_lease(&id, first[0].fencing_token).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store
+        .release_lease(&id, second[0].fencing_token)
+        .await
+        .unwrap();
+    let third = store
+        .claim_due_payments(&["unknown"], instant(41, 0), "w3", 10_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].fencing_token, second[0].fencing_token + 1);
+    // The other payment was never touched.
+    let untouched = store.get_payment(&id_of(&later)).await.unwrap().unwrap();
+    assert_eq!(untouched.fencing_token, 0);
+    assert_eq!(untouched.lease_owner, None);
+    store.close().await;
+}
+
+pub(crate) async fn payments_concurrent_claimers_get_disjoint_payments(db: TestDb) {
+    const PAYMENTS: usize = 60;
+    const CLAIMERS: usize = 6;
+    let store = db.open().await;
+    let mut ids = HashSet::new();
+    for n in 0..PAYMENTS {
+        let p = create(
+            store.as_ref(),
+            new_payment("main", 100, None, Some(instant(0, 0))),
+            &format!("k{n}"),
+            0,
+        )
+        .await;
+        ids.insert(id_of(&p));
+    }
+    let tasks: Vec<_> = (0..CLAIMERS)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store
+                        .claim_due_payments(&["queued"], instant(1, 0), &format!("w{n}"), 60_000, 4)
+                        .await
+                        .unwrap();
+                    if got.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(got.into_iter().map(|c| id_of(&c.payment)));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for task in tasks {
+        for id in task.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(id), "a payment was claimed twice");
+        }
+    }
+    assert_eq!(total, PAYMENTS);
+    assert_eq!(seen, ids);
+    store.close().await;
+}
+
+pub(crate) async fn payments_list_filters_and_pages_stably(db: TestDb) {
+    let store = db.open().await;
+    let mut main_ids = Vec::new();
+    for n in 0..7 {
+        // Pairs share a created_at, so paging must break ties by id.
+        let p = create(
+            store.as_ref(),
+            new_payment("main", 100 + n, None, None),
+            &format!("m{n}"),
+            n / 2,
+        )
+        .await;
+        main_ids.push((p.created_at, id_of(&p)));
+    }
+    main_ids.sort();
+    let other = create(store.as_ref(), new_payment("ops", 5, None, None), "o", 1).await;
+    store
+        .transition_payment(
+            &id_of(&other),
+            guard("queued", None),
+            change("cancelled"),
+            worker("erp"),
+            create_audit(2),
+        )
+        .await
+        .unwrap();
+
+    let main_only = Some(vec![AccountId::parse("main").unwrap()]);
+    let mut q = PaymentQuery {
+        account_ids: main_only.clone(),
+        limit: 3,
+        ..PaymentQuery::default()
+    };
+    let mut paged = Vec::new();
+    loop {
+        let page = store.list_payments(&q).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        q.after = Some(PaymentCursor {
+            created_at: last.created_at,
+            id: id_of(last),
+        });
+        paged.extend(page.iter().map(|p| (p.created_at, id_of(p))));
+    }
+    assert_eq!(paged, main_ids);
+
+    let cancelled = store
+        .list_payments(&PaymentQuery {
+            status: Some("cancelled".to_owned()),
+            ..PaymentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(id_of(&cancelled[0]), id_of(&other));
+
+    let window = store
+        .list_payments(&PaymentQuery {
+            created_from: Some(instant(1, 0)),
+            created_before: Some(instant(2, 0)),
+            ..PaymentQuery::default()
+        })
+        .await
+        .unwrap();
+    // m2, m3 and the ops payment were created at second 1.
+    assert_eq!(window.len(), 3);
+
+    let nothing = store
+        .list_payments(&PaymentQuery {
+            account_ids: Some(Vec::new()),
+            ..PaymentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(nothing.is_empty());
+    let bad = store
+        .list_payments(&PaymentQuery {
+            status: Some("paid".to_owned()),
+            ..PaymentQuery::default()
+        })
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid { .. })), "{bad:?}");
+    store.close().await;
+}
+
+pub(crate) async fn payments_create_is_all_or_nothing(db: TestDb) {
+    let store = db.open().await;
+    // The payment row breaks a schema limit: no key, no history, no audit remain.
+    let mut too_long = new_payment("main", 100, Some("E2E-X"), None);
+    too_long.instruction.remittance = "x".repeat(1025);
+    let refused = store
+        .create_payment(too_long, claim("k", "h", "{}"), create_audit(0))
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid { reason }) if reason.contains("payment_remittance_length")),
+        "{refused:?}"
+    );
+    // The audit record, written last, breaks its limit: the payment goes too.
+    let mut bad_audit = create_audit(0);
+    bad_audit.outcome = "o".repeat(300);
+    let payment = new_payment("main", 100, Some("E2E-X"), None);
+    let id = payment.instruction.id.clone();
+    let refused = store
+        .create_payment(payment, claim("k", "h", "{}"), bad_audit)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_payment(&id).await.unwrap(), None);
+    assert!(store.payment_history(&id).await.unwrap().is_empty());
+    assert!(all_audit(store.as_ref()).await.is_empty());
+    // A too-short retention is refused before anything is tried.
+    let short = IdempotencyClaim {
+        expires_at: instant(3600, 0),
+        ..claim("k", "h", "{}")
+    };
+    assert!(matches!(
+        store
+            .create_payment(new_payment("main", 1, None, None), short, create_audit(0))
+            .await,
+        Err(StoreError::Invalid { .. })
+    ));
+    // Key and end-to-end id are both still free.
+    create(
+        store.as_ref(),
+        new_payment("main", 100, Some("E2E-X"), None),
+        "k",
+        1,
+    )
+    .await;
+    // A failed transition writes nothing either.
+    let p = store.list_payments(&PaymentQuery::default()).await.unwrap();
+    let bad = store
+        .transition_payment(
+            &id_of(&p[0]),
+            guard("queued", None),
+            PaymentChange {
+                bank_message: Some("m".repeat(1025)),
+                ..change("failed")
+            },
+            worker("w"),
+            create_audit(2),
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid { .. })), "{bad:?}");
+    let after = store.get_payment(&id_of(&p[0])).await.unwrap().unwrap();
+    assert_eq!(after.status, "queued");
+    assert_eq!(store.payment_history(&id_of(&p[0])).await.unwrap().len(), 2);
+    store.close().await;
+}
+
+pub(crate) async fn payments_purge_deletes_only_expired_keys(db: TestDb) {
+    let store = db.open().await;
+    create(store.as_ref(), new_payment("main", 1, None, None), "a", 0).await;
+    let mut late = claim("b", "h", "{}");
+    late.expires_at = instant(10 * 86_400, 0);
+    store
+        .create_payment(new_payment("main", 2, None, None), late, create_audit(0))
+        .await
+        .unwrap();
+    assert_eq!(store.idempotency_purge(instant(60, 0)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .idempotency_purge(instant(2 * 86_400, 0))
+            .await
+            .unwrap(),
+        1
+    );
+    // "a" is free again; "b" still replays.
+    create(
+        store.as_ref(),
+        new_payment("main", 3, None, None),
+        "a",
+        2 * 86_400,
+    )
+    .await;
+    assert!(matches!(
+        store
+            .create_payment(
+                new_payment("main", 4, None, None),
+                claim("b", "h", "{}"),
+                create_audit(5)
+            )
+            .await
+            .unwrap(),
+        CreateOutcome::Replay { .. }
+    ));
+    store.close().await;
+}
