@@ -38,6 +38,15 @@
 //!   repeated, an amount that is not positive, an unknown `DIRECT` or
 //!   `TRSSTS`, an unparseable amount or date.
 //!
+//! Payments ([`BankConnector::submit_payment`]) are classified more strictly
+//! than reads: only a clean packet can make a submission `NotProcessed`
+//! (`SYSTEM_BUSY`) or `Rejected`; `DUPLICATE_REFERENCE`, `SYSTEM_ERROR` and
+//! every transport or protocol failure after the request may have been
+//! written are `OutcomeUnknown`, and the caller queries by reference
+//! ([`BankConnector::payment_status`], 50 references a call). The
+//! instruction is checked against the bank's GBK byte lengths before
+//! anything is sent. The two-level status maps as in [`map_payment_result`].
+//!
 //! The connector reports what the bank said and does not judge continuity:
 //! whether opening + Σ entries = closing is the statement sync's check.
 //!
@@ -51,22 +60,28 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{
-    bank_local_to_utc, AccountNumber, BankTimeZone, BusinessDate, Currency, Direction, EntryStatus,
-    Money, OsRandom, RandomSource,
+    bank_local_to_utc, AccountNumber, BankReference, BankTimeZone, BusinessDate, CreditorType,
+    Currency, Direction, EntryStatus, Money, OsRandom, RandomSource, Urgency,
 };
 use formats::cn_xml::messages::{
-    self, AccountRecord, BalanceQueryItem, BalanceRecord, DayBalanceQuery, DayBalanceRecord,
-    HistoryQuery, HistoryRecord, DIRECTION_CREDIT, DIRECTION_DEBIT, ENTRY_BOOKED, ENTRY_PENDING,
-    FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE, FUNC_QUERY_DAY_BALANCE, FUNC_QUERY_HISTORY,
-    MAX_ACCOUNTS_PER_BALANCE_QUERY, MAX_HISTORY_RANGE_DAYS, REC_FAILED, REC_SUCCESS, RET_OK,
-    RET_SYSTEM_BUSY,
+    self, check_field, check_payment, AccountRecord, BalanceQueryItem, BalanceRecord,
+    DayBalanceQuery, DayBalanceRecord, HistoryQuery, HistoryRecord, PaymentRequest, PaymentResult,
+    CRTTYP_CORPORATE, CRTTYP_PERSONAL, DIRECTION_CREDIT, DIRECTION_DEBIT, ENTRY_BOOKED,
+    ENTRY_PENDING, FIELD_BUSNAR, FIELD_CRTACC, FIELD_CRTBNM, FIELD_CRTNAM, FIELD_DBTACC,
+    FIELD_NUSAGE, FIELD_YURREF, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE, FUNC_QUERY_DAY_BALANCE,
+    FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT, FUNC_SUBMIT_PAYMENT, MAX_ACCOUNTS_PER_BALANCE_QUERY,
+    MAX_HISTORY_RANGE_DAYS, MAX_REFERENCES_PER_QUERY, REC_FAILED, REC_SUCCESS, REQSTS_FINISHED,
+    RET_DUPLICATE_REFERENCE, RET_OK, RET_SYSTEM_BUSY, RET_SYSTEM_ERROR, RTNFLG_CANCELLED,
+    RTNFLG_EXPIRED, RTNFLG_FAILED, RTNFLG_REJECTED, RTNFLG_RETURNED, RTNFLG_SUCCESS, URGENT_NO,
+    URGENT_YES,
 };
 use formats::cn_xml::{decode, encode, Limits, Packet};
 
 use crate::{
     mask_account, BalanceOutcome, BalanceQuery, BankAccountInfo, BankBalance, BankConnector,
-    BankEntry, BankError, Capability, ConnectError, ConnectionSettings, DayBalance,
-    DedupeKeyPolicy, Family, TransactionQuery, TransactionReport, UnknownCause,
+    BankEntry, BankError, BankPaymentStatus, Capability, ConnectError, ConnectionSettings,
+    DayBalance, DedupeKeyPolicy, Family, PaymentInstruction, StatusAnswer, SubmitReceipt,
+    TransactionQuery, TransactionReport, UnknownCause,
 };
 
 /// Code of a failed balance record: the family carries no record-level code,
@@ -237,8 +252,21 @@ impl CnXmlConnector {
     /// `0`), with metrics and a trace span around it.
     #[tracing::instrument(skip_all, fields(bank = %self.settings.bank_id, function = function))]
     async fn call(&self, function: &'static str, request: Packet) -> Result<Packet, BankError> {
+        let result = async {
+            let answer = self.exchange(function, request).await?;
+            self.accepted(answer)
+        };
+        self.observed(function, result).await
+    }
+
+    /// Counts and times one call and logs its outcome.
+    async fn observed<T>(
+        &self,
+        function: &'static str,
+        call: impl std::future::Future<Output = Result<T, BankError>>,
+    ) -> Result<T, BankError> {
         let started = Instant::now();
-        let result = self.exchange(function, request).await;
+        let result = call.await;
         let elapsed = started.elapsed();
         let outcome = match &result {
             Ok(_) => "ok",
@@ -259,6 +287,30 @@ impl CnXmlConnector {
         result
     }
 
+    /// The request-level status of an answer, for reads: `0` passes,
+    /// `SYSTEM_BUSY` was refused before anything was done, any other code is
+    /// the bank's rejection of the request.
+    fn accepted(&self, answer: Packet) -> Result<Packet, BankError> {
+        match answer.head.ret_code.as_deref() {
+            Some(RET_OK) => Ok(answer),
+            Some(RET_SYSTEM_BUSY) => Err(BankError::NotProcessed {
+                bank: self.bank(),
+                reason: format!(
+                    "front machine busy: {}",
+                    answer.head.ret_msg.as_deref().unwrap_or_default()
+                ),
+            }),
+            Some(code) => Err(BankError::Rejected {
+                bank: self.bank(),
+                code: code.to_string(),
+                message: answer.head.ret_msg.clone().unwrap_or_default(),
+            }),
+            None => Err(self.protocol("answer has no RETCODE; expected a request status".into())),
+        }
+    }
+
+    /// Sends one packet and returns the answer packet, whatever its
+    /// `RETCODE`, once it is well-formed and echoes our function and serial.
     async fn exchange(&self, function: &'static str, request: Packet) -> Result<Packet, BankError> {
         let serial = request.head.serial.clone();
         let body = encode(&request).map_err(|e| BankError::NotProcessed {
@@ -298,22 +350,7 @@ impl CnXmlConnector {
                 "answer echoes another request serial; expected the serial we sent".into(),
             ));
         }
-        match answer.head.ret_code.as_deref() {
-            Some(RET_OK) => Ok(answer),
-            Some(RET_SYSTEM_BUSY) => Err(BankError::NotProcessed {
-                bank: self.bank(),
-                reason: format!(
-                    "front machine busy: {}",
-                    answer.head.ret_msg.as_deref().unwrap_or_default()
-                ),
-            }),
-            Some(code) => Err(BankError::Rejected {
-                bank: self.bank(),
-                code: code.to_string(),
-                message: answer.head.ret_msg.clone().unwrap_or_default(),
-            }),
-            None => Err(self.protocol("answer has no RETCODE; expected a request status".into())),
-        }
+        Ok(answer)
     }
 
     /// Reads the body chunk by chunk so that an oversized answer is refused
@@ -774,6 +811,259 @@ impl CnXmlConnector {
     }
 }
 
+// ---------------------------------------------------------------------------
+// payments
+// ---------------------------------------------------------------------------
+
+/// `ERRCOD`-less failure codes, one per failing result flag, so that a
+/// failure always carries a code.
+const FLAG_CODES: &[(&str, &str, &str)] = &[
+    (RTNFLG_FAILED, "BANK_FAILED", "银行处理失败"),
+    (RTNFLG_REJECTED, "BANK_REJECTED", "银行拒绝"),
+    (RTNFLG_EXPIRED, "BANK_EXPIRED", "指令过期"),
+    (RTNFLG_CANCELLED, "BANK_CANCELLED", "指令已撤销"),
+    (RTNFLG_RETURNED, "BANK_RETURNED", "退票"),
+];
+
+/// Maps the family's two-level status onto [`BankPaymentStatus`]
+/// (DESIGN.md, "Payment state machine"): a request status other than `FIN`
+/// is `Processing` whatever its flag; `FIN` with `S` is `Settled`, with
+/// `F`/`B`/`E`/`C` `Failed` with the bank's code and text (a code made from
+/// the flag when `ERRCOD` is empty), with `R` `Returned`. `FIN` with any
+/// other flag, an empty one included, cannot be believed: the error is the
+/// reason.
+pub fn map_payment_result(result: &PaymentResult) -> Result<BankPaymentStatus, String> {
+    if result.request_status != REQSTS_FINISHED {
+        return Ok(BankPaymentStatus::Processing);
+    }
+    let flag = result.result_flag.as_str();
+    if flag == RTNFLG_SUCCESS {
+        return Ok(BankPaymentStatus::Settled);
+    }
+    let Some((_, default_code, default_text)) = FLAG_CODES.iter().find(|(f, _, _)| *f == flag)
+    else {
+        return Err(format!(
+            "REQSTS is FIN with RTNFLG {}; expected one of S, F, R, B, E, C",
+            quoted(flag)
+        ));
+    };
+    let code = if result.error_code.is_empty() {
+        (*default_code).to_string()
+    } else {
+        result.error_code.clone()
+    };
+    let message = if result.error_text.is_empty() {
+        (*default_text).to_string()
+    } else {
+        result.error_text.clone()
+    };
+    Ok(if flag == RTNFLG_RETURNED {
+        BankPaymentStatus::Returned { code, message }
+    } else {
+        BankPaymentStatus::Failed { code, message }
+    })
+}
+
+/// The bank's raw status as kept in a payment's history: `ERRCOD` when the
+/// bank gave one, else `REQSTS` and `RTNFLG`, e.g. `FIN/S` or `ACC`.
+fn raw_code(result: &PaymentResult) -> String {
+    if !result.error_code.is_empty() {
+        result.error_code.clone()
+    } else if result.result_flag.is_empty() {
+        result.request_status.clone()
+    } else {
+        format!("{}/{}", result.request_status, result.result_flag)
+    }
+}
+
+impl CnXmlConnector {
+    /// The instruction as the family's text, checked against the bank's
+    /// field lengths (GBK bytes) and charset; a refusal is `NotProcessed`
+    /// because nothing was sent.
+    fn payment_request(&self, payment: &PaymentInstruction) -> Result<PaymentRequest, BankError> {
+        let request = self.build_payment_request(payment)?;
+        check_payment(&request).map_err(|e| BankError::NotProcessed {
+            bank: self.bank(),
+            reason: format!("payment {} not sent: {e}", payment.reference),
+        })?;
+        Ok(request)
+    }
+
+    /// The instruction as the family's text, before the length and charset check.
+    fn build_payment_request(
+        &self,
+        payment: &PaymentInstruction,
+    ) -> Result<PaymentRequest, BankError> {
+        let refused = |reason: String| BankError::NotProcessed {
+            bank: self.bank(),
+            reason: format!("payment {} not sent: {reason}", payment.reference),
+        };
+        let currency_code = self.currency_number(payment.amount.currency())?;
+        if !payment.amount.is_positive() {
+            return Err(refused(format!(
+                "amount is {}; expected a positive amount",
+                payment.amount
+            )));
+        }
+        let request = PaymentRequest {
+            reference: payment.reference.as_str().to_string(),
+            debtor_account: payment.debtor_account.as_str().to_string(),
+            currency_code: currency_code.to_string(),
+            amount: payment.amount.to_decimal_string(),
+            creditor_account: payment.creditor_account.clone(),
+            creditor_name: payment.creditor_name.clone(),
+            creditor_bank_code: payment
+                .creditor_bank_code
+                .as_ref()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+            creditor_bic: payment
+                .creditor_bic
+                .as_ref()
+                .map(|b| b.as_str().to_string())
+                .unwrap_or_default(),
+            creditor_bank_name: payment.creditor_bank_name.clone().unwrap_or_default(),
+            creditor_type: match payment.creditor_type {
+                CreditorType::Corporate => CRTTYP_CORPORATE,
+                CreditorType::Personal => CRTTYP_PERSONAL,
+            }
+            .to_string(),
+            remittance: payment.remittance.clone(),
+            purpose: payment.purpose.clone().unwrap_or_default(),
+            urgent: match payment.urgency {
+                Urgency::Urgent => URGENT_YES,
+                Urgency::Normal => URGENT_NO,
+            }
+            .to_string(),
+            execution_date: payment.requested_execution_date.to_compact(),
+        };
+        Ok(request)
+    }
+
+    /// One `SubmitPayment` exchange, classified strictly: only a clean
+    /// packet that says "not taken" (`SYSTEM_BUSY`) is `NotProcessed`, a
+    /// packet with another refusal code `Rejected`; `SYSTEM_ERROR` and
+    /// `DUPLICATE_REFERENCE` and everything without a clean answer are
+    /// `OutcomeUnknown`.
+    async fn submit_exchange(
+        &self,
+        payment: &PaymentInstruction,
+        request: Packet,
+    ) -> Result<SubmitReceipt, BankError> {
+        let answer = self.exchange(FUNC_SUBMIT_PAYMENT, request).await?;
+        let response = messages::parse_submit_payment(&answer)
+            .map_err(|e| self.protocol(format!("payment answer: {e}")))?;
+        match response.ret_code.as_str() {
+            RET_OK => {}
+            RET_SYSTEM_BUSY => {
+                return Err(BankError::NotProcessed {
+                    bank: self.bank(),
+                    reason: format!("front machine busy: {}", response.ret_msg),
+                })
+            }
+            RET_DUPLICATE_REFERENCE | RET_SYSTEM_ERROR => {
+                return Err(BankError::OutcomeUnknown {
+                    bank: self.bank(),
+                    cause: UnknownCause::Protocol,
+                    reason: format!(
+                    "payment {} answered RETCODE {}: {}; query the reference before anything else",
+                    payment.reference,
+                    response.ret_code,
+                    quoted(&response.ret_msg)
+                ),
+                })
+            }
+            code => {
+                return Err(BankError::Rejected {
+                    bank: self.bank(),
+                    code: code.to_string(),
+                    message: response.ret_msg,
+                })
+            }
+        }
+        let [result] = response.records.as_slice() else {
+            return Err(self.protocol(format!(
+                "accepted payment answer has {} RESULT blocks; expected exactly one",
+                response.records.len()
+            )));
+        };
+        if result.reference != payment.reference.as_str() {
+            return Err(self.protocol(format!(
+                "payment answer is for reference {}; expected {}",
+                quoted(&result.reference),
+                payment.reference
+            )));
+        }
+        let status = map_payment_result(result)
+            .map_err(|reason| self.protocol(format!("payment answer: {reason}")))?;
+        if let BankPaymentStatus::Failed { code, message } = status {
+            return Err(BankError::Rejected {
+                bank: self.bank(),
+                code,
+                message,
+            });
+        }
+        Ok(SubmitReceipt {
+            status,
+            bank_payment_id: Some(result.bank_ref.clone()).filter(|r| !r.is_empty()),
+            bank_code: raw_code(result),
+            bank_message: result.error_text.clone(),
+        })
+    }
+
+    /// One `QueryPayment` of at most [`MAX_REFERENCES_PER_QUERY`]
+    /// references; answers in the order asked, whatever the bank's order.
+    async fn status_chunk(
+        &self,
+        references: &[BankReference],
+    ) -> Result<Vec<StatusAnswer>, BankError> {
+        let asked: Vec<String> = references.iter().map(|r| r.as_str().to_string()).collect();
+        let request =
+            messages::query_payment_request(&self.settings.login, &self.new_serial(), &asked);
+        let answer = self.call(FUNC_QUERY_PAYMENT, request).await?;
+        let response = messages::parse_query_payment(&answer)
+            .map_err(|e| self.protocol(format!("payment status answer: {e}")))?;
+        let mut by_reference: HashMap<String, VecDeque<PaymentResult>> = HashMap::new();
+        for result in response.records {
+            by_reference
+                .entry(result.reference.clone())
+                .or_default()
+                .push_back(result);
+        }
+        let mut answers = Vec::with_capacity(asked.len());
+        for reference in &asked {
+            let result = by_reference
+                .get_mut(reference)
+                .and_then(VecDeque::pop_front)
+                .ok_or_else(|| {
+                    self.protocol(format!(
+                        "payment status answer has no RESULT for reference {reference}; expected one per reference asked"
+                    ))
+                })?;
+            if result.is_not_found() {
+                answers.push(StatusAnswer::NotFound);
+                continue;
+            }
+            let status = map_payment_result(&result).map_err(|reason| {
+                self.protocol(format!("status of reference {reference}: {reason}"))
+            })?;
+            answers.push(StatusAnswer::Found {
+                status,
+                bank_payment_id: Some(result.bank_ref.clone()).filter(|r| !r.is_empty()),
+                bank_code: raw_code(&result),
+                bank_message: result.error_text.clone(),
+            });
+        }
+        if let Some((reference, _)) = by_reference.iter().find(|(_, left)| !left.is_empty()) {
+            return Err(self.protocol(format!(
+                "payment status answer has a RESULT for reference {} that was not asked for",
+                quoted(reference)
+            )));
+        }
+        Ok(answers)
+    }
+}
+
 /// What one [`BankConnector::transactions`] call has paged so far.
 #[derive(Default)]
 struct Paging {
@@ -813,7 +1103,12 @@ impl BankConnector for CnXmlConnector {
     }
 
     fn capabilities(&self) -> &'static [Capability] {
-        &[Capability::Balances, Capability::Transactions]
+        &[
+            Capability::Balances,
+            Capability::Transactions,
+            Capability::SinglePayment,
+            Capability::StatusByReference,
+        ]
     }
 
     async fn list_accounts(&self) -> Result<Vec<BankAccountInfo>, BankError> {
@@ -846,28 +1141,73 @@ impl BankConnector for CnXmlConnector {
         DedupeKeyPolicy::BankIdPerAccountAndDate
     }
 
-    // Placeholder while the payment functions are written (issue 4): the
-    // connector does not claim the payment capabilities, and a call is
-    // refused before anything is sent.
-    async fn submit_payment(
-        &self,
-        _payment: &crate::PaymentInstruction,
-    ) -> Result<crate::SubmitReceipt, BankError> {
-        Err(BankError::NotProcessed {
-            bank: self.settings.bank_id.clone(),
-            reason: "payments are not implemented for cn-xml yet".to_owned(),
-        })
+    #[tracing::instrument(skip_all, fields(bank = %self.settings.bank_id,
+        reference = %payment.reference, debtor = %payment.debtor_account.masked()))]
+    fn check_payment(&self, payment: &PaymentInstruction) -> Result<(), Vec<crate::IntakeProblem>> {
+        let request = self.build_payment_request(payment).map_err(|e| {
+            vec![crate::IntakeProblem {
+                field: "currency",
+                detail: e.to_string(),
+            }]
+        })?;
+        let mut problems = Vec::new();
+        for (wire, text, api) in [
+            (FIELD_CRTNAM, &request.creditor_name, "creditor.name"),
+            (FIELD_CRTACC, &request.creditor_account, "creditor.account"),
+            (
+                FIELD_CRTBNM,
+                &request.creditor_bank_name,
+                "creditor.bank_name",
+            ),
+            (FIELD_NUSAGE, &request.remittance, "remittance"),
+            (FIELD_BUSNAR, &request.purpose, "purpose"),
+            (FIELD_DBTACC, &request.debtor_account, "debtor_account_id"),
+            (FIELD_YURREF, &request.reference, "business_reference"),
+        ] {
+            if text.is_empty() {
+                continue;
+            }
+            if let Err(e) = check_field(wire, text) {
+                problems.push(crate::IntakeProblem {
+                    field: api,
+                    detail: format!("{e} (the bank's field {wire})"),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
+    async fn submit_payment(
+        &self,
+        payment: &PaymentInstruction,
+    ) -> Result<SubmitReceipt, BankError> {
+        // Checked before anything is sent: a refusal here is provably
+        // NotProcessed.
+        let fields = self.payment_request(payment)?;
+        let request =
+            messages::submit_payment_request(&self.settings.login, &self.new_serial(), &fields);
+        self.observed(FUNC_SUBMIT_PAYMENT, self.submit_exchange(payment, request))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(bank = %self.settings.bank_id,
+        debtor = %debtor_account.masked(), references = references.len()))]
     async fn payment_status(
         &self,
-        _debtor_account: &AccountNumber,
-        _references: &[domain::BankReference],
-    ) -> Result<Vec<crate::StatusAnswer>, BankError> {
-        Err(BankError::NotProcessed {
-            bank: self.settings.bank_id.clone(),
-            reason: "payments are not implemented for cn-xml yet".to_owned(),
-        })
+        debtor_account: &AccountNumber,
+        references: &[BankReference],
+    ) -> Result<Vec<StatusAnswer>, BankError> {
+        // The family queries by reference alone; the debtor account only
+        // names the payments in logs. Sequential, like every other read.
+        let mut answers = Vec::with_capacity(references.len());
+        for chunk in references.chunks(MAX_REFERENCES_PER_QUERY) {
+            answers.extend(self.status_chunk(chunk).await?);
+        }
+        Ok(answers)
     }
 
     #[tracing::instrument(skip_all, fields(bank = %self.settings.bank_id,
@@ -1142,6 +1482,63 @@ mod tests {
         assert!(connector
             .history_chunks(&query("20000101", "20261128"))
             .is_err());
+    }
+
+    fn result(request_status: &str, flag: &str, code: &str) -> PaymentResult {
+        PaymentResult {
+            reference: "R1".into(),
+            request_status: request_status.into(),
+            result_flag: flag.into(),
+            error_code: code.into(),
+            error_text: String::new(),
+            bank_ref: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_result_flag_maps_per_the_design() {
+        let failed = |code: &str, message: &str| BankPaymentStatus::Failed {
+            code: code.into(),
+            message: message.into(),
+        };
+        let cases = [
+            (result("ACC", "", ""), BankPaymentStatus::Processing),
+            (result("AUT", "", ""), BankPaymentStatus::Processing),
+            (result("NTE", "S", ""), BankPaymentStatus::Processing),
+            (result("FIN", "S", ""), BankPaymentStatus::Settled),
+            (
+                result("FIN", "F", "INSUFFICIENT_FUNDS"),
+                failed("INSUFFICIENT_FUNDS", "银行处理失败"),
+            ),
+            (result("FIN", "B", ""), failed("BANK_REJECTED", "银行拒绝")),
+            (result("FIN", "E", ""), failed("BANK_EXPIRED", "指令过期")),
+            (
+                result("FIN", "C", ""),
+                failed("BANK_CANCELLED", "指令已撤销"),
+            ),
+            (
+                result("FIN", "R", "RETURNED"),
+                BankPaymentStatus::Returned {
+                    code: "RETURNED".into(),
+                    message: "退票".into(),
+                },
+            ),
+        ];
+        for (result, expected) in cases {
+            assert_eq!(map_payment_result(&result), Ok(expected), "{result:?}");
+        }
+        let mut with_text = result("FIN", "F", "X1");
+        with_text.error_text = "户名不符".into();
+        assert_eq!(map_payment_result(&with_text), Ok(failed("X1", "户名不符")));
+        assert!(map_payment_result(&result("FIN", "", "")).is_err());
+        assert!(map_payment_result(&result("FIN", "Z", "")).is_err());
+    }
+
+    #[test]
+    fn raw_code_keeps_both_levels() {
+        assert_eq!(raw_code(&result("FIN", "S", "")), "FIN/S");
+        assert_eq!(raw_code(&result("ACC", "", "")), "ACC");
+        assert_eq!(raw_code(&result("FIN", "F", "E1")), "E1");
     }
 
     #[test]

@@ -221,6 +221,16 @@ pub struct PaymentInstruction {
     pub requested_execution_date: BusinessDate,
 }
 
+/// A field of a payment the bank's format cannot carry (a character outside
+/// its charset, too many bytes in its encoding), found before anything is
+/// stored or sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeProblem {
+    /// The API field, e.g. `creditor.name`.
+    pub field: &'static str,
+    pub detail: String,
+}
+
 /// The bank's answer to a submission that it took in (a business rejection
 /// is `BankError::Rejected`, not this).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,6 +349,10 @@ pub trait BankConnector: Send + Sync + fmt::Debug + 'static {
     /// than the bank allows. A failure on any page fails the whole call (the
     /// caller re-reads the window later; nothing partial is returned).
     async fn transactions(&self, query: &TransactionQuery) -> Result<TransactionReport, BankError>;
+    /// Checks that the bank's format can carry the payment as it is (charset,
+    /// lengths in the bank's bytes), so a payment that could never be sent
+    /// is refused at intake naming the field, never stored.
+    fn check_payment(&self, payment: &PaymentInstruction) -> Result<(), Vec<IntakeProblem>>;
     /// Submits one payment. A reused reference must never execute twice:
     /// banks answer it with the original result or a "duplicate" error,
     /// which the connector reports as `OutcomeUnknown` so the caller queries.

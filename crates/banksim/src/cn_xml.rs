@@ -2,13 +2,16 @@
 //!
 //! A packet is decoded with strict limits, checked for the configured login,
 //! and answered from the ledger (`ListAccounts`, `QueryBalance`,
-//! `QueryHistory`, `QueryDayBalance`); anything else gets a well-formed
+//! `QueryHistory`, `QueryDayBalance`) or the payment book (`SubmitPayment`,
+//! `QueryPayment`, see [`crate::payments`]); anything else gets a well-formed
 //! packet with `RETCODE` `BAD_REQUEST`, never a panic and never a 500 (HTTP
 //! status 200 carries every answered packet, as the family does). Then the
 //! fault taken for the packet, if any, spoils the answer: in the packet
 //! (`ErrorCode`, `RecordFailure`, `ContinuityBreak`, `DuplicatePage`) or in
 //! the bytes and the connection (`Garbled`, `Truncated`, `WrongEncoding`,
-//! `Oversized`, `TornBody`, `HttpStatus`); `Delay` only waits.
+//! `Oversized`, `TornBody`, `HttpStatus`, `HttpError`, `Reset`,
+//! `ResponseLost`); `Delay` only waits. Faults "before" return before the
+//! request is executed; the others spoil the answer after it was.
 //!
 //! History requests are checked as a front machine would: a known account in
 //! its own currency, `yyyyMMdd` dates, `ENDDAT` not before `BGNDAT`, at most
@@ -35,14 +38,14 @@ use domain::{BusinessDate, Currency, Direction, EntryStatus, Money};
 use formats::cn_xml::messages::{
     self, AccountRecord, BalanceRecord, DayBalanceRecord, HistoryRecord, DIRECTION_CREDIT,
     DIRECTION_DEBIT, ENTRY_BOOKED, ENTRY_PENDING, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE,
-    FUNC_QUERY_DAY_BALANCE, FUNC_QUERY_HISTORY, MAX_ACCOUNTS_PER_BALANCE_QUERY,
-    MAX_HISTORY_RANGE_DAYS, REC_FAILED, REC_SUCCESS, RET_BAD_REQUEST, RET_LOGIN_FAILED, RET_OK,
-    RET_SYSTEM_ERROR,
+    FUNC_QUERY_DAY_BALANCE, FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT, FUNC_SUBMIT_PAYMENT,
+    MAX_ACCOUNTS_PER_BALANCE_QUERY, MAX_HISTORY_RANGE_DAYS, REC_FAILED, REC_SUCCESS,
+    RET_BAD_REQUEST, RET_LOGIN_FAILED, RET_OK, RET_SYSTEM_ERROR,
 };
 use formats::cn_xml::{decode, encode, Head, Limits, Packet};
 use rand::Rng;
 
-use crate::faults::Fault;
+use crate::faults::{Fault, When};
 use crate::history::{PagePosition, SimEntry};
 use crate::ledger::{bank_rng, SimAccount};
 use crate::{mask, SimState, MAX_REQUEST_BYTES};
@@ -72,6 +75,14 @@ const CURRENCY_CODES: &[(Currency, &str)] = &[
     (Currency::GBP, "12"),
     (Currency::JPY, "38"),
 ];
+
+/// The currency of a family number, if it is one.
+pub fn currency_of_code(code: &str) -> Option<Currency> {
+    CURRENCY_CODES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|(currency, _)| *currency)
+}
 
 pub fn currency_code(currency: Currency) -> Option<&'static str> {
     CURRENCY_CODES
@@ -124,9 +135,17 @@ pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
             }
         }
     }
-    if let Some(Fault::HttpStatus { status }) = &fault {
-        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, "simulated HTTP failure").into_response();
+    // Faults before execution: nothing below runs, so nothing is executed.
+    match &fault {
+        Some(
+            Fault::HttpStatus { status }
+            | Fault::HttpError {
+                status,
+                when: When::Before,
+            },
+        ) => return status_response(*status),
+        Some(Fault::Reset { when: When::Before }) => return dropped_response(),
+        _ => {}
     }
 
     let answer = match &request {
@@ -143,7 +162,20 @@ pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
     };
     let bytes = encode_answer(state, &answer);
 
+    // Faults after execution: the request has had its effect.
     match fault {
+        Some(Fault::HttpError {
+            status,
+            when: When::After,
+        }) => status_response(status),
+        Some(Fault::Reset { when: When::After }) => dropped_response(),
+        Some(Fault::ResponseLost { hold_ms }) => {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(hold_ms)) => {}
+                () = state.stopped() => {}
+            }
+            dropped_response()
+        }
         Some(Fault::Garbled) => packet_response(Bytes::from_static(GARBLED)),
         Some(Fault::Truncated) => {
             let half = bytes.len() / 2;
@@ -154,6 +186,20 @@ pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
         Some(Fault::TornBody) => torn_response(Bytes::from(bytes)),
         _ => packet_response(Bytes::from(bytes)),
     }
+}
+
+fn status_response(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, "simulated HTTP failure").into_response()
+}
+
+/// No answer at all: a body stream that fails before its first byte makes
+/// the HTTP server close the connection without flushing the status line.
+fn dropped_response() -> Response {
+    let chunks = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::other("simulated dropped connection"))
+    });
+    Response::new(Body::from_stream(chunks))
 }
 
 /// A record to fail on purpose (the `RecordFailure` fault).
@@ -188,6 +234,8 @@ fn answer(state: &SimState, request: &Packet, fault: Option<&Fault>) -> Packet {
         }
         FUNC_QUERY_HISTORY => query_history(state, request, fault),
         FUNC_QUERY_DAY_BALANCE => query_day_balance(state, request),
+        FUNC_SUBMIT_PAYMENT => submit_payment(state, request),
+        FUNC_QUERY_PAYMENT => query_payment(state, request),
         _ => {
             tracing::info!(bank = %state.cfg.bank_id, "unknown function code");
             error_packet(
@@ -381,6 +429,47 @@ fn query_history(state: &SimState, request: &Packet, fault: Option<&Fault>) -> P
     tracing::debug!(bank = %state.cfg.bank_id, account = %mask(number), entries = records.len(),
         last_page = cont_key.is_empty(), "QueryHistory answered");
     messages::history_response(&head.serial, RET_OK, "", &records, &cont_key)
+}
+
+fn submit_payment(state: &SimState, request: &Packet) -> Packet {
+    let head = &request.head;
+    let payment = match messages::parse_submit_payment_request(request) {
+        Ok(payment) => payment,
+        Err(error) => {
+            tracing::info!(bank = %state.cfg.bank_id, %error, "malformed payment request");
+            return error_packet(
+                &head.func,
+                &head.serial,
+                RET_BAD_REQUEST,
+                &format!("指令格式错误：{error}"),
+            );
+        }
+    };
+    let answer = state.payments.submit(&payment);
+    messages::submit_payment_response(
+        &head.serial,
+        &answer.ret_code,
+        &answer.ret_msg,
+        answer.result.as_ref(),
+    )
+}
+
+fn query_payment(state: &SimState, request: &Packet) -> Packet {
+    let head = &request.head;
+    let references = match messages::parse_query_payment_request(request) {
+        Ok(references) => references,
+        Err(error) => {
+            tracing::info!(bank = %state.cfg.bank_id, %error, "malformed payment query");
+            return error_packet(
+                &head.func,
+                &head.serial,
+                RET_BAD_REQUEST,
+                &format!("查询请求格式错误：{error}"),
+            );
+        }
+    };
+    let results = state.payments.query(&references);
+    messages::query_payment_response(&head.serial, RET_OK, "", &results)
 }
 
 fn history_record(state: &SimState, currency: Currency, entry: &SimEntry) -> HistoryRecord {

@@ -5,6 +5,15 @@
 //!   amounts as decimal strings;
 //! - `GET|POST|DELETE /_sim/faults`: list, add (body: a flat
 //!   [`FaultRule`](crate::FaultRule), answers 201), clear (answers 204);
+//! - `GET|PUT|DELETE /_sim/faults/random`: the random faults
+//!   ([`RandomFaults`](crate::RandomFaults): `{"seed": 7, "rules": [{"kind":
+//!   "http_error", "status": 500, "when": "after", "percent": 10,
+//!   "function": "SubmitPayment"}]}`); PUT answers 200 with them, DELETE 204;
+//! - `GET /_sim/executions`: `{"items": [{"reference", "count", "amount",
+//!   "currency", "status", "submissions"}]}`, every instruction executed, in
+//!   order ([`ExecutionView`](crate::ExecutionView));
+//! - `GET|PUT /_sim/payments/config`: the payment behaviour
+//!   ([`SimPaymentConfig`](crate::SimPaymentConfig)), PUT answers 200 with it;
 //! - `POST /_sim/accounts/{number}/adjust` with `{"delta": "-100.00"}`:
 //!   moves booked and available balance (booking an entry for it), answers
 //!   the account;
@@ -37,9 +46,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::{BusinessDate, Currency, Direction, EntryStatus, Money};
 
-use crate::faults::FaultRule;
+use crate::faults::{FaultRule, RandomFaults};
 use crate::history::{NewSimEntry, SimEntry};
 use crate::ledger::SimAccount;
+use crate::payments::{ExecutionView, SimPaymentConfig};
 use crate::{mask, SimError, SimState};
 
 /// A ledger as the control API shows it.
@@ -213,6 +223,68 @@ pub(crate) async fn inject_fault(State(state): State<Arc<SimState>>, body: Bytes
     };
     match state.faults.try_inject(rule.clone()) {
         Ok(()) => (StatusCode::CREATED, Json(rule)).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+pub(crate) async fn random_faults(
+    State(state): State<Arc<SimState>>,
+) -> Json<Option<RandomFaults>> {
+    Json(state.faults.random())
+}
+
+pub(crate) async fn set_random_faults(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let config: RandomFaults = match serde_json::from_slice(&body) {
+        Ok(config) => config,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body is not a random fault set: {e}; expected e.g. {{\"seed\":7,\"rules\":[{{\"kind\":\"reset\",\"when\":\"after\",\"percent\":10}}]}}"),
+            )
+        }
+    };
+    match state.faults.set_random(config.clone()) {
+        Ok(()) => Json(config).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+pub(crate) async fn clear_random_faults(State(state): State<Arc<SimState>>) -> StatusCode {
+    state.faults.clear_random();
+    StatusCode::NO_CONTENT
+}
+
+/// The body of `GET /_sim/executions`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExecutionsView {
+    pub items: Vec<ExecutionView>,
+}
+
+pub(crate) async fn executions(State(state): State<Arc<SimState>>) -> Json<ExecutionsView> {
+    Json(ExecutionsView {
+        items: state.payments.executions(),
+    })
+}
+
+pub(crate) async fn payment_config(State(state): State<Arc<SimState>>) -> Json<SimPaymentConfig> {
+    Json(state.payments.config())
+}
+
+pub(crate) async fn set_payment_config(
+    State(state): State<Arc<SimState>>,
+    body: Bytes,
+) -> Response {
+    let config: SimPaymentConfig = match serde_json::from_slice(&body) {
+        Ok(config) => config,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body is not a payment config: {e}; expected e.g. {{\"settle_delay_ms\":200,\"ingest_delay_ms\":0}}"),
+            )
+        }
+    };
+    match state.payments.set_config(config.clone()) {
+        Ok(()) => Json(config).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

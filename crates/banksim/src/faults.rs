@@ -8,13 +8,40 @@
 //! out the normal answer before spoiling it, so a fault shows what a client
 //! sees when the bank may have acted.
 //!
+//! Payments make "when" matter: a fault *before* execution spoils the
+//! answer without touching the ledger; a fault *after* execution lets the
+//! instruction execute first. `HttpError`, `Reset` take a [`When`];
+//! `ResponseLost`, `Garbled`, `Truncated`, `WrongEncoding`, `Oversized` and
+//! `TornBody` always act after (the answer is computed, then spoiled);
+//! `Delay`, `HttpStatus` and `ErrorCode` (e.g. `SYSTEM_BUSY`, the family's
+//! rate-limit answer) always act before. For a read function "after" is the
+//! same as "before". A refused connection is not a fault here: tests use a
+//! closed port, which is what a refusal is.
+//!
+//! Besides these explicit rules, [`RandomFaults`] draw a fault for a share
+//! of packets from a seeded RNG, so that a crash test can ask for "10 %
+//! after execution, 5 % before" and replay a failing run from its seed
+//! (under concurrency, which packet gets which draw follows arrival order).
+//!
 //! Every fault's size and duration is bounded ([`Fault::validate`]) so that
 //! a typo in a demo cannot make the simulator allocate gigabytes or hang for
 //! hours.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
 use crate::SimError;
+
+/// Whether a fault acts before or after the bank executes the request.
+#[derive(serde::Deserialize, serde::Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    #[default]
+    Before,
+    After,
+}
 
 /// Longest injectable delay, in milliseconds.
 pub const MAX_DELAY_MS: u64 = 600_000;
@@ -31,8 +58,30 @@ pub const MAX_RULE_TEXT_BYTES: usize = 256;
 pub enum Fault {
     /// Wait this long, then answer normally.
     Delay { ms: u64 },
-    /// Answer with this HTTP status and no packet.
+    /// Answer with this HTTP status and no packet, before execution (the
+    /// same as `HttpError` with `when: before`; kept for existing rules).
     HttpStatus { status: u16 },
+    /// Answer with this HTTP status and no packet, before or after the
+    /// request is executed (e.g. 500 after: the payment is made, the client
+    /// sees a 500; 429 before: a rate limit).
+    HttpError {
+        status: u16,
+        #[serde(default)]
+        when: When,
+    },
+    /// Close the connection without any answer, before or after execution.
+    /// The client cannot tell this from a TCP reset.
+    Reset {
+        #[serde(default)]
+        when: When,
+    },
+    /// Execute, then hold the connection without answering for `hold_ms`
+    /// (0: not at all), then close it: the answer is lost. A hold longer
+    /// than the client's timeout makes the client time out.
+    ResponseLost {
+        #[serde(default)]
+        hold_ms: u64,
+    },
     /// Answer with a well-formed packet whose request status is this error.
     ErrorCode { code: String, message: String },
     /// Answer 200 with bytes that are not a packet.
@@ -77,8 +126,15 @@ impl Fault {
             Fault::Delay { ms } if *ms > MAX_DELAY_MS => {
                 invalid(format!("delay ms is {ms}; expected at most {MAX_DELAY_MS}"))
             }
-            Fault::HttpStatus { status } if !(100..=599).contains(status) => invalid(format!(
-                "http_status status is {status}; expected an HTTP status code 100..=599"
+            Fault::HttpStatus { status } | Fault::HttpError { status, .. }
+                if !(100..=599).contains(status) =>
+            {
+                invalid(format!(
+                    "http status is {status}; expected an HTTP status code 100..=599"
+                ))
+            }
+            Fault::ResponseLost { hold_ms } if *hold_ms > MAX_DELAY_MS => invalid(format!(
+                "response_lost hold_ms is {hold_ms}; expected at most {MAX_DELAY_MS}"
             )),
             Fault::ErrorCode { code, message } => {
                 if code.is_empty() || code == formats::cn_xml::messages::RET_OK {
@@ -193,11 +249,86 @@ impl FaultRule {
     }
 }
 
+/// Most rules in a [`RandomFaults`] set.
+pub const MAX_RANDOM_RULES: usize = 16;
+
+/// A fault drawn at random for `percent` % of the packets of `function`
+/// (all packets when `None`).
+#[derive(serde::Deserialize, serde::Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct RandomFaultRule {
+    #[serde(flatten)]
+    pub fault: Fault,
+    #[serde(default)]
+    pub function: Option<String>,
+    /// 1..=100; the percents of the rules matching one function add up to at
+    /// most 100.
+    pub percent: u8,
+}
+
+/// Faults drawn per packet from an RNG seeded with `seed`: one draw in
+/// 0..100 per packet that no explicit rule took, then the first rule whose
+/// cumulative percent (over the rules matching the packet) exceeds it.
+#[derive(serde::Deserialize, serde::Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFaults {
+    pub seed: u64,
+    #[serde(default)]
+    pub rules: Vec<RandomFaultRule>,
+}
+
+impl RandomFaults {
+    /// Checks every fault and that no function's percents exceed 100.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if self.rules.len() > MAX_RANDOM_RULES {
+            return Err(SimError::InvalidFault {
+                message: format!(
+                    "{} random rules; expected at most {MAX_RANDOM_RULES}",
+                    self.rules.len()
+                ),
+            });
+        }
+        for rule in &self.rules {
+            rule.fault.validate()?;
+            if !(1..=100).contains(&rule.percent) {
+                return Err(SimError::InvalidFault {
+                    message: format!("random rule percent is {}; expected 1..=100", rule.percent),
+                });
+            }
+            if let Some(function) = &rule.function {
+                check_text("function", function)?;
+            }
+            let sum: u32 = self
+                .rules
+                .iter()
+                .filter(|other| other.function.is_none() || other.function == rule.function)
+                .map(|other| u32::from(other.percent))
+                .sum();
+            if sum > 100 {
+                return Err(SimError::InvalidFault {
+                    message: format!(
+                        "random rules for {:?} add up to {sum} %; expected at most 100",
+                        rule.function
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Random faults in force, with their RNG.
+#[derive(Debug)]
+struct RandomState {
+    config: RandomFaults,
+    rng: ChaCha20Rng,
+}
+
 /// Adds and clears the fault rules of one running simulator. Cheap to clone;
 /// all clones act on the same rules.
 #[derive(Clone, Debug, Default)]
 pub struct FaultHandle {
     rules: Arc<Mutex<Vec<FaultRule>>>,
+    random: Arc<Mutex<Option<RandomState>>>,
 }
 
 impl FaultHandle {
@@ -254,10 +385,37 @@ impl FaultHandle {
         Ok(())
     }
 
-    /// Removes every rule.
+    /// Removes every rule, random ones included.
     pub fn clear(&self) {
         self.lock().clear();
+        self.clear_random();
         tracing::info!("faults cleared");
+    }
+
+    fn lock_random(&self) -> MutexGuard<'_, Option<RandomState>> {
+        self.random.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the random faults (and restarts their RNG from the seed).
+    pub fn set_random(&self, config: RandomFaults) -> Result<(), SimError> {
+        config.validate()?;
+        tracing::info!(
+            seed = config.seed,
+            rules = config.rules.len(),
+            "random faults set"
+        );
+        let rng = ChaCha20Rng::seed_from_u64(config.seed);
+        *self.lock_random() = Some(RandomState { config, rng });
+        Ok(())
+    }
+
+    /// The random faults in force, if any.
+    pub fn random(&self) -> Option<RandomFaults> {
+        self.lock_random().as_ref().map(|s| s.config.clone())
+    }
+
+    pub fn clear_random(&self) {
+        *self.lock_random() = None;
     }
 
     /// The active rules, first-matching first.
@@ -268,6 +426,34 @@ impl FaultHandle {
     /// Takes the fault for a packet with this function (`None` when the
     /// packet did not decode), using up one of the rule's `remaining`.
     pub(crate) fn take(&self, function: Option<&str>) -> Option<Fault> {
+        self.take_rule(function)
+            .or_else(|| self.draw_random(function))
+    }
+
+    fn draw_random(&self, function: Option<&str>) -> Option<Fault> {
+        let mut guard = self.lock_random();
+        let state = guard.as_mut()?;
+        let draw: u32 = state.rng.gen_range(0..100);
+        let mut cumulative = 0u32;
+        for rule in &state.config.rules {
+            let applies = FaultRule {
+                fault: rule.fault.clone(),
+                function: rule.function.clone(),
+                remaining: None,
+            }
+            .matches(function);
+            if !applies {
+                continue;
+            }
+            cumulative += u32::from(rule.percent);
+            if draw < cumulative {
+                return Some(rule.fault.clone());
+            }
+        }
+        None
+    }
+
+    fn take_rule(&self, function: Option<&str>) -> Option<Fault> {
         let mut rules = self.lock();
         let position = rules.iter().position(|rule| rule.matches(function))?;
         let rule = &mut rules[position];
@@ -370,6 +556,56 @@ mod tests {
                 acc_no: String::new()
             }))
             .is_err());
+    }
+
+    #[test]
+    fn when_defaults_to_before_and_reads_after() {
+        let rule: FaultRule =
+            serde_json::from_str(r#"{"kind":"http_error","status":500,"when":"after"}"#).unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::HttpError {
+                status: 500,
+                when: When::After
+            }
+        );
+        let rule: FaultRule = serde_json::from_str(r#"{"kind":"reset"}"#).unwrap();
+        assert_eq!(rule.fault, Fault::Reset { when: When::Before });
+    }
+
+    #[test]
+    fn random_faults_are_reproducible_and_near_their_share() {
+        let config: RandomFaults = serde_json::from_str(
+            r#"{"seed":7,"rules":[
+                {"kind":"http_error","status":500,"when":"after","percent":10,"function":"SubmitPayment"},
+                {"kind":"reset","when":"before","percent":5,"function":"SubmitPayment"}]}"#,
+        )
+        .unwrap();
+        let run = || {
+            let faults = FaultHandle::new();
+            faults.set_random(config.clone()).unwrap();
+            (0..2000)
+                .map(|_| faults.take(Some("SubmitPayment")))
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run(), "same seed, same draws");
+        let after = first
+            .iter()
+            .filter(|f| matches!(f, Some(Fault::HttpError { .. })))
+            .count();
+        let before = first
+            .iter()
+            .filter(|f| matches!(f, Some(Fault::Reset { .. })))
+            .count();
+        assert!((150..=250).contains(&after), "{after}");
+        assert!((60..=140).contains(&before), "{before}");
+        let faults = FaultHandle::new();
+        faults.set_random(config.clone()).unwrap();
+        assert!((0..200).all(|_| faults.take(Some("QueryPayment")).is_none()));
+        let mut over = config;
+        over.rules[0].percent = 96;
+        assert!(faults.set_random(over).is_err());
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! - [`ledger`]: accounts and balances, generated deterministically;
 //! - [`history`]: each account's statement history (generation with its
 //!   deliberate quirks, paging, day balances), consistent with the ledger;
-//! - [`faults`]: the ways a simulated bank can be told to misbehave;
+//! - [`payments`]: payment instructions executed against the ledger,
+//!   settled, returned, each reference at most once;
+//! - [`faults`]: the ways a simulated bank can be told to misbehave, before
+//!   or after execution, by rule or at random from a seed;
 //! - [`cn_xml`]: the cn-xml front machine (one packet per POST to `/`);
 //! - [`control`]: the JSON control API under `/_sim/` for tests and people
 //!   poking a demo (ledger view, faults, balance adjustments, entries).
@@ -28,6 +31,7 @@ pub mod control;
 pub mod faults;
 pub mod history;
 pub mod ledger;
+pub mod payments;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,9 +48,10 @@ use tokio::task::JoinHandle;
 
 pub use cn_xml::CnXmlQuirks;
 pub use control::{AccountView, EntryView, LedgerView, TotalView};
-pub use faults::{Fault, FaultHandle, FaultRule};
+pub use faults::{Fault, FaultHandle, FaultRule, RandomFaultRule, RandomFaults, When};
 pub use history::{NewSimEntry, SimEntry};
 pub use ledger::{Ledger, SimAccount, MAX_ACCOUNTS_PER_CURRENCY};
+pub use payments::{ExecutionView, PaymentBook, SimPaymentConfig};
 
 /// The only family simulated so far.
 pub const FAMILY_CN_XML: &str = "cn-xml";
@@ -58,6 +63,20 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub const SHUTDOWN_TIMEOUT_MS: u64 = 2_000;
 /// Longest bank id or login accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
+/// How often due settlements and returns are applied, in milliseconds, when
+/// nobody asks (every query applies them too).
+pub const PAYMENT_TICK_MS: u64 = 10;
+
+/// What a simulated bank does besides its identity: payment behaviour and
+/// random faults. Kept apart from [`SimBankConfig`] so that existing configs
+/// stay valid; every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimOptions {
+    pub payments: SimPaymentConfig,
+    /// Faults drawn at random from their seed; `None` for none.
+    pub random_faults: Option<RandomFaults>,
+}
 
 /// What one simulated bank is: its identity, family, seed and size.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -175,6 +194,7 @@ pub(crate) struct SimState {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) time_zone: BankTimeZone,
     pub(crate) quirks: CnXmlQuirks,
+    pub(crate) payments: Arc<PaymentBook>,
     /// Turns true (or its sender is dropped) when the server stops; a delayed
     /// answer watches it so that shutdown does not wait out the delay.
     pub(crate) stopping: watch::Receiver<bool>,
@@ -222,7 +242,22 @@ impl SimServer {
         addr: SocketAddr,
         clock: Arc<dyn Clock>,
     ) -> Result<SimServer, SimError> {
+        SimServer::start_with_options(cfg, addr, clock, SimOptions::default()).await
+    }
+
+    /// Starts the bank with an injected clock and payment and fault options.
+    pub async fn start_with_options(
+        cfg: SimBankConfig,
+        addr: SocketAddr,
+        clock: Arc<dyn Clock>,
+        options: SimOptions,
+    ) -> Result<SimServer, SimError> {
         cfg.validate()?;
+        options.payments.validate()?;
+        let faults = FaultHandle::new();
+        if let Some(random) = options.random_faults {
+            faults.set_random(random)?;
+        }
         let time_zone =
             BankTimeZone::parse(&cfg.time_zone).map_err(|e| SimError::InvalidConfig {
                 message: format!("time_zone: {e}"),
@@ -234,10 +269,18 @@ impl SimServer {
             .local_addr()
             .map_err(|source| SimError::Bind { addr, source })?;
         let (stop, stopping) = watch::channel(false);
+        let ledger = Arc::new(Ledger::generate_with_clock(&cfg, Arc::clone(&clock)));
+        let payments = Arc::new(PaymentBook::new(
+            &cfg.bank_id,
+            cfg.seed,
+            Arc::clone(&ledger),
+            options.payments,
+        ));
         let state = Arc::new(SimState {
-            ledger: Arc::new(Ledger::generate_with_clock(&cfg, Arc::clone(&clock))),
+            ledger,
+            payments,
             quirks: CnXmlQuirks::for_bank(&cfg.bank_id, cfg.seed),
-            faults: FaultHandle::new(),
+            faults,
             served: AtomicU64::new(0),
             clock,
             time_zone,
@@ -247,11 +290,25 @@ impl SimServer {
         let app = router(Arc::clone(&state));
         let bank_id = state.cfg.bank_id.clone();
         let signal_state = Arc::clone(&state);
+        let tick_state = Arc::clone(&state);
         let task = tokio::spawn(async move {
+            let ticker = async {
+                let mut tick = tokio::time::interval(Duration::from_millis(PAYMENT_TICK_MS));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    tick_state.payments.advance();
+                }
+            };
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { signal_state.stopped().await });
-            if let Err(error) = served.await {
-                tracing::error!(bank = %bank_id, %error, "simulated bank server failed");
+            tokio::select! {
+                result = served => {
+                    if let Err(error) = result {
+                        tracing::error!(bank = %bank_id, %error, "simulated bank server failed");
+                    }
+                }
+                () = ticker => {}
             }
         });
         tracing::info!(bank = %state.cfg.bank_id, family = %state.cfg.family, %local_addr,
@@ -289,6 +346,17 @@ impl SimServer {
         self.state.faults.clone()
     }
 
+    /// The payment book: executions, payment behaviour at run time.
+    pub fn payments(&self) -> Arc<PaymentBook> {
+        Arc::clone(&self.state.payments)
+    }
+
+    /// Every instruction the bank executed and how often (the same as
+    /// `GET /_sim/executions`).
+    pub fn executions(&self) -> Vec<ExecutionView> {
+        self.state.payments.executions()
+    }
+
     /// Packets received at the cn-xml endpoint, counted on arrival (so a
     /// delayed or faulted packet counts too).
     pub fn requests_served(&self) -> u64 {
@@ -316,6 +384,17 @@ fn router(state: Arc<SimState>) -> Router {
             get(control::list_faults)
                 .post(control::inject_fault)
                 .delete(control::clear_faults),
+        )
+        .route(
+            "/_sim/faults/random",
+            get(control::random_faults)
+                .put(control::set_random_faults)
+                .delete(control::clear_random_faults),
+        )
+        .route("/_sim/executions", get(control::executions))
+        .route(
+            "/_sim/payments/config",
+            get(control::payment_config).put(control::set_payment_config),
         )
         .route("/_sim/ledger", get(control::ledger))
         .route("/_sim/accounts/{number}/adjust", post(control::adjust))

@@ -12,12 +12,15 @@
 //! an error naming the block and field; block indices are 1-based, as in the
 //! paths of [`super::DecodeError`]). The transaction-detail functions
 //! (`QueryHistory`, `QueryDayBalance`) live in the child module `history`
-//! and are re-exported here, so every message is reached as
-//! `cn_xml::messages::*`.
+//! and are re-exported here, as are the payment functions
+//! (`SubmitPayment`, `QueryPayment`) of the child module `payment`, so every
+//! message is reached as `cn_xml::messages::*`.
 
 mod history;
+mod payment;
 
 pub use history::*;
+pub use payment::*;
 
 use super::{clip, Block, Head, Packet};
 
