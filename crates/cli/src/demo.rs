@@ -260,11 +260,13 @@ fn demo_config(
         balances: BalancesConfig {
             refresh_interval_s: 30,
             worker_enabled: true,
+            ..BalancesConfig::default()
         },
         statements: StatementsConfig {
             sync_interval_s: 60,
             ..StatementsConfig::default()
         },
+        payments: gateway::config::PaymentsConfig::default(),
         banks,
         connections,
         accounts,

@@ -28,6 +28,7 @@ use tokio::{
 use utoipa::ToSchema;
 
 use crate::{
+    balance_cache::BalanceCache,
     config::{AccountConfig, BankConfig, Config, ConnectionConfig},
     flight::SingleFlight,
 };
@@ -182,6 +183,8 @@ pub struct BankDirectory {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     refreshes: SingleFlight<ConnectionId, RefreshReport, RefreshError>,
+    /// The latest snapshots in memory for reads; renewed after each refresh.
+    pub balance_cache: Arc<BalanceCache>,
 }
 
 impl BankDirectory {
@@ -241,6 +244,10 @@ impl BankDirectory {
         Ok(BankDirectory {
             banks: config.banks.clone(),
             connections,
+            balance_cache: Arc::new(BalanceCache::new(
+                store.clone(),
+                Duration::from_millis(config.balances.read_cache_ttl_ms),
+            )),
             store,
             clock,
             refreshes: SingleFlight::default(),
@@ -272,6 +279,7 @@ impl BankDirectory {
         };
         let job = run_refresh(
             conn,
+            self.balance_cache.clone(),
             self.store.clone(),
             self.clock.clone(),
             actor.to_owned(),
@@ -297,6 +305,7 @@ impl BankDirectory {
 
 async fn run_refresh(
     conn: Arc<ConnectionRuntime>,
+    cache: Arc<BalanceCache>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     actor: String,
@@ -414,6 +423,7 @@ async fn run_refresh(
         .save_balances(&stored, audit)
         .await
         .map_err(|e| RefreshError::Store(e.to_string()))?;
+    cache.invalidate();
     conn.set_health(|h| {
         h.status = if failed.is_empty() {
             HealthStatus::Up

@@ -38,6 +38,7 @@ const ENV_SECTIONS: &[&str] = &[
     "auth",
     "balances",
     "statements",
+    "payments",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +57,8 @@ pub struct Config {
     pub balances: BalancesConfig,
     #[serde(default)]
     pub statements: StatementsConfig,
+    #[serde(default)]
+    pub payments: PaymentsConfig,
     #[serde(default)]
     pub banks: Vec<BankConfig>,
     #[serde(default)]
@@ -183,6 +186,10 @@ pub struct BalancesConfig {
     pub refresh_interval_s: u64,
     /// Set to false to refresh only on explicit requests.
     pub worker_enabled: bool,
+    /// Balance reads use an in-memory copy of the stored snapshots for at
+    /// most this long (a refresh on this instance renews it at once); 0
+    /// reads the store on every request.
+    pub read_cache_ttl_ms: u64,
 }
 
 impl Default for BalancesConfig {
@@ -190,6 +197,7 @@ impl Default for BalancesConfig {
         BalancesConfig {
             refresh_interval_s: 60,
             worker_enabled: true,
+            read_cache_ttl_ms: 1_000,
         }
     }
 }
@@ -225,6 +233,44 @@ impl Default for StatementsConfig {
             max_query_range_days: 366,
             ingest_chunk_size: 500,
             cursor_key_file: PathBuf::from("cursor-signing.key"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// Run the dispatcher, status poller and reaper in this instance.
+    pub workers_enabled: bool,
+    /// How often the workers look for due work when nothing wakes them.
+    pub poll_interval_ms: u64,
+    /// How long a claimed payment is leased to one worker.
+    pub lease_duration_ms: u64,
+    /// Payments claimed per round.
+    pub claim_batch: u32,
+    /// First retry delay after `NotProcessed`; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// How soon an accepted or unknown payment is asked about again.
+    pub status_poll_ms: u64,
+    /// How long a settled payment is still watched for a return (退票).
+    pub return_watch_s: u64,
+    /// How long an Idempotency-Key is remembered (at least 24 h).
+    pub idempotency_ttl_s: u64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            workers_enabled: true,
+            poll_interval_ms: 500,
+            lease_duration_ms: 30_000,
+            claim_batch: 32,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            status_poll_ms: 1_000,
+            return_watch_s: 600,
+            idempotency_ttl_s: 86_400,
         }
     }
 }
@@ -276,6 +322,18 @@ pub struct BankQuirks {
     pub max_accounts_per_query: usize,
     /// Largest response accepted, in bytes.
     pub max_response_bytes: usize,
+    /// The bank's format for our business references.
+    pub reference: domain::ReferencePolicy,
+    /// "No such instruction" is believed only this long after the last send
+    /// (banks take a while to make a new instruction queryable).
+    pub min_none_age_s: u64,
+    /// An outcome still unknown this long after the first send goes to
+    /// `needs_review` for an operator.
+    pub max_unknown_age_s: u64,
+    /// Consecutive failed calls that open the circuit breaker, and how long
+    /// it stays open (no new submissions to this bank meanwhile).
+    pub breaker_failures: u32,
+    pub breaker_open_s: u64,
 }
 
 impl Default for BankQuirks {
@@ -283,6 +341,15 @@ impl Default for BankQuirks {
         BankQuirks {
             max_accounts_per_query: 50,
             max_response_bytes: 4 * 1024 * 1024,
+            reference: domain::ReferencePolicy {
+                max_len: 30,
+                alphabet: domain::ReferenceAlphabet::UpperAlnum,
+                prefix: "BD".to_owned(),
+            },
+            min_none_age_s: 30,
+            max_unknown_age_s: 3_600,
+            breaker_failures: 5,
+            breaker_open_s: 30,
         }
     }
 }
@@ -524,6 +591,14 @@ impl Config {
             if b.limits.request_timeout_ms == 0 || b.limits.connect_timeout_ms == 0 {
                 problems.push(format!("banks[{i}].limits: timeouts must be at least 1 ms"));
             }
+            if let Err(e) = b.quirks.reference.validate() {
+                problems.push(format!("banks[{i}].quirks.reference: {e}"));
+            }
+            if b.quirks.max_unknown_age_s < b.quirks.min_none_age_s {
+                problems.push(format!(
+                    "banks[{i}].quirks.max_unknown_age_s: must be at least min_none_age_s"
+                ));
+            }
             if !(1..=1000).contains(&b.quirks.max_accounts_per_query) {
                 problems.push(format!(
                     "banks[{i}].quirks.max_accounts_per_query: expected 1..=1000"
@@ -606,6 +681,25 @@ impl Config {
         }
         if self.balances.refresh_interval_s == 0 {
             problems.push("balances.refresh_interval_s: expected at least 1".to_owned());
+        }
+        let pay = &self.payments;
+        if pay.idempotency_ttl_s < 86_400 {
+            problems
+                .push("payments.idempotency_ttl_s: keys are kept at least 24 h (86400)".to_owned());
+        }
+        if pay.lease_duration_ms < 1_000 || pay.poll_interval_ms == 0 || pay.status_poll_ms == 0 {
+            problems.push(
+                "payments: lease_duration_ms ≥ 1000, poll_interval_ms and status_poll_ms ≥ 1"
+                    .to_owned(),
+            );
+        }
+        if !(1..=1000).contains(&pay.claim_batch) {
+            problems.push("payments.claim_batch: expected 1..=1000".to_owned());
+        }
+        if pay.backoff_base_ms == 0 || pay.backoff_max_ms < pay.backoff_base_ms {
+            problems.push(
+                "payments: backoff_base_ms ≥ 1 and backoff_max_ms ≥ backoff_base_ms".to_owned(),
+            );
         }
         let st = &self.statements;
         if st.sync_interval_s == 0 {

@@ -24,12 +24,17 @@
 //! runs it on a listener until a shutdown signal.
 
 pub mod auth;
+pub mod balance_cache;
 pub mod banking;
 pub mod config;
+pub mod dispatch;
 pub mod extract;
+pub mod failpoints;
 pub mod flight;
 pub mod oauth;
 pub mod ops;
+pub mod payment_intake;
+pub mod payments;
 pub mod problem;
 pub mod routes;
 pub mod statements;
@@ -75,6 +80,9 @@ pub struct AppState {
     pub directory: Arc<BankDirectory>,
     pub statements: Arc<statements::StatementSync>,
     pub cursors: Arc<transactions::CursorSigner>,
+    /// Wakes the dispatcher when a payment is ready to send.
+    pub dispatcher_wake: Arc<tokio::sync::Notify>,
+    pub payment_workers: Arc<dispatch::PaymentWorkers>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -97,6 +105,11 @@ pub struct AppState {
         transactions::refresh_transactions,
         transactions::change_feed,
         transactions::continuity_breaks,
+        payments::create_payment,
+        payments::get_payment,
+        payments::list_payments,
+        payments::cancel_payment,
+        payments::resolve_payment,
         ops::healthz,
         ops::readyz,
         ops::metrics_endpoint,
@@ -109,6 +122,7 @@ pub struct AppState {
         (name = "accounts", description = "Accounts the caller is entitled to"),
         (name = "balances", description = "Stored balance snapshots and explicit refresh"),
         (name = "transactions", description = "Transaction details: stable pages, change feed, sync, continuity"),
+        (name = "payments", description = "Payments: never lost, never paid twice"),
         (name = "operations", description = "Health, readiness, metrics, API description"),
     )
 )]
@@ -223,6 +237,14 @@ impl App {
             store.clone(),
             opts.clock.clone(),
         ));
+        let dispatcher_wake = Arc::new(tokio::sync::Notify::new());
+        let payment_workers = Arc::new(dispatch::PaymentWorkers::new(
+            &config,
+            directory.clone(),
+            store.clone(),
+            opts.clock.clone(),
+            dispatcher_wake.clone(),
+        ));
         let (shutdown_tx, _) = watch::channel(false);
         let state = AppState {
             config: Arc::new(config),
@@ -233,6 +255,8 @@ impl App {
             directory,
             statements,
             cursors: Arc::new(transactions::CursorSigner::new(cursor_key)),
+            dispatcher_wake,
+            payment_workers,
             metrics: ops::metrics_handle(),
         };
         let app = App { state, shutdown_tx };
@@ -254,6 +278,12 @@ impl App {
             tokio::spawn(statements::statement_worker(
                 self.state.statements.clone(),
                 Duration::from_secs(self.state.config.statements.sync_interval_s),
+                self.shutdown_tx.subscribe(),
+            ));
+        }
+        if self.state.config.payments.workers_enabled {
+            tokio::spawn(dispatch::run_payment_workers(
+                self.state.payment_workers.clone(),
                 self.shutdown_tx.subscribe(),
             ));
         }
@@ -336,6 +366,13 @@ pub fn router(state: AppState) -> Router {
             get(transactions::continuity_breaks),
         )
         .route("/v1/transactions", get(transactions::change_feed))
+        .route(
+            "/v1/payments",
+            post(payments::create_payment).get(payments::list_payments),
+        )
+        .route("/v1/payments/{id}", get(payments::get_payment))
+        .route("/v1/payments/{id}/cancel", post(payments::cancel_payment))
+        .route("/v1/payments/{id}/resolve", post(payments::resolve_payment))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics_endpoint))

@@ -43,6 +43,17 @@ pub struct Problem {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
+    /// Every problem found when there was more than one (`field` names the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// One field's problem in a response that lists several.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub code: String,
+    pub detail: String,
 }
 
 /// An error on its way to becoming a problem+json response.
@@ -71,6 +82,7 @@ impl ApiError {
                 bank_message: None,
                 error: None,
                 error_description: None,
+                errors: None,
             }),
             header: None,
         }
@@ -115,6 +127,16 @@ impl ApiError {
             source = s.source();
         }
         tracing::error!(context, error = %chain, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the gateway failed to handle this request; it has been logged — retry later or tell the operator",
+        )
+    }
+
+    /// An internal inconsistency with no error value to chain.
+    pub fn internal_msg(context: &str) -> ApiError {
+        tracing::error!(context, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",

@@ -337,8 +337,9 @@ pub async fn get_balance(
     caller.require(Scope::AccountsRead)?;
     let account = visible_account(&state, &caller, &id)?;
     let snapshots = state
-        .store
-        .latest_balances_for(&account.id)
+        .directory
+        .balance_cache
+        .for_account(&account.id)
         .await
         .map_err(|e| ApiError::storage(&e))?;
     if snapshots.is_empty() {
@@ -428,15 +429,16 @@ pub async fn list_balances(
 ) -> Result<Json<BalanceList>, ApiError> {
     caller.require(Scope::AccountsRead)?;
     let snapshots = state
-        .store
-        .latest_balances()
+        .directory
+        .balance_cache
+        .all()
         .await
         .map_err(|e| ApiError::storage(&e))?;
     let accounts: BTreeMap<&AccountId, &AccountConfig> =
         state.config.accounts.iter().map(|a| (&a.id, a)).collect();
     let mut items = Vec::new();
     let mut totals: BTreeMap<Currency, (MoneyTotal, MoneyTotal)> = BTreeMap::new();
-    for s in &snapshots {
+    for s in snapshots.values().flatten() {
         // A snapshot of an account that left the config is not shown.
         let Some(account) = accounts.get(&s.account_id) else {
             continue;

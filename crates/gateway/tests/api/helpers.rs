@@ -157,7 +157,15 @@ impl TestApp {
                         connect_timeout_ms: 500,
                         ..BankLimits::default()
                     },
-                    quirks: BankQuirks::default(),
+                    quirks: BankQuirks {
+                        // Short ages so unknown outcomes resolve within a test.
+                        min_none_age_s: 1,
+                        max_unknown_age_s: 20,
+                        // The fault matrix fails calls on purpose, one after
+                        // another; the breaker would (rightly) pause the bank.
+                        breaker_failures: 1_000,
+                        ..BankQuirks::default()
+                    },
                 });
                 connections.push(ConnectionConfig {
                     id: conn_id.clone(),
@@ -250,11 +258,16 @@ impl TestApp {
             balances: BalancesConfig {
                 refresh_interval_s: 3600,
                 worker_enabled: opts.workers,
+                ..BalancesConfig::default()
             },
             statements: StatementsConfig {
                 sync_interval_s: 3600,
                 worker_enabled: opts.workers,
                 ..StatementsConfig::default()
+            },
+            payments: gateway::config::PaymentsConfig {
+                workers_enabled: opts.workers,
+                ..gateway::config::PaymentsConfig::default()
             },
             banks,
             connections,
@@ -283,6 +296,31 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// What the simulated bank executed: reference → how many times.
+    pub async fn executions(&self, bank: &str) -> std::collections::HashMap<String, u64> {
+        let url = format!("{}_sim/executions", self.sim(bank).url());
+        let body: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["reference"].as_str().unwrap().to_owned(),
+                    e["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -9,4 +9,5 @@ mod auth;
 mod bad_input;
 mod balances;
 mod ops;
+mod payments;
 mod transactions;

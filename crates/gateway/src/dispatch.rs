@@ -1,0 +1,789 @@
+//! The payment workers: the dispatcher sends queued payments, the status
+//! poller asks the bank about accepted and unknown ones (and watches settled
+//! ones for returns), the reaper turns expired `submitting` into `unknown`.
+//!
+//! The rules they keep (DESIGN.md, "Payment state machine"):
+//! - work is claimed with a lease and a fencing token; every write-back is a
+//!   compare-and-set on (status, token), so a worker that lost its lease
+//!   cannot overwrite what another did;
+//! - `submitting` is committed before the bank is called, and no database
+//!   transaction is open during the call;
+//! - after any doubt (`OutcomeUnknown`, an expired lease) the payment is only
+//!   ever asked about, by its business reference; it is resent (same
+//!   reference) only when the bank positively says "none" and the last send
+//!   is older than the bank's minimum age, and goes to `needs_review` when
+//!   still unknown after the maximum age;
+//! - `NotProcessed` is retried with exponential backoff and jitter; calls to
+//!   a bank go through its concurrency and rate limits, and a circuit breaker
+//!   stops new submissions to a bank that keeps failing.
+//!
+//! A held lease doubles as the timer of the next look: a payment that is
+//! still processing keeps its lease until it expires, then the poller claims
+//! it again.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use banks::{BankError, BankPaymentStatus, StatusAnswer};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use domain::{AccountNumber, BankId, PaymentStatus, RandomSource, TransitionCause};
+use store::{
+    ClaimedPayment, NewAuditRecord, PaymentChange, StoreError, StoredPayment, TransitionGuard,
+};
+use tokio::sync::{watch, Notify};
+
+use crate::{
+    banking::{BankDirectory, ConnectionRuntime},
+    config::{AccountConfig, Config, PaymentsConfig},
+    failpoints,
+};
+
+/// The wire instruction for a stored payment.
+pub fn to_bank_instruction(
+    p: &store::PaymentInstruction,
+    debtor: &AccountNumber,
+) -> banks::PaymentInstruction {
+    banks::PaymentInstruction {
+        reference: p.business_reference.clone(),
+        debtor_account: debtor.clone(),
+        amount: p.amount,
+        creditor_name: p.creditor_name.clone(),
+        creditor_account: p.creditor_account.clone(),
+        creditor_bank_code: p.creditor_bank_code.clone(),
+        creditor_bic: p.creditor_bic.clone(),
+        creditor_bank_name: p.creditor_bank_name.clone(),
+        creditor_type: p.creditor_type,
+        remittance: p.remittance.clone(),
+        purpose: p.purpose.clone(),
+        urgency: p.urgency,
+        requested_execution_date: p.requested_execution_date,
+    }
+}
+
+/// The bank's own intake rules for a payment (charset, byte lengths).
+pub fn intake_check(
+    conn: &ConnectionRuntime,
+    payment: &banks::PaymentInstruction,
+) -> Result<(), Vec<banks::IntakeProblem>> {
+    conn.connector().check_payment(payment)
+}
+
+/// Consecutive failures, and until when the breaker is open.
+type BreakerState = (u32, Option<DateTime<Utc>>);
+
+/// Claimed payments of one connection and debtor account, asked about together.
+type PollGroup = (Arc<ConnectionRuntime>, AccountNumber, Vec<ClaimedPayment>);
+
+/// Consecutive-failure circuit breaker per bank.
+#[derive(Debug, Default)]
+struct Breakers {
+    banks: Mutex<HashMap<BankId, BreakerState>>,
+}
+
+impl Breakers {
+    fn open_until(&self, bank: &BankId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let map = self.banks.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(bank)
+            .and_then(|(_, until)| *until)
+            .filter(|u| *u > now)
+    }
+
+    fn record(&self, bank: &BankId, ok: bool, now: DateTime<Utc>, failures: u32, open_s: u64) {
+        let mut map = self.banks.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(bank.clone()).or_insert((0, None));
+        if ok {
+            *entry = (0, None);
+        } else {
+            entry.0 = entry.0.saturating_add(1);
+            if entry.0 >= failures.max(1) {
+                entry.1 = Some(now + ChronoDuration::seconds(open_s as i64));
+                tracing::warn!(bank = %bank, failures = entry.0, open_s, "circuit breaker open: no new submissions to this bank for a while");
+                metrics::counter!("payment_breaker_opened_total", "bank" => bank.to_string())
+                    .increment(1);
+            }
+        }
+    }
+}
+
+/// Everything the workers need; one per gateway instance.
+#[derive(Debug)]
+pub struct PaymentWorkers {
+    directory: Arc<BankDirectory>,
+    store: Arc<dyn store::Store>,
+    clock: Arc<dyn domain::Clock>,
+    settings: PaymentsConfig,
+    accounts: BTreeMap<domain::AccountId, AccountConfig>,
+    /// This instance's name in leases.
+    owner: String,
+    breakers: Breakers,
+    rng: domain::OsRandom,
+    pub wake: Arc<Notify>,
+}
+
+const ACTOR: &str = "system:payment-worker";
+
+impl PaymentWorkers {
+    pub fn new(
+        config: &Config,
+        directory: Arc<BankDirectory>,
+        store: Arc<dyn store::Store>,
+        clock: Arc<dyn domain::Clock>,
+        wake: Arc<Notify>,
+    ) -> PaymentWorkers {
+        PaymentWorkers {
+            directory,
+            store,
+            clock,
+            settings: config.payments.clone(),
+            accounts: config
+                .accounts
+                .iter()
+                .map(|a| (a.id.clone(), a.clone()))
+                .collect(),
+            owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
+            breakers: Breakers::default(),
+            rng: domain::OsRandom,
+            wake,
+        }
+    }
+
+    fn connection_of(&self, p: &StoredPayment) -> Option<(&AccountConfig, Arc<ConnectionRuntime>)> {
+        let account = self.accounts.get(&p.instruction.debtor_account_id)?;
+        let conn = self.directory.connections.get(&account.connection)?.clone();
+        Some((account, conn))
+    }
+
+    fn quirks(&self, bank: &BankId) -> Option<&crate::config::BankQuirks> {
+        self.directory
+            .banks
+            .iter()
+            .find(|b| &b.id == bank)
+            .map(|b| &b.quirks)
+    }
+
+    /// Exponential backoff with jitter: base·2^(attempts−1), capped, then a
+    /// random 50–100 % of it so retries of many payments spread out.
+    fn backoff(&self, attempts: i64) -> ChronoDuration {
+        let exp = u32::try_from(attempts.clamp(1, 30) - 1).unwrap_or(0);
+        let full = self
+            .settings
+            .backoff_base_ms
+            .saturating_mul(1u64 << exp.min(30))
+            .min(self.settings.backoff_max_ms);
+        let jitter = self.rng.next_u64() % (full / 2 + 1);
+        ChronoDuration::milliseconds((full / 2 + jitter) as i64)
+    }
+
+    /// One compare-and-set step of a claimed payment. `Ok(None)` when
+    /// another worker got there first (the write is dropped, as it must be).
+    /// (Each argument is one column of the drawing's arrows; a struct would
+    /// only rename them.)
+    #[allow(clippy::too_many_arguments)]
+    async fn step(
+        &self,
+        p: &StoredPayment,
+        from: PaymentStatus,
+        fencing_token: Option<i64>,
+        to: PaymentStatus,
+        cause: TransitionCause,
+        bank: (Option<String>, Option<String>, Option<String>),
+        next_attempt_at: Option<DateTime<Utc>>,
+        release_lease: bool,
+    ) -> Result<Option<StoredPayment>, StoreError> {
+        let now = self.clock.now();
+        let (bank_code, bank_message, bank_payment_id) =
+            (bank_text(bank.0), bank_text(bank.1), bank_text(bank.2));
+        let result = self
+            .store
+            .transition_payment(
+                &p.instruction.id,
+                TransitionGuard {
+                    from_status: from.as_str().to_owned(),
+                    fencing_token,
+                },
+                PaymentChange {
+                    to_status: to.as_str().to_owned(),
+                    cause: cause.as_str().to_owned(),
+                    bank_code: bank_code.clone(),
+                    bank_message,
+                    bank_payment_id,
+                    mark_sent: to == PaymentStatus::Submitting,
+                    next_attempt_at,
+                    release_lease,
+                },
+                store::Actor {
+                    name: ACTOR.to_owned(),
+                    request_id: None,
+                },
+                NewAuditRecord {
+                    at: now,
+                    actor: ACTOR.to_owned(),
+                    action: "payment.transition".to_owned(),
+                    object: format!("payment:{}", p.instruction.id),
+                    request_id: None,
+                    outcome: to.as_str().to_owned(),
+                    details: serde_json::json!({
+                        "from": from.as_str(),
+                        "cause": cause.as_str(),
+                        "bank_code": bank_code,
+                        "reference": p.instruction.business_reference.as_str(),
+                    }),
+                },
+            )
+            .await;
+        match result {
+            Ok(updated) => {
+                metrics::counter!("payment_transitions_total", "to" => to.as_str()).increment(1);
+                Ok(Some(updated))
+            }
+            Err(StoreError::Conflict { .. }) => {
+                tracing::info!(payment = %p.instruction.id, from = %from, to = %to, "payment moved on meanwhile; this worker's write is dropped");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one claimed, queued payment.
+    async fn dispatch_one(&self, claimed: ClaimedPayment) -> Result<(), StoreError> {
+        let token = Some(claimed.fencing_token);
+        let p = claimed.payment;
+        let Some((account, conn)) = self.connection_of(&p) else {
+            tracing::error!(payment = %p.instruction.id, "the payment's debtor account is no longer configured; left queued");
+            return Ok(());
+        };
+        let now = self.clock.now();
+        if let Some(until) = self.breakers.open_until(&conn.bank_id, now) {
+            // Keep the lease: the payment is looked at again when it expires.
+            tracing::debug!(payment = %p.instruction.id, bank = %conn.bank_id, %until, "breaker open; not sending now");
+            return Ok(());
+        }
+        let Some(p) = self
+            .step(
+                &p,
+                PaymentStatus::Queued,
+                token,
+                PaymentStatus::Submitting,
+                TransitionCause::Dispatched,
+                (None, None, None),
+                None,
+                false,
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        failpoints::hit(failpoints::AFTER_SUBMITTING_COMMIT);
+        let wire = to_bank_instruction(&p.instruction, &account.number);
+        let result = conn.gated(conn.connector().submit_payment(&wire)).await;
+        failpoints::hit(failpoints::AFTER_BANK_ANSWER);
+        let now = self.clock.now();
+        let poll_at = Some(now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64));
+        let quirks = self.quirks(&conn.bank_id).cloned().unwrap_or_default();
+        self.breakers.record(
+            &conn.bank_id,
+            !matches!(
+                result,
+                Err(BankError::NotProcessed { .. } | BankError::OutcomeUnknown { .. })
+            ),
+            now,
+            quirks.breaker_failures,
+            quirks.breaker_open_s,
+        );
+        match result {
+            Ok(receipt) => {
+                let bank = (
+                    Some(receipt.bank_code.clone()),
+                    Some(receipt.bank_message.clone()),
+                    receipt.bank_payment_id.clone(),
+                );
+                match receipt.status {
+                    BankPaymentStatus::Failed { code, message } => {
+                        self.step(
+                            &p,
+                            PaymentStatus::Submitting,
+                            token,
+                            PaymentStatus::Failed,
+                            TransitionCause::BankRejected,
+                            (Some(code), Some(message), receipt.bank_payment_id),
+                            None,
+                            true,
+                        )
+                        .await?;
+                    }
+                    other => {
+                        let Some(p) = self
+                            .step(
+                                &p,
+                                PaymentStatus::Submitting,
+                                token,
+                                PaymentStatus::Accepted,
+                                TransitionCause::BankAccepted,
+                                bank,
+                                poll_at,
+                                true,
+                            )
+                            .await?
+                        else {
+                            return Ok(());
+                        };
+                        self.apply_found(&p, PaymentStatus::Accepted, None, other, None)
+                            .await?;
+                    }
+                }
+            }
+            Err(BankError::Rejected { code, message, .. }) => {
+                self.step(
+                    &p,
+                    PaymentStatus::Submitting,
+                    token,
+                    PaymentStatus::Failed,
+                    TransitionCause::BankRejected,
+                    (Some(code), Some(message), None),
+                    None,
+                    true,
+                )
+                .await?;
+            }
+            Err(BankError::NotProcessed { reason, .. }) => {
+                let retry_at = Some(now + self.backoff(p.send_attempts));
+                self.step(
+                    &p,
+                    PaymentStatus::Submitting,
+                    token,
+                    PaymentStatus::Queued,
+                    TransitionCause::NotProcessed,
+                    (None, Some(reason), None),
+                    retry_at,
+                    true,
+                )
+                .await?;
+            }
+            Err(BankError::OutcomeUnknown { reason, .. }) => {
+                self.step(
+                    &p,
+                    PaymentStatus::Submitting,
+                    token,
+                    PaymentStatus::Unknown,
+                    TransitionCause::OutcomeUnknown,
+                    (None, Some(reason), None),
+                    poll_at,
+                    true,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a found status to a payment in `accepted` or `settled` (or
+    /// just moved there), walking through the states in between.
+    async fn apply_found(
+        &self,
+        p: &StoredPayment,
+        from: PaymentStatus,
+        token: Option<i64>,
+        status: BankPaymentStatus,
+        bank_payment_id: Option<String>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let watch_until =
+            p.updated_at + ChronoDuration::seconds(self.settings.return_watch_s as i64);
+        let next_poll = now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
+        match (from, status) {
+            (PaymentStatus::Accepted, BankPaymentStatus::Processing) => {}
+            (PaymentStatus::Accepted, BankPaymentStatus::Settled) => {
+                // Settled, and watched for a return for a while.
+                self.step(
+                    p,
+                    from,
+                    token,
+                    PaymentStatus::Settled,
+                    TransitionCause::BankSettled,
+                    (None, None, bank_payment_id),
+                    Some(next_poll),
+                    true,
+                )
+                .await?;
+            }
+            (PaymentStatus::Accepted, BankPaymentStatus::Failed { code, message }) => {
+                self.step(
+                    p,
+                    from,
+                    token,
+                    PaymentStatus::Failed,
+                    TransitionCause::BankRejected,
+                    (Some(code), Some(message), bank_payment_id),
+                    None,
+                    true,
+                )
+                .await?;
+            }
+            (PaymentStatus::Accepted, BankPaymentStatus::Returned { code, message }) => {
+                if let Some(settled) = self
+                    .step(
+                        p,
+                        from,
+                        token,
+                        PaymentStatus::Settled,
+                        TransitionCause::BankSettled,
+                        (None, None, bank_payment_id),
+                        None,
+                        false,
+                    )
+                    .await?
+                {
+                    self.step(
+                        &settled,
+                        PaymentStatus::Settled,
+                        token,
+                        PaymentStatus::Returned,
+                        TransitionCause::BankReturned,
+                        (Some(code), Some(message), None),
+                        None,
+                        true,
+                    )
+                    .await?;
+                }
+            }
+            (PaymentStatus::Settled, BankPaymentStatus::Returned { code, message }) => {
+                self.step(
+                    p,
+                    from,
+                    token,
+                    PaymentStatus::Returned,
+                    TransitionCause::BankReturned,
+                    (Some(code), Some(message), None),
+                    None,
+                    true,
+                )
+                .await?;
+            }
+            (PaymentStatus::Settled, _) if now >= watch_until => {
+                // The return window is over: stop looking at it.
+                self.store
+                    .reschedule_payment(&p.instruction.id, token.unwrap_or(p.fencing_token), None)
+                    .await
+                    .or_else(ignore_conflict)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Asks the bank about claimed payments of one connection and account.
+    async fn poll_group(
+        &self,
+        conn: &ConnectionRuntime,
+        debtor: &AccountNumber,
+        group: Vec<ClaimedPayment>,
+    ) -> Result<(), StoreError> {
+        let refs: Vec<domain::BankReference> = group
+            .iter()
+            .map(|c| c.payment.instruction.business_reference.clone())
+            .collect();
+        let answers = match conn
+            .gated(conn.connector().payment_status(debtor, &refs))
+            .await
+        {
+            Ok(a) if a.len() == refs.len() => a,
+            Ok(_) => {
+                tracing::error!(bank = %conn.bank_id, "status answer count differs from the question; asking again later");
+                return Ok(());
+            }
+            Err(e) => {
+                // Leases expire and the poller asks again.
+                tracing::warn!(bank = %conn.bank_id, error = %e, "status query failed");
+                return Ok(());
+            }
+        };
+        let now = self.clock.now();
+        let quirks = self.quirks(&conn.bank_id).cloned().unwrap_or_default();
+        for (claimed, answer) in group.into_iter().zip(answers) {
+            let token = Some(claimed.fencing_token);
+            let p = claimed.payment;
+            let Ok(from) = PaymentStatus::parse(&p.status) else {
+                continue;
+            };
+            match (from, answer) {
+                (
+                    PaymentStatus::Unknown,
+                    StatusAnswer::Found {
+                        status,
+                        bank_payment_id,
+                        bank_code,
+                        bank_message,
+                    },
+                ) => match status {
+                    BankPaymentStatus::Failed { code, message } => {
+                        self.step(
+                            &p,
+                            from,
+                            token,
+                            PaymentStatus::Failed,
+                            TransitionCause::StatusQueryAnswered,
+                            (Some(code), Some(message), bank_payment_id),
+                            None,
+                            true,
+                        )
+                        .await?;
+                    }
+                    other => {
+                        let poll_at = Some(
+                            now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64),
+                        );
+                        if let Some(accepted) = self
+                            .step(
+                                &p,
+                                from,
+                                token,
+                                PaymentStatus::Accepted,
+                                TransitionCause::StatusQueryAnswered,
+                                (Some(bank_code), Some(bank_message), bank_payment_id.clone()),
+                                poll_at,
+                                false,
+                            )
+                            .await?
+                        {
+                            self.apply_found(
+                                &accepted,
+                                PaymentStatus::Accepted,
+                                token,
+                                other,
+                                bank_payment_id,
+                            )
+                            .await?;
+                        }
+                    }
+                },
+                (PaymentStatus::Unknown, StatusAnswer::NotFound) => {
+                    let min_age = ChronoDuration::seconds(quirks.min_none_age_s as i64);
+                    let max_age = ChronoDuration::seconds(quirks.max_unknown_age_s as i64);
+                    if domain::requeue_after_none(from, now, p.last_sent_at, min_age).is_ok() {
+                        tracing::info!(payment = %p.instruction.id, "the bank positively knows no such instruction after the minimum age: resending with the same reference");
+                        self.step(
+                            &p,
+                            from,
+                            token,
+                            PaymentStatus::Queued,
+                            TransitionCause::BankSaysNone,
+                            (Some("NOT_FOUND".to_owned()), None, None),
+                            Some(now),
+                            true,
+                        )
+                        .await?;
+                        self.wake.notify_one();
+                    } else if domain::escalate_to_review(from, now, p.first_sent_at, max_age)
+                        .is_ok()
+                    {
+                        self.step(
+                            &p,
+                            from,
+                            token,
+                            PaymentStatus::NeedsReview,
+                            TransitionCause::MaxAgeExceeded,
+                            (None, None, None),
+                            None,
+                            true,
+                        )
+                        .await?;
+                    }
+                }
+                (
+                    PaymentStatus::Accepted | PaymentStatus::Settled,
+                    StatusAnswer::Found {
+                        status,
+                        bank_payment_id,
+                        ..
+                    },
+                ) => {
+                    self.apply_found(&p, from, token, status, bank_payment_id)
+                        .await?;
+                }
+                (PaymentStatus::Accepted | PaymentStatus::Settled, StatusAnswer::NotFound) => {
+                    tracing::warn!(payment = %p.instruction.id, "the bank does not (yet) know a payment it accepted; asking again later");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of the dispatcher; returns how many payments it handled.
+    pub async fn dispatch_round(&self) -> Result<usize, StoreError> {
+        let claimed = self
+            .store
+            .claim_due_payments(
+                &[PaymentStatus::Queued.as_str()],
+                self.clock.now(),
+                &self.owner,
+                self.settings.lease_duration_ms,
+                self.settings.claim_batch,
+            )
+            .await?;
+        let n = claimed.len();
+        let results =
+            futures::future::join_all(claimed.into_iter().map(|c| self.dispatch_one(c))).await;
+        for r in results {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "dispatching a payment failed in the store; its lease will expire and the reaper or poller takes over");
+            }
+        }
+        Ok(n)
+    }
+
+    /// One round of the status poller.
+    pub async fn poll_round(&self) -> Result<usize, StoreError> {
+        let statuses = [
+            PaymentStatus::Accepted.as_str(),
+            PaymentStatus::Unknown.as_str(),
+            PaymentStatus::Settled.as_str(),
+        ];
+        // The lease is the timer of the next look (see the module comment).
+        let claimed = self
+            .store
+            .claim_due_payments(
+                &statuses,
+                self.clock.now(),
+                &self.owner,
+                self.settings.status_poll_ms,
+                self.settings.claim_batch,
+            )
+            .await?;
+        let n = claimed.len();
+        let mut groups: BTreeMap<(String, String), PollGroup> = BTreeMap::new();
+        for c in claimed {
+            let Some((account, conn)) = self.connection_of(&c.payment) else {
+                continue;
+            };
+            groups
+                .entry((conn.config.id.to_string(), account.number.to_string()))
+                .or_insert_with(|| (conn.clone(), account.number.clone(), Vec::new()))
+                .2
+                .push(c);
+        }
+        let polls = groups
+            .into_values()
+            .map(
+                |(conn, number, group)| async move { self.poll_group(&conn, &number, group).await },
+            );
+        for r in futures::future::join_all(polls).await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "applying a status answer failed in the store; asking again later");
+            }
+        }
+        Ok(n)
+    }
+
+    /// One round of the reaper: expired `submitting` leases become `unknown`.
+    pub async fn reap_round(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let expired = self
+            .store
+            .expired_submitting(now, self.settings.claim_batch)
+            .await?;
+        let n = expired.len();
+        for p in expired {
+            let poll_at = Some(now);
+            self.step(
+                &p,
+                PaymentStatus::Submitting,
+                Some(p.fencing_token),
+                PaymentStatus::Unknown,
+                TransitionCause::LeaseExpired,
+                (
+                    None,
+                    Some("the worker's lease expired mid-submission".to_owned()),
+                    None,
+                ),
+                poll_at,
+                true,
+            )
+            .await?;
+        }
+        Ok(n)
+    }
+}
+
+/// Most characters of a bank's code or message kept in the history; the
+/// store refuses longer text and empty text means "none".
+const MAX_BANK_TEXT_CHARS: usize = 256;
+
+fn bank_text(text: Option<String>) -> Option<String> {
+    text.map(|t| {
+        t.trim()
+            .chars()
+            .take(MAX_BANK_TEXT_CHARS)
+            .collect::<String>()
+    })
+    .filter(|t| !t.is_empty())
+}
+
+fn ignore_conflict(e: StoreError) -> Result<(), StoreError> {
+    match e {
+        StoreError::Conflict { .. } => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Runs the three workers until shutdown; each round that finds work is
+/// followed at once by another, else they sleep `poll_interval_ms` (the
+/// dispatcher wakes early when a payment is created).
+pub async fn run_payment_workers(
+    workers: Arc<PaymentWorkers>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(workers.settings.poll_interval_ms);
+    let dispatcher = {
+        let w = workers.clone();
+        let mut stop = shutdown.clone();
+        async move {
+            loop {
+                let busy = matches!(w.dispatch_round().await, Ok(n) if n > 0);
+                if *stop.borrow() {
+                    return;
+                }
+                if !busy {
+                    tokio::select! {
+                        _ = w.wake.notified() => {}
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        }
+    };
+    let poller = {
+        let w = workers.clone();
+        let mut stop = shutdown.clone();
+        async move {
+            loop {
+                if let Err(e) = w.poll_round().await {
+                    tracing::error!(error = %e, "status poller round failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    };
+    let reaper = {
+        let w = workers.clone();
+        async move {
+            loop {
+                if let Err(e) = w.reap_round().await {
+                    tracing::error!(error = %e, "reaper round failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval * 4) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    };
+    tokio::join!(dispatcher, poller, reaper);
+}

@@ -1,0 +1,819 @@
+//! Payment routes: create (with Idempotency-Key), read with history, list,
+//! cancel, and an operator's resolution of `needs_review`.
+//!
+//! A payment is stored — with its business reference, its first history
+//! rows, its idempotency record and an audit record, in one transaction —
+//! before anything else happens; the dispatcher then sends it. Nothing here
+//! calls a bank.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use base64::Engine;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use domain::{
+    generate_business_reference, AccountId, BusinessDate, OsRandom, PaymentId, PaymentStatus,
+    TransitionCause,
+};
+use serde::{Deserialize, Serialize};
+use store::{
+    CreateOutcome, IdempotencyClaim, InitialStep, NewAuditRecord, NewPayment, PaymentChange,
+    PaymentCursor, PaymentHistoryEntry, PaymentQuery, StoreError, StoredPayment, TransitionGuard,
+};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    auth::Scope,
+    extract::{request_id, ApiQuery, Caller},
+    payment_intake::{canonical_hash, check_idempotency_key, parse_payment, FieldProblem},
+    problem::{ApiError, FieldError, Problem},
+    routes::page_limit,
+    AppState,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreditorView {
+    pub name: String,
+    pub account: String,
+    pub bank_code: Option<String>,
+    pub bic: Option<String>,
+    pub bank_name: Option<String>,
+    /// `corporate` (对公) or `personal` (对私).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryView {
+    pub at: DateTime<Utc>,
+    pub from: Option<String>,
+    pub to: String,
+    pub cause: String,
+    /// The bank's raw code and message, when the change came from the bank.
+    pub bank_code: Option<String>,
+    pub bank_message: Option<String>,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PaymentView {
+    pub id: String,
+    pub status: String,
+    pub debtor_account_id: String,
+    pub amount: String,
+    pub currency: String,
+    pub creditor: CreditorView,
+    pub remittance: String,
+    pub purpose: Option<String>,
+    pub end_to_end_id: Option<String>,
+    pub requested_execution_date: String,
+    pub urgency: String,
+    /// Our business reference, sent to the bank on every attempt.
+    pub business_reference: String,
+    pub bank_payment_id: Option<String>,
+    /// The client that created the payment.
+    pub initiated_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Present on single-payment reads; absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryView>>,
+}
+
+fn history_view(h: &PaymentHistoryEntry) -> HistoryView {
+    HistoryView {
+        at: h.at,
+        from: h.from_status.clone(),
+        to: h.to_status.clone(),
+        cause: h.cause.clone(),
+        bank_code: h.bank_code.clone(),
+        bank_message: h.bank_message.clone(),
+        actor: h.actor.clone(),
+    }
+}
+
+pub(crate) fn payment_view(
+    p: &StoredPayment,
+    history: Option<&[PaymentHistoryEntry]>,
+) -> PaymentView {
+    let i = &p.instruction;
+    PaymentView {
+        id: i.id.to_string(),
+        status: p.status.clone(),
+        debtor_account_id: i.debtor_account_id.to_string(),
+        amount: i.amount.to_decimal_string(),
+        currency: i.amount.currency().code().to_owned(),
+        creditor: CreditorView {
+            name: i.creditor_name.clone(),
+            account: i.creditor_account.clone(),
+            bank_code: i.creditor_bank_code.as_ref().map(ToString::to_string),
+            bic: i.creditor_bic.as_ref().map(ToString::to_string),
+            bank_name: i.creditor_bank_name.clone(),
+            kind: match i.creditor_type {
+                domain::CreditorType::Corporate => "corporate",
+                domain::CreditorType::Personal => "personal",
+            }
+            .to_owned(),
+        },
+        remittance: i.remittance.clone(),
+        purpose: i.purpose.clone(),
+        end_to_end_id: i.end_to_end_id.as_ref().map(ToString::to_string),
+        requested_execution_date: i.requested_execution_date.to_string(),
+        urgency: match i.urgency {
+            domain::Urgency::Normal => "normal",
+            domain::Urgency::Urgent => "urgent",
+        }
+        .to_owned(),
+        business_reference: i.business_reference.to_string(),
+        bank_payment_id: p.bank_payment_id.clone(),
+        initiated_by: i.client_id.clone(),
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+        history: history.map(|h| h.iter().map(history_view).collect()),
+    }
+}
+
+fn problems_to_error(problems: Vec<FieldProblem>) -> ApiError {
+    let first = problems.first().cloned();
+    let status = if problems.iter().any(|p| p.field.starts_with("header.")) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let mut err = match first {
+        Some(p) => ApiError::new(status, p.code, p.detail).with_field(p.field),
+        None => ApiError::new(status, "invalid_payment", "the payment is not valid"),
+    };
+    if problems.len() > 1 {
+        err.problem.errors = Some(
+            problems
+                .into_iter()
+                .map(|p| FieldError {
+                    field: p.field,
+                    code: p.code.to_owned(),
+                    detail: p.detail,
+                })
+                .collect(),
+        );
+    }
+    err
+}
+
+fn conflict_from_store(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "payment_changed",
+            "the payment changed while this request was handled; read it again and retry",
+        ),
+        StoreError::NotFound { .. } => payment_not_found(),
+        other => ApiError::storage(other),
+    }
+}
+
+fn payment_not_found() -> ApiError {
+    ApiError::not_found(
+        "payment_not_found",
+        "path.id",
+        "no payment with this id is visible to you; list yours with GET /v1/payments",
+    )
+}
+
+/// Creates a payment. The `Idempotency-Key` header is required: the same
+/// key with the same body returns the stored answer; with another body it is
+/// a 409. Needs `payments:write`.
+#[utoipa::path(post, path = "/v1/payments", tag = "payments",
+    params(("Idempotency-Key" = String, Header, description = "Unique per payment; resend it to retry safely")),
+    request_body(content = Object, description = "debtor_account_id, amount (decimal string), currency, creditor {name, account, bank_code | bic, type: corporate|personal, bank_name?}, remittance, purpose?, end_to_end_id?, requested_execution_date?, urgency?"),
+    responses((status = 201, body = PaymentView), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["payments:write"])))]
+pub async fn create_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::PaymentsWrite)?;
+    let key = check_idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
+        .map_err(|p| problems_to_error(vec![p]))?;
+    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            "body",
+            format!("the body is not valid JSON ({e}); send a JSON object"),
+        )
+    })?;
+    let request_hash = canonical_hash(&json);
+    let now = state.clock.now();
+    let currencies_of = |id: &AccountId| {
+        state
+            .config
+            .accounts
+            .iter()
+            .find(|a| &a.id == id)
+            .filter(|a| caller.entitlement.allows(a.id.as_str()))
+            .map(|a| a.currencies.clone())
+    };
+    let today_of = |id: &AccountId| {
+        let account = state.config.accounts.iter().find(|a| &a.id == id)?;
+        let conn = state.directory.connections.get(&account.connection)?;
+        let bank = state
+            .directory
+            .banks
+            .iter()
+            .find(|b| b.id == conn.bank_id)?;
+        Some(BusinessDate::of_instant(now, bank.time_zone))
+    };
+    let req = parse_payment(&json, currencies_of, today_of).map_err(problems_to_error)?;
+    let account = state
+        .config
+        .accounts
+        .iter()
+        .find(|a| a.id == req.debtor_account_id)
+        .ok_or_else(|| ApiError::internal_msg("the debtor account left the configuration"))?;
+    let conn = state
+        .directory
+        .connections
+        .get(&account.connection)
+        .ok_or_else(|| ApiError::internal_msg("the debtor account's connection is missing"))?;
+    let bank = state
+        .directory
+        .banks
+        .iter()
+        .find(|b| b.id == conn.bank_id)
+        .ok_or_else(|| ApiError::internal_msg("the debtor account's bank is missing"))?;
+    let install_id = state
+        .store
+        .install_id()
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let reference = generate_business_reference(&install_id, &OsRandom, &bank.quirks.reference)
+        .map_err(|e| ApiError::internal("business reference", &e))?;
+    let instruction = store::PaymentInstruction {
+        id: PaymentId::generate(&OsRandom),
+        client_id: caller.subject.clone(),
+        debtor_account_id: req.debtor_account_id.clone(),
+        amount: req.amount,
+        creditor_name: req.creditor_name.clone(),
+        creditor_account: req.creditor_account.clone(),
+        creditor_bank_code: req.creditor_bank_code.clone(),
+        creditor_bic: req.creditor_bic.clone(),
+        creditor_bank_name: req.creditor_bank_name.clone(),
+        creditor_type: req.creditor_type,
+        remittance: req.remittance.clone(),
+        purpose: req.purpose.clone(),
+        end_to_end_id: req.end_to_end_id.clone(),
+        requested_execution_date: req
+            .requested_execution_date
+            .unwrap_or_else(|| BusinessDate::of_instant(now, bank.time_zone)),
+        urgency: req.urgency,
+        business_reference: reference,
+    };
+    // The bank's own rules (charset, lengths in its bytes) before storing.
+    let wire = crate::dispatch::to_bank_instruction(&instruction, &account.number);
+    if let Err(problems) = crate::dispatch::intake_check(conn, &wire) {
+        return Err(problems_to_error(
+            problems
+                .into_iter()
+                .map(|p| FieldProblem {
+                    field: format!("body.{}", p.field),
+                    code: "not_accepted_by_bank",
+                    detail: p.detail,
+                })
+                .collect(),
+        ));
+    }
+    // No approvals yet (they come with the approvals issue): a new payment
+    // is received and immediately queued for the dispatcher.
+    let steps = vec![
+        InitialStep {
+            to_status: PaymentStatus::Received.as_str().to_owned(),
+            cause: "created".to_owned(),
+        },
+        InitialStep {
+            to_status: PaymentStatus::Queued.as_str().to_owned(),
+            cause: TransitionCause::NoApprovalNeeded.as_str().to_owned(),
+        },
+    ];
+    let preview = StoredPayment {
+        instruction: instruction.clone(),
+        status: PaymentStatus::Queued.as_str().to_owned(),
+        ever_sent: false,
+        first_sent_at: None,
+        last_sent_at: None,
+        send_attempts: 0,
+        bank_payment_id: None,
+        last_bank_code: None,
+        last_bank_message: None,
+        next_attempt_at: Some(now),
+        lease_owner: None,
+        lease_expires_at: None,
+        fencing_token: 0,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    let response_body = serde_json::to_string(&payment_view(&preview, None))
+        .map_err(|e| ApiError::internal("payment response", &e))?;
+    let outcome = state
+        .store
+        .create_payment(
+            NewPayment {
+                instruction,
+                steps,
+                next_attempt_at: Some(now),
+            },
+            IdempotencyClaim {
+                client_id: caller.subject.clone(),
+                key,
+                request_hash,
+                expires_at: now
+                    + ChronoDuration::seconds(state.config.payments.idempotency_ttl_s as i64),
+                response_status: 201,
+                response_body: response_body.clone(),
+            },
+            NewAuditRecord {
+                at: now,
+                actor: caller.actor(),
+                action: "payment.create".to_owned(),
+                object: format!("payment:{}", preview.instruction.id),
+                request_id: request_id(&headers),
+                outcome: "created".to_owned(),
+                details: serde_json::json!({
+                    "debtor_account_id": preview.instruction.debtor_account_id.as_str(),
+                    "amount": preview.instruction.amount.to_decimal_string(),
+                    "currency": preview.instruction.amount.currency().code(),
+                    "business_reference": preview.instruction.business_reference.as_str(),
+                }),
+            },
+        )
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    match outcome {
+        CreateOutcome::Created(_) => {
+            state.dispatcher_wake.notify_one();
+            Ok(json_response(StatusCode::CREATED, response_body, false))
+        }
+        CreateOutcome::Replay { status, body, .. } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            Ok(json_response(status, body, true))
+        }
+        CreateOutcome::KeyReused => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different body; use a new key for a new payment",
+        )
+        .with_field("header.Idempotency-Key")),
+        CreateOutcome::InProgress => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still being handled; retry in a moment",
+        )
+        .with_field("header.Idempotency-Key")
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))),
+        CreateOutcome::DuplicateEndToEndId { existing_payment_id } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_end_to_end_id",
+            format!(
+                "end_to_end_id was already used for payment {existing_payment_id} of this debtor account; it must be unique for ever"
+            ),
+        )
+        .with_field("body.end_to_end_id")),
+    }
+}
+
+fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Loads a payment the caller may see: its own entitled debtor accounts.
+async fn visible_payment(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<StoredPayment, ApiError> {
+    let id = PaymentId::parse(raw).map_err(|_| payment_not_found())?;
+    let p = state
+        .store
+        .get_payment(&id)
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+        .ok_or_else(payment_not_found)?;
+    if !caller
+        .entitlement
+        .allows(p.instruction.debtor_account_id.as_str())
+    {
+        return Err(payment_not_found());
+    }
+    Ok(p)
+}
+
+/// One payment with its full history. Needs `payments:write` or `accounts:read`.
+#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments",
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, body = PaymentView), (status = 404, body = Problem)),
+    security(("bearer" = ["accounts:read"])))]
+pub async fn get_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PaymentView>, ApiError> {
+    require_read(&caller)?;
+    let p = visible_payment(&state, &caller, &id).await?;
+    let history = state
+        .store
+        .payment_history(&p.instruction.id)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(payment_view(&p, Some(&history))))
+}
+
+fn require_read(caller: &Caller) -> Result<(), ApiError> {
+    if caller.claims.has_scope(Scope::PaymentsWrite) {
+        Ok(())
+    } else {
+        caller.require(Scope::AccountsRead)
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PaymentListParams {
+    /// A payment status, e.g. `settled`.
+    pub status: Option<String>,
+    pub account_id: Option<String>,
+    /// Created on or after this date (UTC), `YYYY-MM-DD`.
+    pub from: Option<String>,
+    /// Created on or before this date (UTC), `YYYY-MM-DD`.
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentList {
+    pub items: Vec<PaymentView>,
+    pub next_cursor: Option<String>,
+}
+
+const PAYMENT_CURSOR: &str = "p1";
+
+fn encode_payment_cursor(c: &PaymentCursor) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{PAYMENT_CURSOR}|{}|{}",
+        c.created_at.timestamp_micros(),
+        c.id
+    ))
+}
+
+fn decode_payment_cursor(raw: &str) -> Result<PaymentCursor, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "query.cursor",
+            "the cursor is not one this API returned; start again without it",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let parts: Vec<&str> = text.split('|').collect();
+    let [kind, micros, id] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if *kind != PAYMENT_CURSOR {
+        return Err(bad());
+    }
+    let created_at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    let id = PaymentId::parse(id).map_err(|_| bad())?;
+    Ok(PaymentCursor { created_at, id })
+}
+
+fn day_start(raw: &str, field: &str, next_day: bool) -> Result<DateTime<Utc>, ApiError> {
+    let date = BusinessDate::parse_iso(raw).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_date",
+            field,
+            format!(
+                "{} must be a date written YYYY-MM-DD",
+                field.trim_start_matches("query.")
+            ),
+        )
+    })?;
+    let d = if next_day {
+        date.add_days(1)
+            .map_err(|e| ApiError::bad_request("invalid_date", field, e.to_string()))?
+    } else {
+        date
+    };
+    d.naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .ok_or_else(|| ApiError::bad_request("invalid_date", field, "not a valid date"))
+}
+
+/// Payments of the caller's entitled accounts, oldest first. Needs
+/// `payments:write` or `accounts:read`.
+#[utoipa::path(get, path = "/v1/payments", tag = "payments", params(PaymentListParams),
+    responses((status = 200, body = PaymentList), (status = 400, body = Problem)),
+    security(("bearer" = ["accounts:read"])))]
+pub async fn list_payments(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<PaymentListParams>,
+) -> Result<Json<PaymentList>, ApiError> {
+    require_read(&caller)?;
+    let limit = page_limit(&state, params.limit.as_deref())?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            PaymentStatus::parse(s).map(|st| st.as_str().to_owned()).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_status",
+                    "query.status",
+                    "status must be a payment status, e.g. queued, accepted, settled, failed, unknown, needs_review",
+                )
+            })
+        })
+        .transpose()?;
+    let accounts: Vec<AccountId> = match params.account_id.as_deref() {
+        Some(raw) => {
+            let id = AccountId::parse(raw).ok().filter(|id| {
+                caller.entitlement.allows(id.as_str())
+                    && state.config.accounts.iter().any(|a| &a.id == id)
+            });
+            match id {
+                Some(id) => vec![id],
+                None => {
+                    return Err(ApiError::bad_request(
+                        "unknown_account",
+                        "query.account_id",
+                        "no account with this id is visible to you",
+                    ))
+                }
+            }
+        }
+        None => state
+            .config
+            .accounts
+            .iter()
+            .filter(|a| caller.entitlement.allows(a.id.as_str()))
+            .map(|a| a.id.clone())
+            .collect(),
+    };
+    let created_from = params
+        .from
+        .as_deref()
+        .map(|d| day_start(d, "query.from", false))
+        .transpose()?;
+    let created_before = params
+        .to
+        .as_deref()
+        .map(|d| day_start(d, "query.to", true))
+        .transpose()?;
+    if let (Some(f), Some(t)) = (created_from, created_before) {
+        if t <= f {
+            return Err(ApiError::bad_request(
+                "invalid_date_range",
+                "query.to",
+                "to is before from; swap them",
+            ));
+        }
+    }
+    let after = params
+        .cursor
+        .as_deref()
+        .map(decode_payment_cursor)
+        .transpose()?;
+    let rows = state
+        .store
+        .list_payments(&PaymentQuery {
+            status,
+            account_ids: Some(accounts),
+            created_from,
+            created_before,
+            after,
+            limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
+        })
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let has_more = rows.len() > limit;
+    let page = &rows[..rows.len().min(limit)];
+    let next_cursor = if has_more {
+        page.last().map(|p| {
+            encode_payment_cursor(&PaymentCursor {
+                created_at: p.created_at,
+                id: p.instruction.id.clone(),
+            })
+        })
+    } else {
+        None
+    };
+    Ok(Json(PaymentList {
+        items: page.iter().map(|p| payment_view(p, None)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Cancels a payment that has never been sent. Once it may have reached
+/// the bank this is a 409 that says why. Needs `payments:write`.
+#[utoipa::path(post, path = "/v1/payments/{id}/cancel", tag = "payments",
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["payments:write"])))]
+pub async fn cancel_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<PaymentView>, ApiError> {
+    caller.require(Scope::PaymentsWrite)?;
+    let p = visible_payment(&state, &caller, &id).await?;
+    let status =
+        PaymentStatus::parse(&p.status).map_err(|e| ApiError::internal("stored status", &e))?;
+    if status == PaymentStatus::Cancelled {
+        // Cancelling twice is not an error: the payment is cancelled.
+        return get_payment(State(state), caller, Path(id)).await;
+    }
+    domain::cancel(status, p.ever_sent).map_err(|refusal| {
+        ApiError::new(StatusCode::CONFLICT, refusal.code(), refusal.to_string())
+    })?;
+    let now = state.clock.now();
+    let updated = state
+        .store
+        .transition_payment(
+            &p.instruction.id,
+            TransitionGuard {
+                from_status: p.status.clone(),
+                fencing_token: Some(p.fencing_token),
+            },
+            PaymentChange {
+                to_status: PaymentStatus::Cancelled.as_str().to_owned(),
+                cause: TransitionCause::CancelledByClient.as_str().to_owned(),
+                bank_code: None,
+                bank_message: None,
+                bank_payment_id: None,
+                mark_sent: false,
+                next_attempt_at: None,
+                release_lease: true,
+            },
+            store::Actor {
+                name: caller.actor(),
+                request_id: request_id(&headers),
+            },
+            NewAuditRecord {
+                at: now,
+                actor: caller.actor(),
+                action: "payment.cancel".to_owned(),
+                object: format!("payment:{}", p.instruction.id),
+                request_id: request_id(&headers),
+                outcome: "cancelled".to_owned(),
+                details: serde_json::json!({ "from": p.status }),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            // A worker claimed it in between: it may be on its way to the bank.
+            StoreError::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "payment_may_have_reached_bank",
+                "the payment was picked up for sending while the cancel was handled; it can no longer be cancelled here",
+            ),
+            other => conflict_from_store(&other),
+        })?;
+    let history = state
+        .store
+        .payment_history(&updated.instruction.id)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(payment_view(&updated, Some(&history))))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Resolution {
+    /// `accepted` (the bank has it), `failed` (it did not and will not), or
+    /// `queued` (send it again, same reference).
+    pub decision: String,
+    /// Why: what the operator checked (kept in the history and audit).
+    pub reason: String,
+}
+
+/// An operator resolves a payment in `needs_review`. Needs `admin`. (The
+/// second person's approval of a resolution comes with approvals.)
+#[utoipa::path(post, path = "/v1/payments/{id}/resolve", tag = "payments",
+    params(("id" = String, Path, description = "Payment id")),
+    request_body = Resolution,
+    responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["admin"])))]
+pub async fn resolve_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<PaymentView>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let resolution: Resolution = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("expected {{\"decision\", \"reason\"}}: {e}"),
+        )
+        .with_field("body")
+    })?;
+    let to = match resolution.decision.as_str() {
+        "accepted" => PaymentStatus::Accepted,
+        "failed" => PaymentStatus::Failed,
+        "queued" => PaymentStatus::Queued,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_decision",
+                "decision must be accepted, failed or queued",
+            )
+            .with_field("body.decision"))
+        }
+    };
+    let reason = resolution.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_reason",
+            "reason must say what was checked (1 to 500 characters)",
+        )
+        .with_field("body.reason"));
+    }
+    let p = visible_payment(&state, &caller, &id).await?;
+    let from =
+        PaymentStatus::parse(&p.status).map_err(|e| ApiError::internal("stored status", &e))?;
+    domain::transition(from, to, TransitionCause::OperatorDecision).map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!("a payment in {from} cannot be resolved to {to}: {e}"),
+        )
+    })?;
+    let now = state.clock.now();
+    let updated = state
+        .store
+        .transition_payment(
+            &p.instruction.id,
+            TransitionGuard {
+                from_status: p.status.clone(),
+                fencing_token: None,
+            },
+            PaymentChange {
+                to_status: to.as_str().to_owned(),
+                cause: TransitionCause::OperatorDecision.as_str().to_owned(),
+                bank_code: None,
+                bank_message: Some(reason.to_owned()),
+                bank_payment_id: None,
+                mark_sent: false,
+                next_attempt_at: match to {
+                    PaymentStatus::Queued | PaymentStatus::Accepted => Some(now),
+                    _ => None,
+                },
+                release_lease: true,
+            },
+            store::Actor {
+                name: caller.actor(),
+                request_id: request_id(&headers),
+            },
+            NewAuditRecord {
+                at: now,
+                actor: caller.actor(),
+                action: "payment.resolve".to_owned(),
+                object: format!("payment:{}", p.instruction.id),
+                request_id: request_id(&headers),
+                outcome: to.as_str().to_owned(),
+                details: serde_json::json!({ "from": p.status, "reason": reason }),
+            },
+        )
+        .await
+        .map_err(|e| conflict_from_store(&e))?;
+    state.dispatcher_wake.notify_one();
+    let history = state
+        .store
+        .payment_history(&updated.instruction.id)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(payment_view(&updated, Some(&history))))
+}
