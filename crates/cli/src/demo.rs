@@ -56,6 +56,25 @@ const DEMO_BANKS: &[DemoBank] = &[
     },
 ];
 
+/// The simulator's options for a `[[simulators]]` entry: its payment
+/// behaviour and random faults, read from the entry's tables.
+pub fn sim_options(s: &SimulatorConfig) -> anyhow::Result<banksim::SimOptions> {
+    let mut options = banksim::SimOptions::default();
+    if let Some(table) = &s.payments {
+        options.payments = table
+            .clone()
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("simulators (bank {}).payments: {e}", s.bank_id))?;
+    }
+    if let Some(table) = &s.random_faults {
+        options.random_faults =
+            Some(table.clone().try_into().map_err(|e| {
+                anyhow::anyhow!("simulators (bank {}).random_faults: {e}", s.bank_id)
+            })?);
+    }
+    Ok(options)
+}
+
 /// The simulator settings for a `[[simulators]]` entry.
 pub fn sim_config(s: &SimulatorConfig) -> banksim::SimBankConfig {
     banksim::SimBankConfig {
@@ -122,6 +141,8 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
             cny_accounts: b.cny_accounts,
             usd_accounts: b.usd_accounts,
             time_zone: BankTimeZone::SHANGHAI,
+            payments: None,
+            random_faults: None,
         };
         let server = banksim::SimServer::start(sim_config(&sim), sim.listen)
             .await

@@ -427,6 +427,15 @@ pub struct SimulatorConfig {
     pub usd_accounts: usize,
     #[serde(default = "default_time_zone")]
     pub time_zone: BankTimeZone,
+    /// The simulator's payment behaviour (settle/return/ingest delays,
+    /// return share, accounts that may overdraw…), as banksim's
+    /// `SimPaymentConfig`; checked by `bankdirect sim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payments: Option<toml::Table>,
+    /// Faults drawn at random, reproducible from their seed, as banksim's
+    /// `RandomFaults` (`seed`, `rules = [{kind, when, percent, function}]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_faults: Option<toml::Table>,
 }
 
 fn default_cny_accounts() -> usize {
