@@ -787,3 +787,39 @@ pub async fn run_payment_workers(
     };
     tokio::join!(dispatcher, poller, reaper);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_closes_on_success() {
+        let b = Breakers::default();
+        let bank = BankId::parse("east").unwrap();
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        for _ in 0..2 {
+            b.record(&bank, false, t0, 3, 30);
+        }
+        assert_eq!(b.open_until(&bank, t0), None, "two failures: still closed");
+        b.record(&bank, false, t0, 3, 30);
+        let until = b.open_until(&bank, t0).unwrap();
+        assert_eq!(until, t0 + ChronoDuration::seconds(30));
+        assert_eq!(
+            b.open_until(&bank, until),
+            None,
+            "closed again once the time is up"
+        );
+        b.record(&bank, true, t0, 3, 30);
+        assert_eq!(b.open_until(&bank, t0), None, "a success resets it");
+    }
+
+    #[test]
+    fn bank_text_drops_empty_and_cuts_long_text() {
+        assert_eq!(bank_text(Some("  ".to_owned())), None);
+        assert_eq!(
+            bank_text(Some("x".repeat(300))).unwrap().chars().count(),
+            MAX_BANK_TEXT_CHARS
+        );
+        assert_eq!(bank_text(Some(" ok ".to_owned())).as_deref(), Some("ok"));
+    }
+}

@@ -478,3 +478,88 @@ async fn fault_matrix_every_fault_ends_in_the_expected_state_and_never_pays_twic
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_resolves_needs_review_and_only_with_admin() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    let writer = app.token_for(&app.erp, Some("payments:write")).await;
+    let (_, created, _) = create(&app, &token, "r-1", &body("7.00", None)).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Resolving is only for needs_review.
+    let resp = app
+        .http
+        .post(app.url(&format!("/v1/payments/{id}/resolve")))
+        .bearer_auth(&token)
+        .json(&json!({"decision": "failed", "reason": "checked with the bank by phone"}))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = split(resp).await;
+    assert_eq!(s, 409, "{v}");
+    // Put it where a long-unknown payment ends up (the path there takes the
+    // bank's maximum age; the store is driven directly to save that time).
+    let pid = domain::PaymentId::parse(&id).unwrap();
+    let stored = app.state.store.get_payment(&pid).await.unwrap().unwrap();
+    app.state
+        .store
+        .transition_payment(
+            &pid,
+            store::TransitionGuard {
+                from_status: "queued".to_owned(),
+                fencing_token: Some(stored.fencing_token),
+            },
+            store::PaymentChange {
+                to_status: "needs_review".to_owned(),
+                cause: "max_age_exceeded".to_owned(),
+                bank_code: None,
+                bank_message: None,
+                bank_payment_id: None,
+                mark_sent: true,
+                next_attempt_at: None,
+                release_lease: true,
+            },
+            store::Actor {
+                name: "test".to_owned(),
+                request_id: None,
+            },
+            store::NewAuditRecord {
+                at: chrono::Utc::now(),
+                actor: "test".to_owned(),
+                action: "payment.transition".to_owned(),
+                object: format!("payment:{id}"),
+                request_id: None,
+                outcome: "needs_review".to_owned(),
+                details: json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    let resolve = |t: String, decision: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let resp = app
+                .http
+                .post(app.url(&format!("/v1/payments/{id}/resolve")))
+                .bearer_auth(t)
+                .json(&json!({"decision": decision, "reason": "statement shows no debit; confirmed with the bank"}))
+                .send()
+                .await
+                .unwrap();
+            split(resp).await
+        }
+    };
+    let (s, v) = resolve(writer, "failed").await;
+    assert_eq!(s, 403, "admin only: {v}");
+    let (s, v) = resolve(token.clone(), "settled").await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["field"], "body.decision");
+    let (s, v) = resolve(token.clone(), "failed").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "failed");
+    let last = v["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["cause"], "operator_decision");
+    assert_eq!(last["actor"], "client:erp");
+    app.stop().await;
+}
