@@ -35,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = messages::parse_history_request(&first);
     let _ = messages::parse_day_balances(&first);
     let _ = messages::parse_day_balance_request(&first);
+    let _ = messages::parse_submit_payment(&first);
+    let _ = messages::parse_submit_payment_request(&first);
+    let _ = messages::parse_query_payment(&first);
+    let _ = messages::parse_query_payment_request(&first);
     let bytes = match encode(&first) {
         Ok(bytes) => bytes,
         Err(EncodeError::Unencodable { .. }) => return,

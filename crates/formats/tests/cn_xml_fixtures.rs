@@ -414,3 +414,80 @@ fn doctype_fixture_is_refused() {
         })
     ));
 }
+
+fn payment_request() -> PaymentRequest {
+    PaymentRequest {
+        reference: "BDAC0YTTT9A5QUA8YJ0TCUUWK9KSCE".to_owned(),
+        debtor_account: "755900012310001".to_owned(),
+        currency_code: "10".to_owned(),
+        amount: "1234.50".to_owned(),
+        creditor_account: "6222020000001234".to_owned(),
+        creditor_name: "上海示例贸易有限公司".to_owned(),
+        creditor_bank_code: "102290000001".to_owned(),
+        creditor_bic: String::new(),
+        creditor_bank_name: "中国工商银行上海分行".to_owned(),
+        creditor_type: CRTTYP_CORPORATE.to_owned(),
+        remittance: "货款 2026-11".to_owned(),
+        purpose: String::new(),
+        urgent: URGENT_NO.to_owned(),
+        execution_date: "20261128".to_owned(),
+    }
+}
+
+fn payment_results() -> Vec<PaymentResult> {
+    vec![
+        PaymentResult {
+            reference: "BDAC0YTTT9A5QUA8YJ0TCUUWK9KSCE".to_owned(),
+            request_status: REQSTS_FINISHED.to_owned(),
+            result_flag: RTNFLG_SUCCESS.to_owned(),
+            error_code: String::new(),
+            error_text: String::new(),
+            bank_ref: "CMB20261128000123".to_owned(),
+        },
+        PaymentResult {
+            reference: "BDAC0YTTT9A5QUA8YJ0TCUUWK9ZZZZ".to_owned(),
+            request_status: REQSTS_FINISHED.to_owned(),
+            result_flag: RTNFLG_FAILED.to_owned(),
+            error_code: "NAME_MISMATCH".to_owned(),
+            error_text: "户名不符".to_owned(),
+            bank_ref: String::new(),
+        },
+        PaymentResult::not_found("BDAC0YTTT9A5QUA8YJ0TCUUWK9NONE", "无此业务参考号"),
+    ]
+}
+
+#[test]
+fn submit_payment_request_fixture() {
+    let packet = submit_payment_request(LOGIN, "R20261128000009", &payment_request());
+    let bytes = snapshot("submit_payment_request.xml", &encoded(&packet));
+    assert_eq!(
+        parse_submit_payment_request(&decoded(&bytes)).unwrap(),
+        payment_request()
+    );
+}
+
+#[test]
+fn submit_payment_response_fixture() {
+    let results = payment_results();
+    let packet = submit_payment_response("R20261128000009", RET_OK, "", Some(&results[0]));
+    let bytes = snapshot("submit_payment_response.xml", &encoded(&packet));
+    let response = parse_submit_payment(&decoded(&bytes)).unwrap();
+    assert!(response.is_ok());
+    assert_eq!(response.records, vec![results[0].clone()]);
+}
+
+#[test]
+fn query_payment_fixtures() {
+    let refs: Vec<String> = payment_results()
+        .iter()
+        .map(|r| r.reference.clone())
+        .collect();
+    let packet = query_payment_request(LOGIN, "R20261128000010", &refs);
+    let bytes = snapshot("query_payment_request.xml", &encoded(&packet));
+    assert_eq!(parse_query_payment_request(&decoded(&bytes)).unwrap(), refs);
+    let packet = query_payment_response("R20261128000010", RET_OK, "", &payment_results());
+    let bytes = snapshot("query_payment_response.xml", &encoded(&packet));
+    let response = parse_query_payment(&decoded(&bytes)).unwrap();
+    assert_eq!(response.records, payment_results());
+    assert!(response.records[2].is_not_found());
+}
