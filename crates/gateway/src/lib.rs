@@ -164,7 +164,13 @@ pub enum StartError {
 pub struct App {
     pub state: AppState,
     shutdown_tx: watch::Sender<bool>,
+    /// The background workers, awaited on shutdown so that no round is cut
+    /// off between a bank's answer and its commit when it can be helped.
+    workers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long a graceful shutdown waits for the workers' current rounds.
+const WORKER_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Options that are not configuration: the clock (tests inject one) and
 /// whether to run the background workers.
@@ -259,7 +265,11 @@ impl App {
             payment_workers,
             metrics: ops::metrics_handle(),
         };
-        let app = App { state, shutdown_tx };
+        let app = App {
+            state,
+            shutdown_tx,
+            workers: std::sync::Mutex::new(Vec::new()),
+        };
         if opts.run_workers {
             app.start_workers();
         }
@@ -267,26 +277,31 @@ impl App {
     }
 
     fn start_workers(&self) {
+        let mut handles = Vec::new();
         if self.state.config.balances.worker_enabled {
-            tokio::spawn(banking::balance_worker(
+            handles.push(tokio::spawn(banking::balance_worker(
                 self.state.directory.clone(),
                 Duration::from_secs(self.state.config.balances.refresh_interval_s),
                 self.shutdown_tx.subscribe(),
-            ));
+            )));
         }
         if self.state.config.statements.worker_enabled {
-            tokio::spawn(statements::statement_worker(
+            handles.push(tokio::spawn(statements::statement_worker(
                 self.state.statements.clone(),
                 Duration::from_secs(self.state.config.statements.sync_interval_s),
                 self.shutdown_tx.subscribe(),
-            ));
+            )));
         }
         if self.state.config.payments.workers_enabled {
-            tokio::spawn(dispatch::run_payment_workers(
+            handles.push(tokio::spawn(dispatch::run_payment_workers(
                 self.state.payment_workers.clone(),
                 self.shutdown_tx.subscribe(),
-            ));
+            )));
         }
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(handles);
         if let Some(handle) = self.state.metrics.clone() {
             let mut stop = self.shutdown_tx.subscribe();
             tokio::spawn(async move {
@@ -321,6 +336,17 @@ impl App {
             })
             .await?;
         let _ = self.shutdown_tx.send(true);
+        // Let the workers finish the round they are in (a bank call already
+        // sent is answered and committed), bounded: a stuck one is left to
+        // the reaper of the next start, which is what a crash would do too.
+        let handles: Vec<_> =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        if tokio::time::timeout(WORKER_DRAIN_TIMEOUT, futures::future::join_all(handles))
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not stop within {WORKER_DRAIN_TIMEOUT:?}; leaving them to the next start");
+        }
         self.state.store.close().await;
         Ok(())
     }
