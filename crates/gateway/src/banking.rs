@@ -52,19 +52,24 @@ impl BankGate {
         }
     }
 
-    /// Runs `call` once a permit and a rate slot are free.
-    pub async fn run<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+    /// Waits for a permit and a rate slot; the call it admits must be made
+    /// while the returned permit is held.
+    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         // The semaphore is never closed, so acquire cannot fail; if it ever
         // did, calling without a permit is safer than not calling at all.
-        let _permit = self.permits.acquire().await.ok();
-        {
-            let mut next = self.next_start.lock().await;
-            let now = Instant::now();
-            if *next > now {
-                tokio::time::sleep_until(*next).await;
-            }
-            *next = (*next).max(now) + self.interval;
+        let permit = self.permits.acquire().await.ok();
+        let mut next = self.next_start.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep_until(*next).await;
         }
+        *next = (*next).max(now) + self.interval;
+        permit
+    }
+
+    /// Runs `call` once a permit and a rate slot are free.
+    pub async fn run<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let _permit = self.admit().await;
         call.await
     }
 }
@@ -172,6 +177,12 @@ impl ConnectionRuntime {
     /// Runs `call` under this bank's concurrency and rate limits.
     pub async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
         self.gate.run(call).await
+    }
+
+    /// Waits until this bank may be called, for a caller that must do
+    /// something (commit `submitting`) between admission and the call.
+    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.gate.admit().await
     }
 }
 

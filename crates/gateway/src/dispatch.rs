@@ -17,9 +17,10 @@
 //!   a bank go through its concurrency and rate limits, and a circuit breaker
 //!   stops new submissions to a bank that keeps failing.
 //!
-//! A held lease doubles as the timer of the next look: a payment that is
-//! still processing keeps its lease until it expires, then the poller claims
-//! it again.
+//! A payment that is looked at and found unchanged is rescheduled (its next
+//! due time moved on, its lease released), so claims, ordered by due time,
+//! reach every waiting payment in turn; settled payments are watched for a
+//! return for `return_watch_s` after they settled, then no more.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -394,7 +395,9 @@ impl PaymentWorkers {
             p.updated_at + ChronoDuration::seconds(self.settings.return_watch_s as i64);
         let next_poll = now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
         match (from, status) {
-            (PaymentStatus::Accepted, BankPaymentStatus::Processing) => {}
+            (PaymentStatus::Accepted, BankPaymentStatus::Processing) => {
+                self.keep_watching(p, token, next_poll).await?;
+            }
             (PaymentStatus::Accepted, BankPaymentStatus::Settled) => {
                 // Settled, and watched for a return for a while.
                 self.step(
@@ -423,6 +426,8 @@ impl PaymentWorkers {
                 .await?;
             }
             (PaymentStatus::Accepted, BankPaymentStatus::Returned { code, message }) => {
+                // The intermediate step stays due, so a crash before the next
+                // one leaves a settled payment the poller still asks about.
                 if let Some(settled) = self
                     .step(
                         p,
@@ -431,7 +436,7 @@ impl PaymentWorkers {
                         PaymentStatus::Settled,
                         TransitionCause::BankSettled,
                         (None, None, bank_payment_id),
-                        None,
+                        Some(next_poll),
                         false,
                     )
                     .await?
@@ -469,7 +474,36 @@ impl PaymentWorkers {
                     .await
                     .or_else(ignore_conflict)?;
             }
-            _ => {}
+            _ => self.keep_watching(p, token, next_poll).await?,
+        }
+        Ok(())
+    }
+
+    /// Nothing changed: look at the payment again at `next` (and let the
+    /// others due before it go first — claims are ordered by due time).
+    async fn keep_watching(
+        &self,
+        p: &StoredPayment,
+        token: Option<i64>,
+        next: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .reschedule_payment(
+                &p.instruction.id,
+                token.unwrap_or(p.fencing_token),
+                Some(next),
+            )
+            .await
+            .or_else(ignore_conflict)
+    }
+
+    /// The question could not be asked: every payment of it is due again
+    /// after a backoff.
+    async fn retry_group_later(&self, group: &[ClaimedPayment]) -> Result<(), StoreError> {
+        let next = self.clock.now() + self.backoff(2);
+        for c in group {
+            self.keep_watching(&c.payment, Some(c.fencing_token), next)
+                .await?;
         }
         Ok(())
     }
@@ -492,15 +526,15 @@ impl PaymentWorkers {
             Ok(a) if a.len() == refs.len() => a,
             Ok(_) => {
                 tracing::error!(bank = %conn.bank_id, "status answer count differs from the question; asking again later");
-                return Ok(());
+                return self.retry_group_later(&group).await;
             }
             Err(e) => {
-                // Leases expire and the poller asks again.
-                tracing::warn!(bank = %conn.bank_id, error = %e, "status query failed");
-                return Ok(());
+                tracing::warn!(bank = %conn.bank_id, error = %e, "status query failed; asking again later");
+                return self.retry_group_later(&group).await;
             }
         };
         let now = self.clock.now();
+        let next_poll = now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
         let quirks = self.quirks(&conn.bank_id).cloned().unwrap_or_default();
         for (claimed, answer) in group.into_iter().zip(answers) {
             let token = Some(claimed.fencing_token);
@@ -590,6 +624,9 @@ impl PaymentWorkers {
                             true,
                         )
                         .await?;
+                    } else {
+                        // Too early to believe "none": ask again later.
+                        self.keep_watching(&p, token, next_poll).await?;
                     }
                 }
                 (
@@ -605,8 +642,9 @@ impl PaymentWorkers {
                 }
                 (PaymentStatus::Accepted | PaymentStatus::Settled, StatusAnswer::NotFound) => {
                     tracing::warn!(payment = %p.instruction.id, "the bank does not (yet) know a payment it accepted; asking again later");
+                    self.keep_watching(&p, token, next_poll).await?;
                 }
-                _ => {}
+                _ => self.keep_watching(&p, token, next_poll).await?,
             }
         }
         Ok(())
@@ -642,14 +680,13 @@ impl PaymentWorkers {
             PaymentStatus::Unknown.as_str(),
             PaymentStatus::Settled.as_str(),
         ];
-        // The lease is the timer of the next look (see the module comment).
         let claimed = self
             .store
             .claim_due_payments(
                 &statuses,
                 self.clock.now(),
                 &self.owner,
-                self.settings.status_poll_ms,
+                self.settings.lease_duration_ms,
                 self.settings.claim_batch,
             )
             .await?;

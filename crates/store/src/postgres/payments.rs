@@ -302,7 +302,7 @@ pub(super) async fn claim(
            LIMIT $5 \
            FOR UPDATE SKIP LOCKED) \
          UPDATE payments p SET lease_owner = $3, lease_expires_at = $4, \
-           fencing_token = p.fencing_token + 1, version = p.version + 1, updated_at = $2 \
+           fencing_token = p.fencing_token + 1, version = p.version + 1 \
          FROM due WHERE p.id = due.id \
          RETURNING {columns}"
     ))

@@ -292,8 +292,9 @@ pub(super) async fn claim(
         .push_bind(lease_owner.to_owned())
         .push(", lease_expires_at = ")
         .push_bind(codec::instant_text(lease_expires_at))
-        .push(", fencing_token = fencing_token + 1, version = version + 1, updated_at = ")
-        .push_bind(now.clone())
+        // A lease is not a change of the payment: `updated_at` keeps the time
+        // of its last transition (the poller measures the return window from it).
+        .push(", fencing_token = fencing_token + 1, version = version + 1")
         .push(" WHERE id IN (SELECT id FROM payments WHERE status IN (");
     let mut list = query.separated(", ");
     for status in statuses {
