@@ -258,9 +258,9 @@ impl PaymentWorkers {
         };
         let now = self.clock.now();
         if let Some(until) = self.breakers.open_until(&conn.bank_id, now) {
-            // Keep the lease: the payment is looked at again when it expires.
+            // Not sent, still queued: due again when the breaker closes.
             tracing::debug!(payment = %p.instruction.id, bank = %conn.bank_id, %until, "breaker open; not sending now");
-            return Ok(());
+            return self.keep_watching(&p, token, until).await;
         }
         let Some(p) = self
             .step(
