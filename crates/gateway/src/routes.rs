@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use axum::{
     extract::{Path, State},
     http::HeaderMap,
+    response::Response,
     Json,
 };
 use base64::Engine;
@@ -23,6 +24,7 @@ use crate::{
     config::AccountConfig,
     extract::{request_id, ApiQuery, Caller},
     problem::{ApiError, Problem},
+    transactions::json_response,
     AppState,
 };
 
@@ -262,11 +264,14 @@ pub async fn get_account(
     Ok(Json(account_view(&state, account)))
 }
 
+// The balance views borrow their texts from the snapshots and the configuration: the
+// balance read is the most polled call, and these copies were most of its own work.
+
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BalanceItem {
-    pub account_id: String,
-    pub bank_id: String,
-    pub currency: String,
+pub struct BalanceItem<'a> {
+    pub account_id: &'a str,
+    pub bank_id: &'a str,
+    pub currency: &'static str,
     /// Booked (ledger) balance, decimal string in the currency's minor-unit precision; may be negative.
     pub booked: String,
     /// Available balance, decimal string; may be negative.
@@ -280,10 +285,10 @@ pub struct BalanceItem {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AccountBalance {
-    pub account_id: String,
-    pub bank_id: String,
-    pub balances: Vec<BalanceItem>,
+pub struct AccountBalance<'a> {
+    pub account_id: &'a str,
+    pub bank_id: &'a str,
+    pub balances: Vec<BalanceItem<'a>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -294,18 +299,18 @@ pub struct BalanceTotal {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BalanceList {
-    pub items: Vec<BalanceItem>,
+pub struct BalanceList<'a> {
+    pub items: Vec<BalanceItem<'a>>,
     /// Per-currency sums over `items`.
     pub totals: Vec<BalanceTotal>,
     pub next_cursor: Option<String>,
 }
 
-fn balance_item(state: &AppState, bank_id: &str, s: &BalanceSnapshot) -> BalanceItem {
+fn balance_item<'a>(state: &AppState, bank_id: &'a str, s: &'a BalanceSnapshot) -> BalanceItem<'a> {
     BalanceItem {
-        account_id: s.account_id.to_string(),
-        bank_id: bank_id.to_owned(),
-        currency: s.booked.currency().code().to_owned(),
+        account_id: s.account_id.as_str(),
+        bank_id,
+        currency: s.booked.currency().code(),
         booked: s.booked.to_decimal_string(),
         available: s.available.to_decimal_string(),
         as_of: s.as_of,
@@ -314,14 +319,16 @@ fn balance_item(state: &AppState, bank_id: &str, s: &BalanceSnapshot) -> Balance
     }
 }
 
-fn bank_of(state: &AppState, account: &AccountConfig) -> String {
+fn bank_of<'a>(state: &'a AppState, account: &AccountConfig) -> &'a str {
     state
         .directory
         .connections
         .get(&account.connection)
-        .map(|c| c.bank_id.to_string())
-        .unwrap_or_default()
+        .map_or("", |c| c.bank_id.as_str())
 }
+
+/// Bytes reserved for one balance response (one snapshot is ~250 bytes of JSON).
+const BALANCE_JSON_BYTES: usize = 512;
 
 /// The latest stored balance snapshot of one account (one entry per
 /// currency). Never calls the bank. Needs `accounts:read`.
@@ -333,15 +340,16 @@ pub async fn get_balance(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<AccountBalance>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::AccountsRead)?;
     let account = visible_account(&state, &caller, &id)?;
-    let snapshots = state
+    let all = state
         .directory
         .balance_cache
-        .for_account(&account.id)
+        .all()
         .await
         .map_err(|e| ApiError::storage(&e))?;
+    let snapshots = all.get(&account.id).map_or(&[][..], Vec::as_slice);
     if snapshots.is_empty() {
         return Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -353,14 +361,17 @@ pub async fn get_balance(
         ));
     }
     let bank_id = bank_of(&state, account);
-    Ok(Json(AccountBalance {
-        account_id: account.id.to_string(),
-        balances: snapshots
-            .iter()
-            .map(|s| balance_item(&state, &bank_id, s))
-            .collect(),
-        bank_id,
-    }))
+    json_response(
+        &AccountBalance {
+            account_id: account.id.as_str(),
+            balances: snapshots
+                .iter()
+                .map(|s| balance_item(&state, bank_id, s))
+                .collect(),
+            bank_id,
+        },
+        snapshots.len() * BALANCE_JSON_BYTES,
+    )
 }
 
 /// Fetches fresh balances from the bank for the account's connection (every
@@ -378,7 +389,7 @@ pub async fn refresh_balance(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<AccountBalance>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::AccountsRead)?;
     let account = visible_account(&state, &caller, &id)?;
     let request_id = request_id(&headers);
@@ -399,23 +410,26 @@ pub async fn refresh_balance(
                 account.id, f.message
             ),
         );
-        err.problem.bank_id = Some(bank_of(&state, account));
+        err.problem.bank_id = Some(bank_of(&state, account).to_owned());
         err.problem.bank_code = Some(f.code.clone());
         err.problem.bank_message = Some(f.message.clone());
         return Err(err);
     }
     let bank_id = bank_of(&state, account);
-    let balances = report
+    let balances: Vec<BalanceItem<'_>> = report
         .stored
         .iter()
         .filter(|s| s.account_id == account.id)
-        .map(|s| balance_item(&state, &bank_id, s))
+        .map(|s| balance_item(&state, bank_id, s))
         .collect();
-    Ok(Json(AccountBalance {
-        account_id: account.id.to_string(),
-        bank_id,
-        balances,
-    }))
+    json_response(
+        &AccountBalance {
+            account_id: account.id.as_str(),
+            bank_id,
+            balances,
+        },
+        report.stored.len().max(1) * BALANCE_JSON_BYTES,
+    )
 }
 
 /// The latest balances of every account the caller is entitled to, with
@@ -426,7 +440,7 @@ pub async fn refresh_balance(
 pub async fn list_balances(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<BalanceList>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::AccountsRead)?;
     let snapshots = state
         .directory
@@ -455,18 +469,22 @@ pub async fn list_balances(
             .add(s.booked)
             .and_then(|()| entry.1.add(s.available))
             .map_err(|e| ApiError::internal("balance totals", &e))?;
-        items.push(balance_item(&state, &bank_of(&state, account), s));
+        items.push(balance_item(&state, bank_of(&state, account), s));
     }
-    Ok(Json(BalanceList {
-        items,
-        totals: totals
-            .into_iter()
-            .map(|(cur, (booked, available))| BalanceTotal {
-                currency: cur.code().to_owned(),
-                booked: booked.to_decimal_string(),
-                available: available.to_decimal_string(),
-            })
-            .collect(),
-        next_cursor: None,
-    }))
+    let capacity = (items.len() + totals.len()) * BALANCE_JSON_BYTES;
+    json_response(
+        &BalanceList {
+            items,
+            totals: totals
+                .into_iter()
+                .map(|(cur, (booked, available))| BalanceTotal {
+                    currency: cur.code().to_owned(),
+                    booked: booked.to_decimal_string(),
+                    available: available.to_decimal_string(),
+                })
+                .collect(),
+            next_cursor: None,
+        },
+        capacity,
+    )
 }

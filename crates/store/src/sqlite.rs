@@ -248,6 +248,102 @@ async fn read_pragmas(conn: &mut SqliteConnection) -> Result<WriterPragmas, Stor
     })
 }
 
+/// An account's entries by `seq` (`Store::list_entries`), the row SELECT wrapped in `head`
+/// and `tail` (empty, or `ENTRY_PAGE_JSON` and `)`).
+fn entry_list_query<'q>(
+    head: &str,
+    q: &'q EntryQuery,
+    tail: &str,
+) -> Result<QueryBuilder<'q, Sqlite>, StoreError> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!(
+        "{head}SELECT {ENTRY_COLUMNS} FROM statement_entries WHERE account_id = "
+    ));
+    query.push_bind(q.account_id.as_str());
+    query.push(" AND seq > ").push_bind(q.after_seq);
+    if let Some(from) = q.from {
+        shared::check_date("entry query from", from)?;
+        query
+            .push(" AND booking_date >= ")
+            .push_bind(shared::date_text(from));
+    }
+    if let Some(to) = q.to {
+        shared::check_date("entry query to", to)?;
+        query
+            .push(" AND booking_date <= ")
+            .push_bind(shared::date_text(to));
+    }
+    if let Some(status) = q.status {
+        query
+            .push(" AND status = ")
+            .push_bind(shared::status_text(status));
+    }
+    query
+        .push(" ORDER BY seq LIMIT ")
+        .push_bind(i64::from(q.effective_limit()))
+        .push(tail);
+    Ok(query)
+}
+
+/// Entries of some accounts by `change_seq` (`Store::entries_changed_since`), wrapped as in
+/// [`entry_list_query`].
+fn change_feed_query<'q>(
+    head: &str,
+    account_ids: &'q [domain::AccountId],
+    after_change_seq: i64,
+    limit: u32,
+    tail: &str,
+) -> QueryBuilder<'q, Sqlite> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!(
+        "{head}SELECT {ENTRY_COLUMNS} FROM statement_entries WHERE change_seq > "
+    ));
+    query
+        .push_bind(after_change_seq)
+        .push(" AND account_id IN (");
+    let mut ids = query.separated(", ");
+    for id in account_ids {
+        ids.push_bind(id.as_str());
+    }
+    query
+        .push(") ORDER BY change_seq LIMIT ")
+        .push_bind(i64::from(effective_feed_limit(limit)))
+        .push(tail);
+    query
+}
+
+impl SqliteStore {
+    /// Runs a page query wrapped by `statements::ENTRY_PAGE_JSON`: one value, one hand-off
+    /// from sqlx's connection thread; `order` is the page's ORDER BY column. `None` when the page must be read row by row instead:
+    /// SQLite refused to build the JSON or it does not decode into valid entries, which
+    /// only a damaged row causes; the row-by-row read then reports it as it always did
+    /// (`Corrupt`, naming the column). Other errors (pool, IO) are returned as they are.
+    async fn entry_page(
+        &self,
+        page: &mut QueryBuilder<'_, Sqlite>,
+        order: fn(&StoredEntry) -> i64,
+        op: &'static str,
+    ) -> Result<Option<Vec<StoredEntry>>, StoreError> {
+        let text: String = match page.build_query_scalar().fetch_one(&self.readers).await {
+            Ok(text) => text,
+            Err(
+                err @ (sqlx::Error::Database(_)
+                | sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::Decode(_)),
+            ) => {
+                tracing::warn!(error = %err, "{op}: the page as JSON failed; reading it row by row");
+                return Ok(None);
+            }
+            Err(err) => return Err(statement_error(BACKEND, op, err)),
+        };
+        match statements::entries_from_json(&text, order) {
+            Ok(entries) => Ok(Some(entries)),
+            Err(err) => {
+                tracing::warn!(error = %err, "{op}: the page as JSON failed; reading it row by row");
+                Ok(None)
+            }
+        }
+    }
+}
+
 async fn insert_audit(conn: &mut SqliteConnection, row: &AuditRow) -> Result<i64, StoreError> {
     let done = sqlx::query(
         "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
@@ -479,36 +575,17 @@ impl Store for SqliteStore {
     }
 
     async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<StoredEntry>, StoreError> {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {ENTRY_COLUMNS} FROM statement_entries WHERE account_id = "
-        ));
-        query.push_bind(q.account_id.as_str());
-        query.push(" AND seq > ").push_bind(q.after_seq);
-        if let Some(from) = q.from {
-            shared::check_date("entry query from", from)?;
-            query
-                .push(" AND booking_date >= ")
-                .push_bind(shared::date_text(from));
+        const OP: &str = "listing statement entries";
+        let mut page = entry_list_query(statements::ENTRY_PAGE_JSON, q, ")")?;
+        if let Some(entries) = self.entry_page(&mut page, |e| e.seq, OP).await? {
+            return Ok(entries);
         }
-        if let Some(to) = q.to {
-            shared::check_date("entry query to", to)?;
-            query
-                .push(" AND booking_date <= ")
-                .push_bind(shared::date_text(to));
-        }
-        if let Some(status) = q.status {
-            query
-                .push(" AND status = ")
-                .push_bind(shared::status_text(status));
-        }
-        query
-            .push(" ORDER BY seq LIMIT ")
-            .push_bind(i64::from(q.effective_limit()));
+        let mut query = entry_list_query("", q, "")?;
         let rows = query
             .build()
             .fetch_all(&self.readers)
             .await
-            .map_err(|e| statement_error(BACKEND, "listing statement entries", e))?;
+            .map_err(|e| statement_error(BACKEND, OP, e))?;
         rows.iter().map(statements::entry_from_row).collect()
     }
 
@@ -518,6 +595,7 @@ impl Store for SqliteStore {
         after_change_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEntry>, StoreError> {
+        const OP: &str = "reading the statement change feed";
         if account_ids.len() > CHANGE_FEED_MAX_ACCOUNTS {
             return Err(StoreError::Invalid {
                 reason: format!(
@@ -529,24 +607,22 @@ impl Store for SqliteStore {
         if account_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {ENTRY_COLUMNS} FROM statement_entries WHERE change_seq > "
-        ));
-        query
-            .push_bind(after_change_seq)
-            .push(" AND account_id IN (");
-        let mut ids = query.separated(", ");
-        for id in account_ids {
-            ids.push_bind(id.as_str());
+        let mut page = change_feed_query(
+            statements::ENTRY_PAGE_JSON,
+            account_ids,
+            after_change_seq,
+            limit,
+            ")",
+        );
+        if let Some(entries) = self.entry_page(&mut page, |e| e.change_seq, OP).await? {
+            return Ok(entries);
         }
-        query
-            .push(") ORDER BY change_seq LIMIT ")
-            .push_bind(i64::from(effective_feed_limit(limit)));
+        let mut query = change_feed_query("", account_ids, after_change_seq, limit, "");
         let rows = query
             .build()
             .fetch_all(&self.readers)
             .await
-            .map_err(|e| statement_error(BACKEND, "reading the statement change feed", e))?;
+            .map_err(|e| statement_error(BACKEND, OP, e))?;
         rows.iter().map(statements::entry_from_row).collect()
     }
 

@@ -393,18 +393,20 @@ fn booking<'a>(
 // Reading entries back
 
 /// Column values of one `statement_entries` row, as read; dates already decoded by the
-/// backend (TEXT on SQLite, DATE on PostgreSQL).
-pub(crate) struct EntryColumns {
-    pub id: String,
-    pub account_id: String,
+/// backend (TEXT on SQLite, DATE on PostgreSQL). The five short texts that are parsed, not
+/// kept, are generic so a reader can lend them (SQLite's JSON page, `sqlite/statements.rs`)
+/// instead of allocating a `String` for each; [`EntryColumns`] is the owned form.
+pub(crate) struct EntryColumnsOf<S> {
+    pub id: S,
+    pub account_id: S,
     pub seq: i64,
     pub change_seq: i64,
-    pub direction: String,
+    pub direction: S,
     pub amount_minor: i64,
-    pub currency: String,
+    pub currency: S,
     pub booking_date: BusinessDate,
     pub value_date: BusinessDate,
-    pub status: String,
+    pub status: S,
     pub counterparty_name: Option<String>,
     pub counterparty_account: Option<String>,
     pub counterparty_bank: Option<String>,
@@ -415,6 +417,9 @@ pub(crate) struct EntryColumns {
     pub ingested_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// Column values of one `statement_entries` row, every text owned.
+pub(crate) type EntryColumns = EntryColumnsOf<String>;
 
 fn corrupt(table: &'static str, column: &'static str, reason: String) -> StoreError {
     StoreError::Corrupt {
@@ -453,12 +458,12 @@ pub(crate) fn date_from_text(
         .map_err(|err| corrupt(table, column, format!("not a date ({err})")))
 }
 
-impl EntryColumns {
+impl<S: AsRef<str>> EntryColumnsOf<S> {
     pub(crate) fn into_domain(self) -> Result<StoredEntry, StoreError> {
         const T: &str = ENTRIES_TABLE;
-        let id = EntryId::parse(&self.id)
+        let id = EntryId::parse(self.id.as_ref())
             .map_err(|err| corrupt(T, "id", format!("not a valid entry id ({err})")))?;
-        let direction = match self.direction.as_str() {
+        let direction = match self.direction.as_ref() {
             "credit" => Direction::Credit,
             "debit" => Direction::Debit,
             other => {
@@ -472,7 +477,7 @@ impl EntryColumns {
                 ))
             }
         };
-        let status = match self.status.as_str() {
+        let status = match self.status.as_ref() {
             "pending" => EntryStatus::Pending,
             "booked" => EntryStatus::Booked,
             other => {
@@ -486,10 +491,10 @@ impl EntryColumns {
                 ))
             }
         };
-        let currency = currency_from_text(&self.currency, T)?;
+        let currency = currency_from_text(self.currency.as_ref(), T)?;
         let entry = StatementEntry {
             id,
-            account_id: account_from_text(&self.account_id, T)?,
+            account_id: account_from_text(self.account_id.as_ref(), T)?,
             direction,
             amount: Money::from_minor(self.amount_minor, currency),
             booking_date: self.booking_date,
