@@ -575,6 +575,22 @@ const RANDOM_ID_BODY_LEN: usize = 26;
 /// aloud or retyped.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/// Membership of [`CROCKFORD`] by table: ids are checked on every read of a
+/// stored entry, so this is on the hot path of transaction pages.
+const CROCKFORD_TABLE: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut i = 0;
+    while i < CROCKFORD.len() {
+        table[CROCKFORD[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+fn is_crockford(ch: char) -> bool {
+    ch.is_ascii() && CROCKFORD_TABLE[ch as usize]
+}
+
 /// Checks a random id: `prefix` and 26 upper-case Crockford base32
 /// characters. `kind` names the id in the error ("payment id").
 pub(crate) fn check_random_id(
@@ -588,11 +604,7 @@ pub(crate) fn check_random_id(
             "it does not start with \"{prefix}\"; expected \"{prefix}\" and {RANDOM_ID_BODY_LEN} Crockford base32 characters"
         )));
     };
-    if let Some((index, ch)) = body
-        .chars()
-        .enumerate()
-        .find(|(_, ch)| !(ch.is_ascii() && CROCKFORD.contains(&(*ch as u8))))
-    {
+    if let Some((index, ch)) = body.chars().enumerate().find(|(_, ch)| !is_crockford(*ch)) {
         return Err(invalid(format!(
             "character {} is {}; expected upper-case Crockford base32 (0-9 and A-Z without I, L, O, U)",
             index + 1 + prefix.len(),
