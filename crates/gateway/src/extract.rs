@@ -44,7 +44,8 @@ impl Entitlement {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub subject: String,
-    pub claims: Claims,
+    /// Shared with the verified-token cache: no copy per request.
+    pub claims: std::sync::Arc<Claims>,
     pub entitlement: Entitlement,
 }
 
@@ -100,9 +101,12 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
-        let claims = state.tokens.verify(token, state.clock.now()).map_err(|e| {
-            ApiError::unauthorized(format!("the bearer token was not accepted: {e}"))
-        })?;
+        let claims = state
+            .tokens
+            .verify_shared(token, state.clock.now())
+            .map_err(|e| {
+                ApiError::unauthorized(format!("the bearer token was not accepted: {e}"))
+            })?;
         let Some(client) = state.clients.get(&claims.sub) else {
             return Err(ApiError::unauthorized(
                 "the token's client is no longer configured; ask the operator",

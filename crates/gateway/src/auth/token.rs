@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -150,7 +150,7 @@ pub struct TokenService {
     kid: String,
     settings: TokenSettings,
     /// SHA-256 of token text → its verified claims.
-    cache: Mutex<HashMap<[u8; 32], Claims>>,
+    cache: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
 }
 
 impl fmt::Debug for TokenService {
@@ -275,6 +275,12 @@ impl TokenService {
     /// "unsupported algorithm", "unknown key", "bad signature", "wrong
     /// issuer", "wrong audience", "expired", "not yet valid".
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, AuthError> {
+        self.verify_shared(token, now).map(|c| (*c).clone())
+    }
+
+    /// As [`TokenService::verify`], sharing the cached claims instead of
+    /// copying them (the per-request path of the API).
+    pub fn verify_shared(&self, token: &str, now: DateTime<Utc>) -> Result<Arc<Claims>, AuthError> {
         if token.len() > MAX_TOKEN_LEN_BYTES {
             return Err(AuthError::InvalidToken("malformed"));
         }
@@ -283,7 +289,7 @@ impl TokenService {
             let mut cache = self.lock_cache();
             if let Some(claims) = cache.get(&cache_key) {
                 return match self.check_times(claims, now) {
-                    Ok(()) => Ok(claims.clone()),
+                    Ok(()) => Ok(Arc::clone(claims)),
                     Err(err) => {
                         // Past exp it can never become valid again; "not yet
                         // valid" can, so that entry stays.
@@ -295,7 +301,7 @@ impl TokenService {
                 };
             }
         }
-        let claims = self.verify_uncached(token, now)?;
+        let claims = Arc::new(self.verify_uncached(token, now)?);
         self.remember(cache_key, &claims, now);
         Ok(claims)
     }
@@ -363,7 +369,7 @@ impl TokenService {
         Ok(())
     }
 
-    fn remember(&self, cache_key: [u8; 32], claims: &Claims, now: DateTime<Utc>) {
+    fn remember(&self, cache_key: [u8; 32], claims: &Arc<Claims>, now: DateTime<Utc>) {
         let capacity = self.settings.cache_capacity;
         if capacity == 0 {
             return;
@@ -384,13 +390,13 @@ impl TokenService {
                 }
             }
         }
-        cache.insert(cache_key, claims.clone());
+        cache.insert(cache_key, Arc::clone(claims));
     }
 
     /// A panic while the lock was held cannot leave the map half-updated in
     /// a way that matters (entries are whole verified claims), so a poisoned
     /// lock is used as is rather than failing every request from then on.
-    fn lock_cache(&self) -> MutexGuard<'_, HashMap<[u8; 32], Claims>> {
+    fn lock_cache(&self) -> MutexGuard<'_, HashMap<[u8; 32], Arc<Claims>>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
