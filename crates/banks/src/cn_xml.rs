@@ -70,10 +70,10 @@ use formats::cn_xml::messages::{
     ENTRY_PENDING, FIELD_BUSNAR, FIELD_CRTACC, FIELD_CRTBNM, FIELD_CRTNAM, FIELD_DBTACC,
     FIELD_NUSAGE, FIELD_YURREF, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE, FUNC_QUERY_DAY_BALANCE,
     FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT, FUNC_SUBMIT_PAYMENT, MAX_ACCOUNTS_PER_BALANCE_QUERY,
-    MAX_HISTORY_RANGE_DAYS, MAX_REFERENCES_PER_QUERY, REC_FAILED, REC_SUCCESS, REQSTS_FINISHED,
-    RET_DUPLICATE_REFERENCE, RET_OK, RET_SYSTEM_BUSY, RET_SYSTEM_ERROR, RTNFLG_CANCELLED,
-    RTNFLG_EXPIRED, RTNFLG_FAILED, RTNFLG_REJECTED, RTNFLG_RETURNED, RTNFLG_SUCCESS, URGENT_NO,
-    URGENT_YES,
+    MAX_HISTORY_RANGE_DAYS, MAX_REFERENCES_PER_QUERY, REC_FAILED, REC_SUCCESS, REQSTS_ACCEPTED,
+    REQSTS_FINISHED, REQSTS_WAITING, RET_BAD_REQUEST, RET_DUPLICATE_REFERENCE, RET_LOGIN_FAILED,
+    RET_NO_PERMISSION, RET_OK, RET_SYSTEM_BUSY, RET_SYSTEM_ERROR, RTNFLG_CANCELLED, RTNFLG_EXPIRED,
+    RTNFLG_FAILED, RTNFLG_REJECTED, RTNFLG_RETURNED, RTNFLG_SUCCESS, URGENT_NO, URGENT_YES,
 };
 use formats::cn_xml::{decode, encode, Limits, Packet};
 
@@ -826,15 +826,23 @@ const FLAG_CODES: &[(&str, &str, &str)] = &[
 ];
 
 /// Maps the family's two-level status onto [`BankPaymentStatus`]
-/// (DESIGN.md, "Payment state machine"): a request status other than `FIN`
-/// is `Processing` whatever its flag; `FIN` with `S` is `Settled`, with
+/// (DESIGN.md, "Payment state machine"): request status `ACC` or `AUT` is
+/// `Processing` whatever its flag, any other than those and `FIN` cannot be
+/// believed; `FIN` with `S` is `Settled`, with
 /// `F`/`B`/`E`/`C` `Failed` with the bank's code and text (a code made from
 /// the flag when `ERRCOD` is empty), with `R` `Returned`. `FIN` with any
 /// other flag, an empty one included, cannot be believed: the error is the
 /// reason.
 pub fn map_payment_result(result: &PaymentResult) -> Result<BankPaymentStatus, String> {
-    if result.request_status != REQSTS_FINISHED {
-        return Ok(BankPaymentStatus::Processing);
+    match result.request_status.as_str() {
+        REQSTS_FINISHED => {}
+        REQSTS_ACCEPTED | REQSTS_WAITING => return Ok(BankPaymentStatus::Processing),
+        other => {
+            return Err(format!(
+                "REQSTS {}; expected ACC, AUT or FIN",
+                quoted(other)
+            ))
+        }
     }
     let flag = result.result_flag.as_str();
     if flag == RTNFLG_SUCCESS {
@@ -973,12 +981,36 @@ impl CnXmlConnector {
                 ),
                 })
             }
-            code => {
+            RET_LOGIN_FAILED => {
+                // The front machine refused the login before looking at the
+                // payment: nothing was processed.
+                return Err(BankError::NotProcessed {
+                    bank: self.bank(),
+                    reason: format!("login refused: {}", response.ret_msg),
+                });
+            }
+            RET_NO_PERMISSION | RET_BAD_REQUEST => {
+                // The family's documented refusals of the request itself:
+                // final, the payment was not taken.
                 return Err(BankError::Rejected {
                     bank: self.bank(),
-                    code: code.to_string(),
+                    code: response.ret_code.clone(),
                     message: response.ret_msg,
-                })
+                });
+            }
+            code => {
+                // A code this connector does not know cannot be read as a
+                // rejection: the bank may have taken the payment. Ask.
+                return Err(BankError::OutcomeUnknown {
+                    bank: self.bank(),
+                    cause: UnknownCause::Protocol,
+                    reason: format!(
+                        "payment {} answered an undocumented RETCODE {}: {}; query the reference",
+                        payment.reference,
+                        quoted(code),
+                        quoted(&response.ret_msg)
+                    ),
+                });
             }
         }
         let [result] = response.records.as_slice() else {
@@ -1504,7 +1536,6 @@ mod tests {
         let cases = [
             (result("ACC", "", ""), BankPaymentStatus::Processing),
             (result("AUT", "", ""), BankPaymentStatus::Processing),
-            (result("NTE", "S", ""), BankPaymentStatus::Processing),
             (result("FIN", "S", ""), BankPaymentStatus::Settled),
             (
                 result("FIN", "F", "INSUFFICIENT_FUNDS"),
@@ -1531,6 +1562,9 @@ mod tests {
         with_text.error_text = "户名不符".into();
         assert_eq!(map_payment_result(&with_text), Ok(failed("X1", "户名不符")));
         assert!(map_payment_result(&result("FIN", "", "")).is_err());
+        // A request status the family does not document is not "processing".
+        assert!(map_payment_result(&result("NTE", "S", "")).is_err());
+        assert!(map_payment_result(&result("", "", "")).is_err());
         assert!(map_payment_result(&result("FIN", "Z", "")).is_err());
     }
 

@@ -262,6 +262,11 @@ impl PaymentWorkers {
             tracing::debug!(payment = %p.instruction.id, bank = %conn.bank_id, %until, "breaker open; not sending now");
             return self.keep_watching(&p, token, until).await;
         }
+        // Wait for the bank's limits BEFORE committing `submitting`: a payment
+        // must not sit in `submitting` behind the gate (the reaper would call
+        // it unknown and the minimum age would count from a send that has not
+        // happened yet). The permit is held until the call is answered.
+        let _admitted = conn.admit().await;
         let Some(p) = self
             .step(
                 &p,
@@ -279,7 +284,7 @@ impl PaymentWorkers {
         };
         failpoints::hit(failpoints::AFTER_SUBMITTING_COMMIT);
         let wire = to_bank_instruction(&p.instruction, &account.number);
-        let result = conn.gated(conn.connector().submit_payment(&wire)).await;
+        let result = conn.connector().submit_payment(&wire).await;
         failpoints::hit(failpoints::AFTER_BANK_ANSWER);
         let now = self.clock.now();
         let poll_at = Some(now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64));
@@ -499,13 +504,61 @@ impl PaymentWorkers {
 
     /// The question could not be asked: every payment of it is due again
     /// after a backoff.
-    async fn retry_group_later(&self, group: &[ClaimedPayment]) -> Result<(), StoreError> {
+    async fn retry_group_later(
+        &self,
+        conn: &ConnectionRuntime,
+        group: &[ClaimedPayment],
+    ) -> Result<(), StoreError> {
         let next = self.clock.now() + self.backoff(2);
+        let quirks = self.quirks(&conn.bank_id).cloned().unwrap_or_default();
         for c in group {
-            self.keep_watching(&c.payment, Some(c.fencing_token), next)
-                .await?;
+            // A bank that cannot be asked must not keep an unknown payment
+            // unknown for ever: past the maximum age an operator looks.
+            if !self
+                .escalate_if_overdue(&c.payment, Some(c.fencing_token), &quirks)
+                .await?
+            {
+                self.keep_watching(&c.payment, Some(c.fencing_token), next)
+                    .await?;
+            }
         }
         Ok(())
+    }
+
+    /// Moves an `unknown` payment to `needs_review` once the bank's maximum
+    /// age since its first send has passed; says whether it did.
+    async fn escalate_if_overdue(
+        &self,
+        p: &StoredPayment,
+        token: Option<i64>,
+        quirks: &crate::config::BankQuirks,
+    ) -> Result<bool, StoreError> {
+        if p.status != PaymentStatus::Unknown.as_str() {
+            return Ok(false);
+        }
+        let max_age = ChronoDuration::seconds(quirks.max_unknown_age_s as i64);
+        if domain::escalate_to_review(
+            PaymentStatus::Unknown,
+            self.clock.now(),
+            p.first_sent_at,
+            max_age,
+        )
+        .is_err()
+        {
+            return Ok(false);
+        }
+        self.step(
+            p,
+            PaymentStatus::Unknown,
+            token,
+            PaymentStatus::NeedsReview,
+            TransitionCause::MaxAgeExceeded,
+            (None, None, None),
+            None,
+            true,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Asks the bank about claimed payments of one connection and account.
@@ -526,11 +579,11 @@ impl PaymentWorkers {
             Ok(a) if a.len() == refs.len() => a,
             Ok(_) => {
                 tracing::error!(bank = %conn.bank_id, "status answer count differs from the question; asking again later");
-                return self.retry_group_later(&group).await;
+                return self.retry_group_later(conn, &group).await;
             }
             Err(e) => {
                 tracing::warn!(bank = %conn.bank_id, error = %e, "status query failed; asking again later");
-                return self.retry_group_later(&group).await;
+                return self.retry_group_later(conn, &group).await;
             }
         };
         let now = self.clock.now();
@@ -595,8 +648,10 @@ impl PaymentWorkers {
                 },
                 (PaymentStatus::Unknown, StatusAnswer::NotFound) => {
                     let min_age = ChronoDuration::seconds(quirks.min_none_age_s as i64);
-                    let max_age = ChronoDuration::seconds(quirks.max_unknown_age_s as i64);
-                    if domain::requeue_after_none(from, now, p.last_sent_at, min_age).is_ok() {
+                    if self.escalate_if_overdue(&p, token, &quirks).await? {
+                        // Past the maximum age nothing is resent automatically.
+                    } else if domain::requeue_after_none(from, now, p.last_sent_at, min_age).is_ok()
+                    {
                         tracing::info!(payment = %p.instruction.id, "the bank positively knows no such instruction after the minimum age: resending with the same reference");
                         self.step(
                             &p,
@@ -610,20 +665,6 @@ impl PaymentWorkers {
                         )
                         .await?;
                         self.wake.notify_one();
-                    } else if domain::escalate_to_review(from, now, p.first_sent_at, max_age)
-                        .is_ok()
-                    {
-                        self.step(
-                            &p,
-                            from,
-                            token,
-                            PaymentStatus::NeedsReview,
-                            TransitionCause::MaxAgeExceeded,
-                            (None, None, None),
-                            None,
-                            true,
-                        )
-                        .await?;
                     } else {
                         // Too early to believe "none": ask again later.
                         self.keep_watching(&p, token, next_poll).await?;

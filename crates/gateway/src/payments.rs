@@ -208,6 +208,32 @@ pub async fn create_payment(
         )
     })?;
     let request_hash = canonical_hash(&json);
+    // A retry is answered with the first answer BEFORE the body is judged
+    // again: what was valid then (today's date, an entitlement, the bank's
+    // rules) may not be now, and refusing a retry of a payment that exists
+    // would make the ERP enter it twice.
+    if let Some(record) = state
+        .store
+        .find_idempotency_key(&caller.subject, &key)
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+    {
+        if record.request_hash != request_hash {
+            return Err(key_reused());
+        }
+        return match (
+            record.completed,
+            record.response_status,
+            record.response_body,
+        ) {
+            (true, Some(status), Some(body)) => Ok(json_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                body,
+                true,
+            )),
+            _ => Err(in_progress()),
+        };
+    }
     let now = state.clock.now();
     let currencies_of = |id: &AccountId| {
         state
@@ -362,19 +388,8 @@ pub async fn create_payment(
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             Ok(json_response(status, body, true))
         }
-        CreateOutcome::KeyReused => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different body; use a new key for a new payment",
-        )
-        .with_field("header.Idempotency-Key")),
-        CreateOutcome::InProgress => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_in_progress",
-            "a request with this Idempotency-Key is still being handled; retry in a moment",
-        )
-        .with_field("header.Idempotency-Key")
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))),
+        CreateOutcome::KeyReused => Err(key_reused()),
+        CreateOutcome::InProgress => Err(in_progress()),
         CreateOutcome::DuplicateEndToEndId { existing_payment_id } => Err(ApiError::new(
             StatusCode::CONFLICT,
             "duplicate_end_to_end_id",
@@ -384,6 +399,25 @@ pub async fn create_payment(
         )
         .with_field("body.end_to_end_id")),
     }
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different body; use a new key for a new payment",
+    )
+    .with_field("header.Idempotency-Key")
+}
+
+fn in_progress() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still being handled; retry in a moment",
+    )
+    .with_field("header.Idempotency-Key")
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {

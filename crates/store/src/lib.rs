@@ -61,12 +61,12 @@ pub use model::{
     ENTRY_QUERY_MAX_LIMIT, INGEST_ENTRIES_MAX, SNAPSHOTS_PER_SAVE_MAX, SYNC_ERROR_MAX_CHARS,
 };
 pub use payments::{
-    Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, InitialStep, NewPayment, PaymentChange,
-    PaymentCursor, PaymentHistoryEntry, PaymentInstruction, PaymentQuery, StoredPayment,
-    TransitionGuard, CLAIM_MAX_LIMIT, IDEMPOTENCY_RESPONSE_MAX_BYTES, IDEMPOTENCY_RETENTION_MIN_S,
-    INITIAL_STEPS_MAX, LEASE_DURATION_MAX_MS, PAYMENT_HISTORY_MAX_ROWS,
-    PAYMENT_QUERY_DEFAULT_LIMIT, PAYMENT_QUERY_MAX_ACCOUNTS, PAYMENT_QUERY_MAX_LIMIT,
-    PAYMENT_STATUSES,
+    Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, IdempotencyRecord, InitialStep,
+    NewPayment, PaymentChange, PaymentCursor, PaymentHistoryEntry, PaymentInstruction,
+    PaymentQuery, StoredPayment, TransitionGuard, CLAIM_MAX_LIMIT, IDEMPOTENCY_RESPONSE_MAX_BYTES,
+    IDEMPOTENCY_RETENTION_MIN_S, INITIAL_STEPS_MAX, LEASE_DURATION_MAX_MS,
+    PAYMENT_HISTORY_MAX_ROWS, PAYMENT_QUERY_DEFAULT_LIMIT, PAYMENT_QUERY_MAX_ACCOUNTS,
+    PAYMENT_QUERY_MAX_LIMIT, PAYMENT_STATUSES,
 };
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, WriterPragmas, WriterStats};
@@ -228,6 +228,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         id: &domain::PaymentId,
     ) -> Result<Option<StoredPayment>, StoreError>;
+
+    /// The stored record of an Idempotency-Key of a client, if any (expired
+    /// ones included until purged). Lets the API answer a retry with what it
+    /// answered the first time before it looks at the body again.
+    async fn find_idempotency_key(
+        &self,
+        client_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
 
     /// Payments matching every filter of `q`, ascending by (`created_at`, `id`), after
     /// `q.after`, at most `min(q.limit, PAYMENT_QUERY_MAX_LIMIT)` (0: the default).

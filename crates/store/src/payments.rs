@@ -144,6 +144,16 @@ pub struct IdempotencyClaim {
 }
 
 /// What `create_payment` did.
+/// A stored Idempotency-Key: the hash of the body it was first used with,
+/// and (once completed) the answer given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub completed: bool,
+    pub response_status: Option<u16>,
+    pub response_body: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
     /// The payment, its history, the key and the audit record were committed together.

@@ -30,8 +30,9 @@ use crate::model::{
 use crate::payments::{self as pay, HISTORY_COLUMNS, PAYMENT_COLUMNS};
 use crate::statements::{self as shared, BreakRow, SyncRow, ENTRY_COLUMNS};
 use crate::{
-    Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, NewPayment, PaymentChange,
-    PaymentHistoryEntry, PaymentQuery, StoredPayment, TransitionGuard, PAYMENT_HISTORY_MAX_ROWS,
+    Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, IdempotencyRecord, NewPayment,
+    PaymentChange, PaymentHistoryEntry, PaymentQuery, StoredPayment, TransitionGuard,
+    PAYMENT_HISTORY_MAX_ROWS,
 };
 use crate::{
     AuditQuery, AuditRecord, Backend, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,
@@ -786,6 +787,45 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| statement_error(BACKEND, "listing payments", e))?;
         rows.iter().map(payments::payment_from_row).collect()
+    }
+
+    async fn find_idempotency_key(
+        &self,
+        client_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request_hash, state, response_status, response_body \
+             FROM idempotency_keys WHERE client_id = ? AND key = ?",
+        )
+        .bind(client_id)
+        .bind(key)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading an idempotency key", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let request_hash: String = codec::column(&row, "idempotency_keys", "request_hash")?;
+        let state: String = codec::column(&row, "idempotency_keys", "state")?;
+        let status: Option<i64> = codec::column(&row, "idempotency_keys", "response_status")?;
+        let response_body: Option<String> =
+            codec::column(&row, "idempotency_keys", "response_body")?;
+        let response_status = status
+            .map(|s| {
+                u16::try_from(s).map_err(|_| StoreError::Corrupt {
+                    table: "idempotency_keys",
+                    column: "response_status",
+                    reason: format!("{s} is not an HTTP status"),
+                })
+            })
+            .transpose()?;
+        Ok(Some(IdempotencyRecord {
+            request_hash,
+            completed: state == "completed",
+            response_status,
+            response_body,
+        }))
     }
 
     async fn get_payment(

@@ -563,3 +563,24 @@ async fn an_operator_resolves_needs_review_and_only_with_admin() {
     assert_eq!(last["actor"], "client:erp");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_used_key_is_answered_before_the_body_is_judged_again() {
+    // Regression: a retry must get the first answer even when the body would
+    // no longer pass (a date that is now in the past, a changed rule); and a
+    // used key with another body is a 409 whatever that body holds.
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    let (s, first, _) = create(&app, &token, "judge-1", &body("3.00", None)).await;
+    assert_eq!(s, 201);
+    let mut invalid = body("3.00", None);
+    invalid["amount"] = json!("not money");
+    let (s, v, _) = create(&app, &token, "judge-1", &invalid).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["code"], "idempotency_key_reused");
+    let (s, again, replayed) = create(&app, &token, "judge-1", &body("3.00", None)).await;
+    assert_eq!(s, 201);
+    assert!(replayed);
+    assert_eq!(again, first);
+    app.stop().await;
+}
