@@ -330,13 +330,15 @@ impl PaymentWorkers {
                                 TransitionCause::BankAccepted,
                                 bank,
                                 poll_at,
-                                true,
+                                // Keep the lease: the next write-back below
+                                // is still this worker's, fenced by its token.
+                                false,
                             )
                             .await?
                         else {
                             return Ok(());
                         };
-                        self.apply_found(&p, PaymentStatus::Accepted, None, other, None)
+                        self.apply_found(&p, PaymentStatus::Accepted, token, other, None)
                             .await?;
                     }
                 }
