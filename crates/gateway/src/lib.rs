@@ -38,6 +38,7 @@ pub mod payments;
 pub mod problem;
 pub mod routes;
 pub mod statements;
+pub mod timefmt;
 pub mod transactions;
 
 use std::{sync::Arc, time::Duration};

@@ -277,8 +277,10 @@ pub struct BalanceItem<'a> {
     /// Available balance, decimal string; may be negative.
     pub available: String,
     /// When the bank says the balance was taken.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub as_of: DateTime<Utc>,
     /// When bankdirect fetched it from the bank.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub fetched_at: DateTime<Utc>,
     /// Seconds since `fetched_at`: how old this snapshot is.
     pub age_s: i64,

@@ -116,8 +116,10 @@ pub struct TransactionView<'a> {
     /// The account's balance after this entry, where the bank gives one.
     pub running_balance: Option<String>,
     /// When bankdirect first stored the entry.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub ingested_at: DateTime<Utc>,
     /// When bankdirect last changed it (pending → booked).
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -377,6 +379,7 @@ pub struct SyncResult {
     pub unchanged: u32,
     /// Days whose entries do not add up to the bank's balances.
     pub continuity_breaks: Vec<String>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub finished_at: DateTime<Utc>,
 }
 
@@ -446,6 +449,7 @@ pub struct ContinuityBreakView {
     pub entries_sum: String,
     /// closing − (opening + entries_sum): what is missing or extra.
     pub gap: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub detected_at: DateTime<Utc>,
 }
 

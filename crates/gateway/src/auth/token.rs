@@ -8,7 +8,9 @@
 //! own `exp`/`nbf` checks (which read the system clock) are switched off and
 //! done here.
 //!
-//! Verified tokens are cached by SHA-256 of the token text until they expire,
+//! Verified tokens are cached by their exact text until they expire (an
+//! exact match: no hash collision can make one token pass as another; the
+//! size is bounded by the cache capacity and the token length limit),
 //! so a busy client costs one signature check per token rather than per call.
 //! A cache hit still re-checks `exp` and `nbf` against `now`.
 
@@ -149,8 +151,8 @@ pub struct TokenService {
     /// RFC 7638 thumbprint of the public JWK.
     kid: String,
     settings: TokenSettings,
-    /// SHA-256 of token text → its verified claims.
-    cache: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
+    /// Token text → its verified claims.
+    cache: Mutex<HashMap<Box<str>, Arc<Claims>>>,
 }
 
 impl fmt::Debug for TokenService {
@@ -284,17 +286,16 @@ impl TokenService {
         if token.len() > MAX_TOKEN_LEN_BYTES {
             return Err(AuthError::InvalidToken("malformed"));
         }
-        let cache_key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if self.settings.cache_capacity > 0 {
             let mut cache = self.lock_cache();
-            if let Some(claims) = cache.get(&cache_key) {
+            if let Some(claims) = cache.get(token) {
                 return match self.check_times(claims, now) {
                     Ok(()) => Ok(Arc::clone(claims)),
                     Err(err) => {
                         // Past exp it can never become valid again; "not yet
                         // valid" can, so that entry stays.
                         if matches!(err, AuthError::InvalidToken("expired")) {
-                            cache.remove(&cache_key);
+                            cache.remove(token);
                         }
                         Err(err)
                     }
@@ -302,7 +303,7 @@ impl TokenService {
             }
         }
         let claims = Arc::new(self.verify_uncached(token, now)?);
-        self.remember(cache_key, &claims, now);
+        self.remember(token, &claims, now);
         Ok(claims)
     }
 
@@ -369,7 +370,7 @@ impl TokenService {
         Ok(())
     }
 
-    fn remember(&self, cache_key: [u8; 32], claims: &Arc<Claims>, now: DateTime<Utc>) {
+    fn remember(&self, token: &str, claims: &Arc<Claims>, now: DateTime<Utc>) {
         let capacity = self.settings.cache_capacity;
         if capacity == 0 {
             return;
@@ -384,19 +385,19 @@ impl TokenService {
                 // just one, so the next inserts do not each pay for a full
                 // sweep; an evicted token is merely verified again.
                 let evict = (cache.len() + 1 - capacity).max(capacity / 8);
-                let victims: Vec<[u8; 32]> = cache.keys().take(evict).copied().collect();
+                let victims: Vec<Box<str>> = cache.keys().take(evict).cloned().collect();
                 for victim in victims {
                     cache.remove(&victim);
                 }
             }
         }
-        cache.insert(cache_key, Arc::clone(claims));
+        cache.insert(token.into(), Arc::clone(claims));
     }
 
     /// A panic while the lock was held cannot leave the map half-updated in
     /// a way that matters (entries are whole verified claims), so a poisoned
     /// lock is used as is rather than failing every request from then on.
-    fn lock_cache(&self) -> MutexGuard<'_, HashMap<[u8; 32], Arc<Claims>>> {
+    fn lock_cache(&self) -> MutexGuard<'_, HashMap<Box<str>, Arc<Claims>>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -839,10 +840,9 @@ mod tests {
         let newer = service.issue("newer", &[], later).unwrap().access_token;
         service.verify(&newer, later).unwrap();
         let cache = service.lock_cache();
-        let digest = |t: &str| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
-        assert!(!cache.contains_key(&digest(&short)));
-        assert!(cache.contains_key(&digest(&long)));
-        assert!(cache.contains_key(&digest(&newer)));
+        assert!(!cache.contains_key(short.as_str()));
+        assert!(cache.contains_key(long.as_str()));
+        assert!(cache.contains_key(newer.as_str()));
     }
 
     #[test]
