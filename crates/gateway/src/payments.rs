@@ -49,6 +49,7 @@ pub struct CreditorView {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HistoryView {
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub at: DateTime<Utc>,
     pub from: Option<String>,
     pub to: String,
@@ -77,7 +78,9 @@ pub struct PaymentView {
     pub bank_payment_id: Option<String>,
     /// The client that created the payment.
     pub initiated_by: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub updated_at: DateTime<Utc>,
     /// Present on single-payment reads; absent in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
