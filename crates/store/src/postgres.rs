@@ -620,7 +620,8 @@ impl Store for PgStore {
         };
         let request_hash: String = codec::column(&row, "idempotency_keys", "request_hash")?;
         let state: String = codec::column(&row, "idempotency_keys", "state")?;
-        let status: Option<i64> = codec::column(&row, "idempotency_keys", "response_status")?;
+        // INTEGER in PostgreSQL is 32 bits.
+        let status: Option<i32> = codec::column(&row, "idempotency_keys", "response_status")?;
         let response_body: Option<String> =
             codec::column(&row, "idempotency_keys", "response_body")?;
         let response_status = status
@@ -764,28 +765,8 @@ impl Store for PgStore {
         id: &domain::PaymentId,
         fencing_token: i64,
     ) -> Result<(), StoreError> {
-        let id = id.as_str().to_owned();
-        self.write("releasing a payment lease", move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE payments SET lease_owner = NULL, lease_expires_at = NULL, \
-                       version = version + 1 \
-                     WHERE id = $1 AND fencing_token = $2",
-                )
-                .bind(&id)
-                .bind(fencing_token)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| statement_error(BACKEND, "releasing a payment lease", e))?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    let current = payments::current(conn, &id).await?;
-                    Err(pay::release_failure(&id, current))
-                }
-            })
-        })
-        .await
+        self.end_lease(id, fencing_token, None, "releasing a payment lease")
+            .await
     }
 
     async fn reschedule_payment(
@@ -794,32 +775,11 @@ impl Store for PgStore {
         fencing_token: i64,
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let id = id.as_str().to_owned();
         let next = next_attempt_at
             .map(|t| codec::instant(t, "next attempt"))
             .transpose()?;
-        self.write("rescheduling a payment", move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE payments SET next_attempt_at = $1, lease_owner = NULL, \
-                       lease_expires_at = NULL, version = version + 1 \
-                     WHERE id = $2 AND fencing_token = $3",
-                )
-                .bind(next)
-                .bind(&id)
-                .bind(fencing_token)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| statement_error(BACKEND, "rescheduling a payment", e))?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    let current = payments::current(conn, &id).await?;
-                    Err(pay::release_failure(&id, current))
-                }
-            })
-        })
-        .await
+        self.end_lease(id, fencing_token, Some(next), "rescheduling a payment")
+            .await
     }
 
     async fn idempotency_purge(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -839,5 +799,44 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl PgStore {
+    /// Clears the lease of a payment that still carries `fencing_token`, and
+    /// sets its next due time when `next` is given (`Some(None)`: not due).
+    async fn end_lease(
+        &self,
+        id: &domain::PaymentId,
+        fencing_token: i64,
+        next: Option<Option<DateTime<Utc>>>,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        let set_next = next.is_some();
+        self.write(what, move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE payments SET \
+                       next_attempt_at = CASE WHEN $1 THEN $2::timestamptz ELSE next_attempt_at END, \
+                       lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
+                     WHERE id = $3 AND fencing_token = $4",
+                )
+                .bind(set_next)
+                .bind(next.flatten())
+                .bind(&id)
+                .bind(fencing_token)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| statement_error(BACKEND, what, e))?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    let current = payments::current(conn, &id).await?;
+                    Err(pay::release_failure(&id, current))
+                }
+            })
+        })
+        .await
     }
 }

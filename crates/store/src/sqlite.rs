@@ -952,28 +952,8 @@ impl Store for SqliteStore {
         id: &domain::PaymentId,
         fencing_token: i64,
     ) -> Result<(), StoreError> {
-        let id = id.as_str().to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE payments SET lease_owner = NULL, lease_expires_at = NULL, \
-                       version = version + 1 \
-                     WHERE id = ? AND fencing_token = ?",
-                )
-                .bind(&id)
-                .bind(fencing_token)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| statement_error(BACKEND, "releasing a payment lease", e))?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    let current = payments::current(conn, &id).await?;
-                    Err(pay::release_failure(&id, current))
-                }
-            })
-        })
-        .await
+        self.end_lease(id, fencing_token, None, "releasing a payment lease")
+            .await
     }
 
     async fn reschedule_payment(
@@ -982,32 +962,11 @@ impl Store for SqliteStore {
         fencing_token: i64,
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let id = id.as_str().to_owned();
         let next = next_attempt_at
             .map(|t| codec::instant(t, "next attempt"))
             .transpose()?;
-        self.write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE payments SET next_attempt_at = ?, lease_owner = NULL, \
-                       lease_expires_at = NULL, version = version + 1 \
-                     WHERE id = ? AND fencing_token = ?",
-                )
-                .bind(next.map(codec::instant_text))
-                .bind(&id)
-                .bind(fencing_token)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| statement_error(BACKEND, "rescheduling a payment", e))?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    let current = payments::current(conn, &id).await?;
-                    Err(pay::release_failure(&id, current))
-                }
-            })
-        })
-        .await
+        self.end_lease(id, fencing_token, Some(next), "rescheduling a payment")
+            .await
     }
 
     async fn idempotency_purge(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -1028,6 +987,45 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.shutdown().await;
         self.readers.close().await;
+    }
+}
+
+impl SqliteStore {
+    /// Clears the lease of a payment that still carries `fencing_token`, and
+    /// sets its next due time when `next` is given (`Some(None)`: not due).
+    async fn end_lease(
+        &self,
+        id: &domain::PaymentId,
+        fencing_token: i64,
+        next: Option<Option<DateTime<Utc>>>,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        let set_next = next.is_some();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE payments SET \
+                       next_attempt_at = CASE WHEN ? THEN ? ELSE next_attempt_at END, \
+                       lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
+                     WHERE id = ? AND fencing_token = ?",
+                )
+                .bind(set_next)
+                .bind(next.flatten().map(codec::instant_text))
+                .bind(&id)
+                .bind(fencing_token)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| statement_error(BACKEND, what, e))?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    let current = payments::current(conn, &id).await?;
+                    Err(pay::release_failure(&id, current))
+                }
+            })
+        })
+        .await
     }
 }
 

@@ -228,6 +228,7 @@ suite!(
     payments_list_filters_and_pages_stably,
     payments_create_is_all_or_nothing,
     payments_purge_deletes_only_expired_keys,
+    payments_a_stored_idempotency_key_reads_back,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only

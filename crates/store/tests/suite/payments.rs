@@ -817,3 +817,41 @@ pub(crate) async fn payments_purge_deletes_only_expired_keys(db: TestDb) {
     ));
     store.close().await;
 }
+
+/// A stored key reads back with its hash and its answer (regression: on
+/// PostgreSQL the INTEGER status once failed to decode, and a retry whose
+/// first answer was lost got a 503 for ever).
+pub(crate) async fn payments_a_stored_idempotency_key_reads_back(db: TestDb) {
+    let store = db.open().await;
+    assert_eq!(
+        store.find_idempotency_key("erp", "k-find").await.unwrap(),
+        None
+    );
+    let new = new_payment("main", 500, None, Some(instant(0, 0)));
+    let body = r#"{"status":"queued"}"#;
+    match store
+        .create_payment(new, claim("k-find", "hash-f", body), create_audit(0))
+        .await
+        .unwrap()
+    {
+        CreateOutcome::Created(_) => {}
+        other => panic!("{other:?}"),
+    }
+    let found = store
+        .find_idempotency_key("erp", "k-find")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.request_hash, "hash-f");
+    assert!(found.completed);
+    assert_eq!(found.response_status, Some(201));
+    assert_eq!(found.response_body.as_deref(), Some(body));
+    assert_eq!(
+        store
+            .find_idempotency_key("other-client", "k-find")
+            .await
+            .unwrap(),
+        None
+    );
+    store.close().await;
+}
