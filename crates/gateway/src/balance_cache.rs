@@ -70,11 +70,6 @@ impl BalanceCache {
         Ok(snapshots)
     }
 
-    /// One account's latest snapshots (one per currency), empty if none yet.
-    pub async fn for_account(&self, id: &AccountId) -> Result<Vec<BalanceSnapshot>, StoreError> {
-        Ok(self.all().await?.get(id).cloned().unwrap_or_default())
-    }
-
     /// Drops the copy; the next read loads what the store holds now.
     pub fn invalidate(&self) {
         let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());

@@ -363,11 +363,6 @@ impl App {
         self.state.store.close().await;
         Ok(())
     }
-
-    /// Signals the workers to stop (used when the app is dropped without serve).
-    pub fn stop_workers(&self) {
-        let _ = self.shutdown_tx.send(true);
-    }
 }
 
 /// Builds the router for a state.

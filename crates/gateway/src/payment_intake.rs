@@ -7,7 +7,6 @@
 //! that depend on the bank — charset and byte lengths — are the connector's
 //! (`BankConnector::check_payment`), run by the caller after these.
 
-use chrono::{DateTime, Utc};
 use domain::{
     AccountId, Bic, BusinessDate, CnapsCode, CreditorType, Currency, EndToEndId, Money, Urgency,
 };
@@ -509,9 +508,6 @@ pub fn parse_payment(
         _ => Err(problems),
     }
 }
-
-/// The moment a request was received, for `created_at` and ages.
-pub type Received = DateTime<Utc>;
 
 #[cfg(test)]
 mod tests {
