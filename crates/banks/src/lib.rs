@@ -276,6 +276,93 @@ pub enum StatusAnswer {
     },
 }
 
+/// What a batch pays: a supplier run (one debit per item) or a payroll run
+/// (代发工资: the bank may post one debit for the whole run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchKind {
+    Supplier,
+    Payroll,
+}
+
+impl BatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchKind::Supplier => "supplier",
+            BatchKind::Payroll => "payroll",
+        }
+    }
+}
+
+/// One item of a batch chunk as sent to the bank: the fields of a single
+/// payment without debtor, currency and execution date (the batch's).
+/// `reference` is the item's own business reference, unique store-wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItemInstruction {
+    pub reference: BankReference,
+    /// Positive, in the batch's currency.
+    pub amount: Money,
+    pub creditor_name: String,
+    pub creditor_account: String,
+    pub creditor_bank_code: Option<CnapsCode>,
+    pub creditor_bic: Option<Bic>,
+    pub creditor_bank_name: Option<String>,
+    pub creditor_type: CreditorType,
+    pub remittance: String,
+    pub purpose: Option<String>,
+}
+
+/// One chunk of a batch as sent to the bank in one submission: at most
+/// [`BankConnector::max_batch_items`] items. `reference` is the chunk's
+/// business reference (the bank's batch reference: generated once, stored
+/// before the first send, identical on every resend); `batch_reference` is
+/// the whole batch's, carried for the bank's reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInstruction {
+    pub kind: BatchKind,
+    pub reference: BankReference,
+    pub batch_reference: BankReference,
+    pub debtor_account: AccountNumber,
+    pub currency: Currency,
+    pub requested_execution_date: BusinessDate,
+    pub items: Vec<BatchItemInstruction>,
+}
+
+/// The bank took a batch chunk in (a rejection of the whole chunk is
+/// `BankError::Rejected`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReceipt {
+    pub bank_batch_id: Option<String>,
+    pub bank_code: String,
+    pub bank_message: String,
+}
+
+/// Where one item of a batch stands at the bank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItemResult {
+    pub reference: BankReference,
+    pub status: BankPaymentStatus,
+}
+
+/// The answer to "what happened to the batch chunk with this reference?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchStatusAnswer {
+    /// The bank positively knows no batch with this reference.
+    NotFound,
+    Found {
+        /// True when the bank says it has finished with every item (each is
+        /// then `Settled`, `Failed` or `Returned`; a `Settled` item may still
+        /// be returned later).
+        finished: bool,
+        /// One per item the bank reports, any order; an item the bank does
+        /// not list yet is still being processed.
+        items: Vec<BatchItemResult>,
+        bank_batch_id: Option<String>,
+        bank_code: String,
+        bank_message: String,
+    },
+}
+
 /// Why the outcome of a call is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownCause {
@@ -367,6 +454,54 @@ pub trait BankConnector: Send + Sync + fmt::Debug + 'static {
         debtor_account: &AccountNumber,
         references: &[BankReference],
     ) -> Result<Vec<StatusAnswer>, BankError>;
+    /// Most items the bank takes in one batch submission; the gateway splits
+    /// a batch into chunks of at most this many. 0 when the family has no
+    /// batch capability.
+    fn max_batch_items(&self) -> usize {
+        0
+    }
+    /// Like [`BankConnector::check_payment`], for one item of a batch of
+    /// this kind (the fields are named relative to the item, e.g.
+    /// `creditor.name`).
+    fn check_batch_item(
+        &self,
+        kind: BatchKind,
+        item: &BatchItemInstruction,
+    ) -> Result<(), Vec<IntakeProblem>> {
+        let _ = (kind, item);
+        Err(vec![IntakeProblem {
+            field: "kind",
+            detail: "this bank family takes no batch payments".to_owned(),
+        }])
+    }
+    /// Submits one chunk of a batch. A reused chunk reference must never
+    /// execute twice (answered like a reused payment reference:
+    /// `OutcomeUnknown`, so the caller queries).
+    async fn submit_batch(&self, batch: &BatchInstruction) -> Result<BatchReceipt, BankError> {
+        Err(BankError::NotProcessed {
+            bank: String::new(),
+            reason: format!(
+                "family {} takes no batch payments (batch {})",
+                self.family(),
+                batch.reference
+            ),
+        })
+    }
+    /// Asks where a batch chunk and its items stand, by the chunk reference.
+    async fn batch_status(
+        &self,
+        debtor_account: &AccountNumber,
+        reference: &BankReference,
+    ) -> Result<BatchStatusAnswer, BankError> {
+        let _ = debtor_account;
+        Err(BankError::NotProcessed {
+            bank: String::new(),
+            reason: format!(
+                "family {} takes no batch payments (batch {reference})",
+                self.family()
+            ),
+        })
+    }
 }
 
 /// Builds the connector for a family.
