@@ -127,6 +127,11 @@ pub enum StoreError {
     /// were not affected.
     #[error("a write job panicked; its changes were rolled back")]
     JobPanicked,
+
+    /// A test failpoint (`store::failpoints`) failed the write just before its commit; the
+    /// whole write was rolled back.
+    #[error("failpoint {point} failed the write before its commit; nothing was written")]
+    Injected { point: &'static str },
 }
 
 /// Maps a statement's error. A CHECK violation is the schema refusing input (a limit), so it

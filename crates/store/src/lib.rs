@@ -39,6 +39,8 @@
 
 mod codec;
 mod error;
+mod events;
+pub mod failpoints;
 mod model;
 mod payments;
 mod postgres;
@@ -52,6 +54,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
+pub use events::{EventQuery, EventType, StoredEvent, EVENT_DATA_MAX_BYTES, EVENT_QUERY_MAX_LIMIT};
 pub use model::{
     AuditQuery, AuditRecord, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,
     IngestReport, NewAuditRecord, StoreOptions, StoredEntry, SyncState, ACCOUNT_ID_MAX_CHARS,
@@ -303,6 +306,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         fencing_token: i64,
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+
+    /// Events of the outbox after `q.after_seq` matching its filters, ascending by `seq`.
+    async fn list_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Deletes idempotency keys whose `expires_at` is before `now`; returns how many.
     async fn idempotency_purge(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;

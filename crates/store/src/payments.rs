@@ -22,6 +22,7 @@ use domain::{
 };
 
 use crate::codec::{self, AuditRow};
+use crate::events::{payment_event, EventRow};
 use crate::statements::{check_date, currency_from_text};
 use crate::{NewAuditRecord, StoreError};
 
@@ -828,6 +829,15 @@ pub(crate) struct Current {
     pub fencing_token: i64,
 }
 
+/// What a payment event says about the step that caused it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PaymentChangeFacts<'a> {
+    pub from_status: Option<&'a str>,
+    pub cause: &'a str,
+    pub bank_code: Option<&'a str>,
+    pub bank_message: Option<&'a str>,
+}
+
 // ---------------------------------------------------------------------------------------
 // The algorithms
 
@@ -873,6 +883,8 @@ pub(crate) trait PaymentTx: Send {
     async fn next_history_seq(&mut self, id: &str) -> Result<i64, StoreError>;
     async fn insert_history(&mut self, row: &HistoryRow) -> Result<(), StoreError>;
     async fn fetch(&mut self, id: &str) -> Result<Option<StoredPayment>, StoreError>;
+    /// Appends an event to the outbox (events.rs).
+    async fn insert_event(&mut self, row: &EventRow) -> Result<(), StoreError>;
     /// Last: on PostgreSQL it takes the audit-order lock, held until the imminent commit.
     async fn insert_audit(&mut self, audit: &AuditRow) -> Result<(), StoreError>;
 }
@@ -920,6 +932,7 @@ pub(crate) async fn create(
         ));
     }
     let mut from: Option<String> = None;
+    let mut last_seq = 0;
     for (index, step) in rows.steps.iter().enumerate() {
         let seq = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
         tx.insert_history(&HistoryRow {
@@ -936,12 +949,27 @@ pub(crate) async fn create(
         })
         .await?;
         from = Some(step.to_status.clone());
+        last_seq = seq;
     }
     tx.complete_key(claim, &p.id).await?;
     let stored = tx
         .fetch(&p.id)
         .await?
         .ok_or_else(|| missing_after_write(&p.id))?;
+    // One event for the status the payment was created in (not one per initial step: a
+    // receiver cares where it stands, and intake stays one outbox row per payment).
+    let cause = rows.steps.last().map_or("created", |s| s.cause.as_str());
+    let event = payment_event(
+        &stored,
+        last_seq,
+        &PaymentChangeFacts {
+            from_status: None,
+            cause,
+            bank_code: None,
+            bank_message: None,
+        },
+    )?;
+    tx.insert_event(&event).await?;
     tx.insert_audit(&rows.audit).await?;
     Ok(CreateOutcome::Created(Box::new(stored)))
 }
@@ -982,6 +1010,22 @@ pub(crate) async fn transition(
         .fetch(&t.id)
         .await?
         .ok_or_else(|| missing_after_write(&t.id))?;
+    let event = payment_event(
+        &stored,
+        seq,
+        &PaymentChangeFacts {
+            from_status: Some(&t.guard.from_status),
+            cause: &t.change.cause,
+            bank_code: t.change.bank_code.as_deref(),
+            bank_message: t.change.bank_message.as_deref(),
+        },
+    )?;
+    tx.insert_event(&event).await?;
+    crate::failpoints::hit(
+        crate::failpoints::PAYMENT_TRANSITION_BEFORE_COMMIT,
+        &t.id,
+        &t.change.to_status,
+    )?;
     tx.insert_audit(&t.audit).await?;
     Ok(stored)
 }

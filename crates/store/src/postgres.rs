@@ -37,6 +37,7 @@ use crate::{
     IngestReport, NewAuditRecord, Store, StoreError, StoreOptions, StoredEntry, SyncState,
 };
 
+mod events;
 mod payments;
 mod statements;
 
@@ -780,6 +781,13 @@ impl Store for PgStore {
             .transpose()?;
         self.end_lease(id, fencing_token, Some(next), "rescheduling a payment")
             .await
+    }
+
+    async fn list_events(
+        &self,
+        q: &crate::events::EventQuery,
+    ) -> Result<Vec<crate::events::StoredEvent>, StoreError> {
+        events::list(&self.pool, q).await
     }
 
     async fn idempotency_purge(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -6,6 +6,7 @@
 //! are at the top. Instants are TEXT in the fixed form of `codec.rs`; money is INTEGER minor
 //! units beside a TEXT currency code.
 
+mod events;
 mod payments;
 mod statements;
 mod writer;
@@ -967,6 +968,13 @@ impl Store for SqliteStore {
             .transpose()?;
         self.end_lease(id, fencing_token, Some(next), "rescheduling a payment")
             .await
+    }
+
+    async fn list_events(
+        &self,
+        q: &crate::events::EventQuery,
+    ) -> Result<Vec<crate::events::StoredEvent>, StoreError> {
+        events::list(&self.readers, q).await
     }
 
     async fn idempotency_purge(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {

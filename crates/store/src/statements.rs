@@ -12,6 +12,8 @@
 //! text form needs four digits).
 
 use async_trait::async_trait;
+
+use crate::events::entry_booked_event;
 use chrono::{DateTime, Datelike, Utc};
 use domain::{
     AccountId, BusinessDate, Counterparty, Currency, Direction, EntryId, EntryStatus, Money,
@@ -303,6 +305,8 @@ pub(crate) trait IngestTx: Send {
         pending_only: bool,
     ) -> Result<Option<Found>, StoreError>;
     async fn book(&mut self, booking: &Booking<'_>) -> Result<(), StoreError>;
+    /// Appends an event to the outbox (events.rs).
+    async fn insert_event(&mut self, row: &crate::events::EventRow) -> Result<(), StoreError>;
     async fn insert(
         &mut self,
         row: &EntryRow,
@@ -332,6 +336,8 @@ pub(crate) async fn ingest(
             if found.status == EntryStatus::Pending && booked {
                 let change_seq = counters.next_change_seq()?;
                 tx.book(&booking(&found, row, None, change_seq, at)).await?;
+                tx.insert_event(&entry_booked_event(&found.id, row, at)?)
+                    .await?;
                 report.booked_from_pending += 1;
             } else {
                 report.unchanged += 1;
@@ -346,6 +352,8 @@ pub(crate) async fn ingest(
                 Some(found) if booked => {
                     let change_seq = counters.next_change_seq()?;
                     tx.book(&booking(&found, row, Some(&row.dedupe_key), change_seq, at))
+                        .await?;
+                    tx.insert_event(&entry_booked_event(&found.id, row, at)?)
                         .await?;
                     report.booked_from_pending += 1;
                     continue;
@@ -362,6 +370,10 @@ pub(crate) async fn ingest(
         let seq = counters.next_seq()?;
         let change_seq = counters.next_change_seq()?;
         tx.insert(row, seq, change_seq, at).await?;
+        if booked {
+            tx.insert_event(&entry_booked_event(&row.id, row, at)?)
+                .await?;
+        }
         report.inserted += 1;
     }
     if counters != start {

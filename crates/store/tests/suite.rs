@@ -229,6 +229,9 @@ suite!(
     payments_create_is_all_or_nothing,
     payments_purge_deletes_only_expired_keys,
     payments_a_stored_idempotency_key_reads_back,
+    events_payment_changes_write_one_event_each,
+    events_a_rolled_back_change_emits_nothing,
+    events_booked_entries_notify_once,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -240,6 +243,10 @@ use statements::*;
 #[path = "suite/payments.rs"]
 mod payments;
 use payments::*;
+
+#[path = "suite/events.rs"]
+mod events;
+use events::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

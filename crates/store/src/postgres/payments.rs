@@ -257,6 +257,10 @@ impl PaymentTx for PgPayments<'_> {
         row.as_ref().map(payment_from_row).transpose()
     }
 
+    async fn insert_event(&mut self, row: &crate::events::EventRow) -> Result<(), StoreError> {
+        super::events::insert(self.conn, row).await
+    }
+
     async fn insert_audit(&mut self, audit: &AuditRow) -> Result<(), StoreError> {
         super::insert_audit(self.conn, audit).await.map(|_| ())
     }

@@ -89,6 +89,10 @@ impl IngestTx for SqliteIngest<'_> {
         statements::found(row)
     }
 
+    async fn insert_event(&mut self, row: &crate::events::EventRow) -> Result<(), StoreError> {
+        super::events::insert(&mut *self.conn, row).await
+    }
+
     async fn book(&mut self, b: &Booking<'_>) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE statement_entries SET \

@@ -124,6 +124,25 @@ fn worker(name: &str) -> Actor {
     }
 }
 
+/// For other suite files: a created payment (steps received, queued).
+pub(crate) async fn create_one(
+    store: &dyn Store,
+    acct: &str,
+    minor: i64,
+    key: &str,
+    at_s: i64,
+) -> StoredPayment {
+    create(store, new_payment(acct, minor, None, None), key, at_s).await
+}
+
+pub(crate) fn change_to(to: &str) -> PaymentChange {
+    change(to)
+}
+
+pub(crate) fn worker_actor(name: &str) -> Actor {
+    worker(name)
+}
+
 fn id_of(p: &StoredPayment) -> PaymentId {
     p.instruction.id.clone()
 }
