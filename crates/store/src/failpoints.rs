@@ -16,9 +16,12 @@ use crate::StoreError;
 pub const PAYMENT_TRANSITION_BEFORE_COMMIT: &str = "payment_transition_before_commit";
 
 static ANY_ARMED: AtomicBool = AtomicBool::new(false);
-static ARMED: OnceLock<Mutex<HashSet<(&'static str, String, String)>>> = OnceLock::new();
+/// (failpoint, object id, target status)
+type Armed = HashSet<(&'static str, String, String)>;
 
-fn armed() -> &'static Mutex<HashSet<(&'static str, String, String)>> {
+static ARMED: OnceLock<Mutex<Armed>> = OnceLock::new();
+
+fn armed() -> &'static Mutex<Armed> {
     ARMED.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
