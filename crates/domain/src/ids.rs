@@ -660,6 +660,47 @@ impl PaymentId {
 
 string_id_impls!(PaymentId);
 
+const BATCH_ID_PREFIX: &str = "bat_";
+const BATCH_ITEM_ID_PREFIX: &str = "itm_";
+
+/// Our id of a payment batch: "bat_" and 26 upper-case Crockford base32
+/// characters (128 random bits when generated).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BatchId(String);
+
+impl BatchId {
+    pub fn parse(text: &str) -> Result<BatchId, DomainError> {
+        check_random_id(text, BATCH_ID_PREFIX, "batch id")?;
+        Ok(BatchId(text.to_owned()))
+    }
+
+    pub fn generate(rng: &dyn RandomSource) -> BatchId {
+        BatchId(generate_random_id(BATCH_ID_PREFIX, rng))
+    }
+}
+
+string_id_impls!(BatchId);
+
+/// Our id of one item of a payment batch: "itm_" and 26 upper-case
+/// Crockford base32 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BatchItemId(String);
+
+impl BatchItemId {
+    pub fn parse(text: &str) -> Result<BatchItemId, DomainError> {
+        check_random_id(text, BATCH_ITEM_ID_PREFIX, "batch item id")?;
+        Ok(BatchItemId(text.to_owned()))
+    }
+
+    pub fn generate(rng: &dyn RandomSource) -> BatchItemId {
+        BatchItemId(generate_random_id(BATCH_ITEM_ID_PREFIX, rng))
+    }
+}
+
+string_id_impls!(BatchItemId);
+
 // ---------------------------------------------------------------------------
 // References
 

@@ -23,6 +23,7 @@
 //! Everything public is re-exported at the crate root (`domain::Money`).
 
 pub mod balance;
+pub mod batch;
 pub mod clock;
 pub mod error;
 pub mod ids;
@@ -32,13 +33,14 @@ pub mod statement;
 pub mod time;
 
 pub use balance::Balance;
+pub use batch::{aggregate as aggregate_batch_status, BatchCounts, BatchStatus, ItemStatus};
 pub use clock::{Clock, ManualClock, OsRandom, RandomSource, SeededRandom, SystemClock};
 pub use error::DomainError;
 pub use ids::{
-    AccountId, AccountNumber, BankId, BankReference, Bic, ClientId, CnapsCode, ConnectionId,
-    EndToEndId, Iban, PaymentId, UserId, CN_ACCOUNT_NUMBER_LEN_MAX, CN_ACCOUNT_NUMBER_LEN_MIN,
-    MAX_ACCOUNT_NUMBER_LEN, MAX_BANK_REFERENCE_LEN, MAX_END_TO_END_ID_LEN, MAX_IBAN_INPUT_LEN,
-    MAX_IBAN_LEN, MAX_SLUG_LEN,
+    AccountId, AccountNumber, BankId, BankReference, BatchId, BatchItemId, Bic, ClientId,
+    CnapsCode, ConnectionId, EndToEndId, Iban, PaymentId, UserId, CN_ACCOUNT_NUMBER_LEN_MAX,
+    CN_ACCOUNT_NUMBER_LEN_MIN, MAX_ACCOUNT_NUMBER_LEN, MAX_BANK_REFERENCE_LEN,
+    MAX_END_TO_END_ID_LEN, MAX_IBAN_INPUT_LEN, MAX_IBAN_LEN, MAX_SLUG_LEN,
 };
 pub use money::{Currency, Money, MoneyTotal, MAX_AMOUNT_TEXT_LEN, MAX_CURRENCY_EXPONENT};
 pub use payment::{

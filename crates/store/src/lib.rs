@@ -37,6 +37,7 @@
 //! changes; a write reported as done has been committed (SQLite: after the batch's
 //! `COMMIT` returned).
 
+mod batches;
 mod codec;
 mod error;
 mod events;
@@ -53,6 +54,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use batches::{
+    item_froms, BatchCursor, BatchQuery, CancelBatchOutcome, ClaimedChunk, CreateBatchOutcome,
+    ItemResult, ItemUpdate, NewBatch, NewBatchChunk, NewBatchItem, StoredBatch, StoredBatchItem,
+    StoredChunk, BATCH_ITEMS_MAX, BATCH_ITEMS_PAGE_MAX, BATCH_QUERY_MAX_LIMIT,
+};
 pub use error::StoreError;
 pub use events::{EventQuery, EventType, StoredEvent, EVENT_DATA_MAX_BYTES, EVENT_QUERY_MAX_LIMIT};
 pub use model::{
@@ -306,6 +312,90 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         fencing_token: i64,
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+
+    /// In ONE transaction: claims `idempotency`, inserts the batch with its chunks (in
+    /// `new.chunk_status`, due at `new.next_attempt_at`) and items (`pending`), its first
+    /// history row, its status (derived) and `payment_batch.status_changed` event, completes
+    /// the key (pointing at the batch) and appends `audit`. A key already stored gives a
+    /// replay, reuse or in-progress outcome and writes nothing. Items are numbered in the
+    /// order given; their sum must equal `control_sum`; every chunk must have items.
+    async fn create_batch(
+        &self,
+        new: NewBatch,
+        idempotency: IdempotencyClaim,
+        audit: NewAuditRecord,
+    ) -> Result<CreateBatchOutcome, StoreError>;
+
+    /// The batch with its chunks and item counts.
+    async fn get_batch(&self, id: &domain::BatchId) -> Result<Option<StoredBatch>, StoreError>;
+
+    /// Batch headers (no chunks, no counts) matching `q`, ascending by (`created_at`, `id`).
+    async fn list_batches(&self, q: &BatchQuery) -> Result<Vec<StoredBatch>, StoreError>;
+
+    /// Items of the batch (of one chunk when `chunk_no` is given) with `item_no >
+    /// after_item_no`, ascending, at most `min(limit, BATCH_ITEMS_PAGE_MAX)` (0: the max).
+    /// An unknown batch gives [`StoreError::NotFound`].
+    async fn batch_items(
+        &self,
+        id: &domain::BatchId,
+        chunk_no: Option<i64>,
+        after_item_no: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredBatchItem>, StoreError>;
+
+    /// Compare-and-set on the chunk's (status, fencing token), in ONE transaction with the
+    /// item updates, a history row (when the status changes), the batch's re-derived status
+    /// and its events, and `audit`. `change.to_status` may equal the guard's status (an
+    /// update of items and schedule only). Else [`StoreError::Conflict`], nothing written.
+    #[allow(clippy::too_many_arguments)]
+    async fn transition_chunk(
+        &self,
+        id: &domain::BatchId,
+        chunk_no: i64,
+        expected: TransitionGuard,
+        change: PaymentChange,
+        items: ItemUpdate,
+        actor: Actor,
+        audit: NewAuditRecord,
+    ) -> Result<StoredBatch, StoreError>;
+
+    /// The chunk work queue, like `claim_due_payments`: leases due chunks in one of
+    /// `statuses`, each with a fencing token one above its last, with its batch's header.
+    async fn claim_due_chunks(
+        &self,
+        statuses: &[&str],
+        now: DateTime<Utc>,
+        lease_owner: &str,
+        lease_duration_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedChunk>, StoreError>;
+
+    /// For the reaper: chunks in `submitting` whose lease expired before `now`.
+    async fn expired_submitting_chunks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredChunk>, StoreError>;
+
+    /// Sets when the workers look at the chunk next and ends the lease, if the chunk still
+    /// carries `fencing_token`; else [`StoreError::Conflict`].
+    async fn reschedule_chunk(
+        &self,
+        id: &domain::BatchId,
+        chunk_no: i64,
+        fencing_token: i64,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    /// Cancels the batch if no chunk was ever sent and every chunk is still before
+    /// `submitting`: chunks and pending items `cancelled`, history, status, event and
+    /// `audit` in ONE transaction. Otherwise writes nothing.
+    async fn cancel_batch(
+        &self,
+        id: &domain::BatchId,
+        actor: Actor,
+        audit: NewAuditRecord,
+    ) -> Result<CancelBatchOutcome, StoreError>;
 
     /// Events of the outbox after `q.after_seq` matching its filters, ascending by `seq`.
     async fn list_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;

@@ -309,11 +309,11 @@ impl PaymentQuery {
     }
 }
 
-fn invalid(reason: String) -> StoreError {
+pub(crate) fn invalid(reason: String) -> StoreError {
     StoreError::Invalid { reason }
 }
 
-fn corrupt(table: &'static str, column: &'static str, reason: String) -> StoreError {
+pub(crate) fn corrupt(table: &'static str, column: &'static str, reason: String) -> StoreError {
     StoreError::Corrupt {
         table,
         column,
@@ -332,14 +332,14 @@ pub(crate) fn check_status(what: &str, status: &str) -> Result<(), StoreError> {
     }
 }
 
-fn refuse_nul(what: &str, text: Option<&str>) -> Result<(), StoreError> {
+pub(crate) fn refuse_nul(what: &str, text: Option<&str>) -> Result<(), StoreError> {
     if text.is_some_and(|t| t.contains('\0')) {
         return Err(invalid(format!("{what} contains a NUL character")));
     }
     Ok(())
 }
 
-fn creditor_type_text(t: CreditorType) -> &'static str {
+pub(crate) fn creditor_type_text(t: CreditorType) -> &'static str {
     match t {
         CreditorType::Corporate => "corporate",
         CreditorType::Personal => "personal",
@@ -490,7 +490,7 @@ pub(crate) fn create_rows(
     })
 }
 
-fn check_claim(claim: &IdempotencyClaim, at: DateTime<Utc>) -> Result<(), StoreError> {
+pub(crate) fn check_claim(claim: &IdempotencyClaim, at: DateTime<Utc>) -> Result<(), StoreError> {
     for (what, text) in [
         ("client id", claim.client_id.as_str()),
         ("key", claim.key.as_str()),
@@ -791,7 +791,10 @@ pub(crate) struct KeyColumns {
     pub payment_id: Option<String>,
 }
 
-fn replay_of(found: KeyColumns, request_hash: &str) -> Result<CreateOutcome, StoreError> {
+pub(crate) fn replay_of(
+    found: KeyColumns,
+    request_hash: &str,
+) -> Result<CreateOutcome, StoreError> {
     const T: &str = IDEMPOTENCY_TABLE;
     if found.request_hash != request_hash {
         return Ok(CreateOutcome::KeyReused);
@@ -889,7 +892,7 @@ pub(crate) trait PaymentTx: Send {
     async fn insert_audit(&mut self, audit: &AuditRow) -> Result<(), StoreError>;
 }
 
-fn missing_after_write(id: &str) -> StoreError {
+pub(crate) fn missing_after_write(id: &str) -> StoreError {
     corrupt(
         PAYMENTS_TABLE,
         "id",

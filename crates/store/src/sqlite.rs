@@ -6,6 +6,7 @@
 //! are at the top. Instants are TEXT in the fixed form of `codec.rs`; money is INTEGER minor
 //! units beside a TEXT currency code.
 
+mod batches;
 mod events;
 mod payments;
 mod statements;
@@ -970,6 +971,189 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_batch(
+        &self,
+        new: crate::NewBatch,
+        idempotency: IdempotencyClaim,
+        audit: NewAuditRecord,
+    ) -> Result<crate::CreateBatchOutcome, StoreError> {
+        let rows = crate::batches::create_batch_rows(new, idempotency, audit)?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::SqlitePayments { conn };
+                crate::batches::create(&mut tx, &rows).await
+            })
+        })
+        .await
+    }
+
+    async fn get_batch(
+        &self,
+        id: &domain::BatchId,
+    ) -> Result<Option<crate::StoredBatch>, StoreError> {
+        let mut conn = self.read_conn().await?;
+        let Some(mut batch) = batches::batch_header(&mut conn, id.as_str()).await? else {
+            return Ok(None);
+        };
+        batch.chunks = batches::chunks_of(&mut conn, id.as_str()).await?;
+        batch.item_counts = batches::item_counts(&mut conn, id.as_str()).await?;
+        Ok(Some(batch))
+    }
+
+    async fn list_batches(
+        &self,
+        q: &crate::BatchQuery,
+    ) -> Result<Vec<crate::StoredBatch>, StoreError> {
+        let mut conn = self.read_conn().await?;
+        batches::list(&mut conn, q).await
+    }
+
+    async fn batch_items(
+        &self,
+        id: &domain::BatchId,
+        chunk_no: Option<i64>,
+        after_item_no: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredBatchItem>, StoreError> {
+        let limit = match limit {
+            0 => crate::BATCH_ITEMS_PAGE_MAX,
+            n => n.min(crate::BATCH_ITEMS_PAGE_MAX),
+        };
+        let mut conn = self.read_conn().await?;
+        let batch = batches::batch_header(&mut conn, id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "batch",
+                id: id.as_str().to_owned(),
+            })?;
+        batches::items(&mut conn, &batch, chunk_no, after_item_no, limit).await
+    }
+
+    async fn transition_chunk(
+        &self,
+        id: &domain::BatchId,
+        chunk_no: i64,
+        expected: TransitionGuard,
+        change: PaymentChange,
+        items: crate::ItemUpdate,
+        actor: Actor,
+        audit: NewAuditRecord,
+    ) -> Result<crate::StoredBatch, StoreError> {
+        let rows = crate::batches::chunk_transition_rows(
+            id, chunk_no, expected, change, items, actor, audit,
+        )?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::SqlitePayments { conn };
+                crate::batches::transition_chunk(&mut tx, &rows).await
+            })
+        })
+        .await
+    }
+
+    async fn claim_due_chunks(
+        &self,
+        statuses: &[&str],
+        now: DateTime<Utc>,
+        lease_owner: &str,
+        lease_duration_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::ClaimedChunk>, StoreError> {
+        let (now, expires) =
+            pay::check_claim_args(statuses, now, lease_owner, lease_duration_ms, limit)?;
+        let statuses: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
+        let owner = lease_owner.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut chunks =
+                    batches::claim(conn, statuses, now, &owner, expires, limit).await?;
+                chunks.sort_by(|a, b| {
+                    (a.next_attempt_at, a.batch_id.as_str(), a.chunk_no).cmp(&(
+                        b.next_attempt_at,
+                        b.batch_id.as_str(),
+                        b.chunk_no,
+                    ))
+                });
+                let mut claimed = Vec::with_capacity(chunks.len());
+                for chunk in chunks {
+                    let batch = batches::batch_header(conn, chunk.batch_id.as_str())
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt {
+                            table: "payment_batch_chunks",
+                            column: "batch_id",
+                            reason: format!("chunk of a missing batch {}", chunk.batch_id.as_str()),
+                        })?;
+                    claimed.push(crate::ClaimedChunk { batch, chunk });
+                }
+                Ok(claimed)
+            })
+        })
+        .await
+    }
+
+    async fn expired_submitting_chunks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredChunk>, StoreError> {
+        pay::check_scan_limit(limit)?;
+        let now = codec::instant(now, "reaper now")?;
+        let mut conn = self.read_conn().await?;
+        batches::expired_submitting(&mut conn, now, limit).await
+    }
+
+    async fn reschedule_chunk(
+        &self,
+        id: &domain::BatchId,
+        chunk_no: i64,
+        fencing_token: i64,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let next = next_attempt_at
+            .map(|t| codec::instant(t, "next attempt"))
+            .transpose()?;
+        let id = id.as_str().to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                if batches::reschedule(conn, &id, chunk_no, fencing_token, next).await? {
+                    return Ok(());
+                }
+                let mut tx = payments::SqlitePayments { conn };
+                let current =
+                    crate::batches::BatchTx::chunk_current(&mut tx, &id, chunk_no).await?;
+                Err(match current {
+                    None => StoreError::NotFound {
+                        what: "batch chunk",
+                        id: format!("{id}#{chunk_no}"),
+                    },
+                    Some(c) => StoreError::Conflict {
+                        payment_id: format!("{id}#{chunk_no}"),
+                        status: c.status,
+                        fencing_token: c.fencing_token,
+                    },
+                })
+            })
+        })
+        .await
+    }
+
+    async fn cancel_batch(
+        &self,
+        id: &domain::BatchId,
+        actor: Actor,
+        audit: NewAuditRecord,
+    ) -> Result<crate::CancelBatchOutcome, StoreError> {
+        let audit = AuditRow::new(audit)?;
+        let id = id.as_str().to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::SqlitePayments { conn };
+                crate::batches::cancel(&mut tx, &id, &actor, &audit).await
+            })
+        })
+        .await
+    }
+
     async fn list_events(
         &self,
         q: &crate::events::EventQuery,
@@ -999,6 +1183,14 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// A connection of the read pool, for reads of several statements.
+    async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
+        self.readers
+            .acquire()
+            .await
+            .map_err(|e| statement_error(BACKEND, "taking a read connection", e))
+    }
+
     /// Clears the lease of a payment that still carries `fencing_token`, and
     /// sets its next due time when `next` is given (`Some(None)`: not due).
     async fn end_lease(

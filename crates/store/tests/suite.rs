@@ -232,6 +232,9 @@ suite!(
     events_payment_changes_write_one_event_each,
     events_a_rolled_back_change_emits_nothing,
     events_booked_entries_notify_once,
+    batches_create_replays_and_refuses_bad_sums,
+    batches_chunks_walk_the_state_machine_with_per_item_results,
+    batches_cancel_only_before_any_send,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -243,6 +246,10 @@ use statements::*;
 #[path = "suite/payments.rs"]
 mod payments;
 use payments::*;
+
+#[path = "suite/batches.rs"]
+mod batches;
+use batches::*;
 
 #[path = "suite/events.rs"]
 mod events;

@@ -25,7 +25,7 @@ use crate::StoreError;
 
 const OP: &str = "writing a payment";
 
-pub(super) struct SqlitePayments<'c> {
+pub(crate) struct SqlitePayments<'c> {
     pub conn: &'c mut SqliteConnection,
 }
 
@@ -320,12 +320,15 @@ pub(super) async fn claim(
     rows.iter().map(payment_from_row).collect()
 }
 
-fn date(row: &SqliteRow, column: &'static str) -> Result<domain::BusinessDate, StoreError> {
+pub(super) fn date(
+    row: &SqliteRow,
+    column: &'static str,
+) -> Result<domain::BusinessDate, StoreError> {
     let text: String = codec::column(row, PAYMENTS_TABLE, column)?;
     date_from_text(&text, PAYMENTS_TABLE, column)
 }
 
-fn instant(
+pub(super) fn instant(
     row: &SqliteRow,
     table: &'static str,
     column: &'static str,
@@ -334,7 +337,7 @@ fn instant(
     codec::instant_from_text(&text, table, column)
 }
 
-fn maybe_instant(
+pub(super) fn maybe_instant(
     row: &SqliteRow,
     table: &'static str,
     column: &'static str,
