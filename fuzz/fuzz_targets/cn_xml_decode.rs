@@ -39,6 +39,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = messages::parse_submit_payment_request(&first);
     let _ = messages::parse_query_payment(&first);
     let _ = messages::parse_query_payment_request(&first);
+    let _ = messages::parse_submit_batch_request(&first);
+    let _ = messages::parse_submit_batch(messages::BatchFunction::Supplier, &first);
+    let _ = messages::parse_submit_batch(messages::BatchFunction::Payroll, &first);
+    let _ = messages::parse_query_batch(&first);
+    let _ = messages::parse_query_batch_request(&first);
     let bytes = match encode(&first) {
         Ok(bytes) => bytes,
         Err(EncodeError::Unencodable { .. }) => return,

@@ -47,12 +47,19 @@
 //! instruction is checked against the bank's GBK byte lengths before
 //! anything is sent. The two-level status maps as in [`map_payment_result`].
 //!
+//! Batch payments (`SubmitBatch` for supplier runs, `SubmitPayroll` for
+//! payroll runs, `QueryBatch`) live in the child module [`batch`], with the
+//! same discipline: checked before sending, the submit answer classified
+//! like `SubmitPayment`'s, item flags mapped by [`map_payment_result`].
+//!
 //! The connector reports what the bank said and does not judge continuity:
 //! whether opening + Σ entries = closing is the statement sync's check.
 //!
 //! Layout: the currency table, the connector and its settings check, the
 //! call (transport, metrics, tracing), then the mapping of each function's
 //! answer, balances first, then transaction details.
+
+pub mod batch;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -70,18 +77,20 @@ use formats::cn_xml::messages::{
     ENTRY_PENDING, FIELD_BUSNAR, FIELD_CRTACC, FIELD_CRTBNM, FIELD_CRTNAM, FIELD_DBTACC,
     FIELD_NUSAGE, FIELD_YURREF, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE, FUNC_QUERY_DAY_BALANCE,
     FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT, FUNC_SUBMIT_PAYMENT, MAX_ACCOUNTS_PER_BALANCE_QUERY,
-    MAX_HISTORY_RANGE_DAYS, MAX_REFERENCES_PER_QUERY, REC_FAILED, REC_SUCCESS, REQSTS_ACCEPTED,
-    REQSTS_FINISHED, REQSTS_WAITING, RET_BAD_REQUEST, RET_DUPLICATE_REFERENCE, RET_LOGIN_FAILED,
-    RET_NO_PERMISSION, RET_OK, RET_SYSTEM_BUSY, RET_SYSTEM_ERROR, RTNFLG_CANCELLED, RTNFLG_EXPIRED,
-    RTNFLG_FAILED, RTNFLG_REJECTED, RTNFLG_RETURNED, RTNFLG_SUCCESS, URGENT_NO, URGENT_YES,
+    MAX_BATCH_ITEMS, MAX_HISTORY_RANGE_DAYS, MAX_REFERENCES_PER_QUERY, REC_FAILED, REC_SUCCESS,
+    REQSTS_ACCEPTED, REQSTS_FINISHED, REQSTS_WAITING, RET_BAD_REQUEST, RET_DUPLICATE_REFERENCE,
+    RET_LOGIN_FAILED, RET_NO_PERMISSION, RET_OK, RET_SYSTEM_BUSY, RET_SYSTEM_ERROR,
+    RTNFLG_CANCELLED, RTNFLG_EXPIRED, RTNFLG_FAILED, RTNFLG_REJECTED, RTNFLG_RETURNED,
+    RTNFLG_SUCCESS, URGENT_NO, URGENT_YES,
 };
 use formats::cn_xml::{decode, encode, Limits, Packet};
 
 use crate::{
     mask_account, BalanceOutcome, BalanceQuery, BankAccountInfo, BankBalance, BankConnector,
-    BankEntry, BankError, BankPaymentStatus, Capability, ConnectError, ConnectionSettings,
-    DayBalance, DedupeKeyPolicy, Family, PaymentInstruction, StatusAnswer, SubmitReceipt,
-    TransactionQuery, TransactionReport, UnknownCause,
+    BankEntry, BankError, BankPaymentStatus, BatchInstruction, BatchItemInstruction, BatchKind,
+    BatchReceipt, BatchStatusAnswer, Capability, ConnectError, ConnectionSettings, DayBalance,
+    DedupeKeyPolicy, Family, PaymentInstruction, StatusAnswer, SubmitReceipt, TransactionQuery,
+    TransactionReport, UnknownCause,
 };
 
 /// Code of a failed balance record: the family carries no record-level code,
@@ -948,6 +957,54 @@ impl CnXmlConnector {
         Ok(request)
     }
 
+    /// The request-level verdict on a submission (a payment or a batch
+    /// chunk, named by `what` in errors), classified strictly: only a clean
+    /// packet that says "not taken" (`SYSTEM_BUSY`, `LOGIN_FAILED`) is
+    /// `NotProcessed`, the family's documented refusals (`NO_PERMISSION`,
+    /// `BAD_REQUEST`) `Rejected`; `SYSTEM_ERROR`, `DUPLICATE_REFERENCE` and
+    /// any code this connector does not know are `OutcomeUnknown`.
+    fn submission_taken(&self, what: &str, ret_code: &str, ret_msg: &str) -> Result<(), BankError> {
+        match ret_code {
+            RET_OK => Ok(()),
+            RET_SYSTEM_BUSY => Err(BankError::NotProcessed {
+                bank: self.bank(),
+                reason: format!("front machine busy: {ret_msg}"),
+            }),
+            RET_DUPLICATE_REFERENCE | RET_SYSTEM_ERROR => Err(BankError::OutcomeUnknown {
+                bank: self.bank(),
+                cause: UnknownCause::Protocol,
+                reason: format!(
+                    "{what} answered RETCODE {ret_code}: {}; query the reference before anything else",
+                    quoted(ret_msg)
+                ),
+            }),
+            // The front machine refused the login before looking at the
+            // submission: nothing was processed.
+            RET_LOGIN_FAILED => Err(BankError::NotProcessed {
+                bank: self.bank(),
+                reason: format!("login refused: {ret_msg}"),
+            }),
+            // The family's documented refusals of the request itself: final,
+            // the submission was not taken.
+            RET_NO_PERMISSION | RET_BAD_REQUEST => Err(BankError::Rejected {
+                bank: self.bank(),
+                code: ret_code.to_string(),
+                message: ret_msg.to_string(),
+            }),
+            // A code this connector does not know cannot be read as a
+            // rejection: the bank may have taken the submission. Ask.
+            code => Err(BankError::OutcomeUnknown {
+                bank: self.bank(),
+                cause: UnknownCause::Protocol,
+                reason: format!(
+                    "{what} answered an undocumented RETCODE {}: {}; query the reference",
+                    quoted(code),
+                    quoted(ret_msg)
+                ),
+            }),
+        }
+    }
+
     /// One `SubmitPayment` exchange, classified strictly: only a clean
     /// packet that says "not taken" (`SYSTEM_BUSY`) is `NotProcessed`, a
     /// packet with another refusal code `Rejected`; `SYSTEM_ERROR` and
@@ -961,58 +1018,11 @@ impl CnXmlConnector {
         let answer = self.exchange(FUNC_SUBMIT_PAYMENT, request).await?;
         let response = messages::parse_submit_payment(&answer)
             .map_err(|e| self.protocol(format!("payment answer: {e}")))?;
-        match response.ret_code.as_str() {
-            RET_OK => {}
-            RET_SYSTEM_BUSY => {
-                return Err(BankError::NotProcessed {
-                    bank: self.bank(),
-                    reason: format!("front machine busy: {}", response.ret_msg),
-                })
-            }
-            RET_DUPLICATE_REFERENCE | RET_SYSTEM_ERROR => {
-                return Err(BankError::OutcomeUnknown {
-                    bank: self.bank(),
-                    cause: UnknownCause::Protocol,
-                    reason: format!(
-                    "payment {} answered RETCODE {}: {}; query the reference before anything else",
-                    payment.reference,
-                    response.ret_code,
-                    quoted(&response.ret_msg)
-                ),
-                })
-            }
-            RET_LOGIN_FAILED => {
-                // The front machine refused the login before looking at the
-                // payment: nothing was processed.
-                return Err(BankError::NotProcessed {
-                    bank: self.bank(),
-                    reason: format!("login refused: {}", response.ret_msg),
-                });
-            }
-            RET_NO_PERMISSION | RET_BAD_REQUEST => {
-                // The family's documented refusals of the request itself:
-                // final, the payment was not taken.
-                return Err(BankError::Rejected {
-                    bank: self.bank(),
-                    code: response.ret_code.clone(),
-                    message: response.ret_msg,
-                });
-            }
-            code => {
-                // A code this connector does not know cannot be read as a
-                // rejection: the bank may have taken the payment. Ask.
-                return Err(BankError::OutcomeUnknown {
-                    bank: self.bank(),
-                    cause: UnknownCause::Protocol,
-                    reason: format!(
-                        "payment {} answered an undocumented RETCODE {}: {}; query the reference",
-                        payment.reference,
-                        quoted(code),
-                        quoted(&response.ret_msg)
-                    ),
-                });
-            }
-        }
+        self.submission_taken(
+            &format!("payment {}", payment.reference),
+            &response.ret_code,
+            &response.ret_msg,
+        )?;
         let [result] = response.records.as_slice() else {
             return Err(self.protocol(format!(
                 "accepted payment answer has {} RESULT blocks; expected exactly one",
@@ -1139,6 +1149,7 @@ impl BankConnector for CnXmlConnector {
             Capability::Balances,
             Capability::Transactions,
             Capability::SinglePayment,
+            Capability::BatchPayment,
             Capability::StatusByReference,
         ]
     }
@@ -1240,6 +1251,30 @@ impl BankConnector for CnXmlConnector {
             answers.extend(self.status_chunk(chunk).await?);
         }
         Ok(answers)
+    }
+
+    fn max_batch_items(&self) -> usize {
+        MAX_BATCH_ITEMS
+    }
+
+    fn check_batch_item(
+        &self,
+        kind: BatchKind,
+        item: &BatchItemInstruction,
+    ) -> Result<(), Vec<crate::IntakeProblem>> {
+        self.check_item(kind, item)
+    }
+
+    async fn submit_batch(&self, batch: &BatchInstruction) -> Result<BatchReceipt, BankError> {
+        self.submit_batch_chunk(batch).await
+    }
+
+    async fn batch_status(
+        &self,
+        debtor_account: &AccountNumber,
+        reference: &BankReference,
+    ) -> Result<BatchStatusAnswer, BankError> {
+        self.batch_status_of(debtor_account, reference).await
     }
 
     #[tracing::instrument(skip_all, fields(bank = %self.settings.bank_id,

@@ -3,7 +3,9 @@
 //! A packet is decoded with strict limits, checked for the configured login,
 //! and answered from the ledger (`ListAccounts`, `QueryBalance`,
 //! `QueryHistory`, `QueryDayBalance`) or the payment book (`SubmitPayment`,
-//! `QueryPayment`, see [`crate::payments`]); anything else gets a well-formed
+//! `QueryPayment`, see [`crate::payments`]; the batch functions
+//! `SubmitBatch`, `SubmitPayroll` and `QueryBatch`, see [`crate::batches`]);
+//! anything else gets a well-formed
 //! packet with `RETCODE` `BAD_REQUEST`, never a panic and never a 500 (HTTP
 //! status 200 carries every answered packet, as the family does). Then the
 //! fault taken for the packet, if any, spoils the answer: in the packet
@@ -11,7 +13,9 @@
 //! the bytes and the connection (`Garbled`, `Truncated`, `WrongEncoding`,
 //! `Oversized`, `TornBody`, `HttpStatus`, `HttpError`, `Reset`,
 //! `ResponseLost`); `Delay` only waits. Faults "before" return before the
-//! request is executed; the others spoil the answer after it was.
+//! request is executed; the others spoil the answer after it was. A batch
+//! submission is a payment-submitting function like `SubmitPayment`: an
+//! "after" fault on it lets the whole chunk execute first.
 //!
 //! History requests are checked as a front machine would: a known account in
 //! its own currency, `yyyyMMdd` dates, `ENDDAT` not before `BGNDAT`, at most
@@ -38,9 +42,10 @@ use domain::{BusinessDate, Currency, Direction, EntryStatus, Money};
 use formats::cn_xml::messages::{
     self, AccountRecord, BalanceRecord, DayBalanceRecord, HistoryRecord, DIRECTION_CREDIT,
     DIRECTION_DEBIT, ENTRY_BOOKED, ENTRY_PENDING, FUNC_LIST_ACCOUNTS, FUNC_QUERY_BALANCE,
-    FUNC_QUERY_DAY_BALANCE, FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT, FUNC_SUBMIT_PAYMENT,
-    MAX_ACCOUNTS_PER_BALANCE_QUERY, MAX_HISTORY_RANGE_DAYS, REC_FAILED, REC_SUCCESS,
-    RET_BAD_REQUEST, RET_LOGIN_FAILED, RET_OK, RET_SYSTEM_ERROR,
+    FUNC_QUERY_BATCH, FUNC_QUERY_DAY_BALANCE, FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT,
+    FUNC_SUBMIT_BATCH, FUNC_SUBMIT_PAYMENT, FUNC_SUBMIT_PAYROLL, MAX_ACCOUNTS_PER_BALANCE_QUERY,
+    MAX_HISTORY_RANGE_DAYS, REC_FAILED, REC_SUCCESS, RET_BAD_REQUEST, RET_LOGIN_FAILED, RET_OK,
+    RET_SYSTEM_ERROR,
 };
 use formats::cn_xml::{decode, encode, Head, Limits, Packet};
 use rand::Rng;
@@ -236,6 +241,8 @@ fn answer(state: &SimState, request: &Packet, fault: Option<&Fault>) -> Packet {
         FUNC_QUERY_DAY_BALANCE => query_day_balance(state, request),
         FUNC_SUBMIT_PAYMENT => submit_payment(state, request),
         FUNC_QUERY_PAYMENT => query_payment(state, request),
+        FUNC_SUBMIT_BATCH | FUNC_SUBMIT_PAYROLL => submit_batch(state, request),
+        FUNC_QUERY_BATCH => query_batch(state, request),
         _ => {
             tracing::info!(bank = %state.cfg.bank_id, "unknown function code");
             error_packet(
@@ -470,6 +477,48 @@ fn query_payment(state: &SimState, request: &Packet) -> Packet {
     };
     let results = state.payments.query(&references);
     messages::query_payment_response(&head.serial, RET_OK, "", &results)
+}
+
+fn submit_batch(state: &SimState, request: &Packet) -> Packet {
+    let head = &request.head;
+    let batch = match messages::parse_submit_batch_request(request) {
+        Ok(batch) => batch,
+        Err(error) => {
+            tracing::info!(bank = %state.cfg.bank_id, %error, "malformed batch request");
+            return error_packet(
+                &head.func,
+                &head.serial,
+                RET_BAD_REQUEST,
+                &format!("批次格式错误：{error}"),
+            );
+        }
+    };
+    let answer = state.payments.submit_batch(&batch);
+    messages::submit_batch_response(
+        batch.function,
+        &head.serial,
+        &answer.ret_code,
+        &answer.ret_msg,
+        answer.summary.as_ref(),
+    )
+}
+
+fn query_batch(state: &SimState, request: &Packet) -> Packet {
+    let head = &request.head;
+    let reference = match messages::parse_query_batch_request(request) {
+        Ok(reference) => reference,
+        Err(error) => {
+            tracing::info!(bank = %state.cfg.bank_id, %error, "malformed batch query");
+            return error_packet(
+                &head.func,
+                &head.serial,
+                RET_BAD_REQUEST,
+                &format!("查询请求格式错误：{error}"),
+            );
+        }
+    };
+    let (summary, items) = state.payments.query_batch(&reference);
+    messages::query_batch_response(&head.serial, RET_OK, "", Some(&summary), &items)
 }
 
 fn history_record(state: &SimState, currency: Currency, entry: &SimEntry) -> HistoryRecord {

@@ -10,8 +10,13 @@
 //!   "http_error", "status": 500, "when": "after", "percent": 10,
 //!   "function": "SubmitPayment"}]}`); PUT answers 200 with them, DELETE 204;
 //! - `GET /_sim/executions`: `{"items": [{"reference", "count", "amount",
-//!   "currency", "status", "submissions"}]}`, every instruction executed, in
-//!   order ([`ExecutionView`](crate::ExecutionView));
+//!   "currency", "status", "submissions", "batch_reference"}]}`, every
+//!   instruction executed, batch items included (those carry their chunk's
+//!   `batch_reference`), in order ([`ExecutionView`](crate::ExecutionView));
+//! - `GET /_sim/batches`: `{"items": [{"reference", "batch_reference",
+//!   "kind", "items", "succeeded", "failed", "finished", "submissions",
+//!   "payroll_debit"}]}`, every batch chunk taken in, in order
+//!   ([`BatchView`](crate::BatchView));
 //! - `GET|PUT /_sim/payments/config`: the payment behaviour
 //!   ([`SimPaymentConfig`](crate::SimPaymentConfig)), PUT answers 200 with it;
 //! - `POST /_sim/accounts/{number}/adjust` with `{"delta": "-100.00"}`:
@@ -46,6 +51,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::{BusinessDate, Currency, Direction, EntryStatus, Money};
 
+use crate::batches::BatchView;
 use crate::faults::{FaultRule, RandomFaults};
 use crate::history::{NewSimEntry, SimEntry};
 use crate::ledger::SimAccount;
@@ -263,6 +269,18 @@ pub struct ExecutionsView {
 pub(crate) async fn executions(State(state): State<Arc<SimState>>) -> Json<ExecutionsView> {
     Json(ExecutionsView {
         items: state.payments.executions(),
+    })
+}
+
+/// The body of `GET /_sim/batches`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchesView {
+    pub items: Vec<BatchView>,
+}
+
+pub(crate) async fn batches(State(state): State<Arc<SimState>>) -> Json<BatchesView> {
+    Json(BatchesView {
+        items: state.payments.batches(),
     })
 }
 

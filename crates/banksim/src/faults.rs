@@ -10,7 +10,10 @@
 //!
 //! Payments make "when" matter: a fault *before* execution spoils the
 //! answer without touching the ledger; a fault *after* execution lets the
-//! instruction execute first. `HttpError`, `Reset` take a [`When`];
+//! instruction execute first. The batch submissions (`SubmitBatch`,
+//! `SubmitPayroll`) are payment-submitting functions in exactly the same
+//! way: "after" lets the whole chunk execute; rules match them by their own
+//! function code (or by none). `HttpError`, `Reset` take a [`When`];
 //! `ResponseLost`, `Garbled`, `Truncated`, `WrongEncoding`, `Oversized` and
 //! `TornBody` always act after (the answer is computed, then spoiled);
 //! `Delay`, `HttpStatus` and `ErrorCode` (e.g. `SYSTEM_BUSY`, the family's

@@ -17,6 +17,8 @@
 //!   deliberate quirks, paging, day balances), consistent with the ledger;
 //! - [`payments`]: payment instructions executed against the ledger,
 //!   settled, returned, each reference at most once;
+//! - [`batches`]: batch chunks (supplier and payroll runs) executed item by
+//!   item by the same payment book, with partial rejections;
 //! - [`faults`]: the ways a simulated bank can be told to misbehave, before
 //!   or after execution, by rule or at random from a seed;
 //! - [`cn_xml`]: the cn-xml front machine (one packet per POST to `/`);
@@ -26,6 +28,7 @@
 //! The simulator logs account numbers masked to their last four digits, like
 //! the rest of bankdirect.
 
+pub mod batches;
 pub mod cn_xml;
 pub mod control;
 pub mod faults;
@@ -46,6 +49,7 @@ use domain::{BankTimeZone, Clock, SystemClock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use batches::BatchView;
 pub use cn_xml::CnXmlQuirks;
 pub use control::{AccountView, EntryView, LedgerView, TotalView};
 pub use faults::{Fault, FaultHandle, FaultRule, RandomFaultRule, RandomFaults, When};
@@ -56,8 +60,9 @@ pub use payments::{ExecutionView, PaymentBook, SimPaymentConfig};
 /// The only family simulated so far.
 pub const FAMILY_CN_XML: &str = "cn-xml";
 /// Largest request body any endpoint reads, in bytes. A cn-xml request of 50
-/// accounts is a few kilobytes.
-pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// accounts is a few kilobytes; a batch chunk of 500 items with every field
+/// at its longest is about 400 kilobytes.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// How long [`SimServer::shutdown`] waits for in-flight requests (a delayed
 /// answer, say) before cutting them off.
 pub const SHUTDOWN_TIMEOUT_MS: u64 = 2_000;
@@ -352,9 +357,14 @@ impl SimServer {
     }
 
     /// Every instruction the bank executed and how often (the same as
-    /// `GET /_sim/executions`).
+    /// `GET /_sim/executions`), batch items included.
     pub fn executions(&self) -> Vec<ExecutionView> {
         self.state.payments.executions()
+    }
+
+    /// Every batch chunk the bank took in (the same as `GET /_sim/batches`).
+    pub fn batches(&self) -> Vec<BatchView> {
+        self.state.payments.batches()
     }
 
     /// Packets received at the cn-xml endpoint, counted on arrival (so a
@@ -392,6 +402,7 @@ fn router(state: Arc<SimState>) -> Router {
                 .delete(control::clear_random_faults),
         )
         .route("/_sim/executions", get(control::executions))
+        .route("/_sim/batches", get(control::batches))
         .route(
             "/_sim/payments/config",
             get(control::payment_config).put(control::set_payment_config),

@@ -26,6 +26,12 @@
 //! is how real front machines behave and why a gateway must not believe
 //! "none" for a young instruction.
 //!
+//! Batch chunks (`SubmitBatch`, `SubmitPayroll`, see [`crate::batches`])
+//! are executed by the same book, under the same lock, item by item with
+//! the same business checks: each executed item is a payment here (with its
+//! chunk's reference), so settlement, returns, the executions view and the
+//! at-most-once rule cover batch items and single payments alike.
+//!
 //! Layout: config, codes, the book (submit, query, advance), the executions
 //! view.
 
@@ -43,6 +49,7 @@ use formats::cn_xml::messages::{
 use rand::Rng;
 use tokio::time::Instant;
 
+use crate::batches::SimBatch;
 use crate::history::NewSimEntry;
 use crate::ledger::{bank_rng, Ledger};
 use crate::{mask, SimError};
@@ -155,7 +162,7 @@ impl SimPaymentConfig {
 
 /// Where an executed instruction stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Stage {
+pub(crate) enum Stage {
     /// Debited, not settled yet.
     Processing,
     Settled {
@@ -172,24 +179,27 @@ enum Stage {
 }
 
 #[derive(Debug, Clone)]
-struct SimPayment {
-    reference: String,
-    debtor: String,
-    currency: Currency,
-    amount_minor: i64,
-    bank_ref: String,
-    executed_at: Instant,
-    stage: Stage,
-    will_return: bool,
+pub(crate) struct SimPayment {
+    pub(crate) reference: String,
+    pub(crate) debtor: String,
+    pub(crate) currency: Currency,
+    pub(crate) amount_minor: i64,
+    pub(crate) bank_ref: String,
+    pub(crate) executed_at: Instant,
+    pub(crate) stage: Stage,
+    pub(crate) will_return: bool,
     /// How many times the bank executed this instruction: 1, and never more
     /// (a second would be a double payment). Counted, not assumed.
-    executions: u32,
-    /// How many `SubmitPayment` packets carried this reference.
-    submissions: u32,
+    pub(crate) executions: u32,
+    /// How many packets carried this reference (`SubmitPayment`, or a batch
+    /// chunk holding it as an item).
+    pub(crate) submissions: u32,
+    /// The chunk reference of a batch item; `None` for a single payment.
+    pub(crate) batch: Option<String>,
 }
 
 impl SimPayment {
-    fn result(&self) -> PaymentResult {
+    pub(crate) fn result(&self) -> PaymentResult {
         let (request_status, flag, code, text) = match &self.stage {
             Stage::Processing => (REQSTS_ACCEPTED, "", "", ""),
             Stage::Settled { .. } => (REQSTS_FINISHED, RTNFLG_SUCCESS, "", ""),
@@ -210,7 +220,7 @@ impl SimPayment {
         }
     }
 
-    fn status_label(&self) -> &'static str {
+    pub(crate) fn status_label(&self) -> &'static str {
         match self.stage {
             Stage::Processing => "processing",
             Stage::Settled { .. } => "settled",
@@ -232,8 +242,13 @@ pub struct ExecutionView {
     /// `processing`, `settled`, `returned` or `failed` (refused by the
     /// business checks; no money moved).
     pub status: String,
-    /// `SubmitPayment` packets that carried the reference (resends included).
+    /// Packets that carried the reference (resends included): `SubmitPayment`
+    /// for a single payment, `SubmitBatch`/`SubmitPayroll` for a batch item.
     pub submissions: u32,
+    /// The chunk reference (`YURREF` of the batch chunk) of a batch item;
+    /// absent for a single payment, so older readers parse the view as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_reference: Option<String>,
 }
 
 /// The answer to one `SubmitPayment`, before encoding.
@@ -255,17 +270,20 @@ impl SubmitAnswer {
 }
 
 #[derive(Debug, Default)]
-struct Book {
-    by_reference: HashMap<String, usize>,
-    payments: Vec<SimPayment>,
+pub(crate) struct Book {
+    /// Every executed reference, single payments' and batch items' alike.
+    pub(crate) by_reference: HashMap<String, usize>,
+    pub(crate) payments: Vec<SimPayment>,
+    pub(crate) batch_by_reference: HashMap<String, usize>,
+    pub(crate) batches: Vec<SimBatch>,
 }
 
 /// Every payment instruction of one simulated bank.
 #[derive(Debug)]
 pub struct PaymentBook {
-    bank_id: String,
+    pub(crate) bank_id: String,
     seed: u64,
-    ledger: Arc<Ledger>,
+    pub(crate) ledger: Arc<Ledger>,
     config: Mutex<SimPaymentConfig>,
     book: Mutex<Book>,
 }
@@ -288,7 +306,7 @@ impl PaymentBook {
 
     // A poisoned lock is recovered: every update below checks before it
     // writes, so the book is consistent after any panic elsewhere.
-    fn lock(&self) -> MutexGuard<'_, Book> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -321,6 +339,7 @@ impl PaymentBook {
                 currency: p.currency.code().to_string(),
                 status: p.status_label().to_string(),
                 submissions: p.submissions,
+                batch_reference: p.batch.clone(),
             })
             .collect()
     }
@@ -357,7 +376,7 @@ impl PaymentBook {
         }
         let now = Instant::now();
         let bank_ref = format!("SIM{:012}", book.payments.len() + 1);
-        let stage = match self.business_check(&config, request, &checked) {
+        let stage = match self.business_check(&config, request, &checked, 0) {
             Err(stage) => stage,
             Ok(()) => match self.debit(request, &checked) {
                 Ok(()) if config.settle_delay_ms == 0 => Stage::Settled { at: now },
@@ -381,6 +400,7 @@ impl PaymentBook {
             will_return,
             executions: 1,
             submissions: 1,
+            batch: None,
         };
         tracing::info!(bank = %self.bank_id, reference = %payment.reference,
             debtor = %mask(&payment.debtor), status = payment.status_label(), "payment executed");
@@ -453,7 +473,7 @@ impl PaymentBook {
         }
     }
 
-    fn chosen_for_return(&self, reference: &str, share_percent: u8) -> bool {
+    pub(crate) fn chosen_for_return(&self, reference: &str, share_percent: u8) -> bool {
         if share_percent == 0 {
             return false;
         }
@@ -462,11 +482,14 @@ impl PaymentBook {
     }
 
     /// The business checks; `Err` is the failed stage to record.
-    fn business_check(
+    /// `reserved_minor` is what earlier items of the same payroll chunk will
+    /// debit at its end, already spoken for out of the available balance.
+    pub(crate) fn business_check(
         &self,
         config: &SimPaymentConfig,
         request: &PaymentRequest,
         checked: &Checked,
+        reserved_minor: i64,
     ) -> Result<(), Stage> {
         let fail = |flag, code, message| {
             Err(Stage::Failed {
@@ -504,7 +527,8 @@ impl PaymentBook {
             return fail(RTNFLG_FAILED, ERR_NAME_MISMATCH, MSG_NAME_MISMATCH);
         }
         let may_overdraw = config.overdraft_accounts.contains(&debtor.number);
-        if !may_overdraw && debtor.available_minor < checked.amount_minor {
+        let available = debtor.available_minor.saturating_sub(reserved_minor);
+        if !may_overdraw && available < checked.amount_minor {
             return fail(
                 RTNFLG_FAILED,
                 ERR_INSUFFICIENT_FUNDS,
@@ -516,7 +540,11 @@ impl PaymentBook {
 
     /// Books the debit in the debtor's statement history (which moves its
     /// balances in the same critical section).
-    fn debit(&self, request: &PaymentRequest, checked: &Checked) -> Result<(), SimError> {
+    pub(crate) fn debit(
+        &self,
+        request: &PaymentRequest,
+        checked: &Checked,
+    ) -> Result<(), SimError> {
         let mut entry = NewSimEntry::booked(Direction::Debit, checked.amount_minor);
         entry.counterparty_name = Some(request.creditor_name.clone());
         entry.counterparty_account = Some(request.creditor_account.clone());
@@ -530,14 +558,14 @@ impl PaymentBook {
 }
 
 /// What the request-level checks found.
-struct Checked {
-    currency: Currency,
-    amount_minor: i64,
+pub(crate) struct Checked {
+    pub(crate) currency: Currency,
+    pub(crate) amount_minor: i64,
 }
 
 /// The checks a front machine makes before it takes an instruction; the
 /// error is the Chinese `RETMSG` of the `BAD_REQUEST`.
-fn check_request(request: &PaymentRequest) -> Result<Checked, String> {
+pub(crate) fn check_request(request: &PaymentRequest) -> Result<Checked, String> {
     check_payment(request).map_err(|e| format!("指令格式错误：{e}"))?;
     let currency = crate::cn_xml::currency_of_code(&request.currency_code)
         .ok_or_else(|| format!("币种代码无效：{}", request.currency_code))?;

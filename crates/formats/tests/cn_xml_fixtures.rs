@@ -491,3 +491,150 @@ fn query_payment_fixtures() {
     assert_eq!(response.records, payment_results());
     assert!(response.records[2].is_not_found());
 }
+
+fn batch_request(function: BatchFunction) -> BatchRequest {
+    let item = |reference: &str, amount: &str, name: &str, account: &str| BatchItemRequest {
+        reference: reference.to_owned(),
+        amount: amount.to_owned(),
+        creditor_account: account.to_owned(),
+        creditor_name: name.to_owned(),
+        creditor_bank_code: String::new(),
+        creditor_bic: String::new(),
+        creditor_bank_name: String::new(),
+        creditor_type: "P".to_owned(),
+        remittance: "十一月工资".to_owned(),
+        purpose: String::new(),
+    };
+    let mut supplier = item(
+        "BDAC0YTTT9A5QUA8YJ0TCUUWKI0001",
+        "120000.00",
+        "上海某某贸易有限公司",
+        "31001234567890",
+    );
+    supplier.creditor_type = "C".to_owned();
+    supplier.creditor_bank_code = "102290000011".to_owned();
+    supplier.creditor_bank_name = "中国工商银行上海分行".to_owned();
+    supplier.remittance = "货款 & 运费".to_owned();
+    supplier.purpose = "合同号<2026-118>".to_owned();
+    let items = match function {
+        BatchFunction::Supplier => vec![
+            supplier,
+            item(
+                "BDAC0YTTT9A5QUA8YJ0TCUUWKI0002",
+                "0.01",
+                "错名示例",
+                "000123",
+            ),
+        ],
+        BatchFunction::Payroll => vec![
+            item(
+                "BDAC0YTTT9A5QUA8YJ0TCUUWKI0011",
+                "8500.00",
+                "张伟",
+                "6222020200112233",
+            ),
+            item(
+                "BDAC0YTTT9A5QUA8YJ0TCUUWKI0012",
+                "9200.50",
+                "李娜",
+                "6222020200114455",
+            ),
+        ],
+    };
+    BatchRequest {
+        function,
+        reference: "BDAC0YTTT9A5QUA8YJ0TCUUWKC0001".to_owned(),
+        batch_reference: "BDAC0YTTT9A5QUA8YJ0TCUUWKB0001".to_owned(),
+        debtor_account: "755900012310001".to_owned(),
+        currency_code: "10".to_owned(),
+        execution_date: "20261127".to_owned(),
+        item_count: "2".to_owned(),
+        control_sum: match function {
+            BatchFunction::Supplier => "120000.01",
+            BatchFunction::Payroll => "17700.50",
+        }
+        .to_owned(),
+        items,
+    }
+}
+
+fn batch_summary() -> BatchSummary {
+    BatchSummary {
+        reference: "BDAC0YTTT9A5QUA8YJ0TCUUWKC0001".to_owned(),
+        batch_reference: "BDAC0YTTT9A5QUA8YJ0TCUUWKB0001".to_owned(),
+        request_status: REQSTS_FINISHED.to_owned(),
+        finished: FINFLG_YES.to_owned(),
+        item_count: "2".to_owned(),
+        success_count: "1".to_owned(),
+        failed_count: "1".to_owned(),
+        error_code: String::new(),
+        error_text: String::new(),
+        bank_ref: "SIMB00000001".to_owned(),
+    }
+}
+
+#[test]
+fn submit_batch_fixtures() {
+    for (function, name) in [
+        (BatchFunction::Supplier, "submit_batch_request.xml"),
+        (BatchFunction::Payroll, "submit_payroll_request.xml"),
+    ] {
+        let packet = submit_batch_request(LOGIN, "R20261128000011", &batch_request(function));
+        let bytes = snapshot(name, &encoded(&packet));
+        assert_eq!(
+            parse_submit_batch_request(&decoded(&bytes)).unwrap(),
+            batch_request(function)
+        );
+    }
+    let packet = submit_batch_response(
+        BatchFunction::Supplier,
+        "R20261128000011",
+        RET_OK,
+        "",
+        Some(&batch_summary()),
+    );
+    let bytes = snapshot("submit_batch_response.xml", &encoded(&packet));
+    let response = parse_submit_batch(BatchFunction::Supplier, &decoded(&bytes)).unwrap();
+    assert!(response.is_ok());
+    assert_eq!(response.summary, Some(batch_summary()));
+}
+
+#[test]
+fn query_batch_fixtures() {
+    let reference = "BDAC0YTTT9A5QUA8YJ0TCUUWKC0001";
+    let packet = query_batch_request(LOGIN, "R20261128000012", reference);
+    let bytes = snapshot("query_batch_request.xml", &encoded(&packet));
+    assert_eq!(
+        parse_query_batch_request(&decoded(&bytes)).unwrap(),
+        reference
+    );
+    let items = vec![
+        PaymentResult {
+            reference: "BDAC0YTTT9A5QUA8YJ0TCUUWKI0001".to_owned(),
+            request_status: REQSTS_FINISHED.to_owned(),
+            result_flag: RTNFLG_SUCCESS.to_owned(),
+            error_code: String::new(),
+            error_text: String::new(),
+            bank_ref: "SIM000000000001".to_owned(),
+        },
+        PaymentResult {
+            reference: "BDAC0YTTT9A5QUA8YJ0TCUUWKI0002".to_owned(),
+            request_status: REQSTS_FINISHED.to_owned(),
+            result_flag: RTNFLG_REJECTED.to_owned(),
+            error_code: "INVALID_ACCOUNT".to_owned(),
+            error_text: "收款账号不存在".to_owned(),
+            bank_ref: "SIM000000000002".to_owned(),
+        },
+    ];
+    let packet = query_batch_response(
+        "R20261128000012",
+        RET_OK,
+        "",
+        Some(&batch_summary()),
+        &items,
+    );
+    let bytes = snapshot("query_batch_response.xml", &encoded(&packet));
+    let response = parse_query_batch(&decoded(&bytes)).unwrap();
+    assert_eq!(response.summary, Some(batch_summary()));
+    assert_eq!(response.items, items);
+}

@@ -1,15 +1,18 @@
 //! Properties of the `cn-xml` codec: every encodable packet survives
 //! encode→decode unchanged, a character GBK cannot carry is an error (never
 //! a character reference), decode never panics on arbitrary or damaged
-//! bytes, and the typed history messages survive build→encode→decode→parse
-//! with any text in their fields. The same decode→encode→decode invariant is fuzzed in
+//! bytes, and the typed history and batch messages survive
+//! build→encode→decode→parse with any text in their fields. The same decode→encode→decode invariant is fuzzed in
 //! `fuzz/fuzz_targets/cn_xml_decode.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use formats::cn_xml::messages::{
     day_balance_response, history_request, history_response, parse_day_balances, parse_history,
-    parse_history_request, DayBalanceRecord, HistoryQuery, HistoryRecord, RET_OK,
+    parse_history_request, parse_query_batch, parse_query_batch_request, parse_submit_batch,
+    parse_submit_batch_request, query_batch_request, query_batch_response, submit_batch_request,
+    submit_batch_response, BatchFunction, BatchItemRequest, BatchRequest, BatchSummary,
+    DayBalanceRecord, HistoryQuery, HistoryRecord, PaymentResult, RET_OK,
 };
 use formats::cn_xml::{decode, encode, Block, DecodeError, EncodeError, Head, Limits, Packet};
 use proptest::prelude::*;
@@ -148,6 +151,95 @@ fn history_record() -> impl Strategy<Value = HistoryRecord> {
         )
 }
 
+/// Text that is never empty: required batch fields must carry something
+/// (the parsers read an absent optional field as empty, so only the
+/// builders' leaving out of empty optional fields is exercised by `text`).
+fn nonempty_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(text_char(), 1..24).prop_map(|chars| chars.into_iter().collect())
+}
+
+fn batch_item() -> impl Strategy<Value = BatchItemRequest> {
+    (
+        (
+            nonempty_text(),
+            nonempty_text(),
+            nonempty_text(),
+            nonempty_text(),
+        ),
+        (text(), text(), text()),
+        (nonempty_text(), nonempty_text(), text()),
+    )
+        .prop_map(
+            |(
+                (reference, amount, creditor_account, creditor_name),
+                (creditor_bank_code, creditor_bic, creditor_bank_name),
+                (creditor_type, remittance, purpose),
+            )| BatchItemRequest {
+                reference,
+                amount,
+                creditor_account,
+                creditor_name,
+                creditor_bank_code,
+                creditor_bic,
+                creditor_bank_name,
+                creditor_type,
+                remittance,
+                purpose,
+            },
+        )
+}
+
+fn batch_function() -> impl Strategy<Value = BatchFunction> {
+    prop::sample::select(vec![BatchFunction::Supplier, BatchFunction::Payroll])
+}
+
+fn batch_summary() -> impl Strategy<Value = BatchSummary> {
+    (
+        (nonempty_text(), text(), nonempty_text(), text(), text()),
+        (text(), text(), text(), text(), text()),
+    )
+        .prop_map(
+            |(
+                (reference, batch_reference, request_status, finished, item_count),
+                (success_count, failed_count, error_code, error_text, bank_ref),
+            )| BatchSummary {
+                reference,
+                batch_reference,
+                request_status,
+                finished,
+                item_count,
+                success_count,
+                failed_count,
+                error_code,
+                error_text,
+                bank_ref,
+            },
+        )
+}
+
+fn item_result() -> impl Strategy<Value = PaymentResult> {
+    (
+        nonempty_text(),
+        nonempty_text(),
+        text(),
+        text(),
+        text(),
+        text(),
+    )
+        .prop_map(
+            |(reference, request_status, result_flag, error_code, error_text, bank_ref)| {
+                PaymentResult {
+                    reference,
+                    request_status,
+                    result_flag,
+                    error_code,
+                    error_text,
+                    bank_ref,
+                }
+            },
+        )
+}
+
 fn wire_trip(packet: &Packet) -> Packet {
     decode(&encode(packet).unwrap(), &Limits::default()).unwrap()
 }
@@ -185,6 +277,55 @@ proptest! {
             .collect();
         let packet = day_balance_response("R1", RET_OK, "", &records);
         prop_assert_eq!(parse_day_balances(&wire_trip(&packet)).unwrap().records, records);
+    }
+
+    #[test]
+    fn batch_submissions_survive_the_wire(
+        function in batch_function(),
+        header in prop::collection::vec(nonempty_text(), 7),
+        items in prop::collection::vec(batch_item(), 1..6),
+    ) {
+        let batch = BatchRequest {
+            function,
+            reference: header[0].clone(),
+            batch_reference: header[1].clone(),
+            debtor_account: header[2].clone(),
+            currency_code: header[3].clone(),
+            execution_date: header[4].clone(),
+            item_count: header[5].clone(),
+            control_sum: header[6].clone(),
+            items,
+        };
+        let packet = submit_batch_request("DEMO01", "R1", &batch);
+        prop_assert_eq!(parse_submit_batch_request(&wire_trip(&packet)).unwrap(), batch);
+    }
+
+    #[test]
+    fn batch_submit_answers_survive_the_wire(
+        function in batch_function(),
+        summary in prop::option::of(batch_summary()),
+        (serial, ret_code, ret_msg) in (text(), text(), text()),
+    ) {
+        let packet = submit_batch_response(function, &serial, &ret_code, &ret_msg, summary.as_ref());
+        let parsed = parse_submit_batch(function, &wire_trip(&packet)).unwrap();
+        prop_assert_eq!(parsed.summary, summary);
+        prop_assert_eq!(parsed.ret_code, ret_code);
+        prop_assert_eq!(parsed.ret_msg, ret_msg);
+        prop_assert_eq!(parsed.serial, serial);
+    }
+
+    #[test]
+    fn batch_queries_survive_the_wire(
+        reference in text(),
+        summary in batch_summary(),
+        items in prop::collection::vec(item_result(), 0..8),
+    ) {
+        let request = query_batch_request("DEMO01", "Q1", &reference);
+        prop_assert_eq!(parse_query_batch_request(&wire_trip(&request)).unwrap(), reference);
+        let packet = query_batch_response("Q1", RET_OK, "", Some(&summary), &items);
+        let parsed = parse_query_batch(&wire_trip(&packet)).unwrap();
+        prop_assert_eq!(parsed.summary, Some(summary));
+        prop_assert_eq!(parsed.items, items);
     }
 
     #[test]

@@ -13,12 +13,16 @@
 //! paths of [`super::DecodeError`]). The transaction-detail functions
 //! (`QueryHistory`, `QueryDayBalance`) live in the child module `history`
 //! and are re-exported here, as are the payment functions
-//! (`SubmitPayment`, `QueryPayment`) of the child module `payment`, so every
-//! message is reached as `cn_xml::messages::*`.
+//! (`SubmitPayment`, `QueryPayment`) of the child module `payment` and the
+//! batch functions (`SubmitBatch`, `SubmitPayroll`, `QueryBatch`) of the
+//! child module `batch`, so every message is reached as
+//! `cn_xml::messages::*`.
 
+mod batch;
 mod history;
 mod payment;
 
+pub use batch::*;
 pub use history::*;
 pub use payment::*;
 
@@ -108,6 +112,11 @@ pub enum MessageError {
     MisplacedPage { index: usize },
     #[error("answer has {count} records; the family allows at most {max} per page")]
     TooManyRecords { count: usize, max: usize },
+    /// A batch submission whose header `BATTYP` is not its function's.
+    #[error(
+        "batch request for function {func:?} has BATTYP {kind:?}; expected the function's own kind"
+    )]
+    BatchKindMismatch { func: String, kind: String },
 }
 
 /// One account to query, with an optional currency filter (`CCYNBR`).

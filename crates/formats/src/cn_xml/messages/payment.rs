@@ -136,6 +136,9 @@ pub enum FieldError {
     InvalidChar { field: String, ch: char },
     #[error("{field} is required and empty")]
     Empty { field: String },
+    /// A value the field cannot take in this context.
+    #[error("{field}: expected {expected}")]
+    Invalid { field: String, expected: String },
 }
 
 /// The length of `text` in GBK bytes, or the first character GBK (or XML)
