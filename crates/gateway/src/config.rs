@@ -257,6 +257,11 @@ pub struct PaymentsConfig {
     pub return_watch_s: u64,
     /// How long an Idempotency-Key is remembered (at least 24 h).
     pub idempotency_ttl_s: u64,
+    /// Most items of one payment batch (`POST /v1/payment-batches`).
+    pub max_batch_items: u32,
+    /// Largest body of `POST /v1/payment-batches`, in bytes (other routes keep
+    /// `server.max_body_bytes`).
+    pub max_batch_body_bytes: usize,
 }
 
 impl Default for PaymentsConfig {
@@ -271,6 +276,8 @@ impl Default for PaymentsConfig {
             status_poll_ms: 1_000,
             return_watch_s: 600,
             idempotency_ttl_s: 86_400,
+            max_batch_items: 5_000,
+            max_batch_body_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -701,6 +708,15 @@ impl Config {
                 "payments: lease_duration_ms ≥ 1000, poll_interval_ms and status_poll_ms ≥ 1"
                     .to_owned(),
             );
+        }
+        if !(1..=store::BATCH_ITEMS_MAX as u32).contains(&pay.max_batch_items) {
+            problems.push(format!(
+                "payments.max_batch_items: expected 1..={}",
+                store::BATCH_ITEMS_MAX
+            ));
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&pay.max_batch_body_bytes) {
+            problems.push("payments.max_batch_body_bytes: expected 1 KiB..=256 MiB".to_owned());
         }
         if !(1..=1000).contains(&pay.claim_batch) {
             problems.push("payments.claim_batch: expected 1..=1000".to_owned());

@@ -36,6 +36,8 @@ use store::{
 };
 use tokio::sync::{watch, Notify};
 
+mod batches;
+
 use crate::{
     banking::{BankDirectory, ConnectionRuntime},
     config::{AccountConfig, Config, PaymentsConfig},
@@ -61,6 +63,22 @@ pub fn to_bank_instruction(
         purpose: p.purpose.clone(),
         urgency: p.urgency,
         requested_execution_date: p.requested_execution_date,
+    }
+}
+
+/// The wire form of one batch item.
+pub fn to_bank_item(i: &store::NewBatchItem) -> banks::BatchItemInstruction {
+    banks::BatchItemInstruction {
+        reference: i.business_reference.clone(),
+        amount: i.amount,
+        creditor_name: i.creditor_name.clone(),
+        creditor_account: i.creditor_account.clone(),
+        creditor_bank_code: i.creditor_bank_code.clone(),
+        creditor_bic: i.creditor_bic.clone(),
+        creditor_bank_name: i.creditor_bank_name.clone(),
+        creditor_type: i.creditor_type,
+        remittance: i.remittance.clone(),
+        purpose: i.purpose.clone(),
     }
 }
 
@@ -822,7 +840,15 @@ pub async fn run_payment_workers(
         let mut stop = shutdown.clone();
         async move {
             loop {
-                let busy = matches!(w.dispatch_round().await, Ok(n) if n > 0);
+                let payments = matches!(w.dispatch_round().await, Ok(n) if n > 0);
+                let chunks = match w.dispatch_chunk_round().await {
+                    Ok(n) => n > 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "batch dispatcher round failed");
+                        false
+                    }
+                };
+                let busy = payments || chunks;
                 if *stop.borrow() {
                     return;
                 }
@@ -844,6 +870,9 @@ pub async fn run_payment_workers(
                 if let Err(e) = w.poll_round().await {
                     tracing::error!(error = %e, "status poller round failed");
                 }
+                if let Err(e) = w.poll_chunk_round().await {
+                    tracing::error!(error = %e, "batch status poller round failed");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = stop.changed() => return,
@@ -857,6 +886,9 @@ pub async fn run_payment_workers(
             loop {
                 if let Err(e) = w.reap_round().await {
                     tracing::error!(error = %e, "reaper round failed");
+                }
+                if let Err(e) = w.reap_chunk_round().await {
+                    tracing::error!(error = %e, "batch reaper round failed");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(interval * 4) => {}

@@ -33,6 +33,7 @@ pub mod failpoints;
 pub mod flight;
 pub mod oauth;
 pub mod ops;
+pub mod payment_batches;
 pub mod payment_intake;
 pub mod payments;
 pub mod problem;
@@ -123,6 +124,10 @@ pub struct AppParts {
         payments::list_payments,
         payments::cancel_payment,
         payments::resolve_payment,
+        payment_batches::create_batch,
+        payment_batches::get_batch,
+        payment_batches::list_batches,
+        payment_batches::cancel_batch,
         ops::healthz,
         ops::readyz,
         ops::metrics_endpoint,
@@ -136,6 +141,7 @@ pub struct AppParts {
         (name = "balances", description = "Stored balance snapshots and explicit refresh"),
         (name = "transactions", description = "Transaction details: stable pages, change feed, sync, continuity"),
         (name = "payments", description = "Payments: never lost, never paid twice"),
+        (name = "payment-batches", description = "Supplier and payroll (代发) batches: one debtor, one approval, chunks of the bank's batch size, status per item"),
         (name = "operations", description = "Health, readiness, metrics, API description"),
     )
 )]
@@ -407,6 +413,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments/{id}", get(payments::get_payment))
         .route("/v1/payments/{id}/cancel", post(payments::cancel_payment))
         .route("/v1/payments/{id}/resolve", post(payments::resolve_payment))
+        .route(
+            "/v1/payment-batches",
+            post(payment_batches::create_batch)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    state.config.payments.max_batch_body_bytes,
+                ))
+                .get(payment_batches::list_batches),
+        )
+        .route("/v1/payment-batches/{id}", get(payment_batches::get_batch))
+        .route(
+            "/v1/payment-batches/{id}/cancel",
+            post(payment_batches::cancel_batch),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics_endpoint))

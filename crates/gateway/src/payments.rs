@@ -140,7 +140,7 @@ pub(crate) fn payment_view(
     }
 }
 
-fn problems_to_error(problems: Vec<FieldProblem>) -> ApiError {
+pub(crate) fn problems_to_error(problems: Vec<FieldProblem>) -> ApiError {
     let first = problems.first().cloned();
     let status = if problems.iter().any(|p| p.field.starts_with("header.")) {
         StatusCode::BAD_REQUEST
@@ -404,7 +404,7 @@ pub async fn create_payment(
     }
 }
 
-fn key_reused() -> ApiError {
+pub(crate) fn key_reused() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "idempotency_key_reused",
@@ -413,7 +413,7 @@ fn key_reused() -> ApiError {
     .with_field("header.Idempotency-Key")
 }
 
-fn in_progress() -> ApiError {
+pub(crate) fn in_progress() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "idempotency_in_progress",
@@ -423,7 +423,7 @@ fn in_progress() -> ApiError {
     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
-fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -478,7 +478,7 @@ pub async fn get_payment(
     Ok(Json(payment_view(&p, Some(&history))))
 }
 
-fn require_read(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn require_read(caller: &Caller) -> Result<(), ApiError> {
     if caller.claims.has_scope(Scope::PaymentsWrite) {
         Ok(())
     } else {
