@@ -18,7 +18,9 @@
 //! - [`banking`]: connectors, per-bank limits, health, balance refresh worker;
 //! - [`statements`]: statement sync (dedupe, pending → booked, continuity) and its worker;
 //! - [`transactions`]: transaction pages, the change feed, signed cursors;
-//! - [`flight`]: single-flight runs per key.
+//! - [`flight`]: single-flight runs per key;
+//! - [`webhooks`]: webhook registration, deliveries and re-drive;
+//! - [`webhook_delivery`]: the worker that fans events out and delivers them, signed.
 //!
 //! [`App::build`] wires everything from a [`config::Config`]; [`App::serve`]
 //! runs it on a listener until a shutdown signal.
@@ -40,6 +42,8 @@ pub mod routes;
 pub mod statements;
 pub mod timefmt;
 pub mod transactions;
+pub mod webhook_delivery;
+pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -96,6 +100,8 @@ pub struct AppParts {
     /// Wakes the dispatcher when a payment is ready to send.
     pub dispatcher_wake: Arc<tokio::sync::Notify>,
     pub payment_workers: Arc<dispatch::PaymentWorkers>,
+    /// Fans events out to webhooks and delivers them.
+    pub webhooks: Arc<webhook_delivery::WebhookWorker>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -123,6 +129,13 @@ pub struct AppParts {
         payments::list_payments,
         payments::cancel_payment,
         payments::resolve_payment,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::redrive_delivery,
+        webhooks::redrive_webhook,
         ops::healthz,
         ops::readyz,
         ops::metrics_endpoint,
@@ -136,6 +149,7 @@ pub struct AppParts {
         (name = "balances", description = "Stored balance snapshots and explicit refresh"),
         (name = "transactions", description = "Transaction details: stable pages, change feed, sync, continuity"),
         (name = "payments", description = "Payments: never lost, never paid twice"),
+        (name = "webhooks", description = "Events pushed to your endpoint, signed, per object in order, re-drivable"),
         (name = "operations", description = "Health, readiness, metrics, API description"),
     )
 )]
@@ -171,6 +185,8 @@ pub enum StartError {
     Bank(#[from] banks::ConnectError),
     #[error("listening socket: {0}")]
     Io(#[from] std::io::Error),
+    #[error("webhook HTTP client: {0}")]
+    WebhookClient(#[from] reqwest::Error),
 }
 
 /// A built gateway: state, router, and the background workers to start.
@@ -264,18 +280,26 @@ impl App {
             opts.clock.clone(),
             dispatcher_wake.clone(),
         ));
+        let clients = Arc::new(clients);
+        let webhooks = Arc::new(webhook_delivery::WebhookWorker::new(
+            &config.webhooks,
+            store.clone(),
+            opts.clock.clone(),
+            clients.clone(),
+        )?);
         let (shutdown_tx, _) = watch::channel(false);
         let state = AppState(Arc::new(AppParts {
             config: Arc::new(config),
             store,
             clock: opts.clock,
             tokens: Arc::new(tokens),
-            clients: Arc::new(clients),
+            clients,
             directory,
             statements,
             cursors: Arc::new(transactions::CursorSigner::new(cursor_key)),
             dispatcher_wake,
             payment_workers,
+            webhooks,
             metrics: ops::metrics_handle(),
         }));
         let app = App {
@@ -308,6 +332,12 @@ impl App {
         if self.state.config.payments.workers_enabled {
             handles.push(tokio::spawn(dispatch::run_payment_workers(
                 self.state.payment_workers.clone(),
+                self.shutdown_tx.subscribe(),
+            )));
+        }
+        if self.state.config.webhooks.worker_enabled {
+            handles.push(tokio::spawn(webhook_delivery::run_webhook_worker(
+                self.state.webhooks.clone(),
                 self.shutdown_tx.subscribe(),
             )));
         }
@@ -407,6 +437,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments/{id}", get(payments::get_payment))
         .route("/v1/payments/{id}/cancel", post(payments::cancel_payment))
         .route("/v1/payments/{id}/resolve", post(payments::resolve_payment))
+        .route(
+            "/v1/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get_webhook).delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/redrive",
+            post(webhooks::redrive_delivery),
+        )
+        .route("/v1/webhooks/{id}/redrive", post(webhooks::redrive_webhook))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics_endpoint))
