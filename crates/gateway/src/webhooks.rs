@@ -452,6 +452,9 @@ pub async fn create_webhook(
     let claim = key.map(|key| IdempotencyClaim {
         client_id: caller.subject.clone(),
         key,
+        // The body as sent, secret included (a retry with another secret is another
+        // request); secrets are at least 32 characters, so the SHA-256 reveals nothing
+        // usable. Wrapped so it can never equal a payment body's hash.
         request_hash: canonical_hash(&serde_json::json!({"webhook": json})),
         expires_at: now
             + ChronoDuration::seconds(
