@@ -288,6 +288,15 @@ fn demo_config(
             ..StatementsConfig::default()
         },
         payments: gateway::config::PaymentsConfig::default(),
+        // The demo's receivers run on this machine: loopback is allowed by name.
+        webhooks: gateway::config::WebhooksConfig {
+            allowed_hosts: vec![
+                "127.0.0.1".to_owned(),
+                "localhost".to_owned(),
+                "::1".to_owned(),
+            ],
+            ..gateway::config::WebhooksConfig::default()
+        },
         banks,
         connections,
         accounts,

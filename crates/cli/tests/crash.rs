@@ -580,6 +580,7 @@ rules = [
             return_watch_s: 10,
             ..PaymentsConfig::default()
         },
+        webhooks: gateway::config::WebhooksConfig::default(),
         banks: vec![BankConfig {
             id: bank_id.clone(),
             name: "崩溃测试银行 Crash Test Bank (simulated, cn-xml)".to_owned(),

@@ -39,6 +39,7 @@ const ENV_SECTIONS: &[&str] = &[
     "balances",
     "statements",
     "payments",
+    "webhooks",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +60,8 @@ pub struct Config {
     pub statements: StatementsConfig,
     #[serde(default)]
     pub payments: PaymentsConfig,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub banks: Vec<BankConfig>,
     #[serde(default)]
@@ -279,6 +282,92 @@ impl Default for PaymentsConfig {
             max_batch_items: 5_000,
             max_batch_body_bytes: 8 * 1024 * 1024,
         }
+    }
+}
+
+/// `[webhooks]`: the delivery worker and what may be registered.
+/// See docs/webhooks.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Run the fan-out and delivery worker in this instance.
+    pub worker_enabled: bool,
+    /// How often the worker looks for work when the last round found none.
+    pub poll_interval_ms: u64,
+    /// Events fanned out per round.
+    pub fan_out_batch: u32,
+    /// Deliveries sent at once (and claimed per round).
+    pub concurrency: u32,
+    /// How long a claimed delivery is leased; longer than a request can take.
+    pub lease_duration_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Whole request, connect included.
+    pub request_timeout_ms: u64,
+    /// First retry delay; doubles per attempt, capped, with jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A delivery is dead after this many failed attempts (until re-driven).
+    pub max_attempts: u32,
+    /// Allow URLs whose host is loopback, private, link-local or `localhost`.
+    pub allow_private_urls: bool,
+    /// Hosts allowed even when private (exact host names or IP literals).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            worker_enabled: true,
+            poll_interval_ms: 500,
+            fan_out_batch: 200,
+            concurrency: 8,
+            lease_duration_ms: 60_000,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 3_600_000,
+            max_attempts: 12,
+            allow_private_urls: false,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.poll_interval_ms == 0
+            || self.request_timeout_ms == 0
+            || self.connect_timeout_ms == 0
+        {
+            problems.push(
+                "webhooks: poll_interval_ms, request_timeout_ms and connect_timeout_ms ≥ 1"
+                    .to_owned(),
+            );
+        }
+        if !(1..=1000).contains(&self.fan_out_batch) {
+            problems.push("webhooks.fan_out_batch: expected 1..=1000".to_owned());
+        }
+        if !(1..=256).contains(&self.concurrency) {
+            problems.push("webhooks.concurrency: expected 1..=256".to_owned());
+        }
+        if self.lease_duration_ms < self.request_timeout_ms.saturating_add(1_000)
+            || self.lease_duration_ms > 3_600_000
+        {
+            problems.push(
+                "webhooks.lease_duration_ms: expected at least request_timeout_ms + 1000 and at most 3600000"
+                    .to_owned(),
+            );
+        }
+        if self.backoff_base_ms == 0 || self.backoff_max_ms < self.backoff_base_ms {
+            problems.push(
+                "webhooks: backoff_base_ms ≥ 1 and backoff_max_ms ≥ backoff_base_ms".to_owned(),
+            );
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            problems.push("webhooks.max_attempts: expected 1..=100".to_owned());
+        }
+        problems
     }
 }
 
@@ -726,6 +815,7 @@ impl Config {
                 "payments: backoff_base_ms ≥ 1 and backoff_max_ms ≥ backoff_base_ms".to_owned(),
             );
         }
+        problems.extend(self.webhooks.problems());
         let st = &self.statements;
         if st.sync_interval_s == 0 {
             problems.push("statements.sync_interval_s: expected at least 1".to_owned());

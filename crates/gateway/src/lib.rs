@@ -18,7 +18,9 @@
 //! - [`banking`]: connectors, per-bank limits, health, balance refresh worker;
 //! - [`statements`]: statement sync (dedupe, pending → booked, continuity) and its worker;
 //! - [`transactions`]: transaction pages, the change feed, signed cursors;
-//! - [`flight`]: single-flight runs per key.
+//! - [`flight`]: single-flight runs per key;
+//! - [`webhooks`]: webhook registration, deliveries and re-drive;
+//! - [`webhook_delivery`]: the worker that fans events out and delivers them, signed.
 //!
 //! [`App::build`] wires everything from a [`config::Config`]; [`App::serve`]
 //! runs it on a listener until a shutdown signal.
@@ -41,6 +43,8 @@ pub mod routes;
 pub mod statements;
 pub mod timefmt;
 pub mod transactions;
+pub mod webhook_delivery;
+pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -97,6 +101,8 @@ pub struct AppParts {
     /// Wakes the dispatcher when a payment is ready to send.
     pub dispatcher_wake: Arc<tokio::sync::Notify>,
     pub payment_workers: Arc<dispatch::PaymentWorkers>,
+    /// Fans events out to webhooks and delivers them.
+    pub webhooks: Arc<webhook_delivery::WebhookWorker>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -128,6 +134,13 @@ pub struct AppParts {
         payment_batches::get_batch,
         payment_batches::list_batches,
         payment_batches::cancel_batch,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::redrive_delivery,
+        webhooks::redrive_webhook,
         ops::healthz,
         ops::readyz,
         ops::metrics_endpoint,
@@ -142,6 +155,7 @@ pub struct AppParts {
         (name = "transactions", description = "Transaction details: stable pages, change feed, sync, continuity"),
         (name = "payments", description = "Payments: never lost, never paid twice"),
         (name = "payment-batches", description = "Supplier and payroll (代发) batches: one debtor, one approval, chunks of the bank's batch size, status per item"),
+        (name = "webhooks", description = "Events pushed to your endpoint, signed, per object in order, re-drivable"),
         (name = "operations", description = "Health, readiness, metrics, API description"),
     )
 )]
@@ -177,6 +191,8 @@ pub enum StartError {
     Bank(#[from] banks::ConnectError),
     #[error("listening socket: {0}")]
     Io(#[from] std::io::Error),
+    #[error("webhook HTTP client: {0}")]
+    WebhookClient(#[from] reqwest::Error),
 }
 
 /// A built gateway: state, router, and the background workers to start.
@@ -270,18 +286,26 @@ impl App {
             opts.clock.clone(),
             dispatcher_wake.clone(),
         ));
+        let clients = Arc::new(clients);
+        let webhooks = Arc::new(webhook_delivery::WebhookWorker::new(
+            &config.webhooks,
+            store.clone(),
+            opts.clock.clone(),
+            clients.clone(),
+        )?);
         let (shutdown_tx, _) = watch::channel(false);
         let state = AppState(Arc::new(AppParts {
             config: Arc::new(config),
             store,
             clock: opts.clock,
             tokens: Arc::new(tokens),
-            clients: Arc::new(clients),
+            clients,
             directory,
             statements,
             cursors: Arc::new(transactions::CursorSigner::new(cursor_key)),
             dispatcher_wake,
             payment_workers,
+            webhooks,
             metrics: ops::metrics_handle(),
         }));
         let app = App {
@@ -314,6 +338,12 @@ impl App {
         if self.state.config.payments.workers_enabled {
             handles.push(tokio::spawn(dispatch::run_payment_workers(
                 self.state.payment_workers.clone(),
+                self.shutdown_tx.subscribe(),
+            )));
+        }
+        if self.state.config.webhooks.worker_enabled {
+            handles.push(tokio::spawn(webhook_delivery::run_webhook_worker(
+                self.state.webhooks.clone(),
                 self.shutdown_tx.subscribe(),
             )));
         }
@@ -426,6 +456,23 @@ pub fn router(state: AppState) -> Router {
             "/v1/payment-batches/{id}/cancel",
             post(payment_batches::cancel_batch),
         )
+        .route(
+            "/v1/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get_webhook).delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/redrive",
+            post(webhooks::redrive_delivery),
+        )
+        .route("/v1/webhooks/{id}/redrive", post(webhooks::redrive_webhook))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics_endpoint))

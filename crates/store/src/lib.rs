@@ -23,6 +23,9 @@
 //!   compare-and-set transition algorithms written once against a trait each backend
 //!   implements (`sqlite/payments.rs`, `postgres/payments.rs`, which also hold the
 //!   work-queue claim: `FOR UPDATE SKIP LOCKED` there, the single writer here).
+//! - `webhooks.rs`: webhooks, their deliveries and attempts (fan-out from the outbox,
+//!   per-object ordered claims, re-drive); SQL in `sqlite/webhooks.rs` and
+//!   `postgres/webhooks.rs`.
 //! - `codec.rs`: the mapping between domain values and column values that both backends share
 //!   (instants truncated to microseconds, JSON details, money as minor units + currency code).
 //! - `error.rs`: [`StoreError`].
@@ -47,6 +50,7 @@ mod payments;
 mod postgres;
 mod sqlite;
 mod statements;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +83,14 @@ pub use payments::{
 };
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, WriterPragmas, WriterStats};
+pub use webhooks::{
+    AttemptOutcome, ClaimedDelivery, DeliveryAttempt, DeliveryQuery, DeliveryState, FanOutReport,
+    NewAttempt, NewWebhook, StoredDelivery, StoredWebhook, WebhookCreateOutcome,
+    DELIVERY_CLAIM_MAX_LIMIT, FAN_OUT_MAX_EVENTS, WEBHOOKS_PER_CLIENT_MAX,
+    WEBHOOK_ATTEMPTS_LISTED_MAX, WEBHOOK_ERROR_MAX_CHARS, WEBHOOK_EVENT_TYPES_MAX,
+    WEBHOOK_QUERY_MAX_LIMIT, WEBHOOK_SECRET_MAX_CHARS, WEBHOOK_SECRET_MIN_CHARS,
+    WEBHOOK_URL_MAX_CHARS,
+};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -406,6 +418,96 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Finishes the queued writes, then closes every connection. Idempotent; later writes
     /// fail with [`StoreError::Closed`].
     async fn close(&self);
+
+    // --- Webhooks (`webhooks.rs`) -------------------------------------------------------
+
+    /// In ONE transaction: claims `idempotency` when given (as `create_payment` does: a key
+    /// already stored gives `Replay`, `KeyReused` or `InProgress` and writes nothing),
+    /// refuses a client's webhook beyond [`WEBHOOKS_PER_CLIENT_MAX`] (`LimitReached`,
+    /// nothing written), inserts the webhook, completes the key and appends `audit`.
+    async fn create_webhook(
+        &self,
+        new: NewWebhook,
+        idempotency: Option<IdempotencyClaim>,
+        audit: NewAuditRecord,
+    ) -> Result<WebhookCreateOutcome, StoreError>;
+
+    /// The client's active webhooks with `id > after_id`, ascending by id, at most
+    /// `min(limit, WEBHOOK_QUERY_MAX_LIMIT)` (0: the maximum). Never the secrets.
+    async fn list_webhooks(
+        &self,
+        client_id: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredWebhook>, StoreError>;
+
+    /// The client's active webhook `id`; another client's or a deleted one is `None`.
+    async fn get_webhook(
+        &self,
+        client_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredWebhook>, StoreError>;
+
+    /// Soft-deletes the client's active webhook (its row stays, with `deleted_at =
+    /// audit.at`), ends its pending deliveries `skipped`, and appends `audit`, in ONE
+    /// transaction. `false` (and nothing written) when there is no such webhook.
+    async fn delete_webhook(
+        &self,
+        client_id: &str,
+        id: &str,
+        audit: NewAuditRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// In ONE transaction: takes up to `limit` (1..=[`FAN_OUT_MAX_EVENTS`]) events not yet
+    /// fanned out, oldest `seq` first, makes a `pending` delivery due at `now` for every
+    /// active webhook subscribed to each one's type, and marks them fanned out at `now`.
+    /// One instance at a time (see `webhooks.rs`).
+    async fn fan_out_events(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<FanOutReport, StoreError>;
+
+    /// Leases up to `limit` (1..=[`DELIVERY_CLAIM_MAX_LIMIT`]) pending deliveries due by
+    /// `now` with no live lease, to `lease_owner` until `now + lease_duration_ms`, each with
+    /// a new lease token; never one whose webhook has an earlier (lower `object_seq`)
+    /// delivery of the same object still pending. Concurrent claimers get disjoint sets.
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_owner: &str,
+        lease_duration_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records one attempt of a claimed delivery and ends its lease, in ONE transaction:
+    /// delivered, retry at the given time, `dead` when the failure reaches
+    /// `attempt.max_attempts`, or `skipped` (no attempt row). `None` (nothing written) when
+    /// the delivery no longer carries `lease_token` or is no longer pending.
+    async fn record_webhook_attempt(
+        &self,
+        delivery_id: i64,
+        lease_token: i64,
+        attempt: NewAttempt,
+    ) -> Result<Option<DeliveryState>, StoreError>;
+
+    /// A webhook's deliveries per [`DeliveryQuery`], each with its latest attempts.
+    async fn list_webhook_deliveries(
+        &self,
+        q: &DeliveryQuery,
+    ) -> Result<Vec<StoredDelivery>, StoreError>;
+
+    /// Makes the webhook's `dead` deliveries (only `delivery_id`, when given) `pending`
+    /// and due at `now`, with `attempts` reset to 0 (`attempts_total` and the attempt rows
+    /// are kept); appends `audit` in the same transaction when any was re-driven. Returns
+    /// how many.
+    async fn redrive_webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        delivery_id: Option<i64>,
+        now: DateTime<Utc>,
+        audit: NewAuditRecord,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `url`:

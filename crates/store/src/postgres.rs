@@ -41,6 +41,7 @@ mod batches;
 mod events;
 mod payments;
 mod statements;
+mod webhooks;
 
 const BACKEND: Backend = Backend::Postgres;
 
@@ -1001,6 +1002,90 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn create_webhook(
+        &self,
+        new: crate::NewWebhook,
+        idempotency: Option<IdempotencyClaim>,
+        audit: NewAuditRecord,
+    ) -> Result<crate::WebhookCreateOutcome, StoreError> {
+        webhooks::create(self, crate::webhooks::webhook_row(new, idempotency, audit)?).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        client_id: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredWebhook>, StoreError> {
+        webhooks::list(self, client_id, after_id, limit).await
+    }
+
+    async fn get_webhook(
+        &self,
+        client_id: &str,
+        id: &str,
+    ) -> Result<Option<crate::StoredWebhook>, StoreError> {
+        webhooks::get(self, client_id, id).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        client_id: &str,
+        id: &str,
+        audit: NewAuditRecord,
+    ) -> Result<bool, StoreError> {
+        let audit = AuditRow::new(audit)?;
+        webhooks::delete(self, client_id.to_owned(), id.to_owned(), audit).await
+    }
+
+    async fn fan_out_events(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<crate::FanOutReport, StoreError> {
+        webhooks::fan_out(self, now, limit).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_owner: &str,
+        lease_duration_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::ClaimedDelivery>, StoreError> {
+        let (now, expires) =
+            crate::webhooks::check_claim_args(now, lease_owner, lease_duration_ms, limit)?;
+        webhooks::claim(self, now, expires, lease_owner.to_owned(), limit).await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        delivery_id: i64,
+        lease_token: i64,
+        attempt: crate::NewAttempt,
+    ) -> Result<Option<crate::DeliveryState>, StoreError> {
+        let row = crate::webhooks::attempt_row(attempt)?;
+        webhooks::record(self, delivery_id, lease_token, row).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        q: &crate::DeliveryQuery,
+    ) -> Result<Vec<crate::StoredDelivery>, StoreError> {
+        webhooks::list_deliveries(self, q).await
+    }
+
+    async fn redrive_webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        delivery_id: Option<i64>,
+        now: DateTime<Utc>,
+        audit: NewAuditRecord,
+    ) -> Result<u64, StoreError> {
+        let audit = AuditRow::new(audit)?;
+        webhooks::redrive(self, webhook_id.to_owned(), delivery_id, now, audit).await
     }
 }
 

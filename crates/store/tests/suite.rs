@@ -235,6 +235,12 @@ suite!(
     batches_create_replays_and_refuses_bad_sums,
     batches_chunks_walk_the_state_machine_with_per_item_results,
     batches_cancel_only_before_any_send,
+    webhooks_are_registered_listed_and_deleted_per_client,
+    webhooks_create_honours_the_idempotency_key_and_the_per_client_limit,
+    webhooks_fan_out_makes_one_delivery_per_subscribed_webhook_once,
+    webhooks_claims_keep_per_object_order_and_leases,
+    webhooks_failures_end_dead_with_their_attempts_and_redrive_resets,
+    webhooks_a_skipped_delivery_no_longer_holds_the_next_back,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -254,6 +260,10 @@ use batches::*;
 #[path = "suite/events.rs"]
 mod events;
 use events::*;
+
+#[path = "suite/webhooks.rs"]
+mod webhooks;
+use webhooks::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

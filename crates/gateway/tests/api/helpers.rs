@@ -52,6 +52,8 @@ pub struct Options {
     pub workers: bool,
     /// Close every operational endpoint (`server.open_endpoints.* = false`).
     pub closed_ops: bool,
+    /// The `[webhooks]` section (default: worker as `workers`, 127.0.0.1 allowed).
+    pub webhooks: Option<gateway::config::WebhooksConfig>,
 }
 
 fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> SimBankConfig {
@@ -269,6 +271,14 @@ impl TestApp {
                 workers_enabled: opts.workers,
                 ..gateway::config::PaymentsConfig::default()
             },
+            webhooks: opts
+                .webhooks
+                .clone()
+                .unwrap_or_else(|| gateway::config::WebhooksConfig {
+                    worker_enabled: opts.workers,
+                    allowed_hosts: vec!["127.0.0.1".to_owned()],
+                    ..gateway::config::WebhooksConfig::default()
+                }),
             banks,
             connections,
             accounts,

@@ -11,3 +11,4 @@ mod balances;
 mod ops;
 mod payments;
 mod transactions;
+mod webhooks;
