@@ -8,6 +8,7 @@ mod accounts;
 mod auth;
 mod bad_input;
 mod balances;
+mod batches;
 mod ops;
 mod payments;
 mod transactions;
