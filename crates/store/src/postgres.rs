@@ -55,6 +55,8 @@ const STATEMENT_CACHE_CAPACITY: usize = 64;
 pub struct PgStore {
     pool: PgPool,
     pool_size: u32,
+    /// The install id never changes once migrated: read once.
+    install_id: tokio::sync::OnceCell<String>,
 }
 
 // By hand: the pool's own Debug prints its connect options, password included.
@@ -105,6 +107,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             pool_size: opts.pg_pool_size,
+            install_id: tokio::sync::OnceCell::new(),
         };
         if opts.migrate {
             store.migrate().await?;
@@ -266,11 +269,18 @@ impl Store for PgStore {
     }
 
     async fn install_id(&self) -> Result<String, StoreError> {
-        sqlx::query_scalar::<_, String>("SELECT value FROM install WHERE key = 'install_id'")
-            .fetch_optional(&self.pool)
+        self.install_id
+            .get_or_try_init(|| async {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT value FROM install WHERE key = 'install_id'",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| statement_error(BACKEND, "reading the install id", e))?
+                .ok_or(StoreError::Uninitialised { what: "install id" })
+            })
             .await
-            .map_err(|e| statement_error(BACKEND, "reading the install id", e))?
-            .ok_or(StoreError::Uninitialised { what: "install id" })
+            .cloned()
     }
 
     async fn append_audit(&self, rec: NewAuditRecord) -> Result<i64, StoreError> {

@@ -76,6 +76,8 @@ pub struct SqliteStore {
     write_options: SqliteConnectOptions,
     writer: Writer,
     readers: SqlitePool,
+    /// The install id never changes once migrated: read once.
+    install_id: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -165,6 +167,7 @@ impl SqliteStore {
             write_options,
             writer,
             readers,
+            install_id: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -458,11 +461,18 @@ impl Store for SqliteStore {
     }
 
     async fn install_id(&self) -> Result<String, StoreError> {
-        sqlx::query_scalar::<_, String>("SELECT value FROM install WHERE key = 'install_id'")
-            .fetch_optional(&self.readers)
+        self.install_id
+            .get_or_try_init(|| async {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT value FROM install WHERE key = 'install_id'",
+                )
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(|e| statement_error(BACKEND, "reading the install id", e))?
+                .ok_or(StoreError::Uninitialised { what: "install id" })
+            })
             .await
-            .map_err(|e| statement_error(BACKEND, "reading the install id", e))?
-            .ok_or(StoreError::Uninitialised { what: "install id" })
+            .cloned()
     }
 
     async fn append_audit(&self, rec: NewAuditRecord) -> Result<i64, StoreError> {
