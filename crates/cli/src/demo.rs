@@ -333,6 +333,7 @@ A five-minute tour (paste into a shell; needs curl and jq):
   curl -s -X POST -H "Authorization: Bearer $TOKEN" $BASE/v1/accounts/sim-east-cny-1/transactions:refresh | jq
   curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/accounts/sim-east-cny-1/transactions?limit=5" | jq
   curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/transactions?limit=5" | jq   # change feed; poll again with since=<next_cursor>
+  curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/payment-batches?limit=5" | jq   # payroll and supplier batches (README: how to send one)
   curl -s {first_sim}_sim/ledger | jq        # what the simulated bank itself holds
   curl -s $BASE/readyz | jq; curl -s $BASE/metrics | grep bank_calls_total
 
