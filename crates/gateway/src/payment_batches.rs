@@ -19,7 +19,6 @@ use axum::{
     response::Response,
     Json,
 };
-use base64::Engine;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use domain::{
     generate_business_reference, AccountId, BatchId, BatchItemId, BusinessDate, Currency,
@@ -36,9 +35,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     auth::Scope,
     extract::{request_id, ApiQuery, Caller},
-    payment_intake::{canonical_hash, check_idempotency_key, parse_payment, FieldProblem},
+    payment_intake::{parse_payment, FieldProblem},
     payments::{
-        in_progress, json_response, key_reused, problems_to_error, require_read, CreditorView,
+        currencies_of, debtor_route, decode_time_cursor, encode_time_cursor, in_progress,
+        json_response, key_reused, problems_to_error, read_idempotent_body, require_read, today_of,
+        CreditorView, DebtorRoute, Intake,
     },
     problem::{ApiError, Problem},
     routes::page_limit,
@@ -543,79 +544,25 @@ pub async fn create_batch(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::PaymentsWrite)?;
-    let key = check_idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
-        .map_err(|p| problems_to_error(vec![p]))?;
-    let json: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            "body",
-            format!("the body is not valid JSON ({e}); send a JSON object"),
-        )
-    })?;
-    let request_hash = canonical_hash(&json);
-    // A retry gets the first answer before the body is judged again (see
-    // create_payment for why).
-    if let Some(record) = state
-        .store
-        .find_idempotency_key(&caller.subject, &key)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
-    {
-        if record.request_hash != request_hash {
-            return Err(key_reused());
-        }
-        return match (
-            record.completed,
-            record.response_status,
-            record.response_body,
-        ) {
-            (true, Some(status), Some(body)) => Ok(json_response(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                body,
-                true,
-            )),
-            _ => Err(in_progress()),
+    let (key, json, request_hash) =
+        match read_idempotent_body(&state, &caller, &headers, &body).await? {
+            Intake::Replay(response) => return Ok(response),
+            Intake::New {
+                key,
+                json,
+                request_hash,
+            } => (key, json, request_hash),
         };
-    }
     let now = state.clock.now();
-    let currencies_of = |id: &AccountId| {
-        state
-            .config
-            .accounts
-            .iter()
-            .find(|a| &a.id == id)
-            .filter(|a| caller.entitlement.allows(a.id.as_str()))
-            .map(|a| a.currencies.clone())
-    };
-    let today_of = |id: &AccountId| {
-        let account = state.config.accounts.iter().find(|a| &a.id == id)?;
-        let conn = state.directory.connections.get(&account.connection)?;
-        let bank = state
-            .directory
-            .banks
-            .iter()
-            .find(|b| b.id == conn.bank_id)?;
-        Some(BusinessDate::of_instant(now, bank.time_zone))
-    };
     let max_items = state.config.payments.max_batch_items as usize;
-    let req = parse_batch(&json, max_items, &currencies_of, &today_of).map_err(batch_problems)?;
-    let account = state
-        .config
-        .accounts
-        .iter()
-        .find(|a| a.id == req.debtor_account_id)
-        .ok_or_else(|| ApiError::internal_msg("the debtor account left the configuration"))?;
-    let conn = state
-        .directory
-        .connections
-        .get(&account.connection)
-        .ok_or_else(|| ApiError::internal_msg("the debtor account's connection is missing"))?;
-    let bank = state
-        .directory
-        .banks
-        .iter()
-        .find(|b| b.id == conn.bank_id)
-        .ok_or_else(|| ApiError::internal_msg("the debtor account's bank is missing"))?;
+    let req = parse_batch(
+        &json,
+        max_items,
+        &|id| currencies_of(&state, &caller, id),
+        &|id| today_of(&state, now, id),
+    )
+    .map_err(batch_problems)?;
+    let DebtorRoute { conn, bank, .. } = debtor_route(&state, &req.debtor_account_id)?;
     let chunk_size = conn.connector().max_batch_items();
     if chunk_size == 0 {
         return Err(batch_problems(vec![problem(
@@ -863,38 +810,18 @@ pub struct BatchList {
 const BATCH_CURSOR: &str = "b1";
 
 fn encode_cursor(c: &BatchCursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{BATCH_CURSOR}|{}|{}",
-        c.created_at.timestamp_micros(),
-        c.id
-    ))
+    encode_time_cursor(BATCH_CURSOR, c.created_at, c.id.as_str())
 }
 
 fn decode_cursor(raw: &str) -> Result<BatchCursor, ApiError> {
-    let bad = || {
+    let (created_at, id) = decode_time_cursor(BATCH_CURSOR, raw)?;
+    let id = BatchId::parse(&id).map_err(|_| {
         ApiError::bad_request(
             "invalid_cursor",
             "query.cursor",
             "the cursor is not one this API returned; start again without it",
         )
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let parts: Vec<&str> = text.split('|').collect();
-    let [kind, micros, id] = parts.as_slice() else {
-        return Err(bad());
-    };
-    if *kind != BATCH_CURSOR {
-        return Err(bad());
-    }
-    let created_at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::<Utc>::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    let id = BatchId::parse(id).map_err(|_| bad())?;
+    })?;
     Ok(BatchCursor { created_at, id })
 }
 

@@ -186,6 +186,135 @@ fn payment_not_found() -> ApiError {
     )
 }
 
+/// What the start of a create call found: a retry answered with the first
+/// answer, or a new request with its key, body and canonical hash.
+pub(crate) enum Intake {
+    Replay(Response),
+    New {
+        key: String,
+        json: serde_json::Value,
+        request_hash: String,
+    },
+}
+
+/// The common start of every create call: the scope was checked; this
+/// checks the `Idempotency-Key`, reads the body as JSON and hashes it, and
+/// answers a retry with the stored answer BEFORE the body is judged again:
+/// what was valid then (today's date, an entitlement, the bank's rules) may
+/// not be now, and refusing a retry of something that exists would make the
+/// ERP enter it twice.
+pub(crate) async fn read_idempotent_body(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Intake, ApiError> {
+    let key = check_idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
+        .map_err(|p| problems_to_error(vec![p]))?;
+    let json: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            "body",
+            format!("the body is not valid JSON ({e}); send a JSON object"),
+        )
+    })?;
+    let request_hash = canonical_hash(&json);
+    if let Some(record) = state
+        .store
+        .find_idempotency_key(&caller.subject, &key)
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+    {
+        if record.request_hash != request_hash {
+            return Err(key_reused());
+        }
+        return match (
+            record.completed,
+            record.response_status,
+            record.response_body,
+        ) {
+            (true, Some(status), Some(body)) => Ok(Intake::Replay(json_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                body,
+                true,
+            ))),
+            _ => Err(in_progress()),
+        };
+    }
+    Ok(Intake::New {
+        key,
+        json,
+        request_hash,
+    })
+}
+
+/// The currencies an account holds, if it exists and the caller may use it.
+pub(crate) fn currencies_of(
+    state: &AppState,
+    caller: &Caller,
+    id: &AccountId,
+) -> Option<Vec<domain::Currency>> {
+    state
+        .config
+        .accounts
+        .iter()
+        .find(|a| &a.id == id)
+        .filter(|a| caller.entitlement.allows(a.id.as_str()))
+        .map(|a| a.currencies.clone())
+}
+
+/// Today in the time zone of the account's bank.
+pub(crate) fn today_of(
+    state: &AppState,
+    now: DateTime<Utc>,
+    id: &AccountId,
+) -> Option<BusinessDate> {
+    let account = state.config.accounts.iter().find(|a| &a.id == id)?;
+    let conn = state.directory.connections.get(&account.connection)?;
+    let bank = state
+        .directory
+        .banks
+        .iter()
+        .find(|b| b.id == conn.bank_id)?;
+    Some(BusinessDate::of_instant(now, bank.time_zone))
+}
+
+/// A debtor account with its connection and bank.
+pub(crate) struct DebtorRoute<'a> {
+    pub account: &'a crate::config::AccountConfig,
+    pub conn: &'a std::sync::Arc<crate::banking::ConnectionRuntime>,
+    pub bank: &'a crate::config::BankConfig,
+}
+
+/// Where a validated debtor account's payments go.
+pub(crate) fn debtor_route<'a>(
+    state: &'a AppState,
+    id: &AccountId,
+) -> Result<DebtorRoute<'a>, ApiError> {
+    let account = state
+        .config
+        .accounts
+        .iter()
+        .find(|a| &a.id == id)
+        .ok_or_else(|| ApiError::internal_msg("the debtor account left the configuration"))?;
+    let conn = state
+        .directory
+        .connections
+        .get(&account.connection)
+        .ok_or_else(|| ApiError::internal_msg("the debtor account's connection is missing"))?;
+    let bank = state
+        .directory
+        .banks
+        .iter()
+        .find(|b| b.id == conn.bank_id)
+        .ok_or_else(|| ApiError::internal_msg("the debtor account's bank is missing"))?;
+    Ok(DebtorRoute {
+        account,
+        conn,
+        bank,
+    })
+}
+
 /// Creates a payment. The `Idempotency-Key` header is required: the same
 /// key with the same body returns the stored answer; with another body it is
 /// a 409. Needs `payments:write`.
@@ -201,80 +330,27 @@ pub async fn create_payment(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::PaymentsWrite)?;
-    let key = check_idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
-        .map_err(|p| problems_to_error(vec![p]))?;
-    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            "body",
-            format!("the body is not valid JSON ({e}); send a JSON object"),
-        )
-    })?;
-    let request_hash = canonical_hash(&json);
-    // A retry is answered with the first answer BEFORE the body is judged
-    // again: what was valid then (today's date, an entitlement, the bank's
-    // rules) may not be now, and refusing a retry of a payment that exists
-    // would make the ERP enter it twice.
-    if let Some(record) = state
-        .store
-        .find_idempotency_key(&caller.subject, &key)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
-    {
-        if record.request_hash != request_hash {
-            return Err(key_reused());
-        }
-        return match (
-            record.completed,
-            record.response_status,
-            record.response_body,
-        ) {
-            (true, Some(status), Some(body)) => Ok(json_response(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                body,
-                true,
-            )),
-            _ => Err(in_progress()),
+    let (key, json, request_hash) =
+        match read_idempotent_body(&state, &caller, &headers, &body).await? {
+            Intake::Replay(response) => return Ok(response),
+            Intake::New {
+                key,
+                json,
+                request_hash,
+            } => (key, json, request_hash),
         };
-    }
     let now = state.clock.now();
-    let currencies_of = |id: &AccountId| {
-        state
-            .config
-            .accounts
-            .iter()
-            .find(|a| &a.id == id)
-            .filter(|a| caller.entitlement.allows(a.id.as_str()))
-            .map(|a| a.currencies.clone())
-    };
-    let today_of = |id: &AccountId| {
-        let account = state.config.accounts.iter().find(|a| &a.id == id)?;
-        let conn = state.directory.connections.get(&account.connection)?;
-        let bank = state
-            .directory
-            .banks
-            .iter()
-            .find(|b| b.id == conn.bank_id)?;
-        Some(BusinessDate::of_instant(now, bank.time_zone))
-    };
-    let req = parse_payment(&json, currencies_of, today_of).map_err(problems_to_error)?;
-    let account = state
-        .config
-        .accounts
-        .iter()
-        .find(|a| a.id == req.debtor_account_id)
-        .ok_or_else(|| ApiError::internal_msg("the debtor account left the configuration"))?;
-    let conn = state
-        .directory
-        .connections
-        .get(&account.connection)
-        .ok_or_else(|| ApiError::internal_msg("the debtor account's connection is missing"))?;
-    let bank = state
-        .directory
-        .banks
-        .iter()
-        .find(|b| b.id == conn.bank_id)
-        .ok_or_else(|| ApiError::internal_msg("the debtor account's bank is missing"))?;
+    let req = parse_payment(
+        &json,
+        |id| currencies_of(&state, &caller, id),
+        |id| today_of(&state, now, id),
+    )
+    .map_err(problems_to_error)?;
+    let DebtorRoute {
+        account,
+        conn,
+        bank,
+    } = debtor_route(&state, &req.debtor_account_id)?;
     let install_id = state
         .store
         .install_id()
@@ -507,15 +583,19 @@ pub struct PaymentList {
 
 const PAYMENT_CURSOR: &str = "p1";
 
-fn encode_payment_cursor(c: &PaymentCursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{PAYMENT_CURSOR}|{}|{}",
-        c.created_at.timestamp_micros(),
-        c.id
-    ))
+/// A listing cursor of (creation time, id) under a kind tag: opaque to the
+/// client, checked on the way back in.
+pub(crate) fn encode_time_cursor(kind: &str, created_at: DateTime<Utc>, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{kind}|{}|{id}", created_at.timestamp_micros()))
 }
 
-fn decode_payment_cursor(raw: &str) -> Result<PaymentCursor, ApiError> {
+/// The (creation time, id text) of a cursor of `kind`; a 400 naming
+/// `query.cursor` for anything this API did not hand out.
+pub(crate) fn decode_time_cursor(
+    kind: &str,
+    raw: &str,
+) -> Result<(DateTime<Utc>, String), ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_cursor",
@@ -528,10 +608,10 @@ fn decode_payment_cursor(raw: &str) -> Result<PaymentCursor, ApiError> {
         .map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let parts: Vec<&str> = text.split('|').collect();
-    let [kind, micros, id] = parts.as_slice() else {
+    let [tag, micros, id] = parts.as_slice() else {
         return Err(bad());
     };
-    if *kind != PAYMENT_CURSOR {
+    if *tag != kind {
         return Err(bad());
     }
     let created_at = micros
@@ -539,7 +619,22 @@ fn decode_payment_cursor(raw: &str) -> Result<PaymentCursor, ApiError> {
         .ok()
         .and_then(DateTime::<Utc>::from_timestamp_micros)
         .ok_or_else(bad)?;
-    let id = PaymentId::parse(id).map_err(|_| bad())?;
+    Ok((created_at, (*id).to_owned()))
+}
+
+fn encode_payment_cursor(c: &PaymentCursor) -> String {
+    encode_time_cursor(PAYMENT_CURSOR, c.created_at, c.id.as_str())
+}
+
+fn decode_payment_cursor(raw: &str) -> Result<PaymentCursor, ApiError> {
+    let (created_at, id) = decode_time_cursor(PAYMENT_CURSOR, raw)?;
+    let id = PaymentId::parse(&id).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "query.cursor",
+            "the cursor is not one this API returned; start again without it",
+        )
+    })?;
     Ok(PaymentCursor { created_at, id })
 }
 
