@@ -28,13 +28,11 @@
 //! pass or fail; on failure the working directory (config, logs) and the
 //! PostgreSQL database are kept and named.
 
+mod support;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fs::OpenOptions,
-    net::SocketAddr,
     os::unix::process::ExitStatusExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Mutex,
@@ -42,18 +40,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use domain::{AccountId, AccountNumber, BankId, ClientId, ConnectionId, RandomSource};
-use gateway::{
-    auth::Scope,
-    config::{
-        AccountConfig, AuthConfig, BalancesConfig, BankConfig, BankLimits, BankQuirks,
-        ClientConfig, Config, ConnectionConfig, DatabaseConfig, PaymentsConfig, ServerConfig,
-        SimulatorConfig, StatementsConfig,
-    },
-};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bankdirect");
+use support::{
+    booked_balance, decimal, executions, get_json, http, minor_of, seed, start_sim, tail, token,
+    write_config, Draws, Gateway, PgDatabase, Setup, StopOnPanic, WorkDir, ACCOUNT_ID, FAILPOINTS,
+};
 
 /// Payments submitted (the issue asks for at least 500).
 const PAYMENTS: usize = 520;
@@ -70,10 +61,6 @@ const MAX_THINK_MS: u64 = 1_400;
 const MAX_NEEDS_REVIEW: usize = 5;
 /// The whole test, set-up and checks included, must end within this.
 const BUDGET: Duration = Duration::from_secs(175);
-/// Bound on one start of the gateway or the simulator.
-const START_WITHIN: Duration = Duration::from_secs(30);
-/// Bound on a gateway armed with a failpoint reaching it.
-const FAILPOINT_WITHIN: Duration = Duration::from_secs(30);
 /// Payments one worker round claims: the configuration's default, so the
 /// test runs the shipped setting. (This test once found that the status
 /// poller starved when more payments were settled than one batch holds: a
@@ -83,17 +70,8 @@ const CLAIM_BATCH: u32 = 32;
 /// The wait for the backlog gives up when no status changed for this long
 /// (no status at the gateway and none at the bank).
 const STUCK_AFTER: Duration = Duration::from_secs(30);
-/// Bound on every HTTP call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-const FAILPOINTS: [&str; 2] = ["after_submitting_commit", "after_bank_answer"];
 const FINAL: [&str; 5] = ["settled", "returned", "failed", "cancelled", "declined"];
-
-const CLIENT_ID: &str = "crash-erp";
-const BANK_ID: &str = "crash-bank";
-const ACCOUNT_ID: &str = "crash-cny-1";
-const SIM_SEED: u64 = 4_2424;
-const SIM_LOGIN: &str = "CRASH01";
 
 // Only one crash test at a time: each alone keeps both cores busy.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -107,39 +85,13 @@ fn crash_test_on_sqlite() {
 #[test]
 fn crash_test_on_postgres() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Ok(admin_url) = std::env::var("BANKDIRECT_TEST_PG_URL") else {
-        panic!(
-            "BANKDIRECT_TEST_PG_URL is not set: run `scripts/pg-test.sh start && eval \"$(scripts/pg-test.sh env)\"` first (scripts/test does both)"
-        );
-    };
-    let db = PgDatabase::create(&admin_url);
+    let db = PgDatabase::from_env();
     crash_test(Some(db.url.clone()));
 }
 
 // ---------------------------------------------------------------------------
 // The seed and what is drawn from it
 // ---------------------------------------------------------------------------
-
-fn seed() -> u64 {
-    match std::env::var("CRASH_SEED") {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("CRASH_SEED={text:?} is not an unsigned integer")),
-        Err(_) => domain::OsRandom.next_u64() >> 1,
-    }
-}
-
-/// Draws from the seed. A `SeededRandom` is ChaCha20: the same seed gives
-/// the same draws everywhere.
-struct Draws(domain::SeededRandom);
-
-impl Draws {
-    /// A number in `lo..=hi`.
-    fn between(&self, lo: u64, hi: u64) -> u64 {
-        lo + self.0.next_u64() % (hi - lo + 1)
-    }
-}
 
 /// What one gateway death looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,321 +166,10 @@ fn claim_batch() -> u32 {
         .unwrap_or(CLAIM_BATCH)
 }
 
-fn decimal(minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
-}
-
-fn minor_of(text: &str) -> i64 {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, "00"));
-    assert_eq!(fraction.len(), 2, "a CNY amount has two decimals: {text}");
-    let negative = whole.starts_with('-');
-    let whole: i64 = whole.trim_start_matches('-').parse().unwrap();
-    let value = whole * 100 + fraction.parse::<i64>().unwrap();
-    if negative {
-        -value
-    } else {
-        value
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Processes and files
-// ---------------------------------------------------------------------------
-
-/// The test's files; kept (and their path printed) when the test fails.
-struct WorkDir(Option<tempfile::TempDir>);
-
-impl WorkDir {
-    fn path(&self) -> &Path {
-        self.0.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(dir) = self.0.take() {
-                eprintln!(
-                    "crash test files (config, gateway.log, sim.log) kept in {}",
-                    dir.keep().display()
-                );
-            }
-        }
-    }
-}
-
-/// A child process that is killed when the test ends, pass or fail.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn log_file(path: &Path) -> Stdio {
-    Stdio::from(
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap(),
-    )
-}
-
-fn spawn(args: &[&str], log: &Path, failpoint: Option<&str>) -> Child {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("BANKDIRECT_FAILPOINTS")
-        .env_remove("BANKDIRECT_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file(log));
-    if let Some(name) = failpoint {
-        cmd.env("BANKDIRECT_FAILPOINTS", format!("{name}=1"));
-    }
-    cmd.spawn().unwrap()
-}
-
-/// The last lines of a log, for a failure message.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The gateway process, stopped and started by the test.
-struct Gateway {
-    config: PathBuf,
-    log: PathBuf,
-    base: String,
-    child: Option<Running>,
-    starts: usize,
-}
-
-impl Gateway {
-    fn start(&mut self, failpoint: Option<&'static str>) {
-        assert!(self.child.is_none(), "the gateway is already running");
-        if let Some(name) = failpoint {
-            eprintln!("crash test: starting the gateway with failpoint {name}");
-        }
-        let config = self.config.to_str().unwrap();
-        self.child = Some(Running(spawn(
-            &["serve", "--config", config],
-            &self.log,
-            failpoint,
-        )));
-        self.starts += 1;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut running) = self.child.take() {
-            running.0.kill().unwrap();
-            running.0.wait().unwrap();
-        }
-    }
-
-    /// Fails the test if the gateway exited without being told to.
-    fn check_alive(&mut self) {
-        if let Some(running) = self.child.as_mut() {
-            if let Some(status) = running.0.try_wait().unwrap() {
-                panic!(
-                    "the gateway exited by itself ({status}); last lines of its log:\n{}",
-                    tail(&self.log, 40)
-                );
-            }
-        }
-    }
-
-    fn wait_ready(&mut self, http: &reqwest::blocking::Client) {
-        let started = Instant::now();
-        loop {
-            self.check_alive();
-            if let Ok(resp) = http.get(format!("{}/healthz", self.base)).send() {
-                if resp.status() == 200 {
-                    return;
-                }
-            }
-            assert!(
-                started.elapsed() < START_WITHIN,
-                "the gateway did not answer /healthz within {START_WITHIN:?}; log:\n{}",
-                tail(&self.log, 40)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for a gateway armed with a failpoint to die there.
-    fn wait_for_failpoint(&mut self, name: &str, abort: &AtomicBool) -> ExitStatus {
-        let started = Instant::now();
-        let running = self.child.as_mut().unwrap();
-        loop {
-            if let Some(status) = running.0.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                started.elapsed() < FAILPOINT_WITHIN && !abort.load(Ordering::SeqCst),
-                "the gateway armed with failpoint {name} did not reach it within {FAILPOINT_WITHIN:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// A fresh PostgreSQL database for one run, dropped afterwards (the `psql`
-/// binary does the admin work: the cli crate has no SQL driver).
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-    psql: PathBuf,
-}
-
-impl PgDatabase {
-    fn create(admin_url: &str) -> PgDatabase {
-        let psql = find_psql();
-        let name = format!("bd_crash_{:016x}", domain::OsRandom.next_u64());
-        let (without_query, query) = match admin_url.split_once('?') {
-            Some((u, q)) => (u, format!("?{q}")),
-            None => (admin_url, String::new()),
-        };
-        let authority_end = without_query
-            .find("://")
-            .map(|i| i + 3)
-            .and_then(|start| without_query[start..].find('/').map(|j| start + j))
-            .unwrap_or(without_query.len());
-        let url = format!("{}/{name}{query}", &without_query[..authority_end]);
-        let db = PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-            psql,
-        };
-        db.psql(&format!("CREATE DATABASE {}", db.name));
-        db
-    }
-
-    fn psql(&self, sql: &str) {
-        let out = Command::new(&self.psql)
-            .args([
-                self.admin_url.as_str(),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql {sql:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "crash test database kept: {} (drop it with psql -c 'DROP DATABASE {}')",
-                self.url, self.name
-            );
-            return;
-        }
-        let _ = Command::new(&self.psql)
-            .args([
-                self.admin_url.as_str(),
-                "-X",
-                "-q",
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
-    }
-}
-
-fn find_psql() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join("psql"))
-        .find(|p| p.is_file());
-    if let Some(p) = on_path {
-        return p;
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .map(|e| e.path().join("bin/psql"))
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    versions.pop().unwrap_or_else(|| {
-        panic!("no psql binary on PATH or under /usr/lib/postgresql/*/bin; scripts/pg-test.sh start installs PostgreSQL")
-    })
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-// ---------------------------------------------------------------------------
-// Configuration
-// ---------------------------------------------------------------------------
-
-struct Setup {
-    config_path: PathBuf,
-    base: String,
-    sim_url: String,
-    client_secret: String,
-    debtor_number: String,
-}
-
-fn write_config(dir: &Path, database_url: Option<&str>, plan: &Plan) -> Setup {
-    let gateway_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let sim_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let sim_bank = banksim::SimBankConfig {
-        bank_id: BANK_ID.to_owned(),
-        family: banksim::FAMILY_CN_XML.to_owned(),
-        seed: SIM_SEED,
-        login: SIM_LOGIN.to_owned(),
-        cny_accounts: 3,
-        usd_accounts: 0,
-        time_zone: "Asia/Shanghai".to_owned(),
-    };
-    // The same generation `bankdirect sim` runs: the same accounts.
-    let debtor = banksim::Ledger::generate(&sim_bank)
-        .accounts()
-        .into_iter()
-        .find(|a| a.currency == domain::Currency::CNY)
-        .unwrap();
-
-    let sim_payments: toml::Table = toml::from_str(&format!(
-        r#"
-settle_delay_ms = 100
-return_delay_ms = 200
-return_share_percent = 5
-ingest_delay_ms = 0
-overdraft_accounts = ["{}"]
-"#,
-        debtor.number
-    ))
-    .unwrap();
-    // 11 % of the submissions spoiled after the bank executed them, 6 %
-    // before; status queries are never spoiled.
-    let random_faults: toml::Table = toml::from_str(&format!(
+/// 11 % of the submissions spoiled after the bank executed them, 6 %
+/// before; status queries are never spoiled.
+fn random_faults(plan: &Plan) -> toml::Table {
+    toml::from_str(&format!(
         r#"
 seed = {}
 rules = [
@@ -541,149 +182,12 @@ rules = [
 "#,
         plan.fault_seed
     ))
-    .unwrap();
-
-    let hasher = crypto::KeyedHasher::load_or_create(&dir.join("client-secret-hash.key")).unwrap();
-    let secret = crypto::generate_client_secret();
-    let bank_id = BankId::parse(BANK_ID).unwrap();
-    let conn_id = ConnectionId::parse("crash-bank-main").unwrap();
-    let config = Config {
-        data_dir: dir.to_path_buf(),
-        server: ServerConfig {
-            listen: gateway_addr,
-            ..ServerConfig::default()
-        },
-        database: DatabaseConfig {
-            url: database_url.unwrap_or_default().to_owned(),
-            ..DatabaseConfig::default()
-        },
-        auth: AuthConfig::default(),
-        // Only payments talk to the bank in this test.
-        balances: BalancesConfig {
-            worker_enabled: false,
-            ..BalancesConfig::default()
-        },
-        statements: StatementsConfig {
-            worker_enabled: false,
-            ..StatementsConfig::default()
-        },
-        // Short times, so that the backlog left by the crashes clears in
-        // seconds.
-        payments: PaymentsConfig {
-            workers_enabled: true,
-            poll_interval_ms: 100,
-            lease_duration_ms: 3_000,
-            claim_batch: claim_batch(),
-            backoff_base_ms: 100,
-            backoff_max_ms: 1_000,
-            status_poll_ms: 300,
-            return_watch_s: 10,
-            ..PaymentsConfig::default()
-        },
-        webhooks: gateway::config::WebhooksConfig::default(),
-        banks: vec![BankConfig {
-            id: bank_id.clone(),
-            name: "崩溃测试银行 Crash Test Bank (simulated, cn-xml)".to_owned(),
-            family: banks::Family::CnXml,
-            time_zone: domain::BankTimeZone::SHANGHAI,
-            limits: BankLimits {
-                concurrency: 8,
-                queries_per_second: 500,
-                connect_timeout_ms: 500,
-                request_timeout_ms: 3_000,
-            },
-            quirks: BankQuirks {
-                min_none_age_s: 2,
-                max_unknown_age_s: 90,
-                // Faults come one after another on purpose; an open
-                // breaker would only slow the test down.
-                breaker_failures: 1_000,
-                ..BankQuirks::default()
-            },
-        }],
-        connections: vec![ConnectionConfig {
-            id: conn_id.clone(),
-            bank: bank_id,
-            endpoint: format!("http://{sim_addr}/"),
-            login: SIM_LOGIN.to_owned(),
-            customer_number: None,
-        }],
-        accounts: vec![AccountConfig {
-            id: AccountId::parse(ACCOUNT_ID).unwrap(),
-            connection: conn_id,
-            number: AccountNumber::parse(&debtor.number).unwrap(),
-            name: debtor.name.clone(),
-            currencies: vec![domain::Currency::CNY],
-        }],
-        clients: vec![ClientConfig {
-            id: ClientId::parse(CLIENT_ID).unwrap(),
-            secret_hash: hasher.hash(secret.expose_secret()),
-            scopes: Scope::ALL.to_vec(),
-            accounts: vec!["*".to_owned()],
-        }],
-        users: Vec::new(),
-        simulators: vec![SimulatorConfig {
-            bank_id: BANK_ID.to_owned(),
-            family: banks::Family::CnXml,
-            listen: sim_addr,
-            seed: SIM_SEED,
-            login: SIM_LOGIN.to_owned(),
-            cny_accounts: 3,
-            usd_accounts: 0,
-            time_zone: domain::BankTimeZone::SHANGHAI,
-            payments: Some(sim_payments),
-            random_faults: Some(random_faults),
-        }],
-    };
-    let config_path = dir.join("bankdirect.toml");
-    std::fs::write(&config_path, toml::to_string_pretty(&config).unwrap()).unwrap();
-    Setup {
-        config_path,
-        base: format!("http://{gateway_addr}"),
-        sim_url: format!("http://{sim_addr}/"),
-        client_secret: secret.expose_secret().to_owned(),
-        debtor_number: debtor.number,
-    }
+    .unwrap()
 }
 
 // ---------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(CALL_TIMEOUT)
-        .connect_timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-        .unwrap()
-}
-
-/// A token, asking again while the gateway is down.
-fn token(http: &reqwest::blocking::Client, setup: &Setup, deadline: Instant) -> String {
-    loop {
-        let resp = http
-            .post(format!("{}/oauth/token", setup.base))
-            .basic_auth(CLIENT_ID, Some(&setup.client_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send();
-        if let Ok(resp) = resp {
-            if resp.status() == 200 {
-                if let Ok(body) = resp.json::<Value>() {
-                    return body["access_token"].as_str().unwrap().to_owned();
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no token before the deadline");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn get_json(http: &reqwest::blocking::Client, url: &str) -> Value {
-    let resp = http.get(url).send().unwrap();
-    assert_eq!(resp.status(), 200, "GET {url}");
-    resp.json().unwrap()
-}
 
 fn payment_body(i: usize, amount_minor: i64) -> Value {
     json!({
@@ -715,17 +219,6 @@ struct Counters {
     retries: AtomicUsize,
     /// Answers marked `idempotent-replayed`.
     replays: AtomicUsize,
-}
-
-/// Sets the flag when the thread holding it panics, so the others stop.
-struct StopOnPanic<'a>(&'a AtomicBool);
-
-impl Drop for StopOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
 }
 
 /// Submits payment `i` until the gateway has taken it: the same key and the
@@ -868,24 +361,6 @@ fn causes(
     counts
 }
 
-fn executions(http: &reqwest::blocking::Client, setup: &Setup) -> Vec<Value> {
-    get_json(http, &format!("{}_sim/executions", setup.sim_url))["items"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn booked_balance(http: &reqwest::blocking::Client, setup: &Setup) -> i64 {
-    let ledger = get_json(http, &format!("{}_sim/ledger", setup.sim_url));
-    let account = ledger["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["number"] == setup.debtor_number.as_str())
-        .unwrap();
-    minor_of(account["booked"].as_str().unwrap())
-}
-
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -896,52 +371,27 @@ fn crash_test(database_url: Option<String>) {
     } else {
         "SQLite"
     };
-    let seed = seed();
+    let seed = seed("CRASH_SEED");
     println!("crash test seed: {seed} (replay with CRASH_SEED={seed})");
     eprintln!("crash test seed: {seed} (replay with CRASH_SEED={seed}), on {backend}");
     let started = Instant::now();
     let deadline = started + BUDGET;
     let plan = Plan::from_seed(seed);
 
-    let work = WorkDir(Some(
-        tempfile::Builder::new()
-            .prefix("bankdirect-crash-")
-            .tempdir()
-            .unwrap(),
-    ));
-    let setup = write_config(work.path(), database_url.as_deref(), &plan);
+    let work = WorkDir::new("bankdirect-crash-");
+    let setup = write_config(
+        work.path(),
+        database_url.as_deref(),
+        random_faults(&plan),
+        claim_batch(),
+    );
     let http = http();
 
     // The bank lives through every crash of the gateway.
-    let sim_log = work.path().join("sim.log");
-    let _sim = Running(spawn(
-        &["sim", "--config", setup.config_path.to_str().unwrap()],
-        &sim_log,
-        None,
-    ));
-    let sim_up = Instant::now();
-    loop {
-        if let Ok(resp) = http.get(format!("{}_sim/ledger", setup.sim_url)).send() {
-            if resp.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            sim_up.elapsed() < START_WITHIN,
-            "bankdirect sim did not come up; log:\n{}",
-            tail(&sim_log, 40)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _sim = start_sim(&http, &setup, work.path());
     let balance_before = booked_balance(&http, &setup);
 
-    let gateway = Mutex::new(Gateway {
-        config: setup.config_path.clone(),
-        log: work.path().join("gateway.log"),
-        base: setup.base.clone(),
-        child: None,
-        starts: 0,
-    });
+    let gateway = Mutex::new(Gateway::new(&setup, work.path()));
     gateway.lock().unwrap().start(None);
     gateway.lock().unwrap().wait_ready(&http);
 
