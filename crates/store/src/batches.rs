@@ -140,6 +140,7 @@ pub struct StoredChunk {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub fencing_token: i64,
+    /// When the chunk last changed status (an update of items only keeps it).
     pub updated_at: DateTime<Utc>,
 }
 

@@ -424,8 +424,34 @@ impl PaymentWorkers {
                         }
                     })
                     .collect();
+                // `updated_at` moves only with the chunk's status: for a
+                // settled chunk it is when it settled.
                 let watch_until =
                     chunk.updated_at + ChronoDuration::seconds(self.settings.return_watch_s as i64);
+                let watch_next = (now < watch_until).then_some(next_poll);
+                // Only what the bank's answer changes is written: an answer
+                // that repeats what is stored only moves the next look (no
+                // write, no audit record, no event).
+                let results = if matches!(from, PaymentStatus::Accepted | PaymentStatus::Settled) {
+                    let stored: std::collections::HashMap<String, ItemStatus> = self
+                        .store
+                        .batch_items(&batch.id, Some(chunk.chunk_no), 0, 0)
+                        .await?
+                        .into_iter()
+                        .map(|i| (i.business_reference.as_str().to_owned(), i.status))
+                        .collect();
+                    results
+                        .into_iter()
+                        .filter(|r| {
+                            stored
+                                .get(&r.business_reference)
+                                .is_some_and(|s| store::item_froms(r.status).contains(s))
+                        })
+                        .collect()
+                } else {
+                    results
+                };
+                let unchanged = results.is_empty();
                 let step = match (from, finished) {
                     // Found after doubt: the bank has it.
                     (PaymentStatus::Unknown, _) => ChunkStep {
@@ -447,14 +473,22 @@ impl PaymentWorkers {
                         next_attempt_at: Some(next_poll),
                         ..ChunkStep::new(from, PaymentStatus::Settled, TransitionCause::BankSettled)
                     },
+                    (PaymentStatus::Accepted, false) if unchanged => {
+                        return self
+                            .keep_watching_chunk(&chunk, token, Some(next_poll))
+                            .await
+                    }
                     (PaymentStatus::Accepted, false) => ChunkStep {
                         items: ItemUpdate::Each(results),
                         next_attempt_at: Some(next_poll),
                         ..ChunkStep::new(from, from, TransitionCause::StatusQueryAnswered)
                     },
+                    (PaymentStatus::Settled, _) if unchanged => {
+                        return self.keep_watching_chunk(&chunk, token, watch_next).await
+                    }
                     (PaymentStatus::Settled, _) => ChunkStep {
                         items: ItemUpdate::Each(results),
-                        next_attempt_at: (now < watch_until).then_some(next_poll),
+                        next_attempt_at: watch_next,
                         ..ChunkStep::new(from, from, TransitionCause::StatusQueryAnswered)
                     },
                     _ => {

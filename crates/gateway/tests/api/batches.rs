@@ -334,6 +334,36 @@ async fn a_payroll_is_chunked_sent_once_and_reports_each_item() {
     assert_eq!(last.data["items_by_status"]["failed"], 3);
     assert_eq!(events.first().unwrap().data["status"], "queued");
 
+    // Once settled, the chunks are still asked about (returns come late),
+    // but an answer that changes nothing writes nothing: no transition, no
+    // audit record, no event.
+    let audits = |app: &TestApp| {
+        let store = app.state.store.clone();
+        async move {
+            store
+                .list_audit(&store::AuditQuery {
+                    action: Some("payment_batch.chunk_transition".to_owned()),
+                    limit: 1000,
+                    ..store::AuditQuery::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let before = audits(&app).await;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(
+            app.config.payments.status_poll_ms + 100,
+        ))
+        .await;
+        let polled = app.state.payment_workers.poll_chunk_round().await.unwrap();
+        assert!(polled > 0, "settled chunks are still watched for returns");
+    }
+    assert_eq!(audits(&app).await, before, "repeated answers write nothing");
+    let (_, again) = app.get(&format!("/v1/payment-batches/{id}"), &token).await;
+    assert_eq!(again["updated_at"], done["updated_at"]);
+
     // Listed, without items.
     let (_, list) = app.get("/v1/payment-batches", &token).await;
     assert_eq!(list["items"][0]["id"], id);

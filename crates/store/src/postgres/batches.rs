@@ -200,7 +200,7 @@ impl BatchTx for PgPayments<'_> {
                next_attempt_at = $11, \
                lease_owner = CASE WHEN $12 THEN NULL ELSE lease_owner END, \
                lease_expires_at = CASE WHEN $12 THEN NULL ELSE lease_expires_at END, \
-               updated_at = $10 \
+               updated_at = CASE WHEN status = $4 THEN updated_at ELSE $10 END \
              WHERE batch_id = $1 AND chunk_no = $2 AND status = $3 \
                AND ($5::BIGINT IS NULL OR fencing_token = $5)",
         )
