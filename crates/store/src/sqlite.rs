@@ -7,6 +7,7 @@
 //! units beside a TEXT currency code.
 
 mod batches;
+mod direct;
 mod events;
 mod payments;
 mod statements;
@@ -901,8 +902,12 @@ impl Store for SqliteStore {
         let rows = pay::create_rows(new, idempotency, audit)?;
         self.write(move |conn| {
             Box::pin(async move {
-                let mut tx = payments::SqlitePayments { conn };
-                pay::create(&mut tx, &rows).await
+                let mut lock = direct::lock(conn).await?;
+                let mut tx = direct::DirectPayments::open(&mut lock)?;
+                let result = pay::create(&mut tx, &rows).await;
+                drop(tx);
+                drop(lock);
+                result
             })
         })
         .await
@@ -919,8 +924,12 @@ impl Store for SqliteStore {
         let rows = pay::transition_rows(id, expected, change, actor, audit)?;
         self.write(move |conn| {
             Box::pin(async move {
-                let mut tx = payments::SqlitePayments { conn };
-                pay::transition(&mut tx, &rows).await
+                let mut lock = direct::lock(conn).await?;
+                let mut tx = direct::DirectPayments::open(&mut lock)?;
+                let result = pay::transition(&mut tx, &rows).await;
+                drop(tx);
+                drop(lock);
+                result
             })
         })
         .await

@@ -1,0 +1,500 @@
+//! The payment writes run directly on the writer's SQLite connection.
+//!
+//! sqlx runs each SQLite connection on a thread of its own, and every statement is a round
+//! trip to it: a channel send and a wake-up each way. A payment is about ten statements, all
+//! on the one writer, one after another, so intake was bounded by those hand-offs (see
+//! BENCHMARKS.md, issue 5), not by SQLite or the disk. Here a write job takes the
+//! connection's lock once (`SqliteConnection::lock_handle`: one round trip) and runs the
+//! payment's statements synchronously on the connection's raw handle through `rusqlite`
+//! (the same `libsqlite3-sys`, so the same SQLite library). The transaction, savepoint and
+//! commit stay the writer's: nothing about atomicity or group commit changes, only how the
+//! statements inside a job are issued.
+//!
+//! [`DirectPayments`] implements the same [`PaymentTx`] as `payments.rs`'s sqlx version, with
+//! the same SQL, so the shared create and transition algorithms run unchanged on either.
+//! Errors are mapped to sqlx's `DatabaseError` shape so the store's one error mapping
+//! (CHECK violations name their constraint) applies to both.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::SqliteConnection;
+
+use super::BACKEND;
+use crate::codec::{self, AuditRow};
+use crate::error::statement_error;
+use crate::events::EventRow;
+use crate::payments::{
+    Current, HistoryRow, IdempotencyClaim, KeyColumns, PaymentColumns, PaymentRow, PaymentTx,
+    StoredPayment, TransitionRows, PAYMENTS_TABLE, PAYMENT_COLUMNS,
+};
+use crate::statements::{date_from_text, date_text};
+use crate::StoreError;
+
+const OP: &str = "writing a payment";
+
+/// A rusqlite error in the shape of a sqlx database error.
+#[derive(Debug)]
+struct DirectError {
+    message: String,
+    kind: ErrorKind,
+    code: Option<String>,
+}
+
+impl fmt::Display for DirectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DirectError {}
+
+impl DatabaseError for DirectError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.code.as_deref().map(Cow::Borrowed)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self.kind {
+            ErrorKind::CheckViolation => ErrorKind::CheckViolation,
+            ErrorKind::UniqueViolation => ErrorKind::UniqueViolation,
+            ErrorKind::ForeignKeyViolation => ErrorKind::ForeignKeyViolation,
+            ErrorKind::NotNullViolation => ErrorKind::NotNullViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    let (kind, code) = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            let kind = match f.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::UniqueViolation,
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+                rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+                _ => ErrorKind::Other,
+            };
+            (kind, Some(f.extended_code.to_string()))
+        }
+        _ => (ErrorKind::Other, None),
+    };
+    let message = match &e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
+        other => other.to_string(),
+    };
+    statement_error(
+        BACKEND,
+        OP,
+        sqlx::Error::Database(Box::new(DirectError {
+            message,
+            kind,
+            code,
+        })),
+    )
+}
+
+/// Takes the connection's lock (one round trip to sqlx's thread) for a direct view.
+pub(super) async fn lock(
+    conn: &mut SqliteConnection,
+) -> Result<sqlx::sqlite::LockedSqliteHandle<'_>, StoreError> {
+    conn.lock_handle()
+        .await
+        .map_err(|e| statement_error(BACKEND, OP, e))
+}
+
+/// The payment statements on a direct connection. Owned, so the job's future stays `Send`.
+/// Drop it before the lock it was opened from: dropping finalizes its prepared statements,
+/// and the handle is never closed by it.
+pub(super) struct DirectPayments {
+    db: rusqlite::Connection,
+}
+
+impl DirectPayments {
+    /// A direct view of the locked connection.
+    #[allow(unsafe_code)]
+    pub(super) fn open(
+        handle: &mut sqlx::sqlite::LockedSqliteHandle<'_>,
+    ) -> Result<DirectPayments, StoreError> {
+        let raw = handle.as_raw_handle();
+        // SAFETY: `raw` is the open connection sqlx owns, and the lock `handle` keeps sqlx's
+        // thread off it while the caller holds it; the caller drops this view before the
+        // lock. `from_handle` never closes the handle.
+        let db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(err)?;
+        Ok(DirectPayments { db })
+    }
+}
+
+fn instant(row: &Row<'_>, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    let text: String = row.get(column).map_err(err)?;
+    codec::instant_from_text(&text, PAYMENTS_TABLE, column)
+}
+
+fn maybe_instant(row: &Row<'_>, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let text: Option<String> = row.get(column).map_err(err)?;
+    text.map(|t| codec::instant_from_text(&t, PAYMENTS_TABLE, column))
+        .transpose()
+}
+
+fn payment_from_row(row: &Row<'_>) -> Result<StoredPayment, StoreError> {
+    let get = |e| err(e);
+    let date: String = row.get("requested_execution_date").map_err(get)?;
+    PaymentColumns {
+        id: row.get("id").map_err(get)?,
+        client_id: row.get("client_id").map_err(get)?,
+        debtor_account_id: row.get("debtor_account_id").map_err(get)?,
+        amount_minor: row.get("amount_minor").map_err(get)?,
+        currency: row.get("currency").map_err(get)?,
+        creditor_name: row.get("creditor_name").map_err(get)?,
+        creditor_account: row.get("creditor_account").map_err(get)?,
+        creditor_bank_code: row.get("creditor_bank_code").map_err(get)?,
+        creditor_bic: row.get("creditor_bic").map_err(get)?,
+        creditor_bank_name: row.get("creditor_bank_name").map_err(get)?,
+        creditor_type: row.get("creditor_type").map_err(get)?,
+        remittance: row.get("remittance").map_err(get)?,
+        purpose: row.get("purpose").map_err(get)?,
+        end_to_end_id: row.get("end_to_end_id").map_err(get)?,
+        requested_execution_date: date_from_text(
+            &date,
+            PAYMENTS_TABLE,
+            "requested_execution_date",
+        )?,
+        urgency: row.get("urgency").map_err(get)?,
+        business_reference: row.get("business_reference").map_err(get)?,
+        status: row.get("status").map_err(get)?,
+        ever_sent: row.get::<_, i64>("ever_sent").map_err(get)? != 0,
+        first_sent_at: maybe_instant(row, "first_sent_at")?,
+        last_sent_at: maybe_instant(row, "last_sent_at")?,
+        send_attempts: row.get("send_attempts").map_err(get)?,
+        bank_payment_id: row.get("bank_payment_id").map_err(get)?,
+        last_bank_code: row.get("last_bank_code").map_err(get)?,
+        last_bank_message: row.get("last_bank_message").map_err(get)?,
+        next_attempt_at: maybe_instant(row, "next_attempt_at")?,
+        lease_owner: row.get("lease_owner").map_err(get)?,
+        lease_expires_at: maybe_instant(row, "lease_expires_at")?,
+        fencing_token: row.get("fencing_token").map_err(get)?,
+        created_at: instant(row, "created_at")?,
+        updated_at: instant(row, "updated_at")?,
+        version: row.get("version").map_err(get)?,
+    }
+    .into_domain()
+}
+
+#[async_trait]
+impl PaymentTx for DirectPayments {
+    async fn insert_key(
+        &mut self,
+        claim: &IdempotencyClaim,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .db
+            .prepare_cached(
+                "INSERT INTO idempotency_keys \
+                   (client_id, key, request_hash, state, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5) \
+                 ON CONFLICT (client_id, key) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    claim.client_id,
+                    claim.key,
+                    claim.request_hash,
+                    codec::instant_text(at),
+                    codec::instant_text(claim.expires_at),
+                ])
+            })
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn find_key(
+        &mut self,
+        client_id: &str,
+        key: &str,
+    ) -> Result<Option<KeyColumns>, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT request_hash, state, response_status, response_body, payment_id \
+                 FROM idempotency_keys WHERE client_id = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![client_id, key], |r| {
+                    Ok(KeyColumns {
+                        request_hash: r.get(0)?,
+                        state: r.get(1)?,
+                        response_status: r.get(2)?,
+                        response_body: r.get(3)?,
+                        payment_id: r.get(4)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(err)
+    }
+
+    async fn complete_key(
+        &mut self,
+        claim: &IdempotencyClaim,
+        payment_id: &str,
+    ) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(
+                "UPDATE idempotency_keys SET state = 'completed', response_status = ?3, \
+                   response_body = ?4, payment_id = ?5 \
+                 WHERE client_id = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    claim.client_id,
+                    claim.key,
+                    i32::from(claim.response_status),
+                    claim.response_body,
+                    payment_id,
+                ])
+            })
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached("DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![client_id, key]))
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn insert_payment(
+        &mut self,
+        p: &PaymentRow,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .db
+            .prepare_cached(
+                "INSERT INTO payments \
+                   (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
+                    creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
+                    creditor_type, remittance, purpose, end_to_end_id, requested_execution_date, \
+                    urgency, business_reference, status, ever_sent, send_attempts, \
+                    next_attempt_at, fencing_token, created_at, updated_at, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                         ?17, ?18, 0, 0, ?19, 0, ?20, ?20, 1) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    p.id,
+                    p.client_id,
+                    p.debtor_account_id,
+                    p.amount_minor,
+                    p.currency,
+                    p.creditor_name,
+                    p.creditor_account,
+                    p.creditor_bank_code,
+                    p.creditor_bic,
+                    p.creditor_bank_name,
+                    p.creditor_type,
+                    p.remittance,
+                    p.purpose,
+                    p.end_to_end_id,
+                    date_text(p.requested_execution_date),
+                    p.urgency,
+                    p.business_reference,
+                    p.status,
+                    p.next_attempt_at.map(codec::instant_text),
+                    codec::instant_text(at),
+                ])
+            })
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn find_end_to_end(
+        &mut self,
+        debtor_account_id: &str,
+        end_to_end_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT id FROM payments WHERE debtor_account_id = ?1 AND end_to_end_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![debtor_account_id, end_to_end_id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(err)
+    }
+
+    async fn update_payment(&mut self, t: &TransitionRows) -> Result<bool, StoreError> {
+        let c = &t.change;
+        let n = self
+            .db
+            .prepare_cached(
+                "UPDATE payments SET \
+                   status = ?3, \
+                   last_bank_code = COALESCE(?5, last_bank_code), \
+                   last_bank_message = COALESCE(?6, last_bank_message), \
+                   bank_payment_id = COALESCE(?7, bank_payment_id), \
+                   ever_sent = (ever_sent OR ?8), \
+                   first_sent_at = CASE WHEN ?8 THEN COALESCE(first_sent_at, ?9) ELSE first_sent_at END, \
+                   last_sent_at = CASE WHEN ?8 THEN ?9 ELSE last_sent_at END, \
+                   send_attempts = send_attempts + CASE WHEN ?8 THEN 1 ELSE 0 END, \
+                   next_attempt_at = ?10, \
+                   lease_owner = CASE WHEN ?11 THEN NULL ELSE lease_owner END, \
+                   lease_expires_at = CASE WHEN ?11 THEN NULL ELSE lease_expires_at END, \
+                   updated_at = ?9, \
+                   version = version + 1 \
+                 WHERE id = ?1 AND status = ?2 AND (?4 IS NULL OR fencing_token = ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    t.id,
+                    t.guard.from_status,
+                    c.to_status,
+                    t.guard.fencing_token,
+                    c.bank_code,
+                    c.bank_message,
+                    c.bank_payment_id,
+                    c.mark_sent,
+                    codec::instant_text(t.audit.at),
+                    c.next_attempt_at.map(codec::instant_text),
+                    c.release_lease,
+                ])
+            })
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn current(&mut self, id: &str) -> Result<Option<Current>, StoreError> {
+        self.db
+            .prepare_cached("SELECT status, fencing_token FROM payments WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![id], |r| {
+                    Ok(Current {
+                        status: r.get(0)?,
+                        fencing_token: r.get(1)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(err)
+    }
+
+    async fn next_history_seq(&mut self, id: &str) -> Result<i64, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM payment_history WHERE payment_id = ?1",
+            )
+            .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
+            .map_err(err)
+    }
+
+    async fn insert_history(&mut self, h: &HistoryRow) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO payment_history \
+                   (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message, \
+                    actor, request_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    h.payment_id,
+                    h.seq,
+                    codec::instant_text(h.at),
+                    h.from_status,
+                    h.to_status,
+                    h.cause,
+                    h.bank_code,
+                    h.bank_message,
+                    h.actor,
+                    h.request_id,
+                ])
+            })
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn fetch(&mut self, id: &str) -> Result<Option<StoredPayment>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare_cached(&format!(
+                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1"
+            ))
+            .map_err(err)?;
+        let mut rows = stmt.query(params![id]).map_err(err)?;
+        match rows.next().map_err(err)? {
+            Some(row) => payment_from_row(row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn insert_event(&mut self, row: &EventRow) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO events \
+                   (id, type, version, object_type, object_id, object_seq, account_id, \
+                    occurred_at, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    row.id,
+                    row.event_type.as_str(),
+                    row.event_type.version(),
+                    row.event_type.object_type(),
+                    row.object_id,
+                    row.object_seq,
+                    row.account_id,
+                    codec::instant_text(row.occurred_at),
+                    row.data,
+                ])
+            })
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn insert_audit(&mut self, a: &AuditRow) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    codec::instant_text(a.at),
+                    a.actor,
+                    a.action,
+                    a.object,
+                    a.request_id,
+                    a.outcome,
+                    a.details,
+                ])
+            })
+            .map_err(err)?;
+        Ok(())
+    }
+}
