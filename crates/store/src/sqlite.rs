@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -900,17 +901,14 @@ impl Store for SqliteStore {
         audit: NewAuditRecord,
     ) -> Result<CreateOutcome, StoreError> {
         let rows = pay::create_rows(new, idempotency, audit)?;
-        self.write(move |conn| {
-            Box::pin(async move {
-                let mut lock = direct::lock(conn).await?;
-                let mut tx = direct::DirectPayments::open(&mut lock)?;
-                let result = pay::create(&mut tx, &rows).await;
-                drop(tx);
-                drop(lock);
-                result
+        self.writer
+            .write_direct(move |tx| {
+                // The direct statements never wait: the algorithm completes in one poll.
+                pay::create(tx, &rows)
+                    .now_or_never()
+                    .unwrap_or(Err(StoreError::WriterLost))
             })
-        })
-        .await
+            .await
     }
 
     async fn transition_payment(
@@ -922,17 +920,14 @@ impl Store for SqliteStore {
         audit: NewAuditRecord,
     ) -> Result<StoredPayment, StoreError> {
         let rows = pay::transition_rows(id, expected, change, actor, audit)?;
-        self.write(move |conn| {
-            Box::pin(async move {
-                let mut lock = direct::lock(conn).await?;
-                let mut tx = direct::DirectPayments::open(&mut lock)?;
-                let result = pay::transition(&mut tx, &rows).await;
-                drop(tx);
-                drop(lock);
-                result
+        self.writer
+            .write_direct(move |tx| {
+                // The direct statements never wait: the algorithm completes in one poll.
+                pay::transition(tx, &rows)
+                    .now_or_never()
+                    .unwrap_or(Err(StoreError::WriterLost))
             })
-        })
-        .await
+            .await
     }
 
     async fn claim_due_payments(

@@ -85,7 +85,8 @@ impl DatabaseError for DirectError {
     }
 }
 
-fn err(e: rusqlite::Error) -> StoreError {
+/// A rusqlite error as a sqlx database error, so the store's one mapping applies.
+pub(super) fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
     let (kind, code) = match &e {
         rusqlite::Error::SqliteFailure(f, _) => {
             let kind = match f.extended_code {
@@ -104,29 +105,28 @@ fn err(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
         other => other.to_string(),
     };
-    statement_error(
-        BACKEND,
-        OP,
-        sqlx::Error::Database(Box::new(DirectError {
-            message,
-            kind,
-            code,
-        })),
-    )
+    sqlx::Error::Database(Box::new(DirectError {
+        message,
+        kind,
+        code,
+    }))
 }
 
-/// Takes the connection's lock (one round trip to sqlx's thread) for a direct view.
+fn err(e: rusqlite::Error) -> StoreError {
+    statement_error(BACKEND, OP, to_sqlx(e))
+}
+
+/// Takes the connection's lock (one round trip to sqlx's thread) for the direct view.
 pub(super) async fn lock(
     conn: &mut SqliteConnection,
-) -> Result<sqlx::sqlite::LockedSqliteHandle<'_>, StoreError> {
-    conn.lock_handle()
-        .await
-        .map_err(|e| statement_error(BACKEND, OP, e))
+) -> Result<sqlx::sqlite::LockedSqliteHandle<'_>, sqlx::Error> {
+    conn.lock_handle().await
 }
 
-/// The payment statements on a direct connection. Owned, so the job's future stays `Send`.
-/// Drop it before the lock it was opened from: dropping finalizes its prepared statements,
-/// and the handle is never closed by it.
+/// The payment statements on a direct connection. The writer keeps one for its whole life
+/// (its prepared statements stay cached) and uses it only while it holds the connection's
+/// lock; it drops it before closing the connection (dropping finalizes the statements and
+/// never closes the handle).
 pub(super) struct DirectPayments {
     db: rusqlite::Connection,
 }
@@ -136,13 +136,21 @@ impl DirectPayments {
     #[allow(unsafe_code)]
     pub(super) fn open(
         handle: &mut sqlx::sqlite::LockedSqliteHandle<'_>,
-    ) -> Result<DirectPayments, StoreError> {
+    ) -> Result<DirectPayments, rusqlite::Error> {
         let raw = handle.as_raw_handle();
-        // SAFETY: `raw` is the open connection sqlx owns, and the lock `handle` keeps sqlx's
-        // thread off it while the caller holds it; the caller drops this view before the
-        // lock. `from_handle` never closes the handle.
-        let db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(err)?;
+        // SAFETY: `raw` is the open connection sqlx owns. The view is used only while the
+        // writer holds the connection's lock (`handle` here, and later locks of the same
+        // connection), so sqlx's thread never runs a statement at the same time, and the
+        // writer drops the view before it closes the connection. `from_handle` never closes
+        // the handle.
+        let db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }?;
+        db.set_prepared_statement_cache_capacity(64);
         Ok(DirectPayments { db })
+    }
+
+    /// Runs a fixed statement without parameters (savepoints), prepared once.
+    pub(super) fn execute_fixed(&mut self, sql: &str) -> Result<(), rusqlite::Error> {
+        self.db.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 }
 

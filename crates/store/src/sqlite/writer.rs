@@ -9,7 +9,12 @@
 //! error and nothing of the batch is stored. Many callers thus share one fsync.
 //!
 //! A job is any `FnOnce(&mut SqliteConnection) -> BoxFuture<Result<T, StoreError>>`: new
-//! kinds of writes need no change here. Erasing `T` takes two small traits: [`Job`] (not
+//! kinds of writes need no change here. A *direct* job (`write_direct`) is a synchronous
+//! `FnOnce(&mut DirectPayments)`: consecutive direct jobs of a batch run under ONE lock of
+//! the connection with their statements — savepoints included — issued on the raw handle,
+//! so they cost no round trip to sqlx's connection thread at all (see `direct.rs`); the
+//! statements they prepare stay cached for the writer's life and are finalized before the
+//! connection closes. Erasing `T` takes two small traits: [`Job`] (not
 //! yet run) and [`Answer`] (run, waiting for the batch's fate).
 
 use std::panic::AssertUnwindSafe;
@@ -22,6 +27,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::direct::{self, DirectPayments};
 use crate::StoreError;
 
 /// What a write job returns: borrowed from the writer's connection for the job's duration.
@@ -84,6 +90,49 @@ where
     }
 }
 
+/// A queued direct write (see the module documentation).
+trait DirectJob: Send {
+    fn run(self: Box<Self>, db: &mut DirectPayments) -> Box<dyn Answer>;
+    fn refuse(self: Box<Self>, err: StoreError);
+}
+
+struct TypedDirectJob<F, T> {
+    work: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> DirectJob for TypedDirectJob<F, T>
+where
+    F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, db: &mut DirectPayments) -> Box<dyn Answer> {
+        let TypedDirectJob { work, reply } = *self;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(move || work(db)))
+            .unwrap_or(Err(StoreError::JobPanicked));
+        Box::new(TypedAnswer { result, reply })
+    }
+
+    fn refuse(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+/// What the queue carries.
+enum Queued {
+    Sqlx(Box<dyn Job>),
+    Direct(Box<dyn DirectJob>),
+}
+
+impl Queued {
+    fn refuse(self, err: StoreError) {
+        match self {
+            Queued::Sqlx(job) => job.refuse(err),
+            Queued::Direct(job) => job.refuse(err),
+        }
+    }
+}
+
 struct TypedAnswer<T> {
     result: Result<T, StoreError>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -122,12 +171,16 @@ impl BatchFailure {
     fn error(&self) -> StoreError {
         StoreError::batch_failed(self.op, &self.source)
     }
+
+    fn direct(op: &'static str, err: rusqlite::Error) -> BatchFailure {
+        BatchFailure::new(op, direct::to_sqlx(err))
+    }
 }
 
 /// The callers' side of the writer.
 pub(crate) struct Writer {
     /// `None` once closing began: later writes fail fast with `Closed`.
-    sender: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    sender: Mutex<Option<mpsc::Sender<Queued>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
@@ -182,8 +235,33 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(TypedJob { work, reply });
         // Fails only when the task has ended; the job was not taken, nothing was written.
-        sender.send(job).await.map_err(|_| StoreError::Closed)?;
+        sender
+            .send(Queued::Sqlx(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         Ok(answer)
+    }
+
+    /// Runs a direct `work` in the next batch and returns its value once the batch
+    /// committed.
+    pub(crate) async fn write_direct<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn DirectJob> = Box::new(TypedDirectJob { work, reply });
+        sender
+            .send(Queued::Direct(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.unwrap_or(Err(StoreError::WriterLost))
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
@@ -215,32 +293,92 @@ impl Writer {
     }
 }
 
+/// The writer's connection and, once a direct job ran, the direct view of it. Fields drop
+/// in order: the view (finalizing its cached statements) before the connection, also when
+/// the task is dropped mid-batch.
+struct WriterConn {
+    direct: Option<DirectPayments>,
+    conn: SqliteConnection,
+}
+
 async fn run(
-    mut conn: SqliteConnection,
-    mut receiver: mpsc::Receiver<Box<dyn Job>>,
+    conn: SqliteConnection,
+    mut receiver: mpsc::Receiver<Queued>,
     max_batch: usize,
     counters: Arc<Counters>,
 ) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    let mut wc = WriterConn { direct: None, conn };
+    let mut batch: Vec<Queued> = Vec::with_capacity(max_batch);
     // `recv_many` waits for the first job, then takes what else is queued: exactly the
     // group-commit window, with no timer adding latency to a lone write.
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
-        run_batch(&mut conn, jobs, &counters).await;
+        run_batch(&mut wc, jobs, &counters).await;
     }
+    let WriterConn { direct, conn } = wc;
+    drop(direct);
     if let Err(err) = conn.close().await {
         tracing::warn!(error = %err, "closing the SQLite write connection failed");
     }
 }
 
-async fn run_batch(conn: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>, counters: &Counters) {
+/// Runs one job inside its own savepoint; `Err` when the savepoint could not be opened or
+/// closed (the batch is then broken).
+async fn run_sqlx_job(
+    conn: &mut SqliteConnection,
+    job: Box<dyn Job>,
+    answers: &mut Vec<Box<dyn Answer>>,
+) -> Result<(), BatchFailure> {
+    if let Err(err) = execute(conn, "SAVEPOINT job").await {
+        let failure = BatchFailure::new("opening a savepoint", err);
+        job.refuse(failure.error());
+        return Err(failure);
+    }
+    let answer = job.run(conn).await;
+    let closed = if answer.failed() {
+        match execute(conn, "ROLLBACK TO SAVEPOINT job").await {
+            Ok(()) => execute(conn, "RELEASE SAVEPOINT job").await,
+            Err(err) => Err(err),
+        }
+    } else {
+        execute(conn, "RELEASE SAVEPOINT job").await
+    };
+    answers.push(answer);
+    // SQLite rolls the whole transaction back on some errors (disk full, I/O), after which
+    // the savepoint is gone: the earlier jobs' work is gone with it.
+    closed.map_err(|err| BatchFailure::new("closing a savepoint", err))
+}
+
+/// The same for a direct job, on the direct view (the connection is locked).
+fn run_direct_job(
+    db: &mut DirectPayments,
+    job: Box<dyn DirectJob>,
+    answers: &mut Vec<Box<dyn Answer>>,
+) -> Result<(), BatchFailure> {
+    if let Err(err) = db.execute_fixed("SAVEPOINT job") {
+        let failure = BatchFailure::direct("opening a savepoint", err);
+        job.refuse(failure.error());
+        return Err(failure);
+    }
+    let answer = job.run(db);
+    let closed = if answer.failed() {
+        db.execute_fixed("ROLLBACK TO SAVEPOINT job")
+            .and_then(|()| db.execute_fixed("RELEASE SAVEPOINT job"))
+    } else {
+        db.execute_fixed("RELEASE SAVEPOINT job")
+    };
+    answers.push(answer);
+    closed.map_err(|err| BatchFailure::direct("closing a savepoint", err))
+}
+
+async fn run_batch(wc: &mut WriterConn, jobs: Vec<Queued>, counters: &Counters) {
     let job_count = jobs.len();
     counters.jobs.fetch_add(
         u64::try_from(job_count).unwrap_or(u64::MAX),
         Ordering::Relaxed,
     );
 
-    if let Err(err) = execute(conn, "BEGIN IMMEDIATE").await {
+    if let Err(err) = execute(&mut wc.conn, "BEGIN IMMEDIATE").await {
         let failure = BatchFailure::new("beginning the transaction", err);
         tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch could not begin");
         for job in jobs {
@@ -250,35 +388,56 @@ async fn run_batch(conn: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>, counter
     }
 
     let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(job_count);
-    let mut pending = jobs.into_iter();
+    let mut pending = jobs.into_iter().peekable();
     let mut broken: Option<BatchFailure> = None;
-    for job in pending.by_ref() {
-        if let Err(err) = execute(conn, "SAVEPOINT job").await {
-            let failure = BatchFailure::new("opening a savepoint", err);
-            job.refuse(failure.error());
-            broken = Some(failure);
-            break;
-        }
-        let answer = job.run(conn).await;
-        let closed = if answer.failed() {
-            match execute(conn, "ROLLBACK TO SAVEPOINT job").await {
-                Ok(()) => execute(conn, "RELEASE SAVEPOINT job").await,
-                Err(err) => Err(err),
+    while let Some(next) = pending.next() {
+        let step = match next {
+            Queued::Sqlx(job) => run_sqlx_job(&mut wc.conn, job, &mut answers).await,
+            Queued::Direct(first) => {
+                // This direct job and every direct one right after it, under one lock.
+                match direct::lock(&mut wc.conn).await {
+                    Err(err) => {
+                        let failure = BatchFailure::new("locking the connection", err);
+                        first.refuse(failure.error());
+                        Err(failure)
+                    }
+                    Ok(mut lock) => {
+                        let db = match wc.direct.take() {
+                            Some(db) => Ok(db),
+                            None => DirectPayments::open(&mut lock),
+                        };
+                        match db {
+                            Err(err) => {
+                                let failure = BatchFailure::direct("opening the direct view", err);
+                                first.refuse(failure.error());
+                                Err(failure)
+                            }
+                            Ok(mut db) => {
+                                let mut step = run_direct_job(&mut db, first, &mut answers);
+                                while step.is_ok()
+                                    && matches!(pending.peek(), Some(Queued::Direct(_)))
+                                {
+                                    if let Some(Queued::Direct(job)) = pending.next() {
+                                        step = run_direct_job(&mut db, job, &mut answers);
+                                    }
+                                }
+                                wc.direct = Some(db);
+                                drop(lock);
+                                step
+                            }
+                        }
+                    }
+                }
             }
-        } else {
-            execute(conn, "RELEASE SAVEPOINT job").await
         };
-        answers.push(answer);
-        if let Err(err) = closed {
-            // SQLite rolls the whole transaction back on some errors (disk full, I/O), after
-            // which the savepoint is gone: the earlier jobs' work is gone with it.
-            broken = Some(BatchFailure::new("closing a savepoint", err));
+        if let Err(failure) = step {
+            broken = Some(failure);
             break;
         }
     }
 
     if let Some(failure) = broken {
-        rollback(conn).await;
+        rollback(&mut wc.conn).await;
         tracing::warn!(jobs = job_count, op = failure.op, error = %failure.source, "SQLite write batch rolled back");
         for job in pending {
             job.refuse(failure.error());
@@ -289,7 +448,7 @@ async fn run_batch(conn: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>, counter
         return;
     }
 
-    match execute(conn, "COMMIT").await {
+    match execute(&mut wc.conn, "COMMIT").await {
         Ok(()) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(jobs = job_count, "SQLite write batch committed");
@@ -300,7 +459,7 @@ async fn run_batch(conn: &mut SqliteConnection, jobs: Vec<Box<dyn Job>>, counter
         Err(err) => {
             // A failed COMMIT may leave the transaction open (SQLITE_BUSY); end it so the
             // next batch starts clean and this one is certainly not stored.
-            rollback(conn).await;
+            rollback(&mut wc.conn).await;
             let failure = BatchFailure::new("committing", err);
             tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch commit failed");
             for answer in answers {
