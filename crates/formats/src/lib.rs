@@ -10,9 +10,13 @@
 //!   machine answering one XML packet per HTTP POST). [`cn_xml::encode`] and
 //!   [`cn_xml::decode`] handle the generic packet; [`cn_xml::messages`] holds
 //!   the typed requests and responses per function.
+//! - [`iso20022`]: ISO 20022 host-to-host messages in UTF-8 XML:
+//!   [`iso20022::pain001`] (credit transfer initiation, render and parse) and
+//!   [`iso20022::camt053`] (statements, streamed entry by entry, and render).
 //!
 //! Codecs keep the bank's text as text: turning "1234.5000" into money or
 //! "20240131" into a date depends on the bank's quirks and is the connector's
 //! job (the `banks` crate), not the codec's.
 
 pub mod cn_xml;
+pub mod iso20022;

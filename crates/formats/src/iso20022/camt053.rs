@@ -1,0 +1,766 @@
+//! `camt.053.001.08`, BankToCustomerStatementV08: account statements with
+//! balances and booked entries.
+//!
+//! [`StatementReader`] streams a statement file from any `BufRead`: it yields
+//! a [`StatementItem::Group`] for the group header, then for each `Stmt` a
+//! [`StatementItem::Statement`] with its header (identification, account,
+//! currency, balances) followed by one [`StatementItem::Entry`] per `Ntry`.
+//! At any time it holds the open elements' names, one event's bytes and at
+//! most one header element or one entry as a tree, so a statement of any
+//! length is read in bounded memory. The header is complete before the
+//! first entry because ISO 20022 orders `Bal` before `Ntry`.
+//!
+//! Tolerant of namespace prefixes, absent optional elements, elements we do
+//! not model, the date-time form of booking and value dates, and `RltdPties`
+//! parties written without the `Pty` level of older versions. Strict about
+//! amounts (exact, never negative, the currency's decimals) and codes
+//! (`CRDT`/`DBIT`, the entry status and balance type lists).
+//!
+//! [`render`] writes a [`BankToCustomerStatement`] (the bank simulator's
+//! side) under the same rules as `pain001::render`: ISO lengths checked,
+//! nothing truncated. Each entry is written with one `NtryDtls` holding its
+//! `TxDtls`; the mandatory `BkTxCd` is written empty when the entry has no
+//! proprietary code.
+
+use std::io::BufRead;
+
+use domain::{BusinessDate, Currency, Money};
+
+use super::pain001::{account_id, parse_account_id, parse_party, parse_remittance};
+use super::xml::{self, Node, Token, Writer, XmlReader};
+use super::{
+    clip, is_iso_date_time, AccountIdentification, Limits, ParseError, Party, RenderError, MAX140,
+    MAX35,
+};
+
+/// The XML namespace of `camt.053.001.08`.
+pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08";
+/// The message element under `Document`.
+pub const MESSAGE: &str = "BkToCstmrStmt";
+
+/// `CRDT` or `DBIT`: which way an amount moves (or which side a balance is
+/// on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CreditDebit {
+    Credit,
+    Debit,
+}
+
+impl CreditDebit {
+    pub fn code(self) -> &'static str {
+        match self {
+            CreditDebit::Credit => "CRDT",
+            CreditDebit::Debit => "DBIT",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<CreditDebit> {
+        match code {
+            "CRDT" => Some(CreditDebit::Credit),
+            "DBIT" => Some(CreditDebit::Debit),
+            _ => None,
+        }
+    }
+}
+
+/// `Sts/Cd` of an entry (ISO `ExternalEntryStatus1Code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryStatus {
+    /// `BOOK`: booked on the account.
+    Booked,
+    /// `PDNG`: not yet booked.
+    Pending,
+    /// `INFO`: for information only, never booked.
+    Information,
+    /// `FUTR`: expected to be booked later.
+    Future,
+}
+
+impl EntryStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            EntryStatus::Booked => "BOOK",
+            EntryStatus::Pending => "PDNG",
+            EntryStatus::Information => "INFO",
+            EntryStatus::Future => "FUTR",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<EntryStatus> {
+        match code {
+            "BOOK" => Some(EntryStatus::Booked),
+            "PDNG" => Some(EntryStatus::Pending),
+            "INFO" => Some(EntryStatus::Information),
+            "FUTR" => Some(EntryStatus::Future),
+            _ => None,
+        }
+    }
+}
+
+/// `Bal/Tp/CdOrPrtry/Cd` (ISO `BalanceType12Code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BalanceType {
+    /// `OPBD`: opening booked.
+    OpeningBooked,
+    /// `CLBD`: closing booked.
+    ClosingBooked,
+    /// `CLAV`: closing available.
+    ClosingAvailable,
+    /// `OPAV`: opening available.
+    OpeningAvailable,
+    /// `ITBD`: interim booked.
+    InterimBooked,
+    /// `ITAV`: interim available.
+    InterimAvailable,
+    /// `FWAV`: forward available.
+    ForwardAvailable,
+    /// `PRCD`: previously closed booked.
+    PreviouslyClosedBooked,
+    /// `XPCD`: expected.
+    Expected,
+    /// `INFO`: information.
+    Information,
+}
+
+const BALANCE_TYPES: [BalanceType; 10] = [
+    BalanceType::OpeningBooked,
+    BalanceType::ClosingBooked,
+    BalanceType::ClosingAvailable,
+    BalanceType::OpeningAvailable,
+    BalanceType::InterimBooked,
+    BalanceType::InterimAvailable,
+    BalanceType::ForwardAvailable,
+    BalanceType::PreviouslyClosedBooked,
+    BalanceType::Expected,
+    BalanceType::Information,
+];
+
+impl BalanceType {
+    pub fn code(self) -> &'static str {
+        match self {
+            BalanceType::OpeningBooked => "OPBD",
+            BalanceType::ClosingBooked => "CLBD",
+            BalanceType::ClosingAvailable => "CLAV",
+            BalanceType::OpeningAvailable => "OPAV",
+            BalanceType::InterimBooked => "ITBD",
+            BalanceType::InterimAvailable => "ITAV",
+            BalanceType::ForwardAvailable => "FWAV",
+            BalanceType::PreviouslyClosedBooked => "PRCD",
+            BalanceType::Expected => "XPCD",
+            BalanceType::Information => "INFO",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<BalanceType> {
+        BALANCE_TYPES.into_iter().find(|kind| kind.code() == code)
+    }
+
+    /// Every balance type, for tests and simulators.
+    pub fn all() -> impl Iterator<Item = BalanceType> {
+        BALANCE_TYPES.into_iter()
+    }
+}
+
+/// A whole `BkToCstmrStmt`, for rendering and for small documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankToCustomerStatement {
+    pub group_header: GroupHeader,
+    /// `Stmt`, at least one.
+    pub statements: Vec<Statement>,
+}
+
+/// `GrpHdr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupHeader {
+    /// `MsgId`, `Max35Text`.
+    pub message_id: String,
+    /// `CreDtTm`, an ISO date-time.
+    pub created_at: String,
+}
+
+/// One `Stmt`: its header and its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub header: StatementHeader,
+    pub entries: Vec<Entry>,
+}
+
+/// Everything of a `Stmt` before its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementHeader {
+    /// `Id`, `Max35Text`.
+    pub id: String,
+    /// `ElctrncSeqNb`: the bank's running number of statements.
+    pub electronic_sequence_number: Option<u64>,
+    /// `CreDtTm`, an ISO date-time.
+    pub created_at: Option<String>,
+    /// `Acct/Id`.
+    pub account: AccountIdentification,
+    /// `Acct/Ccy`.
+    pub currency: Option<Currency>,
+    /// `Bal`, in document order.
+    pub balances: Vec<Balance>,
+}
+
+/// One `Bal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    /// `Tp/CdOrPrtry/Cd`.
+    pub kind: BalanceType,
+    /// `Amt` with its `Ccy`; never negative, the side is `indicator`.
+    pub amount: Money,
+    /// `CdtDbtInd`.
+    pub indicator: CreditDebit,
+    /// `Dt/Dt`.
+    pub date: BusinessDate,
+}
+
+/// One `Ntry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `NtryRef`, `Max35Text`.
+    pub reference: Option<String>,
+    /// `Amt` with its `Ccy`; never negative, the direction is `indicator`.
+    pub amount: Money,
+    /// `CdtDbtInd`.
+    pub indicator: CreditDebit,
+    /// `Sts/Cd`.
+    pub status: EntryStatus,
+    /// `BookgDt/Dt`.
+    pub booking_date: Option<BusinessDate>,
+    /// `ValDt/Dt`.
+    pub value_date: Option<BusinessDate>,
+    /// `AcctSvcrRef`, `Max35Text`: the bank's unique reference, when given.
+    pub account_servicer_reference: Option<String>,
+    /// `BkTxCd/Prtry/Cd`, `Max35Text`.
+    pub bank_transaction_code: Option<String>,
+    /// `NtryDtls/TxDtls`, in document order across all `NtryDtls`.
+    pub transactions: Vec<TransactionDetails>,
+}
+
+/// One `TxDtls`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransactionDetails {
+    /// `Refs/EndToEndId`, `Max35Text`.
+    pub end_to_end_id: Option<String>,
+    /// `RltdPties/Dbtr/Pty`.
+    pub debtor: Party,
+    /// `RltdPties/Cdtr/Pty`.
+    pub creditor: Party,
+    /// `RmtInf/Ustrd`, each `Max140Text`.
+    pub remittance: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// render
+// ---------------------------------------------------------------------------
+
+/// Renders the statements as UTF-8 XML in the `camt.053.001.08` namespace.
+pub fn render(message: &BankToCustomerStatement) -> Result<Vec<u8>, RenderError> {
+    let mut w = Writer::new(NAMESPACE);
+    w.open(MESSAGE);
+    w.open("GrpHdr");
+    w.text("MsgId", &message.group_header.message_id, MAX35)?;
+    date_time(&mut w, "CreDtTm", &message.group_header.created_at)?;
+    w.close("GrpHdr");
+    if message.statements.is_empty() {
+        return Err(RenderError::InvalidValue {
+            path: w.path_of("Stmt"),
+            detail: "a message needs at least one statement".to_owned(),
+        });
+    }
+    for (index, statement) in message.statements.iter().enumerate() {
+        w.open_nth("Stmt", index + 1);
+        render_header(&mut w, &statement.header)?;
+        for (index, entry) in statement.entries.iter().enumerate() {
+            w.open_nth("Ntry", index + 1);
+            render_entry(&mut w, entry)?;
+            w.close("Ntry");
+        }
+        w.close("Stmt");
+    }
+    w.close(MESSAGE);
+    Ok(w.finish())
+}
+
+fn date_time(w: &mut Writer, name: &'static str, text: &str) -> Result<(), RenderError> {
+    if !is_iso_date_time(text) {
+        return Err(RenderError::InvalidValue {
+            path: w.path_of(name),
+            detail: format!(
+                "{:?} is not an ISO date-time like 2026-11-28T10:15:00+08:00",
+                clip(text)
+            ),
+        });
+    }
+    w.value(name, text);
+    Ok(())
+}
+
+fn date(w: &mut Writer, name: &'static str, date: BusinessDate) {
+    w.open(name);
+    w.value("Dt", &date.to_string());
+    w.close(name);
+}
+
+fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<(), RenderError> {
+    w.text("Id", &header.id, MAX35)?;
+    if let Some(number) = header.electronic_sequence_number {
+        w.value("ElctrncSeqNb", &number.to_string());
+    }
+    if let Some(created_at) = &header.created_at {
+        date_time(w, "CreDtTm", created_at)?;
+    }
+    w.open("Acct");
+    account_id(w, &header.account)?;
+    if let Some(currency) = header.currency {
+        w.value("Ccy", currency.code());
+    }
+    w.close("Acct");
+    for (index, balance) in header.balances.iter().enumerate() {
+        w.open_nth("Bal", index + 1);
+        w.open("Tp");
+        w.open("CdOrPrtry");
+        w.value("Cd", balance.kind.code());
+        w.close("CdOrPrtry");
+        w.close("Tp");
+        w.amount("Amt", balance.amount)?;
+        w.value("CdtDbtInd", balance.indicator.code());
+        date(w, "Dt", balance.date);
+        w.close("Bal");
+    }
+    Ok(())
+}
+
+fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderError> {
+    if let Some(reference) = &entry.reference {
+        w.text("NtryRef", reference, MAX35)?;
+    }
+    w.amount("Amt", entry.amount)?;
+    w.value("CdtDbtInd", entry.indicator.code());
+    w.open("Sts");
+    w.value("Cd", entry.status.code());
+    w.close("Sts");
+    if let Some(day) = entry.booking_date {
+        date(w, "BookgDt", day);
+    }
+    if let Some(day) = entry.value_date {
+        date(w, "ValDt", day);
+    }
+    if let Some(reference) = &entry.account_servicer_reference {
+        w.text("AcctSvcrRef", reference, MAX35)?;
+    }
+    w.open("BkTxCd");
+    if let Some(code) = &entry.bank_transaction_code {
+        w.open("Prtry");
+        w.text("Cd", code, MAX35)?;
+        w.close("Prtry");
+    }
+    w.close("BkTxCd");
+    if !entry.transactions.is_empty() {
+        w.open("NtryDtls");
+        for (index, tx) in entry.transactions.iter().enumerate() {
+            w.open_nth("TxDtls", index + 1);
+            render_transaction(w, tx)?;
+            w.close("TxDtls");
+        }
+        w.close("NtryDtls");
+    }
+    Ok(())
+}
+
+fn render_transaction(w: &mut Writer, tx: &TransactionDetails) -> Result<(), RenderError> {
+    if let Some(id) = &tx.end_to_end_id {
+        w.open("Refs");
+        w.text("EndToEndId", id, MAX35)?;
+        w.close("Refs");
+    }
+    let has = |p: &Party| p.name.is_some() || !p.address_lines.is_empty();
+    if has(&tx.debtor) || has(&tx.creditor) {
+        w.open("RltdPties");
+        for (name, party) in [("Dbtr", &tx.debtor), ("Cdtr", &tx.creditor)] {
+            if has(party) {
+                w.open(name);
+                super::pain001::party(w, "Pty", party)?;
+                w.close(name);
+            }
+        }
+        w.close("RltdPties");
+    }
+    if !tx.remittance.is_empty() {
+        w.open("RmtInf");
+        for (index, line) in tx.remittance.iter().enumerate() {
+            w.text_nth("Ustrd", index + 1, line, MAX140)?;
+        }
+        w.close("RmtInf");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// parse
+// ---------------------------------------------------------------------------
+
+/// What [`StatementReader`] yields, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementItem {
+    /// The group header, first.
+    Group(GroupHeader),
+    /// A statement's header, before that statement's entries.
+    Statement(StatementHeader),
+    /// One entry of the statement whose header came last.
+    Entry(Entry),
+}
+
+/// Where the reader is in the document.
+enum State {
+    Start,
+    InMessage,
+    InStatement(Box<HeaderBuilder>),
+    AfterMessage,
+    Done,
+}
+
+/// A statement header being read; `emitted` once it has been yielded.
+struct HeaderBuilder {
+    path: String,
+    id: Option<String>,
+    electronic_sequence_number: Option<u64>,
+    created_at: Option<String>,
+    account: Option<(AccountIdentification, Option<Currency>)>,
+    balances: Vec<Balance>,
+    emitted: bool,
+}
+
+/// Streams a `camt.053.001.08` document item by item; see the module
+/// documentation. As an iterator it stops after the first error.
+pub struct StatementReader<R: BufRead> {
+    xml: XmlReader<R>,
+    state: State,
+    pending: Option<StatementItem>,
+    seen_group: bool,
+    statements: usize,
+}
+
+impl<R: BufRead> StatementReader<R> {
+    pub fn new(input: R, limits: Limits) -> StatementReader<R> {
+        StatementReader {
+            xml: XmlReader::new(input, limits),
+            state: State::Start,
+            pending: None,
+            seen_group: false,
+            statements: 0,
+        }
+    }
+
+    /// The next item, `None` at the end of a well-formed document.
+    pub fn next_item(&mut self) -> Result<Option<StatementItem>, ParseError> {
+        let result = self.step();
+        if result.is_err() {
+            self.state = State::Done;
+            self.pending = None;
+        }
+        result
+    }
+
+    fn step(&mut self) -> Result<Option<StatementItem>, ParseError> {
+        if let Some(item) = self.pending.take() {
+            return Ok(Some(item));
+        }
+        loop {
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Start => {
+                    self.xml.enter_message(MESSAGE)?;
+                    self.state = State::InMessage;
+                }
+                State::InMessage => match self.xml.next_tag()? {
+                    Token::Open(open) if open.name == "GrpHdr" && !self.seen_group => {
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(open)?;
+                        self.seen_group = true;
+                        self.state = State::InMessage;
+                        return Ok(Some(StatementItem::Group(GroupHeader {
+                            message_id: xml::required_text(&node, &path, &["MsgId"])?,
+                            created_at: xml::required_code(&node, &path, &["CreDtTm"])?.to_owned(),
+                        })));
+                    }
+                    Token::Open(open) if open.name == "Stmt" => {
+                        if !self.seen_group {
+                            return Err(ParseError::Missing {
+                                path: format!("{MESSAGE}/GrpHdr"),
+                            });
+                        }
+                        self.statements += 1;
+                        self.state = State::InStatement(Box::new(HeaderBuilder {
+                            path: self.xml.path(),
+                            id: None,
+                            electronic_sequence_number: None,
+                            created_at: None,
+                            account: None,
+                            balances: Vec::new(),
+                            emitted: false,
+                        }));
+                    }
+                    Token::Open(open) => {
+                        self.xml.read_tree(open)?;
+                        self.state = State::InMessage;
+                    }
+                    Token::Close => {
+                        if !self.seen_group {
+                            return Err(ParseError::Missing {
+                                path: format!("{MESSAGE}/GrpHdr"),
+                            });
+                        }
+                        if self.statements == 0 {
+                            return Err(ParseError::Missing {
+                                path: format!("{MESSAGE}/Stmt"),
+                            });
+                        }
+                        self.state = State::AfterMessage;
+                    }
+                    Token::Text(_) | Token::Eof => {
+                        return Err(ParseError::Structure {
+                            path: MESSAGE.to_owned(),
+                            problem: "the message is not closed".to_owned(),
+                        })
+                    }
+                },
+                State::InStatement(mut builder) => match self.xml.next_tag()? {
+                    Token::Open(open) if open.name == "Ntry" => {
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(open)?;
+                        let entry = parse_entry(&node, &path)?;
+                        if builder.emitted {
+                            self.state = State::InStatement(builder);
+                            return Ok(Some(StatementItem::Entry(entry)));
+                        }
+                        let header = builder.finish()?;
+                        builder.emitted = true;
+                        self.state = State::InStatement(builder);
+                        self.pending = Some(StatementItem::Entry(entry));
+                        return Ok(Some(StatementItem::Statement(header)));
+                    }
+                    Token::Open(open) => {
+                        let name = open.name.clone();
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(open)?;
+                        if !builder.emitted {
+                            builder.apply(&name, &node, &path)?;
+                        }
+                        self.state = State::InStatement(builder);
+                    }
+                    Token::Close => {
+                        self.state = State::InMessage;
+                        if !builder.emitted {
+                            return Ok(Some(StatementItem::Statement(builder.finish()?)));
+                        }
+                    }
+                    Token::Text(_) | Token::Eof => {
+                        return Err(ParseError::Structure {
+                            path: builder.path.clone(),
+                            problem: "the statement is not closed".to_owned(),
+                        })
+                    }
+                },
+                State::AfterMessage => {
+                    self.xml.finish()?;
+                    self.state = State::Done;
+                    return Ok(None);
+                }
+                State::Done => return Ok(None),
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for StatementReader<R> {
+    type Item = Result<StatementItem, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item().transpose()
+    }
+}
+
+impl HeaderBuilder {
+    /// Takes in one child element of `Stmt` (before the entries).
+    fn apply(&mut self, name: &str, node: &Node, path: &str) -> Result<(), ParseError> {
+        match name {
+            "Id" if self.id.is_none() => {
+                if node.text.is_empty() {
+                    return Err(ParseError::Invalid {
+                        path: path.to_owned(),
+                        problem: "empty; text is required".to_owned(),
+                    });
+                }
+                self.id = Some(node.text.clone());
+            }
+            "ElctrncSeqNb" => {
+                let text = xml::trimmed(&node.text);
+                let number = text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()));
+                self.electronic_sequence_number =
+                    Some(number.ok_or_else(|| ParseError::Invalid {
+                        path: path.to_owned(),
+                        problem: format!("{:?} is not a whole number", clip(text)),
+                    })?);
+            }
+            "CreDtTm" => {
+                let text = xml::trimmed(&node.text);
+                self.created_at = (!text.is_empty()).then(|| text.to_owned());
+            }
+            "Acct" if self.account.is_none() => {
+                let account = parse_account_id(node, path)?;
+                let currency = match node.child("Ccy") {
+                    Some(ccy) => {
+                        Some(Currency::from_code(xml::trimmed(&ccy.text)).map_err(|e| {
+                            ParseError::Invalid {
+                                path: format!("{path}/Ccy"),
+                                problem: e.to_string(),
+                            }
+                        })?)
+                    }
+                    None => None,
+                };
+                self.account = Some((account, currency));
+            }
+            "Bal" => self.balances.push(parse_balance(node, path)?),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<StatementHeader, ParseError> {
+        let id = self.id.clone().ok_or_else(|| ParseError::Missing {
+            path: format!("{}/Id", self.path),
+        })?;
+        let (account, currency) = self.account.clone().ok_or_else(|| ParseError::Missing {
+            path: format!("{}/Acct", self.path),
+        })?;
+        Ok(StatementHeader {
+            id,
+            electronic_sequence_number: self.electronic_sequence_number,
+            created_at: self.created_at.clone(),
+            account,
+            currency,
+            balances: self.balances.clone(),
+        })
+    }
+}
+
+fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
+    let code = xml::required_code(node, path, &["CdtDbtInd"])?;
+    CreditDebit::from_code(code).ok_or_else(|| ParseError::Invalid {
+        path: format!("{path}/CdtDbtInd"),
+        problem: format!("{:?} is neither CRDT nor DBIT", clip(code)),
+    })
+}
+
+fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseError> {
+    let code = xml::required_code(node, path, &["Tp", "CdOrPrtry", "Cd"])?;
+    let kind = BalanceType::from_code(code).ok_or_else(|| ParseError::Invalid {
+        path: format!("{path}/Tp/CdOrPrtry/Cd"),
+        problem: format!("{:?} is not an ISO balance type code", clip(code)),
+    })?;
+    Ok(Balance {
+        kind,
+        amount: xml::amount(node, path, &["Amt"])?,
+        indicator: credit_debit(node, path)?,
+        date: xml::date_choice(node, path, &["Dt"])?,
+    })
+}
+
+fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> {
+    let status_code = xml::required(node, path, &["Sts"])?;
+    // Version .001.02 writes the code directly in `Sts`.
+    let code = match status_code.child("Cd") {
+        Some(cd) => xml::trimmed(&cd.text),
+        None => xml::trimmed(&status_code.text),
+    };
+    let status = EntryStatus::from_code(code).ok_or_else(|| ParseError::Invalid {
+        path: format!("{path}/Sts/Cd"),
+        problem: format!("{:?} is not BOOK, PDNG, INFO or FUTR", clip(code)),
+    })?;
+    let optional_date = |name: &str| -> Result<Option<BusinessDate>, ParseError> {
+        match node.child(name) {
+            Some(_) => xml::date_choice(node, path, &[name]).map(Some),
+            None => Ok(None),
+        }
+    };
+    let transactions = node
+        .children("NtryDtls")
+        .flat_map(|details| details.children("TxDtls"))
+        .map(parse_transaction)
+        .collect();
+    Ok(Entry {
+        reference: xml::optional_text(node, &["NtryRef"]),
+        amount: xml::amount(node, path, &["Amt"])?,
+        indicator: credit_debit(node, path)?,
+        status,
+        booking_date: optional_date("BookgDt")?,
+        value_date: optional_date("ValDt")?,
+        account_servicer_reference: xml::optional_text(node, &["AcctSvcrRef"]),
+        bank_transaction_code: xml::optional_text(node, &["BkTxCd", "Prtry", "Cd"]),
+        transactions,
+    })
+}
+
+fn parse_transaction(node: &Node) -> TransactionDetails {
+    let party = |role: &str| {
+        let Some(related) = node.at(&["RltdPties", role]) else {
+            return Party::default();
+        };
+        // `Party40Choice` since .001.08 (`Dbtr/Pty/Nm`); older versions
+        // put the name directly under `Dbtr`.
+        parse_party(Some(related.child("Pty").unwrap_or(related)))
+    };
+    TransactionDetails {
+        end_to_end_id: xml::optional_text(node, &["Refs", "EndToEndId"]),
+        debtor: party("Dbtr"),
+        creditor: party("Cdtr"),
+        remittance: parse_remittance(node),
+    }
+}
+
+/// Reads a whole document into memory (small documents and tests; stream
+/// large ones with [`StatementReader`]).
+pub fn parse(bytes: &[u8]) -> Result<BankToCustomerStatement, ParseError> {
+    parse_with_limits(bytes, &Limits::default())
+}
+
+/// [`parse`] under `limits`, including [`Limits::max_bytes`].
+pub fn parse_with_limits(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<BankToCustomerStatement, ParseError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(ParseError::TooLarge {
+            size_bytes: bytes.len(),
+            max_bytes: limits.max_bytes,
+        });
+    }
+    let mut group_header = None;
+    let mut statements: Vec<Statement> = Vec::new();
+    for item in StatementReader::new(bytes, *limits) {
+        match item? {
+            StatementItem::Group(group) => group_header = Some(group),
+            StatementItem::Statement(header) => statements.push(Statement {
+                header,
+                entries: Vec::new(),
+            }),
+            StatementItem::Entry(entry) => {
+                if let Some(statement) = statements.last_mut() {
+                    statement.entries.push(entry);
+                }
+            }
+        }
+    }
+    let group_header = group_header.ok_or_else(|| ParseError::Missing {
+        path: format!("{MESSAGE}/GrpHdr"),
+    })?;
+    Ok(BankToCustomerStatement {
+        group_header,
+        statements,
+    })
+}
