@@ -1,6 +1,6 @@
 //! ISO 20022 messages of the host-to-host bank family, as pure codecs.
 //!
-//! Two messages so far, one module each:
+//! Three messages so far, one module each:
 //!
 //! - [`pain001`]: `pain.001.001.09`, the customer credit transfer initiation
 //!   we send. [`pain001::render`] writes UTF-8 XML and computes the counts
@@ -11,6 +11,11 @@
 //!   yields the group header, each statement's header and then its entries
 //!   one at a time, holding at most one entry's elements in memory.
 //!   [`camt053::render`] writes a statement (the bank simulator's side).
+//! - [`pain002`]: `pain.002.001.03` and `pain.002.001.12`, the customer
+//!   payment status report we receive, one model for both.
+//!   [`pain002::parse`] tells the version from the namespace and keeps
+//!   status codes it does not know; [`pain002::render`] (the bank
+//!   simulator's side) refuses codes the chosen version cannot carry.
 //!
 //! What the codecs promise:
 //!
@@ -40,6 +45,7 @@
 
 pub mod camt053;
 pub mod pain001;
+pub mod pain002;
 mod xml;
 
 use domain::{Bic, Iban};
