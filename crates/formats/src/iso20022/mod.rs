@@ -1,6 +1,6 @@
 //! ISO 20022 messages of the host-to-host bank family, as pure codecs.
 //!
-//! Three messages so far, one module each:
+//! Five messages so far, one module each:
 //!
 //! - [`pain001`]: `pain.001.001.09`, the customer credit transfer initiation
 //!   we send. [`pain001::render`] writes UTF-8 XML and computes the counts
@@ -16,6 +16,13 @@
 //!   [`pain002::parse`] tells the version from the namespace and keeps
 //!   status codes it does not know; [`pain002::render`] (the bank
 //!   simulator's side) refuses codes the chosen version cannot carry.
+//! - [`camt052`]: `camt.052.001.08`, the intraday account report we
+//!   receive (interim balances, pending entries), and [`camt054`]:
+//!   `camt.054.001.08`, the debit/credit notification. Both have the
+//!   camt.053 shape under other names and reuse its model;
+//!   [`camt052::ReportReader`] and [`camt054::NotificationReader`] stream
+//!   them the same way, and each module has a `render` (the bank
+//!   simulator's side).
 //!
 //! What the codecs promise:
 //!
@@ -43,7 +50,9 @@
 //! [`domain::Bic`], [`domain::Currency`], [`domain::BusinessDate`]);
 //! `CreDtTm` stays text (checked as an ISO date-time when rendered).
 
+pub mod camt052;
 pub mod camt053;
+pub mod camt054;
 pub mod pain001;
 pub mod pain002;
 mod xml;

@@ -1,0 +1,640 @@
+//! `camt.052.001.08`, BankToCustomerAccountReportV08: intraday account
+//! reports with interim balances (`ITBD`, `ITAV`) and entries that may still
+//! be pending (`PDNG`).
+//!
+//! The report has the shape of a camt.053 statement under other names
+//! (`BkToCstmrAcctRpt/Rpt` for `BkToCstmrStmt/Stmt`), so it reuses the
+//! camt.053 model: a report is a [`Statement`] (its [`StatementHeader`] and
+//! [`Entry`]s), balances are [`Balance`]s. [`ReportReader`] streams a report
+//! file from any `BufRead` exactly like `camt053::StatementReader`: a
+//! [`ReportItem::Group`], then per `Rpt` a [`ReportItem::Report`] header
+//! followed by one [`ReportItem::Entry`] per `Ntry`, holding at most one
+//! header element or one entry as a tree. [`render`] writes a report (the
+//! bank simulator's side) with the camt.053 rules: ISO lengths checked,
+//! nothing truncated.
+//!
+//! This module also holds the streaming reader and the renderer shared with
+//! `camt054` (the notification differs only in its names and in carrying no
+//! balances). camt.053 keeps its own private copy of the same code: its
+//! module is not changed here, and its public API stays as it is.
+
+use std::io::BufRead;
+
+use domain::{BusinessDate, Currency};
+
+use super::camt053::{
+    Balance, BalanceType, CreditDebit, Entry, EntryStatus, GroupHeader, Statement, StatementHeader,
+    TransactionDetails,
+};
+use super::pain001::{account_id, parse_account_id, parse_party, parse_remittance};
+use super::xml::{self, Node, Token, Writer, XmlReader};
+use super::{
+    clip, is_iso_date_time, AccountIdentification, Limits, ParseError, Party, RenderError, MAX140,
+    MAX35,
+};
+
+/// The XML namespace of `camt.052.001.08`.
+pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:camt.052.001.08";
+/// The message element under `Document`.
+pub const MESSAGE: &str = "BkToCstmrAcctRpt";
+/// One report under the message.
+pub const REPORT: &str = "Rpt";
+
+/// One `Rpt`: its header and its entries (the camt.053 shape).
+pub type Report = Statement;
+/// Everything of a `Rpt` before its entries: `Id`, `ElctrncSeqNb`,
+/// `CreDtTm`, `Acct` and the (often interim) `Bal`s.
+pub type ReportHeader = StatementHeader;
+
+/// A whole `BkToCstmrAcctRpt`, for rendering and for small documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankToCustomerAccountReport {
+    pub group_header: GroupHeader,
+    /// `Rpt`, at least one.
+    pub reports: Vec<Report>,
+}
+
+/// What [`ReportReader`] yields, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportItem {
+    /// The group header, first.
+    Group(GroupHeader),
+    /// A report's header, before that report's entries.
+    Report(ReportHeader),
+    /// One entry of the report whose header came last.
+    Entry(Entry),
+}
+
+/// Renders the reports as UTF-8 XML in the `camt.052.001.08` namespace.
+pub fn render(message: &BankToCustomerAccountReport) -> Result<Vec<u8>, RenderError> {
+    render_message(&CAMT052, &message.group_header, &message.reports)
+}
+
+/// Streams a `camt.052.001.08` document item by item; see the module
+/// documentation. As an iterator it stops after the first error.
+pub struct ReportReader<R: BufRead> {
+    inner: MessageReader<R>,
+}
+
+impl<R: BufRead> ReportReader<R> {
+    pub fn new(input: R, limits: Limits) -> ReportReader<R> {
+        ReportReader {
+            inner: MessageReader::new(input, limits, &CAMT052),
+        }
+    }
+
+    /// The next item, `None` at the end of a well-formed document.
+    pub fn next_item(&mut self) -> Result<Option<ReportItem>, ParseError> {
+        Ok(self.inner.next_item()?.map(|item| match item {
+            Item::Group(group) => ReportItem::Group(group),
+            Item::Header(header) => ReportItem::Report(header),
+            Item::Entry(entry) => ReportItem::Entry(entry),
+        }))
+    }
+}
+
+impl<R: BufRead> Iterator for ReportReader<R> {
+    type Item = Result<ReportItem, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item().transpose()
+    }
+}
+
+/// Reads a whole document into memory (small documents and tests; stream
+/// large ones with [`ReportReader`]).
+pub fn parse(bytes: &[u8]) -> Result<BankToCustomerAccountReport, ParseError> {
+    parse_with_limits(bytes, &Limits::default())
+}
+
+/// [`parse`] under `limits`, including [`Limits::max_bytes`].
+pub fn parse_with_limits(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<BankToCustomerAccountReport, ParseError> {
+    let (group_header, reports) = collect(bytes, limits, &CAMT052)?;
+    Ok(BankToCustomerAccountReport {
+        group_header,
+        reports,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// shared with camt054
+// ---------------------------------------------------------------------------
+
+/// The names that tell camt.052 and camt.054 apart.
+pub(crate) struct Shape {
+    pub(crate) namespace: &'static str,
+    pub(crate) message: &'static str,
+    /// `Rpt` or `Ntfctn`.
+    pub(crate) block: &'static str,
+    /// Whether the block may carry `Bal` when rendered (camt.054 has none in
+    /// its schema; the reader still takes them in).
+    pub(crate) balances: bool,
+}
+
+const CAMT052: Shape = Shape {
+    namespace: NAMESPACE,
+    message: MESSAGE,
+    block: REPORT,
+    balances: true,
+};
+
+/// A generic item; each message maps it to its own enum.
+pub(crate) enum Item {
+    Group(GroupHeader),
+    Header(StatementHeader),
+    Entry(Entry),
+}
+
+pub(crate) fn render_message(
+    shape: &Shape,
+    group: &GroupHeader,
+    blocks: &[Statement],
+) -> Result<Vec<u8>, RenderError> {
+    let mut w = Writer::new(shape.namespace);
+    w.open(shape.message);
+    w.open("GrpHdr");
+    w.text("MsgId", &group.message_id, MAX35)?;
+    date_time(&mut w, "CreDtTm", &group.created_at)?;
+    w.close("GrpHdr");
+    if blocks.is_empty() {
+        return Err(RenderError::InvalidValue {
+            path: w.path_of(shape.block),
+            detail: format!("a message needs at least one {}", shape.block),
+        });
+    }
+    for (index, block) in blocks.iter().enumerate() {
+        w.open_nth(shape.block, index + 1);
+        if !shape.balances && !block.header.balances.is_empty() {
+            return Err(RenderError::InvalidValue {
+                path: w.path_of("Bal"),
+                detail: format!("{} carries no balances", shape.message),
+            });
+        }
+        render_header(&mut w, &block.header)?;
+        for (index, entry) in block.entries.iter().enumerate() {
+            w.open_nth("Ntry", index + 1);
+            render_entry(&mut w, entry)?;
+            w.close("Ntry");
+        }
+        w.close(shape.block);
+    }
+    w.close(shape.message);
+    Ok(w.finish())
+}
+
+pub(crate) fn collect(
+    bytes: &[u8],
+    limits: &Limits,
+    shape: &'static Shape,
+) -> Result<(GroupHeader, Vec<Statement>), ParseError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(ParseError::TooLarge {
+            size_bytes: bytes.len(),
+            max_bytes: limits.max_bytes,
+        });
+    }
+    let mut group_header = None;
+    let mut blocks: Vec<Statement> = Vec::new();
+    let mut reader = MessageReader::new(bytes, *limits, shape);
+    while let Some(item) = reader.next_item()? {
+        match item {
+            Item::Group(group) => group_header = Some(group),
+            Item::Header(header) => blocks.push(Statement {
+                header,
+                entries: Vec::new(),
+            }),
+            Item::Entry(entry) => {
+                if let Some(block) = blocks.last_mut() {
+                    block.entries.push(entry);
+                }
+            }
+        }
+    }
+    let group_header = group_header.ok_or_else(|| ParseError::Missing {
+        path: format!("{}/GrpHdr", shape.message),
+    })?;
+    Ok((group_header, blocks))
+}
+
+/// Where the reader is in the document.
+enum State {
+    Start,
+    InMessage,
+    InBlock(Box<HeaderBuilder>),
+    AfterMessage,
+    Done,
+}
+
+/// The camt.053 reader's state machine, over the names of a [`Shape`].
+pub(crate) struct MessageReader<R: BufRead> {
+    xml: XmlReader<R>,
+    shape: &'static Shape,
+    state: State,
+    pending: Option<Item>,
+    seen_group: bool,
+    blocks: usize,
+}
+
+impl<R: BufRead> MessageReader<R> {
+    pub(crate) fn new(input: R, limits: Limits, shape: &'static Shape) -> MessageReader<R> {
+        MessageReader {
+            xml: XmlReader::new(input, limits),
+            shape,
+            state: State::Start,
+            pending: None,
+            seen_group: false,
+            blocks: 0,
+        }
+    }
+
+    pub(crate) fn next_item(&mut self) -> Result<Option<Item>, ParseError> {
+        let result = self.step();
+        if result.is_err() {
+            self.state = State::Done;
+            self.pending = None;
+        }
+        result
+    }
+
+    fn missing(&self, name: &str) -> ParseError {
+        ParseError::Missing {
+            path: format!("{}/{name}", self.shape.message),
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Item>, ParseError> {
+        if let Some(item) = self.pending.take() {
+            return Ok(Some(item));
+        }
+        loop {
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Start => {
+                    self.xml.enter_message(self.shape.message)?;
+                    self.state = State::InMessage;
+                }
+                State::InMessage => match self.xml.next_tag()? {
+                    Token::Open(open) if open.name == "GrpHdr" && !self.seen_group => {
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(open)?;
+                        self.seen_group = true;
+                        self.state = State::InMessage;
+                        return Ok(Some(Item::Group(GroupHeader {
+                            message_id: xml::required_text(&node, &path, &["MsgId"])?,
+                            created_at: xml::required_code(&node, &path, &["CreDtTm"])?.to_owned(),
+                        })));
+                    }
+                    Token::Open(open) if open.name == self.shape.block => {
+                        if !self.seen_group {
+                            return Err(self.missing("GrpHdr"));
+                        }
+                        self.blocks += 1;
+                        self.state = State::InBlock(Box::new(HeaderBuilder {
+                            path: self.xml.path(),
+                            id: None,
+                            electronic_sequence_number: None,
+                            created_at: None,
+                            account: None,
+                            balances: Vec::new(),
+                            emitted: false,
+                        }));
+                    }
+                    Token::Open(open) => {
+                        self.xml.read_tree(open)?;
+                        self.state = State::InMessage;
+                    }
+                    Token::Close => {
+                        if !self.seen_group {
+                            return Err(self.missing("GrpHdr"));
+                        }
+                        if self.blocks == 0 {
+                            return Err(self.missing(self.shape.block));
+                        }
+                        self.state = State::AfterMessage;
+                    }
+                    Token::Text(_) | Token::Eof => {
+                        return Err(ParseError::Structure {
+                            path: self.shape.message.to_owned(),
+                            problem: "the message is not closed".to_owned(),
+                        })
+                    }
+                },
+                State::InBlock(mut builder) => match self.xml.next_tag()? {
+                    Token::Open(open) if open.name == "Ntry" => {
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(open)?;
+                        let entry = parse_entry(&node, &path)?;
+                        if builder.emitted {
+                            self.state = State::InBlock(builder);
+                            return Ok(Some(Item::Entry(entry)));
+                        }
+                        let header = builder.finish()?;
+                        builder.emitted = true;
+                        self.state = State::InBlock(builder);
+                        self.pending = Some(Item::Entry(entry));
+                        return Ok(Some(Item::Header(header)));
+                    }
+                    Token::Open(open) => {
+                        let name = open.name.clone();
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(open)?;
+                        if !builder.emitted {
+                            builder.apply(&name, &node, &path)?;
+                        }
+                        self.state = State::InBlock(builder);
+                    }
+                    Token::Close => {
+                        self.state = State::InMessage;
+                        if !builder.emitted {
+                            return Ok(Some(Item::Header(builder.finish()?)));
+                        }
+                    }
+                    Token::Text(_) | Token::Eof => {
+                        return Err(ParseError::Structure {
+                            path: builder.path.clone(),
+                            problem: format!("the {} is not closed", self.shape.block),
+                        })
+                    }
+                },
+                State::AfterMessage => {
+                    self.xml.finish()?;
+                    self.state = State::Done;
+                    return Ok(None);
+                }
+                State::Done => return Ok(None),
+            }
+        }
+    }
+}
+
+// The rest is a copy of camt053's private helpers (they are not pub(crate)
+// there, and that module is left as it is).
+
+fn date_time(w: &mut Writer, name: &'static str, text: &str) -> Result<(), RenderError> {
+    if !is_iso_date_time(text) {
+        return Err(RenderError::InvalidValue {
+            path: w.path_of(name),
+            detail: format!(
+                "{:?} is not an ISO date-time like 2026-11-28T10:15:00+08:00",
+                clip(text)
+            ),
+        });
+    }
+    w.value(name, text);
+    Ok(())
+}
+
+fn date(w: &mut Writer, name: &'static str, date: BusinessDate) {
+    w.open(name);
+    w.value("Dt", &date.to_string());
+    w.close(name);
+}
+
+fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<(), RenderError> {
+    w.text("Id", &header.id, MAX35)?;
+    if let Some(number) = header.electronic_sequence_number {
+        w.value("ElctrncSeqNb", &number.to_string());
+    }
+    if let Some(created_at) = &header.created_at {
+        date_time(w, "CreDtTm", created_at)?;
+    }
+    w.open("Acct");
+    account_id(w, &header.account)?;
+    if let Some(currency) = header.currency {
+        w.value("Ccy", currency.code());
+    }
+    w.close("Acct");
+    for (index, balance) in header.balances.iter().enumerate() {
+        w.open_nth("Bal", index + 1);
+        w.open("Tp");
+        w.open("CdOrPrtry");
+        w.value("Cd", balance.kind.code());
+        w.close("CdOrPrtry");
+        w.close("Tp");
+        w.amount("Amt", balance.amount)?;
+        w.value("CdtDbtInd", balance.indicator.code());
+        date(w, "Dt", balance.date);
+        w.close("Bal");
+    }
+    Ok(())
+}
+
+fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderError> {
+    if let Some(reference) = &entry.reference {
+        w.text("NtryRef", reference, MAX35)?;
+    }
+    w.amount("Amt", entry.amount)?;
+    w.value("CdtDbtInd", entry.indicator.code());
+    w.open("Sts");
+    w.value("Cd", entry.status.code());
+    w.close("Sts");
+    if let Some(day) = entry.booking_date {
+        date(w, "BookgDt", day);
+    }
+    if let Some(day) = entry.value_date {
+        date(w, "ValDt", day);
+    }
+    if let Some(reference) = &entry.account_servicer_reference {
+        w.text("AcctSvcrRef", reference, MAX35)?;
+    }
+    w.open("BkTxCd");
+    if let Some(code) = &entry.bank_transaction_code {
+        w.open("Prtry");
+        w.text("Cd", code, MAX35)?;
+        w.close("Prtry");
+    }
+    w.close("BkTxCd");
+    if !entry.transactions.is_empty() {
+        w.open("NtryDtls");
+        for (index, tx) in entry.transactions.iter().enumerate() {
+            w.open_nth("TxDtls", index + 1);
+            render_transaction(w, tx)?;
+            w.close("TxDtls");
+        }
+        w.close("NtryDtls");
+    }
+    Ok(())
+}
+
+fn render_transaction(w: &mut Writer, tx: &TransactionDetails) -> Result<(), RenderError> {
+    if let Some(id) = &tx.end_to_end_id {
+        w.open("Refs");
+        w.text("EndToEndId", id, MAX35)?;
+        w.close("Refs");
+    }
+    let has = |p: &Party| p.name.is_some() || !p.address_lines.is_empty();
+    if has(&tx.debtor) || has(&tx.creditor) {
+        w.open("RltdPties");
+        for (name, party) in [("Dbtr", &tx.debtor), ("Cdtr", &tx.creditor)] {
+            if has(party) {
+                w.open(name);
+                super::pain001::party(w, "Pty", party)?;
+                w.close(name);
+            }
+        }
+        w.close("RltdPties");
+    }
+    if !tx.remittance.is_empty() {
+        w.open("RmtInf");
+        for (index, line) in tx.remittance.iter().enumerate() {
+            w.text_nth("Ustrd", index + 1, line, MAX140)?;
+        }
+        w.close("RmtInf");
+    }
+    Ok(())
+}
+
+/// A report or notification header being read; `emitted` once it has been yielded.
+struct HeaderBuilder {
+    path: String,
+    id: Option<String>,
+    electronic_sequence_number: Option<u64>,
+    created_at: Option<String>,
+    account: Option<(AccountIdentification, Option<Currency>)>,
+    balances: Vec<Balance>,
+    emitted: bool,
+}
+
+impl HeaderBuilder {
+    /// Takes in one child element of the block (before the entries).
+    fn apply(&mut self, name: &str, node: &Node, path: &str) -> Result<(), ParseError> {
+        match name {
+            "Id" if self.id.is_none() => {
+                if node.text.is_empty() {
+                    return Err(ParseError::Invalid {
+                        path: path.to_owned(),
+                        problem: "empty; text is required".to_owned(),
+                    });
+                }
+                self.id = Some(node.text.clone());
+            }
+            "ElctrncSeqNb" => {
+                let text = xml::trimmed(&node.text);
+                let number = text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()));
+                self.electronic_sequence_number =
+                    Some(number.ok_or_else(|| ParseError::Invalid {
+                        path: path.to_owned(),
+                        problem: format!("{:?} is not a whole number", clip(text)),
+                    })?);
+            }
+            "CreDtTm" => {
+                let text = xml::trimmed(&node.text);
+                self.created_at = (!text.is_empty()).then(|| text.to_owned());
+            }
+            "Acct" if self.account.is_none() => {
+                let account = parse_account_id(node, path)?;
+                let currency = match node.child("Ccy") {
+                    Some(ccy) => {
+                        Some(Currency::from_code(xml::trimmed(&ccy.text)).map_err(|e| {
+                            ParseError::Invalid {
+                                path: format!("{path}/Ccy"),
+                                problem: e.to_string(),
+                            }
+                        })?)
+                    }
+                    None => None,
+                };
+                self.account = Some((account, currency));
+            }
+            "Bal" => self.balances.push(parse_balance(node, path)?),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<StatementHeader, ParseError> {
+        let id = self.id.clone().ok_or_else(|| ParseError::Missing {
+            path: format!("{}/Id", self.path),
+        })?;
+        let (account, currency) = self.account.clone().ok_or_else(|| ParseError::Missing {
+            path: format!("{}/Acct", self.path),
+        })?;
+        Ok(StatementHeader {
+            id,
+            electronic_sequence_number: self.electronic_sequence_number,
+            created_at: self.created_at.clone(),
+            account,
+            currency,
+            balances: self.balances.clone(),
+        })
+    }
+}
+
+fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
+    let code = xml::required_code(node, path, &["CdtDbtInd"])?;
+    CreditDebit::from_code(code).ok_or_else(|| ParseError::Invalid {
+        path: format!("{path}/CdtDbtInd"),
+        problem: format!("{:?} is neither CRDT nor DBIT", clip(code)),
+    })
+}
+
+fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseError> {
+    let code = xml::required_code(node, path, &["Tp", "CdOrPrtry", "Cd"])?;
+    let kind = BalanceType::from_code(code).ok_or_else(|| ParseError::Invalid {
+        path: format!("{path}/Tp/CdOrPrtry/Cd"),
+        problem: format!("{:?} is not an ISO balance type code", clip(code)),
+    })?;
+    Ok(Balance {
+        kind,
+        amount: xml::amount(node, path, &["Amt"])?,
+        indicator: credit_debit(node, path)?,
+        date: xml::date_choice(node, path, &["Dt"])?,
+    })
+}
+
+fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> {
+    let status_code = xml::required(node, path, &["Sts"])?;
+    // Version .001.02 writes the code directly in `Sts`.
+    let code = match status_code.child("Cd") {
+        Some(cd) => xml::trimmed(&cd.text),
+        None => xml::trimmed(&status_code.text),
+    };
+    let status = EntryStatus::from_code(code).ok_or_else(|| ParseError::Invalid {
+        path: format!("{path}/Sts/Cd"),
+        problem: format!("{:?} is not BOOK, PDNG, INFO or FUTR", clip(code)),
+    })?;
+    let optional_date = |name: &str| -> Result<Option<BusinessDate>, ParseError> {
+        match node.child(name) {
+            Some(_) => xml::date_choice(node, path, &[name]).map(Some),
+            None => Ok(None),
+        }
+    };
+    let transactions = node
+        .children("NtryDtls")
+        .flat_map(|details| details.children("TxDtls"))
+        .map(parse_transaction)
+        .collect();
+    Ok(Entry {
+        reference: xml::optional_text(node, &["NtryRef"]),
+        amount: xml::amount(node, path, &["Amt"])?,
+        indicator: credit_debit(node, path)?,
+        status,
+        booking_date: optional_date("BookgDt")?,
+        value_date: optional_date("ValDt")?,
+        account_servicer_reference: xml::optional_text(node, &["AcctSvcrRef"]),
+        bank_transaction_code: xml::optional_text(node, &["BkTxCd", "Prtry", "Cd"]),
+        transactions,
+    })
+}
+
+fn parse_transaction(node: &Node) -> TransactionDetails {
+    let party = |role: &str| {
+        let Some(related) = node.at(&["RltdPties", role]) else {
+            return Party::default();
+        };
+        // `Party40Choice` since .001.08 (`Dbtr/Pty/Nm`); older versions
+        // put the name directly under `Dbtr`.
+        parse_party(Some(related.child("Pty").unwrap_or(related)))
+    };
+    TransactionDetails {
+        end_to_end_id: xml::optional_text(node, &["Refs", "EndToEndId"]),
+        debtor: party("Dbtr"),
+        creditor: party("Cdtr"),
+        remittance: parse_remittance(node),
+    }
+}
