@@ -1,30 +1,70 @@
-//! `pain.001.001.09`, CustomerCreditTransferInitiationV09: the credit
-//! transfers we ask a bank to make.
+//! `pain.001`, CustomerCreditTransferInitiation: the credit transfers we ask
+//! a bank to make, in two versions with one model: `pain.001.001.09`
+//! (CustomerCreditTransferInitiationV09, what we send by default) and
+//! `pain.001.001.03` (CustomerCreditTransferInitiationV03, 2009, which older
+//! banks still want).
 //!
 //! [`render`] writes a [`CustomerCreditTransferInitiation`] as UTF-8 XML in
-//! the `pain.001.001.09` namespace. It computes `NbOfTxs` and `CtrlSum` for
-//! the group and for each `PmtInf` (the model does not carry them, so they
-//! cannot disagree), and refuses text longer than its ISO type allows, empty
-//! text, characters XML cannot carry, non-positive amounts and empty
-//! batches, each with the element path.
+//! the `pain.001.001.09` namespace; [`render_version`] writes either
+//! [`Version`]. Both compute `NbOfTxs` and `CtrlSum` for the group and for
+//! each `PmtInf` (the model does not carry them, so they cannot disagree),
+//! and refuse text longer than its ISO type allows, empty text, characters
+//! XML cannot carry, non-positive amounts, empty batches and BICs the
+//! version's pattern does not allow, each with the element path.
 //!
-//! [`parse`] reads a document back (what the bank simulator receives):
-//! tolerant of namespace prefixes, of optional elements being absent and of
-//! elements we do not model (they are skipped); strict about amounts and
-//! about `NbOfTxs` and `CtrlSum`, which must match the transactions when
-//! present. Every `PmtInf` is read into memory on its own, so memory is
-//! bounded by the largest payment information block, not the file.
+//! [`parse`] reads a document of either version back (what the bank
+//! simulator receives); [`parse_any`] also says which version it was. The
+//! version is told from the namespace of `Document` (any prefix, or the
+//! default namespace); a document with no namespace at all is read as
+//! `.09`, as before `.03` was supported; any other namespace, or an
+//! undeclared prefix on `Document`, is refused. Parsing is tolerant of
+//! namespace prefixes, of optional elements being absent and of elements we
+//! do not model (they are skipped); strict about amounts and about `NbOfTxs`
+//! and `CtrlSum`, which must match the transactions when present. Every
+//! `PmtInf` is read into memory on its own, so memory is bounded by the
+//! largest payment information block, not the file.
 //!
 //! Modelled: group header (`MsgId`, `CreDtTm`, `InitgPty`), payment
-//! information (`PmtInfId`, `PmtMtd` = `TRF`, `ReqdExctnDt/Dt`, `Dbtr`,
-//! `DbtrAcct`, `DbtrAgt/FinInstnId/BICFI`) and transactions (`InstrId`,
+//! information (`PmtInfId`, `PmtMtd` = `TRF`, `ReqdExctnDt`, `Dbtr`,
+//! `DbtrAcct`, `DbtrAgt/FinInstnId`) and transactions (`InstrId`,
 //! `EndToEndId`, `InstdAmt`, `CdtrAgt`, `Cdtr`, `CdtrAcct`, `RmtInf/Ustrd`).
 //! Not modelled: payment type, charges bearer, ultimate parties,
-//! structured remittance, regulatory reporting, purpose.
+//! structured remittance, regulatory reporting, purpose, and in `.09`
+//! `PmtId/UETR` and the account `Prxy`.
+//!
+//! Where the versions differ, for what is modelled:
+//!
+//! - `ReqdExctnDt`: in `.03` an `ISODate` written as the element's text
+//!   (`<ReqdExctnDt>2026-11-30</ReqdExctnDt>`); in `.09` the choice
+//!   `DateAndDateTime2Choice`, of which we render `ReqdExctnDt/Dt`. The
+//!   model holds a date only: a `.09` `ReqdExctnDt/DtTm` is read as the
+//!   date part written in it (the sender's local date, not converted to
+//!   UTC), so a `.09` document with `DtTm` re-rendered as `.03` carries that
+//!   date as `ReqdExctnDt`, and the time of day is lost at parse time, in
+//!   either version. Reading `.03`, the `.09` forms `ReqdExctnDt/Dt` and
+//!   `ReqdExctnDt/DtTm` are accepted as well (banks mixing the versions).
+//! - Agents: `DbtrAgt/FinInstnId/BIC` and `CdtrAgt/FinInstnId/BIC` in `.03`
+//!   (`BICIdentifier`, pattern `[A-Z]{6}[A-Z2-9][A-NP-Z0-9]([A-Z0-9]{3})?`),
+//!   `.../FinInstnId/BICFI` in `.09` (`BICFIDec2014Identifier`, which every
+//!   [`domain::Bic`] matches). Rendering `.03` refuses a BIC whose location
+//!   code starts with `0` or `1` or ends with `O`, naming
+//!   `.../FinInstnId/BIC`. Reading `.03`, `BICFI` is accepted where `BIC` is
+//!   absent, and the BIC is checked as a [`domain::Bic`] only (not against
+//!   the `.03` pattern); reading `.09` looks at `BICFI` only, as before.
+//! - Postal addresses: `PostalAddress6` in `.03`, `PostalAddress24` in `.09`.
+//!   The only part we model, `AdrLine`, is the same in both: at most
+//!   [`MAX_ADDRESS_LINES`] lines of `Max70Text`.
+//! - Everything else we model has the same name, type, length and order in
+//!   both versions (`PartyIdentification32`/`135` `Nm` as `Max140Text`,
+//!   `CashAccount16`/`38` `Id/IBAN` and `Id/Othr/Id` as `Max34Text`,
+//!   `GroupHeader32`/`85`, `PaymentIdentification1`/`6`,
+//!   `ActiveOrHistoricCurrencyAndAmount`, `RmtInf/Ustrd` as `Max140Text`).
 
 use std::io::BufRead;
 
 use domain::{Bic, BusinessDate, Money};
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
 
 use super::xml::{self, Node, Token, Writer, XmlReader};
 use super::{
@@ -32,14 +72,58 @@ use super::{
     MAX140, MAX34, MAX35, MAX70, MAX_ADDRESS_LINES,
 };
 
-/// The XML namespace of `pain.001.001.09`.
+/// The XML namespace of `pain.001.001.09`, what [`render`] writes.
 pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09";
-/// The message element under `Document`.
+/// The XML namespace of `pain.001.001.03`.
+pub const NAMESPACE_V03: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03";
+/// The message element under `Document`, in both versions.
 pub const MESSAGE: &str = "CstmrCdtTrfInitn";
 /// `Max15NumericText`: the longest `NbOfTxs`.
 const MAX_COUNT_DIGITS: usize = 15;
 /// `DecimalNumber`: `totalDigits` 18.
 const MAX_CONTROL_SUM_DIGITS: usize = 18;
+
+/// Which `pain.001` schema a document follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// `pain.001.001.03`, CustomerCreditTransferInitiationV03 (2009).
+    V03,
+    /// `pain.001.001.09`, CustomerCreditTransferInitiationV09.
+    V09,
+}
+
+impl Version {
+    /// The XML namespace of `Document` in this version.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Version::V03 => NAMESPACE_V03,
+            Version::V09 => NAMESPACE,
+        }
+    }
+
+    /// The version whose namespace is `namespace`, exactly.
+    pub fn from_namespace(namespace: &str) -> Option<Version> {
+        [Version::V03, Version::V09]
+            .into_iter()
+            .find(|v| v.namespace() == namespace)
+    }
+
+    /// The element under `FinInstnId` that holds an agent's BIC.
+    fn bic_element(self) -> &'static str {
+        match self {
+            Version::V03 => "BIC",
+            Version::V09 => "BICFI",
+        }
+    }
+
+    /// The elements under `FinInstnId` read for an agent's BIC, in order.
+    fn bic_elements_read(self) -> &'static [&'static str] {
+        match self {
+            Version::V03 => &["BIC", "BICFI"],
+            Version::V09 => &["BICFI"],
+        }
+    }
+}
 
 /// A whole `CstmrCdtTrfInitn`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +143,13 @@ pub struct CustomerCreditTransferInitiation {
 pub struct PaymentInformation {
     /// `PmtInfId`, `Max35Text`.
     pub id: String,
-    /// `ReqdExctnDt/Dt`.
+    /// `ReqdExctnDt` (`.03`) or `ReqdExctnDt/Dt` (`.09`).
     pub requested_execution_date: BusinessDate,
     /// `Dbtr`.
     pub debtor: Party,
     /// `DbtrAcct/Id`.
     pub debtor_account: AccountIdentification,
-    /// `DbtrAgt/FinInstnId/BICFI`.
+    /// `DbtrAgt/FinInstnId/BIC` (`.03`) or `DbtrAgt/FinInstnId/BICFI` (`.09`).
     pub debtor_agent: Agent,
     /// `CdtTrfTxInf`, at least one.
     pub transactions: Vec<CreditTransfer>,
@@ -80,7 +164,7 @@ pub struct CreditTransfer {
     pub end_to_end_id: String,
     /// `Amt/InstdAmt` with its `Ccy`; positive.
     pub amount: Money,
-    /// `CdtrAgt/FinInstnId/BICFI`.
+    /// `CdtrAgt/FinInstnId/BIC` (`.03`) or `CdtrAgt/FinInstnId/BICFI` (`.09`).
     pub creditor_agent: Option<Agent>,
     /// `Cdtr`.
     pub creditor: Party,
@@ -180,10 +264,19 @@ impl std::fmt::Display for Decimal {
 // render
 // ---------------------------------------------------------------------------
 
-/// Renders the message as UTF-8 XML; see the module documentation for what
-/// is refused.
+/// Renders the message as UTF-8 XML in `pain.001.001.09`; see the module
+/// documentation for what is refused.
 pub fn render(message: &CustomerCreditTransferInitiation) -> Result<Vec<u8>, RenderError> {
-    let mut w = Writer::new(NAMESPACE);
+    render_version(message, Version::V09)
+}
+
+/// Renders the message as UTF-8 XML in `version`; see the module
+/// documentation for what is refused and how the versions differ.
+pub fn render_version(
+    message: &CustomerCreditTransferInitiation,
+    version: Version,
+) -> Result<Vec<u8>, RenderError> {
+    let mut w = Writer::new(version.namespace());
     w.open(MESSAGE);
     if message.payments.is_empty() {
         return Err(RenderError::InvalidValue {
@@ -208,7 +301,7 @@ pub fn render(message: &CustomerCreditTransferInitiation) -> Result<Vec<u8>, Ren
 
     for (index, payment) in message.payments.iter().enumerate() {
         w.open_nth("PmtInf", index + 1);
-        payment_information(&mut w, payment)?;
+        payment_information(&mut w, payment, version)?;
         w.close("PmtInf");
     }
     w.close(MESSAGE);
@@ -240,7 +333,11 @@ fn control_sum(w: &mut Writer, sum: Decimal) -> Result<(), RenderError> {
     Ok(())
 }
 
-fn payment_information(w: &mut Writer, payment: &PaymentInformation) -> Result<(), RenderError> {
+fn payment_information(
+    w: &mut Writer,
+    payment: &PaymentInformation,
+    version: Version,
+) -> Result<(), RenderError> {
     if payment.transactions.is_empty() {
         return Err(RenderError::InvalidValue {
             path: w.path_of("CdtTrfTxInf"),
@@ -254,21 +351,27 @@ fn payment_information(w: &mut Writer, payment: &PaymentInformation) -> Result<(
         w,
         Decimal::sum(payment.transactions.iter().map(|t| &t.amount)),
     )?;
-    w.open("ReqdExctnDt");
-    w.value("Dt", &payment.requested_execution_date.to_string());
-    w.close("ReqdExctnDt");
+    let date = payment.requested_execution_date.to_string();
+    match version {
+        Version::V03 => w.value("ReqdExctnDt", &date),
+        Version::V09 => {
+            w.open("ReqdExctnDt");
+            w.value("Dt", &date);
+            w.close("ReqdExctnDt");
+        }
+    }
     party(w, "Dbtr", &payment.debtor)?;
     account(w, "DbtrAcct", &payment.debtor_account)?;
-    agent(w, "DbtrAgt", &payment.debtor_agent);
+    agent(w, "DbtrAgt", &payment.debtor_agent, version)?;
     for (index, tx) in payment.transactions.iter().enumerate() {
         w.open_nth("CdtTrfTxInf", index + 1);
-        transaction(w, tx)?;
+        transaction(w, tx, version)?;
         w.close("CdtTrfTxInf");
     }
     Ok(())
 }
 
-fn transaction(w: &mut Writer, tx: &CreditTransfer) -> Result<(), RenderError> {
+fn transaction(w: &mut Writer, tx: &CreditTransfer, version: Version) -> Result<(), RenderError> {
     w.open("PmtId");
     if let Some(id) = &tx.instruction_id {
         w.text("InstrId", id, MAX35)?;
@@ -285,7 +388,7 @@ fn transaction(w: &mut Writer, tx: &CreditTransfer) -> Result<(), RenderError> {
     w.amount("InstdAmt", tx.amount)?;
     w.close("Amt");
     if let Some(bic) = &tx.creditor_agent {
-        agent(w, "CdtrAgt", bic);
+        agent(w, "CdtrAgt", bic, version)?;
     }
     party(w, "Cdtr", &tx.creditor)?;
     account(w, "CdtrAcct", &tx.creditor_account)?;
@@ -350,41 +453,150 @@ fn account(
     Ok(())
 }
 
-fn agent(w: &mut Writer, name: &'static str, bic: &Bic) {
+fn agent(
+    w: &mut Writer,
+    name: &'static str,
+    bic: &Bic,
+    version: Version,
+) -> Result<(), RenderError> {
+    let element = version.bic_element();
+    if version == Version::V03 && !fits_bic_identifier(bic) {
+        return Err(RenderError::InvalidValue {
+            path: w.path_of(&format!("{name}/FinInstnId/{element}")),
+            detail: format!(
+                "BIC {bic} does not match the pain.001.001.03 BICIdentifier pattern \
+                 [A-Z]{{6}}[A-Z2-9][A-NP-Z0-9]([A-Z0-9]{{3}})? (location code starting \
+                 with 0 or 1, or ending with O)"
+            ),
+        });
+    }
     w.open(name);
     w.open("FinInstnId");
-    w.value("BICFI", bic.as_str());
+    w.value(element, bic.as_str());
     w.close("FinInstnId");
     w.close(name);
+    Ok(())
+}
+
+/// The `.03` `BICIdentifier` pattern, for what a [`Bic`] does not already
+/// guarantee (six letters, upper-case alphanumerics, 8 or 11 characters):
+/// the location code's first character is not `0` or `1`, its second not `O`.
+fn fits_bic_identifier(bic: &Bic) -> bool {
+    let location = bic.location().as_bytes();
+    let first_ok = location
+        .first()
+        .is_some_and(|c| c.is_ascii_uppercase() || (b'2'..=b'9').contains(c));
+    let second_ok = location
+        .get(1)
+        .is_some_and(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && *c != b'O'));
+    first_ok && second_ok
 }
 
 // ---------------------------------------------------------------------------
 // parse
 // ---------------------------------------------------------------------------
 
-/// Parses a document under the default [`Limits`].
+/// Parses a document of either version under the default [`Limits`];
+/// [`parse_any`] also says which version it was.
 pub fn parse(bytes: &[u8]) -> Result<CustomerCreditTransferInitiation, ParseError> {
     parse_with_limits(bytes, &Limits::default())
 }
 
-/// Parses a document under `limits`; see the module documentation for what
-/// is tolerated and what is refused.
+/// Parses a document of either version under `limits`; see the module
+/// documentation for what is tolerated and what is refused.
 pub fn parse_with_limits(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<CustomerCreditTransferInitiation, ParseError> {
+    parse_any_with_limits(bytes, limits).map(|(_, message)| message)
+}
+
+/// Parses a document of either version under the default [`Limits`], and
+/// says which version it was.
+pub fn parse_any(bytes: &[u8]) -> Result<(Version, CustomerCreditTransferInitiation), ParseError> {
+    parse_any_with_limits(bytes, &Limits::default())
+}
+
+/// Parses a document of either version under `limits`, and says which
+/// version it was (from the namespace of `Document`; none means `.09`).
+pub fn parse_any_with_limits(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(Version, CustomerCreditTransferInitiation), ParseError> {
     if bytes.len() > limits.max_bytes {
         return Err(ParseError::TooLarge {
             size_bytes: bytes.len(),
             max_bytes: limits.max_bytes,
         });
     }
-    parse_from(bytes, *limits)
+    let version = detect_version(bytes)?;
+    let message = parse_from(bytes, *limits, version)?;
+    Ok((version, message))
+}
+
+/// The version named by the namespace of the root element; no namespace
+/// means `.09`. Reads only up to the root's start tag; the input is already
+/// bounded by [`Limits::max_bytes`]. Our XML reader drops namespace
+/// declarations, so this looks at them on its own.
+fn detect_version(bytes: &[u8]) -> Result<Version, ParseError> {
+    let mut reader = quick_xml::NsReader::from_reader(bytes);
+    // Set explicitly: defaults have moved between quick-xml versions.
+    let config = reader.config_mut();
+    config.expand_empty_elements = false;
+    config.check_end_names = true;
+    config.check_comments = false;
+    let xml_error = |reader: &quick_xml::NsReader<&[u8]>, detail: String| ParseError::Xml {
+        path: String::new(),
+        offset: reader.error_position(),
+        detail,
+    };
+    loop {
+        let (resolved, event) = match reader.read_resolved_event() {
+            Ok(pair) => pair,
+            Err(e) => return Err(xml_error(&reader, e.to_string())),
+        };
+        match event {
+            Event::Start(_) | Event::Empty(_) => {
+                let problem = match resolved {
+                    ResolveResult::Bound(ns) => {
+                        let namespace = String::from_utf8_lossy(ns.as_ref()).into_owned();
+                        match Version::from_namespace(namespace.trim()) {
+                            Some(version) => return Ok(version),
+                            None => format!(
+                                "namespace {:?} is neither pain.001.001.03 nor pain.001.001.09",
+                                clip(&namespace)
+                            ),
+                        }
+                    }
+                    ResolveResult::Unbound => return Ok(Version::V09),
+                    ResolveResult::Unknown(prefix) => format!(
+                        "namespace prefix {:?} is not declared",
+                        clip(&String::from_utf8_lossy(&prefix))
+                    ),
+                };
+                return Err(ParseError::Structure {
+                    path: "Document".to_owned(),
+                    problem,
+                });
+            }
+            Event::DocType(_) => {
+                return Err(xml_error(&reader, "a DOCTYPE is not allowed".to_owned()))
+            }
+            Event::Eof => {
+                return Err(ParseError::Structure {
+                    path: String::new(),
+                    problem: "no root element".to_owned(),
+                })
+            }
+            _ => {}
+        }
+    }
 }
 
 fn parse_from<R: BufRead>(
     input: R,
     limits: Limits,
+    version: Version,
 ) -> Result<CustomerCreditTransferInitiation, ParseError> {
     let mut reader = XmlReader::new(input, limits);
     reader.enter_message(MESSAGE)?;
@@ -398,7 +610,7 @@ fn parse_from<R: BufRead>(
                 let node = reader.read_tree(open)?;
                 match name.as_str() {
                     "GrpHdr" if header.is_none() => header = Some((node, path)),
-                    "PmtInf" => payments.push(parse_payment(&node, &path)?),
+                    "PmtInf" => payments.push(parse_payment(&node, &path, version)?),
                     _ => {}
                 }
             }
@@ -485,7 +697,11 @@ fn check_totals(
     Ok(())
 }
 
-fn parse_payment(node: &Node, path: &str) -> Result<PaymentInformation, ParseError> {
+fn parse_payment(
+    node: &Node,
+    path: &str,
+    version: Version,
+) -> Result<PaymentInformation, ParseError> {
     let method = xml::required_code(node, path, &["PmtMtd"])?;
     if method != "TRF" {
         return Err(ParseError::Invalid {
@@ -501,6 +717,7 @@ fn parse_payment(node: &Node, path: &str) -> Result<PaymentInformation, ParseErr
         transactions.push(parse_transaction(
             tx,
             &format!("{path}/CdtTrfTxInf[{}]", index + 1),
+            version,
         )?);
     }
     if transactions.is_empty() {
@@ -517,15 +734,39 @@ fn parse_payment(node: &Node, path: &str) -> Result<PaymentInformation, ParseErr
     )?;
     Ok(PaymentInformation {
         id: xml::required_text(node, path, &["PmtInfId"])?,
-        requested_execution_date: xml::date_choice(node, path, &["ReqdExctnDt"])?,
+        requested_execution_date: parse_execution_date(node, path, version)?,
         debtor: parse_party(node.child("Dbtr")),
         debtor_account: parse_account(node, path, "DbtrAcct")?,
-        debtor_agent: parse_bic(node, path, "DbtrAgt")?,
+        debtor_agent: parse_bic(node, path, "DbtrAgt", version)?,
         transactions,
     })
 }
 
-fn parse_transaction(node: &Node, path: &str) -> Result<CreditTransfer, ParseError> {
+/// `ReqdExctnDt`: the `.09` choice (`Dt`, or the date part of `DtTm`); in
+/// `.03` the element's own text, or the `.09` choice when it has children.
+fn parse_execution_date(
+    node: &Node,
+    path: &str,
+    version: Version,
+) -> Result<BusinessDate, ParseError> {
+    let names = &["ReqdExctnDt"];
+    match version {
+        Version::V09 => xml::date_choice(node, path, names),
+        Version::V03 => {
+            if xml::required(node, path, names)?.children.is_empty() {
+                xml::date(node, path, names)
+            } else {
+                xml::date_choice(node, path, names)
+            }
+        }
+    }
+}
+
+fn parse_transaction(
+    node: &Node,
+    path: &str,
+    version: Version,
+) -> Result<CreditTransfer, ParseError> {
     let amount = xml::amount(node, path, &["Amt", "InstdAmt"])?;
     if amount.is_zero() {
         return Err(ParseError::Invalid {
@@ -533,9 +774,14 @@ fn parse_transaction(node: &Node, path: &str) -> Result<CreditTransfer, ParseErr
             problem: "zero; a transfer amount must be positive".to_owned(),
         });
     }
-    let creditor_agent = match node.at(&["CdtrAgt", "FinInstnId", "BICFI"]) {
-        Some(_) => Some(parse_bic(node, path, "CdtrAgt")?),
-        None => None,
+    let has_creditor_agent = version
+        .bic_elements_read()
+        .iter()
+        .any(|element| node.at(&["CdtrAgt", "FinInstnId", element]).is_some());
+    let creditor_agent = if has_creditor_agent {
+        Some(parse_bic(node, path, "CdtrAgt", version)?)
+    } else {
+        None
     };
     Ok(CreditTransfer {
         instruction_id: xml::optional_text(node, &["PmtId", "InstrId"]),
@@ -614,10 +860,18 @@ pub(crate) fn parse_account_id(
     }
 }
 
-fn parse_bic(node: &Node, path: &str, name: &str) -> Result<Bic, ParseError> {
-    let text = xml::required_code(node, path, &[name, "FinInstnId", "BICFI"])?;
+/// The agent `name`'s BIC: the first of the version's
+/// [`Version::bic_elements_read`] present; missing names the version's own.
+fn parse_bic(node: &Node, path: &str, name: &str, version: Version) -> Result<Bic, ParseError> {
+    let element = version
+        .bic_elements_read()
+        .iter()
+        .copied()
+        .find(|element| node.at(&[name, "FinInstnId", element]).is_some())
+        .unwrap_or(version.bic_element());
+    let text = xml::required_code(node, path, &[name, "FinInstnId", element])?;
     Bic::parse(text).map_err(|e| ParseError::Invalid {
-        path: format!("{path}/{name}/FinInstnId/BICFI"),
+        path: format!("{path}/{name}/FinInstnId/{element}"),
         problem: e.to_string(),
     })
 }
