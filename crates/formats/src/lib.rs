@@ -11,8 +11,11 @@
 //!   [`cn_xml::decode`] handle the generic packet; [`cn_xml::messages`] holds
 //!   the typed requests and responses per function.
 //! - [`iso20022`]: ISO 20022 host-to-host messages in UTF-8 XML:
-//!   [`iso20022::pain001`] (credit transfer initiation, render and parse) and
-//!   [`iso20022::camt053`] (statements, streamed entry by entry, and render).
+//!   [`iso20022::pain001`] (credit transfer initiation, .09 and .03, render
+//!   and parse), [`iso20022::pain002`] (status reports, .03 and .12),
+//!   [`iso20022::camt052`], [`iso20022::camt053`] and [`iso20022::camt054`]
+//!   (reports, statements and notifications, streamed entry by entry, and
+//!   render).
 //!
 //! Codecs keep the bank's text as text: turning "1234.5000" into money or
 //! "20240131" into a date depends on the bank's quirks and is the connector's

@@ -2,8 +2,9 @@
 //!
 //! Five messages so far, one module each:
 //!
-//! - [`pain001`]: `pain.001.001.09`, the customer credit transfer initiation
-//!   we send. [`pain001::render`] writes UTF-8 XML and computes the counts
+//! - [`pain001`]: `pain.001.001.09` (and `pain.001.001.03` for older banks,
+//!   [`pain001::render_version`], [`pain001::parse_any`]), the customer credit
+//!   transfer initiation we send. [`pain001::render`] writes UTF-8 XML and computes the counts
 //!   and control sums; [`pain001::parse`] reads it back (the bank simulator's
 //!   side) and refuses counts or sums that disagree with the transactions.
 //! - [`camt053`]: `camt.053.001.08`, the bank-to-customer statement we
@@ -89,7 +90,8 @@ pub struct Party {
     pub address_lines: Vec<String>,
 }
 
-/// A financial institution identified by its BIC (`FinInstnId/BICFI`).
+/// A financial institution identified by its BIC (`FinInstnId/BICFI` in .09,
+/// `FinInstnId/BIC` in pain.001.001.03).
 pub type Agent = Bic;
 
 /// Bounds the parsers enforce on untrusted input.
