@@ -5,7 +5,7 @@
 //! The report has the shape of a camt.053 statement under other names
 //! (`BkToCstmrAcctRpt/Rpt` for `BkToCstmrStmt/Stmt`), so it reuses the
 //! camt.053 model: a report is a [`Statement`] (its [`StatementHeader`] and
-//! [`Entry`]s), balances are [`Balance`]s. [`ReportReader`] streams a report
+//! [`Entry`]s), balances are camt.053's `Balance`s. [`ReportReader`] streams a report
 //! file from any `BufRead` exactly like `camt053::StatementReader`: a
 //! [`ReportItem::Group`], then per `Rpt` a [`ReportItem::Report`] header
 //! followed by one [`ReportItem::Entry`] per `Ntry`, holding at most one
@@ -15,23 +15,18 @@
 //!
 //! This module also holds the streaming reader and the renderer shared with
 //! `camt054` (the notification differs only in its names and in carrying no
-//! balances). camt.053 keeps its own private copy of the same code: its
-//! module is not changed here, and its public API stays as it is.
+//! balances); the header, entry and balance parsing and rendering are
+//! camt.053's own (`pub(crate)` there), so the three messages read and write
+//! entries with one piece of code.
 
 use std::io::BufRead;
 
-use domain::{BusinessDate, Currency};
-
 use super::camt053::{
-    Balance, BalanceType, CreditDebit, Entry, EntryStatus, GroupHeader, Statement, StatementHeader,
-    TransactionDetails,
+    date_time, parse_entry, render_entry, render_header, Entry, GroupHeader, HeaderBuilder,
+    Statement, StatementHeader,
 };
-use super::pain001::{account_id, parse_account_id, parse_party, parse_remittance};
-use super::xml::{self, Node, Token, Writer, XmlReader};
-use super::{
-    clip, is_iso_date_time, AccountIdentification, Limits, ParseError, Party, RenderError, MAX140,
-    MAX35,
-};
+use super::xml::{self, Token, Writer, XmlReader};
+use super::{Limits, ParseError, RenderError, MAX35};
 
 /// The XML namespace of `camt.052.001.08`.
 pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:camt.052.001.08";
@@ -366,275 +361,5 @@ impl<R: BufRead> MessageReader<R> {
                 State::Done => return Ok(None),
             }
         }
-    }
-}
-
-// The rest is a copy of camt053's private helpers (they are not pub(crate)
-// there, and that module is left as it is).
-
-fn date_time(w: &mut Writer, name: &'static str, text: &str) -> Result<(), RenderError> {
-    if !is_iso_date_time(text) {
-        return Err(RenderError::InvalidValue {
-            path: w.path_of(name),
-            detail: format!(
-                "{:?} is not an ISO date-time like 2026-11-28T10:15:00+08:00",
-                clip(text)
-            ),
-        });
-    }
-    w.value(name, text);
-    Ok(())
-}
-
-fn date(w: &mut Writer, name: &'static str, date: BusinessDate) {
-    w.open(name);
-    w.value("Dt", &date.to_string());
-    w.close(name);
-}
-
-fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<(), RenderError> {
-    w.text("Id", &header.id, MAX35)?;
-    if let Some(number) = header.electronic_sequence_number {
-        w.value("ElctrncSeqNb", &number.to_string());
-    }
-    if let Some(created_at) = &header.created_at {
-        date_time(w, "CreDtTm", created_at)?;
-    }
-    w.open("Acct");
-    account_id(w, &header.account)?;
-    if let Some(currency) = header.currency {
-        w.value("Ccy", currency.code());
-    }
-    w.close("Acct");
-    for (index, balance) in header.balances.iter().enumerate() {
-        w.open_nth("Bal", index + 1);
-        w.open("Tp");
-        w.open("CdOrPrtry");
-        w.value("Cd", balance.kind.code());
-        w.close("CdOrPrtry");
-        w.close("Tp");
-        w.amount("Amt", balance.amount)?;
-        w.value("CdtDbtInd", balance.indicator.code());
-        date(w, "Dt", balance.date);
-        w.close("Bal");
-    }
-    Ok(())
-}
-
-fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderError> {
-    if let Some(reference) = &entry.reference {
-        w.text("NtryRef", reference, MAX35)?;
-    }
-    w.amount("Amt", entry.amount)?;
-    w.value("CdtDbtInd", entry.indicator.code());
-    w.open("Sts");
-    w.value("Cd", entry.status.code());
-    w.close("Sts");
-    if let Some(day) = entry.booking_date {
-        date(w, "BookgDt", day);
-    }
-    if let Some(day) = entry.value_date {
-        date(w, "ValDt", day);
-    }
-    if let Some(reference) = &entry.account_servicer_reference {
-        w.text("AcctSvcrRef", reference, MAX35)?;
-    }
-    w.open("BkTxCd");
-    if let Some(code) = &entry.bank_transaction_code {
-        w.open("Prtry");
-        w.text("Cd", code, MAX35)?;
-        w.close("Prtry");
-    }
-    w.close("BkTxCd");
-    if !entry.transactions.is_empty() {
-        w.open("NtryDtls");
-        for (index, tx) in entry.transactions.iter().enumerate() {
-            w.open_nth("TxDtls", index + 1);
-            render_transaction(w, tx)?;
-            w.close("TxDtls");
-        }
-        w.close("NtryDtls");
-    }
-    Ok(())
-}
-
-fn render_transaction(w: &mut Writer, tx: &TransactionDetails) -> Result<(), RenderError> {
-    if let Some(id) = &tx.end_to_end_id {
-        w.open("Refs");
-        w.text("EndToEndId", id, MAX35)?;
-        w.close("Refs");
-    }
-    let has = |p: &Party| p.name.is_some() || !p.address_lines.is_empty();
-    if has(&tx.debtor) || has(&tx.creditor) {
-        w.open("RltdPties");
-        for (name, party) in [("Dbtr", &tx.debtor), ("Cdtr", &tx.creditor)] {
-            if has(party) {
-                w.open(name);
-                super::pain001::party(w, "Pty", party)?;
-                w.close(name);
-            }
-        }
-        w.close("RltdPties");
-    }
-    if !tx.remittance.is_empty() {
-        w.open("RmtInf");
-        for (index, line) in tx.remittance.iter().enumerate() {
-            w.text_nth("Ustrd", index + 1, line, MAX140)?;
-        }
-        w.close("RmtInf");
-    }
-    Ok(())
-}
-
-/// A report or notification header being read; `emitted` once it has been yielded.
-struct HeaderBuilder {
-    path: String,
-    id: Option<String>,
-    electronic_sequence_number: Option<u64>,
-    created_at: Option<String>,
-    account: Option<(AccountIdentification, Option<Currency>)>,
-    balances: Vec<Balance>,
-    emitted: bool,
-}
-
-impl HeaderBuilder {
-    /// Takes in one child element of the block (before the entries).
-    fn apply(&mut self, name: &str, node: &Node, path: &str) -> Result<(), ParseError> {
-        match name {
-            "Id" if self.id.is_none() => {
-                if node.text.is_empty() {
-                    return Err(ParseError::Invalid {
-                        path: path.to_owned(),
-                        problem: "empty; text is required".to_owned(),
-                    });
-                }
-                self.id = Some(node.text.clone());
-            }
-            "ElctrncSeqNb" => {
-                let text = xml::trimmed(&node.text);
-                let number = text
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()));
-                self.electronic_sequence_number =
-                    Some(number.ok_or_else(|| ParseError::Invalid {
-                        path: path.to_owned(),
-                        problem: format!("{:?} is not a whole number", clip(text)),
-                    })?);
-            }
-            "CreDtTm" => {
-                let text = xml::trimmed(&node.text);
-                self.created_at = (!text.is_empty()).then(|| text.to_owned());
-            }
-            "Acct" if self.account.is_none() => {
-                let account = parse_account_id(node, path)?;
-                let currency = match node.child("Ccy") {
-                    Some(ccy) => {
-                        Some(Currency::from_code(xml::trimmed(&ccy.text)).map_err(|e| {
-                            ParseError::Invalid {
-                                path: format!("{path}/Ccy"),
-                                problem: e.to_string(),
-                            }
-                        })?)
-                    }
-                    None => None,
-                };
-                self.account = Some((account, currency));
-            }
-            "Bal" => self.balances.push(parse_balance(node, path)?),
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn finish(&self) -> Result<StatementHeader, ParseError> {
-        let id = self.id.clone().ok_or_else(|| ParseError::Missing {
-            path: format!("{}/Id", self.path),
-        })?;
-        let (account, currency) = self.account.clone().ok_or_else(|| ParseError::Missing {
-            path: format!("{}/Acct", self.path),
-        })?;
-        Ok(StatementHeader {
-            id,
-            electronic_sequence_number: self.electronic_sequence_number,
-            created_at: self.created_at.clone(),
-            account,
-            currency,
-            balances: self.balances.clone(),
-        })
-    }
-}
-
-fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
-    let code = xml::required_code(node, path, &["CdtDbtInd"])?;
-    CreditDebit::from_code(code).ok_or_else(|| ParseError::Invalid {
-        path: format!("{path}/CdtDbtInd"),
-        problem: format!("{:?} is neither CRDT nor DBIT", clip(code)),
-    })
-}
-
-fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseError> {
-    let code = xml::required_code(node, path, &["Tp", "CdOrPrtry", "Cd"])?;
-    let kind = BalanceType::from_code(code).ok_or_else(|| ParseError::Invalid {
-        path: format!("{path}/Tp/CdOrPrtry/Cd"),
-        problem: format!("{:?} is not an ISO balance type code", clip(code)),
-    })?;
-    Ok(Balance {
-        kind,
-        amount: xml::amount(node, path, &["Amt"])?,
-        indicator: credit_debit(node, path)?,
-        date: xml::date_choice(node, path, &["Dt"])?,
-    })
-}
-
-fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> {
-    let status_code = xml::required(node, path, &["Sts"])?;
-    // Version .001.02 writes the code directly in `Sts`.
-    let code = match status_code.child("Cd") {
-        Some(cd) => xml::trimmed(&cd.text),
-        None => xml::trimmed(&status_code.text),
-    };
-    let status = EntryStatus::from_code(code).ok_or_else(|| ParseError::Invalid {
-        path: format!("{path}/Sts/Cd"),
-        problem: format!("{:?} is not BOOK, PDNG, INFO or FUTR", clip(code)),
-    })?;
-    let optional_date = |name: &str| -> Result<Option<BusinessDate>, ParseError> {
-        match node.child(name) {
-            Some(_) => xml::date_choice(node, path, &[name]).map(Some),
-            None => Ok(None),
-        }
-    };
-    let transactions = node
-        .children("NtryDtls")
-        .flat_map(|details| details.children("TxDtls"))
-        .map(parse_transaction)
-        .collect();
-    Ok(Entry {
-        reference: xml::optional_text(node, &["NtryRef"]),
-        amount: xml::amount(node, path, &["Amt"])?,
-        indicator: credit_debit(node, path)?,
-        status,
-        booking_date: optional_date("BookgDt")?,
-        value_date: optional_date("ValDt")?,
-        account_servicer_reference: xml::optional_text(node, &["AcctSvcrRef"]),
-        bank_transaction_code: xml::optional_text(node, &["BkTxCd", "Prtry", "Cd"]),
-        transactions,
-    })
-}
-
-fn parse_transaction(node: &Node) -> TransactionDetails {
-    let party = |role: &str| {
-        let Some(related) = node.at(&["RltdPties", role]) else {
-            return Party::default();
-        };
-        // `Party40Choice` since .001.08 (`Dbtr/Pty/Nm`); older versions
-        // put the name directly under `Dbtr`.
-        parse_party(Some(related.child("Pty").unwrap_or(related)))
-    };
-    TransactionDetails {
-        end_to_end_id: xml::optional_text(node, &["Refs", "EndToEndId"]),
-        debtor: party("Dbtr"),
-        creditor: party("Cdtr"),
-        remittance: parse_remittance(node),
     }
 }

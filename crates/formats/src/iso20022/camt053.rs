@@ -283,7 +283,7 @@ pub fn render(message: &BankToCustomerStatement) -> Result<Vec<u8>, RenderError>
     Ok(w.finish())
 }
 
-fn date_time(w: &mut Writer, name: &'static str, text: &str) -> Result<(), RenderError> {
+pub(crate) fn date_time(w: &mut Writer, name: &'static str, text: &str) -> Result<(), RenderError> {
     if !is_iso_date_time(text) {
         return Err(RenderError::InvalidValue {
             path: w.path_of(name),
@@ -297,13 +297,13 @@ fn date_time(w: &mut Writer, name: &'static str, text: &str) -> Result<(), Rende
     Ok(())
 }
 
-fn date(w: &mut Writer, name: &'static str, date: BusinessDate) {
+pub(crate) fn date(w: &mut Writer, name: &'static str, date: BusinessDate) {
     w.open(name);
     w.value("Dt", &date.to_string());
     w.close(name);
 }
 
-fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<(), RenderError> {
+pub(crate) fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<(), RenderError> {
     w.text("Id", &header.id, MAX35)?;
     if let Some(number) = header.electronic_sequence_number {
         w.value("ElctrncSeqNb", &number.to_string());
@@ -332,7 +332,7 @@ fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<(), RenderE
     Ok(())
 }
 
-fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderError> {
+pub(crate) fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderError> {
     if let Some(reference) = &entry.reference {
         w.text("NtryRef", reference, MAX35)?;
     }
@@ -369,7 +369,10 @@ fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderError> {
     Ok(())
 }
 
-fn render_transaction(w: &mut Writer, tx: &TransactionDetails) -> Result<(), RenderError> {
+pub(crate) fn render_transaction(
+    w: &mut Writer,
+    tx: &TransactionDetails,
+) -> Result<(), RenderError> {
     if let Some(id) = &tx.end_to_end_id {
         w.open("Refs");
         w.text("EndToEndId", id, MAX35)?;
@@ -422,14 +425,14 @@ enum State {
 }
 
 /// A statement header being read; `emitted` once it has been yielded.
-struct HeaderBuilder {
-    path: String,
-    id: Option<String>,
-    electronic_sequence_number: Option<u64>,
-    created_at: Option<String>,
-    account: Option<(AccountIdentification, Option<Currency>)>,
-    balances: Vec<Balance>,
-    emitted: bool,
+pub(crate) struct HeaderBuilder {
+    pub(crate) path: String,
+    pub(crate) id: Option<String>,
+    pub(crate) electronic_sequence_number: Option<u64>,
+    pub(crate) created_at: Option<String>,
+    pub(crate) account: Option<(AccountIdentification, Option<Currency>)>,
+    pub(crate) balances: Vec<Balance>,
+    pub(crate) emitted: bool,
 }
 
 /// Streams a `camt.053.001.08` document item by item; see the module
@@ -583,7 +586,7 @@ impl<R: BufRead> Iterator for StatementReader<R> {
 
 impl HeaderBuilder {
     /// Takes in one child element of `Stmt` (before the entries).
-    fn apply(&mut self, name: &str, node: &Node, path: &str) -> Result<(), ParseError> {
+    pub(crate) fn apply(&mut self, name: &str, node: &Node, path: &str) -> Result<(), ParseError> {
         match name {
             "Id" if self.id.is_none() => {
                 if node.text.is_empty() {
@@ -631,7 +634,7 @@ impl HeaderBuilder {
         Ok(())
     }
 
-    fn finish(&self) -> Result<StatementHeader, ParseError> {
+    pub(crate) fn finish(&self) -> Result<StatementHeader, ParseError> {
         let id = self.id.clone().ok_or_else(|| ParseError::Missing {
             path: format!("{}/Id", self.path),
         })?;
@@ -649,7 +652,7 @@ impl HeaderBuilder {
     }
 }
 
-fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
+pub(crate) fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
     let code = xml::required_code(node, path, &["CdtDbtInd"])?;
     CreditDebit::from_code(code).ok_or_else(|| ParseError::Invalid {
         path: format!("{path}/CdtDbtInd"),
@@ -657,7 +660,7 @@ fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
     })
 }
 
-fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseError> {
+pub(crate) fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseError> {
     let code = xml::required_code(node, path, &["Tp", "CdOrPrtry", "Cd"])?;
     let kind = BalanceType::from_code(code).ok_or_else(|| ParseError::Invalid {
         path: format!("{path}/Tp/CdOrPrtry/Cd"),
@@ -671,7 +674,7 @@ fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseError> {
     })
 }
 
-fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> {
+pub(crate) fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> {
     let status_code = xml::required(node, path, &["Sts"])?;
     // Version .001.02 writes the code directly in `Sts`.
     let code = match status_code.child("Cd") {
@@ -706,7 +709,7 @@ fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> {
     })
 }
 
-fn parse_transaction(node: &Node) -> TransactionDetails {
+pub(crate) fn parse_transaction(node: &Node) -> TransactionDetails {
     let party = |role: &str| {
         let Some(related) = node.at(&["RltdPties", role]) else {
             return Party::default();
