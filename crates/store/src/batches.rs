@@ -942,12 +942,10 @@ pub(crate) async fn create(
         request_id: rows.audit.request_id.clone(),
     })
     .await?;
-    settle_status(tx, &b.id, at).await?;
+    // The batch as it now stands (the key and the audit record below do not change it).
+    let stored = settle_status(tx, &b.id, at).await?;
     tx.complete_batch_key(claim, &b.id).await?;
     tx.insert_audit(&rows.audit).await?;
-    let stored = fetch_full(tx, &b.id)
-        .await?
-        .ok_or_else(|| corrupt(BATCHES_TABLE, "id", format!("batch {} vanished", b.id)))?;
     Ok(CreateBatchOutcome::Created(Box::new(stored)))
 }
 

@@ -247,7 +247,6 @@ pub(crate) fn entry_booked_event(
 }
 
 /// A batch event (`payment_batch.status_changed` or `payment_batch.completed`).
-#[allow(dead_code)] // the batch writes arrive in the next commit
 pub(crate) fn batch_event(
     event_type: EventType,
     batch_id: &str,

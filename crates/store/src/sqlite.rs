@@ -353,21 +353,23 @@ impl SqliteStore {
     }
 }
 
+/// Appends one audit record; `direct.rs` runs the same statement.
+const INSERT_AUDIT_SQL: &str =
+    "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)";
+
 async fn insert_audit(conn: &mut SqliteConnection, row: &AuditRow) -> Result<i64, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(codec::instant_text(row.at))
-    .bind(&row.actor)
-    .bind(&row.action)
-    .bind(&row.object)
-    .bind(&row.request_id)
-    .bind(&row.outcome)
-    .bind(&row.details)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| statement_error(BACKEND, "appending an audit record", e))?;
+    let done = sqlx::query(INSERT_AUDIT_SQL)
+        .bind(codec::instant_text(row.at))
+        .bind(&row.actor)
+        .bind(&row.action)
+        .bind(&row.object)
+        .bind(&row.request_id)
+        .bind(&row.outcome)
+        .bind(&row.details)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| statement_error(BACKEND, "appending an audit record", e))?;
     Ok(done.last_insert_rowid())
 }
 

@@ -218,12 +218,7 @@ impl PaymentTx for DirectPayments {
     ) -> Result<bool, StoreError> {
         let n = self
             .db
-            .prepare_cached(
-                "INSERT INTO idempotency_keys \
-                   (client_id, key, request_hash, state, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5) \
-                 ON CONFLICT (client_id, key) DO NOTHING",
-            )
+            .prepare_cached(super::payments::INSERT_KEY_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     claim.client_id,
@@ -243,10 +238,7 @@ impl PaymentTx for DirectPayments {
         key: &str,
     ) -> Result<Option<KeyColumns>, StoreError> {
         self.db
-            .prepare_cached(
-                "SELECT request_hash, state, response_status, response_body, payment_id \
-                 FROM idempotency_keys WHERE client_id = ?1 AND key = ?2",
-            )
+            .prepare_cached(super::payments::FIND_KEY_SQL)
             .and_then(|mut s| {
                 s.query_row(params![client_id, key], |r| {
                     Ok(KeyColumns {
@@ -268,11 +260,7 @@ impl PaymentTx for DirectPayments {
         payment_id: &str,
     ) -> Result<(), StoreError> {
         self.db
-            .prepare_cached(
-                "UPDATE idempotency_keys SET state = 'completed', response_status = ?3, \
-                   response_body = ?4, payment_id = ?5 \
-                 WHERE client_id = ?1 AND key = ?2",
-            )
+            .prepare_cached(super::payments::COMPLETE_KEY_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     claim.client_id,
@@ -288,7 +276,7 @@ impl PaymentTx for DirectPayments {
 
     async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError> {
         self.db
-            .prepare_cached("DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2")
+            .prepare_cached(super::payments::DELETE_KEY_SQL)
             .and_then(|mut s| s.execute(params![client_id, key]))
             .map_err(err)?;
         Ok(())
@@ -301,17 +289,7 @@ impl PaymentTx for DirectPayments {
     ) -> Result<bool, StoreError> {
         let n = self
             .db
-            .prepare_cached(
-                "INSERT INTO payments \
-                   (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
-                    creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
-                    creditor_type, remittance, purpose, end_to_end_id, requested_execution_date, \
-                    urgency, business_reference, status, ever_sent, send_attempts, \
-                    next_attempt_at, fencing_token, created_at, updated_at, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                         ?17, ?18, 0, 0, ?19, 0, ?20, ?20, 1) \
-                 ON CONFLICT DO NOTHING",
-            )
+            .prepare_cached(super::payments::INSERT_PAYMENT_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     p.id,
@@ -346,9 +324,7 @@ impl PaymentTx for DirectPayments {
         end_to_end_id: &str,
     ) -> Result<Option<String>, StoreError> {
         self.db
-            .prepare_cached(
-                "SELECT id FROM payments WHERE debtor_account_id = ?1 AND end_to_end_id = ?2",
-            )
+            .prepare_cached(super::payments::FIND_END_TO_END_SQL)
             .and_then(|mut s| {
                 s.query_row(params![debtor_account_id, end_to_end_id], |r| r.get(0))
                     .optional()
@@ -360,23 +336,7 @@ impl PaymentTx for DirectPayments {
         let c = &t.change;
         let n = self
             .db
-            .prepare_cached(
-                "UPDATE payments SET \
-                   status = ?3, \
-                   last_bank_code = COALESCE(?5, last_bank_code), \
-                   last_bank_message = COALESCE(?6, last_bank_message), \
-                   bank_payment_id = COALESCE(?7, bank_payment_id), \
-                   ever_sent = (ever_sent OR ?8), \
-                   first_sent_at = CASE WHEN ?8 THEN COALESCE(first_sent_at, ?9) ELSE first_sent_at END, \
-                   last_sent_at = CASE WHEN ?8 THEN ?9 ELSE last_sent_at END, \
-                   send_attempts = send_attempts + CASE WHEN ?8 THEN 1 ELSE 0 END, \
-                   next_attempt_at = ?10, \
-                   lease_owner = CASE WHEN ?11 THEN NULL ELSE lease_owner END, \
-                   lease_expires_at = CASE WHEN ?11 THEN NULL ELSE lease_expires_at END, \
-                   updated_at = ?9, \
-                   version = version + 1 \
-                 WHERE id = ?1 AND status = ?2 AND (?4 IS NULL OR fencing_token = ?4)",
-            )
+            .prepare_cached(super::payments::UPDATE_PAYMENT_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     t.id,
@@ -398,7 +358,7 @@ impl PaymentTx for DirectPayments {
 
     async fn current(&mut self, id: &str) -> Result<Option<Current>, StoreError> {
         self.db
-            .prepare_cached("SELECT status, fencing_token FROM payments WHERE id = ?1")
+            .prepare_cached(super::payments::CURRENT_SQL)
             .and_then(|mut s| {
                 s.query_row(params![id], |r| {
                     Ok(Current {
@@ -413,21 +373,14 @@ impl PaymentTx for DirectPayments {
 
     async fn next_history_seq(&mut self, id: &str) -> Result<i64, StoreError> {
         self.db
-            .prepare_cached(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM payment_history WHERE payment_id = ?1",
-            )
+            .prepare_cached(super::payments::NEXT_HISTORY_SEQ_SQL)
             .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
             .map_err(err)
     }
 
     async fn insert_history(&mut self, h: &HistoryRow) -> Result<(), StoreError> {
         self.db
-            .prepare_cached(
-                "INSERT INTO payment_history \
-                   (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message, \
-                    actor, request_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
+            .prepare_cached(super::payments::INSERT_HISTORY_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     h.payment_id,
@@ -462,12 +415,7 @@ impl PaymentTx for DirectPayments {
 
     async fn insert_event(&mut self, row: &EventRow) -> Result<(), StoreError> {
         self.db
-            .prepare_cached(
-                "INSERT INTO events \
-                   (id, type, version, object_type, object_id, object_seq, account_id, \
-                    occurred_at, data) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
+            .prepare_cached(super::events::INSERT_EVENT_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     row.id,
@@ -487,10 +435,7 @@ impl PaymentTx for DirectPayments {
 
     async fn insert_audit(&mut self, a: &AuditRow) -> Result<(), StoreError> {
         self.db
-            .prepare_cached(
-                "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
+            .prepare_cached(super::INSERT_AUDIT_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     codec::instant_text(a.at),

@@ -10,24 +10,25 @@ use crate::error::statement_error;
 use crate::events::{EventColumns, EventQuery, EventRow, StoredEvent, EVENTS_TABLE, EVENT_COLUMNS};
 use crate::StoreError;
 
-pub(super) async fn insert(conn: &mut SqliteConnection, row: &EventRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events \
+/// Appends one event; `direct.rs` runs the same statement.
+pub(super) const INSERT_EVENT_SQL: &str = "INSERT INTO events \
            (id, type, version, object_type, object_id, object_seq, account_id, occurred_at, data) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .bind(&row.id)
-    .bind(row.event_type.as_str())
-    .bind(row.event_type.version())
-    .bind(row.event_type.object_type())
-    .bind(&row.object_id)
-    .bind(row.object_seq)
-    .bind(&row.account_id)
-    .bind(codec::instant_text(row.occurred_at))
-    .bind(&row.data)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| statement_error(BACKEND, "appending an event", e))?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+pub(super) async fn insert(conn: &mut SqliteConnection, row: &EventRow) -> Result<(), StoreError> {
+    sqlx::query(INSERT_EVENT_SQL)
+        .bind(&row.id)
+        .bind(row.event_type.as_str())
+        .bind(row.event_type.version())
+        .bind(row.event_type.object_type())
+        .bind(&row.object_id)
+        .bind(row.object_seq)
+        .bind(&row.account_id)
+        .bind(codec::instant_text(row.occurred_at))
+        .bind(&row.data)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| statement_error(BACKEND, "appending an event", e))?;
     Ok(())
 }
 

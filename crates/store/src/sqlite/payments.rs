@@ -25,6 +25,55 @@ use crate::StoreError;
 
 const OP: &str = "writing a payment";
 
+// The statements both SQLite paths run: this module's (through sqlx) and `direct.rs`'s
+// (on the writer's raw handle).
+pub(super) const INSERT_KEY_SQL: &str = "INSERT INTO idempotency_keys \
+               (client_id, key, request_hash, state, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5) \
+             ON CONFLICT (client_id, key) DO NOTHING";
+pub(super) const FIND_KEY_SQL: &str =
+    "SELECT request_hash, state, response_status, response_body, payment_id \
+                 FROM idempotency_keys WHERE client_id = ?1 AND key = ?2";
+pub(super) const COMPLETE_KEY_SQL: &str =
+    "UPDATE idempotency_keys SET state = 'completed', response_status = ?3, \
+               response_body = ?4, payment_id = ?5 \
+             WHERE client_id = ?1 AND key = ?2";
+pub(super) const DELETE_KEY_SQL: &str =
+    "DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2";
+pub(super) const INSERT_PAYMENT_SQL: &str = "INSERT INTO payments \
+               (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
+                creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
+                creditor_type, remittance, purpose, end_to_end_id, requested_execution_date, \
+                urgency, business_reference, status, ever_sent, send_attempts, \
+                next_attempt_at, fencing_token, created_at, updated_at, version) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                     ?17, ?18, 0, 0, ?19, 0, ?20, ?20, 1) \
+             ON CONFLICT DO NOTHING";
+pub(super) const FIND_END_TO_END_SQL: &str =
+    "SELECT id FROM payments WHERE debtor_account_id = ?1 AND end_to_end_id = ?2";
+pub(super) const UPDATE_PAYMENT_SQL: &str = "UPDATE payments SET \
+               status = ?3, \
+               last_bank_code = COALESCE(?5, last_bank_code), \
+               last_bank_message = COALESCE(?6, last_bank_message), \
+               bank_payment_id = COALESCE(?7, bank_payment_id), \
+               ever_sent = (ever_sent OR ?8), \
+               first_sent_at = CASE WHEN ?8 THEN COALESCE(first_sent_at, ?9) ELSE first_sent_at END, \
+               last_sent_at = CASE WHEN ?8 THEN ?9 ELSE last_sent_at END, \
+               send_attempts = send_attempts + CASE WHEN ?8 THEN 1 ELSE 0 END, \
+               next_attempt_at = ?10, \
+               lease_owner = CASE WHEN ?11 THEN NULL ELSE lease_owner END, \
+               lease_expires_at = CASE WHEN ?11 THEN NULL ELSE lease_expires_at END, \
+               updated_at = ?9, \
+               version = version + 1 \
+             WHERE id = ?1 AND status = ?2 AND (?4 IS NULL OR fencing_token = ?4)";
+pub(super) const NEXT_HISTORY_SEQ_SQL: &str =
+    "SELECT COALESCE(MAX(seq), 0) + 1 FROM payment_history WHERE payment_id = ?1";
+pub(super) const INSERT_HISTORY_SQL: &str = "INSERT INTO payment_history \
+               (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message, \
+                actor, request_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+pub(super) const CURRENT_SQL: &str = "SELECT status, fencing_token FROM payments WHERE id = ?1";
+
 pub(crate) struct SqlitePayments<'c> {
     pub conn: &'c mut SqliteConnection,
 }
@@ -40,20 +89,15 @@ impl PaymentTx for SqlitePayments<'_> {
         claim: &IdempotencyClaim,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO idempotency_keys \
-               (client_id, key, request_hash, state, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5) \
-             ON CONFLICT (client_id, key) DO NOTHING",
-        )
-        .bind(&claim.client_id)
-        .bind(&claim.key)
-        .bind(&claim.request_hash)
-        .bind(codec::instant_text(at))
-        .bind(codec::instant_text(claim.expires_at))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
+        let done = sqlx::query(INSERT_KEY_SQL)
+            .bind(&claim.client_id)
+            .bind(&claim.key)
+            .bind(&claim.request_hash)
+            .bind(codec::instant_text(at))
+            .bind(codec::instant_text(claim.expires_at))
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -63,15 +107,12 @@ impl PaymentTx for SqlitePayments<'_> {
         key: &str,
     ) -> Result<Option<KeyColumns>, StoreError> {
         let row: Option<(String, String, Option<i32>, Option<String>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT request_hash, state, response_status, response_body, payment_id \
-                 FROM idempotency_keys WHERE client_id = ?1 AND key = ?2",
-            )
-            .bind(client_id)
-            .bind(key)
-            .fetch_optional(&mut *self.conn)
-            .await
-            .map_err(err)?;
+            sqlx::query_as(FIND_KEY_SQL)
+                .bind(client_id)
+                .bind(key)
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err(err)?;
         Ok(row.map(
             |(request_hash, state, status, body, payment_id)| KeyColumns {
                 request_hash,
@@ -88,24 +129,20 @@ impl PaymentTx for SqlitePayments<'_> {
         claim: &IdempotencyClaim,
         payment_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'completed', response_status = ?3, \
-               response_body = ?4, payment_id = ?5 \
-             WHERE client_id = ?1 AND key = ?2",
-        )
-        .bind(&claim.client_id)
-        .bind(&claim.key)
-        .bind(i32::from(claim.response_status))
-        .bind(&claim.response_body)
-        .bind(payment_id)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
+        sqlx::query(COMPLETE_KEY_SQL)
+            .bind(&claim.client_id)
+            .bind(&claim.key)
+            .bind(i32::from(claim.response_status))
+            .bind(&claim.response_body)
+            .bind(payment_id)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
     async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2")
+        sqlx::query(DELETE_KEY_SQL)
             .bind(client_id)
             .bind(key)
             .execute(&mut *self.conn)
@@ -119,40 +156,30 @@ impl PaymentTx for SqlitePayments<'_> {
         p: &PaymentRow,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO payments \
-               (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
-                creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
-                creditor_type, remittance, purpose, end_to_end_id, requested_execution_date, \
-                urgency, business_reference, status, ever_sent, send_attempts, \
-                next_attempt_at, fencing_token, created_at, updated_at, version) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                     ?17, ?18, 0, 0, ?19, 0, ?20, ?20, 1) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&p.id)
-        .bind(&p.client_id)
-        .bind(&p.debtor_account_id)
-        .bind(p.amount_minor)
-        .bind(p.currency)
-        .bind(&p.creditor_name)
-        .bind(&p.creditor_account)
-        .bind(&p.creditor_bank_code)
-        .bind(&p.creditor_bic)
-        .bind(&p.creditor_bank_name)
-        .bind(p.creditor_type)
-        .bind(&p.remittance)
-        .bind(&p.purpose)
-        .bind(&p.end_to_end_id)
-        .bind(date_text(p.requested_execution_date))
-        .bind(p.urgency)
-        .bind(&p.business_reference)
-        .bind(&p.status)
-        .bind(p.next_attempt_at.map(codec::instant_text))
-        .bind(codec::instant_text(at))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
+        let done = sqlx::query(INSERT_PAYMENT_SQL)
+            .bind(&p.id)
+            .bind(&p.client_id)
+            .bind(&p.debtor_account_id)
+            .bind(p.amount_minor)
+            .bind(p.currency)
+            .bind(&p.creditor_name)
+            .bind(&p.creditor_account)
+            .bind(&p.creditor_bank_code)
+            .bind(&p.creditor_bic)
+            .bind(&p.creditor_bank_name)
+            .bind(p.creditor_type)
+            .bind(&p.remittance)
+            .bind(&p.purpose)
+            .bind(&p.end_to_end_id)
+            .bind(date_text(p.requested_execution_date))
+            .bind(p.urgency)
+            .bind(&p.business_reference)
+            .bind(&p.status)
+            .bind(p.next_attempt_at.map(codec::instant_text))
+            .bind(codec::instant_text(at))
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -161,49 +188,31 @@ impl PaymentTx for SqlitePayments<'_> {
         debtor_account_id: &str,
         end_to_end_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT id FROM payments WHERE debtor_account_id = ?1 AND end_to_end_id = ?2",
-        )
-        .bind(debtor_account_id)
-        .bind(end_to_end_id)
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(err)
+        sqlx::query_scalar(FIND_END_TO_END_SQL)
+            .bind(debtor_account_id)
+            .bind(end_to_end_id)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(err)
     }
 
     async fn update_payment(&mut self, t: &TransitionRows) -> Result<bool, StoreError> {
         let c = &t.change;
-        let done = sqlx::query(
-            "UPDATE payments SET \
-               status = ?3, \
-               last_bank_code = COALESCE(?5, last_bank_code), \
-               last_bank_message = COALESCE(?6, last_bank_message), \
-               bank_payment_id = COALESCE(?7, bank_payment_id), \
-               ever_sent = (ever_sent OR ?8), \
-               first_sent_at = CASE WHEN ?8 THEN COALESCE(first_sent_at, ?9) ELSE first_sent_at END, \
-               last_sent_at = CASE WHEN ?8 THEN ?9 ELSE last_sent_at END, \
-               send_attempts = send_attempts + CASE WHEN ?8 THEN 1 ELSE 0 END, \
-               next_attempt_at = ?10, \
-               lease_owner = CASE WHEN ?11 THEN NULL ELSE lease_owner END, \
-               lease_expires_at = CASE WHEN ?11 THEN NULL ELSE lease_expires_at END, \
-               updated_at = ?9, \
-               version = version + 1 \
-             WHERE id = ?1 AND status = ?2 AND (?4 IS NULL OR fencing_token = ?4)",
-        )
-        .bind(&t.id)
-        .bind(&t.guard.from_status)
-        .bind(&c.to_status)
-        .bind(t.guard.fencing_token)
-        .bind(&c.bank_code)
-        .bind(&c.bank_message)
-        .bind(&c.bank_payment_id)
-        .bind(c.mark_sent)
-        .bind(codec::instant_text(t.audit.at))
-        .bind(c.next_attempt_at.map(codec::instant_text))
-        .bind(c.release_lease)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
+        let done = sqlx::query(UPDATE_PAYMENT_SQL)
+            .bind(&t.id)
+            .bind(&t.guard.from_status)
+            .bind(&c.to_status)
+            .bind(t.guard.fencing_token)
+            .bind(&c.bank_code)
+            .bind(&c.bank_message)
+            .bind(&c.bank_payment_id)
+            .bind(c.mark_sent)
+            .bind(codec::instant_text(t.audit.at))
+            .bind(c.next_attempt_at.map(codec::instant_text))
+            .bind(c.release_lease)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -212,35 +221,28 @@ impl PaymentTx for SqlitePayments<'_> {
     }
 
     async fn next_history_seq(&mut self, id: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM payment_history WHERE payment_id = ?1",
-        )
-        .bind(id)
-        .fetch_one(&mut *self.conn)
-        .await
-        .map_err(err)
+        sqlx::query_scalar(NEXT_HISTORY_SEQ_SQL)
+            .bind(id)
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(err)
     }
 
     async fn insert_history(&mut self, h: &HistoryRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO payment_history \
-               (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message, \
-                actor, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .bind(&h.payment_id)
-        .bind(h.seq)
-        .bind(codec::instant_text(h.at))
-        .bind(&h.from_status)
-        .bind(&h.to_status)
-        .bind(&h.cause)
-        .bind(&h.bank_code)
-        .bind(&h.bank_message)
-        .bind(&h.actor)
-        .bind(&h.request_id)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
+        sqlx::query(INSERT_HISTORY_SQL)
+            .bind(&h.payment_id)
+            .bind(h.seq)
+            .bind(codec::instant_text(h.at))
+            .bind(&h.from_status)
+            .bind(&h.to_status)
+            .bind(&h.cause)
+            .bind(&h.bank_code)
+            .bind(&h.bank_message)
+            .bind(&h.actor)
+            .bind(&h.request_id)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -268,12 +270,11 @@ pub(super) async fn current(
     conn: &mut SqliteConnection,
     id: &str,
 ) -> Result<Option<Current>, StoreError> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT status, fencing_token FROM payments WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(err)?;
+    let row: Option<(String, i64)> = sqlx::query_as(CURRENT_SQL)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
     Ok(row.map(|(status, fencing_token)| Current {
         status,
         fencing_token,
