@@ -9,8 +9,8 @@
 use domain::{BusinessDate, Currency, Iban, Money};
 use formats::iso20022::camt052::{self, BankToCustomerAccountReport, ReportItem, ReportReader};
 use formats::iso20022::camt053::{
-    Balance, BalanceType, CreditDebit, Entry, EntryStatus, GroupHeader, Statement, StatementHeader,
-    TransactionDetails,
+    self, Balance, BalanceType, CreditDebit, Entry, EntryStatus, GroupHeader, Pagination,
+    Statement, StatementHeader, TransactionDetails,
 };
 use formats::iso20022::camt054::{
     self, BankToCustomerDebitCreditNotification, NotificationItem, NotificationReader,
@@ -225,7 +225,7 @@ fn block(with_balances: bool) -> impl Strategy<Value = Statement> {
     let max_balances = if with_balances { 4 } else { 0 };
     (
         text(35),
-        prop::option::of(any::<u64>()),
+        prop::option::of(0u64..=camt053::MAX_SEQUENCE_NUMBER),
         prop::option::of(date_time()),
         account(),
         prop::option::of(currency()),
@@ -250,10 +250,19 @@ fn block(with_balances: bool) -> impl Strategy<Value = Statement> {
 }
 
 fn group_header() -> impl Strategy<Value = GroupHeader> {
-    (text(35), date_time()).prop_map(|(message_id, created_at)| GroupHeader {
-        message_id,
-        created_at,
-    })
+    (
+        text(35),
+        date_time(),
+        prop::option::of((0u32..=99_999, any::<bool>())),
+    )
+        .prop_map(|(message_id, created_at, pages)| GroupHeader {
+            message_id,
+            created_at,
+            pagination: pages.map(|(page_number, last_page)| Pagination {
+                page_number,
+                last_page,
+            }),
+        })
 }
 
 fn account_report() -> impl Strategy<Value = BankToCustomerAccountReport> {
@@ -443,6 +452,10 @@ fn a_prefixed_camt052_with_a_pending_entry_parses_to_the_model() {
         group_header: GroupHeader {
             message_id: "RPT-2026-11-28-1200".to_owned(),
             created_at: "2026-11-28T12:00:00+01:00".to_owned(),
+            pagination: Some(Pagination {
+                page_number: 1,
+                last_page: true,
+            }),
         },
         reports: vec![Statement {
             header: StatementHeader {
@@ -544,6 +557,7 @@ fn a_prefixed_camt054_credit_notification_parses_to_the_model() {
         group_header: GroupHeader {
             message_id: "NTF-0007".to_owned(),
             created_at: "2026-11-28T09:31:07Z".to_owned(),
+            pagination: None,
         },
         notifications: vec![Statement {
             header: StatementHeader {

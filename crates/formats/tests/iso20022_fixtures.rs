@@ -474,6 +474,7 @@ fn camt053_render_writes_the_namespace_and_refuses_long_fields() {
         group_header: GroupHeader {
             message_id: "S-2".to_owned(),
             created_at: "2026-11-28T06:00:00Z".to_owned(),
+            pagination: None,
         },
         statements: vec![Statement {
             header: StatementHeader {

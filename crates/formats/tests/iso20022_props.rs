@@ -8,7 +8,8 @@
 use domain::{Bic, BusinessDate, Currency, Iban, Money};
 use formats::iso20022::camt053::{
     self, Balance, BalanceType, BankToCustomerStatement, CreditDebit, Entry, EntryStatus,
-    GroupHeader, Statement, StatementHeader, StatementItem, StatementReader, TransactionDetails,
+    GroupHeader, Pagination, Statement, StatementHeader, StatementItem, StatementReader,
+    TransactionDetails,
 };
 use formats::iso20022::pain001::{
     self, CreditTransfer, CustomerCreditTransferInitiation, PaymentInformation,
@@ -237,7 +238,7 @@ fn entry() -> impl Strategy<Value = Entry> {
 fn statement() -> impl Strategy<Value = Statement> {
     (
         text(35),
-        prop::option::of(any::<u64>()),
+        prop::option::of(0u64..=camt053::MAX_SEQUENCE_NUMBER),
         prop::option::of(date_time()),
         account(),
         prop::option::of(currency()),
@@ -261,21 +262,32 @@ fn statement() -> impl Strategy<Value = Statement> {
         )
 }
 
+fn pagination() -> impl Strategy<Value = Option<Pagination>> {
+    prop::option::of((0u32..=camt053::MAX_PAGE_NUMBER, any::<bool>())).prop_map(|pages| {
+        pages.map(|(page_number, last_page)| Pagination {
+            page_number,
+            last_page,
+        })
+    })
+}
+
+fn group_header() -> impl Strategy<Value = GroupHeader> {
+    (text(35), date_time(), pagination()).prop_map(|(message_id, created_at, pagination)| {
+        GroupHeader {
+            message_id,
+            created_at,
+            pagination,
+        }
+    })
+}
+
 fn bank_statement() -> impl Strategy<Value = BankToCustomerStatement> {
-    (
-        text(35),
-        date_time(),
-        prop::collection::vec(statement(), 1..3),
+    (group_header(), prop::collection::vec(statement(), 1..3)).prop_map(
+        |(group_header, statements)| BankToCustomerStatement {
+            group_header,
+            statements,
+        },
     )
-        .prop_map(
-            |(message_id, created_at, statements)| BankToCustomerStatement {
-                group_header: GroupHeader {
-                    message_id,
-                    created_at,
-                },
-                statements,
-            },
-        )
 }
 
 #[derive(Debug, Clone)]

@@ -22,11 +22,11 @@
 use std::io::BufRead;
 
 use super::camt053::{
-    date_time, parse_entry, render_entry, render_header, Entry, GroupHeader, HeaderBuilder,
-    Statement, StatementHeader,
+    parse_entry, parse_group_header, render_entry, render_group_header, render_header, Entry,
+    GroupHeader, HeaderBuilder, Statement, StatementHeader, Version,
 };
-use super::xml::{self, Token, Writer, XmlReader};
-use super::{Limits, ParseError, RenderError, MAX35};
+use super::xml::{Token, Writer, XmlReader};
+use super::{Limits, ParseError, RenderError};
 
 /// The XML namespace of `camt.052.001.08`.
 pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:camt.052.001.08";
@@ -150,10 +150,7 @@ pub(crate) fn render_message(
 ) -> Result<Vec<u8>, RenderError> {
     let mut w = Writer::new(shape.namespace);
     w.open(shape.message);
-    w.open("GrpHdr");
-    w.text("MsgId", &group.message_id, MAX35)?;
-    date_time(&mut w, "CreDtTm", &group.created_at)?;
-    w.close("GrpHdr");
+    render_group_header(&mut w, group)?;
     if blocks.is_empty() {
         return Err(RenderError::InvalidValue {
             path: w.path_of(shape.block),
@@ -168,10 +165,10 @@ pub(crate) fn render_message(
                 detail: format!("{} carries no balances", shape.message),
             });
         }
-        render_header(&mut w, &block.header)?;
+        render_header(&mut w, &block.header, Version::V08)?;
         for (index, entry) in block.entries.iter().enumerate() {
             w.open_nth("Ntry", index + 1);
-            render_entry(&mut w, entry)?;
+            render_entry(&mut w, entry, Version::V08)?;
             w.close("Ntry");
         }
         w.close(shape.block);
@@ -276,10 +273,7 @@ impl<R: BufRead> MessageReader<R> {
                         let node = self.xml.read_tree(open)?;
                         self.seen_group = true;
                         self.state = State::InMessage;
-                        return Ok(Some(Item::Group(GroupHeader {
-                            message_id: xml::required_text(&node, &path, &["MsgId"])?,
-                            created_at: xml::required_code(&node, &path, &["CreDtTm"])?.to_owned(),
-                        })));
+                        return Ok(Some(Item::Group(parse_group_header(&node, &path)?)));
                     }
                     Token::Open(open) if open.name == self.shape.block => {
                         if !self.seen_group {

@@ -33,10 +33,45 @@ use super::{
     MAX35,
 };
 
-/// The XML namespace of `camt.053.001.08`.
+/// The XML namespace of `camt.053.001.08`, what [`render`] writes.
 pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08";
-/// The message element under `Document`.
+/// The XML namespace of `camt.053.001.02`.
+pub const NAMESPACE_V02: &str = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02";
+/// The message element under `Document`, in both versions.
 pub const MESSAGE: &str = "BkToCstmrStmt";
+/// `Max5NumericText`: the largest `MsgPgntn/PgNb`.
+pub const MAX_PAGE_NUMBER: u32 = 99_999;
+/// `Number` (`totalDigits` 18): the largest `ElctrncSeqNb`.
+pub const MAX_SEQUENCE_NUMBER: u64 = 999_999_999_999_999_999;
+
+/// Which `camt.053` schema a document follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// `camt.053.001.02`, BankToCustomerStatementV02 (2009), what older
+    /// banks still send: the entry status is a bare code (`<Sts>BOOK</Sts>`,
+    /// no `FUTR`), related parties have no `Pty` level, and a statement
+    /// must have its `CreDtTm` and at least one `Bal`.
+    V02,
+    /// `camt.053.001.08`, BankToCustomerStatementV08.
+    V08,
+}
+
+impl Version {
+    /// The XML namespace of `Document` in this version.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Version::V02 => NAMESPACE_V02,
+            Version::V08 => NAMESPACE,
+        }
+    }
+
+    /// The version whose namespace is `namespace`, exactly.
+    pub fn from_namespace(namespace: &str) -> Option<Version> {
+        [Version::V02, Version::V08]
+            .into_iter()
+            .find(|v| v.namespace() == namespace)
+    }
+}
 
 /// `CRDT` or `DBIT`: which way an amount moves (or which side a balance is
 /// on).
@@ -169,13 +204,36 @@ pub struct BankToCustomerStatement {
     pub statements: Vec<Statement>,
 }
 
-/// `GrpHdr`.
+/// `GrpHdr` (of camt.053, camt.052 and camt.054 alike).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupHeader {
     /// `MsgId`, `Max35Text`.
     pub message_id: String,
     /// `CreDtTm`, an ISO date-time.
     pub created_at: String,
+    /// `MsgPgntn`, when the bank split the message over several pages.
+    pub pagination: Option<Pagination>,
+}
+
+impl GroupHeader {
+    /// A header of a message on one page (no `MsgPgntn`).
+    pub fn new(message_id: impl Into<String>, created_at: impl Into<String>) -> GroupHeader {
+        GroupHeader {
+            message_id: message_id.into(),
+            created_at: created_at.into(),
+            pagination: None,
+        }
+    }
+}
+
+/// `GrpHdr/MsgPgntn`: which page of a message split over several this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pagination {
+    /// `PgNb`, a `Max5NumericText`: at most [`MAX_PAGE_NUMBER`] when
+    /// rendered.
+    pub page_number: u32,
+    /// `LastPgInd`: whether no page follows this one.
+    pub last_page: bool,
 }
 
 /// One `Stmt`: its header and its entries.
@@ -257,12 +315,19 @@ pub struct TransactionDetails {
 
 /// Renders the statements as UTF-8 XML in the `camt.053.001.08` namespace.
 pub fn render(message: &BankToCustomerStatement) -> Result<Vec<u8>, RenderError> {
-    let mut w = Writer::new(NAMESPACE);
+    render_version(message, Version::V08)
+}
+
+/// Renders the statements in the schema of `version`, refusing what that
+/// schema cannot carry (for `.02`: a statement without `CreDtTm` or
+/// without balances, an entry with the status `FUTR`).
+pub fn render_version(
+    message: &BankToCustomerStatement,
+    version: Version,
+) -> Result<Vec<u8>, RenderError> {
+    let mut w = Writer::new(version.namespace());
     w.open(MESSAGE);
-    w.open("GrpHdr");
-    w.text("MsgId", &message.group_header.message_id, MAX35)?;
-    date_time(&mut w, "CreDtTm", &message.group_header.created_at)?;
-    w.close("GrpHdr");
+    render_group_header(&mut w, &message.group_header)?;
     if message.statements.is_empty() {
         return Err(RenderError::InvalidValue {
             path: w.path_of("Stmt"),
@@ -271,16 +336,48 @@ pub fn render(message: &BankToCustomerStatement) -> Result<Vec<u8>, RenderError>
     }
     for (index, statement) in message.statements.iter().enumerate() {
         w.open_nth("Stmt", index + 1);
-        render_header(&mut w, &statement.header)?;
+        render_header(&mut w, &statement.header, version)?;
         for (index, entry) in statement.entries.iter().enumerate() {
             w.open_nth("Ntry", index + 1);
-            render_entry(&mut w, entry)?;
+            render_entry(&mut w, entry, version)?;
             w.close("Ntry");
         }
         w.close("Stmt");
     }
     w.close(MESSAGE);
     Ok(w.finish())
+}
+
+/// `GrpHdr` in schema order: `MsgId`, `CreDtTm`, `MsgPgntn` (the same in
+/// every version of camt.052, camt.053 and camt.054 we write).
+pub(crate) fn render_group_header(w: &mut Writer, group: &GroupHeader) -> Result<(), RenderError> {
+    w.open("GrpHdr");
+    w.text("MsgId", &group.message_id, MAX35)?;
+    date_time(w, "CreDtTm", &group.created_at)?;
+    if let Some(pagination) = group.pagination {
+        w.open("MsgPgntn");
+        if pagination.page_number > MAX_PAGE_NUMBER {
+            return Err(RenderError::InvalidValue {
+                path: w.path_of("PgNb"),
+                detail: format!(
+                    "page {} has more than the 5 digits of Max5NumericText",
+                    pagination.page_number
+                ),
+            });
+        }
+        w.value("PgNb", &pagination.page_number.to_string());
+        w.value(
+            "LastPgInd",
+            if pagination.last_page {
+                "true"
+            } else {
+                "false"
+            },
+        );
+        w.close("MsgPgntn");
+    }
+    w.close("GrpHdr");
+    Ok(())
 }
 
 pub(crate) fn date_time(w: &mut Writer, name: &'static str, text: &str) -> Result<(), RenderError> {
@@ -303,13 +400,32 @@ pub(crate) fn date(w: &mut Writer, name: &'static str, date: BusinessDate) {
     w.close(name);
 }
 
-pub(crate) fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<(), RenderError> {
+/// A statement's (report's, notification's) elements before its entries;
+/// `version` is camt.053's, `V08` for camt.052 and camt.054 `.08`.
+pub(crate) fn render_header(
+    w: &mut Writer,
+    header: &StatementHeader,
+    version: Version,
+) -> Result<(), RenderError> {
     w.text("Id", &header.id, MAX35)?;
     if let Some(number) = header.electronic_sequence_number {
+        if number > MAX_SEQUENCE_NUMBER {
+            return Err(RenderError::InvalidValue {
+                path: w.path_of("ElctrncSeqNb"),
+                detail: format!("{number} has more than the 18 digits of an ISO Number"),
+            });
+        }
         w.value("ElctrncSeqNb", &number.to_string());
     }
-    if let Some(created_at) = &header.created_at {
-        date_time(w, "CreDtTm", created_at)?;
+    match &header.created_at {
+        Some(created_at) => date_time(w, "CreDtTm", created_at)?,
+        None if version == Version::V02 => {
+            return Err(RenderError::InvalidValue {
+                path: w.path_of("CreDtTm"),
+                detail: "camt.053.001.02 requires the statement's creation date-time".to_owned(),
+            })
+        }
+        None => {}
     }
     w.open("Acct");
     account_id(w, &header.account)?;
@@ -317,6 +433,12 @@ pub(crate) fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<
         w.value("Ccy", currency.code());
     }
     w.close("Acct");
+    if version == Version::V02 && header.balances.is_empty() {
+        return Err(RenderError::InvalidValue {
+            path: w.path_of("Bal"),
+            detail: "camt.053.001.02 requires at least one balance".to_owned(),
+        });
+    }
     for (index, balance) in header.balances.iter().enumerate() {
         w.open_nth("Bal", index + 1);
         w.open("Tp");
@@ -332,15 +454,34 @@ pub(crate) fn render_header(w: &mut Writer, header: &StatementHeader) -> Result<
     Ok(())
 }
 
-pub(crate) fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderError> {
+/// One `Ntry`'s children in schema order; `version` as for
+/// [`render_header`].
+pub(crate) fn render_entry(
+    w: &mut Writer,
+    entry: &Entry,
+    version: Version,
+) -> Result<(), RenderError> {
     if let Some(reference) = &entry.reference {
         w.text("NtryRef", reference, MAX35)?;
     }
     w.amount("Amt", entry.amount)?;
     w.value("CdtDbtInd", entry.indicator.code());
-    w.open("Sts");
-    w.value("Cd", entry.status.code());
-    w.close("Sts");
+    match version {
+        // `EntryStatus2Code`: BOOK, PDNG, INFO.
+        Version::V02 if entry.status == EntryStatus::Future => {
+            return Err(RenderError::InvalidValue {
+                path: w.path_of("Sts"),
+                detail: "FUTR is not an entry status of camt.053.001.02 (BOOK, PDNG, INFO)"
+                    .to_owned(),
+            })
+        }
+        Version::V02 => w.value("Sts", entry.status.code()),
+        Version::V08 => {
+            w.open("Sts");
+            w.value("Cd", entry.status.code());
+            w.close("Sts");
+        }
+    }
     if let Some(day) = entry.booking_date {
         date(w, "BookgDt", day);
     }
@@ -361,7 +502,7 @@ pub(crate) fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderEr
         w.open("NtryDtls");
         for (index, tx) in entry.transactions.iter().enumerate() {
             w.open_nth("TxDtls", index + 1);
-            render_transaction(w, tx)?;
+            render_transaction(w, tx, version)?;
             w.close("TxDtls");
         }
         w.close("NtryDtls");
@@ -372,6 +513,7 @@ pub(crate) fn render_entry(w: &mut Writer, entry: &Entry) -> Result<(), RenderEr
 pub(crate) fn render_transaction(
     w: &mut Writer,
     tx: &TransactionDetails,
+    version: Version,
 ) -> Result<(), RenderError> {
     if let Some(id) = &tx.end_to_end_id {
         w.open("Refs");
@@ -382,10 +524,18 @@ pub(crate) fn render_transaction(
     if has(&tx.debtor) || has(&tx.creditor) {
         w.open("RltdPties");
         for (name, party) in [("Dbtr", &tx.debtor), ("Cdtr", &tx.creditor)] {
-            if has(party) {
-                w.open(name);
-                super::pain001::party(w, "Pty", party)?;
-                w.close(name);
+            if !has(party) {
+                continue;
+            }
+            match version {
+                // `PartyIdentification32` directly under `Dbtr`/`Cdtr`.
+                Version::V02 => super::pain001::party(w, name, party)?,
+                // `Party40Choice`: the party under `Pty`.
+                Version::V08 => {
+                    w.open(name);
+                    super::pain001::party(w, "Pty", party)?;
+                    w.close(name);
+                }
             }
         }
         w.close("RltdPties");
@@ -435,10 +585,11 @@ pub(crate) struct HeaderBuilder {
     pub(crate) emitted: bool,
 }
 
-/// Streams a `camt.053.001.08` document item by item; see the module
-/// documentation. As an iterator it stops after the first error.
+/// Streams a `camt.053.001.08` or `.001.02` document item by item; see the
+/// module documentation. As an iterator it stops after the first error.
 pub struct StatementReader<R: BufRead> {
     xml: XmlReader<R>,
+    version: Option<Version>,
     state: State,
     pending: Option<StatementItem>,
     seen_group: bool,
@@ -449,11 +600,18 @@ impl<R: BufRead> StatementReader<R> {
     pub fn new(input: R, limits: Limits) -> StatementReader<R> {
         StatementReader {
             xml: XmlReader::new(input, limits),
+            version: None,
             state: State::Start,
             pending: None,
             seen_group: false,
             statements: 0,
         }
+    }
+
+    /// The version of the document, known once the first item has been
+    /// read: from the namespace of `Document`; none means `.08`.
+    pub fn version(&self) -> Option<Version> {
+        self.version
     }
 
     /// The next item, `None` at the end of a well-formed document.
@@ -474,6 +632,7 @@ impl<R: BufRead> StatementReader<R> {
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Start => {
                     self.xml.enter_message(MESSAGE)?;
+                    self.version = Some(version_of(self.xml.root_namespace())?);
                     self.state = State::InMessage;
                 }
                 State::InMessage => match self.xml.next_tag()? {
@@ -482,10 +641,9 @@ impl<R: BufRead> StatementReader<R> {
                         let node = self.xml.read_tree(open)?;
                         self.seen_group = true;
                         self.state = State::InMessage;
-                        return Ok(Some(StatementItem::Group(GroupHeader {
-                            message_id: xml::required_text(&node, &path, &["MsgId"])?,
-                            created_at: xml::required_code(&node, &path, &["CreDtTm"])?.to_owned(),
-                        })));
+                        return Ok(Some(StatementItem::Group(parse_group_header(
+                            &node, &path,
+                        )?)));
                     }
                     Token::Open(open) if open.name == "Stmt" => {
                         if !self.seen_group {
@@ -652,6 +810,58 @@ impl HeaderBuilder {
     }
 }
 
+/// The version a root namespace names; no namespace means `.08`.
+fn version_of(namespace: Option<&str>) -> Result<Version, ParseError> {
+    let Some(namespace) = namespace else {
+        return Ok(Version::V08);
+    };
+    Version::from_namespace(xml::trimmed(namespace)).ok_or_else(|| ParseError::Structure {
+        path: "Document".to_owned(),
+        problem: format!(
+            "namespace {:?} is neither camt.053.001.02 nor camt.053.001.08",
+            clip(namespace)
+        ),
+    })
+}
+
+/// `GrpHdr`: `MsgId`, `CreDtTm` and the optional `MsgPgntn` (shared with
+/// camt.052 and camt.054).
+pub(crate) fn parse_group_header(node: &Node, path: &str) -> Result<GroupHeader, ParseError> {
+    let pagination = match node.child("MsgPgntn") {
+        None => None,
+        Some(pages) => {
+            let at = format!("{path}/MsgPgntn");
+            let text = xml::required_code(pages, &at, &["PgNb"])?;
+            let page_number = Some(text)
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u32>().ok())
+                .ok_or_else(|| ParseError::Invalid {
+                    path: format!("{at}/PgNb"),
+                    problem: format!("{:?} is not a page number", clip(text)),
+                })?;
+            let last_page = match xml::required_code(pages, &at, &["LastPgInd"])? {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ParseError::Invalid {
+                        path: format!("{at}/LastPgInd"),
+                        problem: format!("{:?} is neither true nor false", clip(other)),
+                    })
+                }
+            };
+            Some(Pagination {
+                page_number,
+                last_page,
+            })
+        }
+    };
+    Ok(GroupHeader {
+        message_id: xml::required_text(node, path, &["MsgId"])?,
+        created_at: xml::required_code(node, path, &["CreDtTm"])?.to_owned(),
+        pagination,
+    })
+}
+
 pub(crate) fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
     let code = xml::required_code(node, path, &["CdtDbtInd"])?;
     CreditDebit::from_code(code).ok_or_else(|| ParseError::Invalid {
@@ -737,6 +947,19 @@ pub fn parse_with_limits(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<BankToCustomerStatement, ParseError> {
+    parse_any_with_limits(bytes, limits).map(|(_, message)| message)
+}
+
+/// Reads a whole document of either version, and says which it was.
+pub fn parse_any(bytes: &[u8]) -> Result<(Version, BankToCustomerStatement), ParseError> {
+    parse_any_with_limits(bytes, &Limits::default())
+}
+
+/// [`parse_any`] under `limits`, including [`Limits::max_bytes`].
+pub fn parse_any_with_limits(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(Version, BankToCustomerStatement), ParseError> {
     if bytes.len() > limits.max_bytes {
         return Err(ParseError::TooLarge {
             size_bytes: bytes.len(),
@@ -745,8 +968,9 @@ pub fn parse_with_limits(
     }
     let mut group_header = None;
     let mut statements: Vec<Statement> = Vec::new();
-    for item in StatementReader::new(bytes, *limits) {
-        match item? {
+    let mut reader = StatementReader::new(bytes, *limits);
+    while let Some(item) = reader.next_item()? {
+        match item {
             StatementItem::Group(group) => group_header = Some(group),
             StatementItem::Statement(header) => statements.push(Statement {
                 header,
@@ -762,8 +986,13 @@ pub fn parse_with_limits(
     let group_header = group_header.ok_or_else(|| ParseError::Missing {
         path: format!("{MESSAGE}/GrpHdr"),
     })?;
-    Ok(BankToCustomerStatement {
-        group_header,
-        statements,
-    })
+    // Known once anything was read, and something was: the group header.
+    let version = reader.version().unwrap_or(Version::V08);
+    Ok((
+        version,
+        BankToCustomerStatement {
+            group_header,
+            statements,
+        },
+    ))
 }

@@ -436,6 +436,8 @@ pub(crate) struct XmlReader<R: BufRead> {
     buf: Vec<u8>,
     stack: Vec<Frame>,
     limits: Limits,
+    /// The namespace the root element is in, once it has been read.
+    root_namespace: Option<String>,
 }
 
 impl<R: BufRead> XmlReader<R> {
@@ -458,7 +460,15 @@ impl<R: BufRead> XmlReader<R> {
             buf: Vec::with_capacity(1024),
             stack: Vec::new(),
             limits,
+            root_namespace: None,
         }
+    }
+
+    /// The namespace of the root element (declared on the root itself, for
+    /// its prefix or as the default), once the root has been read; `None`
+    /// before, or when the root declares none for its name.
+    pub(crate) fn root_namespace(&self) -> Option<&str> {
+        self.root_namespace.as_deref()
     }
 
     /// The path of the innermost open element, without the root:
@@ -542,6 +552,8 @@ impl<R: BufRead> XmlReader<R> {
                 let name = utf8(start.local_name().as_ref())
                     .map_err(|detail| self.xml_error(detail))?
                     .to_owned();
+                let is_root = self.stack.is_empty();
+                let element_prefix = start.name().prefix().map(|p| p.as_ref().to_vec());
                 let mut attrs = Vec::new();
                 for attr in start.attributes() {
                     let attr = attr.map_err(|e| self.xml_error(e.to_string()))?;
@@ -549,6 +561,25 @@ impl<R: BufRead> XmlReader<R> {
                     if key.as_ref() == b"xmlns"
                         || key.prefix().is_some_and(|p| p.as_ref() == b"xmlns")
                     {
+                        // Our reader compares local names only; the root's
+                        // own namespace is kept because it tells versions
+                        // apart.
+                        let binds_root = match (&element_prefix, key.prefix()) {
+                            (None, None) => true,
+                            (Some(prefix), Some(_)) => key.local_name().as_ref() == prefix,
+                            _ => false,
+                        };
+                        if is_root && binds_root {
+                            let raw = utf8(&attr.value).map_err(|detail| self.xml_error(detail))?;
+                            let value = quick_xml::escape::unescape(raw)
+                                .map_err(|e| self.xml_error(e.to_string()))?;
+                            if value.len() > self.limits.max_text_bytes {
+                                return Err(
+                                    self.limit(LimitKind::TextBytes, self.limits.max_text_bytes)
+                                );
+                            }
+                            self.root_namespace = Some(value.into_owned());
+                        }
                         continue;
                     }
                     let key = utf8(key.local_name().as_ref())
