@@ -7,8 +7,8 @@
 
 use domain::{Bic, BusinessDate, Currency, Iban, Money};
 use formats::iso20022::camt053::{
-    self, BalanceType, BankToCustomerStatement, CreditDebit, Entry, EntryStatus, GroupHeader,
-    Statement, StatementHeader,
+    self, Balance, BalanceType, BankToCustomerStatement, CreditDebit, Entry, EntryStatus,
+    GroupHeader, Statement, StatementHeader,
 };
 use formats::iso20022::pain001::{
     self, CreditTransfer, CustomerCreditTransferInitiation, PaymentInformation,
@@ -485,7 +485,12 @@ fn camt053_render_writes_the_namespace_and_refuses_long_fields() {
                     Iban::parse("DE89370400440532013000").unwrap(),
                 ),
                 currency: Some(Currency::EUR),
-                balances: Vec::new(),
+                balances: vec![Balance {
+                    kind: BalanceType::ClosingBooked,
+                    amount: money("1.00", "EUR"),
+                    indicator: CreditDebit::Credit,
+                    date: BusinessDate::parse_iso("2026-11-28").unwrap(),
+                }],
             },
             entries: vec![Entry {
                 reference: Some("R".repeat(35)),

@@ -319,8 +319,8 @@ pub fn render(message: &BankToCustomerStatement) -> Result<Vec<u8>, RenderError>
 }
 
 /// Renders the statements in the schema of `version`, refusing what that
-/// schema cannot carry (for `.02`: a statement without `CreDtTm` or
-/// without balances, an entry with the status `FUTR`).
+/// schema cannot carry: in both a statement without balances, in `.02` a
+/// statement without `CreDtTm` and an entry with the status `FUTR`.
 pub fn render_version(
     message: &BankToCustomerStatement,
     version: Version,
@@ -336,6 +336,14 @@ pub fn render_version(
     }
     for (index, statement) in message.statements.iter().enumerate() {
         w.open_nth("Stmt", index + 1);
+        // Both schemas have `Bal` 1..n in a statement (camt.052 and
+        // camt.054, sharing `render_header`, have 0..n and none).
+        if statement.header.balances.is_empty() {
+            return Err(RenderError::InvalidValue {
+                path: w.path_of("Bal"),
+                detail: "a camt.053 statement needs at least one balance".to_owned(),
+            });
+        }
         render_header(&mut w, &statement.header, version)?;
         for (index, entry) in statement.entries.iter().enumerate() {
             w.open_nth("Ntry", index + 1);
@@ -433,12 +441,6 @@ pub(crate) fn render_header(
         w.value("Ccy", currency.code());
     }
     w.close("Acct");
-    if version == Version::V02 && header.balances.is_empty() {
-        return Err(RenderError::InvalidValue {
-            path: w.path_of("Bal"),
-            detail: "camt.053.001.02 requires at least one balance".to_owned(),
-        });
-    }
     for (index, balance) in header.balances.iter().enumerate() {
         w.open_nth("Bal", index + 1);
         w.open("Tp");
