@@ -1,26 +1,38 @@
-//! `camt.053.001.08`, BankToCustomerStatementV08: account statements with
-//! balances and booked entries.
+//! `camt.053.001.08`, BankToCustomerStatementV08, and `camt.053.001.02`,
+//! BankToCustomerStatementV02 (what older banks still send): account
+//! statements with balances and booked entries, one model for both.
 //!
-//! [`StatementReader`] streams a statement file from any `BufRead`: it yields
-//! a [`StatementItem::Group`] for the group header, then for each `Stmt` a
-//! [`StatementItem::Statement`] with its header (identification, account,
-//! currency, balances) followed by one [`StatementItem::Entry`] per `Ntry`.
-//! At any time it holds the open elements' names, one event's bytes and at
-//! most one header element or one entry as a tree, so a statement of any
-//! length is read in bounded memory. The header is complete before the
-//! first entry because ISO 20022 orders `Bal` before `Ntry`.
+//! [`StatementReader`] streams a statement file of either version from any
+//! `BufRead`: it yields a [`StatementItem::Group`] for the group header
+//! (with its `MsgPgntn`, [`Pagination`], when the bank split the message),
+//! then for each `Stmt` a [`StatementItem::Statement`] with its header
+//! (identification, account, currency, balances) followed by one
+//! [`StatementItem::Entry`] per `Ntry`. At any time it holds the open
+//! elements' names, one event's bytes and at most one header element or one
+//! entry as a tree, so a statement of any length is read in bounded memory.
+//! The header is complete before the first entry because ISO 20022 orders
+//! `Bal` before `Ntry`.
 //!
-//! Tolerant of namespace prefixes, absent optional elements, elements we do
-//! not model, the date-time form of booking and value dates, and `RltdPties`
-//! parties written without the `Pty` level of older versions. Strict about
-//! amounts (exact, never negative, the currency's decimals) and codes
-//! (`CRDT`/`DBIT`, the entry status and balance type lists).
+//! The [`Version`] is told from the namespace of `Document` (any prefix, or
+//! the default namespace; none at all reads as `.08`, any other namespace
+//! is refused) and known once the first item is read
+//! ([`StatementReader::version`], [`parse_any`]). Both versions are read the
+//! same way, tolerant of namespace prefixes, absent optional elements,
+//! elements we do not model, the date-time form of booking and value dates,
+//! the entry status as `Sts/Cd` (`.08`) or a bare `Sts` code (`.02`), and
+//! `RltdPties` parties with (`.08`) or without (`.02`) the `Pty` level.
+//! Strict about amounts (exact, never negative, the currency's decimals)
+//! and codes (`CRDT`/`DBIT`, the entry status and balance type lists,
+//! `LastPgInd`).
 //!
-//! [`render`] writes a [`BankToCustomerStatement`] (the bank simulator's
-//! side) under the same rules as `pain001::render`: ISO lengths checked,
-//! nothing truncated. Each entry is written with one `NtryDtls` holding its
-//! `TxDtls`; the mandatory `BkTxCd` is written empty when the entry has no
-//! proprietary code.
+//! [`render`] writes a [`BankToCustomerStatement`] as `.08`,
+//! [`render_version`] in either version (the bank simulator's side), in
+//! schema order and under the same rules as `pain001::render`: ISO lengths
+//! checked, nothing truncated, and refusing what the chosen schema cannot
+//! carry (a statement without `Bal`; in `.02` also a statement without
+//! `CreDtTm` and the entry status `FUTR`). Each entry is written with one
+//! `NtryDtls` holding its `TxDtls`; the mandatory `BkTxCd` is written empty
+//! when the entry has no proprietary code.
 
 use std::io::BufRead;
 

@@ -1,17 +1,21 @@
 //! ISO 20022 messages of the host-to-host bank family, as pure codecs.
 //!
-//! Five messages so far, one module each:
+//! Five messages so far, one module each (eight schemas):
 //!
 //! - [`pain001`]: `pain.001.001.09` (and `pain.001.001.03` for older banks,
 //!   [`pain001::render_version`], [`pain001::parse_any`]), the customer credit
 //!   transfer initiation we send. [`pain001::render`] writes UTF-8 XML and computes the counts
 //!   and control sums; [`pain001::parse`] reads it back (the bank simulator's
 //!   side) and refuses counts or sums that disagree with the transactions.
-//! - [`camt053`]: `camt.053.001.08`, the bank-to-customer statement we
-//!   receive. [`camt053::StatementReader`] streams it over any `BufRead`: it
+//! - [`camt053`]: `camt.053.001.08` and `camt.053.001.02` (for older
+//!   banks), the bank-to-customer statement we receive, one model for both.
+//!   [`camt053::StatementReader`] streams either over any `BufRead`: it
 //!   yields the group header, each statement's header and then its entries
-//!   one at a time, holding at most one entry's elements in memory.
-//!   [`camt053::render`] writes a statement (the bank simulator's side).
+//!   one at a time, holding at most one entry's elements in memory, and
+//!   tells the [`camt053::Version`] from the namespace
+//!   ([`camt053::StatementReader::version`], [`camt053::parse_any`]).
+//!   [`camt053::render`] writes `.08`, [`camt053::render_version`] either
+//!   version (the bank simulator's side).
 //! - [`pain002`]: `pain.002.001.03` and `pain.002.001.12`, the customer
 //!   payment status report we receive, one model for both.
 //!   [`pain002::parse`] tells the version from the namespace and keeps
@@ -24,6 +28,11 @@
 //!   [`camt052::ReportReader`] and [`camt054::NotificationReader`] stream
 //!   them the same way, and each module has a `render` (the bank
 //!   simulator's side).
+//!
+//! The three camt messages share [`camt053::GroupHeader`], whose
+//! `pagination` ([`camt053::Pagination`]: `GrpHdr/MsgPgntn`, page number
+//! and last-page flag) says which page of a message split over several a
+//! document is; it is read and written right after `CreDtTm`.
 //!
 //! What the codecs promise:
 //!
@@ -44,6 +53,11 @@
 //!   name is written without an index: `Stmt/Ntry/Amt`). Input size, the
 //!   raw size of one tag or text run, nesting depth, text size and the
 //!   size of one entry are bounded by [`Limits`].
+//! - Checked by properties and fuzzing: every parser has a render→parse
+//!   round-trip property for each version and never panics on arbitrary or
+//!   damaged bytes (`tests/iso20022_*.rs`), and a cargo-fuzz target
+//!   (`fuzz/fuzz_targets/iso20022_*.rs`: `pain001`, `pain002`, `camt052`,
+//!   `camt053`, `camt054`).
 //!
 //! Text is kept as the bank wrote it, except that codes, amounts and dates
 //! are trimmed of surrounding whitespace before they are read. Identifiers
