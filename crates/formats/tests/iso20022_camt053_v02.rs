@@ -257,6 +257,13 @@ fn the_version_is_told_from_the_namespace() {
         "no namespace reads as .08"
     );
 
+    let empty = V02_STATEMENT.replace("urn:iso:std:iso:20022:tech:xsd:camt.053.001.02", "");
+    assert_eq!(
+        camt053::parse_any(empty.as_bytes()).unwrap().0,
+        Version::V08,
+        "xmlns=\"\" is no namespace"
+    );
+
     let prefixed = V02_STATEMENT
         .replace("<Document xmlns=", "<c:Document xmlns:c=")
         .replace("</Document>", "</c:Document>")

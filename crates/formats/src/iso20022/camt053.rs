@@ -824,12 +824,14 @@ impl HeaderBuilder {
     }
 }
 
-/// The version a root namespace names; no namespace means `.08`.
+/// The version a root namespace names; no namespace (or `xmlns=""`,
+/// which says the same) means `.08`.
 fn version_of(namespace: Option<&str>) -> Result<Version, ParseError> {
-    let Some(namespace) = namespace else {
+    let namespace = namespace.map(xml::trimmed).unwrap_or_default();
+    if namespace.is_empty() {
         return Ok(Version::V08);
-    };
-    Version::from_namespace(xml::trimmed(namespace)).ok_or_else(|| ParseError::Structure {
+    }
+    Version::from_namespace(namespace).ok_or_else(|| ParseError::Structure {
         path: "Document".to_owned(),
         problem: format!(
             "namespace {:?} is neither camt.053.001.02 nor camt.053.001.08",
