@@ -89,6 +89,14 @@ pub(crate) struct SimBatch {
     pub(crate) payroll_debit_minor: i64,
 }
 
+/// How one item of a chunk ended, for the iso20022 status report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ItemOutcome {
+    Stage(Stage),
+    /// Its reference had executed before; failed, nothing paid.
+    Duplicate,
+}
+
 /// One chunk, for `GET /_sim/batches`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchView {
@@ -197,8 +205,6 @@ fn item_result(slot: &ItemSlot, payments: &[SimPayment]) -> Option<PaymentResult
 impl PaymentBook {
     /// Executes one chunk, or answers why not (see the module doc).
     pub(crate) fn submit_batch(&self, request: &BatchRequest) -> BatchAnswer {
-        self.advance();
-        let config = self.config();
         let checked = match check_batch_request(request) {
             Ok(checked) => checked,
             Err(message) => {
@@ -206,6 +212,19 @@ impl PaymentBook {
                 return BatchAnswer::refused(RET_BAD_REQUEST, message);
             }
         };
+        self.submit_batch_checked(request, &checked)
+    }
+
+    /// Executes one chunk whose request-level checks the caller made (the
+    /// iso20022 front checks ISO's limits): steps 2 and 3 of the module doc.
+    /// `checked.items` is parallel to `request.items`.
+    pub(crate) fn submit_batch_checked(
+        &self,
+        request: &BatchRequest,
+        checked: &CheckedBatch,
+    ) -> BatchAnswer {
+        self.advance();
+        let config = self.config();
         let mut book = self.lock();
         if let Some(position) = book.batch_by_reference.get(&request.reference).copied() {
             let book = &mut *book;
@@ -366,6 +385,32 @@ impl PaymentBook {
         }
     }
 
+    /// How each item of the chunk with this reference ended so far, in item
+    /// order, regardless of the ingest delay; `None` for an unknown chunk.
+    pub(crate) fn chunk_outcomes(&self, reference: &str) -> Option<Vec<ItemOutcome>> {
+        self.advance();
+        let book = self.lock();
+        let batch = book
+            .batch_by_reference
+            .get(reference)
+            .and_then(|position| book.batches.get(*position))?;
+        Some(
+            batch
+                .items
+                .iter()
+                .map(|slot| match slot {
+                    ItemSlot::Duplicate { .. } => ItemOutcome::Duplicate,
+                    ItemSlot::Executed(at) => book
+                        .payments
+                        .get(*at)
+                        .map_or(ItemOutcome::Stage(Stage::Processing), |p| {
+                            ItemOutcome::Stage(p.stage.clone())
+                        }),
+                })
+                .collect(),
+        )
+    }
+
     /// Every chunk the bank took in, in order.
     pub fn batches(&self) -> Vec<BatchView> {
         self.advance();
@@ -414,9 +459,9 @@ fn processing_or_settled(settle_delay_ms: u64, now: Instant) -> Stage {
 /// A chunk that passed the request-level checks: its currency and, per
 /// item, the single payment it amounts to (for the business checks and the
 /// debit) with its amount.
-struct CheckedBatch {
-    currency: domain::Currency,
-    items: Vec<(PaymentRequest, Checked)>,
+pub(crate) struct CheckedBatch {
+    pub(crate) currency: domain::Currency,
+    pub(crate) items: Vec<(PaymentRequest, Checked)>,
 }
 
 /// The checks a front machine makes before it takes a chunk; the error is

@@ -34,7 +34,10 @@
 //!   lets the bank number it, `""` makes one without serial): appends an
 //!   entry dated today, answers it with 201;
 //! - `POST /_sim/accounts/{number}/entries/{serial}/book`: books a pending
-//!   entry today, answers it.
+//!   entry today, answers it;
+//! - `GET|PUT /_sim/iso20022/config` with `{"page_size": 200}`: the
+//!   iso20022 front's report page size ([`IsoConfigView`]); PUT answers 200
+//!   with it.
 //!
 //! Errors are `{"error": "..."}` with 400 (bad input) or 404 (no account, no
 //! such pending entry).
@@ -305,6 +308,37 @@ pub(crate) async fn set_payment_config(
         Ok(()) => Json(config).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
+}
+
+/// The iso20022 front's settings, for `GET|PUT /_sim/iso20022/config`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IsoConfigView {
+    /// Entries per C52/C53/C54 page.
+    pub page_size: usize,
+}
+
+pub(crate) async fn iso_config(State(state): State<Arc<SimState>>) -> Json<IsoConfigView> {
+    Json(IsoConfigView {
+        page_size: state.iso.page_size(),
+    })
+}
+
+pub(crate) async fn set_iso_config(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let config: IsoConfigView = match serde_json::from_slice(&body) {
+        Ok(config) => config,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body is not an iso20022 config: {e}; expected e.g. {{\"page_size\":200}}"),
+            )
+        }
+    };
+    if let Err(e) = crate::iso20022::check_page_size(config.page_size) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    state.iso.set_page_size(config.page_size);
+    Json(config).into_response()
 }
 
 pub(crate) async fn clear_faults(State(state): State<Arc<SimState>>) -> StatusCode {

@@ -219,6 +219,16 @@ pub(crate) struct Page {
     pub(crate) next: Option<PagePosition>,
 }
 
+/// An entry with what the iso20022 front needs to name it: its origin
+/// (the first sequence number it had, unique per account and kept from
+/// pending to booked) and whether it was ever pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OriginEntry {
+    pub(crate) origin: u64,
+    pub(crate) was_pending: bool,
+    pub(crate) entry: SimEntry,
+}
+
 /// Opening and closing booked balance of one day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DayTotals {
@@ -231,6 +241,12 @@ pub(crate) struct DayTotals {
 struct StoredEntry {
     /// Orders entries within a booking day; grows with every entry added.
     seq: u64,
+    /// The `seq` the entry got when it was first added; kept when a pending
+    /// entry is booked (and moves), so the iso20022 front's entry reference
+    /// (`AcctSvcrRef`) stays the same from pending to booked.
+    origin: u64,
+    /// Whether the entry was ever pending.
+    was_pending: bool,
     /// `balance_after_minor` is always `None` here; it is derived on output.
     entry: SimEntry,
 }
@@ -461,14 +477,69 @@ impl AccountHistory {
     /// Adds an entry after every entry of its booking day; returns its
     /// sequence number.
     pub(crate) fn insert(&mut self, entry: SimEntry) -> u64 {
+        let was_pending = entry.status == EntryStatus::Pending;
+        self.insert_kept(entry, None, was_pending)
+    }
+
+    /// [`AccountHistory::insert`] keeping an earlier origin (see
+    /// [`StoredEntry`]); `None` makes the new sequence number the origin.
+    pub(crate) fn insert_kept(
+        &mut self,
+        entry: SimEntry,
+        origin: Option<u64>,
+        was_pending: bool,
+    ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         let key = (entry.booking_date, seq);
         let at = self
             .entries
             .partition_point(|s| (s.entry.booking_date, s.seq) < key);
-        self.entries.insert(at, StoredEntry { seq, entry });
+        self.entries.insert(
+            at,
+            StoredEntry {
+                seq,
+                origin: origin.unwrap_or(seq),
+                was_pending,
+                entry,
+            },
+        );
         seq
+    }
+
+    /// Removes the entry at `position`; returns its origin, whether it was
+    /// ever pending, and the entry.
+    pub(crate) fn remove_kept(&mut self, position: usize) -> Option<(u64, bool, SimEntry)> {
+        (position < self.entries.len()).then(|| {
+            let stored = self.entries.remove(position);
+            (stored.origin, stored.was_pending, stored.entry)
+        })
+    }
+
+    /// Every entry booked within the bounds (hidden ones too), with its
+    /// origin and whether it was ever pending.
+    pub(crate) fn entries_with_origin(
+        &self,
+        from: Option<BusinessDate>,
+        to: Option<BusinessDate>,
+        booked_now: i64,
+    ) -> Option<Vec<OriginEntry>> {
+        let balances = self.balances_after(booked_now)?;
+        Some(
+            self.entries
+                .iter()
+                .zip(balances)
+                .filter(|(stored, _)| {
+                    let date = stored.entry.booking_date;
+                    from.is_none_or(|from| date >= from) && to.is_none_or(|to| date <= to)
+                })
+                .map(|(stored, balance)| OriginEntry {
+                    origin: stored.origin,
+                    was_pending: stored.was_pending,
+                    entry: Self::output(stored, balance),
+                })
+                .collect(),
+        )
     }
 
     /// The position of the visible pending entry with this serial (the
@@ -484,10 +555,6 @@ impl AccountHistory {
         self.entries
             .get(position)
             .map(|s| (s.entry.direction, s.entry.amount_minor))
-    }
-
-    pub(crate) fn remove(&mut self, position: usize) -> Option<SimEntry> {
-        (position < self.entries.len()).then(|| self.entries.remove(position).entry)
     }
 
     /// The entry with sequence number `seq`, with its running balance.

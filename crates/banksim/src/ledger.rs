@@ -33,8 +33,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::history::{
-    self, AccountHistory, DayTotals, LateStage, NewSimEntry, Page, PagePosition, SimEntry,
-    MAX_ENTRIES_PER_ACCOUNT, MAX_ENTRY_TEXT_CHARS, MAX_SERIAL_BYTES,
+    self, AccountHistory, DayTotals, LateStage, NewSimEntry, OriginEntry, Page, PagePosition,
+    SimEntry, MAX_ENTRIES_PER_ACCOUNT, MAX_ENTRY_TEXT_CHARS, MAX_SERIAL_BYTES,
 };
 use crate::{mask, SimBankConfig, SimError};
 
@@ -55,6 +55,62 @@ const MIN_OVERDRAFT_MINOR: i64 = 100_000;
 const MAX_OVERDRAFT_MINOR: i64 = 50_000_000;
 /// An overdrawn account is generated once a currency has this many accounts.
 const OVERDRAFT_FROM_ACCOUNTS: usize = 3;
+
+/// The text an entry of this bank may carry, by family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextRules {
+    /// At most [`MAX_ENTRY_TEXT_CHARS`] characters, encodable in GBK.
+    Gbk,
+    /// At most [`MAX_ISO_ENTRY_TEXT_CHARS`] characters of XML 1.0 text.
+    Iso,
+}
+
+/// Longest text of an entry field at an iso20022 bank (`Max140Text`).
+pub const MAX_ISO_ENTRY_TEXT_CHARS: usize = 140;
+
+/// German bank code (BLZ) of an iso20022 bank's accounts, eight digits,
+/// chosen by the seed from these (all in the Bundesbank's test ranges of
+/// real-looking codes; none is a real bank's).
+const ISO_BANK_CODES: &[&str] = &["50010517", "37040044", "70020270", "10070000", "20050550"];
+const ISO_CITIES: &[&str] = &[
+    "Frankfurt am Main",
+    "München",
+    "Hamburg",
+    "Köln",
+    "Stuttgart",
+    "Düsseldorf",
+    "Berlin",
+    "Leipzig",
+];
+const ISO_BRANDS: &[&str] = &[
+    "Nordwind",
+    "Alpenblick",
+    "Rheintal",
+    "Havelland",
+    "Isarwerk",
+    "Elbufer",
+    "Mainstein",
+    "Schwarzwald",
+    "Brückner",
+    "Lindqvist",
+    "Moreau",
+    "Van der Berg",
+    "Rossi",
+    "Kowalski",
+];
+const ISO_INDUSTRIES: &[&str] = &[
+    "Logistik",
+    "Maschinenbau",
+    "Handel",
+    "Software",
+    "Pharma",
+    "Energie",
+    "Bau",
+    "Lebensmittel",
+    "Consulting",
+    "Elektronik",
+];
+const ISO_COMPANY_FORMS: &[&str] = &["GmbH", "AG", "GmbH & Co. KG", "SE", "KG"];
 
 /// One account of the simulated bank.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +139,9 @@ pub struct Ledger {
     /// Account number to position in `Books::accounts`; fixed after
     /// generation.
     index: HashMap<String, usize>,
+    /// Which family's text rules entries follow: GBK-encodable for cn-xml,
+    /// any XML text of ISO's `Max140Text` length for iso20022.
+    text_rules: TextRules,
     books: Mutex<Books>,
 }
 
@@ -183,6 +242,41 @@ fn currency_marker(currency: Currency) -> &'static str {
     }
 }
 
+/// The accounts of an iso20022 bank in one currency: German IBANs (bank
+/// code of the bank, ten-digit account number ending in the serial) with
+/// valid check digits, German company names, balances as for cn-xml.
+fn generate_iso_currency(
+    rng: &mut ChaCha20Rng,
+    bank_code: &str,
+    currency: Currency,
+    count: usize,
+    first_serial: usize,
+) -> Vec<SimAccount> {
+    let mut accounts = generate_currency(rng, currency, count, 16, first_serial);
+    for (position, account) in accounts.iter_mut().enumerate() {
+        let mut account_number = String::with_capacity(10);
+        for _ in 0..6 {
+            account_number.push(char::from(b'0' + rng.gen_range(0..10u8)));
+        }
+        account_number.push_str(&format!("{:04}", first_serial + position));
+        let bban = format!("{bank_code}{account_number}");
+        account.number = match domain::Iban::from_parts("DE", &bban) {
+            Ok(iban) => iban.as_str().to_string(),
+            // Unreachable for eighteen digits; keep the account usable.
+            Err(_) => format!("DE00{bban}"),
+        };
+        let city = pick(rng, ISO_CITIES);
+        account.name = format!(
+            "{} {} {}",
+            pick(rng, ISO_BRANDS),
+            pick(rng, ISO_INDUSTRIES),
+            pick(rng, ISO_COMPANY_FORMS)
+        );
+        account.branch = format!("Filiale {city}");
+    }
+    accounts
+}
+
 fn generate_currency(
     rng: &mut ChaCha20Rng,
     currency: Currency,
@@ -257,16 +351,38 @@ impl Ledger {
     pub fn generate_with_clock(cfg: &SimBankConfig, clock: Arc<dyn Clock>) -> Ledger {
         let cny_count = capped_count(cfg.cny_accounts, "CNY");
         let usd_count = capped_count(cfg.usd_accounts, "USD");
-        let mut rng = bank_rng(&cfg.bank_id, cfg.seed, "ledger");
-        let number_length = ACCOUNT_NUMBER_LENGTHS[rng.gen_range(0..ACCOUNT_NUMBER_LENGTHS.len())];
-        let mut accounts = generate_currency(&mut rng, Currency::CNY, cny_count, number_length, 0);
-        accounts.extend(generate_currency(
-            &mut rng,
-            Currency::USD,
-            usd_count,
-            number_length,
-            cny_count,
-        ));
+        let eur_count = capped_count(cfg.eur_accounts, "EUR");
+        let (accounts, text_rules) = if cfg.is_iso20022() {
+            // A stream of its own, so cn-xml ledgers stay exactly as before.
+            let mut rng = bank_rng(&cfg.bank_id, cfg.seed, "iso20022 ledger");
+            let bank_code = pick(&mut rng, ISO_BANK_CODES);
+            let mut accounts =
+                generate_iso_currency(&mut rng, bank_code, Currency::EUR, eur_count, 0);
+            for (currency, count) in [(Currency::USD, usd_count), (Currency::CNY, cny_count)] {
+                let first = accounts.len();
+                accounts.extend(generate_iso_currency(
+                    &mut rng, bank_code, currency, count, first,
+                ));
+            }
+            (accounts, TextRules::Iso)
+        } else {
+            let mut rng = bank_rng(&cfg.bank_id, cfg.seed, "ledger");
+            let number_length =
+                ACCOUNT_NUMBER_LENGTHS[rng.gen_range(0..ACCOUNT_NUMBER_LENGTHS.len())];
+            let mut accounts =
+                generate_currency(&mut rng, Currency::CNY, cny_count, number_length, 0);
+            for (currency, count) in [(Currency::USD, usd_count), (Currency::EUR, eur_count)] {
+                let first = accounts.len();
+                accounts.extend(generate_currency(
+                    &mut rng,
+                    currency,
+                    count,
+                    number_length,
+                    first,
+                ));
+            }
+            (accounts, TextRules::Gbk)
+        };
         let index = accounts
             .iter()
             .enumerate()
@@ -289,6 +405,7 @@ impl Ledger {
             time_zone,
             anchor,
             index,
+            text_rules,
             books: Mutex::new(books),
         }
     }
@@ -453,7 +570,8 @@ impl Ledger {
                 ("e2e_ref", &new.e2e_ref),
             ];
             for (field, text) in texts {
-                check_entry_text(field, text.as_deref().unwrap_or_default()).map_err(invalid)?;
+                check_entry_text(self.text_rules, field, text.as_deref().unwrap_or_default())
+                    .map_err(invalid)?;
             }
             let serial = match &new.serial {
                 None => books.history.next_serial(today),
@@ -519,11 +637,12 @@ impl Ledger {
                 .direction_and_amount(position)
                 .and_then(|(direction, amount)| moved_balances(books.account, direction, amount))
                 .ok_or_else(|| overflow(number))?;
-            let mut entry = books.history.remove(position).ok_or_else(not_found)?;
+            let (origin, was_pending, mut entry) =
+                books.history.remove_kept(position).ok_or_else(not_found)?;
             if books.history.serial_taken(today, serial) {
                 // Only possible when the entry was pending since an earlier
                 // day and today already has this serial: put it back.
-                books.history.insert(entry);
+                books.history.insert_kept(entry, Some(origin), was_pending);
                 return Err(SimError::InvalidEntry {
                     masked: mask(number),
                     message: format!(
@@ -533,7 +652,7 @@ impl Ledger {
             }
             entry.status = EntryStatus::Booked;
             entry.booking_date = today;
-            let seq = books.history.insert(entry);
+            let seq = books.history.insert_kept(entry, Some(origin), was_pending);
             books.account.booked_minor = booked;
             books.account.available_minor = available;
             books
@@ -604,6 +723,74 @@ impl Ledger {
     }
 }
 
+/// What an iso20022 report reads of one account at one moment.
+#[derive(Debug, Clone)]
+pub(crate) struct IsoSnapshot {
+    pub(crate) account: SimAccount,
+    /// Visible entries booked (or, for pending ones, dated) in the range.
+    pub(crate) entries: Vec<OriginEntry>,
+    /// Every visible pending entry of the account, whatever its date.
+    pub(crate) pending: Vec<OriginEntry>,
+    /// Opening and closing balance of each day of the range.
+    pub(crate) days: Vec<DayTotals>,
+}
+
+impl Ledger {
+    /// Everything an iso20022 report (C52, C53, C54) needs of one account,
+    /// read under one lock so entries and balances agree. A report's first
+    /// page (`starts_session`) counts as a whole sync for the late entries:
+    /// the first one leaves them hidden, the next one shows them (see
+    /// [`crate::history`]).
+    pub(crate) fn iso_snapshot(
+        &self,
+        number: &str,
+        from: BusinessDate,
+        to: BusinessDate,
+        starts_session: bool,
+    ) -> Result<IsoSnapshot, SimError> {
+        self.with_books(number, |mut books| {
+            if starts_session {
+                match books.history.late_stage {
+                    LateStage::SyncServed => {
+                        let revealed = reveal_hidden(&mut books, number)?;
+                        if revealed > 0 {
+                            tracing::info!(bank = %self.bank_id, account = %mask(number), revealed,
+                                "late entries are now visible");
+                        }
+                    }
+                    LateStage::Untouched | LateStage::HistoryServed => {
+                        books.history.late_stage = LateStage::SyncServed;
+                    }
+                }
+            }
+            let booked_now = books.account.booked_minor;
+            let all = books
+                .history
+                .entries_with_origin(None, None, booked_now)
+                .ok_or_else(|| overflow(number))?;
+            let days = books
+                .history
+                .day_totals(from, to, booked_now)
+                .ok_or_else(|| overflow(number))?;
+            let (mut entries, mut pending) = (Vec::new(), Vec::new());
+            for item in all.into_iter().filter(|e| e.entry.visible) {
+                if item.entry.status == EntryStatus::Pending {
+                    pending.push(item.clone());
+                }
+                if item.entry.booking_date >= from && item.entry.booking_date <= to {
+                    entries.push(item);
+                }
+            }
+            Ok(IsoSnapshot {
+                account: books.account.clone(),
+                entries,
+                pending,
+                days,
+            })
+        })
+    }
+}
+
 /// Shows the account's late entries and moves its balance by them; returns
 /// how many became visible. Nothing changes on overflow.
 fn reveal_hidden(books: &mut AccountBooks<'_>, number: &str) -> Result<usize, SimError> {
@@ -640,11 +827,26 @@ fn moved_balances(
     ))
 }
 
-/// An added entry's text must fit the family: at most
+/// An added entry's text must fit the family: for cn-xml at most
 /// [`MAX_ENTRY_TEXT_CHARS`] characters, and encodable in GBK (else every
-/// later history answer of the account would fail to encode).
-fn check_entry_text(field: &str, text: &str) -> Result<(), String> {
+/// later history answer of the account would fail to encode); for iso20022
+/// at most [`MAX_ISO_ENTRY_TEXT_CHARS`] characters XML 1.0 can carry.
+fn check_entry_text(rules: TextRules, field: &str, text: &str) -> Result<(), String> {
     let chars = text.chars().count();
+    if rules == TextRules::Iso {
+        if chars > MAX_ISO_ENTRY_TEXT_CHARS {
+            return Err(format!(
+                "{field} is {chars} characters long; expected at most {MAX_ISO_ENTRY_TEXT_CHARS}"
+            ));
+        }
+        return match text.chars().find(|c| !is_xml_char(*c)) {
+            Some(c) => Err(format!(
+                "{field} holds U+{:04X}, which XML 1.0 cannot carry",
+                u32::from(c)
+            )),
+            None => Ok(()),
+        };
+    }
     if chars > MAX_ENTRY_TEXT_CHARS {
         return Err(format!(
             "{field} is {chars} characters long; expected at most {MAX_ENTRY_TEXT_CHARS}"
@@ -661,6 +863,11 @@ fn check_entry_text(field: &str, text: &str) -> Result<(), String> {
     formats::cn_xml::encode(&probe)
         .map(|_| ())
         .map_err(|e| format!("{field} cannot be sent by a GBK front machine ({e})"))
+}
+
+/// Whether XML 1.0 text may hold the character.
+pub(crate) fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
 fn check_serial(serial: &str) -> Result<(), String> {
@@ -702,6 +909,7 @@ mod tests {
             login: "DEMO01".to_string(),
             cny_accounts: cny,
             usd_accounts: usd,
+            eur_accounts: 0,
             time_zone: "Asia/Shanghai".to_string(),
         }
     }

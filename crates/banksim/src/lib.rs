@@ -33,8 +33,10 @@ pub mod cn_xml;
 pub mod control;
 pub mod faults;
 pub mod history;
+pub mod iso20022;
 pub mod ledger;
 pub mod payments;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +45,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use domain::{BankTimeZone, Clock, SystemClock};
 use tokio::sync::watch;
@@ -52,13 +54,17 @@ use tokio::task::JoinHandle;
 pub use batches::BatchView;
 pub use cn_xml::CnXmlQuirks;
 pub use control::{AccountView, EntryView, LedgerView, TotalView};
+pub use crypto::pki::Pki;
 pub use faults::{Fault, FaultHandle, FaultRule, RandomFaultRule, RandomFaults, When};
 pub use history::{NewSimEntry, SimEntry};
 pub use ledger::{Ledger, SimAccount, MAX_ACCOUNTS_PER_CURRENCY};
 pub use payments::{ExecutionView, PaymentBook, SimPaymentConfig};
 
-/// The only family simulated so far.
+/// The cn-xml family: GBK XML packets over HTTP (docs/families/cn-xml.md).
 pub const FAMILY_CN_XML: &str = "cn-xml";
+/// The iso20022 family: ISO 20022 files over HTTPS with mutual TLS
+/// (docs/families/iso20022.md).
+pub const FAMILY_ISO20022: &str = "iso20022";
 /// Largest request body any endpoint reads, in bytes. A cn-xml request of 50
 /// accounts is a few kilobytes; a batch chunk of 500 items with every field
 /// at its longest is about 400 kilobytes.
@@ -83,11 +89,34 @@ pub struct SimOptions {
     pub random_faults: Option<RandomFaults>,
 }
 
+/// What an iso20022 bank needs besides [`SimOptions`]: its certificates
+/// and its report page size. Kept out of [`SimOptions`] because a [`Pki`]
+/// holds keys (no `PartialEq`, never serialized) and so that existing
+/// `SimOptions` literals stay valid. Ignored by a cn-xml bank.
+#[derive(Debug, Clone)]
+pub struct IsoOptions {
+    /// The CA, server and client certificates; `None` generates a fresh
+    /// PKI at start (server names `localhost`, `127.0.0.1` and the bound
+    /// address; client common name the bank's login).
+    pub pki: Option<Pki>,
+    /// Entries per C52/C53/C54 page, 1..=[`iso20022::MAX_PAGE_SIZE`].
+    pub page_size: usize,
+}
+
+impl Default for IsoOptions {
+    fn default() -> IsoOptions {
+        IsoOptions {
+            pki: None,
+            page_size: iso20022::DEFAULT_PAGE_SIZE,
+        }
+    }
+}
+
 /// What one simulated bank is: its identity, family, seed and size.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SimBankConfig {
     pub bank_id: String,
-    /// Protocol family; only `"cn-xml"` for now.
+    /// Protocol family: [`FAMILY_CN_XML`] or [`FAMILY_ISO20022`].
     pub family: String,
     /// With `bank_id`, decides every generated account and quirk.
     pub seed: u64,
@@ -95,6 +124,9 @@ pub struct SimBankConfig {
     pub login: String,
     pub cny_accounts: usize,
     pub usd_accounts: usize,
+    /// EUR accounts; absent in older configs, which had none.
+    #[serde(default)]
+    pub eur_accounts: usize,
     /// IANA zone of the bank's dates and times, e.g. `Asia/Shanghai`.
     pub time_zone: String,
 }
@@ -110,8 +142,29 @@ impl SimBankConfig {
             login: "DEMO01".to_string(),
             cny_accounts: 5,
             usd_accounts: 2,
+            eur_accounts: 0,
             time_zone: "Asia/Shanghai".to_string(),
         }
+    }
+
+    /// A small iso20022 bank for demos and tests: partner id `PARTNER01`,
+    /// three EUR and two USD accounts (German IBANs), Berlin time.
+    pub fn iso20022_demo(bank_id: &str, seed: u64) -> SimBankConfig {
+        SimBankConfig {
+            bank_id: bank_id.to_string(),
+            family: FAMILY_ISO20022.to_string(),
+            seed,
+            login: "PARTNER01".to_string(),
+            cny_accounts: 0,
+            usd_accounts: 2,
+            eur_accounts: 3,
+            time_zone: "Europe/Berlin".to_string(),
+        }
+    }
+
+    /// Whether this bank speaks the iso20022 family.
+    pub fn is_iso20022(&self) -> bool {
+        self.family == FAMILY_ISO20022
     }
 
     /// Checks what [`SimServer::start`] needs; the error names the field and
@@ -124,9 +177,9 @@ impl SimBankConfig {
                 self.bank_id.len()
             ));
         }
-        if self.family != FAMILY_CN_XML {
+        if self.family != FAMILY_CN_XML && self.family != FAMILY_ISO20022 {
             return invalid(format!(
-                "family is {:?}; expected {FAMILY_CN_XML:?}, the only simulated family",
+                "family is {:?}; expected {FAMILY_CN_XML:?} or {FAMILY_ISO20022:?}",
                 self.family
             ));
         }
@@ -141,6 +194,7 @@ impl SimBankConfig {
         for (field, count) in [
             ("cny_accounts", self.cny_accounts),
             ("usd_accounts", self.usd_accounts),
+            ("eur_accounts", self.eur_accounts),
         ] {
             if count > MAX_ACCOUNTS_PER_CURRENCY {
                 return invalid(format!(
@@ -200,6 +254,8 @@ pub(crate) struct SimState {
     pub(crate) time_zone: BankTimeZone,
     pub(crate) quirks: CnXmlQuirks,
     pub(crate) payments: Arc<PaymentBook>,
+    /// The iso20022 front's files and page size (unused by cn-xml).
+    pub(crate) iso: iso20022::IsoState,
     /// Turns true (or its sender is dropped) when the server stops; a delayed
     /// answer watches it so that shutdown does not wait out the delay.
     pub(crate) stopping: watch::Receiver<bool>,
@@ -219,6 +275,8 @@ impl SimState {
 pub struct SimServer {
     local_addr: SocketAddr,
     state: Arc<SimState>,
+    /// The certificates of an iso20022 bank; `None` for cn-xml.
+    pki: Option<Pki>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -251,14 +309,29 @@ impl SimServer {
     }
 
     /// Starts the bank with an injected clock and payment and fault options.
+    /// An iso20022 bank gets [`IsoOptions::default`] (a fresh PKI).
     pub async fn start_with_options(
         cfg: SimBankConfig,
         addr: SocketAddr,
         clock: Arc<dyn Clock>,
         options: SimOptions,
     ) -> Result<SimServer, SimError> {
+        SimServer::start_with_iso_options(cfg, addr, clock, options, IsoOptions::default()).await
+    }
+
+    /// Starts the bank with everything injectable. A cn-xml bank serves
+    /// plain HTTP and ignores `iso`; an iso20022 bank serves HTTPS only,
+    /// requiring a client certificate issued by the PKI's CA.
+    pub async fn start_with_iso_options(
+        cfg: SimBankConfig,
+        addr: SocketAddr,
+        clock: Arc<dyn Clock>,
+        options: SimOptions,
+        iso: IsoOptions,
+    ) -> Result<SimServer, SimError> {
         cfg.validate()?;
         options.payments.validate()?;
+        iso20022::check_page_size(iso.page_size)?;
         let faults = FaultHandle::new();
         if let Some(random) = options.random_faults {
             faults.set_random(random)?;
@@ -273,6 +346,16 @@ impl SimServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| SimError::Bind { addr, source })?;
+        let tls = if cfg.is_iso20022() {
+            let pki = match iso.pki {
+                Some(pki) => pki,
+                None => tls::generate_pki(&cfg, local_addr)?,
+            };
+            let acceptor = tls::acceptor(&pki)?;
+            Some((pki, acceptor))
+        } else {
+            None
+        };
         let (stop, stopping) = watch::channel(false);
         let ledger = Arc::new(Ledger::generate_with_clock(&cfg, Arc::clone(&clock)));
         let payments = Arc::new(PaymentBook::new(
@@ -285,6 +368,7 @@ impl SimServer {
             ledger,
             payments,
             quirks: CnXmlQuirks::for_bank(&cfg.bank_id, cfg.seed),
+            iso: iso20022::IsoState::new(iso.page_size),
             faults,
             served: AtomicU64::new(0),
             clock,
@@ -296,6 +380,10 @@ impl SimServer {
         let bank_id = state.cfg.bank_id.clone();
         let signal_state = Arc::clone(&state);
         let tick_state = Arc::clone(&state);
+        let (pki, acceptor) = match tls {
+            Some((pki, acceptor)) => (Some(pki), Some(acceptor)),
+            None => (None, None),
+        };
         let task = tokio::spawn(async move {
             let ticker = async {
                 let mut tick = tokio::time::interval(Duration::from_millis(PAYMENT_TICK_MS));
@@ -305,8 +393,19 @@ impl SimServer {
                     tick_state.payments.advance();
                 }
             };
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { signal_state.stopped().await });
+            let served = async move {
+                match acceptor {
+                    Some(acceptor) => {
+                        tls::serve(listener, acceptor, app, signal_state).await;
+                        Ok(())
+                    }
+                    None => {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(async move { signal_state.stopped().await })
+                            .await
+                    }
+                }
+            };
             tokio::select! {
                 result = served => {
                     if let Err(error) = result {
@@ -321,14 +420,40 @@ impl SimServer {
         Ok(SimServer {
             local_addr,
             state,
+            pki,
             stop,
             task,
         })
     }
 
-    /// The cn-xml endpoint, e.g. `http://127.0.0.1:40123/`.
+    /// The bank's base URL: the cn-xml endpoint, e.g.
+    /// `http://127.0.0.1:40123/`, or for an iso20022 bank the HTTPS base,
+    /// e.g. `https://127.0.0.1:40123/` (order types under `h2h/`, the
+    /// control API under `_sim/`, both over mutual TLS).
     pub fn url(&self) -> String {
-        format!("http://{}/", self.local_addr)
+        if self.state.cfg.is_iso20022() {
+            format!("https://{}/", self.local_addr)
+        } else {
+            format!("http://{}/", self.local_addr)
+        }
+    }
+
+    /// The certificates of an iso20022 bank (the CA a client trusts, the
+    /// client certificate and key it presents); `None` for cn-xml.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.pki.as_ref()
+    }
+
+    /// Entries per C52/C53/C54 page of an iso20022 bank.
+    pub fn iso_page_size(&self) -> usize {
+        self.state.iso.page_size()
+    }
+
+    /// Changes the report page size from the next request on.
+    pub fn set_iso_page_size(&self, page_size: usize) -> Result<(), SimError> {
+        iso20022::check_page_size(page_size)?;
+        self.state.iso.set_page_size(page_size);
+        Ok(())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -367,8 +492,9 @@ impl SimServer {
         self.state.payments.batches()
     }
 
-    /// Packets received at the cn-xml endpoint, counted on arrival (so a
-    /// delayed or faulted packet counts too).
+    /// Packets received at the cn-xml endpoint, or requests at the
+    /// iso20022 order types, counted on arrival (so a delayed or faulted
+    /// one counts too); control API calls do not count.
     pub fn requests_served(&self) -> u64 {
         self.state.served.load(Ordering::Relaxed)
     }
@@ -387,8 +513,16 @@ impl SimServer {
 }
 
 fn router(state: Arc<SimState>) -> Router {
-    Router::new()
-        .route("/", post(cn_xml_endpoint))
+    let front = if state.cfg.is_iso20022() {
+        Router::new().route("/h2h/{order}", any(iso20022::endpoint))
+    } else {
+        Router::new().route("/", post(cn_xml_endpoint))
+    };
+    front
+        .route(
+            "/_sim/iso20022/config",
+            get(control::iso_config).put(control::set_iso_config),
+        )
         .route(
             "/_sim/faults",
             get(control::list_faults)

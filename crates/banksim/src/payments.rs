@@ -346,8 +346,6 @@ impl PaymentBook {
 
     /// Executes one instruction, or answers why not (see the module doc).
     pub(crate) fn submit(&self, request: &PaymentRequest) -> SubmitAnswer {
-        self.advance();
-        let config = self.config();
         let checked = match check_request(request) {
             Ok(checked) => checked,
             Err(message) => {
@@ -355,6 +353,19 @@ impl PaymentBook {
                 return SubmitAnswer::refused(RET_BAD_REQUEST, message);
             }
         };
+        self.submit_checked(request, &checked)
+    }
+
+    /// Executes one instruction whose request-level checks the caller made
+    /// (the iso20022 front checks ISO's limits, not cn-xml's GBK ones): steps
+    /// 2 and 3 of the module doc.
+    pub(crate) fn submit_checked(
+        &self,
+        request: &PaymentRequest,
+        checked: &Checked,
+    ) -> SubmitAnswer {
+        self.advance();
+        let config = self.config();
         let mut book = self.lock();
         if let Some(position) = book.by_reference.get(&request.reference).copied() {
             if let Some(original) = book.payments.get_mut(position) {
@@ -376,9 +387,9 @@ impl PaymentBook {
         }
         let now = Instant::now();
         let bank_ref = format!("SIM{:012}", book.payments.len() + 1);
-        let stage = match self.business_check(&config, request, &checked, 0) {
+        let stage = match self.business_check(&config, request, checked, 0) {
             Err(stage) => stage,
-            Ok(()) => match self.debit(request, &checked) {
+            Ok(()) => match self.debit(request, checked) {
                 Ok(()) if config.settle_delay_ms == 0 => Stage::Settled { at: now },
                 Ok(()) => Stage::Processing,
                 Err(error) => {
@@ -436,6 +447,22 @@ impl PaymentBook {
                     )
             })
             .collect()
+    }
+
+    /// Where the instruction with this reference stands, if the bank
+    /// executed one (batch items included), regardless of the ingest delay.
+    pub(crate) fn stage_of(&self, reference: &str) -> Option<Stage> {
+        self.advance();
+        let book = self.lock();
+        book.by_reference
+            .get(reference)
+            .and_then(|position| book.payments.get(*position))
+            .map(|p| p.stage.clone())
+    }
+
+    /// How many instructions the book holds.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().payments.len()
     }
 
     /// Settles and returns what is due.
@@ -558,6 +585,7 @@ impl PaymentBook {
 }
 
 /// What the request-level checks found.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Checked {
     pub(crate) currency: Currency,
     pub(crate) amount_minor: i64,

@@ -12,6 +12,9 @@
 //!   scheme implements (Ed25519 now; SM2, RSA and ECDSA for banks later).
 //! - [`ed25519`]: [`Ed25519Key`] and [`Ed25519PublicKey`].
 //! - `keyfile` (private): create-once, mode-0600, atomic key files.
+//! - [`pki`]: [`pki::Pki`], a local CA with a server and a client
+//!   certificate (ECDSA P-256, rcgen) for loopback mutual TLS, written to
+//!   and read from a directory (keys 0600).
 //!
 //! Randomness for keys and secrets always comes from the operating system
 //! (`OsRng`), never from the seeded RNG the simulators use: a reproducible
@@ -21,6 +24,7 @@
 pub mod ed25519;
 pub mod keyed_hash;
 mod keyfile;
+pub mod pki;
 pub mod secret;
 pub mod sign;
 
