@@ -288,9 +288,13 @@ fn is_iso_date_time(text: &str) -> bool {
     match rest {
         [] | [b'Z'] => true,
         [sign, h1, h2, b':', m1, m2] if *sign == b'+' || *sign == b'-' => {
-            [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit())
-                && (*h1 - b'0') * 10 + (*h2 - b'0') <= 14
-                && (*m1 - b'0') * 10 + (*m2 - b'0') <= 59
+            if ![h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            let hours = u32::from((*h1 - b'0') * 10 + (*h2 - b'0'));
+            let minutes = u32::from((*m1 - b'0') * 10 + (*m2 - b'0'));
+            // xs:dateTime allows offsets from -14:00 to +14:00 only.
+            minutes <= 59 && hours * 60 + minutes <= 14 * 60
         }
         _ => false,
     }
@@ -307,6 +311,8 @@ mod tests {
             "2026-11-28T10:15:00Z",
             "2026-11-28T10:15:00.123+08:00",
             "2026-02-28T23:59:59-05:30",
+            "2026-11-28T10:15:00+14:00",
+            "2026-11-28T10:15:00-14:00",
         ] {
             assert!(is_iso_date_time(ok), "{ok}");
         }
@@ -319,6 +325,10 @@ mod tests {
             "2026-11-28T10:15:00.",
             "2026-11-28T10:15:00+0800",
             "2026-11-28T10:15:00Zjunk",
+            // xs:dateTime stops at ±14:00.
+            "2026-11-28T10:15:00+14:30",
+            "2026-11-28T10:15:00-14:01",
+            "2026-11-28T10:15:00+15:00",
         ] {
             assert!(!is_iso_date_time(bad), "{bad}");
         }
