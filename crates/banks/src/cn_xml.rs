@@ -1339,6 +1339,7 @@ mod tests {
             request_timeout: Duration::from_millis(100),
             max_response_bytes: 1024,
             max_accounts_per_query: 50,
+            tls: None,
         })
         .unwrap()
     }

@@ -10,12 +10,18 @@
 //!
 //! Layout:
 //! - this file: the [`BankConnector`] trait, capabilities, settings, errors;
-//! - [`cn_xml`]: the CMB-style front-machine family (GBK XML over HTTP).
+//! - [`cn_xml`]: the CMB-style front-machine family (GBK XML over HTTP);
+//!   `cn_xml::batch` its batch payments;
+//! - [`iso20022`]: host-to-host ISO 20022 files over HTTPS with mutual TLS
+//!   (pain.001 up, pain.002 and camt.052/053 down); `iso20022::intake` what
+//!   pain.001 can carry, `iso20022::statements` balances and transactions
+//!   (C52/C53 paging), `iso20022::batch` batch chunks.
 //!
 //! Connectors hold no durable state (that lives in `store`); they never log a
 //! full account number (see [`mask_account`]).
 
 pub mod cn_xml;
+pub mod iso20022;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -32,12 +38,17 @@ pub enum Family {
     /// XML over HTTP to a Chinese bank's front machine, GBK encoded.
     #[serde(rename = "cn-xml")]
     CnXml,
+    /// ISO 20022 files (pain.001, pain.002, camt.052/053) host to host over
+    /// HTTPS with mutual TLS (docs/families/iso20022.md).
+    #[serde(rename = "iso20022")]
+    Iso20022,
 }
 
 impl Family {
     pub fn as_str(self) -> &'static str {
         match self {
             Family::CnXml => "cn-xml",
+            Family::Iso20022 => "iso20022",
         }
     }
 }
@@ -95,6 +106,33 @@ pub struct ConnectionSettings {
     pub max_response_bytes: usize,
     /// Most accounts asked about in one balance request.
     pub max_accounts_per_query: usize,
+    /// Mutual TLS toward the bank: the CA its server certificate must chain
+    /// to (instead of the system roots) and our client certificate and key.
+    /// Required by families that speak HTTPS with client certificates
+    /// (iso20022); cn-xml does not use it.
+    pub tls: Option<ClientTlsSettings>,
+}
+
+/// The PEM material of one connection's mutual TLS. The key never prints.
+#[derive(Clone)]
+pub struct ClientTlsSettings {
+    /// The CA certificate(s) the bank's server certificate must chain to;
+    /// the only roots trusted for this connection.
+    pub ca_cert_pem: String,
+    /// Our client certificate (chain), presented to the bank.
+    pub client_cert_pem: String,
+    /// The private key of the client certificate (PKCS#8, SEC1 or PKCS#1 PEM).
+    pub client_key_pem: crypto::SecretString,
+}
+
+impl fmt::Debug for ClientTlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTlsSettings")
+            .field("ca_cert_pem_bytes", &self.ca_cert_pem.len())
+            .field("client_cert_pem_bytes", &self.client_cert_pem.len())
+            .field("client_key_pem", &self.client_key_pem)
+            .finish()
+    }
 }
 
 /// An account as the bank lists it.
@@ -511,6 +549,7 @@ pub fn connect(
 ) -> Result<Arc<dyn BankConnector>, ConnectError> {
     match family {
         Family::CnXml => Ok(Arc::new(cn_xml::CnXmlConnector::new(settings)?)),
+        Family::Iso20022 => Ok(Arc::new(iso20022::Iso20022Connector::new(settings)?)),
     }
 }
 
@@ -536,6 +575,26 @@ pub fn mask_account(number: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn family_names_round_trip() {
+        for family in [Family::CnXml, Family::Iso20022] {
+            let json = format!("\"{}\"", family.as_str());
+            let back: Family = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, family);
+        }
+    }
+
+    #[test]
+    fn tls_settings_never_print_the_key() {
+        let tls = ClientTlsSettings {
+            ca_cert_pem: "CA".into(),
+            client_cert_pem: "CERT".into(),
+            client_key_pem: crypto::SecretString::new("PRIVATE KEY".into()),
+        };
+        let text = format!("{tls:?}");
+        assert!(!text.contains("PRIVATE"), "{text}");
+    }
 
     #[test]
     fn mask_keeps_last_four() {

@@ -215,7 +215,7 @@ impl BankDirectory {
             );
         }
         let mut connections = BTreeMap::new();
-        for c in &config.connections {
+        for (index, c) in config.connections.iter().enumerate() {
             let (Some(bank), Some(gate)) = (config.bank(&c.bank), gates.get(&c.bank)) else {
                 return Err(banks::ConnectError {
                     connection: c.id.to_string(),
@@ -232,6 +232,13 @@ impl BankDirectory {
                 request_timeout: Duration::from_millis(bank.limits.request_timeout_ms),
                 max_response_bytes: bank.quirks.max_response_bytes,
                 max_accounts_per_query: bank.quirks.max_accounts_per_query,
+                tls: match &c.tls {
+                    None => None,
+                    Some(tls) => Some(tls.load(index).map_err(|problems| banks::ConnectError {
+                        connection: c.id.to_string(),
+                        message: problems.join("; "),
+                    })?),
+                },
             };
             let connector = banks::connect(bank.family, settings)?;
             let accounts = config

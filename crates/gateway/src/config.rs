@@ -462,6 +462,99 @@ pub struct ConnectionConfig {
     /// The enterprise's customer number at the bank, where it has one.
     #[serde(default)]
     pub customer_number: Option<String>,
+    /// Mutual TLS toward the bank (required by the `iso20022` family):
+    /// `tls = { ca_cert = "…", client_cert = "…", client_key = "…" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ConnectionTlsConfig>,
+}
+
+/// `connections[].tls`: PEM files, relative paths resolved against the
+/// config file's directory (as `data_dir` is). Read at start-up; the key
+/// is kept as a secret that never prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionTlsConfig {
+    /// The CA certificate(s) the bank's server certificate must chain to;
+    /// the only roots trusted for this connection.
+    pub ca_cert: PathBuf,
+    /// Our client certificate (chain) presented to the bank.
+    pub client_cert: PathBuf,
+    /// The client certificate's private key (PKCS#8, SEC1 or PKCS#1 PEM).
+    pub client_key: PathBuf,
+}
+
+/// Largest PEM file read for a connection's TLS, in bytes.
+pub const MAX_TLS_FILE_BYTES: u64 = 64 * 1024;
+
+impl ConnectionTlsConfig {
+    /// Reads the three files. Errors name the key (`connections[i].tls.…`)
+    /// and the file, never the key's content.
+    pub fn load(&self, index: usize) -> Result<banks::ClientTlsSettings, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut read = |field: &str, path: &Path, what: &str| -> String {
+            match read_pem_file(path, what) {
+                Ok(text) => text,
+                Err(detail) => {
+                    problems.push(format!(
+                        "connections[{index}].tls.{field}: {}: {detail}",
+                        path.display()
+                    ));
+                    String::new()
+                }
+            }
+        };
+        let ca_cert_pem = read("ca_cert", &self.ca_cert, "CERTIFICATE");
+        let client_cert_pem = read("client_cert", &self.client_cert, "CERTIFICATE");
+        let client_key_pem =
+            crypto::SecretString::new(read("client_key", &self.client_key, "PRIVATE KEY"));
+        if problems.is_empty() {
+            Ok(banks::ClientTlsSettings {
+                ca_cert_pem,
+                client_cert_pem,
+                client_key_pem,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn resolve(&mut self, base_dir: &Path) {
+        for path in [
+            &mut self.ca_cert,
+            &mut self.client_cert,
+            &mut self.client_key,
+        ] {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        }
+    }
+}
+
+/// A PEM file of at most [`MAX_TLS_FILE_BYTES`] holding a `-----BEGIN …`
+/// block whose label ends with `what` (`CERTIFICATE`, `PRIVATE KEY`).
+fn read_pem_file(path: &Path, what: &str) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    if meta.len() > MAX_TLS_FILE_BYTES {
+        return Err(format!(
+            "{} bytes; expected a PEM file of at most {MAX_TLS_FILE_BYTES} bytes",
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    let has_block = text.lines().any(|line| {
+        line.trim()
+            .strip_prefix("-----BEGIN ")
+            .and_then(|rest| rest.strip_suffix("-----"))
+            .is_some_and(|label| label.ends_with(what))
+    });
+    if !has_block {
+        return Err(format!("expected a PEM file with a {what} block"));
+    }
+    Ok(text)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -625,10 +718,31 @@ impl Config {
         if config.data_dir.is_relative() {
             config.data_dir = base_dir.join(&config.data_dir);
         }
+        for connection in &mut config.connections {
+            if let Some(tls) = &mut connection.tls {
+                tls.resolve(base_dir);
+            }
+        }
         config.validate().map_err(|problems| ConfigError {
             source_name: source_name.to_owned(),
             problems,
         })?;
+        // The TLS files are read now, so that a missing or wrong file stops
+        // the start with the key and the file named.
+        let tls_problems: Vec<String> = config
+            .connections
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.tls.as_ref().map(|tls| (i, tls)))
+            .filter_map(|(i, tls)| tls.load(i).err())
+            .flatten()
+            .collect();
+        if !tls_problems.is_empty() {
+            return Err(ConfigError {
+                source_name: source_name.to_owned(),
+                problems: tls_problems,
+            });
+        }
         Ok(config)
     }
 
@@ -726,6 +840,18 @@ impl Config {
                 problems.push(format!(
                     "connections[{i}].login: expected the login name at the bank"
                 ));
+            }
+            if self.bank(&c.bank).map(|b| b.family) == Some(banks::Family::Iso20022) {
+                if !c.endpoint.starts_with("https://") {
+                    problems.push(format!(
+                        "connections[{i}].endpoint: the iso20022 family speaks https only; expected an https:// URL"
+                    ));
+                }
+                if c.tls.is_none() {
+                    problems.push(format!(
+                        "connections[{i}].tls: the iso20022 family needs mutual TLS; expected tls = {{ ca_cert = \"…\", client_cert = \"…\", client_key = \"…\" }}"
+                    ));
+                }
             }
         }
         let mut numbers = BTreeMap::new();
@@ -991,6 +1117,96 @@ accounts = ["*"]
         )];
         let err = Config::load_with_env(&path, env).unwrap_err().to_string();
         assert!(err.contains("server.listen"), "{err}");
+    }
+
+    const ISO: &str = r#"
+data_dir = "data"
+
+[[banks]]
+id = "hausbank"
+name = "Hausbank"
+family = "iso20022"
+time_zone = "Europe/Berlin"
+
+[[connections]]
+id = "hausbank-h2h"
+bank = "hausbank"
+endpoint = "https://h2h.hausbank.example/"
+login = "PARTNER01"
+tls = { ca_cert = "tls/ca.pem", client_cert = "tls/client.pem", client_key = "/abs/client.key" }
+"#;
+
+    fn write_pem(dir: &Path, name: &str, label: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n"),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn an_iso20022_connection_reads_its_tls_files_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        write_pem(&dir.path().join("tls"), "ca.pem", "CERTIFICATE");
+        write_pem(&dir.path().join("tls"), "client.pem", "CERTIFICATE");
+        let key = write_pem(dir.path(), "client.key", "PRIVATE KEY");
+        let text = ISO.replace("/abs/client.key", &key.display().to_string());
+        let path = dir.path().join("bankdirect.toml");
+        std::fs::write(&path, &text).unwrap();
+        let c = Config::load_with_env(&path, std::iter::empty()).unwrap();
+        assert_eq!(c.banks[0].family, banks::Family::Iso20022);
+        let tls = c.connections[0].tls.as_ref().unwrap();
+        assert_eq!(tls.ca_cert, dir.path().join("tls/ca.pem"));
+        assert_eq!(tls.client_key, key);
+        let loaded = tls.load(0).unwrap();
+        assert!(loaded.ca_cert_pem.contains("BEGIN CERTIFICATE"));
+        assert!(loaded
+            .client_key_pem
+            .expose_secret()
+            .contains("PRIVATE KEY"));
+        assert!(!format!("{loaded:?}").contains("AAAA"));
+    }
+
+    #[test]
+    fn tls_problems_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        write_pem(&dir.path().join("tls"), "ca.pem", "CERTIFICATE");
+        // A key where the certificate belongs; the key file is missing.
+        write_pem(&dir.path().join("tls"), "client.pem", "PRIVATE KEY");
+        let path = dir.path().join("bankdirect.toml");
+        std::fs::write(&path, ISO).unwrap();
+        let err = Config::load_with_env(&path, std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connections[0].tls.client_cert"), "{err}");
+        assert!(err.contains("tls/client.pem"), "{err}");
+        assert!(err.contains("connections[0].tls.client_key"), "{err}");
+        assert!(err.contains("/abs/client.key"), "{err}");
+        assert!(!err.contains("tls.ca_cert"), "{err}");
+    }
+
+    #[test]
+    fn an_iso20022_connection_needs_tls_and_https() {
+        let text = ISO
+            .replace("https://h2h", "http://h2h")
+            .replace(
+                "tls = { ca_cert = \"tls/ca.pem\", client_cert = \"tls/client.pem\", client_key = \"/abs/client.key\" }\n",
+                "",
+            );
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connections[0].endpoint"), "{err}");
+        assert!(err.contains("connections[0].tls"), "{err}");
+        let unknown = ISO.replace("client_key =", "clientkey =");
+        let err = Config::from_toml(&unknown, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clientkey"), "{err}");
     }
 
     #[test]

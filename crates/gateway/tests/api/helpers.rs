@@ -175,6 +175,7 @@ impl TestApp {
                     endpoint,
                     login: login.to_owned(),
                     customer_number: None,
+                    tls: None,
                 });
                 for (i, acc) in ledger.iter().enumerate() {
                     accounts.push(AccountConfig {
