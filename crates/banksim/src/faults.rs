@@ -29,6 +29,10 @@
 //! Every fault's size and duration is bounded ([`Fault::validate`]) so that
 //! a typo in a demo cannot make the simulator allocate gigabytes or hang for
 //! hours.
+//!
+//! The iso20022 front ([`crate::iso20022`]) takes faults the same way, by
+//! order type (`CCT`, `PSR`, `C52`, `C53`, `C54`, `HTD`) instead of
+//! function code; `CCT` is its payment-submitting order type.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -239,12 +243,23 @@ impl FaultRule {
         // A record failure only means something in a balance answer, and the
         // history faults only in a history answer; they must not be used up
         // by a packet they cannot spoil.
+        // On the iso20022 front the same faults spoil the order types that
+        // carry the same data: C52 (balances), C53 (statements), and the
+        // paged reports.
+        use crate::iso20022::{ORDER_C52, ORDER_C53, ORDER_C54};
+        use formats::cn_xml::messages::{FUNC_QUERY_BALANCE, FUNC_QUERY_HISTORY};
         let fault_applies = match self.fault {
             Fault::RecordFailure { .. } => {
-                function == Some(formats::cn_xml::messages::FUNC_QUERY_BALANCE)
+                matches!(function, Some(FUNC_QUERY_BALANCE | ORDER_C52))
             }
-            Fault::ContinuityBreak { .. } | Fault::DuplicatePage => {
-                function == Some(formats::cn_xml::messages::FUNC_QUERY_HISTORY)
+            Fault::ContinuityBreak { .. } => {
+                matches!(function, Some(FUNC_QUERY_HISTORY | ORDER_C53))
+            }
+            Fault::DuplicatePage => {
+                matches!(
+                    function,
+                    Some(FUNC_QUERY_HISTORY | ORDER_C52 | ORDER_C53 | ORDER_C54)
+                )
             }
             _ => true,
         };

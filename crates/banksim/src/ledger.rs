@@ -4,7 +4,10 @@
 //! A ledger is generated from `(bank_id, seed)` alone, so a test or a demo
 //! that names the same bank and seed gets the same account numbers, names and
 //! balances every time (DESIGN.md: randomness is injected and replayable).
-//! After generation the set of accounts is fixed; balances move with entries
+//! A cn-xml bank gets Chinese account numbers and names; an iso20022 bank
+//! gets German IBANs (valid check digits, [`domain::Iban`]) and German
+//! company names, EUR accounts first. After generation the set of accounts
+//! is fixed; balances move with entries
 //! ([`Ledger::adjust`], [`Ledger::add_entry`], [`Ledger::book_pending`], and
 //! late entries becoming visible).
 //!

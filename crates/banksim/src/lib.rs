@@ -1,6 +1,9 @@
 //! banksim: simulated banks, one per protocol family, running as real HTTP
 //! servers on loopback over a generated ledger, with fault injection.
 //!
+//! Two families: cn-xml (plain HTTP, GBK packets) and iso20022 (HTTPS with
+//! mutual TLS, ISO 20022 files); [`SimBankConfig::family`] chooses.
+//!
 //! The gateway's tests, the `bankdirect sim` and `bankdirect demo` commands
 //! and the conformance suite talk to a [`SimServer`] exactly as they would to
 //! a bank: over a socket, in the family's wire format (built and parsed by
@@ -22,6 +25,12 @@
 //! - [`faults`]: the ways a simulated bank can be told to misbehave, before
 //!   or after execution, by rule or at random from a seed;
 //! - [`cn_xml`]: the cn-xml front machine (one packet per POST to `/`);
+//! - [`iso20022`]: the iso20022 host-to-host gateway (order types `HTD`,
+//!   `CCT`, `PSR`, `C52`, `C53`, `C54` under `/h2h/`), ISO 20022 files
+//!   translated to and from the same ledger and payment book;
+//! - `tls` (private): HTTPS with mutual TLS for the iso20022 family
+//!   (rustls on ring, tokio-rustls and hyper), certificates from
+//!   [`crypto::pki`];
 //! - [`control`]: the JSON control API under `/_sim/` for tests and people
 //!   poking a demo (ledger view, faults, balance adjustments, entries).
 //!

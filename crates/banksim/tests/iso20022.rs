@@ -764,3 +764,558 @@ async fn a_bad_file_is_rejected_with_its_reason_and_nothing_is_taken() {
     assert_eq!(server.executions().len(), 1);
     server.shutdown().await;
 }
+
+/// Every entry of every page of a C53 (or with `order` C54) request.
+async fn all_pages(server: &SimServer, query: &str) -> Vec<camt053::Statement> {
+    let mut statements = Vec::new();
+    for page in 1..100 {
+        let (status, body) = get(server, &format!("{query}&page={page}")).await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let message = if query.starts_with("C54") {
+            let message = camt054::parse(&body).unwrap();
+            camt053::BankToCustomerStatement {
+                group_header: message.group_header,
+                statements: message.notifications,
+            }
+        } else {
+            camt053::parse(&body).unwrap()
+        };
+        statements.extend(message.statements);
+        if message.group_header.pagination.unwrap().last_page {
+            return statements;
+        }
+    }
+    panic!("more than 100 pages");
+}
+
+/// Makes the account's late entries visible: the first report of an
+/// account counts as a whole sync, the next first page shows them.
+async fn reveal_late_entries(server: &SimServer, account: &str) {
+    let today = server.ledger().today();
+    for _ in 0..2 {
+        let (status, _) = get(
+            server,
+            &format!("C54?account={account}&from={today}&to={today}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    }
+}
+
+fn signed(balance: &camt053::Balance) -> i64 {
+    match balance.indicator {
+        CreditDebit::Credit => balance.amount.minor(),
+        CreditDebit::Debit => -balance.amount.minor(),
+    }
+}
+
+fn of_kind(statement: &camt053::Statement, kind: BalanceType) -> i64 {
+    statement
+        .header
+        .balances
+        .iter()
+        .find(|b| b.kind == kind)
+        .map(signed)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn older_versions_are_served_when_asked() {
+    let server = start().await;
+    let debtor = rich_debtor(&server);
+    let (status, _) = post_file(
+        &server,
+        single("V03-0001", &debtor.number, 5_000, "Lieferant AG"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = get(&server, "PSR?message_id=V03-0001&version=03")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (version, report) = pain002::parse(&body).unwrap();
+    assert_eq!(version, pain002::Version::V03);
+    assert_eq!(
+        tx_statuses(&report)[0].1,
+        Status::AcceptedSettlementCompleted
+    );
+    let (status, body) = get(&server, "PSR?message_id=V03-0001&version=09")
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(json(&body)["parameter"], "version");
+
+    // A pain.001.001.03 upload is taken and named so in the report.
+    let message = file(
+        "V03-0002",
+        &debtor.number,
+        vec![(
+            "V03-0002".to_string(),
+            vec![transfer("V03-0002", 700, "Lieferant AG")],
+        )],
+    );
+    let xml = pain001::render_version(&message, pain001::Version::V03).unwrap();
+    let (status, _) = post_file(&server, xml).await.unwrap();
+    assert_eq!(status, 200);
+    let report = status_report(&server, "V03-0002").await;
+    assert_eq!(
+        report.original_group.original_message_name_id,
+        "pain.001.001.03"
+    );
+
+    reveal_late_entries(&server, &debtor.number).await;
+    let today = server.ledger().today();
+    let from = today.add_days(-3).unwrap();
+    let query = format!("C53?account={}&from={from}&to={today}", debtor.number);
+    let (status, body) = get(&server, &format!("{query}&version=02")).await.unwrap();
+    assert_eq!(status, 200);
+    let (version, v02) = camt053::parse_any(&body).unwrap();
+    assert_eq!(version, camt053::Version::V02);
+    let (_, body) = get(&server, &query).await.unwrap();
+    let (version, v08) = camt053::parse_any(&body).unwrap();
+    assert_eq!(version, camt053::Version::V08);
+    assert_eq!(v02.statements.len(), 3);
+    assert_eq!(v02.statements, v08.statements);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pending_entry_keeps_its_reference_when_booked() {
+    let server = start().await;
+    let ledger = server.ledger();
+    let accounts = eur_accounts(&server);
+    let account = &accounts[0];
+    reveal_late_entries(&server, &account.number).await;
+    let mut pending = NewSimEntry::booked(Direction::Credit, 42_00).pending();
+    pending.counterparty_name = Some("Kunde Süd GmbH".to_string());
+    pending.e2e_ref = Some("E2E-PENDING-1".to_string());
+    pending.remittance = Some("Rechnung 4711".to_string());
+    let added = ledger.add_entry(&account.number, pending).unwrap();
+
+    let report = |body: Vec<u8>| camt052::parse(&body).unwrap();
+    let (status, body) = get(&server, &format!("C52?account={}", account.number))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let first = report(body);
+    let rpt = &first.reports[0];
+    let kinds: Vec<BalanceType> = rpt.header.balances.iter().map(|b| b.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            BalanceType::OpeningBooked,
+            BalanceType::InterimBooked,
+            BalanceType::InterimAvailable
+        ]
+    );
+    let booked_now = ledger.account(&account.number).unwrap().booked_minor;
+    assert_eq!(of_kind(rpt, BalanceType::InterimBooked), booked_now);
+    let find = |rpt: &camt053::Statement| {
+        rpt.entries
+            .iter()
+            .find(|e| {
+                e.transactions
+                    .first()
+                    .and_then(|t| t.end_to_end_id.as_deref())
+                    == Some("E2E-PENDING-1")
+            })
+            .cloned()
+            .unwrap()
+    };
+    let as_pending = find(rpt);
+    assert_eq!(as_pending.status, EntryStatus::Pending);
+    assert_eq!(as_pending.booking_date, None);
+    let reference = as_pending.account_servicer_reference.clone().unwrap();
+
+    ledger.book_pending(&account.number, &added.serial).unwrap();
+    let (_, body) = get(&server, &format!("C52?account={}", account.number))
+        .await
+        .unwrap();
+    let second = report(body);
+    let as_booked = find(&second.reports[0]);
+    assert_eq!(as_booked.status, EntryStatus::Booked);
+    assert_eq!(as_booked.account_servicer_reference, Some(reference));
+    assert_eq!(
+        of_kind(&second.reports[0], BalanceType::InterimBooked),
+        booked_now + 42_00
+    );
+
+    // A balance report of several accounts; an unknown one is left out.
+    let (status, body) = get(
+        &server,
+        &format!(
+            "C52?account={}&account={}&account=DE02120300000000202051&entries=none",
+            accounts[0].number, accounts[1].number
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let balances = report(body);
+    assert_eq!(balances.reports.len(), 2);
+    assert!(balances.reports.iter().all(|r| r.entries.is_empty()));
+    let (status, body) = get(
+        &server,
+        &format!("C52?account={}&entries=all", accounts[0].number),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(json(&body)["parameter"], "entries");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn notifications_carry_the_statements_references() {
+    let server = start_with(instant(), 5).await;
+    let account = rich_debtor(&server);
+    let today = server.ledger().today();
+    let from = today.add_days(-6).unwrap();
+    let to = today.add_days(-1).unwrap();
+    let range = format!("account={}&from={from}&to={to}", account.number);
+    reveal_late_entries(&server, &account.number).await;
+    let statements = all_pages(&server, &format!("C53?{range}")).await;
+    let notifications = all_pages(&server, &format!("C54?{range}")).await;
+    let key = |s: &[camt053::Statement]| -> Vec<(Option<BusinessDate>, i64, Option<String>)> {
+        s.iter()
+            .flat_map(|s| s.entries.iter())
+            .map(|e| {
+                (
+                    e.booking_date,
+                    e.amount.minor(),
+                    e.account_servicer_reference.clone(),
+                )
+            })
+            .collect()
+    };
+    assert!(!key(&statements).is_empty());
+    assert_eq!(key(&statements), key(&notifications));
+    assert!(notifications.iter().all(|n| n.header.balances.is_empty()));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_returned_payment_is_rjct_rtrn_and_a_young_file_is_not_found() {
+    let server = start_with(
+        SimPaymentConfig {
+            settle_delay_ms: 0,
+            return_delay_ms: 0,
+            return_share_percent: 100,
+            ingest_delay_ms: 300,
+            ..SimPaymentConfig::default()
+        },
+        200,
+    )
+    .await;
+    let debtor = rich_debtor(&server);
+    let (status, _) = post_file(
+        &server,
+        single("RET-0001", &debtor.number, 8_800, "Lieferant AG"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = get(&server, "PSR?message_id=RET-0001").await.unwrap();
+    assert_eq!(status, 404, "a file younger than the ingest delay");
+    assert_eq!(json(&body)["error"], "NOT_FOUND");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let report = status_report(&server, "RET-0001").await;
+    let tx = &report.original_payments[0].transactions[0];
+    assert_eq!(tx.status, Some(Status::Rejected));
+    assert_eq!(
+        tx.reasons[0].reason,
+        Some(Reason::Proprietary("RTRN".to_string()))
+    );
+    assert!(!tx.reasons[0].additional_info.is_empty());
+    let after = server.ledger().account(&debtor.number).unwrap();
+    assert_eq!(
+        after.booked_minor, debtor.booked_minor,
+        "debited, then credited back"
+    );
+    server.shutdown().await;
+}
+
+/// A transfer file that pays 1.00 from the server's rich account.
+fn small_file(server: &SimServer, reference: &str) -> Vec<u8> {
+    single(reference, &rich_debtor(server).number, 100, "Lieferant AG")
+}
+
+fn executed(server: &SimServer, reference: &str) -> u32 {
+    server
+        .executions()
+        .iter()
+        .find(|e| e.reference == reference)
+        .map_or(0, |e| e.count)
+}
+
+#[tokio::test]
+async fn faults_on_the_transfer_order_act_before_or_after_execution() {
+    let server = start().await;
+    let faults = server.faults();
+    let cases: Vec<(&str, Fault, bool)> = vec![
+        (
+            "F-HTTP-BEFORE",
+            Fault::HttpError {
+                status: 429,
+                when: When::Before,
+            },
+            false,
+        ),
+        (
+            "F-HTTP-AFTER",
+            Fault::HttpError {
+                status: 500,
+                when: When::After,
+            },
+            true,
+        ),
+        ("F-STATUS", Fault::HttpStatus { status: 503 }, false),
+        ("F-RESET-BEFORE", Fault::Reset { when: When::Before }, false),
+        ("F-RESET-AFTER", Fault::Reset { when: When::After }, true),
+        ("F-LOST", Fault::ResponseLost { hold_ms: 0 }, true),
+        (
+            "F-BUSY",
+            Fault::ErrorCode {
+                code: "SYSTEM_BUSY".to_string(),
+                message: "try later".to_string(),
+            },
+            false,
+        ),
+        ("F-GARBLED", Fault::Garbled, true),
+        ("F-TRUNCATED", Fault::Truncated, true),
+        ("F-TORN", Fault::TornBody, true),
+    ];
+    for (reference, fault, executes) in cases {
+        faults.inject(FaultRule::times(fault.clone(), 1).for_function("CCT"));
+        let answer = post_file(&server, small_file(&server, reference)).await;
+        match &fault {
+            Fault::HttpError { status, .. } | Fault::HttpStatus { status } => {
+                assert_eq!(answer.unwrap().0, *status, "{reference}");
+            }
+            Fault::Reset { .. } | Fault::ResponseLost { .. } | Fault::TornBody => {
+                assert!(answer.is_none(), "{reference}: {answer:?}");
+            }
+            Fault::ErrorCode { .. } => {
+                let (status, body) = answer.unwrap();
+                assert_eq!(status, 503);
+                let doc = json(&body);
+                assert_eq!(doc["error"], "SYSTEM_BUSY");
+                assert_eq!(doc["processed"], false);
+            }
+            _ => {
+                let (status, body) = answer.unwrap();
+                assert_eq!(status, 200);
+                assert!(
+                    serde_json::from_slice::<serde_json::Value>(&body).is_err(),
+                    "{reference}: the answer should not read"
+                );
+            }
+        }
+        assert_eq!(
+            executed(&server, reference),
+            u32::from(executes),
+            "{reference}"
+        );
+        // Whatever the answer, the status report tells the truth.
+        let found = get(&server, &format!("PSR?message_id={reference}"))
+            .await
+            .unwrap();
+        assert_eq!(found.0 == 200, executes, "{reference}");
+    }
+    assert!(faults.rules().is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_spoil_report_answers() {
+    let server = start_with(instant(), 4).await;
+    let faults = server.faults();
+    let account = rich_debtor(&server);
+    let today = server.ledger().today();
+    let from = today.add_days(-10).unwrap();
+    let query = format!("C53?account={}&from={from}&to={today}", account.number);
+
+    // WrongEncoding: UTF-16 without declaration, unreadable as UTF-8 XML,
+    // the same document once decoded.
+    let (_, plain) = get(&server, &query).await.unwrap();
+    faults.inject(FaultRule::times(Fault::WrongEncoding, 1).for_function("C53"));
+    let (status, body) = get(&server, &query).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(camt053::parse(&body).is_err());
+    let units: Vec<u16> = body
+        .chunks_exact(2)
+        .map(|p| u16::from_le_bytes([p[0], p[1]]))
+        .collect();
+    let decoded = String::from_utf16(&units).unwrap();
+    assert!(!decoded.starts_with("<?xml"));
+    assert_eq!(
+        camt053::parse(decoded.as_bytes()).unwrap(),
+        camt053::parse(&plain).unwrap()
+    );
+
+    // Oversized: padded with whitespace, still the same document.
+    faults.inject(
+        FaultRule::times(
+            Fault::Oversized {
+                bytes: 2 * 1024 * 1024,
+            },
+            1,
+        )
+        .for_function("HTD"),
+    );
+    let (status, body) = get(&server, "HTD").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.len() >= 2 * 1024 * 1024);
+    assert_eq!(json(&body)["accounts"].as_array().unwrap().len(), 5);
+
+    // Garbled and truncated reports do not parse; a torn one breaks.
+    faults.inject(FaultRule::times(Fault::Garbled, 1).for_function("C53"));
+    assert!(camt053::parse(&get(&server, &query).await.unwrap().1).is_err());
+    faults.inject(FaultRule::times(Fault::Truncated, 1).for_function("C52"));
+    let c52 = format!("C52?account={}", account.number);
+    assert!(camt052::parse(&get(&server, &c52).await.unwrap().1).is_err());
+    faults.inject(FaultRule::times(Fault::TornBody, 1).for_function("C54"));
+    let c54 = format!("C54?account={}&from={from}&to={today}", account.number);
+    assert!(get(&server, &c54).await.is_none());
+
+    // Delay: the answer comes, late.
+    faults.inject(FaultRule::times(Fault::Delay { ms: 300 }, 1).for_function("HTD"));
+    let started = std::time::Instant::now();
+    assert_eq!(get(&server, "HTD").await.unwrap().0, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // ContinuityBreak: an entry is missing while the balances stay true.
+    faults.inject(
+        FaultRule::always(Fault::ContinuityBreak {
+            acc_no: account.number.clone(),
+        })
+        .for_function("C53"),
+    );
+    let broken = all_pages(&server, &query).await;
+    faults.clear();
+    let mut gaps = 0;
+    let mut days: std::collections::BTreeMap<String, (i64, i64, i64)> = Default::default();
+    for statement in &broken {
+        let day = days.entry(statement.header.id.clone()).or_insert((
+            of_kind(statement, BalanceType::OpeningBooked),
+            of_kind(statement, BalanceType::ClosingBooked),
+            0,
+        ));
+        day.2 += statement
+            .entries
+            .iter()
+            .map(|e| match e.indicator {
+                CreditDebit::Credit => e.amount.minor(),
+                CreditDebit::Debit => -e.amount.minor(),
+            })
+            .sum::<i64>();
+    }
+    for (opening, closing, net) in days.values() {
+        if opening + net != *closing {
+            gaps += 1;
+        }
+    }
+    assert_eq!(gaps, 1, "exactly one day breaks");
+
+    // DuplicatePage: page 2 repeats page 1's entries.
+    let (_, first) = get(&server, &format!("{query}&page=1")).await.unwrap();
+    faults.inject(FaultRule::times(Fault::DuplicatePage, 1).for_function("C53"));
+    let (_, second) = get(&server, &format!("{query}&page=2")).await.unwrap();
+    let entries = |b: &[u8]| -> Vec<camt053::Entry> {
+        camt053::parse(b)
+            .unwrap()
+            .statements
+            .into_iter()
+            .flat_map(|s| s.entries)
+            .collect()
+    };
+    assert_eq!(entries(&first), entries(&second));
+    assert_eq!(
+        camt053::parse(&second)
+            .unwrap()
+            .group_header
+            .pagination
+            .unwrap()
+            .page_number,
+        2
+    );
+
+    // RecordFailure: the account is left out of a C52.
+    let others = eur_accounts(&server);
+    faults.inject(FaultRule::times(
+        Fault::RecordFailure {
+            acc_no: others[0].number.clone(),
+            code: "AC01".to_string(),
+            message: "hidden".to_string(),
+        },
+        1,
+    ));
+    let (status, body) = get(
+        &server,
+        &format!(
+            "C52?account={}&account={}&entries=none",
+            others[0].number, others[1].number
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let report = camt052::parse(&body).unwrap();
+    assert_eq!(report.reports.len(), 1);
+
+    // Random faults match order types too.
+    faults
+        .set_random(banksim::RandomFaults {
+            seed: 3,
+            rules: vec![banksim::RandomFaultRule {
+                fault: Fault::HttpError {
+                    status: 502,
+                    when: When::Before,
+                },
+                function: Some("HTD".to_string()),
+                percent: 100,
+            }],
+        })
+        .unwrap();
+    assert_eq!(get(&server, "HTD").await.unwrap().0, 502);
+    assert_eq!(get(&server, &c52).await.unwrap().0, 200);
+    faults.clear();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_control_api_sets_the_page_size_over_tls() {
+    let server = start().await;
+    let client = client(&server);
+    let url = format!("{}_sim/iso20022/config", server.url());
+    let answer = client
+        .put(&url)
+        .body(r#"{"page_size": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(server.iso_page_size(), 3);
+    let answer = client
+        .put(&url)
+        .body(r#"{"page_size": 0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    assert!(server.set_iso_page_size(20_000).is_err());
+    let view = json(
+        &client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(view["page_size"], 3);
+    server.shutdown().await;
+}
