@@ -51,6 +51,8 @@ use crate::payments::{check_request, Checked, PaymentBook, SimPayment, Stage, MA
 /// Remittance prefix of a payroll chunk's single debit; the batch
 /// reference follows.
 pub const PAYROLL_REMITTANCE_PREFIX: &str = "代发工资 ";
+/// The same at an iso20022 bank (the batch reference is the file's `MsgId`).
+pub const ISO_PAYROLL_REMITTANCE_PREFIX: &str = "Payroll ";
 /// Most chunks one simulated bank records; beyond it a submission is
 /// refused with `SYSTEM_ERROR`.
 pub const MAX_BATCHES: usize = 20_000;
@@ -312,10 +314,12 @@ impl PaymentBook {
         }
         if payroll && reserved_minor > 0 {
             let mut debit = NewSimEntry::booked(Direction::Debit, reserved_minor);
-            debit.remittance = Some(format!(
-                "{PAYROLL_REMITTANCE_PREFIX}{}",
-                request.batch_reference
-            ));
+            let prefix = if self.ledger.is_iso20022() {
+                ISO_PAYROLL_REMITTANCE_PREFIX
+            } else {
+                PAYROLL_REMITTANCE_PREFIX
+            };
+            debit.remittance = Some(format!("{prefix}{}", request.batch_reference));
             debit.e2e_ref = Some(request.reference.clone());
             if let Err(error) = self.ledger.add_entry(&request.debtor_account, debit) {
                 // Nothing was recorded or booked yet: the chunk is refused

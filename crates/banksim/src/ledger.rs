@@ -41,8 +41,10 @@ use crate::history::{
 };
 use crate::{mask, SimBankConfig, SimError};
 
-/// Remittance text of the entry an adjustment books.
+/// Remittance text of the entry an adjustment books (cn-xml).
 pub const ADJUSTMENT_REMITTANCE: &str = "余额调整";
+/// Remittance text of the entry an adjustment books at an iso20022 bank.
+pub const ISO_ADJUSTMENT_REMITTANCE: &str = "Balance adjustment";
 
 /// Most accounts per currency one simulated bank generates. It keeps the
 /// four-digit serial at the end of every account number unique and bounds
@@ -417,6 +419,12 @@ impl Ledger {
         &self.bank_id
     }
 
+    /// Whether this is an iso20022 bank's ledger (IBANs, ISO text rules,
+    /// English texts for the entries the bank books itself).
+    pub fn is_iso20022(&self) -> bool {
+        self.text_rules == TextRules::Iso
+    }
+
     /// Today in the bank's time zone, by the injected clock.
     pub fn today(&self) -> BusinessDate {
         BusinessDate::today(self.clock.as_ref(), self.time_zone)
@@ -491,7 +499,14 @@ impl Ledger {
                 masked: mask(number),
             })?;
         let mut entry = NewSimEntry::booked(direction, amount_minor);
-        entry.remittance = Some(ADJUSTMENT_REMITTANCE.to_string());
+        entry.remittance = Some(
+            if self.is_iso20022() {
+                ISO_ADJUSTMENT_REMITTANCE
+            } else {
+                ADJUSTMENT_REMITTANCE
+            }
+            .to_string(),
+        );
         self.add_entry(number, entry).map(|_| ())
     }
 
@@ -1170,6 +1185,63 @@ mod tests {
             Some(ledger.account(&number).unwrap().booked_minor)
         );
         assert_consistent(&ledger, &number);
+    }
+
+    #[test]
+    fn an_iso_bank_has_valid_ibans_eur_first_and_takes_latin_text() {
+        let cfg = SimBankConfig::iso20022_demo("euro", 4);
+        let ledger = Ledger::generate_with_clock(&cfg, fixed_clock());
+        let accounts = ledger.accounts();
+        assert_eq!(accounts.len(), 5);
+        assert!(ledger.is_iso20022());
+        let currencies: Vec<Currency> = accounts.iter().map(|a| a.currency).collect();
+        assert_eq!(
+            currencies,
+            vec![
+                Currency::EUR,
+                Currency::EUR,
+                Currency::EUR,
+                Currency::USD,
+                Currency::USD
+            ]
+        );
+        for account in &accounts {
+            let iban = domain::Iban::parse(&account.number).unwrap();
+            assert_eq!(iban.as_str(), account.number);
+            assert!(account.number.starts_with("DE") && account.number.len() == 22);
+            assert!(account.name.is_ascii() || account.name.contains(['ü', 'ö', 'ä']));
+        }
+        assert_eq!(
+            Ledger::generate_with_clock(&cfg, fixed_clock()).accounts(),
+            accounts
+        );
+        let number = &accounts[0].number;
+        let mut entry = NewSimEntry::booked(Direction::Credit, 100);
+        entry.counterparty_name = Some("Søren Ødegård Straße AS".to_string());
+        entry.remittance = Some("x".repeat(MAX_ISO_ENTRY_TEXT_CHARS));
+        ledger.add_entry(number, entry).unwrap();
+        let mut too_long = NewSimEntry::booked(Direction::Credit, 100);
+        too_long.remittance = Some("x".repeat(MAX_ISO_ENTRY_TEXT_CHARS + 1));
+        assert!(ledger.add_entry(number, too_long).is_err());
+        ledger.adjust(number, 1).unwrap();
+        let last = ledger
+            .entries_between(number, None, None)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(last.remittance, ISO_ADJUSTMENT_REMITTANCE);
+        assert_consistent(&ledger, number);
+    }
+
+    #[test]
+    fn cn_xml_ledgers_take_eur_accounts_after_usd() {
+        let mut cfg = config("cmb", 7, 2, 1);
+        let before = Ledger::generate(&cfg).accounts();
+        cfg.eur_accounts = 2;
+        let after = Ledger::generate(&cfg).accounts();
+        assert_eq!(after[..3], before[..]);
+        assert_eq!(after.len(), 5);
+        assert!(after[3..].iter().all(|a| a.currency == Currency::EUR));
     }
 
     #[test]

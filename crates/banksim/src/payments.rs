@@ -85,6 +85,8 @@ const MSG_DUPLICATE: &str = "业务参考号重复，原交易结果见RESULT";
 const MSG_NOT_FOUND: &str = "业务参考号不存在";
 /// Remittance prefix of the credit a return books.
 pub const RETURN_REMITTANCE_PREFIX: &str = "退票 ";
+/// The same at an iso20022 bank.
+pub const ISO_RETURN_REMITTANCE_PREFIX: &str = "Return ";
 
 /// How the simulated bank treats payments. Every field has a default, so a
 /// config file may name only what it changes.
@@ -481,8 +483,12 @@ impl PaymentBook {
             if let Stage::Settled { at } = payment.stage {
                 if payment.will_return && now >= at + back {
                     let mut credit = NewSimEntry::booked(Direction::Credit, payment.amount_minor);
-                    credit.remittance =
-                        Some(format!("{RETURN_REMITTANCE_PREFIX}{}", payment.reference));
+                    let prefix = if self.ledger.is_iso20022() {
+                        ISO_RETURN_REMITTANCE_PREFIX
+                    } else {
+                        RETURN_REMITTANCE_PREFIX
+                    };
+                    credit.remittance = Some(format!("{prefix}{}", payment.reference));
                     credit.e2e_ref = Some(payment.reference.clone());
                     match self.ledger.add_entry(&payment.debtor, credit) {
                         Ok(_) => {

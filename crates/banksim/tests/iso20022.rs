@@ -662,6 +662,7 @@ async fn a_batch_and_a_payroll_are_rejected_item_by_item() {
         .filter(|e| e.direction == Direction::Debit && e.amount_minor == 560_000)
         .collect();
     assert_eq!(debits.len(), 1, "one debit for the payroll run");
+    assert_eq!(debits[0].remittance, "Payroll PAYROLL-0001");
     for execution in server.executions() {
         assert_eq!(execution.count, 1, "{}", execution.reference);
     }
