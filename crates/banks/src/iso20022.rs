@@ -1684,6 +1684,49 @@ mOemRxF4G9Wbf3Wln+ejOw5RtaZn9PAhhmdbv5wUR9a5Melqr9mJRumZ
         assert!(mark_payroll(b"<PmtInf/>".to_vec()).is_err());
     }
 
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("connection error")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_handshake_refused_by_the_bank_is_recognised_under_io_errors() {
+        use rustls::AlertDescription as A;
+        let wrapped = |error: rustls::Error| {
+            Outer(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+        };
+        for alert in [
+            A::CertificateRequired,
+            A::BadCertificate,
+            A::UnknownCA,
+            A::DecryptError,
+        ] {
+            let error = wrapped(rustls::Error::AlertReceived(alert));
+            assert_eq!(refused_handshake(&error), Some(alert));
+        }
+        // Alerts that do not prove a refused handshake, and other errors.
+        for error in [
+            wrapped(rustls::Error::AlertReceived(A::CloseNotify)),
+            wrapped(rustls::Error::AlertReceived(A::InternalError)),
+            wrapped(rustls::Error::DecryptError),
+        ] {
+            assert_eq!(refused_handshake(&error), None);
+        }
+        let plain = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset",
+        ));
+        assert_eq!(refused_handshake(&plain), None);
+    }
+
     #[test]
     fn quoted_bank_text_is_cut_short() {
         let text = quoted(&"9".repeat(100));
