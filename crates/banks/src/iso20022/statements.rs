@@ -13,7 +13,8 @@
 //! - a page number other than the one asked, a later page without
 //!   `MsgPgntn`, more than [`MAX_PAGES_PER_CALL`] pages in one call;
 //! - a statement or report for another account or currency, a `C53` day
-//!   without `OPBD` and `CLBD`, a day dated outside the asked range, a day
+//!   without `OPBD` and `CLBD`, a day of the range without its `Stmt`, a
+//!   day dated outside the asked range, a day
 //!   repeated with another `Id` or other balances (a day split across pages
 //!   repeats its header unchanged, and is merged);
 //! - an entry before any statement header, in another currency, of zero
@@ -382,6 +383,7 @@ impl Iso20022Connector {
                     .await;
                 gathered.pages = pages;
                 result?;
+                self.check_every_day(query, (from, to), &gathered)?;
             }
         }
         if query.from <= today && today <= query.to {
@@ -406,6 +408,30 @@ impl Iso20022Connector {
             entries: gathered.entries,
             day_balances: gathered.days.into_values().map(|(_, day)| day).collect(),
         })
+    }
+
+    /// `C53` has one `Stmt` per day of the range, a day without entries
+    /// included; a missing one means pages or statements were lost.
+    fn check_every_day(
+        &self,
+        query: &TransactionQuery,
+        (from, to): (BusinessDate, BusinessDate),
+        gathered: &Gathered,
+    ) -> Result<(), BankError> {
+        let mut day = from;
+        while day <= to {
+            if !gathered.days.contains_key(&day) {
+                return Err(self.protocol(format!(
+                    "C53 for account {} from {from} to {to} has no statement for {day}; expected one per day",
+                    query.number.masked()
+                )));
+            }
+            match day.add_days(1) {
+                Ok(next) => day = next,
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     fn statement_page(
