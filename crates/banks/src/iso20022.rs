@@ -87,6 +87,7 @@ pub const PARTNER_HEADER: &str = "X-H2H-Partner";
 pub const ERROR_DUPLICATE_MESSAGE: &str = "DUPLICATE_MESSAGE";
 pub const ERROR_FILE_REJECTED: &str = "FILE_REJECTED";
 pub const ERROR_NOT_FOUND: &str = "NOT_FOUND";
+pub const ERROR_BAD_REQUEST: &str = "BAD_REQUEST";
 /// The `status` of a `CCT` answer that took the file.
 pub const STATUS_RECEIVED: &str = "RCVD";
 /// The failure code of an account the bank left out of a balance report:
@@ -495,6 +496,9 @@ impl Iso20022Connector {
         let document = ErrorDocument::parse(body);
         match classify_refusal(order, status, document.as_ref()) {
             Refusal::NotFound => Answer::NotFound,
+            Refusal::AccountsUnknown => {
+                Answer::AccountsUnknown(document.map(|d| d.message).unwrap_or_default())
+            }
             Refusal::NotProcessed => Answer::Error(BankError::NotProcessed {
                 bank: self.bank(),
                 reason: format!(
@@ -531,9 +535,29 @@ impl Iso20022Connector {
         order: &'static str,
         query: &[(&str, String)],
     ) -> Result<Vec<u8>, BankError> {
+        match self.read_report(order, query).await? {
+            Report::Body(body) => Ok(body),
+            Report::AccountsUnknown(message) => Err(BankError::OutcomeUnknown {
+                bank: self.bank(),
+                cause: UnknownCause::HttpStatus(400),
+                reason: format!(
+                    "{order} refused the account parameter: {}",
+                    quoted(&message)
+                ),
+            }),
+        }
+    }
+
+    /// A read that may also answer "none of these accounts".
+    async fn read_report(
+        &self,
+        order: &'static str,
+        query: &[(&str, String)],
+    ) -> Result<Report, BankError> {
         self.observed(order, async {
             match self.get(order, query).await {
-                Ok(body) => Ok(body),
+                Ok(body) => Ok(Report::Body(body)),
+                Err(Answer::AccountsUnknown(message)) => Ok(Report::AccountsUnknown(message)),
                 Err(Answer::Error(e)) => Err(e),
                 Err(Answer::NotFound) => Err(BankError::OutcomeUnknown {
                     bank: self.bank(),
@@ -727,6 +751,11 @@ impl Iso20022Connector {
             if status != reqwest::StatusCode::OK {
                 return match self.refusal(ORDER_CREDIT_TRANSFER, status.as_u16(), &body) {
                     Answer::Error(e) => Err(e),
+                    Answer::AccountsUnknown(_) => Err(BankError::OutcomeUnknown {
+                        bank: self.bank(),
+                        cause: UnknownCause::HttpStatus(status.as_u16()),
+                        reason: "CCT answered an account refusal; expected 200 RCVD".into(),
+                    }),
                     // CCT has no "not found": an unexplained 404 after the
                     // upload may have been taken.
                     Answer::NotFound => Err(BankError::OutcomeUnknown {
@@ -776,6 +805,13 @@ impl Iso20022Connector {
                 Ok(body) => body,
                 Err(Answer::NotFound) => return Ok(None),
                 Err(Answer::Error(e)) => return Err(e),
+                Err(Answer::AccountsUnknown(message)) => {
+                    return Err(BankError::OutcomeUnknown {
+                        bank: self.bank(),
+                        cause: UnknownCause::HttpStatus(400),
+                        reason: format!("PSR answered an account refusal: {}", quoted(&message)),
+                    })
+                }
             };
             let (_, report) = pain002::parse_with_limits(&body, &self.limits).map_err(|e| {
                 self.protocol(format!("PSR answer is not a pain.002 status report: {e}"))
@@ -858,9 +894,18 @@ struct Upload {
     status: String,
 }
 
+/// What a report request gave.
+enum Report {
+    Body(Vec<u8>),
+    /// `C52`: none of the asked accounts is visible; the bank's message.
+    AccountsUnknown(String),
+}
+
 /// The bank's answer to a GET that did not give a body.
 enum Answer {
     NotFound,
+    /// `C52`: none of the asked accounts is visible to the partner.
+    AccountsUnknown(String),
     Error(BankError),
 }
 
@@ -879,6 +924,9 @@ pub struct ErrorDocument {
     pub reason: Option<String>,
     #[serde(default)]
     pub order_id: Option<String>,
+    /// The request parameter a `400` is about.
+    #[serde(default)]
+    pub parameter: Option<String>,
 }
 
 impl ErrorDocument {
@@ -899,6 +947,9 @@ pub enum Refusal {
     Duplicate,
     /// `PSR`: no file with this message id (yet).
     NotFound,
+    /// `C52`: the `account` parameters were refused: the partner sees none
+    /// of the accounts asked.
+    AccountsUnknown,
     /// Anything else: the bank may have acted.
     Unknown,
 }
@@ -913,7 +964,12 @@ pub enum Refusal {
 /// - `CCT` `422` `FILE_REJECTED` → `Rejected` with the reason code (the
 ///   document's `reason`, else its `error`);
 /// - `CCT` `409` `DUPLICATE_MESSAGE` → `Duplicate`;
-/// - `PSR` `404` `NOT_FOUND` → `NotFound`.
+/// - `PSR` `404` `NOT_FOUND` → `NotFound`;
+/// - `C52` `400` `BAD_REQUEST` about the `account` parameter →
+///   `AccountsUnknown`: the family leaves accounts the partner may not see
+///   out of a report, and a report with none left is refused this way
+///   (docs/families/iso20022.md, "Simulator notes"), so every asked account
+///   is unknown (`AC01`), not the call failed.
 pub fn classify_refusal(order: &str, status: u16, document: Option<&ErrorDocument>) -> Refusal {
     let Some(document) = document else {
         return Refusal::Unknown;
@@ -932,6 +988,11 @@ pub fn classify_refusal(order: &str, status: u16, document: Option<&ErrorDocumen
         },
         (ORDER_CREDIT_TRANSFER, 409, ERROR_DUPLICATE_MESSAGE) => Refusal::Duplicate,
         (ORDER_PAYMENT_STATUS, 404, ERROR_NOT_FOUND) => Refusal::NotFound,
+        (ORDER_INTRADAY, 400, ERROR_BAD_REQUEST)
+            if document.parameter.as_deref() == Some("account") =>
+        {
+            Refusal::AccountsUnknown
+        }
         _ => Refusal::Unknown,
     }
 }
@@ -1456,6 +1517,7 @@ mOemRxF4G9Wbf3Wln+ejOw5RtaZn9PAhhmdbv5wUR9a5Melqr9mJRumZ
             processed,
             reason: reason.map(str::to_string),
             order_id: None,
+            parameter: None,
         }
     }
 
@@ -1540,6 +1602,23 @@ mOemRxF4G9Wbf3Wln+ejOw5RtaZn9PAhhmdbv5wUR9a5Melqr9mJRumZ
                 404,
                 Some(&document(ERROR_NOT_FOUND, Some(false), None))
             ),
+            Refusal::Unknown
+        );
+        let mut about_accounts = document(ERROR_BAD_REQUEST, Some(false), None);
+        about_accounts.parameter = Some("account".into());
+        assert_eq!(
+            classify_refusal(ORDER_INTRADAY, 400, Some(&about_accounts)),
+            Refusal::AccountsUnknown
+        );
+        for order in [ORDER_STATEMENT, ORDER_CREDIT_TRANSFER] {
+            assert_eq!(
+                classify_refusal(order, 400, Some(&about_accounts)),
+                Refusal::Unknown
+            );
+        }
+        about_accounts.parameter = Some("page".into());
+        assert_eq!(
+            classify_refusal(ORDER_INTRADAY, 400, Some(&about_accounts)),
             Refusal::Unknown
         );
         for status in [400, 500, 502, 504] {

@@ -1003,3 +1003,46 @@ async fn an_account_left_out_of_a_report_fails_alone_and_a_dropped_entry_breaks_
     assert_eq!(broken.count(), 1, "exactly the day with the dropped entry");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn accounts_the_partner_cannot_see_fail_alone_even_when_all_of_a_request_are() {
+    let server = start(instant()).await;
+    let mut one = settings(&server);
+    one.max_accounts_per_query = 1;
+    let connector = Iso20022Connector::new(one).unwrap();
+    let known = &eur_accounts(&server)[0];
+    let queries = [
+        BalanceQuery {
+            number: AccountNumber::parse("DE89370400440532013000").unwrap(),
+            currency: domain::Currency::EUR,
+        },
+        BalanceQuery {
+            number: AccountNumber::parse(&known.number).unwrap(),
+            currency: known.currency,
+        },
+    ];
+    // One account a request: the first request asks only an unknown one.
+    let outcomes = bounded(connector.balances(&queries)).await.unwrap();
+    assert!(
+        matches!(&outcomes[0], BalanceOutcome::Failed { code, .. } if code == CODE_ACCOUNT_UNKNOWN),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        matches!(outcomes[1], BalanceOutcome::Ok(_)),
+        "{:?}",
+        outcomes[1]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_partner_is_not_processed_and_says_so() {
+    let server = start(instant()).await;
+    let mut wrong = settings(&server);
+    wrong.login = "NOBODY".into();
+    let connector = Iso20022Connector::new(wrong).unwrap();
+    let reason = expect_not_processed(bounded(connector.list_accounts()).await, "wrong partner");
+    assert!(reason.contains("UNKNOWN_PARTNER"), "{reason}");
+    server.shutdown().await;
+}

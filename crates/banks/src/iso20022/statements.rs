@@ -41,7 +41,7 @@ use formats::iso20022::camt053::{
 use formats::iso20022::AccountIdentification;
 
 use super::{
-    quoted, Iso20022Connector, CODE_ACCOUNT_UNKNOWN, MAX_PAGES_PER_CALL,
+    quoted, Iso20022Connector, Report, CODE_ACCOUNT_UNKNOWN, MAX_PAGES_PER_CALL,
     MAX_TRANSACTION_RANGE_DAYS, ORDER_INTRADAY, ORDER_STATEMENT,
 };
 use crate::{
@@ -120,14 +120,15 @@ enum Source {
 
 impl Iso20022Connector {
     /// Follows the pages of one request; `on_page` reads a page and says
-    /// what its `MsgPgntn` was.
+    /// what its `MsgPgntn` was. `Ok(false)` when the bank refused every
+    /// asked account on the first page (`C52` only).
     async fn paged<F>(
         &self,
         order: &'static str,
         query: &[(&str, String)],
         pages: &mut u32,
         mut on_page: F,
-    ) -> Result<(), BankError>
+    ) -> Result<bool, BankError>
     where
         F: FnMut(u32, &[u8]) -> Result<Option<Pagination>, BankError> + Send,
     {
@@ -143,9 +144,16 @@ impl Iso20022Connector {
             if page > 1 {
                 asked.push(("page", page.to_string()));
             }
-            let body = self.read(order, &asked).await?;
+            let body = if page == 1 && order == ORDER_INTRADAY {
+                match self.read_report(order, &asked).await? {
+                    Report::Body(body) => body,
+                    Report::AccountsUnknown(_) => return Ok(false),
+                }
+            } else {
+                self.read(order, &asked).await?
+            };
             match on_page(page, &body)? {
-                None if page == 1 => return Ok(()),
+                None if page == 1 => return Ok(true),
                 None => {
                     return Err(self.protocol(format!(
                     "{order} page {page} has no MsgPgntn although page 1 had; expected PgNb {page}"
@@ -157,7 +165,7 @@ impl Iso20022Connector {
                         p.page_number
                     )))
                 }
-                Some(p) if p.last_page => return Ok(()),
+                Some(p) if p.last_page => return Ok(true),
                 Some(_) => {
                     page = page
                         .checked_add(1)
@@ -182,6 +190,8 @@ impl Iso20022Connector {
         query.push(("entries", "none".to_string()));
         let mut reported: HashMap<String, Reported> = HashMap::new();
         let mut pages = 0;
+        // When the bank refuses every account, none is reported: each one
+        // fails alone (AC01) below.
         self.paged(ORDER_INTRADAY, &query, &mut pages, |page, bytes| {
             self.balance_page(page, bytes, &asked, &mut reported)
         })
@@ -396,7 +406,13 @@ impl Iso20022Connector {
                 })
                 .await;
             gathered.pages = pages;
-            result?;
+            if !result? {
+                return Err(self.protocol(format!(
+                    "C52 says partner {} may not see account {}; expected its intraday report",
+                    self.settings.login,
+                    query.number.masked()
+                )));
+            }
         }
         tracing::debug!(
             pages = gathered.pages,
