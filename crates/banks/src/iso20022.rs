@@ -97,6 +97,11 @@ pub const CODE_ACCOUNT_UNKNOWN: &str = "AC01";
 /// back by the creditor's bank.
 pub const REASON_RETURNED: &str = "RTRN";
 
+/// Most `account` parameters of one `C52`, whatever `max_accounts_per_query`
+/// says: the family documents no limit, and the simulated bank (like real
+/// gateways) refuses more than 50 with the same `400` it gives when it sees
+/// none of the accounts, which must not be mistaken for that.
+pub const MAX_ACCOUNTS_PER_REPORT: usize = 50;
 /// Default of [`Iso20022Options::max_batch_items`]: transactions in one
 /// uploaded chunk. The gateway cuts batches into chunks of at most this
 /// many, each one `CCT` and one `PSR` answer; a thousand keeps both answers
@@ -1267,7 +1272,11 @@ impl BankConnector for Iso20022Connector {
     async fn balances(&self, accounts: &[BalanceQuery]) -> Result<Vec<BalanceOutcome>, BankError> {
         let mut outcomes = Vec::with_capacity(accounts.len());
         // Sequential on purpose: per-bank concurrency is the gateway's.
-        for chunk in accounts.chunks(self.settings.max_accounts_per_query) {
+        let size = self
+            .settings
+            .max_accounts_per_query
+            .min(MAX_ACCOUNTS_PER_REPORT);
+        for chunk in accounts.chunks(size) {
             outcomes.extend(self.balances_chunk(chunk).await?);
         }
         Ok(outcomes)
