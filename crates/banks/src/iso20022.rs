@@ -20,6 +20,8 @@
 //! | `422` `FILE_REJECTED` on `CCT` | `Rejected` with the ISO reason code |
 //! | `409` `DUPLICATE_MESSAGE` on `CCT` | `OutcomeUnknown(Protocol)`: ask `PSR` |
 //! | `404` `NOT_FOUND` on `PSR` | [`StatusAnswer::NotFound`] |
+//! | `400` about `account` on a balance `C52` (the partner sees none of them) | each account [`BalanceOutcome::Failed`] `AC01` |
+//! | a debtor account the bank's `HTD` does not list | `Rejected` `AC01`, nothing uploaded |
 //! | timeout after the request was sent | `OutcomeUnknown(Timeout)` |
 //! | reset or broken body | `OutcomeUnknown(Transport)` |
 //! | any other HTTP status | `OutcomeUnknown(HttpStatus)` |
