@@ -520,8 +520,14 @@ impl Iso20022Connector {
                 message: document.map(|d| d.message).unwrap_or_default(),
             }),
             Refusal::Duplicate => Answer::Error(self.protocol(format!(
-                "{order} answered HTTP {status} {}: a file with this message id was taken before; ask PSR for its result",
-                describe_document(document.as_ref())
+                "{order} answered HTTP {status} {}: a file with this message id was taken before (order {}); ask PSR for its result",
+                describe_document(document.as_ref()),
+                quoted(
+                    document
+                        .as_ref()
+                        .and_then(|d| d.order_id.as_deref())
+                        .unwrap_or_default()
+                )
             ))),
             Refusal::Unknown => Answer::Error(BankError::OutcomeUnknown {
                 bank: self.bank(),
