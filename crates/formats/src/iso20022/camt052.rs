@@ -25,7 +25,7 @@ use super::camt053::{
     parse_entry, parse_group_header, render_entry, render_group_header, render_header, Entry,
     GroupHeader, HeaderBuilder, Statement, StatementHeader, Version,
 };
-use super::xml::{Token, Writer, XmlReader};
+use super::xml::{Tag, Tree, Writer, XmlReader};
 use super::{Limits, ParseError, RenderError};
 
 /// The XML namespace of `camt.052.001.08`.
@@ -223,6 +223,10 @@ enum State {
 /// The camt.053 reader's state machine, over the names of a [`Shape`].
 pub(crate) struct MessageReader<R: BufRead> {
     xml: XmlReader<R>,
+    /// The header element or entry being read, reused for the next.
+    tree: Tree,
+    /// The path of the entry being read, reused for the next.
+    entry_path: String,
     shape: &'static Shape,
     state: State,
     pending: Option<Item>,
@@ -234,6 +238,8 @@ impl<R: BufRead> MessageReader<R> {
     pub(crate) fn new(input: R, limits: Limits, shape: &'static Shape) -> MessageReader<R> {
         MessageReader {
             xml: XmlReader::new(input, limits),
+            tree: Tree::default(),
+            entry_path: String::new(),
             shape,
             state: State::Start,
             pending: None,
@@ -268,14 +274,14 @@ impl<R: BufRead> MessageReader<R> {
                     self.state = State::InMessage;
                 }
                 State::InMessage => match self.xml.next_tag()? {
-                    Token::Open(open) if open.name == "GrpHdr" && !self.seen_group => {
+                    Tag::Open if self.xml.open_name() == "GrpHdr" && !self.seen_group => {
                         let path = self.xml.path();
-                        let node = self.xml.read_tree(open)?;
+                        let node = self.xml.read_tree(&mut self.tree)?;
                         self.seen_group = true;
                         self.state = State::InMessage;
-                        return Ok(Some(Item::Group(parse_group_header(&node, &path)?)));
+                        return Ok(Some(Item::Group(parse_group_header(node, &path)?)));
                     }
-                    Token::Open(open) if open.name == self.shape.block => {
+                    Tag::Open if self.xml.open_name() == self.shape.block => {
                         if !self.seen_group {
                             return Err(self.missing("GrpHdr"));
                         }
@@ -290,11 +296,11 @@ impl<R: BufRead> MessageReader<R> {
                             emitted: false,
                         }));
                     }
-                    Token::Open(open) => {
-                        self.xml.read_tree(open)?;
+                    Tag::Open => {
+                        self.xml.read_tree(&mut self.tree)?;
                         self.state = State::InMessage;
                     }
-                    Token::Close => {
+                    Tag::Close => {
                         if !self.seen_group {
                             return Err(self.missing("GrpHdr"));
                         }
@@ -303,7 +309,7 @@ impl<R: BufRead> MessageReader<R> {
                         }
                         self.state = State::AfterMessage;
                     }
-                    Token::Text(_) | Token::Eof => {
+                    Tag::Eof => {
                         return Err(ParseError::Structure {
                             path: self.shape.message.to_owned(),
                             problem: "the message is not closed".to_owned(),
@@ -311,10 +317,10 @@ impl<R: BufRead> MessageReader<R> {
                     }
                 },
                 State::InBlock(mut builder) => match self.xml.next_tag()? {
-                    Token::Open(open) if open.name == "Ntry" => {
-                        let path = self.xml.path();
-                        let node = self.xml.read_tree(open)?;
-                        let entry = parse_entry(&node, &path)?;
+                    Tag::Open if self.xml.open_name() == "Ntry" => {
+                        self.xml.path_into(&mut self.entry_path);
+                        let node = self.xml.read_tree(&mut self.tree)?;
+                        let entry = parse_entry(node, &self.entry_path)?;
                         if builder.emitted {
                             self.state = State::InBlock(builder);
                             return Ok(Some(Item::Entry(entry)));
@@ -325,22 +331,23 @@ impl<R: BufRead> MessageReader<R> {
                         self.pending = Some(Item::Entry(entry));
                         return Ok(Some(Item::Header(header)));
                     }
-                    Token::Open(open) => {
-                        let name = open.name.clone();
-                        let path = self.xml.path();
-                        let node = self.xml.read_tree(open)?;
-                        if !builder.emitted {
-                            builder.apply(&name, &node, &path)?;
-                        }
+                    Tag::Open if builder.emitted => {
+                        self.xml.read_tree(&mut self.tree)?;
                         self.state = State::InBlock(builder);
                     }
-                    Token::Close => {
+                    Tag::Open => {
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(&mut self.tree)?;
+                        builder.apply(node, &path)?;
+                        self.state = State::InBlock(builder);
+                    }
+                    Tag::Close => {
                         self.state = State::InMessage;
                         if !builder.emitted {
                             return Ok(Some(Item::Header(builder.finish()?)));
                         }
                     }
-                    Token::Text(_) | Token::Eof => {
+                    Tag::Eof => {
                         return Err(ParseError::Structure {
                             path: builder.path.clone(),
                             problem: format!("the {} is not closed", self.shape.block),

@@ -39,7 +39,7 @@ use std::io::BufRead;
 use domain::{BusinessDate, Currency, Money};
 
 use super::pain001::{account_id, parse_account_id, parse_party, parse_remittance};
-use super::xml::{self, Node, Token, Writer, XmlReader};
+use super::xml::{self, Node, Tag, Tree, Writer, XmlReader};
 use super::{
     clip, is_iso_date_time, AccountIdentification, Limits, ParseError, Party, RenderError, MAX140,
     MAX35,
@@ -603,6 +603,10 @@ pub(crate) struct HeaderBuilder {
 /// module documentation. As an iterator it stops after the first error.
 pub struct StatementReader<R: BufRead> {
     xml: XmlReader<R>,
+    /// The header element or entry being read, reused for the next.
+    tree: Tree,
+    /// The path of the entry being read, reused for the next.
+    entry_path: String,
     version: Option<Version>,
     state: State,
     pending: Option<StatementItem>,
@@ -614,6 +618,8 @@ impl<R: BufRead> StatementReader<R> {
     pub fn new(input: R, limits: Limits) -> StatementReader<R> {
         StatementReader {
             xml: XmlReader::new(input, limits),
+            tree: Tree::default(),
+            entry_path: String::new(),
             version: None,
             state: State::Start,
             pending: None,
@@ -650,16 +656,14 @@ impl<R: BufRead> StatementReader<R> {
                     self.state = State::InMessage;
                 }
                 State::InMessage => match self.xml.next_tag()? {
-                    Token::Open(open) if open.name == "GrpHdr" && !self.seen_group => {
+                    Tag::Open if self.xml.open_name() == "GrpHdr" && !self.seen_group => {
                         let path = self.xml.path();
-                        let node = self.xml.read_tree(open)?;
+                        let node = self.xml.read_tree(&mut self.tree)?;
                         self.seen_group = true;
                         self.state = State::InMessage;
-                        return Ok(Some(StatementItem::Group(parse_group_header(
-                            &node, &path,
-                        )?)));
+                        return Ok(Some(StatementItem::Group(parse_group_header(node, &path)?)));
                     }
-                    Token::Open(open) if open.name == "Stmt" => {
+                    Tag::Open if self.xml.open_name() == "Stmt" => {
                         if !self.seen_group {
                             return Err(ParseError::Missing {
                                 path: format!("{MESSAGE}/GrpHdr"),
@@ -676,11 +680,11 @@ impl<R: BufRead> StatementReader<R> {
                             emitted: false,
                         }));
                     }
-                    Token::Open(open) => {
-                        self.xml.read_tree(open)?;
+                    Tag::Open => {
+                        self.xml.read_tree(&mut self.tree)?;
                         self.state = State::InMessage;
                     }
-                    Token::Close => {
+                    Tag::Close => {
                         if !self.seen_group {
                             return Err(ParseError::Missing {
                                 path: format!("{MESSAGE}/GrpHdr"),
@@ -693,7 +697,7 @@ impl<R: BufRead> StatementReader<R> {
                         }
                         self.state = State::AfterMessage;
                     }
-                    Token::Text(_) | Token::Eof => {
+                    Tag::Eof => {
                         return Err(ParseError::Structure {
                             path: MESSAGE.to_owned(),
                             problem: "the message is not closed".to_owned(),
@@ -701,10 +705,10 @@ impl<R: BufRead> StatementReader<R> {
                     }
                 },
                 State::InStatement(mut builder) => match self.xml.next_tag()? {
-                    Token::Open(open) if open.name == "Ntry" => {
-                        let path = self.xml.path();
-                        let node = self.xml.read_tree(open)?;
-                        let entry = parse_entry(&node, &path)?;
+                    Tag::Open if self.xml.open_name() == "Ntry" => {
+                        self.xml.path_into(&mut self.entry_path);
+                        let node = self.xml.read_tree(&mut self.tree)?;
+                        let entry = parse_entry(node, &self.entry_path)?;
                         if builder.emitted {
                             self.state = State::InStatement(builder);
                             return Ok(Some(StatementItem::Entry(entry)));
@@ -715,22 +719,23 @@ impl<R: BufRead> StatementReader<R> {
                         self.pending = Some(StatementItem::Entry(entry));
                         return Ok(Some(StatementItem::Statement(header)));
                     }
-                    Token::Open(open) => {
-                        let name = open.name.clone();
-                        let path = self.xml.path();
-                        let node = self.xml.read_tree(open)?;
-                        if !builder.emitted {
-                            builder.apply(&name, &node, &path)?;
-                        }
+                    Tag::Open if builder.emitted => {
+                        self.xml.read_tree(&mut self.tree)?;
                         self.state = State::InStatement(builder);
                     }
-                    Token::Close => {
+                    Tag::Open => {
+                        let path = self.xml.path();
+                        let node = self.xml.read_tree(&mut self.tree)?;
+                        builder.apply(node, &path)?;
+                        self.state = State::InStatement(builder);
+                    }
+                    Tag::Close => {
                         self.state = State::InMessage;
                         if !builder.emitted {
                             return Ok(Some(StatementItem::Statement(builder.finish()?)));
                         }
                     }
-                    Token::Text(_) | Token::Eof => {
+                    Tag::Eof => {
                         return Err(ParseError::Structure {
                             path: builder.path.clone(),
                             problem: "the statement is not closed".to_owned(),
@@ -758,19 +763,19 @@ impl<R: BufRead> Iterator for StatementReader<R> {
 
 impl HeaderBuilder {
     /// Takes in one child element of `Stmt` (before the entries).
-    pub(crate) fn apply(&mut self, name: &str, node: &Node, path: &str) -> Result<(), ParseError> {
-        match name {
+    pub(crate) fn apply(&mut self, node: Node<'_>, path: &str) -> Result<(), ParseError> {
+        match node.name() {
             "Id" if self.id.is_none() => {
-                if node.text.is_empty() {
+                if node.text().is_empty() {
                     return Err(ParseError::Invalid {
                         path: path.to_owned(),
                         problem: "empty; text is required".to_owned(),
                     });
                 }
-                self.id = Some(node.text.clone());
+                self.id = Some(node.text().to_owned());
             }
             "ElctrncSeqNb" => {
-                let text = xml::trimmed(&node.text);
+                let text = xml::trimmed(node.text());
                 let number = text
                     .parse::<u64>()
                     .ok()
@@ -782,14 +787,14 @@ impl HeaderBuilder {
                     })?);
             }
             "CreDtTm" => {
-                let text = xml::trimmed(&node.text);
+                let text = xml::trimmed(node.text());
                 self.created_at = (!text.is_empty()).then(|| text.to_owned());
             }
             "Acct" if self.account.is_none() => {
                 let account = parse_account_id(node, path)?;
                 let currency = match node.child("Ccy") {
                     Some(ccy) => {
-                        Some(Currency::from_code(xml::trimmed(&ccy.text)).map_err(|e| {
+                        Some(Currency::from_code(xml::trimmed(ccy.text())).map_err(|e| {
                             ParseError::Invalid {
                                 path: format!("{path}/Ccy"),
                                 problem: e.to_string(),
@@ -842,7 +847,7 @@ fn version_of(namespace: Option<&str>) -> Result<Version, ParseError> {
 
 /// `GrpHdr`: `MsgId`, `CreDtTm` and the optional `MsgPgntn` (shared with
 /// camt.052 and camt.054).
-pub(crate) fn parse_group_header(node: &Node, path: &str) -> Result<GroupHeader, ParseError> {
+pub(crate) fn parse_group_header(node: Node<'_>, path: &str) -> Result<GroupHeader, ParseError> {
     let pagination = match node.child("MsgPgntn") {
         None => None,
         Some(pages) => {
@@ -878,7 +883,7 @@ pub(crate) fn parse_group_header(node: &Node, path: &str) -> Result<GroupHeader,
     })
 }
 
-pub(crate) fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, ParseError> {
+pub(crate) fn credit_debit(node: Node<'_>, path: &str) -> Result<CreditDebit, ParseError> {
     let code = xml::required_code(node, path, &["CdtDbtInd"])?;
     CreditDebit::from_code(code).ok_or_else(|| ParseError::Invalid {
         path: format!("{path}/CdtDbtInd"),
@@ -886,7 +891,7 @@ pub(crate) fn credit_debit(node: &Node, path: &str) -> Result<CreditDebit, Parse
     })
 }
 
-pub(crate) fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseError> {
+pub(crate) fn parse_balance(node: Node<'_>, path: &str) -> Result<Balance, ParseError> {
     let code = xml::required_code(node, path, &["Tp", "CdOrPrtry", "Cd"])?;
     let kind = BalanceType::from_code(code).ok_or_else(|| ParseError::Invalid {
         path: format!("{path}/Tp/CdOrPrtry/Cd"),
@@ -900,12 +905,12 @@ pub(crate) fn parse_balance(node: &Node, path: &str) -> Result<Balance, ParseErr
     })
 }
 
-pub(crate) fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> {
+pub(crate) fn parse_entry(node: Node<'_>, path: &str) -> Result<Entry, ParseError> {
     let status_code = xml::required(node, path, &["Sts"])?;
     // Version .001.02 writes the code directly in `Sts`.
     let code = match status_code.child("Cd") {
-        Some(cd) => xml::trimmed(&cd.text),
-        None => xml::trimmed(&status_code.text),
+        Some(cd) => xml::trimmed(cd.text()),
+        None => xml::trimmed(status_code.text()),
     };
     let status = EntryStatus::from_code(code).ok_or_else(|| ParseError::Invalid {
         path: format!("{path}/Sts/Cd"),
@@ -935,7 +940,7 @@ pub(crate) fn parse_entry(node: &Node, path: &str) -> Result<Entry, ParseError> 
     })
 }
 
-pub(crate) fn parse_transaction(node: &Node) -> TransactionDetails {
+pub(crate) fn parse_transaction(node: Node<'_>) -> TransactionDetails {
     let party = |role: &str| {
         let Some(related) = node.at(&["RltdPties", role]) else {
             return Party::default();

@@ -66,7 +66,7 @@ use domain::{Bic, BusinessDate, Money};
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 
-use super::xml::{self, Node, Token, Writer, XmlReader};
+use super::xml::{self, Node, Tag, Tree, Writer, XmlReader};
 use super::{
     clip, is_iso_date_time, AccountIdentification, Agent, Limits, ParseError, Party, RenderError,
     MAX140, MAX34, MAX35, MAX70, MAX_ADDRESS_LINES,
@@ -600,22 +600,27 @@ fn parse_from<R: BufRead>(
 ) -> Result<CustomerCreditTransferInitiation, ParseError> {
     let mut reader = XmlReader::new(input, limits);
     reader.enter_message(MESSAGE)?;
-    let mut header: Option<(Node, String)> = None;
+    let mut header_tree = Tree::default();
+    let mut header_path: Option<String> = None;
+    let mut tree = Tree::default();
     let mut payments = Vec::new();
     loop {
         match reader.next_tag()? {
-            Token::Open(open) => {
-                let name = open.name.clone();
+            Tag::Open if reader.open_name() == "GrpHdr" && header_path.is_none() => {
                 let path = reader.path();
-                let node = reader.read_tree(open)?;
-                match name.as_str() {
-                    "GrpHdr" if header.is_none() => header = Some((node, path)),
-                    "PmtInf" => payments.push(parse_payment(&node, &path, version)?),
-                    _ => {}
-                }
+                reader.read_tree(&mut header_tree)?;
+                header_path = Some(path);
             }
-            Token::Close => break,
-            Token::Text(_) | Token::Eof => {
+            Tag::Open if reader.open_name() == "PmtInf" => {
+                let path = reader.path();
+                let node = reader.read_tree(&mut tree)?;
+                payments.push(parse_payment(node, &path, version)?);
+            }
+            Tag::Open => {
+                reader.read_tree(&mut tree)?;
+            }
+            Tag::Close => break,
+            Tag::Eof => {
                 return Err(ParseError::Missing {
                     path: format!("{MESSAGE}/GrpHdr"),
                 })
@@ -624,9 +629,10 @@ fn parse_from<R: BufRead>(
     }
     reader.finish()?;
 
-    let (header, path) = header.ok_or_else(|| ParseError::Missing {
+    let path = header_path.ok_or_else(|| ParseError::Missing {
         path: format!("{MESSAGE}/GrpHdr"),
     })?;
+    let header = header_tree.root();
     if payments.is_empty() {
         return Err(ParseError::Missing {
             path: format!("{MESSAGE}/PmtInf"),
@@ -636,10 +642,10 @@ fn parse_from<R: BufRead>(
         .iter()
         .flat_map(|p: &PaymentInformation| p.transactions.iter().map(|t| &t.amount));
     let count = payments.iter().map(|p| p.transactions.len()).sum();
-    check_totals(&header, &path, count, Decimal::sum(amounts), true)?;
+    check_totals(header, &path, count, Decimal::sum(amounts), true)?;
     Ok(CustomerCreditTransferInitiation {
-        message_id: xml::required_text(&header, &path, &["MsgId"])?,
-        created_at: xml::required_code(&header, &path, &["CreDtTm"])?.to_owned(),
+        message_id: xml::required_text(header, &path, &["MsgId"])?,
+        created_at: xml::required_code(header, &path, &["CreDtTm"])?.to_owned(),
         initiating_party: parse_party(header.child("InitgPty")),
         payments,
     })
@@ -648,7 +654,7 @@ fn parse_from<R: BufRead>(
 /// `NbOfTxs` (required in the group header, optional in `PmtInf`) and
 /// `CtrlSum` (optional) against what the transactions give.
 fn check_totals(
-    node: &Node,
+    node: Node<'_>,
     path: &str,
     count: usize,
     sum: Decimal,
@@ -661,7 +667,7 @@ fn check_totals(
     };
     if let Some(count_node) = count_node {
         let at = format!("{path}/NbOfTxs");
-        let text = xml::trimmed(&count_node.text);
+        let text = xml::trimmed(count_node.text());
         if text.is_empty()
             || text.len() > MAX_COUNT_DIGITS
             || !text.bytes().all(|b| b.is_ascii_digit())
@@ -681,7 +687,7 @@ fn check_totals(
     }
     if let Some(sum_node) = node.child("CtrlSum") {
         let at = format!("{path}/CtrlSum");
-        let text = xml::trimmed(&sum_node.text);
+        let text = xml::trimmed(sum_node.text());
         let stated = Decimal::parse(text).ok_or_else(|| ParseError::Invalid {
             path: at.clone(),
             problem: format!("{:?} is not a non-negative decimal", clip(text)),
@@ -698,7 +704,7 @@ fn check_totals(
 }
 
 fn parse_payment(
-    node: &Node,
+    node: Node<'_>,
     path: &str,
     version: Version,
 ) -> Result<PaymentInformation, ParseError> {
@@ -745,7 +751,7 @@ fn parse_payment(
 /// `ReqdExctnDt`: the `.09` choice (`Dt`, or the date part of `DtTm`); in
 /// `.03` the element's own text, or the `.09` choice when it has children.
 fn parse_execution_date(
-    node: &Node,
+    node: Node<'_>,
     path: &str,
     version: Version,
 ) -> Result<BusinessDate, ParseError> {
@@ -753,7 +759,7 @@ fn parse_execution_date(
     match version {
         Version::V09 => xml::date_choice(node, path, names),
         Version::V03 => {
-            if xml::required(node, path, names)?.children.is_empty() {
+            if !xml::required(node, path, names)?.has_children() {
                 xml::date(node, path, names)
             } else {
                 xml::date_choice(node, path, names)
@@ -763,7 +769,7 @@ fn parse_execution_date(
 }
 
 fn parse_transaction(
-    node: &Node,
+    node: Node<'_>,
     path: &str,
     version: Version,
 ) -> Result<CreditTransfer, ParseError> {
@@ -795,19 +801,19 @@ fn parse_transaction(
 }
 
 /// `RmtInf/Ustrd`, empty lines dropped; shared with camt.053.
-pub(crate) fn parse_remittance(node: &Node) -> Vec<String> {
+pub(crate) fn parse_remittance(node: Node<'_>) -> Vec<String> {
     node.child("RmtInf")
         .map(|rmt| {
             rmt.children("Ustrd")
-                .filter(|u| !u.text.is_empty())
-                .map(|u| u.text.clone())
+                .filter(|u| !u.text().is_empty())
+                .map(|u| u.text().to_owned())
                 .collect()
         })
         .unwrap_or_default()
 }
 
 /// `Nm` and `PstlAdr/AdrLine`, all optional; shared with camt.053.
-pub(crate) fn parse_party(node: Option<&Node>) -> Party {
+pub(crate) fn parse_party(node: Option<Node<'_>>) -> Party {
     let Some(node) = node else {
         return Party::default();
     };
@@ -817,15 +823,19 @@ pub(crate) fn parse_party(node: Option<&Node>) -> Party {
             .child("PstlAdr")
             .map(|adr| {
                 adr.children("AdrLine")
-                    .filter(|l| !l.text.is_empty())
-                    .map(|l| l.text.clone())
+                    .filter(|l| !l.text().is_empty())
+                    .map(|l| l.text().to_owned())
                     .collect()
             })
             .unwrap_or_default(),
     }
 }
 
-fn parse_account(node: &Node, path: &str, name: &str) -> Result<AccountIdentification, ParseError> {
+fn parse_account(
+    node: Node<'_>,
+    path: &str,
+    name: &str,
+) -> Result<AccountIdentification, ParseError> {
     let account = xml::required(node, path, &[name])?;
     parse_account_id(account, &format!("{path}/{name}"))
 }
@@ -833,13 +843,13 @@ fn parse_account(node: &Node, path: &str, name: &str) -> Result<AccountIdentific
 /// `Id/IBAN` or `Id/Othr/Id` of the account element `account` at `path`;
 /// shared with camt.053.
 pub(crate) fn parse_account_id(
-    account: &Node,
+    account: Node<'_>,
     path: &str,
 ) -> Result<AccountIdentification, ParseError> {
     let id = xml::required(account, path, &["Id"])?;
     let at = format!("{path}/Id");
     if let Some(iban) = id.child("IBAN") {
-        return domain::Iban::parse(xml::trimmed(&iban.text))
+        return domain::Iban::parse(xml::trimmed(iban.text()))
             .map(AccountIdentification::Iban)
             .map_err(|e| ParseError::Invalid {
                 path: format!("{at}/IBAN"),
@@ -847,8 +857,8 @@ pub(crate) fn parse_account_id(
             });
     }
     match id.at(&["Othr", "Id"]) {
-        Some(other) if !other.text.is_empty() => {
-            Ok(AccountIdentification::Other(other.text.clone()))
+        Some(other) if !other.text().is_empty() => {
+            Ok(AccountIdentification::Other(other.text().to_owned()))
         }
         Some(_) => Err(ParseError::Invalid {
             path: format!("{at}/Othr/Id"),
@@ -862,7 +872,7 @@ pub(crate) fn parse_account_id(
 
 /// The agent `name`'s BIC: the first of the version's
 /// [`Version::bic_elements_read`] present; missing names the version's own.
-fn parse_bic(node: &Node, path: &str, name: &str, version: Version) -> Result<Bic, ParseError> {
+fn parse_bic(node: Node<'_>, path: &str, name: &str, version: Version) -> Result<Bic, ParseError> {
     let element = version
         .bic_elements_read()
         .iter()

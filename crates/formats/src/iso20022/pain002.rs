@@ -48,7 +48,7 @@ use std::io::BufRead;
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 
-use super::xml::{self, Node, Token, Writer, XmlReader};
+use super::xml::{self, Node, Tag, Tree, Writer, XmlReader};
 use super::{clip, is_iso_date_time, Limits, ParseError, RenderError, MAX35};
 
 /// The message element under `Document`, in both versions.
@@ -594,24 +594,34 @@ fn parse_from<R: BufRead>(
 ) -> Result<CustomerPaymentStatusReport, ParseError> {
     let mut reader = XmlReader::new(input, limits);
     reader.enter_message(MESSAGE)?;
-    let mut header: Option<(Node, String)> = None;
-    let mut group: Option<(Node, String)> = None;
+    let mut header_tree = Tree::default();
+    let mut header_path: Option<String> = None;
+    let mut group_tree = Tree::default();
+    let mut group_path: Option<String> = None;
+    let mut tree = Tree::default();
     let mut payments = Vec::new();
     loop {
         match reader.next_tag()? {
-            Token::Open(open) => {
-                let name = open.name.clone();
+            Tag::Open if reader.open_name() == "GrpHdr" && header_path.is_none() => {
                 let path = reader.path();
-                let node = reader.read_tree(open)?;
-                match name.as_str() {
-                    "GrpHdr" if header.is_none() => header = Some((node, path)),
-                    "OrgnlGrpInfAndSts" if group.is_none() => group = Some((node, path)),
-                    "OrgnlPmtInfAndSts" => payments.push(parse_payment(&node, &path)?),
-                    _ => {}
-                }
+                reader.read_tree(&mut header_tree)?;
+                header_path = Some(path);
             }
-            Token::Close => break,
-            Token::Text(_) | Token::Eof => {
+            Tag::Open if reader.open_name() == "OrgnlGrpInfAndSts" && group_path.is_none() => {
+                let path = reader.path();
+                reader.read_tree(&mut group_tree)?;
+                group_path = Some(path);
+            }
+            Tag::Open if reader.open_name() == "OrgnlPmtInfAndSts" => {
+                let path = reader.path();
+                let node = reader.read_tree(&mut tree)?;
+                payments.push(parse_payment(node, &path)?);
+            }
+            Tag::Open => {
+                reader.read_tree(&mut tree)?;
+            }
+            Tag::Close => break,
+            Tag::Eof => {
                 return Err(ParseError::Missing {
                     path: format!("{MESSAGE}/GrpHdr"),
                 })
@@ -620,24 +630,25 @@ fn parse_from<R: BufRead>(
     }
     reader.finish()?;
 
-    let (header, header_path) = header.ok_or_else(|| ParseError::Missing {
+    let header_path = header_path.ok_or_else(|| ParseError::Missing {
         path: format!("{MESSAGE}/GrpHdr"),
     })?;
-    let (group, group_path) = group.ok_or_else(|| ParseError::Missing {
+    let group_path = group_path.ok_or_else(|| ParseError::Missing {
         path: format!("{MESSAGE}/OrgnlGrpInfAndSts"),
     })?;
+    let (header, group) = (header_tree.root(), group_tree.root());
     Ok(CustomerPaymentStatusReport {
-        message_id: xml::required_text(&header, &header_path, &["MsgId"])?,
-        created_at: xml::required_code(&header, &header_path, &["CreDtTm"])?.to_owned(),
-        original_group: parse_group(&group, &group_path)?,
+        message_id: xml::required_text(header, &header_path, &["MsgId"])?,
+        created_at: xml::required_code(header, &header_path, &["CreDtTm"])?.to_owned(),
+        original_group: parse_group(group, &group_path)?,
         original_payments: payments,
     })
 }
 
-fn parse_group(node: &Node, path: &str) -> Result<OriginalGroupStatus, ParseError> {
+fn parse_group(node: Node<'_>, path: &str) -> Result<OriginalGroupStatus, ParseError> {
     let original_count = match node.child("OrgnlNbOfTxs") {
         Some(count) => {
-            let text = xml::trimmed(&count.text);
+            let text = xml::trimmed(count.text());
             if text.is_empty()
                 || text.len() > MAX_COUNT_DIGITS
                 || !text.bytes().all(|b| b.is_ascii_digit())
@@ -653,7 +664,7 @@ fn parse_group(node: &Node, path: &str) -> Result<OriginalGroupStatus, ParseErro
     };
     let original_control_sum = match node.child("OrgnlCtrlSum") {
         Some(sum) => {
-            let text = xml::trimmed(&sum.text);
+            let text = xml::trimmed(sum.text());
             Some(
                 DecimalNumber::parse(text).ok_or_else(|| ParseError::Invalid {
                     path: format!("{path}/OrgnlCtrlSum"),
@@ -676,7 +687,7 @@ fn parse_group(node: &Node, path: &str) -> Result<OriginalGroupStatus, ParseErro
     })
 }
 
-fn parse_payment(node: &Node, path: &str) -> Result<OriginalPaymentStatus, ParseError> {
+fn parse_payment(node: Node<'_>, path: &str) -> Result<OriginalPaymentStatus, ParseError> {
     let mut transactions = Vec::new();
     for (index, tx) in node.children("TxInfAndSts").enumerate() {
         transactions.push(parse_transaction(
@@ -692,10 +703,10 @@ fn parse_payment(node: &Node, path: &str) -> Result<OriginalPaymentStatus, Parse
     })
 }
 
-fn parse_transaction(node: &Node, path: &str) -> Result<TransactionStatus, ParseError> {
+fn parse_transaction(node: Node<'_>, path: &str) -> Result<TransactionStatus, ParseError> {
     let accepted_at = match node.child("AccptncDtTm") {
         Some(at) => {
-            let text = xml::trimmed(&at.text);
+            let text = xml::trimmed(at.text());
             if !is_iso_date_time(text) {
                 return Err(ParseError::Invalid {
                     path: format!("{path}/AccptncDtTm"),
@@ -716,11 +727,11 @@ fn parse_transaction(node: &Node, path: &str) -> Result<TransactionStatus, Parse
 }
 
 /// A status code, any non-empty one; unknown codes become [`Status::Other`].
-fn parse_status(node: &Node, path: &str, name: &str) -> Result<Option<Status>, ParseError> {
+fn parse_status(node: Node<'_>, path: &str, name: &str) -> Result<Option<Status>, ParseError> {
     let Some(found) = node.child(name) else {
         return Ok(None);
     };
-    let code = xml::trimmed(&found.text);
+    let code = xml::trimmed(found.text());
     if code.is_empty() {
         return Err(ParseError::Invalid {
             path: format!("{path}/{name}"),
@@ -731,7 +742,7 @@ fn parse_status(node: &Node, path: &str, name: &str) -> Result<Option<Status>, P
 }
 
 /// Every `StsRsnInf` under `node`; empty `AddtlInf` lines are dropped.
-fn parse_reasons(node: &Node, path: &str) -> Result<Vec<StatusReason>, ParseError> {
+fn parse_reasons(node: Node<'_>, path: &str) -> Result<Vec<StatusReason>, ParseError> {
     let mut reasons = Vec::new();
     for (index, info) in node.children("StsRsnInf").enumerate() {
         let at = format!("{path}/StsRsnInf[{}]", index + 1);
@@ -743,17 +754,17 @@ fn parse_reasons(node: &Node, path: &str) -> Result<Vec<StatusReason>, ParseErro
             reason,
             additional_info: info
                 .children("AddtlInf")
-                .filter(|line| !line.text.is_empty())
-                .map(|line| line.text.clone())
+                .filter(|line| !line.text().is_empty())
+                .map(|line| line.text().to_owned())
                 .collect(),
         });
     }
     Ok(reasons)
 }
 
-fn parse_reason(rsn: &Node, path: &str) -> Result<Reason, ParseError> {
+fn parse_reason(rsn: Node<'_>, path: &str) -> Result<Reason, ParseError> {
     if let Some(code) = rsn.child("Cd") {
-        let code = xml::trimmed(&code.text);
+        let code = xml::trimmed(code.text());
         if code.is_empty() {
             return Err(ParseError::Invalid {
                 path: format!("{path}/Cd"),
@@ -763,7 +774,7 @@ fn parse_reason(rsn: &Node, path: &str) -> Result<Reason, ParseError> {
         return Ok(Reason::Code(code.to_owned()));
     }
     match rsn.child("Prtry") {
-        Some(own) if !own.text.is_empty() => Ok(Reason::Proprietary(own.text.clone())),
+        Some(own) if !own.text().is_empty() => Ok(Reason::Proprietary(own.text().to_owned())),
         Some(_) => Err(ParseError::Invalid {
             path: format!("{path}/Prtry"),
             problem: "empty; text is required".to_owned(),

@@ -229,35 +229,277 @@ fn push_escaped(out: &mut String, text: &str) {
 // reading
 // ---------------------------------------------------------------------------
 
-/// One element read into memory: local name, attributes by local name
-/// (namespace declarations dropped), text, children in document order.
-#[derive(Debug, Default)]
-pub(crate) struct Node {
-    pub(crate) name: String,
-    pub(crate) attrs: Vec<(String, String)>,
-    pub(crate) text: String,
-    pub(crate) children: Vec<Node>,
+/// Where a node's name, text or attributes lie in its [`Tree`]'s buffers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: usize,
+    end: usize,
 }
 
-impl Node {
-    pub(crate) fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
+/// No node: the root's parent, a leaf's first child, a last sibling.
+const NO_NODE: usize = usize::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct NodeData {
+    /// The local name, in `strings`.
+    name: Span,
+    /// The text, in `strings`: the concatenated text of a leaf; empty once
+    /// the element has a child (only whitespace may sit between elements).
+    text: Span,
+    /// In `attrs`.
+    attrs: Span,
+    parent: usize,
+    first_child: usize,
+    last_child: usize,
+    next_sibling: usize,
+}
+
+/// One element read into memory with all its descendants, in document
+/// order, in three flat buffers that the next [`XmlReader::read_tree`]
+/// reuses: no allocation per element or text once they have grown to the
+/// size of the largest subtree. Names and attributes are by local name
+/// (namespace declarations dropped). Walked through [`Node`] handles.
+#[derive(Debug, Default)]
+pub(crate) struct Tree {
+    nodes: Vec<NodeData>,
+    /// (key, value) spans in `strings`.
+    attrs: Vec<(Span, Span)>,
+    /// Every name, text, attribute key and value, back to back.
+    strings: String,
+}
+
+/// Capacity a tree keeps when it is cleared; a larger one (after an
+/// unusually large subtree) is given back.
+const TREE_KEEP_NODES: usize = 4096;
+const TREE_KEEP_BYTES: usize = 256 * 1024;
+
+impl Tree {
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.attrs.clear();
+        self.strings.clear();
+        self.nodes.shrink_to(TREE_KEEP_NODES);
+        self.attrs.shrink_to(TREE_KEEP_NODES);
+        self.strings.shrink_to(TREE_KEEP_BYTES);
     }
 
-    pub(crate) fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
+    /// The element the tree was read from.
+    pub(crate) fn root(&self) -> Node<'_> {
+        Node {
+            tree: self,
+            index: 0,
+        }
+    }
+
+    fn data(&self, index: usize) -> Option<&NodeData> {
+        self.nodes.get(index)
+    }
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        self.strings
+            .as_bytes()
+            .get(span.start..span.end)
+            .unwrap_or_default()
+    }
+
+    fn str(&self, span: Span) -> &str {
+        self.strings.get(span.start..span.end).unwrap_or_default()
+    }
+
+    fn append(&mut self, text: &str) -> Span {
+        let start = self.strings.len();
+        self.strings.push_str(text);
+        Span {
+            start,
+            end: self.strings.len(),
+        }
+    }
+
+    /// Adds the element `name` as the last child of `parent` (or as the
+    /// root, with [`NO_NODE`]); its text starts empty after its name.
+    fn push(&mut self, parent: usize, name: &str) -> usize {
+        let index = self.nodes.len();
+        let name = self.append(name);
+        let at_end = Span {
+            start: name.end,
+            end: name.end,
+        };
+        let attrs = Span {
+            start: self.attrs.len(),
+            end: self.attrs.len(),
+        };
+        self.nodes.push(NodeData {
+            name,
+            text: at_end,
+            attrs,
+            parent,
+            first_child: NO_NODE,
+            last_child: NO_NODE,
+            next_sibling: NO_NODE,
+        });
+        let previous = match self.nodes.get_mut(parent) {
+            Some(parent) => {
+                let previous = parent.last_child;
+                parent.last_child = index;
+                if previous == NO_NODE {
+                    parent.first_child = index;
+                }
+                previous
+            }
+            None => NO_NODE,
+        };
+        if let Some(previous) = self.nodes.get_mut(previous) {
+            previous.next_sibling = index;
+        }
+        index
+    }
+
+    /// Adds an attribute to `index`, the node pushed last.
+    fn push_attr(&mut self, index: usize, key: &str, value: &str) {
+        let key = self.append(key);
+        let value = self.append(value);
+        self.attrs.push((key, value));
+        let count = self.attrs.len();
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.attrs.end = count;
+            node.text = Span {
+                start: value.end,
+                end: value.end,
+            };
+        }
+    }
+
+    fn has_children(&self, index: usize) -> bool {
+        self.data(index).is_some_and(|n| n.first_child != NO_NODE)
+    }
+
+    /// Appends to the text of `index`, a leaf read last (so its text ends
+    /// the buffer).
+    fn push_text(&mut self, index: usize, text: &str) {
+        self.strings.push_str(text);
+        let end = self.strings.len();
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.text.end = end;
+        }
+    }
+
+    /// Drops the text of `index`, read last, before its first child; false
+    /// when it was more than whitespace (mixed content).
+    fn drop_text(&mut self, index: usize) -> bool {
+        let Some(text) = self.data(index).map(|n| n.text) else {
+            return true;
+        };
+        if text.start == text.end {
+            return true;
+        }
+        let blank = is_blank(self.bytes(text));
+        if blank && text.end == self.strings.len() {
+            self.strings.truncate(text.start);
+            if let Some(node) = self.nodes.get_mut(index) {
+                node.text.end = text.start;
+            }
+        }
+        blank
+    }
+
+    /// `name` or `name[n]` of a node under the tree's root: the 1-based
+    /// position among its parent's children of the same name.
+    fn segment(&self, index: usize) -> String {
+        let Some(node) = self.data(index) else {
+            return String::new();
+        };
+        let name = self.bytes(node.name);
+        let mut nth = 0usize;
+        let mut at = self.data(node.parent).map_or(NO_NODE, |p| p.first_child);
+        while let Some(sibling) = self.data(at) {
+            if self.bytes(sibling.name) == name {
+                nth += 1;
+            }
+            if at == index {
+                break;
+            }
+            at = sibling.next_sibling;
+        }
+        segment(self.str(node.name), nth.max(1))
+    }
+}
+
+fn segment(name: &str, nth: usize) -> String {
+    if nth == 1 {
+        name.to_owned()
+    } else {
+        format!("{name}[{nth}]")
+    }
+}
+
+/// One element of a [`Tree`]: local name, attributes, text, children in
+/// document order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node<'a> {
+    tree: &'a Tree,
+    index: usize,
+}
+
+impl<'a> Node<'a> {
+    fn data(self) -> Option<&'a NodeData> {
+        self.tree.data(self.index)
+    }
+
+    fn at_index(self, index: usize) -> Option<Node<'a>> {
+        self.tree.data(index).map(|_| Node {
+            tree: self.tree,
+            index,
+        })
+    }
+
+    pub(crate) fn name(self) -> &'a str {
+        self.data().map_or("", |n| self.tree.str(n.name))
+    }
+
+    /// The element's text as written (unescaped): empty for an element with
+    /// children.
+    pub(crate) fn text(self) -> &'a str {
+        self.data().map_or("", |n| self.tree.str(n.text))
+    }
+
+    pub(crate) fn has_children(self) -> bool {
+        self.tree.has_children(self.index)
+    }
+
+    /// Every child element, in document order.
+    pub(crate) fn elements(self) -> impl Iterator<Item = Node<'a>> {
+        let first = self.data().map_or(NO_NODE, |n| n.first_child);
+        std::iter::successors(self.at_index(first), move |node| {
+            node.data().and_then(|n| self.at_index(n.next_sibling))
+        })
+    }
+
+    pub(crate) fn child(self, name: &str) -> Option<Node<'a>> {
+        self.elements().find(|c| c.is(name))
+    }
+
+    pub(crate) fn children(self, name: &'a str) -> impl Iterator<Item = Node<'a>> {
+        self.elements().filter(move |c| c.is(name))
+    }
+
+    fn is(self, name: &str) -> bool {
+        self.data()
+            .is_some_and(|n| self.tree.bytes(n.name) == name.as_bytes())
     }
 
     /// Follows the first child of each name in turn.
-    pub(crate) fn at(&self, names: &[&str]) -> Option<&Node> {
+    pub(crate) fn at(self, names: &[&str]) -> Option<Node<'a>> {
         names.iter().try_fold(self, |node, name| node.child(name))
     }
 
-    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
+    pub(crate) fn attr(self, name: &str) -> Option<&'a str> {
+        let span = self.data()?.attrs;
+        self.tree
+            .attrs
+            .get(span.start..span.end)?
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(key, _)| self.tree.bytes(*key) == name.as_bytes())
+            .map(|(_, value)| self.tree.str(*value))
     }
 }
 
@@ -274,10 +516,10 @@ pub(crate) fn join(path: &str, names: &[&str]) -> String {
 /// The element at `names` under `node`; missing is an error naming the first
 /// missing step.
 pub(crate) fn required<'a>(
-    node: &'a Node,
+    node: Node<'a>,
     path: &str,
     names: &[&str],
-) -> Result<&'a Node, ParseError> {
+) -> Result<Node<'a>, ParseError> {
     let mut current = node;
     for (depth, name) in names.iter().enumerate() {
         current = current.child(name).ok_or_else(|| ParseError::Missing {
@@ -288,33 +530,36 @@ pub(crate) fn required<'a>(
 }
 
 /// Text of an optional element; an empty element counts as absent.
-pub(crate) fn optional_text(node: &Node, names: &[&str]) -> Option<String> {
+pub(crate) fn optional_text(node: Node<'_>, names: &[&str]) -> Option<String> {
     node.at(names)
-        .filter(|n| !n.text.is_empty())
-        .map(|n| n.text.clone())
+        .map(Node::text)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
 }
 
 /// Text of a required element, which must not be empty.
-pub(crate) fn required_text(node: &Node, path: &str, names: &[&str]) -> Result<String, ParseError> {
+pub(crate) fn required_text(
+    node: Node<'_>,
+    path: &str,
+    names: &[&str],
+) -> Result<String, ParseError> {
     let found = required(node, path, names)?;
-    if found.text.is_empty() {
+    if found.text().is_empty() {
         return Err(ParseError::Invalid {
             path: join(path, names),
             problem: "empty; text is required".to_owned(),
         });
     }
-    Ok(found.text.clone())
+    Ok(found.text().to_owned())
 }
 
 /// Trimmed text of a required element, for codes, numbers and dates.
 pub(crate) fn required_code<'a>(
-    node: &'a Node,
+    node: Node<'a>,
     path: &str,
     names: &[&str],
 ) -> Result<&'a str, ParseError> {
-    Ok(required(node, path, names)?
-        .text
-        .trim_matches(|c: char| c.is_ascii_whitespace()))
+    Ok(trimmed(required(node, path, names)?.text()))
 }
 
 pub(crate) fn trimmed(text: &str) -> &str {
@@ -323,24 +568,24 @@ pub(crate) fn trimmed(text: &str) -> &str {
 
 /// An `ActiveOrHistoricCurrencyAndAmount`: a `Ccy` attribute and a
 /// non-negative decimal with no more non-zero decimals than the currency has.
-pub(crate) fn amount(node: &Node, path: &str, names: &[&str]) -> Result<Money, ParseError> {
+pub(crate) fn amount(node: Node<'_>, path: &str, names: &[&str]) -> Result<Money, ParseError> {
     let found = required(node, path, names)?;
-    let at = join(path, names);
+    let at = || join(path, names);
     let code = found.attr("Ccy").ok_or_else(|| ParseError::Missing {
-        path: format!("{at}/@Ccy"),
+        path: format!("{}/@Ccy", at()),
     })?;
     let currency = Currency::from_code(trimmed(code)).map_err(|e| ParseError::Invalid {
-        path: format!("{at}/@Ccy"),
+        path: format!("{}/@Ccy", at()),
         problem: e.to_string(),
     })?;
     let money =
-        Money::parse_bank_decimal(&found.text, currency).map_err(|e| ParseError::Invalid {
-            path: at.clone(),
+        Money::parse_bank_decimal(found.text(), currency).map_err(|e| ParseError::Invalid {
+            path: at(),
             problem: e.to_string(),
         })?;
     if money.is_negative() {
         return Err(ParseError::Invalid {
-            path: at,
+            path: at(),
             problem: "negative; ISO 20022 amounts are never negative".to_owned(),
         });
     }
@@ -348,7 +593,7 @@ pub(crate) fn amount(node: &Node, path: &str, names: &[&str]) -> Result<Money, P
 }
 
 /// A date `YYYY-MM-DD` at `names`, surrounding whitespace ignored.
-pub(crate) fn date(node: &Node, path: &str, names: &[&str]) -> Result<BusinessDate, ParseError> {
+pub(crate) fn date(node: Node<'_>, path: &str, names: &[&str]) -> Result<BusinessDate, ParseError> {
     let text = required_code(node, path, names)?;
     BusinessDate::parse_iso(text).map_err(|e| ParseError::Invalid {
         path: join(path, names),
@@ -358,39 +603,80 @@ pub(crate) fn date(node: &Node, path: &str, names: &[&str]) -> Result<BusinessDa
 
 /// `DateAndDateTime2Choice` at `names`: `Dt`, or the date part of `DtTm`.
 pub(crate) fn date_choice(
-    node: &Node,
+    node: Node<'_>,
     path: &str,
     names: &[&str],
 ) -> Result<BusinessDate, ParseError> {
     let choice = required(node, path, names)?;
-    let at = join(path, names);
-    if choice.child("Dt").is_some() {
-        return date(choice, &at, &["Dt"]);
+    let at = || join(path, names);
+    if let Some(day) = choice.child("Dt") {
+        return BusinessDate::parse_iso(trimmed(day.text())).map_err(|e| ParseError::Invalid {
+            path: format!("{}/Dt", at()),
+            problem: e.to_string(),
+        });
     }
-    let text = required_code(choice, &at, &["DtTm"]).map_err(|_| ParseError::Missing {
-        path: format!("{at}/Dt"),
-    })?;
+    let text = match choice.child("DtTm") {
+        Some(found) => trimmed(found.text()),
+        None => {
+            return Err(ParseError::Missing {
+                path: format!("{}/Dt", at()),
+            })
+        }
+    };
     text.get(..10)
         .and_then(|day| BusinessDate::parse_iso(day).ok())
         .ok_or_else(|| ParseError::Invalid {
-            path: format!("{at}/DtTm"),
+            path: format!("{}/DtTm", at()),
             problem: format!("{:?} is not an ISO date-time", clip(text)),
         })
 }
 
-/// A token from [`XmlReader::next`].
-pub(crate) enum Token {
-    Open(Node),
+/// What [`XmlReader::next_tag`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// An element starts; [`XmlReader::open_name`] says which, and
+    /// [`XmlReader::read_tree`] may read it whole.
+    Open,
+    /// The innermost open element ends.
     Close,
-    Text(String),
+    /// The end of the input, with no element open.
     Eof,
 }
 
-/// One open element: its path segment (`Ntry[3]`) and how many children of
-/// each name it has had so far (few distinct names per element).
+/// One element opened by [`XmlReader::next_tag`] (not inside a tree): its
+/// name, its position among its parent's children of that name, and where
+/// its own children's counts begin. Error paths are built from these only
+/// when an error is made.
 struct Frame {
-    segment: String,
-    counts: Vec<(String, usize)>,
+    /// This element's entry in `counts` (under its parent's children).
+    count: usize,
+    nth: usize,
+    counts_start: usize,
+    names_start: usize,
+}
+
+/// How many children of one name an open element has had so far.
+struct Count {
+    /// In `count_names`.
+    name: Span,
+    seen: usize,
+}
+
+/// A problem found while reading an event, before its path is known.
+enum Fail {
+    Xml(String),
+    Limit(LimitKind, usize),
+    Io(u64, String),
+}
+
+/// One event as the reader uses it; comments, processing instructions and
+/// the declaration are dealt with before.
+enum Raw<'b> {
+    Start(quick_xml::events::BytesStart<'b>),
+    End,
+    Text(quick_xml::events::BytesText<'b>),
+    CData(quick_xml::events::BytesCData<'b>),
+    Eof,
 }
 
 /// Hands quick-xml at most about `max_bytes` (plus one chunk of the inner
@@ -430,11 +716,23 @@ impl<R: BufRead> BufRead for EventGuard<R> {
 }
 
 /// A pull reader over any `BufRead`, holding only the open elements' names
-/// and the current event's bytes.
+/// (and sibling counts, for error paths), the current event's bytes and,
+/// while [`XmlReader::read_tree`] runs, the tree being read.
+///
+/// The hot path allocates nothing: names are compared as bytes, error
+/// paths are built only when an error is made, whitespace between
+/// elements is recognised on the raw bytes, and text is validated and
+/// unescaped once, straight into the tree.
 pub(crate) struct XmlReader<R: BufRead> {
     reader: Reader<EventGuard<R>>,
     buf: Vec<u8>,
-    stack: Vec<Frame>,
+    frames: Vec<Frame>,
+    /// The children counts of every open frame, innermost last.
+    counts: Vec<Count>,
+    count_names: String,
+    /// The element just opened by `next_tag`, as a one-node tree: the root
+    /// of the next `read_tree`.
+    open: Tree,
     limits: Limits,
     /// The namespace the root element is in, once it has been read.
     root_namespace: Option<String>,
@@ -458,7 +756,10 @@ impl<R: BufRead> XmlReader<R> {
         XmlReader {
             reader,
             buf: Vec::with_capacity(1024),
-            stack: Vec::new(),
+            frames: Vec::new(),
+            counts: Vec::new(),
+            count_names: String::new(),
+            open: Tree::default(),
             limits,
             root_namespace: None,
         }
@@ -471,309 +772,470 @@ impl<R: BufRead> XmlReader<R> {
         self.root_namespace.as_deref()
     }
 
+    fn frame_name(&self, frame: &Frame) -> &str {
+        self.counts
+            .get(frame.count)
+            .and_then(|c| self.count_names.get(c.name.start..c.name.end))
+            .unwrap_or_default()
+    }
+
+    /// The local name of the innermost open element: after
+    /// [`Tag::Open`], the element just opened.
+    pub(crate) fn open_name(&self) -> &str {
+        self.frames
+            .last()
+            .map(|f| self.frame_name(f))
+            .unwrap_or_default()
+    }
+
     /// The path of the innermost open element, without the root:
     /// `BkToCstmrStmt/Stmt[1]/Ntry[7]`.
     pub(crate) fn path(&self) -> String {
-        let segments: Vec<&str> = self
-            .stack
-            .iter()
-            .skip(1)
-            .map(|f| f.segment.as_str())
-            .collect();
-        if segments.is_empty() {
-            self.stack
-                .first()
-                .map(|f| f.segment.clone())
-                .unwrap_or_default()
+        let mut out = String::new();
+        self.path_into(&mut out);
+        out
+    }
+
+    /// [`XmlReader::path`] into `out` (cleared first), reusing its memory.
+    pub(crate) fn path_into(&self, out: &mut String) {
+        out.clear();
+        let mut frames = self.frames.iter();
+        let root = frames.next();
+        if self.frames.len() == 1 {
+            if let Some(root) = root {
+                out.push_str(self.frame_name(root));
+            }
+            return;
+        }
+        for frame in frames {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(self.frame_name(frame));
+            if frame.nth != 1 {
+                use std::fmt::Write as _;
+                let _ = write!(out, "[{}]", frame.nth);
+            }
+        }
+    }
+
+    /// The path of node `index` of `tree`, whose root is the innermost
+    /// frame.
+    fn tree_path(&self, tree: &Tree, index: usize) -> String {
+        let mut chain = Vec::new();
+        let mut at = index;
+        // Parents come before their children in the tree, so this ends.
+        while at != 0 && at < tree.nodes.len() {
+            chain.push(at);
+            at = tree.data(at).map_or(0, |n| n.parent.min(at - 1));
+        }
+        if chain.is_empty() {
+            return self.path();
+        }
+        let mut out = if self.frames.len() > 1 {
+            self.path()
         } else {
-            segments.join("/")
+            String::new()
+        };
+        for at in chain.iter().rev() {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(&tree.segment(*at));
+        }
+        out
+    }
+
+    fn error(&self, fail: Fail, path: impl FnOnce() -> String) -> ParseError {
+        match fail {
+            Fail::Xml(detail) => ParseError::Xml {
+                path: path(),
+                offset: self.reader.error_position(),
+                detail,
+            },
+            Fail::Limit(kind, max) => ParseError::Limit {
+                path: path(),
+                kind,
+                max,
+            },
+            Fail::Io(offset, detail) => ParseError::Io { offset, detail },
         }
     }
 
     fn xml_error(&self, detail: String) -> ParseError {
-        ParseError::Xml {
-            path: self.path(),
-            offset: self.reader.error_position(),
-            detail,
-        }
+        self.error(Fail::Xml(detail), || self.path())
     }
 
-    fn limit(&self, kind: LimitKind, max: usize) -> ParseError {
-        ParseError::Limit {
-            path: self.path(),
-            kind,
-            max,
-        }
-    }
-
-    /// The next element start, end or text. Comments and processing
-    /// instructions are skipped, a DOCTYPE is refused, whitespace outside
-    /// the root is dropped.
-    pub(crate) fn next(&mut self) -> Result<Token, ParseError> {
-        // The event borrows the buffer; taking it out of `self` leaves
-        // `self` free for the error and path helpers meanwhile.
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = loop {
-            buf.clear();
-            match self.next_event(&mut buf) {
-                Ok(Some(token)) => break Ok(token),
-                Ok(None) => {}
-                Err(e) => break Err(e),
-            }
-        };
-        self.buf = buf;
-        result
-    }
-
-    /// One event as a token, `None` for events that are skipped.
-    fn next_event(&mut self, buf: &mut Vec<u8>) -> Result<Option<Token>, ParseError> {
+    /// One event; `None` for what is skipped (comments, processing
+    /// instructions, the declaration once its encoding is checked).
+    /// `depth` elements are open.
+    fn read_raw<'b>(
+        &mut self,
+        buf: &'b mut Vec<u8>,
+        depth: usize,
+    ) -> Result<Option<Raw<'b>>, Fail> {
         self.reader.get_mut().consumed = 0;
         let event = match self.reader.read_event_into(buf) {
             Ok(event) => event,
             Err(quick_xml::Error::Io(_)) if self.reader.get_ref().tripped => {
-                return Err(self.limit(LimitKind::EventBytes, self.limits.max_event_bytes));
+                return Err(Fail::Limit(
+                    LimitKind::EventBytes,
+                    self.limits.max_event_bytes,
+                ));
             }
             Err(quick_xml::Error::Io(e)) => {
-                return Err(ParseError::Io {
-                    offset: self.reader.buffer_position(),
-                    detail: e.to_string(),
-                })
+                return Err(Fail::Io(self.reader.buffer_position(), e.to_string()))
             }
-            Err(e) => {
-                let detail = e.to_string();
-                return Err(self.xml_error(detail));
-            }
+            Err(e) => return Err(Fail::Xml(e.to_string())),
         };
-        match event {
+        Ok(Some(match event {
             Event::Start(start) => {
-                if self.stack.len() >= self.limits.max_depth {
-                    return Err(self.limit(LimitKind::Depth, self.limits.max_depth));
+                if depth >= self.limits.max_depth {
+                    return Err(Fail::Limit(LimitKind::Depth, self.limits.max_depth));
                 }
-                let name = utf8(start.local_name().as_ref())
-                    .map_err(|detail| self.xml_error(detail))?
-                    .to_owned();
-                let is_root = self.stack.is_empty();
-                let element_prefix = start.name().prefix().map(|p| p.as_ref().to_vec());
-                let mut attrs = Vec::new();
-                for attr in start.attributes() {
-                    let attr = attr.map_err(|e| self.xml_error(e.to_string()))?;
-                    let key = attr.key;
-                    if key.as_ref() == b"xmlns"
-                        || key.prefix().is_some_and(|p| p.as_ref() == b"xmlns")
-                    {
-                        // Our reader compares local names only; the root's
-                        // own namespace is kept because it tells versions
-                        // apart.
-                        let binds_root = match (&element_prefix, key.prefix()) {
-                            (None, None) => true,
-                            (Some(prefix), Some(_)) => key.local_name().as_ref() == prefix,
-                            _ => false,
-                        };
-                        if is_root && binds_root {
-                            let raw = utf8(&attr.value).map_err(|detail| self.xml_error(detail))?;
-                            let value = quick_xml::escape::unescape(raw)
-                                .map_err(|e| self.xml_error(e.to_string()))?;
-                            if value.len() > self.limits.max_text_bytes {
-                                return Err(
-                                    self.limit(LimitKind::TextBytes, self.limits.max_text_bytes)
-                                );
-                            }
-                            self.root_namespace = Some(value.into_owned());
-                        }
-                        continue;
-                    }
-                    let key = utf8(key.local_name().as_ref())
-                        .map_err(|detail| self.xml_error(detail))?
-                        .to_owned();
-                    let raw = utf8(&attr.value).map_err(|detail| self.xml_error(detail))?;
-                    let value = quick_xml::escape::unescape(raw)
-                        .map_err(|e| self.xml_error(e.to_string()))?
-                        .into_owned();
-                    if value.len() > self.limits.max_text_bytes {
-                        return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
-                    }
-                    attrs.push((key, value));
-                }
-                let segment = match self.stack.last_mut() {
-                    Some(parent) => {
-                        let nth = match parent.counts.iter_mut().find(|(n, _)| *n == name) {
-                            Some((_, count)) => {
-                                *count += 1;
-                                *count
-                            }
-                            None => {
-                                parent.counts.push((name.clone(), 1));
-                                1
-                            }
-                        };
-                        if nth == 1 {
-                            name.clone()
-                        } else {
-                            format!("{name}[{nth}]")
-                        }
-                    }
-                    None => name.clone(),
-                };
-                self.stack.push(Frame {
-                    segment,
-                    counts: Vec::new(),
-                });
-                return Ok(Some(Token::Open(Node {
-                    name,
-                    attrs,
-                    text: String::new(),
-                    children: Vec::new(),
-                })));
+                Raw::Start(start)
             }
-            Event::End(_) => {
-                self.stack.pop();
-                return Ok(Some(Token::Close));
-            }
-            Event::Empty(_) => {
-                // Cannot happen with `expand_empty_elements`.
-                return Err(self.xml_error("unexpected empty element".to_owned()));
-            }
-            Event::Text(text) => {
-                let raw = utf8(&text).map_err(|detail| self.xml_error(detail))?;
-                let value =
-                    quick_xml::escape::unescape(raw).map_err(|e| self.xml_error(e.to_string()))?;
-                if self.stack.is_empty() {
-                    if value.bytes().all(|b| b.is_ascii_whitespace()) {
-                        return Ok(None);
-                    }
-                    return Err(self.xml_error("text outside the root element".to_owned()));
-                }
-                if value.len() > self.limits.max_text_bytes {
-                    return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
-                }
-                return Ok(Some(Token::Text(value.into_owned())));
-            }
-            Event::CData(data) => {
-                if self.stack.is_empty() {
-                    return Err(self.xml_error("CDATA outside the root element".to_owned()));
-                }
-                let value = utf8(&data).map_err(|detail| self.xml_error(detail))?;
-                if value.len() > self.limits.max_text_bytes {
-                    return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
-                }
-                return Ok(Some(Token::Text(value.to_owned())));
-            }
+            Event::End(_) => Raw::End,
+            // Cannot happen with `expand_empty_elements`.
+            Event::Empty(_) => return Err(Fail::Xml("unexpected empty element".to_owned())),
+            Event::Text(text) => Raw::Text(text),
+            Event::CData(data) => Raw::CData(data),
             Event::Decl(decl) => {
                 if let Some(encoding) = decl.encoding() {
-                    let encoding = encoding.map_err(|e| self.xml_error(e.to_string()))?;
+                    let encoding = encoding.map_err(|e| Fail::Xml(e.to_string()))?;
                     if !encoding.eq_ignore_ascii_case(b"utf-8")
                         && !encoding.eq_ignore_ascii_case(b"utf8")
                     {
                         let shown = String::from_utf8_lossy(&encoding).into_owned();
-                        return Err(self.xml_error(format!(
+                        return Err(Fail::Xml(format!(
                             "the declaration says encoding {:?}; only UTF-8 is read",
                             clip(&shown)
                         )));
                     }
                 }
+                return Ok(None);
             }
-            Event::DocType(_) => {
-                return Err(self.xml_error("a DOCTYPE is not allowed".to_owned()));
-            }
-            Event::Comment(_) | Event::PI(_) => {}
+            Event::DocType(_) => return Err(Fail::Xml("a DOCTYPE is not allowed".to_owned())),
+            Event::Comment(_) | Event::PI(_) => return Ok(None),
             Event::Eof => {
-                if !self.stack.is_empty() {
-                    return Err(self.xml_error("the input ends inside an element".to_owned()));
+                if depth > 0 {
+                    return Err(Fail::Xml("the input ends inside an element".to_owned()));
                 }
-                return Ok(Some(Token::Eof));
+                Raw::Eof
             }
-        }
-        Ok(None)
+        }))
     }
 
-    /// The next element start or end, skipping whitespace; other text is an
-    /// error (we are between elements).
-    pub(crate) fn next_tag(&mut self) -> Result<Token, ParseError> {
-        loop {
-            match self.next()? {
-                Token::Text(text) if text.bytes().all(|b| b.is_ascii_whitespace()) => {}
-                Token::Text(_) => {
-                    return Err(ParseError::Structure {
-                        path: self.path(),
-                        problem: "text where only elements belong".to_owned(),
-                    })
-                }
-                other => return Ok(other),
-            }
-        }
-    }
-
-    /// Reads the rest of the element `open` (just returned by
-    /// [`XmlReader::next`]) into memory, at most
-    /// [`Limits::max_elements`] elements.
-    pub(crate) fn read_tree(&mut self, open: Node) -> Result<Node, ParseError> {
-        let mut open_nodes = vec![open];
-        let mut elements = 1usize;
-        loop {
-            match self.next()? {
-                Token::Open(node) => {
-                    elements += 1;
-                    if elements > self.limits.max_elements {
-                        return Err(self.limit(LimitKind::Elements, self.limits.max_elements));
-                    }
-                    if let Some(parent) = open_nodes.last_mut() {
-                        if !parent.text.bytes().all(|b| b.is_ascii_whitespace()) {
-                            return Err(mixed(self.path()));
-                        }
-                        parent.text.clear();
-                    }
-                    open_nodes.push(node);
-                }
-                Token::Text(text) => {
-                    let Some(top) = open_nodes.last_mut() else {
-                        return Err(self.xml_error("text outside an element".to_owned()));
+    /// The attributes of `start` onto node `index` of `tree` (the node just
+    /// pushed); on the root, the namespace it binds for its own name is
+    /// kept, because it tells versions apart. Other namespace declarations
+    /// are dropped: names are compared by local name.
+    fn read_attributes(
+        &mut self,
+        start: &quick_xml::events::BytesStart<'_>,
+        is_root: bool,
+        tree: &mut Tree,
+        index: usize,
+    ) -> Result<(), Fail> {
+        for attr in start.attributes() {
+            let attr = attr.map_err(|e| Fail::Xml(e.to_string()))?;
+            let key = attr.key;
+            if key.as_ref() == b"xmlns" || key.prefix().is_some_and(|p| p.as_ref() == b"xmlns") {
+                if is_root {
+                    let binds_root = match (start.name().prefix(), key.prefix()) {
+                        (None, None) => true,
+                        (Some(prefix), Some(_)) => key.local_name().as_ref() == prefix.as_ref(),
+                        _ => false,
                     };
-                    if !top.children.is_empty() {
-                        if !text.bytes().all(|b| b.is_ascii_whitespace()) {
-                            return Err(mixed(self.path()));
+                    if binds_root {
+                        let value = text_value(&attr.value)?;
+                        if value.len() > self.limits.max_text_bytes {
+                            return Err(Fail::Limit(
+                                LimitKind::TextBytes,
+                                self.limits.max_text_bytes,
+                            ));
                         }
-                        continue;
+                        self.root_namespace = Some(value.into_owned());
                     }
-                    if top.text.len() + text.len() > self.limits.max_text_bytes {
+                }
+                continue;
+            }
+            let key = utf8(key.local_name().into_inner()).map_err(Fail::Xml)?;
+            let value = text_value(&attr.value)?;
+            if value.len() > self.limits.max_text_bytes {
+                return Err(Fail::Limit(
+                    LimitKind::TextBytes,
+                    self.limits.max_text_bytes,
+                ));
+            }
+            tree.push_attr(index, key, &value);
+        }
+        Ok(())
+    }
+
+    /// The next element start or end, skipping whitespace, comments and
+    /// processing instructions; other text is an error (we are between
+    /// elements). A DOCTYPE is refused.
+    pub(crate) fn next_tag(&mut self) -> Result<Tag, ParseError> {
+        // The event borrows the buffer; taking it out of `self` leaves
+        // `self` free for the error and path helpers meanwhile.
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = self.next_tag_with(&mut buf);
+        self.buf = buf;
+        result
+    }
+
+    fn next_tag_with(&mut self, buf: &mut Vec<u8>) -> Result<Tag, ParseError> {
+        loop {
+            buf.clear();
+            let raw = match self.read_raw(buf, self.frames.len()) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => continue,
+                Err(fail) => return Err(self.error(fail, || self.path())),
+            };
+            let blank = match raw {
+                Raw::Start(start) => {
+                    self.open_frame(&start)?;
+                    return Ok(Tag::Open);
+                }
+                Raw::End => {
+                    if let Some(frame) = self.frames.pop() {
+                        self.counts.truncate(frame.counts_start);
+                        self.count_names.truncate(frame.names_start);
+                    }
+                    return Ok(Tag::Close);
+                }
+                Raw::Eof => return Ok(Tag::Eof),
+                // Indentation: no UTF-8 check or unescaping needed.
+                Raw::Text(text) if is_blank(&text) => {
+                    if !self.frames.is_empty() && text.len() > self.limits.max_text_bytes {
                         return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
                     }
-                    top.text.push_str(&text);
+                    continue;
                 }
-                Token::Close => {
-                    let Some(mut done) = open_nodes.pop() else {
-                        return Err(self.xml_error("unbalanced end tag".to_owned()));
-                    };
-                    if !done.children.is_empty() {
-                        done.text.clear();
+                Raw::Text(text) => {
+                    let value = text_value(&text).map_err(|f| self.error(f, || self.path()))?;
+                    if self.frames.is_empty() {
+                        if is_blank(value.as_bytes()) {
+                            continue;
+                        }
+                        return Err(self.xml_error("text outside the root element".to_owned()));
                     }
-                    match open_nodes.last_mut() {
-                        Some(parent) => parent.children.push(done),
-                        None => return Ok(done),
+                    if value.len() > self.limits.max_text_bytes {
+                        return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
                     }
+                    is_blank(value.as_bytes())
                 }
-                Token::Eof => {
-                    return Err(self.xml_error("the input ends inside an element".to_owned()))
+                Raw::CData(data) => {
+                    if self.frames.is_empty() {
+                        return Err(self.xml_error("CDATA outside the root element".to_owned()));
+                    }
+                    let value = utf8(&data).map_err(|detail| self.xml_error(detail))?;
+                    if value.len() > self.limits.max_text_bytes {
+                        return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
+                    }
+                    is_blank(value.as_bytes())
+                }
+            };
+            if !blank {
+                return Err(ParseError::Structure {
+                    path: self.path(),
+                    problem: "text where only elements belong".to_owned(),
+                });
+            }
+        }
+    }
+
+    fn limit(&self, kind: LimitKind, max: usize) -> ParseError {
+        self.error(Fail::Limit(kind, max), || self.path())
+    }
+
+    /// Takes in the start tag `start` of an element outside any tree: its
+    /// name, attributes (kept for `read_tree`) and position among its
+    /// siblings.
+    fn open_frame(&mut self, start: &quick_xml::events::BytesStart<'_>) -> Result<(), ParseError> {
+        let name =
+            utf8(start.local_name().into_inner()).map_err(|detail| self.xml_error(detail))?;
+        let is_root = self.frames.is_empty();
+        let mut open = std::mem::take(&mut self.open);
+        open.clear();
+        let index = open.push(NO_NODE, name);
+        let attributes = self.read_attributes(start, is_root, &mut open, index);
+        self.open = open;
+        attributes.map_err(|fail| self.error(fail, || self.path()))?;
+        let region = self.frames.last().map_or(0, |f| f.counts_start);
+        let names = &self.count_names;
+        let found = self.counts.get(region..).and_then(|counts| {
+            counts.iter().position(|c| {
+                names.as_bytes().get(c.name.start..c.name.end) == Some(name.as_bytes())
+            })
+        });
+        let (count, nth) = match found.and_then(|i| {
+            let index = region + i;
+            self.counts.get_mut(index).map(|c| (index, c))
+        }) {
+            Some((index, count)) => {
+                count.seen += 1;
+                (index, count.seen)
+            }
+            None => {
+                let start = self.count_names.len();
+                self.count_names.push_str(name);
+                self.counts.push(Count {
+                    name: Span {
+                        start,
+                        end: self.count_names.len(),
+                    },
+                    seen: 1,
+                });
+                (self.counts.len() - 1, 1)
+            }
+        };
+        self.frames.push(Frame {
+            count,
+            nth,
+            counts_start: self.counts.len(),
+            names_start: self.count_names.len(),
+        });
+        Ok(())
+    }
+
+    /// Reads the rest of the element just opened by [`XmlReader::next_tag`]
+    /// into `tree` (replacing what it held), at most
+    /// [`Limits::max_elements`] elements, and closes it.
+    pub(crate) fn read_tree<'t>(&mut self, tree: &'t mut Tree) -> Result<Node<'t>, ParseError> {
+        // The element's name and attributes were read by `next_tag`.
+        std::mem::swap(tree, &mut self.open);
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = self.read_tree_with(tree, &mut buf);
+        self.buf = buf;
+        result?;
+        Ok(tree.root())
+    }
+
+    fn read_tree_with(&mut self, tree: &mut Tree, buf: &mut Vec<u8>) -> Result<(), ParseError> {
+        let max_text = self.limits.max_text_bytes;
+        // The tree's root is the innermost frame.
+        let mut depth = self.frames.len();
+        let mut top = 0usize;
+        loop {
+            buf.clear();
+            let raw = match self.read_raw(buf, depth) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => continue,
+                Err(fail) => return Err(self.error(fail, || self.tree_path(tree, top))),
+            };
+            match raw {
+                Raw::Start(start) => {
+                    let name = utf8(start.local_name().into_inner()).map_err(|detail| {
+                        self.error(Fail::Xml(detail), || self.tree_path(tree, top))
+                    })?;
+                    // Whitespace before the first child is dropped; other
+                    // text is refused below, once the child is known.
+                    let blank = tree.drop_text(top);
+                    let index = tree.push(top, name);
+                    self.read_attributes(&start, false, tree, index)
+                        .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
+                    if tree.nodes.len() > self.limits.max_elements {
+                        return Err(ParseError::Limit {
+                            path: self.tree_path(tree, index),
+                            kind: LimitKind::Elements,
+                            max: self.limits.max_elements,
+                        });
+                    }
+                    if !blank {
+                        return Err(mixed(self.tree_path(tree, index)));
+                    }
+                    top = index;
+                    depth += 1;
+                }
+                Raw::End => {
+                    if top == 0 {
+                        if let Some(frame) = self.frames.pop() {
+                            self.counts.truncate(frame.counts_start);
+                            self.count_names.truncate(frame.names_start);
+                        }
+                        return Ok(());
+                    }
+                    top = tree.data(top).map_or(0, |n| n.parent.min(top - 1));
+                    depth -= 1;
+                }
+                Raw::Eof => {
+                    return Err(self.error(
+                        Fail::Xml("the input ends inside an element".to_owned()),
+                        || self.tree_path(tree, top),
+                    ))
+                }
+                Raw::Text(text) if is_blank(&text) => {
+                    if text.len() > max_text {
+                        return Err(self
+                            .error(Fail::Limit(LimitKind::TextBytes, max_text), || {
+                                self.tree_path(tree, top)
+                            }));
+                    }
+                    if tree.has_children(top) {
+                        continue;
+                    }
+                    let value = utf8(&text).map_err(|detail| {
+                        self.error(Fail::Xml(detail), || self.tree_path(tree, top))
+                    })?;
+                    self.tree_text(tree, top, value)?;
+                }
+                Raw::Text(text) => {
+                    let value = text_value(&text)
+                        .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
+                    self.tree_text(tree, top, &value)?;
+                }
+                Raw::CData(data) => {
+                    let value = utf8(&data).map_err(|detail| {
+                        self.error(Fail::Xml(detail), || self.tree_path(tree, top))
+                    })?;
+                    self.tree_text(tree, top, value)?;
                 }
             }
         }
+    }
+
+    /// Text read inside a tree, under node `top`: kept if `top` has no
+    /// children (yet), else it must be whitespace.
+    fn tree_text(&self, tree: &mut Tree, top: usize, value: &str) -> Result<(), ParseError> {
+        let max_text = self.limits.max_text_bytes;
+        let too_long = || ParseError::Limit {
+            path: self.tree_path(tree, top),
+            kind: LimitKind::TextBytes,
+            max: max_text,
+        };
+        if value.len() > max_text {
+            return Err(too_long());
+        }
+        if tree.has_children(top) {
+            if !is_blank(value.as_bytes()) {
+                return Err(mixed(self.tree_path(tree, top)));
+            }
+            return Ok(());
+        }
+        let held = tree.data(top).map_or(0, |n| n.text.end - n.text.start);
+        if held + value.len() > max_text {
+            return Err(too_long());
+        }
+        tree.push_text(top, value);
+        Ok(())
     }
 
     /// Expects the end of the root element and then the end of input.
     pub(crate) fn finish(&mut self) -> Result<(), ParseError> {
         match self.next_tag()? {
-            Token::Close => {}
-            Token::Open(_) => {
+            Tag::Close => {}
+            Tag::Open => {
                 return Err(ParseError::Structure {
                     path: self.path(),
                     problem: "unexpected element after the message".to_owned(),
                 })
             }
-            Token::Text(_) | Token::Eof => {
-                return Err(self.xml_error("the root element is not closed".to_owned()))
-            }
+            Tag::Eof => return Err(self.xml_error("the root element is not closed".to_owned())),
         }
         match self.next_tag()? {
-            Token::Eof => Ok(()),
+            Tag::Eof => Ok(()),
             _ => Err(self.xml_error("content after the root element".to_owned())),
         }
     }
@@ -781,10 +1243,10 @@ impl<R: BufRead> XmlReader<R> {
     /// Expects `<Document>` then `<message>` (any prefixes).
     pub(crate) fn enter_message(&mut self, message: &str) -> Result<(), ParseError> {
         match self.next_tag()? {
-            Token::Open(node) if node.name == "Document" => {}
-            Token::Open(node) => {
+            Tag::Open if self.open_name() == "Document" => {}
+            Tag::Open => {
                 return Err(ParseError::Structure {
-                    path: clip(&node.name),
+                    path: clip(self.open_name()),
                     problem: "expected the root element Document".to_owned(),
                 })
             }
@@ -796,10 +1258,10 @@ impl<R: BufRead> XmlReader<R> {
             }
         }
         match self.next_tag()? {
-            Token::Open(node) if node.name == message => Ok(()),
-            Token::Open(node) => Err(ParseError::Structure {
+            Tag::Open if self.open_name() == message => Ok(()),
+            Tag::Open => Err(ParseError::Structure {
                 path: clip(&self.path()),
-                problem: format!("expected {message}, found {}", clip(&node.name)),
+                problem: format!("expected {message}, found {}", clip(self.open_name())),
             }),
             _ => Err(ParseError::Missing {
                 path: message.to_owned(),
@@ -815,6 +1277,17 @@ fn mixed(path: String) -> ParseError {
     }
 }
 
+/// Whitespace only (or nothing): what sits between elements.
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
+}
+
+/// Raw text or attribute value checked as UTF-8 and unescaped.
+fn text_value(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, Fail> {
+    let text = utf8(raw).map_err(Fail::Xml)?;
+    quick_xml::escape::unescape(text).map_err(|e| Fail::Xml(e.to_string()))
 }
