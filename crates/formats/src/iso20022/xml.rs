@@ -236,16 +236,26 @@ struct Span {
     end: usize,
 }
 
+impl Span {
+    fn len(self) -> usize {
+        self.end - self.start
+    }
+}
+
 /// No node: the root's parent, a leaf's first child, a last sibling.
 const NO_NODE: usize = usize::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct NodeData {
-    /// The local name, in `strings`.
+    /// The local name as a [`name_key`], compared first.
+    key: u64,
+    /// The local name, in `names`.
     name: Span,
     /// The text, in `strings`: the concatenated text of a leaf; empty once
     /// the element has a child (only whitespace may sit between elements).
     text: Span,
+    /// Whether the text so far is whitespace only.
+    blank: bool,
     /// In `attrs`.
     attrs: Span,
     parent: usize,
@@ -255,17 +265,24 @@ struct NodeData {
 }
 
 /// One element read into memory with all its descendants, in document
-/// order, in three flat buffers that the next [`XmlReader::read_tree`]
-/// reuses: no allocation per element or text once they have grown to the
-/// size of the largest subtree. Names and attributes are by local name
-/// (namespace declarations dropped). Walked through [`Node`] handles.
+/// order, in flat buffers that the next [`XmlReader::read_tree`] reuses: no
+/// allocation per element or text once they have grown to the size of the
+/// largest subtree. Names and attributes are by local name (namespace
+/// declarations dropped). Walked through [`Node`] handles.
 #[derive(Debug, Default)]
 pub(crate) struct Tree {
     nodes: Vec<NodeData>,
     /// (key, value) spans in `strings`.
     attrs: Vec<(Span, Span)>,
-    /// Every name, text, attribute key and value, back to back.
+    /// Every text, attribute key and value, back to back.
     strings: String,
+    /// Every element name, back to back, each checked as UTF-8 when added
+    /// (compared as bytes, rarely needed as text).
+    names: Vec<u8>,
+    /// Whitespace read under the innermost open element while it has no
+    /// child: indentation, dropped when a child comes, or a blank leaf's
+    /// text, moved into `strings` when it ends or more text comes.
+    pending: Vec<u8>,
 }
 
 /// Capacity a tree keeps when it is cleared; a larger one (after an
@@ -278,9 +295,13 @@ impl Tree {
         self.nodes.clear();
         self.attrs.clear();
         self.strings.clear();
+        self.names.clear();
+        self.pending.clear();
         self.nodes.shrink_to(TREE_KEEP_NODES);
         self.attrs.shrink_to(TREE_KEEP_NODES);
         self.strings.shrink_to(TREE_KEEP_BYTES);
+        self.names.shrink_to(TREE_KEEP_BYTES);
+        self.pending.shrink_to(TREE_KEEP_BYTES);
     }
 
     /// The element the tree was read from.
@@ -295,11 +316,13 @@ impl Tree {
         self.nodes.get(index)
     }
 
-    fn bytes(&self, span: Span) -> &[u8] {
-        self.strings
-            .as_bytes()
-            .get(span.start..span.end)
-            .unwrap_or_default()
+    fn name_bytes(&self, span: Span) -> &[u8] {
+        self.names.get(span.start..span.end).unwrap_or_default()
+    }
+
+    /// Names were UTF-8 when they were added, so this never falls back.
+    fn name_str(&self, span: Span) -> &str {
+        std::str::from_utf8(self.name_bytes(span)).unwrap_or_default()
     }
 
     fn str(&self, span: Span) -> &str {
@@ -315,22 +338,29 @@ impl Tree {
         }
     }
 
-    /// Adds the element `name` as the last child of `parent` (or as the
-    /// root, with [`NO_NODE`]); its text starts empty after its name.
-    fn push(&mut self, parent: usize, name: &str) -> usize {
+    /// Adds the element `name` (checked UTF-8) as the last child of
+    /// `parent` (or as the root, with [`NO_NODE`]); its text starts empty.
+    #[inline]
+    fn push(&mut self, parent: usize, name: &[u8]) -> usize {
         let index = self.nodes.len();
-        let name = self.append(name);
+        let start = self.names.len();
+        self.names.extend_from_slice(name);
         let at_end = Span {
-            start: name.end,
-            end: name.end,
+            start: self.strings.len(),
+            end: self.strings.len(),
         };
         let attrs = Span {
             start: self.attrs.len(),
             end: self.attrs.len(),
         };
         self.nodes.push(NodeData {
-            name,
+            key: name_key(name),
+            name: Span {
+                start,
+                end: self.names.len(),
+            },
             text: at_end,
+            blank: true,
             attrs,
             parent,
             first_child: NO_NODE,
@@ -369,30 +399,60 @@ impl Tree {
         }
     }
 
+    #[inline]
     fn has_children(&self, index: usize) -> bool {
         self.data(index).is_some_and(|n| n.first_child != NO_NODE)
     }
 
-    /// Appends to the text of `index`, a leaf read last (so its text ends
-    /// the buffer).
-    fn push_text(&mut self, index: usize, text: &str) {
-        self.strings.push_str(text);
+    /// Bytes of text `index`, the innermost open element, holds so far.
+    #[inline]
+    fn text_len(&self, index: usize) -> usize {
+        self.data(index).map_or(0, |n| n.text.len()) + self.pending.len()
+    }
+
+    /// Moves the whitespace pending for `index`, the innermost open
+    /// element, into its text.
+    #[inline]
+    fn flush_pending(&mut self, index: usize) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Whitespace is ASCII, so this cannot fail.
+        if let Ok(blank) = std::str::from_utf8(&self.pending) {
+            self.strings.push_str(blank);
+        }
+        self.pending.clear();
         let end = self.strings.len();
         if let Some(node) = self.nodes.get_mut(index) {
             node.text.end = end;
         }
     }
 
-    /// Drops the text of `index`, read last, before its first child; false
-    /// when it was more than whitespace (mixed content).
+    /// Appends unescaped text to `index`, the innermost open element with
+    /// no child (so its text ends `strings`); `blank` if it is whitespace
+    /// only.
+    #[inline]
+    fn push_text(&mut self, index: usize, text: &str, blank: bool) {
+        self.flush_pending(index);
+        self.strings.push_str(text);
+        let end = self.strings.len();
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.text.end = end;
+            node.blank &= blank;
+        }
+    }
+
+    /// Drops the text of `index`, the innermost open element, before its
+    /// first child; false when it was more than whitespace (mixed content).
+    #[inline]
     fn drop_text(&mut self, index: usize) -> bool {
-        let Some(text) = self.data(index).map(|n| n.text) else {
+        self.pending.clear();
+        let Some((text, blank)) = self.data(index).map(|n| (n.text, n.blank)) else {
             return true;
         };
         if text.start == text.end {
             return true;
         }
-        let blank = is_blank(self.bytes(text));
         if blank && text.end == self.strings.len() {
             self.strings.truncate(text.start);
             if let Some(node) = self.nodes.get_mut(index) {
@@ -408,11 +468,11 @@ impl Tree {
         let Some(node) = self.data(index) else {
             return String::new();
         };
-        let name = self.bytes(node.name);
+        let name = self.name_bytes(node.name);
         let mut nth = 0usize;
         let mut at = self.data(node.parent).map_or(NO_NODE, |p| p.first_child);
         while let Some(sibling) = self.data(at) {
-            if self.bytes(sibling.name) == name {
+            if self.name_bytes(sibling.name) == name {
                 nth += 1;
             }
             if at == index {
@@ -420,7 +480,7 @@ impl Tree {
             }
             at = sibling.next_sibling;
         }
-        segment(self.str(node.name), nth.max(1))
+        segment(self.name_str(node.name), nth.max(1))
     }
 }
 
@@ -453,7 +513,7 @@ impl<'a> Node<'a> {
     }
 
     pub(crate) fn name(self) -> &'a str {
-        self.data().map_or("", |n| self.tree.str(n.name))
+        self.data().map_or("", |n| self.tree.name_str(n.name))
     }
 
     /// The element's text as written (unescaped): empty for an element with
@@ -475,16 +535,25 @@ impl<'a> Node<'a> {
     }
 
     pub(crate) fn child(self, name: &str) -> Option<Node<'a>> {
-        self.elements().find(|c| c.is(name))
+        let key = name_key(name.as_bytes());
+        self.elements().find(|c| c.is(key, name))
     }
 
     pub(crate) fn children(self, name: &'a str) -> impl Iterator<Item = Node<'a>> {
-        self.elements().filter(move |c| c.is(name))
+        let key = name_key(name.as_bytes());
+        self.elements().filter(move |c| c.is(key, name))
     }
 
-    fn is(self, name: &str) -> bool {
-        self.data()
-            .is_some_and(|n| self.tree.bytes(n.name) == name.as_bytes())
+    /// Whether this is the element `name`, whose [`name_key`] is `key`.
+    fn is(self, key: u64, name: &str) -> bool {
+        self.data().is_some_and(|n| {
+            n.key == key
+                && if name.len() <= NAME_KEY_BYTES {
+                    n.name.len() == name.len()
+                } else {
+                    self.tree.name_bytes(n.name) == name.as_bytes()
+                }
+        })
     }
 
     /// Follows the first child of each name in turn.
@@ -498,7 +567,7 @@ impl<'a> Node<'a> {
             .attrs
             .get(span.start..span.end)?
             .iter()
-            .find(|(key, _)| self.tree.bytes(*key) == name.as_bytes())
+            .find(|(key, _)| self.tree.str(*key) == name)
             .map(|(_, value)| self.tree.str(*value))
     }
 }
@@ -669,16 +738,6 @@ enum Fail {
     Io(u64, String),
 }
 
-/// One event as the reader uses it; comments, processing instructions and
-/// the declaration are dealt with before.
-enum Raw<'b> {
-    Start(quick_xml::events::BytesStart<'b>),
-    End,
-    Text(quick_xml::events::BytesText<'b>),
-    CData(quick_xml::events::BytesCData<'b>),
-    Eof,
-}
-
 /// Hands quick-xml at most about `max_bytes` (plus one chunk of the inner
 /// reader's buffer) per event: quick-xml buffers a whole tag or text before
 /// returning it, so without this one enormous text node would grow memory
@@ -699,6 +758,7 @@ impl<R: Read> Read for EventGuard<R> {
 }
 
 impl<R: BufRead> BufRead for EventGuard<R> {
+    #[inline]
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.consumed > self.max_bytes {
             self.tripped = true;
@@ -709,6 +769,7 @@ impl<R: BufRead> BufRead for EventGuard<R> {
         self.inner.fill_buf()
     }
 
+    #[inline]
     fn consume(&mut self, amt: usize) {
         self.consumed = self.consumed.saturating_add(amt);
         self.inner.consume(amt);
@@ -866,40 +927,36 @@ impl<R: BufRead> XmlReader<R> {
         self.error(Fail::Xml(detail), || self.path())
     }
 
-    /// One event; `None` for what is skipped (comments, processing
-    /// instructions, the declaration once its encoding is checked).
-    /// `depth` elements are open.
-    fn read_raw<'b>(
-        &mut self,
-        buf: &'b mut Vec<u8>,
-        depth: usize,
-    ) -> Result<Option<Raw<'b>>, Fail> {
+    fn limit(&self, kind: LimitKind, max: usize) -> ParseError {
+        self.error(Fail::Limit(kind, max), || self.path())
+    }
+
+    /// The next event, quick-xml's errors (and one event over
+    /// [`Limits::max_event_bytes`]) as [`Fail`]s.
+    #[inline(always)]
+    fn read_event<'b>(&mut self, buf: &'b mut Vec<u8>) -> Result<Event<'b>, Fail> {
         self.reader.get_mut().consumed = 0;
-        let event = match self.reader.read_event_into(buf) {
-            Ok(event) => event,
-            Err(quick_xml::Error::Io(_)) if self.reader.get_ref().tripped => {
-                return Err(Fail::Limit(
-                    LimitKind::EventBytes,
-                    self.limits.max_event_bytes,
-                ));
-            }
+        match self.reader.read_event_into(buf) {
+            Ok(event) => Ok(event),
+            Err(quick_xml::Error::Io(_)) if self.reader.get_ref().tripped => Err(Fail::Limit(
+                LimitKind::EventBytes,
+                self.limits.max_event_bytes,
+            )),
             Err(quick_xml::Error::Io(e)) => {
-                return Err(Fail::Io(self.reader.buffer_position(), e.to_string()))
+                Err(Fail::Io(self.reader.buffer_position(), e.to_string()))
             }
-            Err(e) => return Err(Fail::Xml(e.to_string())),
-        };
-        Ok(Some(match event {
-            Event::Start(start) => {
-                if depth >= self.limits.max_depth {
-                    return Err(Fail::Limit(LimitKind::Depth, self.limits.max_depth));
-                }
-                Raw::Start(start)
-            }
-            Event::End(_) => Raw::End,
+            Err(e) => Err(Fail::Xml(e.to_string())),
+        }
+    }
+
+    /// Any event but a start, end, text or CDATA, with `depth` elements
+    /// open: `true` at the end of the input, `false` for what is skipped
+    /// (comments, processing instructions, the declaration once its
+    /// encoding is checked).
+    fn other_event(&self, event: &Event<'_>, depth: usize) -> Result<bool, Fail> {
+        match event {
             // Cannot happen with `expand_empty_elements`.
-            Event::Empty(_) => return Err(Fail::Xml("unexpected empty element".to_owned())),
-            Event::Text(text) => Raw::Text(text),
-            Event::CData(data) => Raw::CData(data),
+            Event::Empty(_) => Err(Fail::Xml("unexpected empty element".to_owned())),
             Event::Decl(decl) => {
                 if let Some(encoding) = decl.encoding() {
                     let encoding = encoding.map_err(|e| Fail::Xml(e.to_string()))?;
@@ -913,17 +970,15 @@ impl<R: BufRead> XmlReader<R> {
                         )));
                     }
                 }
-                return Ok(None);
+                Ok(false)
             }
-            Event::DocType(_) => return Err(Fail::Xml("a DOCTYPE is not allowed".to_owned())),
-            Event::Comment(_) | Event::PI(_) => return Ok(None),
-            Event::Eof => {
-                if depth > 0 {
-                    return Err(Fail::Xml("the input ends inside an element".to_owned()));
-                }
-                Raw::Eof
+            Event::DocType(_) => Err(Fail::Xml("a DOCTYPE is not allowed".to_owned())),
+            Event::Eof if depth > 0 => {
+                Err(Fail::Xml("the input ends inside an element".to_owned()))
             }
-        }))
+            Event::Eof => Ok(true),
+            _ => Ok(false),
+        }
     }
 
     /// The attributes of `start` onto node `index` of `tree` (the node just
@@ -937,6 +992,10 @@ impl<R: BufRead> XmlReader<R> {
         tree: &mut Tree,
         index: usize,
     ) -> Result<(), Fail> {
+        // Most elements have none; nothing to iterate then.
+        if is_blank(start.attributes_raw()) {
+            return Ok(());
+        }
         for attr in start.attributes() {
             let attr = attr.map_err(|e| Fail::Xml(e.to_string()))?;
             let key = attr.key;
@@ -986,55 +1045,65 @@ impl<R: BufRead> XmlReader<R> {
     }
 
     fn next_tag_with(&mut self, buf: &mut Vec<u8>) -> Result<Tag, ParseError> {
+        let max_text = self.limits.max_text_bytes;
         loop {
             buf.clear();
-            let raw = match self.read_raw(buf, self.frames.len()) {
-                Ok(Some(raw)) => raw,
-                Ok(None) => continue,
-                Err(fail) => return Err(self.error(fail, || self.path())),
-            };
-            let blank = match raw {
-                Raw::Start(start) => {
-                    self.open_frame(&start)?;
+            let event = self
+                .read_event(buf)
+                .map_err(|fail| self.error(fail, || self.path()))?;
+            let blank = match &event {
+                Event::Start(start) => {
+                    if self.frames.len() >= self.limits.max_depth {
+                        return Err(self.limit(LimitKind::Depth, self.limits.max_depth));
+                    }
+                    self.open_frame(start)?;
                     return Ok(Tag::Open);
                 }
-                Raw::End => {
+                Event::End(_) => {
                     if let Some(frame) = self.frames.pop() {
                         self.counts.truncate(frame.counts_start);
                         self.count_names.truncate(frame.names_start);
                     }
                     return Ok(Tag::Close);
                 }
-                Raw::Eof => return Ok(Tag::Eof),
                 // Indentation: no UTF-8 check or unescaping needed.
-                Raw::Text(text) if is_blank(&text) => {
-                    if !self.frames.is_empty() && text.len() > self.limits.max_text_bytes {
-                        return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
+                Event::Text(text) if is_blank(text) => {
+                    if !self.frames.is_empty() && text.len() > max_text {
+                        return Err(self.limit(LimitKind::TextBytes, max_text));
                     }
                     continue;
                 }
-                Raw::Text(text) => {
-                    let value = text_value(&text).map_err(|f| self.error(f, || self.path()))?;
+                Event::Text(text) => {
+                    let value = text_value(text).map_err(|f| self.error(f, || self.path()))?;
                     if self.frames.is_empty() {
                         if is_blank(value.as_bytes()) {
                             continue;
                         }
                         return Err(self.xml_error("text outside the root element".to_owned()));
                     }
-                    if value.len() > self.limits.max_text_bytes {
-                        return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
+                    if value.len() > max_text {
+                        return Err(self.limit(LimitKind::TextBytes, max_text));
                     }
                     is_blank(value.as_bytes())
                 }
-                Raw::CData(data) => {
+                Event::CData(data) => {
                     if self.frames.is_empty() {
                         return Err(self.xml_error("CDATA outside the root element".to_owned()));
                     }
-                    let value = utf8(&data).map_err(|detail| self.xml_error(detail))?;
-                    if value.len() > self.limits.max_text_bytes {
-                        return Err(self.limit(LimitKind::TextBytes, self.limits.max_text_bytes));
+                    let value = utf8(data).map_err(|detail| self.xml_error(detail))?;
+                    if value.len() > max_text {
+                        return Err(self.limit(LimitKind::TextBytes, max_text));
                     }
                     is_blank(value.as_bytes())
+                }
+                other => {
+                    let end = self
+                        .other_event(other, self.frames.len())
+                        .map_err(|fail| self.error(fail, || self.path()))?;
+                    if end {
+                        return Ok(Tag::Eof);
+                    }
+                    continue;
                 }
             };
             if !blank {
@@ -1046,10 +1115,6 @@ impl<R: BufRead> XmlReader<R> {
         }
     }
 
-    fn limit(&self, kind: LimitKind, max: usize) -> ParseError {
-        self.error(Fail::Limit(kind, max), || self.path())
-    }
-
     /// Takes in the start tag `start` of an element outside any tree: its
     /// name, attributes (kept for `read_tree`) and position among its
     /// siblings.
@@ -1059,7 +1124,7 @@ impl<R: BufRead> XmlReader<R> {
         let is_root = self.frames.is_empty();
         let mut open = std::mem::take(&mut self.open);
         open.clear();
-        let index = open.push(NO_NODE, name);
+        let index = open.push(NO_NODE, name.as_bytes());
         let attributes = self.read_attributes(start, is_root, &mut open, index);
         self.open = open;
         attributes.map_err(|fail| self.error(fail, || self.path()))?;
@@ -1120,21 +1185,28 @@ impl<R: BufRead> XmlReader<R> {
         let mut top = 0usize;
         loop {
             buf.clear();
-            let raw = match self.read_raw(buf, depth) {
-                Ok(Some(raw)) => raw,
-                Ok(None) => continue,
-                Err(fail) => return Err(self.error(fail, || self.tree_path(tree, top))),
-            };
-            match raw {
-                Raw::Start(start) => {
-                    let name = utf8(start.local_name().into_inner()).map_err(|detail| {
-                        self.error(Fail::Xml(detail), || self.tree_path(tree, top))
-                    })?;
+            let event = self
+                .read_event(buf)
+                .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
+            match &event {
+                Event::Start(start) => {
+                    if depth >= self.limits.max_depth {
+                        return Err(self
+                            .error(Fail::Limit(LimitKind::Depth, self.limits.max_depth), || {
+                                self.tree_path(tree, top)
+                            }));
+                    }
+                    let name = start.local_name().into_inner();
+                    if !name.is_ascii() {
+                        utf8(name).map_err(|detail| {
+                            self.error(Fail::Xml(detail), || self.tree_path(tree, top))
+                        })?;
+                    }
                     // Whitespace before the first child is dropped; other
                     // text is refused below, once the child is known.
                     let blank = tree.drop_text(top);
                     let index = tree.push(top, name);
-                    self.read_attributes(&start, false, tree, index)
+                    self.read_attributes(start, false, tree, index)
                         .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
                     if tree.nodes.len() > self.limits.max_elements {
                         return Err(ParseError::Limit {
@@ -1149,7 +1221,9 @@ impl<R: BufRead> XmlReader<R> {
                     top = index;
                     depth += 1;
                 }
-                Raw::End => {
+                Event::End(_) => {
+                    // A blank leaf keeps its whitespace.
+                    tree.flush_pending(top);
                     if top == 0 {
                         if let Some(frame) = self.frames.pop() {
                             self.counts.truncate(frame.counts_start);
@@ -1160,66 +1234,85 @@ impl<R: BufRead> XmlReader<R> {
                     top = tree.data(top).map_or(0, |n| n.parent.min(top - 1));
                     depth -= 1;
                 }
-                Raw::Eof => {
-                    return Err(self.error(
-                        Fail::Xml("the input ends inside an element".to_owned()),
-                        || self.tree_path(tree, top),
-                    ))
-                }
-                Raw::Text(text) if is_blank(&text) => {
+                // Indentation (or a blank leaf): ASCII, nothing to unescape.
+                Event::Text(text) if is_blank(text) => {
                     if text.len() > max_text {
                         return Err(self
                             .error(Fail::Limit(LimitKind::TextBytes, max_text), || {
                                 self.tree_path(tree, top)
                             }));
                     }
-                    if tree.has_children(top) {
-                        continue;
+                    // Kept aside until it is known to be a blank leaf's text.
+                    if !tree.has_children(top) {
+                        if tree.text_len(top) + text.len() > max_text {
+                            return Err(self.limit_at(tree, top));
+                        }
+                        tree.pending.extend_from_slice(text);
                     }
-                    let value = utf8(&text).map_err(|detail| {
-                        self.error(Fail::Xml(detail), || self.tree_path(tree, top))
-                    })?;
-                    self.tree_text(tree, top, value)?;
                 }
-                Raw::Text(text) => {
-                    let value = text_value(&text)
+                Event::Text(text) => {
+                    let value = text_value(text)
                         .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
-                    self.tree_text(tree, top, &value)?;
+                    if value.len() > max_text {
+                        return Err(self
+                            .error(Fail::Limit(LimitKind::TextBytes, max_text), || {
+                                self.tree_path(tree, top)
+                            }));
+                    }
+                    self.tree_text(tree, top, &value, is_blank(value.as_bytes()))?;
                 }
-                Raw::CData(data) => {
-                    let value = utf8(&data).map_err(|detail| {
+                Event::CData(data) => {
+                    let value = utf8(data).map_err(|detail| {
                         self.error(Fail::Xml(detail), || self.tree_path(tree, top))
                     })?;
-                    self.tree_text(tree, top, value)?;
+                    if value.len() > max_text {
+                        return Err(self
+                            .error(Fail::Limit(LimitKind::TextBytes, max_text), || {
+                                self.tree_path(tree, top)
+                            }));
+                    }
+                    self.tree_text(tree, top, value, is_blank(value.as_bytes()))?;
+                }
+                other => {
+                    // Inside the tree the end of input is always an error.
+                    self.other_event(other, depth)
+                        .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
                 }
             }
         }
     }
 
-    /// Text read inside a tree, under node `top`: kept if `top` has no
-    /// children (yet), else it must be whitespace.
-    fn tree_text(&self, tree: &mut Tree, top: usize, value: &str) -> Result<(), ParseError> {
-        let max_text = self.limits.max_text_bytes;
-        let too_long = || ParseError::Limit {
-            path: self.tree_path(tree, top),
-            kind: LimitKind::TextBytes,
-            max: max_text,
-        };
-        if value.len() > max_text {
-            return Err(too_long());
-        }
+    /// Text (checked UTF-8, unescaped, within the limit for one event) read
+    /// inside a tree under node `top`: kept if `top` has no children (yet),
+    /// else it must be whitespace.
+    #[inline]
+    fn tree_text(
+        &self,
+        tree: &mut Tree,
+        top: usize,
+        value: &str,
+        blank: bool,
+    ) -> Result<(), ParseError> {
         if tree.has_children(top) {
-            if !is_blank(value.as_bytes()) {
+            if !blank {
                 return Err(mixed(self.tree_path(tree, top)));
             }
             return Ok(());
         }
-        let held = tree.data(top).map_or(0, |n| n.text.end - n.text.start);
-        if held + value.len() > max_text {
-            return Err(too_long());
+        if tree.text_len(top) + value.len() > self.limits.max_text_bytes {
+            return Err(self.limit_at(tree, top));
         }
-        tree.push_text(top, value);
+        tree.push_text(top, value, blank);
         Ok(())
+    }
+
+    /// The text limit, exceeded in node `top` of `tree`.
+    fn limit_at(&self, tree: &Tree, top: usize) -> ParseError {
+        ParseError::Limit {
+            path: self.tree_path(tree, top),
+            kind: LimitKind::TextBytes,
+            max: self.limits.max_text_bytes,
+        }
     }
 
     /// Expects the end of the root element and then the end of input.
@@ -1277,10 +1370,43 @@ fn mixed(path: String) -> ParseError {
     }
 }
 
-/// Whitespace only (or nothing): what sits between elements.
+/// Whitespace only (or nothing, as [`u8::is_ascii_whitespace`]): what
+/// sits between elements. Indentation is 43 % of a pretty-printed
+/// statement: a line end and spaces, so spaces are taken 8 at a time.
+#[inline]
 fn is_blank(bytes: &[u8]) -> bool {
-    bytes.iter().all(u8::is_ascii_whitespace)
+    let mut rest = bytes;
+    loop {
+        while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+            if *word != [b' '; 8] {
+                break;
+            }
+            rest = tail;
+        }
+        match rest.split_first() {
+            None => return true,
+            Some((b, tail)) if b.is_ascii_whitespace() => rest = tail,
+            Some(_) => return false,
+        }
+    }
 }
+
+/// A local name's length and first 7 bytes in one integer: names compare
+/// by it first (equal keys are equal names up to 7 bytes) and only longer
+/// ones by their bytes.
+#[inline]
+fn name_key(name: &[u8]) -> u64 {
+    let head = name
+        .iter()
+        .take(NAME_KEY_BYTES)
+        .rev()
+        .fold(0u64, |key, b| (key << 8) | u64::from(*b));
+    // Lengths beyond 8 bits wrap: `Node::is` compares the whole length.
+    head | ((name.len() as u64) << 56)
+}
+
+/// The bytes of a name that its [`name_key`] holds.
+const NAME_KEY_BYTES: usize = 7;
 
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
