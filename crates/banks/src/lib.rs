@@ -61,7 +61,7 @@ impl fmt::Display for Family {
 
 /// The fixed list of things a connector may be able to do (DESIGN.md,
 /// "Bank connector contract").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     Balances,
@@ -461,6 +461,12 @@ pub trait BankConnector: Send + Sync + fmt::Debug + 'static {
     /// The capabilities this connector implements; the rest of the fixed list
     /// it does not.
     fn capabilities(&self) -> &'static [Capability];
+    /// The capabilities of the fixed list this connector does not have,
+    /// each with the reason (shown in `/v1/banks`, and the same reason the
+    /// conformance suite gives). Empty when it has them all.
+    fn lacking_capabilities(&self) -> &'static [(Capability, &'static str)] {
+        &[]
+    }
     /// The accounts the bank lists for this connection's login.
     async fn list_accounts(&self) -> Result<Vec<BankAccountInfo>, BankError>;
     /// Balances of several accounts; split into as many requests as the

@@ -1,11 +1,13 @@
 //! `bankdirect demo`: the gateway on an embedded SQLite file plus simulated
-//! cn-xml banks, all on loopback, in one process.
+//! banks — two cn-xml front machines and one ISO 20022 host-to-host bank
+//! (EUR and USD, mutual TLS) — all on loopback, in one process.
 //!
 //! It writes `D/bankdirect.toml` (a real configuration that `serve` and
-//! `sim` accept), uses `D/bankdirect.db`, writes `D/demo.json` with what a
-//! client needs, and prints a curl tour. The simulated banks' accounts come
-//! from their seeds, so the config written here and a later `bankdirect sim`
-//! on it agree.
+//! `sim` accept), uses `D/bankdirect.db`, keeps the ISO bank's local CA and
+//! certificates in `D/pki/<bank>/` (made on the first run, reused after),
+//! writes `D/demo.json` with what a client needs, and prints a curl tour.
+//! The simulated banks' accounts come from their seeds, so the config
+//! written here and a later `bankdirect sim` on it agree.
 
 use std::{
     net::SocketAddr,
@@ -17,8 +19,8 @@ use gateway::{
     auth::Scope,
     config::{
         AccountConfig, AuthConfig, BalancesConfig, BankConfig, BankLimits, BankQuirks,
-        ClientConfig, Config, ConnectionConfig, DatabaseConfig, ServerConfig, SimulatorConfig,
-        StatementsConfig,
+        ClientConfig, Config, ConnectionConfig, ConnectionTlsConfig, DatabaseConfig, ServerConfig,
+        SimulatorConfig, StatementsConfig,
     },
     App, BuildOptions,
 };
@@ -31,28 +33,48 @@ const DEMO_CLIENT: &str = "demo-erp";
 struct DemoBank {
     id: &'static str,
     name: &'static str,
+    family: banks::Family,
     login: &'static str,
     seed: u64,
     cny_accounts: usize,
     usd_accounts: usize,
+    eur_accounts: usize,
+    time_zone: &'static str,
 }
 
 const DEMO_BANKS: &[DemoBank] = &[
     DemoBank {
         id: "sim-east",
         name: "华东示范银行 East Demo Bank (simulated, cn-xml)",
+        family: banks::Family::CnXml,
         login: "EAST01",
         seed: 20261,
         cny_accounts: 3,
         usd_accounts: 1,
+        eur_accounts: 0,
+        time_zone: "Asia/Shanghai",
     },
     DemoBank {
         id: "sim-south",
         name: "华南示范银行 South Demo Bank (simulated, cn-xml)",
+        family: banks::Family::CnXml,
         login: "SOUTH01",
         seed: 20262,
         cny_accounts: 2,
         usd_accounts: 0,
+        eur_accounts: 0,
+        time_zone: "Asia/Shanghai",
+    },
+    DemoBank {
+        id: "sim-euro",
+        name: "Euro Demo Bank AG (simulated, iso20022 host-to-host)",
+        family: banks::Family::Iso20022,
+        login: "PARTNER01",
+        seed: 20263,
+        cny_accounts: 0,
+        usd_accounts: 2,
+        eur_accounts: 3,
+        time_zone: "Europe/Berlin",
     },
 ];
 
@@ -84,8 +106,67 @@ pub fn sim_config(s: &SimulatorConfig) -> banksim::SimBankConfig {
         login: s.login.clone(),
         cny_accounts: s.cny_accounts,
         usd_accounts: s.usd_accounts,
+        eur_accounts: s.eur_accounts,
         time_zone: s.time_zone.name().to_owned(),
     }
+}
+
+/// The local CA and certificates of an iso20022 simulator: read from its
+/// `pki_dir`, or made and written there on the first start.
+fn simulator_pki(s: &SimulatorConfig) -> anyhow::Result<crypto::pki::Pki> {
+    let dir = s.pki_dir.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "simulators (bank {}): an iso20022 simulator needs pki_dir, the directory of its CA and certificates",
+            s.bank_id
+        )
+    })?;
+    if crypto::pki::PkiFiles::in_dir(dir).ca_cert.exists() {
+        return crypto::pki::Pki::read_from_dir(dir).with_context(|| {
+            format!(
+                "simulators (bank {}): cannot read the certificates in {}; delete the directory to make new ones",
+                s.bank_id,
+                dir.display()
+            )
+        });
+    }
+    let names = vec!["localhost".to_owned(), s.listen.ip().to_string()];
+    let pki = crypto::pki::Pki::generate(&names, &s.login)
+        .with_context(|| format!("simulators (bank {}): cannot make certificates", s.bank_id))?;
+    pki.write_to_dir(dir)
+        .with_context(|| format!("cannot write the certificates into {}", dir.display()))?;
+    Ok(pki)
+}
+
+/// Starts the simulated bank of a `[[simulators]]` entry, as `bankdirect
+/// sim` and `bankdirect demo` both do.
+pub async fn start_simulator(s: &SimulatorConfig) -> anyhow::Result<banksim::SimServer> {
+    let clock = std::sync::Arc::new(domain::SystemClock);
+    let started = match s.family {
+        banks::Family::CnXml => {
+            banksim::SimServer::start_with_options(sim_config(s), s.listen, clock, sim_options(s)?)
+                .await
+        }
+        banks::Family::Iso20022 => {
+            let iso = banksim::IsoOptions {
+                pki: Some(simulator_pki(s)?),
+                ..banksim::IsoOptions::default()
+            };
+            banksim::SimServer::start_with_iso_options(
+                sim_config(s),
+                s.listen,
+                clock,
+                sim_options(s)?,
+                iso,
+            )
+            .await
+        }
+    };
+    started.with_context(|| {
+        format!(
+            "simulated bank {} could not start on {}; is the port in use? pass another --port or change listen",
+            s.bank_id, s.listen
+        )
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +183,16 @@ struct DemoSim {
     bank_id: String,
     family: String,
     url: String,
+    /// For a bank that speaks mutual TLS: the files a client needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<DemoTls>,
+}
+
+#[derive(Debug, Serialize)]
+struct DemoTls {
+    ca_cert: String,
+    client_cert: String,
+    client_key: String,
 }
 
 fn sim_port(port: u16, index: usize) -> u16 {
@@ -134,24 +225,19 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
     for (i, b) in DEMO_BANKS.iter().enumerate() {
         let sim = SimulatorConfig {
             bank_id: b.id.to_owned(),
-            family: banks::Family::CnXml,
+            family: b.family,
             listen: SocketAddr::from(([127, 0, 0, 1], sim_port(port, i))),
             seed: b.seed,
             login: b.login.to_owned(),
             cny_accounts: b.cny_accounts,
             usd_accounts: b.usd_accounts,
-            time_zone: BankTimeZone::SHANGHAI,
+            eur_accounts: b.eur_accounts,
+            time_zone: BankTimeZone::parse(b.time_zone)?,
+            pki_dir: (b.family == banks::Family::Iso20022).then(|| data_dir.join("pki").join(b.id)),
             payments: None,
             random_faults: None,
         };
-        let server = banksim::SimServer::start(sim_config(&sim), sim.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "simulated bank {} could not listen on {}; pass another --port",
-                    b.id, sim.listen
-                )
-            })?;
+        let server = start_simulator(&sim).await?;
         simulators.push(SimulatorConfig {
             listen: server.local_addr(),
             ..sim
@@ -196,17 +282,32 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
         simulators: servers
             .iter()
             .zip(DEMO_BANKS)
-            .map(|(s, b)| DemoSim {
+            .zip(&simulators)
+            .map(|((s, b), sim)| DemoSim {
                 bank_id: b.id.to_owned(),
-                family: "cn-xml".to_owned(),
+                family: b.family.as_str().to_owned(),
                 url: s.url(),
+                tls: sim.pki_dir.as_ref().map(|dir| {
+                    let files = crypto::pki::PkiFiles::in_dir(dir);
+                    DemoTls {
+                        ca_cert: files.ca_cert.display().to_string(),
+                        client_cert: files.client_cert.display().to_string(),
+                        client_key: files.client_key.display().to_string(),
+                    }
+                }),
             })
             .collect(),
     };
     let demo_path = data_dir.join("demo.json");
     write_private(&demo_path, &serde_json::to_string_pretty(&demo_json)?)?;
 
-    print_tour(&base_url, secret.expose_secret(), &demo_path, &servers);
+    print_tour(
+        &base_url,
+        secret.expose_secret(),
+        &demo_path,
+        &servers,
+        &simulators,
+    );
 
     app.serve(api_listener, crate::shutdown_signal()).await?;
     for s in servers {
@@ -241,8 +342,8 @@ fn demo_config(
         banks.push(BankConfig {
             id: bank_id.clone(),
             name: b.name.to_owned(),
-            family: banks::Family::CnXml,
-            time_zone: BankTimeZone::SHANGHAI,
+            family: b.family,
+            time_zone: sim.time_zone,
             limits: BankLimits {
                 request_timeout_ms: 5_000,
                 ..BankLimits::default()
@@ -252,9 +353,17 @@ fn demo_config(
         connections.push(ConnectionConfig {
             id: conn_id.clone(),
             bank: bank_id,
-            endpoint: format!("http://{}/", sim.listen),
+            endpoint: server.url(),
             login: b.login.to_owned(),
             customer_number: None,
+            tls: sim.pki_dir.as_ref().map(|dir| {
+                let files = crypto::pki::PkiFiles::in_dir(dir);
+                ConnectionTlsConfig {
+                    ca_cert: files.ca_cert,
+                    client_cert: files.client_cert,
+                    client_key: files.client_key,
+                }
+            }),
         });
         let mut per_currency = std::collections::BTreeMap::<String, usize>::new();
         for acc in server.ledger().accounts() {
@@ -306,13 +415,36 @@ fn demo_config(
     })
 }
 
-fn print_tour(base_url: &str, secret: &str, demo_path: &Path, servers: &[banksim::SimServer]) {
+fn print_tour(
+    base_url: &str,
+    secret: &str,
+    demo_path: &Path,
+    servers: &[banksim::SimServer],
+    simulators: &[SimulatorConfig],
+) {
     let sims: Vec<String> = servers
         .iter()
         .zip(DEMO_BANKS)
-        .map(|(s, b)| format!("  {:<10} {}", b.id, s.url()))
+        .map(|(s, b)| format!("  {:<10} {:<9} {}", b.id, b.family.as_str(), s.url()))
         .collect();
     let first_sim = servers.first().map(|s| s.url()).unwrap_or_default();
+    // The ISO bank speaks mutual TLS: curl needs its CA and client certificate.
+    let iso = servers
+        .iter()
+        .zip(simulators)
+        .find_map(|(server, sim)| sim.pki_dir.as_ref().map(|dir| (server.url(), dir)));
+    let iso_curl = match iso {
+        Some((url, dir)) => {
+            let files = crypto::pki::PkiFiles::in_dir(dir);
+            format!(
+                "  curl -s --cacert {} --cert {} --key {} {url}_sim/ledger | jq   # the ISO 20022 bank, over mutual TLS",
+                files.ca_cert.display(),
+                files.client_cert.display(),
+                files.client_key.display()
+            )
+        }
+        None => String::new(),
+    };
     println!(
         r#"
 bankdirect demo is running.
@@ -334,7 +466,10 @@ A five-minute tour (paste into a shell; needs curl and jq):
   curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/accounts/sim-east-cny-1/transactions?limit=5" | jq
   curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/transactions?limit=5" | jq   # change feed; poll again with since=<next_cursor>
   curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/payment-batches?limit=5" | jq   # payroll and supplier batches (README: how to send one)
+  curl -s -X POST -H "Authorization: Bearer $TOKEN" $BASE/v1/accounts/sim-euro-eur-1/transactions:refresh | jq   # camt.053 from the ISO 20022 bank
+  curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/accounts/sim-euro-eur-1/transactions?limit=5" | jq
   curl -s {first_sim}_sim/ledger | jq        # what the simulated bank itself holds
+{iso_curl}
   curl -s $BASE/readyz | jq; curl -s $BASE/metrics | grep bank_calls_total
 
 Stop with Ctrl-C. Run it again with the same --data-dir to keep the database.

@@ -173,19 +173,7 @@ async fn sim(path: PathBuf) -> anyhow::Result<()> {
     }
     let mut servers = Vec::new();
     for s in &config.simulators {
-        let server = banksim::SimServer::start_with_options(
-            demo::sim_config(s),
-            s.listen,
-            std::sync::Arc::new(domain::SystemClock),
-            demo::sim_options(s)?,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "simulated bank {} could not start on {}",
-                s.bank_id, s.listen
-            )
-        })?;
+        let server = demo::start_simulator(s).await?;
         println!(
             "simulated bank {} ({}) at {}",
             s.bank_id,

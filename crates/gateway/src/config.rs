@@ -614,8 +614,17 @@ pub struct SimulatorConfig {
     pub cny_accounts: usize,
     #[serde(default)]
     pub usd_accounts: usize,
+    #[serde(default)]
+    pub eur_accounts: usize,
     #[serde(default = "default_time_zone")]
     pub time_zone: BankTimeZone,
+    /// `iso20022` only: the directory of the simulated bank's CA, server and
+    /// client certificates and keys (`ca.pem`, `server.pem`, `server.key`,
+    /// `client.pem`, `client.key`), made there on the first start when it
+    /// holds none; relative to the config file's directory. The bank's
+    /// `[[connections]]` entry names the same CA and client files in `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki_dir: Option<PathBuf>,
     /// The simulator's payment behaviour (settle/return/ingest delays,
     /// return share, accounts that may overdraw…), as banksim's
     /// `SimPaymentConfig`; checked by `bankdirect sim`.
@@ -721,6 +730,13 @@ impl Config {
         for connection in &mut config.connections {
             if let Some(tls) = &mut connection.tls {
                 tls.resolve(base_dir);
+            }
+        }
+        for simulator in &mut config.simulators {
+            if let Some(dir) = &mut simulator.pki_dir {
+                if dir.is_relative() {
+                    *dir = base_dir.join(&*dir);
+                }
             }
         }
         config.validate().map_err(|problems| ConfigError {

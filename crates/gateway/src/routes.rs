@@ -36,8 +36,16 @@ pub struct BankView {
     pub family: String,
     /// What this bank's connector can do, from the fixed capability list.
     pub capabilities: Vec<String>,
+    /// The capabilities of the fixed list this bank's family lacks, and why.
+    pub missing_capabilities: Vec<MissingCapability>,
     pub health: HealthStatus,
     pub connections: Vec<ConnectionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MissingCapability {
+    pub capability: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -66,13 +74,23 @@ pub async fn list_banks(
     for bank in &state.directory.banks {
         let mut connections = Vec::new();
         let mut capabilities: Vec<String> = Vec::new();
+        let mut missing_capabilities: Vec<MissingCapability> = Vec::new();
         for conn in state.directory.connections_of(&bank.id) {
-            if capabilities.is_empty() {
+            if capabilities.is_empty() && missing_capabilities.is_empty() {
                 capabilities = conn
                     .connector()
                     .capabilities()
                     .iter()
                     .map(|c| c.as_str().to_owned())
+                    .collect();
+                missing_capabilities = conn
+                    .connector()
+                    .lacking_capabilities()
+                    .iter()
+                    .map(|(c, reason)| MissingCapability {
+                        capability: c.as_str().to_owned(),
+                        reason: (*reason).to_owned(),
+                    })
                     .collect();
             }
             connections.push(ConnectionView {
@@ -86,6 +104,7 @@ pub async fn list_banks(
             name: bank.name.clone(),
             family: bank.family.as_str().to_owned(),
             capabilities,
+            missing_capabilities,
             health,
             connections,
         });

@@ -3,7 +3,9 @@
 //!
 //! Windows overlap: the first sync of an account reads
 //! `initial_lookback_days`; later ones re-read `overlap_days` before the last
-//! synced day, so late and corrected entries are found. Re-reading is safe
+//! synced day, so late and corrected entries are found, and reach back to
+//! the earliest day with an unresolved continuity break, so that a break is
+//! re-checked (and cleared) once the bank sends what was missing. Re-reading is safe
 //! because ingestion is idempotent: every entry carries a dedupe key computed
 //! here from the family's declared policy (DESIGN.md, "Statements"):
 //!
@@ -164,9 +166,19 @@ impl StatementSync {
             .sync_state(account_id)
             .await
             .map_err(|e| SyncError::Store(e.to_string()))?;
+        // A day whose balances did not add up is read again on every sync
+        // until it does (the bank may send the missing entry late).
+        let earliest_break = self
+            .store
+            .continuity_breaks(account_id, None, None)
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))?
+            .first()
+            .map(|b| b.date);
         let from = window_start(
             today,
             state.as_ref().and_then(|s| s.synced_through),
+            earliest_break,
             &self.settings,
         )?;
 
@@ -305,10 +317,13 @@ impl StatementSync {
     }
 }
 
-/// The first day of the next sync window.
+/// The first day of the next sync window: the lookback on the first sync,
+/// then the overlap before the last synced day, reaching back to the
+/// earliest unresolved continuity break; never before the lookback.
 fn window_start(
     today: BusinessDate,
     synced_through: Option<BusinessDate>,
+    earliest_break: Option<BusinessDate>,
     settings: &StatementsConfig,
 ) -> Result<BusinessDate, SyncError> {
     let bad = |e: domain::DomainError| SyncError::BadEntry(e.to_string());
@@ -321,6 +336,7 @@ fn window_start(
             .add_days(-i64::from(settings.overlap_days))
             .map_err(bad)?,
     };
+    let start = earliest_break.map_or(start, |day| start.min(day));
     Ok(start.max(earliest).min(today))
 }
 
@@ -448,15 +464,31 @@ mod tests {
     fn windows_start_with_the_lookback_then_overlap() {
         let s = StatementsConfig::default();
         let today = d("2026-11-28");
-        assert_eq!(window_start(today, None, &s).unwrap(), d("2026-08-30"));
         assert_eq!(
-            window_start(today, Some(d("2026-11-27")), &s).unwrap(),
+            window_start(today, None, None, &s).unwrap(),
+            d("2026-08-30")
+        );
+        assert_eq!(
+            window_start(today, Some(d("2026-11-27")), None, &s).unwrap(),
             d("2026-11-24")
         );
         // A mark far in the past never widens the window beyond the lookback.
         assert_eq!(
-            window_start(today, Some(d("2020-01-01")), &s).unwrap(),
+            window_start(today, Some(d("2020-01-01")), None, &s).unwrap(),
             d("2026-08-30")
+        );
+        // An open break reaches back to its day, within the lookback.
+        assert_eq!(
+            window_start(today, Some(d("2026-11-27")), Some(d("2026-10-31")), &s).unwrap(),
+            d("2026-10-31")
+        );
+        assert_eq!(
+            window_start(today, Some(d("2026-11-27")), Some(d("2026-01-01")), &s).unwrap(),
+            d("2026-08-30")
+        );
+        assert_eq!(
+            window_start(today, Some(d("2026-11-27")), Some(d("2026-11-26")), &s).unwrap(),
+            d("2026-11-24")
         );
     }
 }

@@ -434,6 +434,7 @@ pub fn write_config(
         login: SIM_LOGIN.to_owned(),
         cny_accounts: 3,
         usd_accounts: 0,
+        eur_accounts: 0,
         time_zone: "Asia/Shanghai".to_owned(),
     };
     // The same generation `bankdirect sim` runs: the same accounts.
@@ -518,6 +519,7 @@ overdraft_accounts = ["{}"]
             endpoint: format!("http://{sim_addr}/"),
             login: SIM_LOGIN.to_owned(),
             customer_number: None,
+            tls: None,
         }],
         accounts: vec![AccountConfig {
             id: AccountId::parse(ACCOUNT_ID).unwrap(),
@@ -541,7 +543,9 @@ overdraft_accounts = ["{}"]
             login: SIM_LOGIN.to_owned(),
             cny_accounts: 3,
             usd_accounts: 0,
+            eur_accounts: 0,
             time_zone: domain::BankTimeZone::SHANGHAI,
+            pki_dir: None,
             payments: Some(sim_payments),
             random_faults: Some(random_faults),
         }],

@@ -64,6 +64,7 @@ fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> Sim
         login: login.to_owned(),
         cny_accounts: cny,
         usd_accounts: usd,
+        eur_accounts: 0,
         time_zone: "Asia/Shanghai".to_owned(),
     }
 }
