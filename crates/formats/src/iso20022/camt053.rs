@@ -918,7 +918,7 @@ pub(crate) fn parse_entry(node: Node<'_>, path: &str) -> Result<Entry, ParseErro
     })?;
     let optional_date = |name: &str| -> Result<Option<BusinessDate>, ParseError> {
         match node.child(name) {
-            Some(_) => xml::date_choice(node, path, &[name]).map(Some),
+            Some(choice) => xml::date_choice_of(choice, path, &[name]).map(Some),
             None => Ok(None),
         }
     };

@@ -399,6 +399,17 @@ impl Tree {
         }
     }
 
+    /// Whether `node` is the element `name`, whose [`name_key`] is `key`.
+    #[inline]
+    fn is(&self, node: &NodeData, key: u64, name: &str) -> bool {
+        node.key == key
+            && if name.len() <= NAME_KEY_BYTES {
+                node.name.len() == name.len()
+            } else {
+                self.name_bytes(node.name) == name.as_bytes()
+            }
+    }
+
     #[inline]
     fn has_children(&self, index: usize) -> bool {
         self.data(index).is_some_and(|n| n.first_child != NO_NODE)
@@ -536,24 +547,24 @@ impl<'a> Node<'a> {
 
     pub(crate) fn child(self, name: &str) -> Option<Node<'a>> {
         let key = name_key(name.as_bytes());
-        self.elements().find(|c| c.is(key, name))
+        let nodes = &self.tree.nodes;
+        let mut at = nodes.get(self.index)?.first_child;
+        while let Some(node) = nodes.get(at) {
+            if self.tree.is(node, key, name) {
+                return Some(Node {
+                    tree: self.tree,
+                    index: at,
+                });
+            }
+            at = node.next_sibling;
+        }
+        None
     }
 
     pub(crate) fn children(self, name: &'a str) -> impl Iterator<Item = Node<'a>> {
         let key = name_key(name.as_bytes());
-        self.elements().filter(move |c| c.is(key, name))
-    }
-
-    /// Whether this is the element `name`, whose [`name_key`] is `key`.
-    fn is(self, key: u64, name: &str) -> bool {
-        self.data().is_some_and(|n| {
-            n.key == key
-                && if name.len() <= NAME_KEY_BYTES {
-                    n.name.len() == name.len()
-                } else {
-                    self.tree.name_bytes(n.name) == name.as_bytes()
-                }
-        })
+        self.elements()
+            .filter(move |c| c.data().is_some_and(|n| self.tree.is(n, key, name)))
     }
 
     /// Follows the first child of each name in turn.
@@ -676,7 +687,15 @@ pub(crate) fn date_choice(
     path: &str,
     names: &[&str],
 ) -> Result<BusinessDate, ParseError> {
-    let choice = required(node, path, names)?;
+    date_choice_of(required(node, path, names)?, path, names)
+}
+
+/// [`date_choice`] of `choice`, the element at `names` under `path`.
+pub(crate) fn date_choice_of(
+    choice: Node<'_>,
+    path: &str,
+    names: &[&str],
+) -> Result<BusinessDate, ParseError> {
     let at = || join(path, names);
     if let Some(day) = choice.child("Dt") {
         return BusinessDate::parse_iso(trimmed(day.text())).map_err(|e| ParseError::Invalid {
@@ -758,7 +777,7 @@ impl<R: Read> Read for EventGuard<R> {
 }
 
 impl<R: BufRead> BufRead for EventGuard<R> {
-    #[inline]
+    #[inline(always)]
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.consumed > self.max_bytes {
             self.tripped = true;
@@ -769,7 +788,7 @@ impl<R: BufRead> BufRead for EventGuard<R> {
         self.inner.fill_buf()
     }
 
-    #[inline]
+    #[inline(always)]
     fn consume(&mut self, amt: usize) {
         self.consumed = self.consumed.saturating_add(amt);
         self.inner.consume(amt);
@@ -931,21 +950,15 @@ impl<R: BufRead> XmlReader<R> {
         self.error(Fail::Limit(kind, max), || self.path())
     }
 
-    /// The next event, quick-xml's errors (and one event over
-    /// [`Limits::max_event_bytes`]) as [`Fail`]s.
-    #[inline(always)]
-    fn read_event<'b>(&mut self, buf: &'b mut Vec<u8>) -> Result<Event<'b>, Fail> {
-        self.reader.get_mut().consumed = 0;
-        match self.reader.read_event_into(buf) {
-            Ok(event) => Ok(event),
-            Err(quick_xml::Error::Io(_)) if self.reader.get_ref().tripped => Err(Fail::Limit(
-                LimitKind::EventBytes,
-                self.limits.max_event_bytes,
-            )),
-            Err(quick_xml::Error::Io(e)) => {
-                Err(Fail::Io(self.reader.buffer_position(), e.to_string()))
+    /// A read error of quick-xml (or one event over
+    /// [`Limits::max_event_bytes`]) as a [`Fail`].
+    fn read_fail(&self, error: &quick_xml::Error) -> Fail {
+        match error {
+            quick_xml::Error::Io(_) if self.reader.get_ref().tripped => {
+                Fail::Limit(LimitKind::EventBytes, self.limits.max_event_bytes)
             }
-            Err(e) => Err(Fail::Xml(e.to_string())),
+            quick_xml::Error::Io(e) => Fail::Io(self.reader.buffer_position(), e.to_string()),
+            e => Fail::Xml(e.to_string()),
         }
     }
 
@@ -1048,10 +1061,14 @@ impl<R: BufRead> XmlReader<R> {
         let max_text = self.limits.max_text_bytes;
         loop {
             buf.clear();
-            let event = self
-                .read_event(buf)
-                .map_err(|fail| self.error(fail, || self.path()))?;
-            let blank = match &event {
+            self.reader.get_mut().consumed = 0;
+            // Matched in place: the event is not moved.
+            let result = self.reader.read_event_into(buf);
+            let event = match &result {
+                Ok(event) => event,
+                Err(e) => return Err(self.error(self.read_fail(e), || self.path())),
+            };
+            let blank = match event {
                 Event::Start(start) => {
                     if self.frames.len() >= self.limits.max_depth {
                         return Err(self.limit(LimitKind::Depth, self.limits.max_depth));
@@ -1185,10 +1202,14 @@ impl<R: BufRead> XmlReader<R> {
         let mut top = 0usize;
         loop {
             buf.clear();
-            let event = self
-                .read_event(buf)
-                .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
-            match &event {
+            self.reader.get_mut().consumed = 0;
+            // Matched in place: the event is not moved.
+            let result = self.reader.read_event_into(buf);
+            let event = match &result {
+                Ok(event) => event,
+                Err(e) => return Err(self.error(self.read_fail(e), || self.tree_path(tree, top))),
+            };
+            match event {
                 Event::Start(start) => {
                     if depth >= self.limits.max_depth {
                         return Err(self
@@ -1196,7 +1217,7 @@ impl<R: BufRead> XmlReader<R> {
                                 self.tree_path(tree, top)
                             }));
                     }
-                    let name = start.local_name().into_inner();
+                    let name = local_name(start.name().into_inner());
                     if !name.is_ascii() {
                         utf8(name).map_err(|detail| {
                             self.error(Fail::Xml(detail), || self.tree_path(tree, top))
@@ -1206,8 +1227,11 @@ impl<R: BufRead> XmlReader<R> {
                     // text is refused below, once the child is known.
                     let blank = tree.drop_text(top);
                     let index = tree.push(top, name);
-                    self.read_attributes(start, false, tree, index)
-                        .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
+                    // Most elements have no attributes.
+                    if !is_blank(start.attributes_raw()) {
+                        self.read_attributes(start, false, tree, index)
+                            .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
+                    }
                     if tree.nodes.len() > self.limits.max_elements {
                         return Err(ParseError::Limit {
                             path: self.tree_path(tree, index),
@@ -1401,7 +1425,7 @@ fn name_key(name: &[u8]) -> u64 {
         .take(NAME_KEY_BYTES)
         .rev()
         .fold(0u64, |key, b| (key << 8) | u64::from(*b));
-    // Lengths beyond 8 bits wrap: `Node::is` compares the whole length.
+    // Lengths beyond 8 bits wrap: `Tree::is` compares the whole length.
     head | ((name.len() as u64) << 56)
 }
 
@@ -1413,7 +1437,22 @@ fn utf8(bytes: &[u8]) -> Result<&str, String> {
 }
 
 /// Raw text or attribute value checked as UTF-8 and unescaped.
+#[inline]
 fn text_value(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, Fail> {
     let text = utf8(raw).map_err(Fail::Xml)?;
+    if !raw.contains(&b'&') {
+        // What `unescape` gives for text without references.
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
     quick_xml::escape::unescape(text).map_err(|e| Fail::Xml(e.to_string()))
+}
+
+/// The name after the first `:`, as quick-xml's `local_name`; names are
+/// short, so a plain loop beats a `memchr` call.
+#[inline]
+fn local_name(name: &[u8]) -> &[u8] {
+    match name.iter().position(|b| *b == b':') {
+        Some(colon) => name.get(colon + 1..).unwrap_or_default(),
+        None => name,
+    }
 }
