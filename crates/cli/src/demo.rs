@@ -411,6 +411,7 @@ fn demo_config(
         accounts,
         clients: Vec::new(),
         users: Vec::new(),
+        audit: gateway::config::AuditConfig::default(),
         simulators: simulators.to_vec(),
     })
 }

@@ -40,6 +40,7 @@ const ENV_SECTIONS: &[&str] = &[
     "statements",
     "payments",
     "webhooks",
+    "audit",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +63,8 @@ pub struct Config {
     pub payments: PaymentsConfig,
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     #[serde(default)]
     pub banks: Vec<BankConfig>,
     #[serde(default)]
@@ -366,6 +369,60 @@ impl WebhooksConfig {
         }
         if !(1..=100).contains(&self.max_attempts) {
             problems.push("webhooks.max_attempts: expected 1..=100".to_owned());
+        }
+        problems
+    }
+}
+
+/// `[audit]`: the hash chain over the audit log and its signed checkpoints
+/// (DESIGN.md, security model; `store::audit`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Link audit records by hash in commit order. Turn it off only to
+    /// measure what the chain costs (BENCHMARKS.md): records written while
+    /// it is off stay unlinked until an instance with it on links them.
+    pub chain_enabled: bool,
+    /// A signed checkpoint once this many records were linked since the last.
+    pub checkpoint_every_records: u64,
+    /// A signed checkpoint at least this often while records keep coming.
+    pub checkpoint_every_s: u64,
+    /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints; created
+    /// (mode 0600) on first start. Relative to `data_dir`. It must not live
+    /// in the database: whoever can rewrite the chain must not also hold it.
+    pub checkpoint_key_file: PathBuf,
+    /// How often the chainer runs: on PostgreSQL it links what was committed
+    /// since (SQLite links inside the writer's commit); on both it signs a
+    /// checkpoint when one is due.
+    pub chain_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            chain_enabled: true,
+            checkpoint_every_records: 1_000,
+            checkpoint_every_s: 60,
+            checkpoint_key_file: PathBuf::from("audit-checkpoint-key.pem"),
+            chain_interval_ms: 200,
+        }
+    }
+}
+
+impl AuditConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=1_000_000).contains(&self.checkpoint_every_records) {
+            problems.push("audit.checkpoint_every_records: expected 1..=1000000".to_owned());
+        }
+        if !(1..=86_400).contains(&self.checkpoint_every_s) {
+            problems.push("audit.checkpoint_every_s: expected 1..=86400".to_owned());
+        }
+        if !(10..=60_000).contains(&self.chain_interval_ms) {
+            problems.push("audit.chain_interval_ms: expected 10..=60000".to_owned());
+        }
+        if self.checkpoint_key_file.as_os_str().is_empty() {
+            problems.push("audit.checkpoint_key_file: expected a path".to_owned());
         }
         problems
     }
@@ -958,6 +1015,7 @@ impl Config {
             );
         }
         problems.extend(self.webhooks.problems());
+        problems.extend(self.audit.problems());
         let st = &self.statements;
         if st.sync_interval_s == 0 {
             problems.push("statements.sync_interval_s: expected at least 1".to_owned());

@@ -535,6 +535,7 @@ overdraft_accounts = ["{}"]
             accounts: vec!["*".to_owned()],
         }],
         users: Vec::new(),
+        audit: gateway::config::AuditConfig::default(),
         simulators: vec![SimulatorConfig {
             bank_id: BANK_ID.to_owned(),
             family: banks::Family::CnXml,

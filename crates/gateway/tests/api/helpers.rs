@@ -286,6 +286,7 @@ impl TestApp {
             accounts,
             clients,
             users: Vec::new(),
+            audit: gateway::config::AuditConfig::default(),
             simulators: Vec::new(),
         };
         config.validate().unwrap();

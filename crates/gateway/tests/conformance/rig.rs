@@ -296,6 +296,7 @@ impl Rig {
             accounts,
             clients,
             users: Vec::new(),
+            audit: gateway::config::AuditConfig::default(),
             simulators: Vec::new(),
         };
         config
