@@ -893,8 +893,10 @@ impl<R: BufRead> XmlReader<R> {
             }
             out.push_str(self.frame_name(frame));
             if frame.nth != 1 {
-                use std::fmt::Write as _;
-                let _ = write!(out, "[{}]", frame.nth);
+                // Once per entry: without the formatting machinery.
+                out.push('[');
+                push_number(out, frame.nth);
+                out.push(']');
             }
         }
     }
@@ -1203,14 +1205,9 @@ impl<R: BufRead> XmlReader<R> {
         loop {
             buf.clear();
             self.reader.get_mut().consumed = 0;
-            // Matched in place: the event is not moved.
-            let result = self.reader.read_event_into(buf);
-            let event = match &result {
-                Ok(event) => event,
-                Err(e) => return Err(self.error(self.read_fail(e), || self.tree_path(tree, top))),
-            };
-            match event {
-                Event::Start(start) => {
+            match self.reader.read_event_into(buf) {
+                Err(e) => return Err(self.error(self.read_fail(&e), || self.tree_path(tree, top))),
+                Ok(Event::Start(start)) => {
                     if depth >= self.limits.max_depth {
                         return Err(self
                             .error(Fail::Limit(LimitKind::Depth, self.limits.max_depth), || {
@@ -1229,7 +1226,7 @@ impl<R: BufRead> XmlReader<R> {
                     let index = tree.push(top, name);
                     // Most elements have no attributes.
                     if !is_blank(start.attributes_raw()) {
-                        self.read_attributes(start, false, tree, index)
+                        self.read_attributes(&start, false, tree, index)
                             .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
                     }
                     if tree.nodes.len() > self.limits.max_elements {
@@ -1245,7 +1242,7 @@ impl<R: BufRead> XmlReader<R> {
                     top = index;
                     depth += 1;
                 }
-                Event::End(_) => {
+                Ok(Event::End(_)) => {
                     // A blank leaf keeps its whitespace.
                     tree.flush_pending(top);
                     if top == 0 {
@@ -1259,7 +1256,7 @@ impl<R: BufRead> XmlReader<R> {
                     depth -= 1;
                 }
                 // Indentation (or a blank leaf): ASCII, nothing to unescape.
-                Event::Text(text) if is_blank(text) => {
+                Ok(Event::Text(text)) if is_blank(&text) => {
                     if text.len() > max_text {
                         return Err(self
                             .error(Fail::Limit(LimitKind::TextBytes, max_text), || {
@@ -1271,11 +1268,11 @@ impl<R: BufRead> XmlReader<R> {
                         if tree.text_len(top) + text.len() > max_text {
                             return Err(self.limit_at(tree, top));
                         }
-                        tree.pending.extend_from_slice(text);
+                        tree.pending.extend_from_slice(&text);
                     }
                 }
-                Event::Text(text) => {
-                    let value = text_value(text)
+                Ok(Event::Text(text)) => {
+                    let value = text_value(&text)
                         .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
                     if value.len() > max_text {
                         return Err(self
@@ -1285,8 +1282,8 @@ impl<R: BufRead> XmlReader<R> {
                     }
                     self.tree_text(tree, top, &value, is_blank(value.as_bytes()))?;
                 }
-                Event::CData(data) => {
-                    let value = utf8(data).map_err(|detail| {
+                Ok(Event::CData(data)) => {
+                    let value = utf8(&data).map_err(|detail| {
                         self.error(Fail::Xml(detail), || self.tree_path(tree, top))
                     })?;
                     if value.len() > max_text {
@@ -1297,9 +1294,9 @@ impl<R: BufRead> XmlReader<R> {
                     }
                     self.tree_text(tree, top, value, is_blank(value.as_bytes()))?;
                 }
-                other => {
+                Ok(other) => {
                     // Inside the tree the end of input is always an error.
-                    self.other_event(other, depth)
+                    self.other_event(&other, depth)
                         .map_err(|fail| self.error(fail, || self.tree_path(tree, top)))?;
                 }
             }
@@ -1420,11 +1417,10 @@ fn is_blank(bytes: &[u8]) -> bool {
 /// ones by their bytes.
 #[inline]
 fn name_key(name: &[u8]) -> u64 {
-    let head = name
-        .iter()
-        .take(NAME_KEY_BYTES)
-        .rev()
-        .fold(0u64, |key, b| (key << 8) | u64::from(*b));
+    let mut head = 0u64;
+    for (at, b) in name.iter().take(NAME_KEY_BYTES).enumerate() {
+        head |= u64::from(*b) << (8 * at);
+    }
     // Lengths beyond 8 bits wrap: `Tree::is` compares the whole length.
     head | ((name.len() as u64) << 56)
 }
@@ -1432,6 +1428,15 @@ fn name_key(name: &[u8]) -> u64 {
 /// The bytes of a name that its [`name_key`] holds.
 const NAME_KEY_BYTES: usize = 7;
 
+/// `n` in decimal.
+fn push_number(out: &mut String, n: usize) {
+    if n >= 10 {
+        push_number(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
+#[inline]
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
 }
