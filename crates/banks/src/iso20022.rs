@@ -90,6 +90,9 @@ pub const ERROR_DUPLICATE_MESSAGE: &str = "DUPLICATE_MESSAGE";
 pub const ERROR_FILE_REJECTED: &str = "FILE_REJECTED";
 pub const ERROR_NOT_FOUND: &str = "NOT_FOUND";
 pub const ERROR_BAD_REQUEST: &str = "BAD_REQUEST";
+/// `PmtTpInf/CtgyPurp/Cd` of a payroll chunk (with `BtchBookg` true):
+/// ISO's "salary payment".
+pub const CATEGORY_PURPOSE_SALARY: &str = "SALA";
 /// The `status` of a `CCT` answer that took the file.
 pub const STATUS_RECEIVED: &str = "RCVD";
 /// The failure code of an account the bank left out of a balance report:
@@ -723,6 +726,10 @@ impl Iso20022Connector {
             },
             payments: vec![PaymentInformation {
                 id: file.message_id.to_string(),
+                // A payroll run is booked as one debit, for salaries; other
+                // files leave both to the bank, as they always have.
+                batch_booking: file.payroll.then_some(true),
+                category_purpose: file.payroll.then(|| CATEGORY_PURPOSE_SALARY.to_string()),
                 requested_execution_date: file.execution_date,
                 debtor: Party {
                     name: debtor_name,
@@ -733,20 +740,11 @@ impl Iso20022Connector {
                 transactions: file.transactions,
             }],
         };
-        let bytes =
-            pain001::render_version(&message, self.options.pain001_version).map_err(|e| {
-                BankError::NotProcessed {
-                    bank: self.bank(),
-                    reason: format!("{} not sent: pain.001 cannot carry it: {e}", file.what),
-                }
-            })?;
-        Ok(if file.payroll {
-            mark_payroll(bytes).map_err(|reason| BankError::NotProcessed {
+        pain001::render_version(&message, self.options.pain001_version).map_err(|e| {
+            BankError::NotProcessed {
                 bank: self.bank(),
-                reason: format!("{} not sent: {reason}", file.what),
-            })?
-        } else {
-            bytes
+                reason: format!("{} not sent: pain.001 cannot carry it: {e}", file.what),
+            }
         })
     }
 
@@ -1088,33 +1086,6 @@ pub fn account_identification(text: &str) -> Result<AccountIdentification, Strin
         );
     }
     Ok(AccountIdentification::Other(text.to_string()))
-}
-
-/// Marks the one `PmtInf` of a rendered pain.001 as a payroll run:
-/// `BtchBookg` `true` (the bank books one debit for the run) after
-/// `PmtMtd`, and `PmtTpInf/CtgyPurp/Cd` `SALA` before `ReqdExctnDt`, where
-/// the schema orders them.
-///
-/// A stopgap: `formats::iso20022::pain001` does not model either element
-/// yet, so they are put into the bytes our own renderer just wrote (no
-/// prefix, exactly one `PmtInf`); when the model carries them this goes.
-fn mark_payroll(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
-    let text =
-        String::from_utf8(bytes).map_err(|_| "the rendered pain.001 is not UTF-8".to_string())?;
-    let method = "<PmtMtd>TRF</PmtMtd>";
-    let date = "<ReqdExctnDt>";
-    if text.matches(method).count() != 1 || text.matches(date).count() != 1 {
-        return Err(
-            "the rendered pain.001 does not have exactly one PmtInf to mark as payroll".into(),
-        );
-    }
-    let text = text.replacen(method, &format!("{method}<BtchBookg>true</BtchBookg>"), 1);
-    let text = text.replacen(
-        date,
-        &format!("<PmtTpInf><CtgyPurp><Cd>SALA</Cd></CtgyPurp></PmtTpInf>{date}"),
-        1,
-    );
-    Ok(text.into_bytes())
 }
 
 /// Maps a pain.002 status and its reasons onto [`BankPaymentStatus`]
@@ -1767,17 +1738,6 @@ mOemRxF4G9Wbf3Wln+ejOw5RtaZn9PAhhmdbv5wUR9a5Melqr9mJRumZ
         assert!(account_identification("").is_err());
         assert!(account_identification(&"1".repeat(35)).is_err());
         assert!(account_identification("12 34").is_err());
-    }
-
-    #[test]
-    fn payroll_marking_puts_both_elements_where_the_schema_wants_them() {
-        let file = b"<PmtInf><PmtInfId>C1</PmtInfId><PmtMtd>TRF</PmtMtd><NbOfTxs>1</NbOfTxs><CtrlSum>1</CtrlSum><ReqdExctnDt><Dt>2026-11-30</Dt></ReqdExctnDt></PmtInf>".to_vec();
-        let marked = String::from_utf8(mark_payroll(file).unwrap()).unwrap();
-        assert_eq!(
-            marked,
-            "<PmtInf><PmtInfId>C1</PmtInfId><PmtMtd>TRF</PmtMtd><BtchBookg>true</BtchBookg><NbOfTxs>1</NbOfTxs><CtrlSum>1</CtrlSum><PmtTpInf><CtgyPurp><Cd>SALA</Cd></CtgyPurp></PmtTpInf><ReqdExctnDt><Dt>2026-11-30</Dt></ReqdExctnDt></PmtInf>"
-        );
-        assert!(mark_payroll(b"<PmtInf/>".to_vec()).is_err());
     }
 
     #[derive(Debug)]

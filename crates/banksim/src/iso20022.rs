@@ -635,9 +635,8 @@ fn submit_file(state: &SimState, body: &[u8]) -> Result<Answer, IsoError> {
         };
         IsoError::rejected(reason, error.to_string())
     })?;
-    let flags = batch_flags(body);
     check_file(&file)?;
-    let plan = plan_file(&file, &flags)?;
+    let plan = plan_file(&file)?;
 
     // One file at a time from here: the MsgId check and the execution must
     // not interleave with another upload of the same MsgId.
@@ -829,18 +828,12 @@ fn account_text(id: &AccountIdentification) -> String {
 }
 
 /// Translates every `PmtInf` into the book's requests, or refuses the file.
-fn plan_file(
-    file: &pain001::CustomerCreditTransferInitiation,
-    flags: &[BatchFlags],
-) -> Result<Vec<Planned>, IsoError> {
+fn plan_file(file: &pain001::CustomerCreditTransferInitiation) -> Result<Vec<Planned>, IsoError> {
     let mut plan = Vec::with_capacity(file.payments.len());
     for (index, payment) in file.payments.iter().enumerate() {
         let debtor = account_text(&payment.debtor_account);
         let execution_date = payment.requested_execution_date.to_compact();
-        let flag = flags.get(index).cloned().unwrap_or_default();
-        let payroll = payment.transactions.len() > 1
-            && flag.batch_booking
-            && flag.category_purpose.as_deref() == Some(CATEGORY_SALARY);
+        let payroll = is_payroll(payment);
         let mut items: Vec<(PaymentRequest, Checked)> =
             Vec::with_capacity(payment.transactions.len());
         for tx in &payment.transactions {
@@ -940,66 +933,13 @@ fn plan_file(
     Ok(plan)
 }
 
-/// What the pain.001 model does not carry but a batch needs: `BtchBookg`
-/// and `PmtTpInf/CtgyPurp/Cd` (of the `PmtInf`, or of its transactions).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct BatchFlags {
-    batch_booking: bool,
-    category_purpose: Option<String>,
-}
-
-/// Reads [`BatchFlags`] per `PmtInf`, in document order, from a document
-/// the pain.001 parser already accepted (so it is well-formed and bounded).
-/// Any reading problem yields what was read so far.
-fn batch_flags(body: &[u8]) -> Vec<BatchFlags> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_reader(body);
-    let config = reader.config_mut();
-    config.expand_empty_elements = true;
-    config.check_end_names = true;
-    let mut path: Vec<String> = Vec::new();
-    let mut flags: Vec<BatchFlags> = Vec::new();
-    let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        match reader.read_event_into(&mut buffer) {
-            Ok(Event::Start(start)) => {
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                if name == "PmtInf" {
-                    flags.push(BatchFlags::default());
-                }
-                path.push(name);
-                if path.len() > 64 {
-                    break;
-                }
-            }
-            Ok(Event::End(_)) => {
-                path.pop();
-            }
-            Ok(Event::Text(text)) => {
-                let Ok(text) = text.unescape() else { break };
-                let text = text.trim();
-                let in_payment = path.iter().any(|n| n == "PmtInf");
-                let Some(current) = flags.last_mut() else {
-                    continue;
-                };
-                if !in_payment {
-                    continue;
-                }
-                let tail: Vec<&str> = path.iter().rev().take(3).map(String::as_str).collect();
-                match tail.as_slice() {
-                    ["BtchBookg", "PmtInf", ..] => current.batch_booking = text == "true",
-                    ["Cd", "CtgyPurp", "PmtTpInf"] if current.category_purpose.is_none() => {
-                        current.category_purpose = Some(clip(text, 8));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(Event::Eof) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    flags
+/// A payroll run: a block of several transactions booked as one debit
+/// (`BtchBookg` true) for salaries (`PmtTpInf/CtgyPurp/Cd` `SALA`). A
+/// transaction's own payment type is not looked at.
+fn is_payroll(payment: &pain001::PaymentInformation) -> bool {
+    payment.transactions.len() > 1
+        && payment.batch_booking == Some(true)
+        && payment.category_purpose.as_deref() == Some(CATEGORY_SALARY)
 }
 
 // ---------------------------------------------------------------------------
@@ -1824,26 +1764,32 @@ mod tests {
     }
 
     #[test]
-    fn flags_are_read_per_payment() {
+    fn only_a_salary_block_booked_as_one_is_payroll() {
         let xml = br#"<?xml version="1.0"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"><CstmrCdtTrfInitn>
-<PmtInf><PmtInfId>A</PmtInfId><BtchBookg>true</BtchBookg><PmtTpInf><CtgyPurp><Cd>SALA</Cd></CtgyPurp></PmtTpInf></PmtInf>
-<p:PmtInf xmlns:p="x"><p:BtchBookg>false</p:BtchBookg><p:CdtTrfTxInf><p:PmtTpInf><p:CtgyPurp><p:Cd>SUPP</p:Cd></p:CtgyPurp></p:PmtTpInf></p:CdtTrfTxInf></p:PmtInf>
-<PmtInf/></CstmrCdtTrfInitn></Document>"#;
-        let flags = batch_flags(xml);
-        assert_eq!(
-            flags,
-            vec![
-                BatchFlags {
-                    batch_booking: true,
-                    category_purpose: Some("SALA".into())
-                },
-                BatchFlags {
-                    batch_booking: false,
-                    category_purpose: Some("SUPP".into())
-                },
-                BatchFlags::default(),
-            ]
-        );
+<GrpHdr><MsgId>M</MsgId><CreDtTm>2026-11-28T10:00:00</CreDtTm><NbOfTxs>8</NbOfTxs></GrpHdr>
+PAYMENTS</CstmrCdtTrfInitn></Document>"#;
+        let block = |id: &str, flags: &str, transactions: usize| {
+            let tx = |n: usize| {
+                format!("<CdtTrfTxInf><PmtId><EndToEndId>{id}-{n}</EndToEndId></PmtId><Amt><InstdAmt Ccy=\"EUR\">1.00</InstdAmt></Amt><CdtrAcct><Id><IBAN>DE89370400440532013000</IBAN></Id></CdtrAcct></CdtTrfTxInf>")
+            };
+            format!(
+                "<PmtInf><PmtInfId>{id}</PmtInfId><PmtMtd>TRF</PmtMtd>{flags}<ReqdExctnDt><Dt>2026-11-30</Dt></ReqdExctnDt><DbtrAcct><Id><IBAN>DE89370400440532013000</IBAN></Id></DbtrAcct><DbtrAgt><FinInstnId><BICFI>BANKDEFFXXX</BICFI></FinInstnId></DbtrAgt>{}</PmtInf>",
+                (1..=transactions).map(tx).collect::<String>()
+            )
+        };
+        let salary = "<PmtTpInf><CtgyPurp><Cd>SALA</Cd></CtgyPurp></PmtTpInf>";
+        let payments = [
+            block("A", &format!("<BtchBookg>true</BtchBookg>{salary}"), 2),
+            block("B", "<BtchBookg>true</BtchBookg><PmtTpInf><CtgyPurp><Cd>SUPP</Cd></CtgyPurp></PmtTpInf>", 2),
+            block("C", &format!("<BtchBookg>false</BtchBookg>{salary}"), 2),
+            block("D", &format!("<BtchBookg>true</BtchBookg>{salary}"), 1),
+            block("E", "", 1),
+        ]
+        .concat();
+        let text = String::from_utf8_lossy(xml).replace("PAYMENTS", &payments);
+        let file = pain001::parse(text.as_bytes()).unwrap();
+        let payroll: Vec<bool> = file.payments.iter().map(is_payroll).collect();
+        assert_eq!(payroll, [true, false, false, false, false]);
     }
 
     #[test]

@@ -162,6 +162,8 @@ fn file(
             .into_iter()
             .map(|(id, transactions)| PaymentInformation {
                 id,
+                batch_booking: None,
+                category_purpose: None,
                 requested_execution_date: BusinessDate::parse_iso("2026-11-28").unwrap(),
                 debtor: Party {
                     name: Some("Test GmbH".to_string()),
@@ -189,14 +191,14 @@ fn single(reference: &str, debtor: &str, amount_minor: i64, creditor: &str) -> V
     pain001::render(&message).unwrap()
 }
 
-/// Marks every `PmtInf` of a rendered file as a payroll run.
-fn as_payroll(xml: Vec<u8>) -> Vec<u8> {
-    let text = String::from_utf8(xml).unwrap();
-    text.replace(
-        "</PmtMtd>",
-        "</PmtMtd><BtchBookg>true</BtchBookg><PmtTpInf><CtgyPurp><Cd>SALA</Cd></CtgyPurp></PmtTpInf>",
-    )
-    .into_bytes()
+/// Marks every `PmtInf` of a file as a payroll run: booked as one debit,
+/// for salaries.
+fn as_payroll(mut message: CustomerCreditTransferInitiation) -> CustomerCreditTransferInitiation {
+    for payment in &mut message.payments {
+        payment.batch_booking = Some(true);
+        payment.category_purpose = Some("SALA".to_string());
+    }
+    message
 }
 
 async fn status_report(
@@ -634,7 +636,7 @@ async fn a_batch_and_a_payroll_are_rejected_item_by_item() {
             ],
         )],
     );
-    let (status, _) = post_file(&server, as_payroll(pain001::render(&payroll).unwrap()))
+    let (status, _) = post_file(&server, pain001::render(&as_payroll(payroll)).unwrap())
         .await
         .unwrap();
     assert_eq!(status, 200);

@@ -179,7 +179,20 @@ fn pain001_samples(out: &mut Samples) -> Result<()> {
             &format!("{tag}-limits"),
             pain001::render_version(&pain001_limits()?, version),
         )?;
+        out.add(
+            &format!("{tag}-payroll"),
+            pain001::render_version(&pain001_payroll()?, version),
+        )?;
     }
+    // `ExternalCategoryPurpose1Code` is 1 to 4 characters.
+    let mut message = pain001_payroll()?;
+    if let Some(payment) = message.payments.first_mut() {
+        payment.category_purpose = Some("SALAR".to_owned());
+    }
+    out.edge(
+        "pain.001.001.09-category-purpose-5-chars",
+        pain001::render(&message),
+    )?;
     // `BICFI` of .09 allows what the .03 `BICIdentifier` pattern does not:
     // a location code starting with 0 or 1, or ending with O.
     let mut message = pain001_minimal()?;
@@ -213,6 +226,8 @@ fn pain001_minimal() -> Result<CustomerCreditTransferInitiation> {
         initiating_party: Party::default(),
         payments: vec![PaymentInformation {
             id: "P".to_owned(),
+            batch_booking: None,
+            category_purpose: None,
             requested_execution_date: day(2026, 11, 30)?,
             debtor: Party::default(),
             debtor_account: iban("DE89370400440532013000")?,
@@ -226,6 +241,43 @@ fn pain001_minimal() -> Result<CustomerCreditTransferInitiation> {
                 creditor_account: iban("FR1420041010050500013M02606")?,
                 remittance: Vec::new(),
             }],
+        }],
+    })
+}
+
+/// A payroll chunk as the iso20022 connector uploads it: one `PmtInf` whose
+/// `MsgId` and `PmtInfId` are the chunk reference, booked as one debit
+/// (`BtchBookg` true) for salaries (`CtgyPurp/Cd` `SALA`), one transaction
+/// per employee with its own `InstrId` and `EndToEndId`.
+fn pain001_payroll() -> Result<CustomerCreditTransferInitiation> {
+    let employee = |n: i64, name: &str, account: &str| -> Result<CreditTransfer> {
+        Ok(CreditTransfer {
+            instruction_id: Some(format!("PAY-202611-{n:04}")),
+            end_to_end_id: format!("PAY-202611-{n:04}"),
+            amount: money(250_000 + n * 1_234, "EUR")?,
+            creditor_agent: None,
+            creditor: named(name),
+            creditor_account: iban(account)?,
+            remittance: vec!["Gehalt November 2026".to_owned()],
+        })
+    };
+    Ok(CustomerCreditTransferInitiation {
+        message_id: "PAY-202611".to_owned(),
+        created_at: "2026-11-28T10:15:00+01:00".to_owned(),
+        initiating_party: named("h2h-partner-1"),
+        payments: vec![PaymentInformation {
+            id: "PAY-202611".to_owned(),
+            batch_booking: Some(true),
+            category_purpose: Some("SALA".to_owned()),
+            requested_execution_date: day(2026, 11, 30)?,
+            debtor: named("Beispiel GmbH"),
+            debtor_account: iban("DE02120300000000202051")?,
+            debtor_agent: bic("BYLADEM1001")?,
+            transactions: vec![
+                employee(1, "Erika Mustermann", "DE89370400440532013000")?,
+                employee(2, "Jürgen Müller", "DE02500105170137075030")?,
+                employee(3, "Zoë Ångström", "FR1420041010050500013M02606")?,
+            ],
         }],
     })
 }
@@ -254,6 +306,8 @@ fn pain001_batch() -> Result<CustomerCreditTransferInitiation> {
         payments: vec![
             PaymentInformation {
                 id: "PMTINF-CNY-SALARY".to_owned(),
+                batch_booking: Some(true),
+                category_purpose: Some("SALA".to_owned()),
                 requested_execution_date: day(2026, 11, 30)?,
                 debtor: chinese_party(),
                 debtor_account: AccountIdentification::Other("6222021234567890123".to_owned()),
@@ -272,6 +326,8 @@ fn pain001_batch() -> Result<CustomerCreditTransferInitiation> {
             },
             PaymentInformation {
                 id: "PMTINF-JPY-SUPPLIERS".to_owned(),
+                batch_booking: Some(false),
+                category_purpose: Some("SUPP".to_owned()),
                 requested_execution_date: day(2026, 12, 1)?,
                 debtor: Party {
                     name: Some("株式会社サンプル商事".to_owned()),
@@ -304,6 +360,8 @@ fn pain001_batch() -> Result<CustomerCreditTransferInitiation> {
             },
             PaymentInformation {
                 id: "PMTINF-MIXED-3DP".to_owned(),
+                batch_booking: None,
+                category_purpose: None,
                 requested_execution_date: day(2026, 12, 31)?,
                 debtor: named(MIXED.trim()),
                 debtor_account: iban("LC55HEMM000100010012001200023015")?,
@@ -371,6 +429,9 @@ fn pain001_limits() -> Result<CustomerCreditTransferInitiation> {
         payments: vec![
             PaymentInformation {
                 id: fill("𠀀💴", MAX35),
+                batch_booking: Some(true),
+                // The longest code, markup characters included.
+                category_purpose: Some("<&>\"".to_owned()),
                 requested_execution_date: day(2026, 2, 28)?,
                 debtor: fullest_party(MIXED),
                 debtor_account: AccountIdentification::Other(fill("账", MAX34)),
@@ -379,6 +440,9 @@ fn pain001_limits() -> Result<CustomerCreditTransferInitiation> {
             },
             PaymentInformation {
                 id: fill("x", MAX35),
+                batch_booking: Some(false),
+                // The shortest code.
+                category_purpose: Some("X".to_owned()),
                 requested_execution_date: day(9999, 12, 31)?,
                 debtor: fullest_party("é"),
                 debtor_account: iban("LC55HEMM000100010012001200023015")?,

@@ -46,6 +46,8 @@ fn initiation() -> CustomerCreditTransferInitiation {
         },
         payments: vec![PaymentInformation {
             id: "PMT-1".to_owned(),
+            batch_booking: None,
+            category_purpose: None,
             requested_execution_date: BusinessDate::from_ymd(2026, 11, 30).unwrap(),
             debtor: Party {
                 name: Some("深圳某某科技有限公司".to_owned()),

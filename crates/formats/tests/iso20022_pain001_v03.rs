@@ -77,6 +77,8 @@ fn initiation() -> CustomerCreditTransferInitiation {
         },
         payments: vec![PaymentInformation {
             id: "PMT-3".to_owned(),
+            batch_booking: None,
+            category_purpose: None,
             requested_execution_date: BusinessDate::from_ymd(2026, 11, 30).unwrap(),
             debtor: Party {
                 name: Some("深圳某某科技有限公司".to_owned()),
@@ -230,6 +232,9 @@ fn v03_with_a_prefix_and_elements_we_skip_parses() {
         BusinessDate::from_ymd(2026, 11, 30).unwrap()
     );
     assert_eq!(payment.debtor_agent.as_str(), "COBADEFFXXX");
+    assert_eq!(payment.batch_booking, Some(true));
+    // A `PmtTpInf` with a service level only has no category purpose.
+    assert_eq!(payment.category_purpose, None);
     assert_eq!(
         payment.debtor.address_lines,
         vec!["Hauptstraße 1".to_owned(), "10115 Berlin".to_owned()]
@@ -461,9 +466,20 @@ fn transfer() -> impl Strategy<Value = CreditTransfer> {
         )
 }
 
+/// An `ExternalCategoryPurpose1Code`: 1 to 4 characters, markup included
+/// (codes are read trimmed, so none starts or ends with a blank).
+fn category_purpose() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(prop_oneof![
+        prop::sample::select(vec!["SALA", "SUPP", "PENS", "TREA"]).prop_map(str::to_owned),
+        "[A-Za-z0-9<>&\"'][A-Za-z0-9<>&\"' ]{0,2}[A-Za-z0-9<>&\"']|[A-Za-z0-9<>&]",
+    ])
+}
+
 fn payment() -> impl Strategy<Value = PaymentInformation> {
     (
         text(35),
+        prop::option::of(any::<bool>()),
+        category_purpose(),
         date(),
         party(),
         account(),
@@ -471,9 +487,20 @@ fn payment() -> impl Strategy<Value = PaymentInformation> {
         prop::collection::vec(transfer(), 1..4),
     )
         .prop_map(
-            |(id, requested_execution_date, debtor, debtor_account, debtor_agent, transactions)| {
+            |(
+                id,
+                batch_booking,
+                category_purpose,
+                requested_execution_date,
+                debtor,
+                debtor_account,
+                debtor_agent,
+                transactions,
+            )| {
                 PaymentInformation {
                     id,
+                    batch_booking,
+                    category_purpose,
                     requested_execution_date,
                     debtor,
                     debtor_account,

@@ -134,9 +134,20 @@ fn transfer() -> impl Strategy<Value = CreditTransfer> {
         )
 }
 
+/// An `ExternalCategoryPurpose1Code`: 1 to 4 characters, markup included
+/// (codes are read trimmed, so none starts or ends with a blank).
+fn category_purpose() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(prop_oneof![
+        prop::sample::select(vec!["SALA", "SUPP", "PENS", "TREA"]).prop_map(str::to_owned),
+        "[A-Za-z0-9<>&\"'][A-Za-z0-9<>&\"' ]{0,2}[A-Za-z0-9<>&\"']|[A-Za-z0-9<>&]",
+    ])
+}
+
 fn payment() -> impl Strategy<Value = PaymentInformation> {
     (
         text(35),
+        prop::option::of(any::<bool>()),
+        category_purpose(),
         date(),
         party(),
         account(),
@@ -144,9 +155,20 @@ fn payment() -> impl Strategy<Value = PaymentInformation> {
         prop::collection::vec(transfer(), 1..4),
     )
         .prop_map(
-            |(id, requested_execution_date, debtor, debtor_account, debtor_agent, transactions)| {
+            |(
+                id,
+                batch_booking,
+                category_purpose,
+                requested_execution_date,
+                debtor,
+                debtor_account,
+                debtor_agent,
+                transactions,
+            )| {
                 PaymentInformation {
                     id,
+                    batch_booking,
+                    category_purpose,
                     requested_execution_date,
                     debtor,
                     debtor_account,

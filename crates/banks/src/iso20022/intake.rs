@@ -340,6 +340,8 @@ fn render_problems(
         initiating_party: Party::default(),
         payments: vec![PaymentInformation {
             id: reference.as_str().to_string(),
+            batch_booking: None,
+            category_purpose: None,
             requested_execution_date: execution_date,
             debtor: Party::default(),
             debtor_account: AccountIdentification::Other("PLACEHOLDER".into()),

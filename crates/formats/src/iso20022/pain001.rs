@@ -25,10 +25,13 @@
 //! largest payment information block, not the file.
 //!
 //! Modelled: group header (`MsgId`, `CreDtTm`, `InitgPty`), payment
-//! information (`PmtInfId`, `PmtMtd` = `TRF`, `ReqdExctnDt`, `Dbtr`,
-//! `DbtrAcct`, `DbtrAgt/FinInstnId`) and transactions (`InstrId`,
-//! `EndToEndId`, `InstdAmt`, `CdtrAgt`, `Cdtr`, `CdtrAcct`, `RmtInf/Ustrd`).
-//! Not modelled: payment type, charges bearer, ultimate parties,
+//! information (`PmtInfId`, `PmtMtd` = `TRF`, `BtchBookg`,
+//! `PmtTpInf/CtgyPurp/Cd`, `ReqdExctnDt`, `Dbtr`, `DbtrAcct`,
+//! `DbtrAgt/FinInstnId`) and transactions (`InstrId`, `EndToEndId`,
+//! `InstdAmt`, `CdtrAgt`, `Cdtr`, `CdtrAcct`, `RmtInf/Ustrd`).
+//! Not modelled: the rest of the payment type (`InstrPrty`, `SvcLvl`,
+//! `LclInstrm`, a proprietary `CtgyPurp/Prtry`, and any payment type of a
+//! transaction), charges bearer, ultimate parties,
 //! structured remittance, regulatory reporting, purpose, and in `.09`
 //! `PmtId/UETR` and the account `Prxy`.
 //!
@@ -58,7 +61,14 @@
 //!   both versions (`PartyIdentification32`/`135` `Nm` as `Max140Text`,
 //!   `CashAccount16`/`38` `Id/IBAN` and `Id/Othr/Id` as `Max34Text`,
 //!   `GroupHeader32`/`85`, `PaymentIdentification1`/`6`,
-//!   `ActiveOrHistoricCurrencyAndAmount`, `RmtInf/Ustrd` as `Max140Text`).
+//!   `ActiveOrHistoricCurrencyAndAmount`, `RmtInf/Ustrd` as `Max140Text`,
+//!   `BtchBookg` as `BatchBookingIndicator`, `PmtTpInf/CtgyPurp/Cd` as
+//!   `ExternalCategoryPurpose1Code` in `PaymentTypeInformation19`/`26`).
+//!   Rendering puts `BtchBookg` after `PmtMtd` and `PmtTpInf` after
+//!   `CtrlSum`, where both schemas order them, and refuses a category
+//!   purpose longer than 4 characters; parsing reads a `Cd` of any length
+//!   (trimmed; empty is absent) and refuses a `BtchBookg` that is not an
+//!   `xs:boolean`.
 
 use std::io::BufRead;
 
@@ -82,6 +92,8 @@ pub const MESSAGE: &str = "CstmrCdtTrfInitn";
 const MAX_COUNT_DIGITS: usize = 15;
 /// `DecimalNumber`: `totalDigits` 18.
 const MAX_CONTROL_SUM_DIGITS: usize = 18;
+/// `ExternalCategoryPurpose1Code`: 1 to 4 characters.
+pub const MAX_CATEGORY_PURPOSE_CHARS: usize = 4;
 
 /// Which `pain.001` schema a document follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +155,13 @@ pub struct CustomerCreditTransferInitiation {
 pub struct PaymentInformation {
     /// `PmtInfId`, `Max35Text`.
     pub id: String,
+    /// `BtchBookg`: `true` asks the bank to book the block as one debit
+    /// (a payroll run), `false` one debit per transaction; absent leaves it
+    /// to the bank.
+    pub batch_booking: Option<bool>,
+    /// `PmtTpInf/CtgyPurp/Cd`, an `ExternalCategoryPurpose1Code` (1 to 4
+    /// characters), such as `SALA` for salaries or `SUPP` for suppliers.
+    pub category_purpose: Option<String>,
     /// `ReqdExctnDt` (`.03`) or `ReqdExctnDt/Dt` (`.09`).
     pub requested_execution_date: BusinessDate,
     /// `Dbtr`.
@@ -346,11 +365,23 @@ fn payment_information(
     }
     w.text("PmtInfId", &payment.id, MAX35)?;
     w.value("PmtMtd", "TRF");
+    if let Some(batch_booking) = payment.batch_booking {
+        w.value("BtchBookg", if batch_booking { "true" } else { "false" });
+    }
     w.value("NbOfTxs", &payment.transactions.len().to_string());
     control_sum(
         w,
         Decimal::sum(payment.transactions.iter().map(|t| &t.amount)),
     )?;
+    // `PmtTpInf` is `InstrPrty?, SvcLvl?/*, LclInstrm?, CtgyPurp?` in both
+    // versions; the category purpose is the only part we model.
+    if let Some(code) = &payment.category_purpose {
+        w.open("PmtTpInf");
+        w.open("CtgyPurp");
+        w.text("Cd", code, MAX_CATEGORY_PURPOSE_CHARS)?;
+        w.close("CtgyPurp");
+        w.close("PmtTpInf");
+    }
     let date = payment.requested_execution_date.to_string();
     match version {
         Version::V03 => w.value("ReqdExctnDt", &date),
@@ -740,12 +771,34 @@ fn parse_payment(
     )?;
     Ok(PaymentInformation {
         id: xml::required_text(node, path, &["PmtInfId"])?,
+        batch_booking: parse_batch_booking(node, path)?,
+        category_purpose: xml::optional_text(node, &["PmtTpInf", "CtgyPurp", "Cd"])
+            .map(|code| xml::trimmed(&code).to_owned())
+            .filter(|code| !code.is_empty()),
         requested_execution_date: parse_execution_date(node, path, version)?,
         debtor: parse_party(node.child("Dbtr")),
         debtor_account: parse_account(node, path, "DbtrAcct")?,
         debtor_agent: parse_bic(node, path, "DbtrAgt", version)?,
         transactions,
     })
+}
+
+/// `BtchBookg`, an `xs:boolean` (`true`, `false`, `1`, `0`, surrounding
+/// blanks allowed); absent or empty is `None`. Anything else is refused
+/// rather than guessed: it decides whether the bank books one debit or many.
+fn parse_batch_booking(node: Node<'_>, path: &str) -> Result<Option<bool>, ParseError> {
+    let Some(found) = node.child("BtchBookg") else {
+        return Ok(None);
+    };
+    match xml::trimmed(found.text()) {
+        "" => Ok(None),
+        "true" | "1" => Ok(Some(true)),
+        "false" | "0" => Ok(Some(false)),
+        other => Err(ParseError::Invalid {
+            path: format!("{path}/BtchBookg"),
+            problem: format!("{:?} is not a boolean (true, false, 1 or 0)", clip(other)),
+        }),
+    }
 }
 
 /// `ReqdExctnDt`: the `.09` choice (`Dt`, or the date part of `DtTm`); in
