@@ -63,7 +63,6 @@ pub mod batch;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{
@@ -85,6 +84,7 @@ use formats::cn_xml::messages::{
 };
 use formats::cn_xml::{decode, encode, Limits, Packet};
 
+use crate::transport::{self, quoted};
 use crate::{
     mask_account, BalanceOutcome, BalanceQuery, BankAccountInfo, BankBalance, BankConnector,
     BankEntry, BankError, BankPaymentStatus, BatchInstruction, BatchItemInstruction, BatchKind,
@@ -96,11 +96,8 @@ use crate::{
 /// Code of a failed balance record: the family carries no record-level code,
 /// only a message.
 pub const RECORD_FAILED: &str = "RECORD_FAILED";
-/// Idle connections kept per front machine, and for how long. A front
-/// machine is one host; a handful of warm connections serves bursts of
-/// balance queries without holding sockets the bank may cut anyway.
-pub const POOL_MAX_IDLE_PER_HOST: usize = 4;
-pub const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Idle connections kept per front machine (one host), and for how long.
+pub use crate::transport::{POOL_IDLE_TIMEOUT_MS, POOL_MAX_IDLE_PER_HOST};
 /// Longest date range of one `QueryHistory` or `QueryDayBalance` request,
 /// in days with both ends counted: the family's documented limit. Longer
 /// ranges are split into chunks of this size.
@@ -112,8 +109,6 @@ pub const MAX_HISTORY_PAGES_PER_CALL: usize = 10_000;
 /// Longest range one [`BankConnector::transactions`] call accepts, in days
 /// (about ten years); a longer one is refused before anything is sent.
 pub const MAX_TRANSACTION_RANGE_DAYS: i64 = 3_660;
-/// Characters of bank text (a serial) quoted in an error.
-const MAX_QUOTED_CHARS: usize = 32;
 /// Length of the random part of a request serial, in hex digits.
 const SERIAL_HEX_DIGITS: usize = 16;
 const CONTENT_TYPE: &str = "text/xml; charset=GBK";
@@ -189,16 +184,7 @@ impl CnXmlConnector {
                 "login is empty; expected the enterprise user name at the bank".into(),
             ));
         }
-        if settings.connect_timeout.is_zero() || settings.request_timeout.is_zero() {
-            return Err(invalid(
-                "connect and request timeouts must be above zero".into(),
-            ));
-        }
-        if settings.max_response_bytes == 0 {
-            return Err(invalid(
-                "max_response_bytes is 0; expected a positive byte count".into(),
-            ));
-        }
+        transport::check_limits(&settings).map_err(invalid)?;
         if !(1..=MAX_ACCOUNTS_PER_BALANCE_QUERY).contains(&settings.max_accounts_per_query) {
             return Err(invalid(format!(
                 "max_accounts_per_query is {}; expected 1..={MAX_ACCOUNTS_PER_BALANCE_QUERY}, the family's limit",
@@ -207,19 +193,9 @@ impl CnXmlConnector {
         }
         let time_zone = BankTimeZone::parse(settings.time_zone.name())
             .map_err(|e| invalid(format!("time zone: {e}")))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .no_proxy()
-            // A redirect would resend the packet somewhere we were not told
-            // to send it.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            // Front machines speak HTTP/1.1; never negotiate anything else.
-            .http1_only()
-            .tcp_nodelay(true)
-            .user_agent(concat!("bankdirect/", env!("CARGO_PKG_VERSION")))
+        // Front machines speak HTTP/1.1; the shared builder never
+        // negotiates anything else.
+        let client = transport::client_builder(&settings)
             .build()
             .map_err(|e| invalid(format!("HTTP client could not be built: {e}")))?;
         let limits = Limits {
@@ -241,11 +217,7 @@ impl CnXmlConnector {
     }
 
     fn protocol(&self, reason: String) -> BankError {
-        BankError::OutcomeUnknown {
-            bank: self.bank(),
-            cause: UnknownCause::Protocol,
-            reason,
-        }
+        transport::protocol(&self.settings.bank_id, reason)
     }
 
     /// A fresh request serial: `R` and 16 upper-case hex digits.
@@ -274,26 +246,7 @@ impl CnXmlConnector {
         function: &'static str,
         call: impl std::future::Future<Output = Result<T, BankError>>,
     ) -> Result<T, BankError> {
-        let started = Instant::now();
-        let result = call.await;
-        let elapsed = started.elapsed();
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(error) => error.outcome_label(),
-        };
-        metrics::counter!("bank_calls_total",
-            "bank" => self.bank(), "function" => function, "outcome" => outcome)
-        .increment(1);
-        metrics::histogram!("bank_call_duration_seconds",
-            "bank" => self.bank(), "function" => function)
-        .record(elapsed.as_secs_f64());
-        match &result {
-            Ok(_) => tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "bank call ok"),
-            Err(error) => {
-                tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, outcome, %error, "bank call failed")
-            }
-        }
-        result
+        transport::observed(&self.settings.bank_id, function, call).await
     }
 
     /// The request-level status of an answer, for reads: `0` passes,
@@ -364,58 +317,24 @@ impl CnXmlConnector {
 
     /// Reads the body chunk by chunk so that an oversized answer is refused
     /// without being held in memory.
-    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, BankError> {
-        let cap = self.settings.max_response_bytes;
-        let too_large = |seen: u64| {
-            self.protocol(format!(
-                "answer is at least {seen} bytes; expected at most {cap} (max_response_bytes)"
-            ))
-        };
-        if let Some(length) = response.content_length() {
-            if length > cap as u64 {
-                return Err(too_large(length));
-            }
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(&e, "reading the answer"))?
-        {
-            if body.len() + chunk.len() > cap {
-                return Err(too_large((body.len() + chunk.len()) as u64));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+    async fn read_capped(&self, response: reqwest::Response) -> Result<Vec<u8>, BankError> {
+        transport::read_capped(
+            &self.settings.bank_id,
+            response,
+            self.settings.max_response_bytes,
+            |e| self.transport_error(e, "reading the answer"),
+        )
+        .await
     }
 
     fn transport_error(&self, error: &reqwest::Error, during: &str) -> BankError {
-        // reqwest's Display of an error holds the URL but never the body.
-        if error.is_connect() {
-            BankError::NotProcessed {
-                bank: self.bank(),
-                reason: format!(
-                    "could not connect to the front machine: {}",
-                    source_chain(error)
-                ),
-            }
-        } else if error.is_timeout() {
-            BankError::OutcomeUnknown {
-                bank: self.bank(),
-                cause: UnknownCause::Timeout,
-                reason: format!(
-                    "no complete answer within {} ms while {during}",
-                    self.settings.request_timeout.as_millis()
-                ),
-            }
-        } else {
-            BankError::OutcomeUnknown {
-                bank: self.bank(),
-                cause: UnknownCause::Transport,
-                reason: format!("connection failed while {during}: {}", source_chain(error)),
-            }
-        }
+        transport::transport_error(
+            &self.settings.bank_id,
+            error,
+            during,
+            "could not connect to the front machine",
+            self.settings.request_timeout,
+        )
     }
 
     /// The family's number of a currency we are asked about; a currency
@@ -553,22 +472,7 @@ impl CnXmlConnector {
         &self,
         query: &TransactionQuery,
     ) -> Result<Vec<(BusinessDate, BusinessDate)>, BankError> {
-        let refused = |reason: String| BankError::NotProcessed {
-            bank: self.bank(),
-            reason,
-        };
-        if query.to < query.from {
-            return Err(refused(format!(
-                "transaction query from {} to {}: the end is before the start; expected from <= to",
-                query.from, query.to
-            )));
-        }
-        let days = (query.to.naive() - query.from.naive()).num_days() + 1;
-        if days > MAX_TRANSACTION_RANGE_DAYS {
-            return Err(refused(format!(
-                "transaction query covers {days} days; expected at most {MAX_TRANSACTION_RANGE_DAYS} (MAX_TRANSACTION_RANGE_DAYS)"
-            )));
-        }
+        query.checked_days(&self.settings.bank_id, MAX_TRANSACTION_RANGE_DAYS)?;
         let mut chunks = Vec::new();
         let mut start = query.from;
         loop {
@@ -1114,30 +1018,6 @@ struct Paging {
     serials: HashSet<(EntryStatus, BusinessDate, String)>,
 }
 
-/// Bank text for an error message: quoted and cut short.
-fn quoted(text: &str) -> String {
-    let mut short: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-    if text.chars().nth(MAX_QUOTED_CHARS).is_some() {
-        short.push('…');
-    }
-    format!("{short:?}")
-}
-
-/// The error and its sources on one line: reqwest's own message alone says
-/// only "error sending request", the cause ("connection refused") is deeper.
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    // Causes chains are short; the bound only guards against a cycle.
-    for _ in 0..8 {
-        let Some(cause) = source else { break };
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[async_trait]
 impl BankConnector for CnXmlConnector {
     fn family(&self) -> Family {
@@ -1316,6 +1196,8 @@ impl BankConnector for CnXmlConnector {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -1609,34 +1491,5 @@ mod tests {
         assert_eq!(raw_code(&result("FIN", "S", "")), "FIN/S");
         assert_eq!(raw_code(&result("ACC", "", "")), "ACC");
         assert_eq!(raw_code(&result("FIN", "F", "E1")), "E1");
-    }
-
-    #[test]
-    fn quoted_bank_text_is_cut_short() {
-        assert_eq!(quoted("000001"), "\"000001\"");
-        let long = "9".repeat(100);
-        let text = quoted(&long);
-        assert!(text.chars().count() < 40, "{text}");
-        assert!(text.contains('…'));
-    }
-
-    #[test]
-    fn source_chain_joins_causes() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let outer = std::io::Error::other(Wrapper(inner));
-        assert!(source_chain(&outer).contains("refused"));
-    }
-
-    #[derive(Debug)]
-    struct Wrapper(std::io::Error);
-    impl fmt::Display for Wrapper {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("wrapped")
-        }
-    }
-    impl std::error::Error for Wrapper {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
     }
 }

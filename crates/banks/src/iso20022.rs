@@ -45,8 +45,10 @@
 //! by [`map_transaction_status`]. Batches live in [`batch`], balances and
 //! transactions in [`statements`].
 //!
-//! Layout: options and the connector, the transport (request, capped read,
-//! metrics, error mapping), accounts, then single payments and their status.
+//! Layout: options and the connector, the transport (request, error
+//! mapping; the capped read, metrics and reqwest failures shared with
+//! cn-xml in `crate::transport`), accounts, then single payments and their
+//! status.
 
 pub mod batch;
 pub mod intake;
@@ -55,7 +57,6 @@ pub mod statements;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{AccountNumber, BankReference, BankTimeZone, Bic, Clock, Currency, Iban, SystemClock};
@@ -65,6 +66,7 @@ use formats::iso20022::pain001::{
 use formats::iso20022::pain002::{self, Reason, Status, StatusReason, TransactionStatus};
 use formats::iso20022::{AccountIdentification, Limits, Party};
 
+use crate::transport::{self, quoted, source_chain};
 use crate::{
     mask_account, BalanceOutcome, BalanceQuery, BankAccountInfo, BankConnector, BankError,
     BankPaymentStatus, BatchInstruction, BatchItemInstruction, BatchKind, BatchReceipt,
@@ -124,10 +126,7 @@ pub const MAX_PAGES_PER_CALL: u32 = 10_000;
 /// (about ten years); a longer one is refused before anything is sent.
 pub const MAX_TRANSACTION_RANGE_DAYS: i64 = 3_660;
 /// Idle connections kept per bank host, and for how long.
-pub const POOL_MAX_IDLE_PER_HOST: usize = 4;
-pub const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
-/// Characters of bank text (an id, a code) quoted in an error.
-const MAX_QUOTED_CHARS: usize = 32;
+pub use crate::transport::{POOL_IDLE_TIMEOUT_MS, POOL_MAX_IDLE_PER_HOST};
 /// Bytes of an error document read for its JSON; the rest is ignored.
 const MAX_ERROR_DOCUMENT_BYTES: usize = 16 * 1024;
 const CONTENT_TYPE_XML: &str = "application/xml";
@@ -230,16 +229,7 @@ impl Iso20022Connector {
                 "login is empty; expected the partner id at the bank (X-H2H-Partner)".into(),
             ));
         }
-        if settings.connect_timeout.is_zero() || settings.request_timeout.is_zero() {
-            return Err(invalid(
-                "connect and request timeouts must be above zero".into(),
-            ));
-        }
-        if settings.max_response_bytes == 0 {
-            return Err(invalid(
-                "max_response_bytes is 0; expected a positive byte count".into(),
-            ));
-        }
+        transport::check_limits(&settings).map_err(invalid)?;
         if settings.max_accounts_per_query == 0 {
             return Err(invalid(
                 "max_accounts_per_query is 0; expected at least 1".into(),
@@ -281,7 +271,7 @@ impl Iso20022Connector {
             })?;
         let time_zone = BankTimeZone::parse(settings.time_zone.name())
             .map_err(|e| invalid(format!("time zone: {e}")))?;
-        let mut builder = reqwest::Client::builder()
+        let mut builder = transport::client_builder(&settings)
             .use_rustls_tls()
             // Only the bank's CA: a certificate some public CA issued for the
             // bank's name is not the bank.
@@ -293,17 +283,6 @@ impl Iso20022Connector {
             .identity(identity)
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .https_only(true)
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .no_proxy()
-            // A redirect would resend a payment file somewhere we were not
-            // told to send it.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .http1_only()
-            .tcp_nodelay(true)
-            .user_agent(concat!("bankdirect/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| invalid(format!("HTTPS client could not be built: {e}")))?;
         let limits = Limits {
@@ -338,11 +317,7 @@ impl Iso20022Connector {
     }
 
     fn protocol(&self, reason: String) -> BankError {
-        BankError::OutcomeUnknown {
-            bank: self.bank(),
-            cause: UnknownCause::Protocol,
-            reason,
-        }
+        transport::protocol(&self.settings.bank_id, reason)
     }
 
     fn url(&self, order: &str, query: &[(&str, String)]) -> Result<reqwest::Url, BankError> {
@@ -369,26 +344,7 @@ impl Iso20022Connector {
         order: &'static str,
         call: impl std::future::Future<Output = Result<T, BankError>>,
     ) -> Result<T, BankError> {
-        let started = Instant::now();
-        let result = call.await;
-        let elapsed = started.elapsed();
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(error) => error.outcome_label(),
-        };
-        metrics::counter!("bank_calls_total",
-            "bank" => self.bank(), "function" => order, "outcome" => outcome)
-        .increment(1);
-        metrics::histogram!("bank_call_duration_seconds",
-            "bank" => self.bank(), "function" => order)
-        .record(elapsed.as_secs_f64());
-        match &result {
-            Ok(_) => tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "bank call ok"),
-            Err(error) => {
-                tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, outcome, %error, "bank call failed")
-            }
-        }
-        result
+        transport::observed(&self.settings.bank_id, order, call).await
     }
 
     /// Sends one request and reads the whole answer under the byte cap.
@@ -423,67 +379,32 @@ impl Iso20022Connector {
     /// without being held in memory.
     async fn read_capped(
         &self,
-        mut response: reqwest::Response,
+        response: reqwest::Response,
         cap: usize,
     ) -> Result<Vec<u8>, BankError> {
-        let too_large = |seen: u64| {
-            self.protocol(format!(
-                "answer is at least {seen} bytes; expected at most {cap} (max_response_bytes)"
-            ))
-        };
-        if let Some(length) = response.content_length() {
-            if length > cap as u64 {
-                return Err(too_large(length));
-            }
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(&e, "reading the answer"))?
-        {
-            if body.len() + chunk.len() > cap {
-                return Err(too_large((body.len() + chunk.len()) as u64));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        transport::read_capped(&self.settings.bank_id, response, cap, |e| {
+            self.transport_error(e, "reading the answer")
+        })
+        .await
     }
 
     fn transport_error(&self, error: &reqwest::Error, during: &str) -> BankError {
-        // reqwest's Display of an error holds the URL but never the body.
         if let Some(alert) = refused_handshake(error) {
-            BankError::NotProcessed {
+            return BankError::NotProcessed {
                 bank: self.bank(),
                 reason: format!(
                     "the bank refused the TLS handshake ({alert:?}) while {during}: check connections[].tls (client certificate and key, CA): {}",
                     source_chain(error)
                 ),
-            }
-        } else if error.is_connect() {
-            BankError::NotProcessed {
-                bank: self.bank(),
-                reason: format!(
-                    "could not connect to the bank (connection or TLS handshake failed): {}",
-                    source_chain(error)
-                ),
-            }
-        } else if error.is_timeout() {
-            BankError::OutcomeUnknown {
-                bank: self.bank(),
-                cause: UnknownCause::Timeout,
-                reason: format!(
-                    "no complete answer within {} ms while {during}",
-                    self.settings.request_timeout.as_millis()
-                ),
-            }
-        } else {
-            BankError::OutcomeUnknown {
-                bank: self.bank(),
-                cause: UnknownCause::Transport,
-                reason: format!("connection failed while {during}: {}", source_chain(error)),
-            }
+            };
         }
+        transport::transport_error(
+            &self.settings.bank_id,
+            error,
+            during,
+            "could not connect to the bank (connection or TLS handshake failed)",
+            self.settings.request_timeout,
+        )
     }
 
     /// A GET of one order type; 200 gives the body, anything else is
@@ -1199,28 +1120,6 @@ fn refused_handshake(
     None
 }
 
-/// Bank text for an error message: quoted and cut short.
-fn quoted(text: &str) -> String {
-    let mut short: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-    if text.chars().nth(MAX_QUOTED_CHARS).is_some() {
-        short.push('…');
-    }
-    format!("{short:?}")
-}
-
-/// The error and its sources on one line.
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    for _ in 0..8 {
-        let Some(cause) = source else { break };
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[async_trait]
 impl BankConnector for Iso20022Connector {
     fn family(&self) -> Family {
@@ -1381,6 +1280,8 @@ impl BankConnector for Iso20022Connector {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// A self-signed P-256 certificate and its key, for building
@@ -1781,11 +1682,5 @@ mOemRxF4G9Wbf3Wln+ejOw5RtaZn9PAhhmdbv5wUR9a5Melqr9mJRumZ
             "reset",
         ));
         assert_eq!(refused_handshake(&plain), None);
-    }
-
-    #[test]
-    fn quoted_bank_text_is_cut_short() {
-        let text = quoted(&"9".repeat(100));
-        assert!(text.chars().count() < 40, "{text}");
     }
 }

@@ -15,13 +15,17 @@
 //! - [`iso20022`]: host-to-host ISO 20022 files over HTTPS with mutual TLS
 //!   (pain.001 up, pain.002 and camt.052/053 down); `iso20022::intake` what
 //!   pain.001 can carry, `iso20022::statements` balances and transactions
-//!   (C52/C53 paging), `iso20022::batch` batch chunks.
+//!   (C52/C53 paging), `iso20022::batch` batch chunks;
+//! - `transport`: what both connectors share about an HTTP call to a bank
+//!   (metrics, the capped read, reqwest failures sorted into [`BankError`]
+//!   kinds, bank text quoted in errors).
 //!
 //! Connectors hold no durable state (that lives in `store`); they never log a
 //! full account number (see [`mask_account`]).
 
 pub mod cn_xml;
 pub mod iso20022;
+mod transport;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -185,6 +189,32 @@ pub struct TransactionQuery {
     pub currency: Currency,
     pub from: BusinessDate,
     pub to: BusinessDate,
+}
+
+impl TransactionQuery {
+    /// Days in `from..=to`, both ends counted; a range that is backwards
+    /// or longer than `max_days` (the connector's
+    /// `MAX_TRANSACTION_RANGE_DAYS`, named so in the message) is refused
+    /// before anything is sent.
+    pub(crate) fn checked_days(&self, bank: &str, max_days: i64) -> Result<i64, BankError> {
+        let refused = |reason: String| BankError::NotProcessed {
+            bank: bank.to_string(),
+            reason,
+        };
+        if self.to < self.from {
+            return Err(refused(format!(
+                "transaction query from {} to {}: the end is before the start; expected from <= to",
+                self.from, self.to
+            )));
+        }
+        let days = (self.to.naive() - self.from.naive()).num_days() + 1;
+        if days > max_days {
+            return Err(refused(format!(
+                "transaction query covers {days} days; expected at most {max_days} (MAX_TRANSACTION_RANGE_DAYS)"
+            )));
+        }
+        Ok(days)
+    }
 }
 
 /// One entry as the bank reported it. Text fields are the bank's, decoded;
@@ -364,6 +394,33 @@ pub struct BatchInstruction {
     pub currency: Currency,
     pub requested_execution_date: BusinessDate,
     pub items: Vec<BatchItemInstruction>,
+}
+
+impl BatchInstruction {
+    /// Why `item` cannot go in this chunk, as every family sees it: its
+    /// reference came before in the chunk (`seen` collects the references
+    /// checked so far), or it is not in the chunk's currency.
+    pub(crate) fn item_refusal<'a>(
+        &self,
+        item: &'a BatchItemInstruction,
+        seen: &mut std::collections::HashSet<&'a str>,
+    ) -> Option<String> {
+        if !seen.insert(item.reference.as_str()) {
+            return Some(format!(
+                "item reference {} appears twice; expected each item once",
+                item.reference
+            ));
+        }
+        if item.amount.currency() != self.currency {
+            return Some(format!(
+                "item {} is in {}; expected the chunk's currency {}",
+                item.reference,
+                item.amount.currency().code(),
+                self.currency.code()
+            ));
+        }
+        None
+    }
 }
 
 /// The bank took a batch chunk in (a rejection of the whole chunk is

@@ -128,19 +128,8 @@ impl CnXmlConnector {
         let mut sum_minor: i64 = 0;
         let mut items = Vec::with_capacity(batch.items.len());
         for item in &batch.items {
-            if !seen.insert(item.reference.as_str()) {
-                return Err(refused(format!(
-                    "item reference {} appears twice; expected each item once",
-                    item.reference
-                )));
-            }
-            if item.amount.currency() != batch.currency {
-                return Err(refused(format!(
-                    "item {} is in {}; expected the chunk's currency {}",
-                    item.reference,
-                    item.amount.currency().code(),
-                    batch.currency.code()
-                )));
+            if let Some(reason) = batch.item_refusal(item, &mut seen) {
+                return Err(refused(reason));
             }
             let problems = item_problems(batch.kind, item);
             if !problems.is_empty() {

@@ -56,25 +56,17 @@ impl Iso20022Connector {
         let mut total = MoneyTotal::zero(batch.currency);
         let mut transactions = Vec::with_capacity(batch.items.len());
         for item in &batch.items {
-            if !seen.insert(item.reference.as_str()) {
-                return Err(refused(format!(
-                    "item reference {} appears twice; expected each item once",
-                    item.reference
-                )));
-            }
+            // Before the shared checks, to the same effect: an item with the
+            // chunk's reference is refused at its first occurrence, where
+            // it cannot be a repeat yet.
             if item.reference == batch.reference {
                 return Err(refused(format!(
                     "item reference {} is the chunk's own reference",
                     item.reference
                 )));
             }
-            if item.amount.currency() != batch.currency {
-                return Err(refused(format!(
-                    "item {} is in {}; expected the chunk's currency {}",
-                    item.reference,
-                    item.amount.currency().code(),
-                    batch.currency.code()
-                )));
+            if let Some(reason) = batch.item_refusal(item, &mut seen) {
+                return Err(refused(reason));
             }
             let problems = intake::item_problems(batch.kind, item, &self.options);
             if !problems.is_empty() {

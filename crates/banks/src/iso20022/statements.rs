@@ -353,22 +353,7 @@ impl Iso20022Connector {
         &self,
         query: &TransactionQuery,
     ) -> Result<TransactionReport, BankError> {
-        let refused = |reason: String| BankError::NotProcessed {
-            bank: self.bank(),
-            reason,
-        };
-        if query.to < query.from {
-            return Err(refused(format!(
-                "transaction query from {} to {}: the end is before the start; expected from <= to",
-                query.from, query.to
-            )));
-        }
-        let days = (query.to.naive() - query.from.naive()).num_days() + 1;
-        if days > MAX_TRANSACTION_RANGE_DAYS {
-            return Err(refused(format!(
-                "transaction query covers {days} days; expected at most {MAX_TRANSACTION_RANGE_DAYS} (MAX_TRANSACTION_RANGE_DAYS)"
-            )));
-        }
+        query.checked_days(&self.settings.bank_id, MAX_TRANSACTION_RANGE_DAYS)?;
         let today = BusinessDate::today(&*self.clock, self.time_zone);
         let mut gathered = Gathered::default();
         // Sequential on purpose: pages must be read in order, and per-bank
