@@ -884,7 +884,12 @@ pub(crate) fn parse_group_header(node: Node<'_>, path: &str) -> Result<GroupHead
 }
 
 pub(crate) fn credit_debit(node: Node<'_>, path: &str) -> Result<CreditDebit, ParseError> {
-    let code = xml::required_code(node, path, &["CdtDbtInd"])?;
+    credit_debit_of(xml::required(node, path, &["CdtDbtInd"])?, path)
+}
+
+/// [`credit_debit`] of `found`, the `CdtDbtInd` under `path`.
+fn credit_debit_of(found: Node<'_>, path: &str) -> Result<CreditDebit, ParseError> {
+    let code = xml::trimmed(found.text());
     CreditDebit::from_code(code).ok_or_else(|| ParseError::Invalid {
         path: format!("{path}/CdtDbtInd"),
         problem: format!("{:?} is neither CRDT nor DBIT", clip(code)),
@@ -906,36 +911,66 @@ pub(crate) fn parse_balance(node: Node<'_>, path: &str) -> Result<Balance, Parse
 }
 
 pub(crate) fn parse_entry(node: Node<'_>, path: &str) -> Result<Entry, ParseError> {
-    let status_code = xml::required(node, path, &["Sts"])?;
+    // One walk over the entry's children (this runs for every entry of a
+    // statement): the first of each name, as `Node::child` would find it,
+    // and every `NtryDtls/TxDtls` in document order.
+    let (mut sts, mut amt, mut indicator, mut reference) = (None, None, None, None);
+    let (mut booking, mut value, mut servicer, mut code) = (None, None, None, None);
+    let mut transactions = Vec::new();
+    for child in node.elements() {
+        let slot = if child.is("NtryDtls") {
+            transactions.extend(child.children("TxDtls").map(parse_transaction));
+            continue;
+        } else if child.is("NtryRef") {
+            &mut reference
+        } else if child.is("Amt") {
+            &mut amt
+        } else if child.is("CdtDbtInd") {
+            &mut indicator
+        } else if child.is("Sts") {
+            &mut sts
+        } else if child.is("BookgDt") {
+            &mut booking
+        } else if child.is("ValDt") {
+            &mut value
+        } else if child.is("AcctSvcrRef") {
+            &mut servicer
+        } else if child.is("BkTxCd") {
+            &mut code
+        } else {
+            continue;
+        };
+        slot.get_or_insert(child);
+    }
+    let status_code = xml::present(sts, path, &["Sts"])?;
     // Version .001.02 writes the code directly in `Sts`.
-    let code = match status_code.child("Cd") {
+    let status_text = match status_code.child("Cd") {
         Some(cd) => xml::trimmed(cd.text()),
         None => xml::trimmed(status_code.text()),
     };
-    let status = EntryStatus::from_code(code).ok_or_else(|| ParseError::Invalid {
+    let status = EntryStatus::from_code(status_text).ok_or_else(|| ParseError::Invalid {
         path: format!("{path}/Sts/Cd"),
-        problem: format!("{:?} is not BOOK, PDNG, INFO or FUTR", clip(code)),
+        problem: format!("{:?} is not BOOK, PDNG, INFO or FUTR", clip(status_text)),
     })?;
-    let optional_date = |name: &str| -> Result<Option<BusinessDate>, ParseError> {
-        match node.child(name) {
-            Some(choice) => xml::date_choice_of(choice, path, &[name]).map(Some),
-            None => Ok(None),
-        }
+    let text = |found: Option<Node<'_>>| {
+        found
+            .map(Node::text)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
     };
-    let transactions = node
-        .children("NtryDtls")
-        .flat_map(|details| details.children("TxDtls"))
-        .map(parse_transaction)
-        .collect();
+    let optional_date = |found: Option<Node<'_>>, name: &str| match found {
+        Some(choice) => xml::date_choice_of(choice, path, &[name]).map(Some),
+        None => Ok(None),
+    };
     Ok(Entry {
-        reference: xml::optional_text(node, &["NtryRef"]),
-        amount: xml::amount(node, path, &["Amt"])?,
-        indicator: credit_debit(node, path)?,
+        reference: text(reference),
+        amount: xml::amount_of(xml::present(amt, path, &["Amt"])?, path, &["Amt"])?,
+        indicator: credit_debit_of(xml::present(indicator, path, &["CdtDbtInd"])?, path)?,
         status,
-        booking_date: optional_date("BookgDt")?,
-        value_date: optional_date("ValDt")?,
-        account_servicer_reference: xml::optional_text(node, &["AcctSvcrRef"]),
-        bank_transaction_code: xml::optional_text(node, &["BkTxCd", "Prtry", "Cd"]),
+        booking_date: optional_date(booking, "BookgDt")?,
+        value_date: optional_date(value, "ValDt")?,
+        account_servicer_reference: text(servicer),
+        bank_transaction_code: text(code.and_then(|c| c.at(&["Prtry", "Cd"]))),
         transactions,
     })
 }

@@ -555,6 +555,14 @@ impl<'a> Node<'a> {
         })
     }
 
+    /// Whether this is the element `name`.
+    #[inline]
+    pub(crate) fn is(self, name: &str) -> bool {
+        self.data()
+            .is_some_and(|n| self.tree.is(n, name_key(name.as_bytes()), name))
+    }
+
+    #[inline]
     pub(crate) fn child(self, name: &str) -> Option<Node<'a>> {
         let key = name_key(name.as_bytes());
         let nodes = &self.tree.nodes;
@@ -619,6 +627,18 @@ pub(crate) fn required<'a>(
     Ok(current)
 }
 
+/// `found`, the element at `names` under `path` if there is one, or the
+/// error [`required`] gives for it.
+pub(crate) fn present<'a>(
+    found: Option<Node<'a>>,
+    path: &str,
+    names: &[&str],
+) -> Result<Node<'a>, ParseError> {
+    found.ok_or_else(|| ParseError::Missing {
+        path: join(path, names),
+    })
+}
+
 /// Text of an optional element; an empty element counts as absent.
 pub(crate) fn optional_text(node: Node<'_>, names: &[&str]) -> Option<String> {
     node.at(names)
@@ -659,7 +679,11 @@ pub(crate) fn trimmed(text: &str) -> &str {
 /// An `ActiveOrHistoricCurrencyAndAmount`: a `Ccy` attribute and a
 /// non-negative decimal with no more non-zero decimals than the currency has.
 pub(crate) fn amount(node: Node<'_>, path: &str, names: &[&str]) -> Result<Money, ParseError> {
-    let found = required(node, path, names)?;
+    amount_of(required(node, path, names)?, path, names)
+}
+
+/// [`amount`] of `found`, the element at `names` under `path`.
+pub(crate) fn amount_of(found: Node<'_>, path: &str, names: &[&str]) -> Result<Money, ParseError> {
     let at = || join(path, names);
     let code = found.attr("Ccy").ok_or_else(|| ParseError::Missing {
         path: format!("{}/@Ccy", at()),
