@@ -75,6 +75,7 @@ use crate::{
     TransactionReport, UnknownCause,
 };
 
+pub use formats::iso20022::pain001::Version as Pain001Version;
 pub use intake::TextCharset;
 
 /// The order types, as they appear in the URL path and the metrics'
@@ -114,6 +115,10 @@ pub const MAX_ACCOUNTS_PER_REPORT: usize = 50;
 /// many, each one `CCT` and one `PSR` answer; a thousand keeps both answers
 /// well inside the default 4 MiB response cap.
 pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1_000;
+/// Most [`Iso20022Options::max_batch_items`] a connection may set: a
+/// chunk's `PSR` answer (a few hundred bytes a transaction) must still fit
+/// the response cap.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Default of [`Iso20022Options::max_statement_range_days`]: days asked in
 /// one `C53` request (both ends counted). The family documents no limit;
 /// a month keeps one request's pages few.
@@ -235,8 +240,11 @@ impl Iso20022Connector {
                 "max_accounts_per_query is 0; expected at least 1".into(),
             ));
         }
-        if options.max_batch_items == 0 {
-            return Err(invalid("max_batch_items is 0; expected at least 1".into()));
+        if !(1..=MAX_BATCH_ITEMS).contains(&options.max_batch_items) {
+            return Err(invalid(format!(
+                "max_batch_items is {}; expected 1..={MAX_BATCH_ITEMS}",
+                options.max_batch_items
+            )));
         }
         if !(1..=MAX_TRANSACTION_RANGE_DAYS).contains(&options.max_statement_range_days) {
             return Err(invalid(format!(

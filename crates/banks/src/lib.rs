@@ -605,14 +605,48 @@ pub trait BankConnector: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// Builds the connector for a family.
+/// What a connection may tune beyond [`ConnectionSettings`], for one
+/// family only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FamilyOptions {
+    /// The family's defaults (cn-xml has no options).
+    #[default]
+    Defaults,
+    /// Options of an iso20022 connection.
+    Iso20022(iso20022::Iso20022Options),
+}
+
+/// Builds the connector for a family with its defaults.
 pub fn connect(
     family: Family,
     settings: ConnectionSettings,
 ) -> Result<Arc<dyn BankConnector>, ConnectError> {
-    match family {
-        Family::CnXml => Ok(Arc::new(cn_xml::CnXmlConnector::new(settings)?)),
-        Family::Iso20022 => Ok(Arc::new(iso20022::Iso20022Connector::new(settings)?)),
+    connect_with(family, settings, FamilyOptions::Defaults)
+}
+
+/// Builds the connector for a family with `options`; options of another
+/// family are refused.
+pub fn connect_with(
+    family: Family,
+    settings: ConnectionSettings,
+    options: FamilyOptions,
+) -> Result<Arc<dyn BankConnector>, ConnectError> {
+    match (family, options) {
+        (Family::CnXml, FamilyOptions::Defaults) => {
+            Ok(Arc::new(cn_xml::CnXmlConnector::new(settings)?))
+        }
+        (Family::Iso20022, FamilyOptions::Defaults) => {
+            Ok(Arc::new(iso20022::Iso20022Connector::new(settings)?))
+        }
+        (Family::Iso20022, FamilyOptions::Iso20022(options)) => Ok(Arc::new(
+            iso20022::Iso20022Connector::with_options(settings, options)?,
+        )),
+        (family, FamilyOptions::Iso20022(_)) => Err(ConnectError {
+            connection: settings.connection_id,
+            message: format!(
+                "iso20022 options given for a connection of family {family}; only an iso20022 bank takes them"
+            ),
+        }),
     }
 }
 

@@ -13,11 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banks::iso20022::{Iso20022Connector, CODE_ACCOUNT_UNKNOWN};
+use banks::iso20022::{
+    Iso20022Connector, Iso20022Options, Pain001Version, TextCharset, CODE_ACCOUNT_UNKNOWN,
+};
 use banks::{
     BalanceOutcome, BalanceQuery, BankConnector, BankError, BankPaymentStatus, BatchInstruction,
     BatchItemInstruction, BatchKind, BatchStatusAnswer, Capability, ClientTlsSettings,
-    ConnectionSettings, DedupeKeyPolicy, Family, PaymentInstruction, StatusAnswer,
+    ConnectionSettings, DedupeKeyPolicy, Family, FamilyOptions, PaymentInstruction, StatusAnswer,
     TransactionQuery, UnknownCause,
 };
 use banksim::{
@@ -497,6 +499,81 @@ async fn what_pain001_cannot_carry_is_refused_before_sending() {
     let reason = expect_not_processed(bounded(connector.submit_payment(&bad)).await, "bad text");
     assert!(reason.contains("creditor.name"), "{reason}");
     assert_eq!(server.requests_served(), served, "nothing was sent");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn options_given_to_connect_with_reach_the_connector() {
+    let server = start(instant()).await;
+    let options = Iso20022Options {
+        pain001_version: Pain001Version::V03,
+        max_batch_items: 2,
+        max_statement_range_days: 7,
+        charset: TextCharset::Unicode,
+    };
+    let connector = banks::connect_with(
+        Family::Iso20022,
+        settings(&server),
+        FamilyOptions::Iso20022(options),
+    )
+    .unwrap();
+    assert_eq!(connector.max_batch_items(), 2);
+    // Unicode text passes intake, and the .03 file it goes in is taken.
+    let mut chinese = payment(&server, "ISO-OPT-1", 100);
+    chinese.creditor_name = "上海某某贸易有限公司".into();
+    assert_eq!(connector.check_payment(&chinese), Ok(()));
+    let receipt = bounded(connector.submit_payment(&chinese)).await.unwrap();
+    assert_eq!(receipt.bank_code, "RCVD");
+    // A chunk above the configured size is refused before sending.
+    let items: Vec<BatchItemInstruction> = (1..=3)
+        .map(|i| item(&format!("OPT-C-I{i}"), 100 + i, OUTSIDE_IBAN))
+        .collect();
+    let served = server.requests_served();
+    let reason = expect_not_processed(
+        bounded(connector.submit_batch(&chunk(&server, BatchKind::Supplier, "OPT-C", items))).await,
+        "too many items",
+    );
+    assert!(
+        reason.contains("expected 1..=2 (max_batch_items)"),
+        "{reason}"
+    );
+    assert_eq!(server.requests_served(), served, "nothing was sent");
+    // Defaults through `connect`, as before.
+    let plain = banks::connect(Family::Iso20022, settings(&server)).unwrap();
+    assert_eq!(
+        plain.max_batch_items(),
+        banks::iso20022::DEFAULT_MAX_BATCH_ITEMS
+    );
+    assert!(plain.check_payment(&chinese).is_err());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn iso20022_options_are_refused_for_another_family_and_out_of_range() {
+    let server = start(instant()).await;
+    let mut cn_settings = settings(&server);
+    cn_settings.endpoint = "http://127.0.0.1:9/".into();
+    let refused = banks::connect_with(
+        Family::CnXml,
+        cn_settings,
+        FamilyOptions::Iso20022(Iso20022Options::default()),
+    )
+    .unwrap_err();
+    assert!(
+        refused.message.contains("only an iso20022 bank takes them"),
+        "{refused}"
+    );
+    let too_many = Iso20022Options {
+        max_batch_items: banks::iso20022::MAX_BATCH_ITEMS + 1,
+        ..Iso20022Options::default()
+    };
+    let refused = banks::connect_with(
+        Family::Iso20022,
+        settings(&server),
+        FamilyOptions::Iso20022(too_many),
+    )
+    .unwrap_err();
+    assert!(refused.message.contains("max_batch_items"), "{refused}");
     server.shutdown().await;
 }
 

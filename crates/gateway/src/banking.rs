@@ -222,25 +222,7 @@ impl BankDirectory {
                     message: format!("bank `{}` is not configured", c.bank),
                 });
             };
-            let settings = ConnectionSettings {
-                bank_id: bank.id.to_string(),
-                connection_id: c.id.to_string(),
-                endpoint: c.endpoint.clone(),
-                login: c.login.clone(),
-                time_zone: bank.time_zone.tz(),
-                connect_timeout: Duration::from_millis(bank.limits.connect_timeout_ms),
-                request_timeout: Duration::from_millis(bank.limits.request_timeout_ms),
-                max_response_bytes: bank.quirks.max_response_bytes,
-                max_accounts_per_query: bank.quirks.max_accounts_per_query,
-                tls: match &c.tls {
-                    None => None,
-                    Some(tls) => Some(tls.load(index).map_err(|problems| banks::ConnectError {
-                        connection: c.id.to_string(),
-                        message: problems.join("; "),
-                    })?),
-                },
-            };
-            let connector = banks::connect(bank.family, settings)?;
+            let connector = connect(bank, c, index)?;
             let accounts = config
                 .accounts
                 .iter()
@@ -469,6 +451,35 @@ async fn run_refresh(
     }))
 }
 
+/// The connector of connection `c` (the `index`th in the config) of
+/// `bank`: its settings from the bank's limits and quirks and the
+/// connection's TLS files, its family options from `[banks.iso20022]`.
+fn connect(
+    bank: &BankConfig,
+    c: &ConnectionConfig,
+    index: usize,
+) -> Result<Arc<dyn BankConnector>, banks::ConnectError> {
+    let settings = ConnectionSettings {
+        bank_id: bank.id.to_string(),
+        connection_id: c.id.to_string(),
+        endpoint: c.endpoint.clone(),
+        login: c.login.clone(),
+        time_zone: bank.time_zone.tz(),
+        connect_timeout: Duration::from_millis(bank.limits.connect_timeout_ms),
+        request_timeout: Duration::from_millis(bank.limits.request_timeout_ms),
+        max_response_bytes: bank.quirks.max_response_bytes,
+        max_accounts_per_query: bank.quirks.max_accounts_per_query,
+        tls: match &c.tls {
+            None => None,
+            Some(tls) => Some(tls.load(index).map_err(|problems| banks::ConnectError {
+                connection: c.id.to_string(),
+                message: problems.join("; "),
+            })?),
+        },
+    };
+    banks::connect_with(bank.family, settings, bank.family_options())
+}
+
 /// Refreshes every connection now and then every `interval` until the
 /// shutdown signal fires.
 pub async fn balance_worker(
@@ -489,5 +500,60 @@ pub async fn balance_worker(
         if *shutdown.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// An iso20022 bank with `table` under it and a connection whose TLS
+    /// files are a freshly generated PKI in `dir`.
+    fn iso_config(dir: &Path, table: &str) -> Config {
+        let pki = crypto::pki::Pki::generate(&["localhost".to_owned()], "PARTNER01").unwrap();
+        let files = pki.write_to_dir(dir).unwrap();
+        let text = format!(
+            r#"
+data_dir = "data"
+
+[[banks]]
+id = "hausbank"
+name = "Hausbank"
+family = "iso20022"
+time_zone = "Europe/Berlin"
+{table}
+
+[[connections]]
+id = "hausbank-h2h"
+bank = "hausbank"
+endpoint = "https://localhost:1/"
+login = "PARTNER01"
+tls = {{ ca_cert = "{}", client_cert = "{}", client_key = "{}" }}
+"#,
+            files.ca_cert.display(),
+            files.client_cert.display(),
+            files.client_key.display()
+        );
+        Config::from_toml(&text, dir).unwrap()
+    }
+
+    #[test]
+    fn the_iso20022_table_reaches_the_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = iso_config(
+            dir.path(),
+            "[banks.iso20022]\nmax_batch_items = 7\ncharset = \"unicode\"",
+        );
+        let connector = connect(&config.banks[0], &config.connections[0], 0).unwrap();
+        assert_eq!(connector.max_batch_items(), 7);
+
+        let config = iso_config(dir.path(), "");
+        let connector = connect(&config.banks[0], &config.connections[0], 0).unwrap();
+        assert_eq!(
+            connector.max_batch_items(),
+            banks::iso20022::DEFAULT_MAX_BATCH_ITEMS
+        );
     }
 }

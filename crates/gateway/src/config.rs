@@ -428,22 +428,177 @@ impl AuditConfig {
     }
 }
 
+/// One `[[banks]]` entry. Read and written through [`BankConfigToml`], so
+/// that `[banks.iso20022]` sits at the bank's level in the file while the
+/// value is kept with the bank's other tuning in
+/// [`BankQuirks::iso20022`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "BankConfigToml", into = "BankConfigToml")]
 pub struct BankConfig {
     pub id: BankId,
     pub name: String,
     pub family: banks::Family,
-    #[serde(default = "default_time_zone")]
     pub time_zone: BankTimeZone,
-    #[serde(default)]
     pub limits: BankLimits,
-    #[serde(default)]
     pub quirks: BankQuirks,
+}
+
+impl BankConfig {
+    /// What this bank's connections are built with beyond their settings:
+    /// the `[banks.iso20022]` options where given, else the defaults.
+    pub fn family_options(&self) -> banks::FamilyOptions {
+        match &self.quirks.iso20022 {
+            Some(options) => banks::FamilyOptions::Iso20022(options.options()),
+            None => banks::FamilyOptions::Defaults,
+        }
+    }
+}
+
+/// `[[banks]]` as written in the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BankConfigToml {
+    id: BankId,
+    name: String,
+    family: banks::Family,
+    #[serde(default = "default_time_zone")]
+    time_zone: BankTimeZone,
+    #[serde(default)]
+    limits: BankLimits,
+    #[serde(default)]
+    quirks: BankQuirks,
+    /// `[banks.iso20022]`: options of an iso20022 bank's connections; any
+    /// key left out keeps its default. Refused on a bank of another family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iso20022: Option<Iso20022Config>,
+}
+
+impl From<BankConfigToml> for BankConfig {
+    fn from(toml: BankConfigToml) -> BankConfig {
+        BankConfig {
+            id: toml.id,
+            name: toml.name,
+            family: toml.family,
+            time_zone: toml.time_zone,
+            limits: toml.limits,
+            quirks: BankQuirks {
+                iso20022: toml.iso20022,
+                ..toml.quirks
+            },
+        }
+    }
+}
+
+impl From<BankConfig> for BankConfigToml {
+    fn from(mut bank: BankConfig) -> BankConfigToml {
+        let iso20022 = bank.quirks.iso20022.take();
+        BankConfigToml {
+            id: bank.id,
+            name: bank.name,
+            family: bank.family,
+            time_zone: bank.time_zone,
+            limits: bank.limits,
+            quirks: bank.quirks,
+            iso20022,
+        }
+    }
 }
 
 fn default_time_zone() -> BankTimeZone {
     BankTimeZone::SHANGHAI
+}
+
+/// `[banks.iso20022]` (docs/families/iso20022.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Iso20022Config {
+    /// The pain.001 version uploaded: `"09"` (pain.001.001.09) or `"03"`
+    /// (pain.001.001.03, for banks that still want it).
+    pub pain001_version: Pain001VersionConfig,
+    /// Most items in one uploaded batch chunk.
+    pub max_batch_items: usize,
+    /// Most days asked in one `C53` statement request; longer ranges are
+    /// split.
+    pub max_statement_range_days: i64,
+    /// The characters payment text may hold: `"sepa"` (the SEPA Latin set)
+    /// or `"unicode"` (any character XML carries, for banks that take it).
+    pub charset: CharsetConfig,
+}
+
+impl Default for Iso20022Config {
+    fn default() -> Self {
+        Iso20022Config::from_options(&banks::iso20022::Iso20022Options::default())
+    }
+}
+
+impl Iso20022Config {
+    fn from_options(options: &banks::iso20022::Iso20022Options) -> Iso20022Config {
+        Iso20022Config {
+            pain001_version: match options.pain001_version {
+                banks::iso20022::Pain001Version::V09 => Pain001VersionConfig::V09,
+                banks::iso20022::Pain001Version::V03 => Pain001VersionConfig::V03,
+            },
+            max_batch_items: options.max_batch_items,
+            max_statement_range_days: options.max_statement_range_days,
+            charset: match options.charset {
+                banks::iso20022::TextCharset::SepaLatin => CharsetConfig::Sepa,
+                banks::iso20022::TextCharset::Unicode => CharsetConfig::Unicode,
+            },
+        }
+    }
+
+    /// The connector's options.
+    pub fn options(&self) -> banks::iso20022::Iso20022Options {
+        banks::iso20022::Iso20022Options {
+            pain001_version: match self.pain001_version {
+                Pain001VersionConfig::V09 => banks::iso20022::Pain001Version::V09,
+                Pain001VersionConfig::V03 => banks::iso20022::Pain001Version::V03,
+            },
+            max_batch_items: self.max_batch_items,
+            max_statement_range_days: self.max_statement_range_days,
+            charset: match self.charset {
+                CharsetConfig::Sepa => banks::iso20022::TextCharset::SepaLatin,
+                CharsetConfig::Unicode => banks::iso20022::TextCharset::Unicode,
+            },
+        }
+    }
+
+    /// Range problems, each naming its key under `at` (`banks[0].iso20022`).
+    fn problems(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let max_items = banks::iso20022::MAX_BATCH_ITEMS;
+        if !(1..=max_items).contains(&self.max_batch_items) {
+            problems.push(format!(
+                "{at}.max_batch_items: {} is out of range; expected 1..={max_items}",
+                self.max_batch_items
+            ));
+        }
+        let max_days = banks::iso20022::MAX_TRANSACTION_RANGE_DAYS;
+        if !(1..=max_days).contains(&self.max_statement_range_days) {
+            problems.push(format!(
+                "{at}.max_statement_range_days: {} is out of range; expected 1..={max_days}",
+                self.max_statement_range_days
+            ));
+        }
+        problems
+    }
+}
+
+/// `banks.iso20022.pain001_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pain001VersionConfig {
+    #[serde(rename = "09")]
+    V09,
+    #[serde(rename = "03")]
+    V03,
+}
+
+/// `banks.iso20022.charset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CharsetConfig {
+    Sepa,
+    Unicode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -487,6 +642,11 @@ pub struct BankQuirks {
     /// it stays open (no new submissions to this bank meanwhile).
     pub breaker_failures: u32,
     pub breaker_open_s: u64,
+    /// The iso20022 family's options, from `[banks.iso20022]` (not from
+    /// `[banks.quirks]`: see [`BankConfig`]); `None` keeps the family's
+    /// defaults. Only an iso20022 bank may have them.
+    #[serde(skip)]
+    pub iso20022: Option<Iso20022Config>,
 }
 
 impl Default for BankQuirks {
@@ -503,6 +663,7 @@ impl Default for BankQuirks {
             max_unknown_age_s: 3_600,
             breaker_failures: 5,
             breaker_open_s: 30,
+            iso20022: None,
         }
     }
 }
@@ -895,6 +1056,16 @@ impl Config {
                 problems.push(format!(
                     "banks[{i}].quirks.max_accounts_per_query: expected 1..=1000"
                 ));
+            }
+            if let Some(options) = &b.quirks.iso20022 {
+                if b.family == banks::Family::Iso20022 {
+                    problems.extend(options.problems(&format!("banks[{i}].iso20022")));
+                } else {
+                    problems.push(format!(
+                        "banks[{i}].iso20022: this bank is of family {}; only an iso20022 bank takes [banks.iso20022] options",
+                        b.family
+                    ));
+                }
             }
         }
         for (i, c) in self.connections.iter().enumerate() {
@@ -1289,5 +1460,153 @@ tls = { ca_cert = "tls/ca.pem", client_cert = "tls/client.pem", client_key = "/a
             .unwrap_err()
             .to_string();
         assert!(err.contains("bankdirect demo"), "{err}");
+    }
+
+    /// The ISO config with `table` (a `[banks.iso20022]` table, or nothing)
+    /// under the bank, loaded with its TLS files in place.
+    fn load_iso(table: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        write_pem(&dir.path().join("tls"), "ca.pem", "CERTIFICATE");
+        write_pem(&dir.path().join("tls"), "client.pem", "CERTIFICATE");
+        let key = write_pem(dir.path(), "client.key", "PRIVATE KEY");
+        let text = ISO
+            .replace("/abs/client.key", &key.display().to_string())
+            .replace("\n[[connections]]", &format!("{table}\n[[connections]]"));
+        let path = dir.path().join("bankdirect.toml");
+        std::fs::write(&path, &text).unwrap();
+        Config::load_with_env(&path, std::iter::empty()).map_err(|e| e.to_string())
+    }
+
+    fn iso_options(table: &str) -> banks::iso20022::Iso20022Options {
+        let config = load_iso(table).unwrap();
+        match config.banks[0].family_options() {
+            banks::FamilyOptions::Iso20022(options) => options,
+            other => panic!("expected iso20022 options, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_iso20022_bank_without_the_table_keeps_the_connector_defaults() {
+        let config = load_iso("").unwrap();
+        assert_eq!(config.banks[0].quirks.iso20022, None);
+        assert_eq!(
+            config.banks[0].family_options(),
+            banks::FamilyOptions::Defaults
+        );
+        // An empty table is every default, spelled out.
+        assert_eq!(
+            iso_options("[banks.iso20022]\n"),
+            banks::iso20022::Iso20022Options::default()
+        );
+    }
+
+    #[test]
+    fn iso20022_pain001_version_is_read_and_checked() {
+        let options = iso_options("[banks.iso20022]\npain001_version = \"03\"\n");
+        assert_eq!(
+            options.pain001_version,
+            banks::iso20022::Pain001Version::V03
+        );
+        let options = iso_options("[banks.iso20022]\npain001_version = \"09\"\n");
+        assert_eq!(
+            options.pain001_version,
+            banks::iso20022::Pain001Version::V09
+        );
+        for bad in ["\"05\"", "\"9\"", "9"] {
+            let err =
+                load_iso(&format!("[banks.iso20022]\npain001_version = {bad}\n")).unwrap_err();
+            assert!(err.contains("banks.0.iso20022.pain001_version"), "{err}");
+        }
+    }
+
+    #[test]
+    fn iso20022_max_batch_items_is_read_and_checked() {
+        let options = iso_options("[banks.iso20022]\nmax_batch_items = 250\n");
+        assert_eq!(options.max_batch_items, 250);
+        for bad in [0, banks::iso20022::MAX_BATCH_ITEMS + 1] {
+            let err =
+                load_iso(&format!("[banks.iso20022]\nmax_batch_items = {bad}\n")).unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "banks[0].iso20022.max_batch_items: {bad} is out of range"
+                )),
+                "{err}"
+            );
+        }
+        let err = load_iso("[banks.iso20022]\nmax_batch_items = -1\n").unwrap_err();
+        assert!(err.contains("banks.0.iso20022.max_batch_items"), "{err}");
+    }
+
+    #[test]
+    fn iso20022_max_statement_range_days_is_read_and_checked() {
+        let options = iso_options("[banks.iso20022]\nmax_statement_range_days = 7\n");
+        assert_eq!(options.max_statement_range_days, 7);
+        for bad in [0, banks::iso20022::MAX_TRANSACTION_RANGE_DAYS + 1] {
+            let err = load_iso(&format!(
+                "[banks.iso20022]\nmax_statement_range_days = {bad}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "banks[0].iso20022.max_statement_range_days: {bad} is out of range"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn iso20022_charset_is_read_and_checked() {
+        let options = iso_options("[banks.iso20022]\ncharset = \"unicode\"\n");
+        assert_eq!(options.charset, banks::iso20022::TextCharset::Unicode);
+        let options = iso_options("[banks.iso20022]\ncharset = \"sepa\"\n");
+        assert_eq!(options.charset, banks::iso20022::TextCharset::SepaLatin);
+        let err = load_iso("[banks.iso20022]\ncharset = \"latin1\"\n").unwrap_err();
+        assert!(err.contains("banks.0.iso20022.charset"), "{err}");
+    }
+
+    #[test]
+    fn iso20022_options_together_and_unknown_keys() {
+        let options = iso_options(
+            "[banks.iso20022]\npain001_version = \"03\"\nmax_batch_items = 500\nmax_statement_range_days = 14\ncharset = \"unicode\"\n",
+        );
+        assert_eq!(
+            options,
+            banks::iso20022::Iso20022Options {
+                pain001_version: banks::iso20022::Pain001Version::V03,
+                max_batch_items: 500,
+                max_statement_range_days: 14,
+                charset: banks::iso20022::TextCharset::Unicode,
+            }
+        );
+        let err = load_iso("[banks.iso20022]\nmax_items = 5\n").unwrap_err();
+        assert!(err.contains("max_items"), "{err}");
+        // The options are read at the bank's level only.
+        let err = load_iso("[banks.quirks.iso20022]\nmax_batch_items = 5\n").unwrap_err();
+        assert!(err.contains("iso20022"), "{err}");
+    }
+
+    #[test]
+    fn iso20022_options_are_refused_on_a_bank_of_another_family() {
+        let text = MINIMAL.replace(
+            "family = \"cn-xml\"\n",
+            "family = \"cn-xml\"\n\n[banks.iso20022]\nmax_batch_items = 10\n",
+        );
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("banks[0].iso20022: this bank is of family cn-xml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bank_with_iso20022_options_writes_them_back_at_the_bank_level() {
+        let config = load_iso("[banks.iso20022]\ncharset = \"unicode\"\n").unwrap();
+        let value = serde_json::to_value(&config.banks[0]).unwrap();
+        assert_eq!(value["iso20022"]["charset"], "unicode");
+        assert!(value["quirks"].get("iso20022").is_none(), "{value}");
     }
 }
