@@ -341,6 +341,7 @@ fn demo_config(
         let conn_id = ConnectionId::parse(&format!("{}-main", b.id))?;
         banks.push(BankConfig {
             id: bank_id.clone(),
+            iso20022: None,
             name: b.name.to_owned(),
             family: b.family,
             time_zone: sim.time_zone,

@@ -428,78 +428,33 @@ impl AuditConfig {
     }
 }
 
-/// One `[[banks]]` entry. Read and written through [`BankConfigToml`], so
-/// that `[banks.iso20022]` sits at the bank's level in the file while the
-/// value is kept with the bank's other tuning in
-/// [`BankQuirks::iso20022`].
+/// One `[[banks]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(from = "BankConfigToml", into = "BankConfigToml")]
+#[serde(deny_unknown_fields)]
 pub struct BankConfig {
     pub id: BankId,
     pub name: String,
     pub family: banks::Family,
+    #[serde(default = "default_time_zone")]
     pub time_zone: BankTimeZone,
+    #[serde(default)]
     pub limits: BankLimits,
+    #[serde(default)]
     pub quirks: BankQuirks,
+    /// `[banks.iso20022]`: options of an iso20022 bank's connections; any
+    /// key left out keeps its default; `None` keeps them all. Refused on a
+    /// bank of another family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso20022: Option<Iso20022Config>,
 }
 
 impl BankConfig {
     /// What this bank's connections are built with beyond their settings:
     /// the `[banks.iso20022]` options where given, else the defaults.
     pub fn family_options(&self) -> banks::FamilyOptions {
-        match &self.quirks.iso20022 {
+        match &self.iso20022 {
             Some(options) => banks::FamilyOptions::Iso20022(options.options()),
             None => banks::FamilyOptions::Defaults,
-        }
-    }
-}
-
-/// `[[banks]]` as written in the file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BankConfigToml {
-    id: BankId,
-    name: String,
-    family: banks::Family,
-    #[serde(default = "default_time_zone")]
-    time_zone: BankTimeZone,
-    #[serde(default)]
-    limits: BankLimits,
-    #[serde(default)]
-    quirks: BankQuirks,
-    /// `[banks.iso20022]`: options of an iso20022 bank's connections; any
-    /// key left out keeps its default. Refused on a bank of another family.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iso20022: Option<Iso20022Config>,
-}
-
-impl From<BankConfigToml> for BankConfig {
-    fn from(toml: BankConfigToml) -> BankConfig {
-        BankConfig {
-            id: toml.id,
-            name: toml.name,
-            family: toml.family,
-            time_zone: toml.time_zone,
-            limits: toml.limits,
-            quirks: BankQuirks {
-                iso20022: toml.iso20022,
-                ..toml.quirks
-            },
-        }
-    }
-}
-
-impl From<BankConfig> for BankConfigToml {
-    fn from(mut bank: BankConfig) -> BankConfigToml {
-        let iso20022 = bank.quirks.iso20022.take();
-        BankConfigToml {
-            id: bank.id,
-            name: bank.name,
-            family: bank.family,
-            time_zone: bank.time_zone,
-            limits: bank.limits,
-            quirks: bank.quirks,
-            iso20022,
         }
     }
 }
@@ -642,11 +597,6 @@ pub struct BankQuirks {
     /// it stays open (no new submissions to this bank meanwhile).
     pub breaker_failures: u32,
     pub breaker_open_s: u64,
-    /// The iso20022 family's options, from `[banks.iso20022]` (not from
-    /// `[banks.quirks]`: see [`BankConfig`]); `None` keeps the family's
-    /// defaults. Only an iso20022 bank may have them.
-    #[serde(skip)]
-    pub iso20022: Option<Iso20022Config>,
 }
 
 impl Default for BankQuirks {
@@ -663,7 +613,6 @@ impl Default for BankQuirks {
             max_unknown_age_s: 3_600,
             breaker_failures: 5,
             breaker_open_s: 30,
-            iso20022: None,
         }
     }
 }
@@ -1057,7 +1006,7 @@ impl Config {
                     "banks[{i}].quirks.max_accounts_per_query: expected 1..=1000"
                 ));
             }
-            if let Some(options) = &b.quirks.iso20022 {
+            if let Some(options) = &b.iso20022 {
                 if b.family == banks::Family::Iso20022 {
                     problems.extend(options.problems(&format!("banks[{i}].iso20022")));
                 } else {
@@ -1489,7 +1438,7 @@ tls = { ca_cert = "tls/ca.pem", client_cert = "tls/client.pem", client_key = "/a
     #[test]
     fn an_iso20022_bank_without_the_table_keeps_the_connector_defaults() {
         let config = load_iso("").unwrap();
-        assert_eq!(config.banks[0].quirks.iso20022, None);
+        assert_eq!(config.banks[0].iso20022, None);
         assert_eq!(
             config.banks[0].family_options(),
             banks::FamilyOptions::Defaults

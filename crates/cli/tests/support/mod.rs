@@ -495,6 +495,7 @@ overdraft_accounts = ["{}"]
         webhooks: gateway::config::WebhooksConfig::default(),
         banks: vec![BankConfig {
             id: bank_id.clone(),
+            iso20022: None,
             name: "崩溃测试银行 Crash Test Bank (simulated, cn-xml)".to_owned(),
             family: banks::Family::CnXml,
             time_zone: domain::BankTimeZone::SHANGHAI,

@@ -152,6 +152,7 @@ impl TestApp {
                 let conn_id = ConnectionId::parse(&format!("{id}-main")).unwrap();
                 banks.push(BankConfig {
                     id: bank_id.clone(),
+                    iso20022: None,
                     name: format!("{id} bank"),
                     family: banks::Family::CnXml,
                     time_zone: domain::BankTimeZone::SHANGHAI,

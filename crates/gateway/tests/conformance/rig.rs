@@ -209,6 +209,7 @@ impl Rig {
         let time_zone = domain::BankTimeZone::parse(&sim.config().time_zone).unwrap();
         let bank = BankConfig {
             id: bank_id.clone(),
+            iso20022: None,
             name: format!("{} conformance bank", fam.name()),
             family: fam.family(),
             time_zone,
