@@ -1,7 +1,9 @@
 //! The `bankdirect` binary: run the gateway (`serve`), the simulated banks
 //! (`sim`), both at once for a first look (`demo`), the database migrations
-//! (`migrate`), and operator tools (`clients new-secret`).
+//! (`migrate`), and operator tools (`clients new-secret`, `audit verify`,
+//! `audit export-head`).
 
+mod audit;
 mod demo;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -66,6 +68,45 @@ enum Command {
     /// Manage API clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Check the audit chain, or export its signed head for safekeeping.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute every link of the audit chain from its first record and check
+    /// every signed checkpoint with the public key of the configured
+    /// checkpoint key file (audit.checkpoint_key_file); with --head, also check
+    /// that the chain still reaches a head exported earlier, with the same
+    /// hash. Reads the database only.
+    ///
+    /// Prints a one-line summary and exits 0 when the chain is intact; prints
+    /// the FIRST broken link (its position and what is wrong) and exits 1 when
+    /// it is not; exits 2 when it could not check (config, key or database
+    /// unreadable). Long chains print their progress on stderr.
+    #[command(after_help = "Examples:\n  \
+bankdirect audit verify --config /etc/bankdirect/bankdirect.toml\n  \
+bankdirect audit export-head --config bankdirect.toml > head-2026-06-30.json\n  \
+bankdirect audit verify --config bankdirect.toml --head head-2026-06-30.json")]
+    Verify {
+        #[arg(long, short, env = "BANKDIRECT_CONFIG")]
+        config: PathBuf,
+        /// A file written by `audit export-head`, or its JSON itself.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Print the latest signed checkpoint (position, hash, time, key id,
+    /// signature) as JSON, to keep outside the database's reach; a later
+    /// `audit verify --head` proves the chain was neither rewritten nor cut
+    /// off before it.
+    #[command(after_help = "Examples:\n  \
+bankdirect audit export-head --config bankdirect.toml > head-$(date +%F).json\n  \
+bankdirect audit verify --config bankdirect.toml --head head-2026-06-30.json")]
+    ExportHead {
+        #[arg(long, short, env = "BANKDIRECT_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,7 +145,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -112,14 +153,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Sim { config } => sim(config).await,
         Command::Demo { data_dir, port } => demo::run(data_dir, port).await,
         Command::Migrate { config } => migrate(config).await,
         Command::Clients(ClientsCommand::NewSecret { config }) => new_secret(config),
+        // Its own exit statuses: 1 broken, 2 not checked.
+        Command::Audit(AuditCommand::Verify { config, head }) => {
+            return Ok(audit::verify(config, head).await)
+        }
+        Command::Audit(AuditCommand::ExportHead { config }) => audit::export_head(config).await,
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

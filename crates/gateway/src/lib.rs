@@ -20,11 +20,13 @@
 //! - [`transactions`]: transaction pages, the change feed, signed cursors;
 //! - [`flight`]: single-flight runs per key;
 //! - [`webhooks`]: webhook registration, deliveries and re-drive;
-//! - [`webhook_delivery`]: the worker that fans events out and delivers them, signed.
+//! - [`webhook_delivery`]: the worker that fans events out and delivers them, signed;
+//! - [`audit`]: the audit chain's checkpoint key, its chainer worker and `GET /v1/audit`.
 //!
 //! [`App::build`] wires everything from a [`config::Config`]; [`App::serve`]
 //! runs it on a listener until a shutdown signal.
 
+pub mod audit;
 pub mod auth;
 pub mod balance_cache;
 pub mod banking;
@@ -141,6 +143,7 @@ pub struct AppParts {
         webhooks::list_deliveries,
         webhooks::redrive_delivery,
         webhooks::redrive_webhook,
+        audit::list_audit,
         ops::healthz,
         ops::readyz,
         ops::metrics_endpoint,
@@ -156,6 +159,7 @@ pub struct AppParts {
         (name = "payments", description = "Payments: never lost, never paid twice"),
         (name = "payment-batches", description = "Supplier and payroll (代发) batches: one debtor, one approval, chunks of the bank's batch size, status per item"),
         (name = "webhooks", description = "Events pushed to your endpoint, signed, per object in order, re-drivable"),
+        (name = "audit", description = "Who did what: audit records with their place in the signed hash chain"),
         (name = "operations", description = "Health, readiness, metrics, API description"),
     )
 )]
@@ -228,11 +232,22 @@ impl App {
     /// the connectors. Nothing is listening yet.
     pub async fn build(config: Config, opts: BuildOptions) -> Result<App, StartError> {
         std::fs::create_dir_all(&config.data_dir)?;
+        // The checkpoint key lives in a file, never in the database (DESIGN.md).
+        let checkpoint_key = Arc::new(audit::CheckpointKey::load_or_create(
+            &config.data_path(&config.audit.checkpoint_key_file),
+        )?);
         let store_opts = store::StoreOptions {
             migrate: true,
             read_pool_size: config.database.read_pool_size,
             pg_pool_size: config.database.pg_pool_size,
             busy_timeout_ms: config.database.busy_timeout_ms,
+            audit_chain: store::audit::AuditChainOptions {
+                enabled: config.audit.chain_enabled,
+                checkpoint_every_records: config.audit.checkpoint_every_records,
+                checkpoint_every_s: config.audit.checkpoint_every_s,
+                signer: Some(checkpoint_key),
+                clock: opts.clock.clone(),
+            },
             ..store::StoreOptions::default()
         };
         let store = store::open(&config.database_url(), &store_opts).await?;
@@ -321,6 +336,13 @@ impl App {
 
     fn start_workers(&self) {
         let mut handles = Vec::new();
+        if self.state.config.audit.chain_enabled {
+            handles.push(tokio::spawn(audit::run_chainer(
+                self.state.store.clone(),
+                Duration::from_millis(self.state.config.audit.chain_interval_ms),
+                self.shutdown_tx.subscribe(),
+            )));
+        }
         if self.state.config.balances.worker_enabled {
             handles.push(tokio::spawn(banking::balance_worker(
                 self.state.directory.clone(),
@@ -473,6 +495,7 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::redrive_delivery),
         )
         .route("/v1/webhooks/{id}/redrive", post(webhooks::redrive_webhook))
+        .route("/v1/audit", get(audit::list_audit))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics_endpoint))

@@ -40,6 +40,7 @@
 //! changes; a write reported as done has been committed (SQLite: after the batch's
 //! `COMMIT` returned).
 
+pub mod audit;
 mod batches;
 mod codec;
 mod error;
@@ -134,6 +135,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Appends one audit record and returns its id. `details` is written exactly as given:
     /// masking secrets and account numbers is the caller's duty.
     async fn append_audit(&self, rec: NewAuditRecord) -> Result<i64, StoreError>;
+
+    /// The audit chain (`audit.rs`): links records committed since the last run (PostgreSQL,
+    /// as the one chainer holding the advisory lock; SQLite links inside the writer, so
+    /// this only catches up and) signs a checkpoint when one is due. Run it every
+    /// `chain_interval_ms`; a run that finds another instance chaining is `skipped`.
+    async fn audit_chain_tick(&self) -> Result<audit::ChainTick, StoreError>;
+
+    /// Linked records with `position > after_position`, ascending, at most `min(limit,
+    /// CHAIN_PAGE_MAX)`, with their stored hashes and fields as stored (for verification).
+    async fn audit_chain_page(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::ChainedRecord>, StoreError>;
+
+    /// The highest linked position (0: none).
+    async fn audit_chain_length(&self) -> Result<i64, StoreError>;
+
+    /// How many records are not linked yet, and the smallest such id.
+    async fn audit_unlinked(&self) -> Result<audit::UnlinkedSummary, StoreError>;
+
+    /// Checkpoints with `position > after_position`, ascending, at most `min(limit,
+    /// CHAIN_PAGE_MAX)`.
+    async fn audit_checkpoints(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::AuditCheckpoint>, StoreError>;
+
+    /// The checkpoint with the highest position, if any.
+    async fn latest_audit_checkpoint(&self) -> Result<Option<audit::AuditCheckpoint>, StoreError>;
 
     /// Audit records matching every given filter, ascending by id, at most
     /// `min(q.limit, AUDIT_QUERY_MAX_LIMIT)` of them.

@@ -49,6 +49,10 @@ pub struct NewAuditRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub id: i64,
+    /// Its place in the audit chain (`audit.rs`); `None` until the chainer linked it.
+    pub position: Option<i64>,
+    /// Its chain hash (SHA-256), once linked.
+    pub hash: Option<Vec<u8>>,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
@@ -65,6 +69,10 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub object: Option<String>,
+    /// Records at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Records strictly before this instant.
+    pub to: Option<DateTime<Utc>>,
     pub after_id: Option<i64>,
     /// 0 means [`AUDIT_QUERY_DEFAULT_LIMIT`]; above [`AUDIT_QUERY_MAX_LIMIT`] it is capped.
     pub limit: u32,
@@ -253,6 +261,8 @@ pub struct StoreOptions {
     /// PostgreSQL: the server cancels any statement running longer (this includes waiting
     /// for locks).
     pub pg_statement_timeout_ms: u64,
+    /// The audit chain: on or off (off only for benchmarks), checkpoint policy and signer.
+    pub audit_chain: crate::audit::AuditChainOptions,
 }
 
 impl Default for StoreOptions {
@@ -266,6 +276,7 @@ impl Default for StoreOptions {
             pg_pool_size: 10,
             acquire_timeout_ms: 5_000,
             pg_statement_timeout_ms: 30_000,
+            audit_chain: crate::audit::AuditChainOptions::default(),
         }
     }
 }
@@ -287,6 +298,14 @@ impl StoreOptions {
                     reason: format!("{name} must be at least 1"),
                 });
             }
+        }
+        if self.audit_chain.checkpoint_every_records == 0
+            || self.audit_chain.checkpoint_every_s == 0
+        {
+            return Err(StoreError::InvalidOptions {
+                reason: "audit_chain: checkpoint_every_records and checkpoint_every_s must be at least 1"
+                    .to_owned(),
+            });
         }
         let timeouts = [
             ("busy_timeout_ms", self.busy_timeout_ms),

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
+use crate::audit;
 use crate::codec::{self, AuditRow, SnapshotRow, StoredSnapshot};
 use crate::error::statement_error;
 use crate::model::{
@@ -38,6 +39,7 @@ use crate::{
 };
 
 mod batches;
+mod chain;
 mod events;
 mod payments;
 mod statements;
@@ -57,6 +59,7 @@ pub struct PgStore {
     pool_size: u32,
     /// The install id never changes once migrated: read once.
     install_id: tokio::sync::OnceCell<String>,
+    chain: crate::audit::AuditChainOptions,
 }
 
 // By hand: the pool's own Debug prints its connect options, password included.
@@ -108,6 +111,7 @@ impl PgStore {
             pool,
             pool_size: opts.pg_pool_size,
             install_id: tokio::sync::OnceCell::new(),
+            chain: opts.audit_chain.clone(),
         };
         if opts.migrate {
             store.migrate().await?;
@@ -206,6 +210,8 @@ fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
     let details: String = codec::column(row, T, "details")?;
     Ok(AuditRecord {
         id: codec::column(row, T, "id")?,
+        position: codec::column(row, T, "position")?,
+        hash: codec::column(row, T, "hash")?,
         at: codec::column::<_, DateTime<Utc>>(row, T, "at")?,
         actor: codec::column(row, T, "actor")?,
         action: codec::column(row, T, "action")?,
@@ -291,9 +297,95 @@ impl Store for PgStore {
         .await
     }
 
+    async fn audit_chain_tick(&self) -> Result<audit::ChainTick, StoreError> {
+        if !self.chain.enabled {
+            return Ok(audit::ChainTick::default());
+        }
+        let opts = self.chain.clone();
+        self.write("linking the audit chain", move |conn| {
+            Box::pin(async move { chain::tick(conn, &opts).await })
+        })
+        .await
+    }
+
+    async fn audit_chain_page(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::ChainedRecord>, StoreError> {
+        const T: &str = "audit_log";
+        let rows = sqlx::query(
+            "SELECT position, id, at, actor, action, object, request_id, outcome, \
+                    details::text AS details, prev_hash, hash \
+             FROM audit_log WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after_position)
+        .bind(i64::from(limit.clamp(1, audit::CHAIN_PAGE_MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading the audit chain", e))?;
+        rows.iter()
+            .map(|row| {
+                Ok(audit::ChainedRecord {
+                    position: codec::column(row, T, "position")?,
+                    fields: chain::fields_from_row(row)?,
+                    prev_hash: codec::column::<_, Option<Vec<u8>>>(row, T, "prev_hash")?
+                        .unwrap_or_default(),
+                    hash: codec::column::<_, Option<Vec<u8>>>(row, T, "hash")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_chain_length(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT max(position) FROM audit_log")
+            .fetch_one(&self.pool)
+            .await
+            .map(Option::unwrap_or_default)
+            .map_err(|e| statement_error(BACKEND, "reading the audit chain", e))
+    }
+
+    async fn audit_unlinked(&self) -> Result<audit::UnlinkedSummary, StoreError> {
+        let (count, min_id): (i64, Option<i64>) =
+            sqlx::query_as("SELECT count(*), min(id) FROM audit_log WHERE position IS NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| statement_error(BACKEND, "reading the audit chain", e))?;
+        Ok(audit::UnlinkedSummary { count, min_id })
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::AuditCheckpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, hash, at, key_id, signature FROM audit_checkpoints \
+             WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after_position)
+        .bind(i64::from(limit.clamp(1, audit::CHAIN_PAGE_MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading audit checkpoints", e))?;
+        rows.iter().map(chain::checkpoint_from_row).collect()
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<audit::AuditCheckpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position, hash, at, key_id, signature FROM audit_checkpoints \
+             ORDER BY position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading audit checkpoints", e))?;
+        row.as_ref().map(chain::checkpoint_from_row).transpose()
+    }
+
     async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT id, at, actor, action, object, request_id, outcome, details::text AS details \
+            "SELECT id, position, hash, at, actor, action, object, request_id, outcome, \
+                    details::text AS details \
              FROM audit_log WHERE TRUE",
         );
         if let Some(actor) = &q.actor {
@@ -304,6 +396,12 @@ impl Store for PgStore {
         }
         if let Some(object) = &q.object {
             query.push(" AND object = ").push_bind(object);
+        }
+        if let Some(from) = q.from {
+            query.push(" AND at >= ").push_bind(from);
+        }
+        if let Some(to) = q.to {
+            query.push(" AND at < ").push_bind(to);
         }
         if let Some(after_id) = q.after_id {
             query.push(" AND id > ").push_bind(after_id);

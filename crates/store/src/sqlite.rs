@@ -7,6 +7,7 @@
 //! units beside a TEXT currency code.
 
 mod batches;
+mod chain;
 mod direct;
 mod events;
 mod payments;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
+use crate::audit;
 use crate::codec::{self, AuditRow, SnapshotRow, StoredSnapshot};
 use crate::error::statement_error;
 use crate::model::{
@@ -80,6 +82,7 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// The install id never changes once migrated: read once.
     install_id: tokio::sync::OnceCell<String>,
+    chain: crate::audit::AuditChainOptions,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -162,7 +165,12 @@ impl SqliteStore {
             .connect_with(read_options(path, opts))
             .await
             .map_err(connect_error)?;
-        let writer = Writer::spawn(conn, opts.write_queue_capacity, opts.max_batch);
+        let writer = Writer::spawn(
+            conn,
+            opts.write_queue_capacity,
+            opts.max_batch,
+            opts.audit_chain.clone(),
+        );
         tracing::info!(path = %path.display(), "SQLite store open");
         Ok(SqliteStore {
             path: path.to_path_buf(),
@@ -170,6 +178,7 @@ impl SqliteStore {
             writer,
             readers,
             install_id: tokio::sync::OnceCell::new(),
+            chain: opts.audit_chain.clone(),
         })
     }
 
@@ -406,6 +415,8 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     let details: String = codec::column(row, T, "details")?;
     Ok(AuditRecord {
         id: codec::column(row, T, "id")?,
+        position: codec::column(row, T, "position")?,
+        hash: codec::column(row, T, "hash")?,
         at: codec::instant_from_text(&at, T, "at")?,
         actor: codec::column(row, T, "actor")?,
         action: codec::column(row, T, "action")?,
@@ -413,6 +424,18 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
         request_id: codec::column(row, T, "request_id")?,
         outcome: codec::column(row, T, "outcome")?,
         details: codec::details_from_text(&details)?,
+    })
+}
+
+fn checkpoint_from_row(row: &SqliteRow) -> Result<audit::AuditCheckpoint, StoreError> {
+    const T: &str = "audit_checkpoints";
+    let at: String = codec::column(row, T, "at")?;
+    Ok(audit::AuditCheckpoint {
+        position: codec::column(row, T, "position")?,
+        hash: codec::column(row, T, "hash")?,
+        at: codec::instant_from_text(&at, T, "at")?,
+        key_id: codec::column(row, T, "key_id")?,
+        signature: codec::column(row, T, "signature")?,
     })
 }
 
@@ -485,9 +508,103 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn audit_chain_tick(&self) -> Result<audit::ChainTick, StoreError> {
+        if !self.chain.enabled {
+            return Ok(audit::ChainTick::default());
+        }
+        let opts = self.chain.clone();
+        self.writer
+            .write_direct(move |db| chain::link(db.connection(), &opts))
+            .await
+    }
+
+    async fn audit_chain_page(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::ChainedRecord>, StoreError> {
+        const T: &str = "audit_log";
+        let rows = sqlx::query(
+            "SELECT position, id, at, actor, action, object, request_id, outcome, details, \
+                    prev_hash, hash \
+             FROM audit_log WHERE position > ?1 ORDER BY position LIMIT ?2",
+        )
+        .bind(after_position)
+        .bind(i64::from(limit.clamp(1, audit::CHAIN_PAGE_MAX)))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading the audit chain", e))?;
+        rows.iter()
+            .map(|row| {
+                let at: String = codec::column(row, T, "at")?;
+                Ok(audit::ChainedRecord {
+                    position: codec::column(row, T, "position")?,
+                    fields: audit::AuditFields {
+                        id: codec::column(row, T, "id")?,
+                        at: codec::instant_from_text(&at, T, "at")?,
+                        actor: codec::column(row, T, "actor")?,
+                        action: codec::column(row, T, "action")?,
+                        object: codec::column(row, T, "object")?,
+                        request_id: codec::column(row, T, "request_id")?,
+                        outcome: codec::column(row, T, "outcome")?,
+                        details: codec::column(row, T, "details")?,
+                    },
+                    prev_hash: codec::column::<_, Option<Vec<u8>>>(row, T, "prev_hash")?
+                        .unwrap_or_default(),
+                    hash: codec::column::<_, Option<Vec<u8>>>(row, T, "hash")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_chain_length(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT max(position) FROM audit_log")
+            .fetch_one(&self.readers)
+            .await
+            .map(Option::unwrap_or_default)
+            .map_err(|e| statement_error(BACKEND, "reading the audit chain", e))
+    }
+
+    async fn audit_unlinked(&self) -> Result<audit::UnlinkedSummary, StoreError> {
+        let (count, min_id): (i64, Option<i64>) =
+            sqlx::query_as("SELECT count(*), min(id) FROM audit_log WHERE position IS NULL")
+                .fetch_one(&self.readers)
+                .await
+                .map_err(|e| statement_error(BACKEND, "reading the audit chain", e))?;
+        Ok(audit::UnlinkedSummary { count, min_id })
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::AuditCheckpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, hash, at, key_id, signature FROM audit_checkpoints \
+             WHERE position > ?1 ORDER BY position LIMIT ?2",
+        )
+        .bind(after_position)
+        .bind(i64::from(limit.clamp(1, audit::CHAIN_PAGE_MAX)))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading audit checkpoints", e))?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<audit::AuditCheckpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position, hash, at, key_id, signature FROM audit_checkpoints \
+             ORDER BY position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading audit checkpoints", e))?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
     async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT id, at, actor, action, object, request_id, outcome, details \
+            "SELECT id, position, hash, at, actor, action, object, request_id, outcome, details \
              FROM audit_log WHERE 1 = 1",
         );
         if let Some(actor) = &q.actor {
@@ -498,6 +615,15 @@ impl Store for SqliteStore {
         }
         if let Some(object) = &q.object {
             query.push(" AND object = ").push_bind(object);
+        }
+        // Instants are fixed-width text: text order is time order.
+        if let Some(from) = q.from {
+            query
+                .push(" AND at >= ")
+                .push_bind(codec::instant_text(from));
+        }
+        if let Some(to) = q.to {
+            query.push(" AND at < ").push_bind(codec::instant_text(to));
         }
         if let Some(after_id) = q.after_id {
             query.push(" AND id > ").push_bind(after_id);

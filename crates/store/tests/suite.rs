@@ -241,6 +241,17 @@ suite!(
     webhooks_claims_keep_per_object_order_and_leases,
     webhooks_failures_end_dead_with_their_attempts_and_redrive_resets,
     webhooks_a_skipped_delivery_no_longer_holds_the_next_back,
+    chain_links_every_record_in_commit_order_and_verifies,
+    chain_links_records_written_before_it_existed,
+    chain_two_stores_writing_at_once_make_one_chain,
+    tamper_a_changed_field_is_caught,
+    tamper_a_deleted_record_is_caught,
+    tamper_two_swapped_records_are_caught,
+    tamper_two_swapped_contents_are_caught,
+    tamper_an_inserted_record_is_caught,
+    tamper_a_recomputed_chain_is_caught_by_the_signed_checkpoints,
+    tamper_a_cut_tail_is_caught_against_an_exported_head,
+    tamper_a_cut_tail_under_a_checkpoint_is_caught,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -264,6 +275,10 @@ use events::*;
 #[path = "suite/webhooks.rs"]
 mod webhooks;
 use webhooks::*;
+
+#[path = "suite/audit_chain.rs"]
+mod audit_chain;
+use audit_chain::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

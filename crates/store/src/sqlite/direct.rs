@@ -148,6 +148,11 @@ impl DirectPayments {
         Ok(DirectPayments { db })
     }
 
+    /// The raw connection, for the audit chainer (`chain.rs`).
+    pub(super) fn connection(&self) -> &rusqlite::Connection {
+        &self.db
+    }
+
     /// Runs a fixed statement without parameters (savepoints), prepared once.
     pub(super) fn execute_fixed(&mut self, sql: &str) -> Result<(), rusqlite::Error> {
         self.db.prepare_cached(sql)?.execute([]).map(|_| ())

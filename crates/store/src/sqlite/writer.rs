@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::direct::{self, DirectPayments};
+use crate::audit::AuditChainOptions;
 use crate::StoreError;
 
 /// What a write job returns: borrowed from the writer's connection for the job's duration.
@@ -195,10 +196,17 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Starts the writer task on `conn`. Needs a tokio runtime.
-    pub(crate) fn spawn(conn: SqliteConnection, queue_capacity: usize, max_batch: usize) -> Writer {
+    /// `chain`: the audit chainer's options (`chain.rs` runs at the end of every batch
+    /// when it is enabled).
+    pub(crate) fn spawn(
+        conn: SqliteConnection,
+        queue_capacity: usize,
+        max_batch: usize,
+        chain: AuditChainOptions,
+    ) -> Writer {
         let (sender, receiver) = mpsc::channel(queue_capacity);
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(conn, receiver, max_batch, Arc::clone(&counters)));
+        let task = tokio::spawn(run(conn, receiver, max_batch, chain, Arc::clone(&counters)));
         Writer {
             sender: Mutex::new(Some(sender)),
             task: Mutex::new(Some(task)),
@@ -305,6 +313,7 @@ async fn run(
     conn: SqliteConnection,
     mut receiver: mpsc::Receiver<Queued>,
     max_batch: usize,
+    chain: AuditChainOptions,
     counters: Arc<Counters>,
 ) {
     let mut wc = WriterConn { direct: None, conn };
@@ -313,7 +322,7 @@ async fn run(
     // group-commit window, with no timer adding latency to a lone write.
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
-        run_batch(&mut wc, jobs, &counters).await;
+        run_batch(&mut wc, jobs, &chain, &counters).await;
     }
     let WriterConn { direct, conn } = wc;
     drop(direct);
@@ -371,7 +380,12 @@ fn run_direct_job(
     closed.map_err(|err| BatchFailure::direct("closing a savepoint", err))
 }
 
-async fn run_batch(wc: &mut WriterConn, jobs: Vec<Queued>, counters: &Counters) {
+async fn run_batch(
+    wc: &mut WriterConn,
+    jobs: Vec<Queued>,
+    chain: &AuditChainOptions,
+    counters: &Counters,
+) {
     let job_count = jobs.len();
     counters.jobs.fetch_add(
         u64::try_from(job_count).unwrap_or(u64::MAX),
@@ -448,6 +462,10 @@ async fn run_batch(wc: &mut WriterConn, jobs: Vec<Queued>, counters: &Counters) 
         return;
     }
 
+    if chain.enabled {
+        link_chain(wc, chain).await;
+    }
+
     match execute(&mut wc.conn, "COMMIT").await {
         Ok(()) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -467,6 +485,31 @@ async fn run_batch(wc: &mut WriterConn, jobs: Vec<Queued>, counters: &Counters) 
             }
         }
     }
+}
+
+/// Links the batch's audit records (and any left unlinked before) in the open transaction,
+/// on the direct view. A failure is logged and leaves them for the next batch.
+async fn link_chain(wc: &mut WriterConn, chain: &AuditChainOptions) {
+    let mut lock = match direct::lock(&mut wc.conn).await {
+        Ok(lock) => lock,
+        Err(err) => {
+            tracing::warn!(error = %err, "audit chain: could not lock the connection; linking later");
+            return;
+        }
+    };
+    let db = match wc.direct.take() {
+        Some(db) => db,
+        None => match DirectPayments::open(&mut lock) {
+            Ok(db) => db,
+            Err(err) => {
+                tracing::warn!(error = %err, "audit chain: could not open the direct view; linking later");
+                return;
+            }
+        },
+    };
+    super::chain::link_in_batch(db.connection(), chain);
+    wc.direct = Some(db);
+    drop(lock);
 }
 
 async fn execute(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
