@@ -244,6 +244,7 @@ suite!(
     chain_links_every_record_in_commit_order_and_verifies,
     chain_links_records_written_before_it_existed,
     chain_two_stores_writing_at_once_make_one_chain,
+    chain_checkpoints_every_n_records_or_after_t_seconds,
     tamper_a_changed_field_is_caught,
     tamper_a_deleted_record_is_caught,
     tamper_two_swapped_records_are_caught,

@@ -476,3 +476,69 @@ pub(crate) async fn chain_two_stores_writing_at_once_make_one_chain(db: TestDb) 
     a.close().await;
     b.close().await;
 }
+
+pub(crate) async fn chain_checkpoints_every_n_records_or_after_t_seconds(db: TestDb) {
+    let clock = Arc::new(domain::ManualClock::new(crate::instant(0, 0)));
+    let opts = StoreOptions {
+        migrate: true,
+        audit_chain: AuditChainOptions {
+            checkpoint_every_records: 4,
+            checkpoint_every_s: 60,
+            signer: Some(Arc::new(TestSigner)),
+            clock: clock.clone(),
+            ..AuditChainOptions::default()
+        },
+        ..StoreOptions::default()
+    };
+    let store = store::open(&db.url, &opts).await.unwrap();
+    let append = |n: usize| {
+        let store = Arc::clone(&store);
+        async move {
+            for i in 0..n {
+                store
+                    .append_audit(record("client:erp", "x", &format!("o:{i}")))
+                    .await
+                    .unwrap();
+            }
+            settle(store.as_ref()).await;
+        }
+    };
+    let positions = |cps: Vec<AuditCheckpoint>| cps.iter().map(|c| c.position).collect::<Vec<_>>();
+    append(1).await;
+    // The first is signed at once; then every 4 records.
+    assert_eq!(
+        positions(store.audit_checkpoints(0, 100).await.unwrap()),
+        [1]
+    );
+    append(2).await;
+    assert_eq!(
+        positions(store.audit_checkpoints(0, 100).await.unwrap()),
+        [1]
+    );
+    append(2).await;
+    assert_eq!(
+        positions(store.audit_checkpoints(0, 100).await.unwrap()),
+        [1, 5]
+    );
+    // One more record, and time passes: a run of the chainer signs it.
+    append(1).await;
+    store.audit_chain_tick().await.unwrap();
+    assert_eq!(
+        positions(store.audit_checkpoints(0, 100).await.unwrap()),
+        [1, 5]
+    );
+    clock.advance(chrono::Duration::seconds(61));
+    let tick = store.audit_chain_tick().await.unwrap();
+    assert_eq!(tick.checkpoint, Some(6));
+    let latest = store.latest_audit_checkpoint().await.unwrap().unwrap();
+    assert_eq!(latest.position, 6);
+    assert_eq!(latest.at, crate::instant(61, 0));
+    // Nothing new: time alone signs nothing.
+    clock.advance(chrono::Duration::seconds(120));
+    assert_eq!(store.audit_chain_tick().await.unwrap().checkpoint, None);
+    assert_eq!(
+        verify(store.as_ref(), Some(&latest)).await.unwrap().records,
+        6
+    );
+    store.close().await;
+}
