@@ -20,6 +20,18 @@ pub const EXIT_ERROR: u8 = 2;
 const HEAD_FILE_MAX_BYTES: u64 = 64 * 1024;
 
 async fn open_read_side(config: &Config) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+    let url = config.database_url();
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        // Opening a SQLite path that does not exist would create an empty database.
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(&url);
+        anyhow::ensure!(
+            Path::new(path).is_file(),
+            "there is no database at {path} (database.url, or bankdirect.db in the data dir)"
+        );
+    }
     let opts = store::StoreOptions {
         // The auditor's tool changes nothing: no migration, no chaining.
         migrate: false,
@@ -29,7 +41,7 @@ async fn open_read_side(config: &Config) -> anyhow::Result<std::sync::Arc<dyn st
         },
         ..store::StoreOptions::default()
     };
-    store::open(&config.database_url(), &opts)
+    store::open(&url, &opts)
         .await
         .context("cannot open the database")
 }

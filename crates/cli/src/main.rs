@@ -75,11 +75,13 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute every link of the audit chain from its first record and check
-    /// every signed checkpoint with the public key of the configured
-    /// checkpoint key file (audit.checkpoint_key_file); with --head, also check
-    /// that the chain still reaches a head exported earlier, with the same
-    /// hash. Reads the database only.
+    /// Check every link and signed checkpoint of the audit chain.
+    ///
+    /// Recomputes every link of the audit chain from its first record and
+    /// checks every signed checkpoint with the public key of the configured
+    /// checkpoint key file (audit.checkpoint_key_file); with --head, also
+    /// checks that the chain still reaches a head exported earlier, with the
+    /// same hash. Reads the database only.
     ///
     /// Prints a one-line summary and exits 0 when the chain is intact; prints
     /// the FIRST broken link (its position and what is wrong) and exits 1 when
@@ -96,10 +98,11 @@ bankdirect audit verify --config bankdirect.toml --head head-2026-06-30.json")]
         #[arg(long)]
         head: Option<String>,
     },
-    /// Print the latest signed checkpoint (position, hash, time, key id,
-    /// signature) as JSON, to keep outside the database's reach; a later
-    /// `audit verify --head` proves the chain was neither rewritten nor cut
-    /// off before it.
+    /// Print the latest signed checkpoint as JSON, for safekeeping.
+    ///
+    /// The head (position, hash, time, key id, signature) is meant to be kept
+    /// outside the database's reach; a later `audit verify --head` proves the
+    /// chain was neither rewritten nor cut off before it.
     #[command(after_help = "Examples:\n  \
 bankdirect audit export-head --config bankdirect.toml > head-$(date +%F).json\n  \
 bankdirect audit verify --config bankdirect.toml --head head-2026-06-30.json")]

@@ -382,3 +382,25 @@ fn audit_help_shows_examples() {
         assert!(run.stdout.contains("--head"));
     }
 }
+
+#[test]
+fn verify_of_a_missing_database_cannot_check_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("bankdirect.toml");
+    std::fs::write(&config, format!("data_dir = \"{}\"\n", data.display())).unwrap();
+    let cfg = gateway::config::Config::load(&config).unwrap();
+    gateway::audit::CheckpointKey::load_or_create(&cfg.data_path(&cfg.audit.checkpoint_key_file))
+        .unwrap();
+    let run = bankdirect(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{} {}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("there is no database"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !data.join("bankdirect.db").exists(),
+        "verify creates no database"
+    );
+}
