@@ -412,6 +412,7 @@ fn demo_config(
         accounts,
         clients: Vec::new(),
         users: Vec::new(),
+        approval_rules: Vec::new(),
         audit: gateway::config::AuditConfig::default(),
         simulators: simulators.to_vec(),
     })

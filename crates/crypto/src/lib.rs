@@ -11,6 +11,7 @@
 //! - [`sign`]: the [`Signer`] / [`Verifier`] traits that every signature
 //!   scheme implements (Ed25519 now; SM2, RSA and ECDSA for banks later).
 //! - [`ed25519`]: [`Ed25519Key`] and [`Ed25519PublicKey`].
+//! - [`password`]: argon2id password hashes of people (`[[users]]`).
 //! - `keyfile` (private): create-once, mode-0600, atomic key files.
 //! - [`pki`]: [`pki::Pki`], a local CA with a server and a client
 //!   certificate (ECDSA P-256, rcgen) for loopback mutual TLS, written to
@@ -24,6 +25,7 @@
 pub mod ed25519;
 pub mod keyed_hash;
 mod keyfile;
+pub mod password;
 pub mod pki;
 pub mod secret;
 pub mod sign;
@@ -59,6 +61,9 @@ pub enum CryptoError {
         what: &'static str,
         reason: &'static str,
     },
+    /// A password could not be hashed (never carries the password).
+    #[error("password hashing: {0}")]
+    Password(String),
     /// Encoding a key (PKCS#8 DER or PEM) failed.
     #[error("could not encode {what}")]
     Encoding { what: &'static str },

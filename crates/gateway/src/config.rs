@@ -19,7 +19,7 @@ use std::{
 };
 
 use domain::{
-    AccountId, AccountNumber, BankId, BankTimeZone, ClientId, ConnectionId, Currency, UserId,
+    AccountId, AccountNumber, BankId, BankTimeZone, ClientId, ConnectionId, Currency, Money, UserId,
 };
 use figment::{
     providers::{Format, Serialized, Toml},
@@ -75,6 +75,10 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Maker-checker rules (docs/approvals.md): a payment or batch they match
+    /// waits in `pending_approval` for distinct approvers.
+    #[serde(default)]
+    pub approval_rules: Vec<ApprovalRuleConfig>,
     /// Simulated banks that `bankdirect sim` and `bankdirect demo` start.
     /// The gateway itself ignores them.
     #[serde(default)]
@@ -769,6 +773,38 @@ pub struct UserConfig {
     pub password_hash: Option<String>,
 }
 
+/// One `[[approval_rules]]` entry. A payment whose amount (a batch whose
+/// control sum) in `currency` is strictly above `above`, from
+/// `debtor_account` (an account id, or `"*"` for every account), needs
+/// `approvers` distinct approvals. When several rules match, the largest
+/// `approvers` wins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRuleConfig {
+    pub debtor_account: String,
+    pub currency: Currency,
+    /// An exclusive threshold as a decimal string, e.g. `"1000000.00"`.
+    pub above: String,
+    pub approvers: u8,
+}
+
+impl ApprovalRuleConfig {
+    /// The threshold as money, if `above` is a valid amount in `currency`.
+    pub fn threshold(&self) -> Option<Money> {
+        Money::parse(&self.above, self.currency)
+            .ok()
+            .filter(|m| !m.is_negative())
+    }
+
+    fn matches(&self, account: &str, amount_minor: i128, currency: Currency) -> bool {
+        (self.debtor_account == "*" || self.debtor_account == account)
+            && self.currency == currency
+            && self
+                .threshold()
+                .is_some_and(|t| amount_minor > i128::from(t.minor()))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorConfig {
@@ -932,6 +968,18 @@ impl Config {
     /// Checks what deserialisation cannot: uniqueness, cross references
     /// between levels, and ranges. Returns every problem found, not just the
     /// first.
+    /// How many distinct approvals a payment (or a batch, by its control
+    /// sum) from `account` of `amount_minor` in `currency` needs: the largest
+    /// `approvers` of the matching rules, 0 when none matches.
+    pub fn approvals_required(&self, account: &str, amount_minor: i128, currency: Currency) -> u8 {
+        self.approval_rules
+            .iter()
+            .filter(|r| r.matches(account, amount_minor, currency))
+            .map(|r| r.approvers)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         let unique = |kind: &str, ids: Vec<&str>, problems: &mut Vec<String>| {
@@ -1084,6 +1132,54 @@ impl Config {
                         ));
                     }
                 }
+            }
+        }
+        let approvers = self
+            .users
+            .iter()
+            .filter(|u| {
+                u.roles
+                    .iter()
+                    .any(|r| matches!(r, Role::Approver | Role::Admin))
+            })
+            .count();
+        for (i, r) in self.approval_rules.iter().enumerate() {
+            if r.debtor_account != "*" && !accounts.contains(r.debtor_account.as_str()) {
+                problems.push(format!(
+                    "approval_rules[{i}].debtor_account: `{}` is not the id of an account in [[accounts]] (use \"*\" for all)",
+                    r.debtor_account
+                ));
+            }
+            if r.threshold().is_none() {
+                problems.push(format!(
+                    "approval_rules[{i}].above: `{}` is not a non-negative amount in {} (a decimal string with at most {} decimals)",
+                    r.above,
+                    r.currency.code(),
+                    r.currency.exponent()
+                ));
+            }
+            if !(1..=store::APPROVALS_REQUIRED_MAX).contains(&r.approvers) {
+                problems.push(format!(
+                    "approval_rules[{i}].approvers: expected 1..={}",
+                    store::APPROVALS_REQUIRED_MAX
+                ));
+            } else if usize::from(r.approvers) > approvers {
+                problems.push(format!(
+                    "approval_rules[{i}].approvers: {} distinct approvers needed but only {approvers} of [[users]] have the approver or admin role",
+                    r.approvers
+                ));
+            }
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if let Some(hash) = &u.password_hash {
+                if !crypto::password::is_well_formed_hash(hash) {
+                    problems.push(format!(
+                        "users[{i}].password_hash: expected an argon2id PHC string starting with `$argon2id$`"
+                    ));
+                }
+            }
+            if u.roles.is_empty() {
+                problems.push(format!("users[{i}].roles: expected at least one role"));
             }
         }
         for (i, c) in self.clients.iter().enumerate() {
@@ -1381,6 +1477,99 @@ tls = { ca_cert = "tls/ca.pem", client_cert = "tls/client.pem", client_key = "/a
         assert!(err.contains("connections[0].tls.client_key"), "{err}");
         assert!(err.contains("/abs/client.key"), "{err}");
         assert!(!err.contains("tls.ca_cert"), "{err}");
+    }
+
+    fn with_approvals(users: &str, rules: &str) -> String {
+        format!("{MINIMAL}{users}{rules}")
+    }
+
+    const APPROVERS: &str = r#"
+[[users]]
+id = "approver1"
+roles = ["approver"]
+accounts = ["*"]
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3XbBpZ9EeI0Q2bZkJ6kAfB4Ylbz8WSq3Tu4h9lNMi1o"
+
+[[users]]
+id = "approver2"
+roles = ["admin"]
+accounts = ["*"]
+"#;
+
+    #[test]
+    fn approval_rules_match_above_the_threshold_per_account_and_currency() {
+        let text = with_approvals(
+            APPROVERS,
+            r#"
+[[approval_rules]]
+debtor_account = "*"
+currency = "CNY"
+above = "1000000.00"
+approvers = 1
+
+[[approval_rules]]
+debtor_account = "east-cny-1"
+currency = "CNY"
+above = "5000000"
+approvers = 2
+"#,
+        );
+        let c = Config::from_toml(&text, Path::new("/")).unwrap();
+        let cny = Currency::CNY;
+        // Exclusive: exactly the threshold needs nothing.
+        assert_eq!(c.approvals_required("east-cny-1", 100_000_000, cny), 0);
+        assert_eq!(c.approvals_required("east-cny-1", 100_000_001, cny), 1);
+        assert_eq!(c.approvals_required("other", 100_000_001, cny), 1);
+        // The largest requirement of the matching rules wins.
+        assert_eq!(c.approvals_required("east-cny-1", 500_000_001, cny), 2);
+        assert_eq!(c.approvals_required("other", 500_000_001, cny), 1);
+        assert_eq!(
+            c.approvals_required("east-cny-1", 900_000_000, Currency::USD),
+            0
+        );
+    }
+
+    #[test]
+    fn approval_rule_problems_name_the_key() {
+        let text = with_approvals(
+            APPROVERS,
+            r#"
+[[approval_rules]]
+debtor_account = "nowhere"
+currency = "CNY"
+above = "1.001"
+approvers = 0
+
+[[approval_rules]]
+debtor_account = "*"
+currency = "CNY"
+above = "-5"
+approvers = 3
+"#,
+        );
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("approval_rules[0].debtor_account"), "{err}");
+        assert!(err.contains("approval_rules[0].above"), "{err}");
+        assert!(
+            err.contains("approval_rules[0].approvers: expected 1..=16"),
+            "{err}"
+        );
+        assert!(err.contains("approval_rules[1].above"), "{err}");
+        assert!(
+            err.contains("approval_rules[1].approvers: 3 distinct approvers needed but only 2"),
+            "{err}"
+        );
+        let bad_hash = APPROVERS.replace("$argon2id$v=19", "$argon2i$v=19");
+        let err = Config::from_toml(&with_approvals(&bad_hash, ""), Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("users[0].password_hash"), "{err}");
+        assert!(
+            !err.contains("c2FsdHNhbHRzYWx0"),
+            "a hash is never echoed: {err}"
+        );
     }
 
     #[test]

@@ -39,11 +39,19 @@ impl Entitlement {
     }
 }
 
+/// The prefix of a person's token subject (`user:<id>`); a client's is its
+/// bare id (client ids cannot contain `:`).
+pub const USER_SUBJECT_PREFIX: &str = "user:";
+
 /// The authenticated caller of a request: a verified bearer token of a
-/// client that still exists in the configuration.
+/// client, or of a person (`sub` = `user:<id>`), that still exists in the
+/// configuration.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The token's `sub`: a client id, or `user:<id>` for a person.
     pub subject: String,
+    /// The person's id when the token is a user's.
+    pub user: Option<String>,
     /// Shared with the verified-token cache: no copy per request.
     pub claims: std::sync::Arc<Claims>,
     pub entitlement: Entitlement,
@@ -74,7 +82,11 @@ impl Caller {
     }
 
     pub fn actor(&self) -> String {
-        format!("client:{}", self.subject)
+        if self.user.is_some() {
+            self.subject.clone()
+        } else {
+            format!("client:{}", self.subject)
+        }
     }
 }
 
@@ -107,6 +119,24 @@ impl FromRequestParts<AppState> for Caller {
             .map_err(|e| {
                 ApiError::unauthorized(format!("the bearer token was not accepted: {e}"))
             })?;
+        if let Some(user_id) = claims.sub.strip_prefix(USER_SUBJECT_PREFIX) {
+            let Some(user) = state
+                .config
+                .users
+                .iter()
+                .find(|u| u.id.as_str() == user_id && u.password_hash.is_some())
+            else {
+                return Err(ApiError::unauthorized(
+                    "the token's user is no longer configured; ask the operator",
+                ));
+            };
+            return Ok(Caller {
+                subject: claims.sub.clone(),
+                user: Some(user.id.as_str().to_owned()),
+                entitlement: Entitlement::from_list(&user.accounts),
+                claims,
+            });
+        }
         let Some(client) = state.clients.get(&claims.sub) else {
             return Err(ApiError::unauthorized(
                 "the token's client is no longer configured; ask the operator",
@@ -114,6 +144,7 @@ impl FromRequestParts<AppState> for Caller {
         };
         Ok(Caller {
             subject: claims.sub.clone(),
+            user: None,
             entitlement: Entitlement::from_list(&client.accounts),
             claims,
         })

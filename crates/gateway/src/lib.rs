@@ -26,6 +26,7 @@
 //! [`App::build`] wires everything from a [`config::Config`]; [`App::serve`]
 //! runs it on a listener until a shutdown signal.
 
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod balance_cache;
@@ -132,6 +133,8 @@ pub struct AppParts {
         payments::list_payments,
         payments::cancel_payment,
         payments::resolve_payment,
+        approvals::approve_payment,
+        approvals::decline_payment,
         payment_batches::create_batch,
         payment_batches::get_batch,
         payment_batches::list_batches,
@@ -464,6 +467,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/payments/{id}", get(payments::get_payment))
         .route("/v1/payments/{id}/cancel", post(payments::cancel_payment))
+        .route(
+            "/v1/payments/{id}/approve",
+            post(approvals::approve_payment),
+        )
+        .route(
+            "/v1/payments/{id}/decline",
+            post(approvals::decline_payment),
+        )
         .route("/v1/payments/{id}/resolve", post(payments::resolve_payment))
         .route(
             "/v1/payment-batches",

@@ -76,8 +76,13 @@ pub struct PaymentView {
     /// Our business reference, sent to the bank on every attempt.
     pub business_reference: String,
     pub bank_payment_id: Option<String>,
-    /// The client that created the payment.
+    /// The client that created the payment (`user:<id>` when a person did
+    /// with their own token).
     pub initiated_by: String,
+    /// The person the payment was made for (`user:<id>`), if any: the maker.
+    pub on_behalf_of: Option<String>,
+    /// Approvals required and given (docs/approvals.md).
+    pub approvals: crate::approvals::ApprovalsView,
     #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::timefmt::serialize")]
@@ -134,6 +139,8 @@ pub(crate) fn payment_view(
         business_reference: i.business_reference.to_string(),
         bank_payment_id: p.bank_payment_id.clone(),
         initiated_by: i.client_id.clone(),
+        on_behalf_of: i.on_behalf_of.clone(),
+        approvals: crate::approvals::ApprovalsView::required_only(i.approvals_required),
         created_at: p.created_at,
         updated_at: p.updated_at,
         history: history.map(|h| h.iter().map(history_view).collect()),
@@ -178,7 +185,7 @@ fn conflict_from_store(e: &StoreError) -> ApiError {
     }
 }
 
-fn payment_not_found() -> ApiError {
+pub(crate) fn payment_not_found() -> ApiError {
     ApiError::not_found(
         "payment_not_found",
         "path.id",
@@ -340,6 +347,7 @@ pub async fn create_payment(
             } => (key, json, request_hash),
         };
     let now = state.clock.now();
+    let (on_behalf_of, json) = crate::approvals::on_behalf_of(&state, &caller, &json)?;
     let req = parse_payment(
         &json,
         |id| currencies_of(&state, &caller, id),
@@ -377,6 +385,12 @@ pub async fn create_payment(
             .unwrap_or_else(|| BusinessDate::of_instant(now, bank.time_zone)),
         urgency: req.urgency,
         business_reference: reference,
+        approvals_required: state.config.approvals_required(
+            req.debtor_account_id.as_str(),
+            i128::from(req.amount.minor()),
+            req.amount.currency(),
+        ),
+        on_behalf_of,
     };
     // The bank's own rules (charset, lengths in its bytes) before storing.
     let wire = crate::dispatch::to_bank_instruction(&instruction, &account.number);
@@ -392,21 +406,34 @@ pub async fn create_payment(
                 .collect(),
         ));
     }
-    // No approvals yet (they come with the approvals issue): a new payment
-    // is received and immediately queued for the dispatcher.
+    // A payment an approval rule matched waits for people, with no due
+    // time: the dispatcher never looks at it. Any other is queued at once.
+    let (status, cause, next_attempt_at) = if instruction.approvals_required > 0 {
+        (
+            PaymentStatus::PendingApproval,
+            TransitionCause::ApprovalRequired,
+            None,
+        )
+    } else {
+        (
+            PaymentStatus::Queued,
+            TransitionCause::NoApprovalNeeded,
+            Some(now),
+        )
+    };
     let steps = vec![
         InitialStep {
             to_status: PaymentStatus::Received.as_str().to_owned(),
             cause: "created".to_owned(),
         },
         InitialStep {
-            to_status: PaymentStatus::Queued.as_str().to_owned(),
-            cause: TransitionCause::NoApprovalNeeded.as_str().to_owned(),
+            to_status: status.as_str().to_owned(),
+            cause: cause.as_str().to_owned(),
         },
     ];
     let preview = StoredPayment {
         instruction: instruction.clone(),
-        status: PaymentStatus::Queued.as_str().to_owned(),
+        status: status.as_str().to_owned(),
         ever_sent: false,
         first_sent_at: None,
         last_sent_at: None,
@@ -414,7 +441,7 @@ pub async fn create_payment(
         bank_payment_id: None,
         last_bank_code: None,
         last_bank_message: None,
-        next_attempt_at: Some(now),
+        next_attempt_at,
         lease_owner: None,
         lease_expires_at: None,
         fencing_token: 0,
@@ -430,7 +457,7 @@ pub async fn create_payment(
             NewPayment {
                 instruction,
                 steps,
-                next_attempt_at: Some(now),
+                next_attempt_at,
             },
             IdempotencyClaim {
                 client_id: caller.subject.clone(),
@@ -453,6 +480,8 @@ pub async fn create_payment(
                     "amount": preview.instruction.amount.to_decimal_string(),
                     "currency": preview.instruction.amount.currency().code(),
                     "business_reference": preview.instruction.business_reference.as_str(),
+                    "on_behalf_of": preview.instruction.on_behalf_of,
+                    "approvals_required": preview.instruction.approvals_required,
                 }),
             },
         )
@@ -513,7 +542,7 @@ pub(crate) fn json_response(status: StatusCode, body: String, replayed: bool) ->
 }
 
 /// Loads a payment the caller may see: its own entitled debtor accounts.
-async fn visible_payment(
+pub(crate) async fn visible_payment(
     state: &AppState,
     caller: &Caller,
     raw: &str,
@@ -551,11 +580,16 @@ pub async fn get_payment(
         .payment_history(&p.instruction.id)
         .await
         .map_err(|e| ApiError::storage(&e))?;
-    Ok(Json(payment_view(&p, Some(&history))))
+    let mut view = payment_view(&p, Some(&history));
+    view.approvals = crate::approvals::payment_approvals(&state, &p).await?;
+    Ok(Json(view))
 }
 
 pub(crate) fn require_read(caller: &Caller) -> Result<(), ApiError> {
-    if caller.claims.has_scope(Scope::PaymentsWrite) {
+    // An approver reads what they decide on.
+    if caller.claims.has_scope(Scope::PaymentsWrite)
+        || caller.claims.has_scope(Scope::PaymentsApprove)
+    {
         Ok(())
     } else {
         caller.require(Scope::AccountsRead)

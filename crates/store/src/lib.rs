@@ -40,6 +40,7 @@
 //! changes; a write reported as done has been committed (SQLite: after the batch's
 //! `COMMIT` returned).
 
+mod approvals;
 pub mod audit;
 mod batches;
 mod codec;
@@ -59,12 +60,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use approvals::{
+    ApprovalDecision, ApprovalObject, Decision, DecisionOutcome, DECISION_COMMENT_MAX_CHARS,
+};
 pub use batches::{
     item_froms, BatchCursor, BatchQuery, CancelBatchOutcome, ClaimedChunk, CreateBatchOutcome,
     ItemResult, ItemUpdate, NewBatch, NewBatchChunk, NewBatchItem, StoredBatch, StoredBatchItem,
     StoredChunk, BATCH_ITEMS_MAX, BATCH_ITEMS_PAGE_MAX, BATCH_QUERY_MAX_LIMIT,
 };
 pub use error::StoreError;
+
+/// Most decisions `approval_decisions` returns: more people than any rule can ask for.
+pub const APPROVAL_DECISIONS_MAX: i64 = 256;
 pub use events::{EventQuery, EventType, StoredEvent, EVENT_DATA_MAX_BYTES, EVENT_QUERY_MAX_LIMIT};
 pub use model::{
     AuditQuery, AuditRecord, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,
@@ -77,10 +84,10 @@ pub use model::{
 pub use payments::{
     Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, IdempotencyRecord, InitialStep,
     NewPayment, PaymentChange, PaymentCursor, PaymentHistoryEntry, PaymentInstruction,
-    PaymentQuery, StoredPayment, TransitionGuard, CLAIM_MAX_LIMIT, IDEMPOTENCY_RESPONSE_MAX_BYTES,
-    IDEMPOTENCY_RETENTION_MIN_S, INITIAL_STEPS_MAX, LEASE_DURATION_MAX_MS,
-    PAYMENT_HISTORY_MAX_ROWS, PAYMENT_QUERY_DEFAULT_LIMIT, PAYMENT_QUERY_MAX_ACCOUNTS,
-    PAYMENT_QUERY_MAX_LIMIT, PAYMENT_STATUSES,
+    PaymentQuery, StoredPayment, TransitionGuard, APPROVALS_REQUIRED_MAX, CLAIM_MAX_LIMIT,
+    IDEMPOTENCY_RESPONSE_MAX_BYTES, IDEMPOTENCY_RETENTION_MIN_S, INITIAL_STEPS_MAX,
+    LEASE_DURATION_MAX_MS, PAYMENT_HISTORY_MAX_ROWS, PAYMENT_QUERY_DEFAULT_LIMIT,
+    PAYMENT_QUERY_MAX_ACCOUNTS, PAYMENT_QUERY_MAX_LIMIT, PAYMENT_STATUSES,
 };
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, WriterPragmas, WriterStats};
@@ -281,6 +288,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         id: &domain::PaymentId,
     ) -> Result<Option<StoredPayment>, StoreError>;
+
+    /// In ONE transaction (the payment row locked first): stores `decision` (a payment
+    /// decision: `decision.object` is [`ApprovalObject::Payment`]) unless its person decided
+    /// on the payment before ([`DecisionOutcome::AlreadyDecided`]) or the payment is not in
+    /// `pending_approval` ([`DecisionOutcome::NotPending`]); a decline moves it to
+    /// `declined`; the approval that reaches its `approvals_required` moves it through
+    /// `approved` to `queued` (due at `decision.at`). `audit` is appended with it; nothing
+    /// is written on any other outcome.
+    async fn decide_payment(
+        &self,
+        decision: ApprovalDecision,
+        audit: NewAuditRecord,
+    ) -> Result<DecisionOutcome, StoreError>;
+
+    /// Every decision on the object, oldest first (at most [`APPROVAL_DECISIONS_MAX`]).
+    async fn approval_decisions(
+        &self,
+        object: ApprovalObject,
+        id: &str,
+    ) -> Result<Vec<ApprovalDecision>, StoreError>;
 
     /// The stored record of an Idempotency-Key of a client, if any (expired
     /// ones included until purged). Lets the API answer a retry with what it

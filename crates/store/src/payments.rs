@@ -104,7 +104,15 @@ pub struct PaymentInstruction {
     pub urgency: Urgency,
     /// Unique store-wide; stored before the first send and reused on every resend.
     pub business_reference: BankReference,
+    /// The person (`user:<id>`, 1–128 characters) the client acted for, if any: the maker.
+    pub on_behalf_of: Option<String>,
+    /// Distinct approvals needed before it may be queued (0 to [`APPROVALS_REQUIRED_MAX`]);
+    /// 0 when no approval rule matched at intake.
+    pub approvals_required: u8,
 }
+
+/// Most approvals a rule may require.
+pub const APPROVALS_REQUIRED_MAX: u8 = 16;
 
 /// One status step of a new payment. The first step's `from_status` is none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,6 +386,8 @@ pub(crate) struct PaymentRow {
     pub business_reference: String,
     pub status: String,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    pub on_behalf_of: Option<String>,
+    pub approvals_required: i64,
 }
 
 /// A history row to insert.
@@ -448,6 +458,13 @@ pub(crate) fn create_rows(
         refuse_nul(&format!("payment {what}"), text)?;
     }
     check_claim(&claim, audit.at)?;
+    refuse_nul("payment on_behalf_of", i.on_behalf_of.as_deref())?;
+    if i.approvals_required > APPROVALS_REQUIRED_MAX {
+        return Err(invalid(format!(
+            "a payment needs at most {APPROVALS_REQUIRED_MAX} approvals, not {}",
+            i.approvals_required
+        )));
+    }
     if claim.client_id != i.client_id {
         return Err(invalid(
             "the idempotency key belongs to another client than the payment".to_owned(),
@@ -480,6 +497,8 @@ pub(crate) fn create_rows(
             next_attempt_at: next_attempt_at
                 .map(|at| codec::instant(at, "payment next_attempt_at"))
                 .transpose()?,
+            on_behalf_of: i.on_behalf_of,
+            approvals_required: i64::from(i.approvals_required),
         },
         steps,
         claim: IdempotencyClaim {
@@ -639,6 +658,8 @@ pub(crate) struct PaymentColumns {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    pub on_behalf_of: Option<String>,
+    pub approvals_required: i64,
 }
 
 /// The columns every payment read selects, in the order both backends use.
@@ -648,7 +669,7 @@ pub(crate) const PAYMENT_COLUMNS: &str = "id, client_id, debtor_account_id, amou
      requested_execution_date, urgency, business_reference, status, ever_sent, first_sent_at, \
      last_sent_at, send_attempts, bank_payment_id, last_bank_code, last_bank_message, \
      next_attempt_at, lease_owner, lease_expires_at, fencing_token, created_at, updated_at, \
-     version";
+     version, on_behalf_of, approvals_required";
 
 pub(crate) const HISTORY_COLUMNS: &str =
     "seq, at, from_status, to_status, cause, bank_code, bank_message, actor, request_id";
@@ -726,6 +747,11 @@ impl PaymentColumns {
             urgency,
             business_reference: BankReference::parse(&self.business_reference)
                 .map_err(|err| corrupt(T, "business_reference", format!("{err}")))?,
+            on_behalf_of: self.on_behalf_of,
+            approvals_required: u8::try_from(self.approvals_required)
+                .ok()
+                .filter(|n| *n <= APPROVALS_REQUIRED_MAX)
+                .ok_or_else(|| corrupt(T, "approvals_required", "out of range".to_owned()))?,
         };
         Ok(StoredPayment {
             instruction,

@@ -829,6 +829,45 @@ impl Store for PgStore {
         .await
     }
 
+    async fn decide_payment(
+        &self,
+        decision: crate::ApprovalDecision,
+        audit: NewAuditRecord,
+    ) -> Result<crate::DecisionOutcome, StoreError> {
+        if decision.object != crate::ApprovalObject::Payment {
+            return Err(pay::invalid(
+                "decide_payment takes payment decisions".to_owned(),
+            ));
+        }
+        let rows = crate::approvals::decision_rows(decision, audit)?;
+        self.write("deciding on a payment", move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::PgPayments { conn };
+                crate::approvals::decide_payment(&mut tx, &rows).await
+            })
+        })
+        .await
+    }
+
+    async fn approval_decisions(
+        &self,
+        object: crate::ApprovalObject,
+        id: &str,
+    ) -> Result<Vec<crate::ApprovalDecision>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT object_kind, object_id, decided_by, decision, comment, request_id, at \
+             FROM approval_decisions WHERE object_kind = $1 AND object_id = $2 \
+             ORDER BY at, decided_by LIMIT $3",
+        )
+        .bind(object.as_str())
+        .bind(id)
+        .bind(crate::APPROVAL_DECISIONS_MAX)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading approval decisions", e))?;
+        rows.iter().map(payments::decision_from_row).collect()
+    }
+
     async fn transition_payment(
         &self,
         id: &domain::PaymentId,

@@ -253,6 +253,8 @@ suite!(
     tamper_a_recomputed_chain_is_caught_by_the_signed_checkpoints,
     tamper_a_cut_tail_is_caught_against_an_exported_head,
     tamper_a_cut_tail_under_a_checkpoint_is_caught,
+    approvals_the_last_required_approval_queues_the_payment,
+    approvals_a_decline_ends_the_payment,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -280,6 +282,10 @@ use webhooks::*;
 #[path = "suite/audit_chain.rs"]
 mod audit_chain;
 use audit_chain::*;
+
+#[path = "suite/approvals.rs"]
+mod approvals;
+use approvals::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

@@ -536,6 +536,7 @@ overdraft_accounts = ["{}"]
             accounts: vec!["*".to_owned()],
         }],
         users: Vec::new(),
+        approval_rules: Vec::new(),
         audit: gateway::config::AuditConfig::default(),
         simulators: vec![SimulatorConfig {
             bank_id: BANK_ID.to_owned(),

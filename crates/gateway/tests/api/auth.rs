@@ -230,7 +230,7 @@ async fn unsupported_grant_and_missing_credentials_are_clear_errors() {
         .http
         .post(app.url("/oauth/token"))
         .basic_auth(app.erp.id, Some(&app.erp.secret))
-        .form(&[("grant_type", "password")])
+        .form(&[("grant_type", "authorization_code")])
         .send()
         .await
         .unwrap();
@@ -238,6 +238,18 @@ async fn unsupported_grant_and_missing_credentials_are_clear_errors() {
     assert_eq!(status, 400);
     assert_eq!(body["error"], "unsupported_grant_type");
     assert_eq!(body["field"], "body.grant_type");
+
+    // People log in with grant_type=password (docs/approvals.md), which needs both fields.
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .form(&[("grant_type", "password"), ("username", "someone")])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = split(resp).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_request");
 
     let resp = app
         .http

@@ -54,6 +54,9 @@ pub struct Options {
     pub closed_ops: bool,
     /// The `[webhooks]` section (default: worker as `workers`, 127.0.0.1 allowed).
     pub webhooks: Option<gateway::config::WebhooksConfig>,
+    /// `[[users]]` and `[[approval_rules]]` (default: none).
+    pub users: Vec<gateway::config::UserConfig>,
+    pub approval_rules: Vec<gateway::config::ApprovalRuleConfig>,
 }
 
 fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> SimBankConfig {
@@ -286,7 +289,8 @@ impl TestApp {
             connections,
             accounts,
             clients,
-            users: Vec::new(),
+            users: opts.users.clone(),
+            approval_rules: opts.approval_rules.clone(),
             audit: gateway::config::AuditConfig::default(),
             simulators: Vec::new(),
         };
@@ -367,6 +371,22 @@ impl TestApp {
         assert_eq!(resp.status(), 200, "token request for {} failed", client.id);
         let body: Value = resp.json().await.unwrap();
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A person's login (grant_type=password): status and body.
+    pub async fn login(&self, username: &str, password: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        split(resp).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {

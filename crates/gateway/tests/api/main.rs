@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod approvals;
 mod auth;
 mod bad_input;
 mod balances;

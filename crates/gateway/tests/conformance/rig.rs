@@ -297,6 +297,7 @@ impl Rig {
             accounts,
             clients,
             users: Vec::new(),
+            approval_rules: Vec::new(),
             audit: gateway::config::AuditConfig::default(),
             simulators: Vec::new(),
         };

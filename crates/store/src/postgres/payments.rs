@@ -127,9 +127,10 @@ impl PaymentTx for PgPayments<'_> {
                 creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
                 creditor_type, remittance, purpose, end_to_end_id, requested_execution_date, \
                 urgency, business_reference, status, ever_sent, send_attempts, \
-                next_attempt_at, fencing_token, created_at, updated_at, version) \
+                next_attempt_at, fencing_token, created_at, updated_at, version, on_behalf_of, \
+                approvals_required) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                     $17, $18, FALSE, 0, $19, 0, $20, $20, 1) \
+                     $17, $18, FALSE, 0, $19, 0, $20, $20, 1, $21, $22) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&p.id)
@@ -152,6 +153,8 @@ impl PaymentTx for PgPayments<'_> {
         .bind(&p.status)
         .bind(p.next_attempt_at)
         .bind(at)
+        .bind(&p.on_behalf_of)
+        .bind(p.approvals_required as i32)
         .execute(&mut *self.conn)
         .await
         .map_err(err)?;
@@ -361,6 +364,8 @@ pub(super) fn payment_from_row(row: &PgRow) -> Result<StoredPayment, StoreError>
         created_at: codec::column(row, T, "created_at")?,
         updated_at: codec::column(row, T, "updated_at")?,
         version: codec::column(row, T, "version")?,
+        on_behalf_of: codec::column(row, T, "on_behalf_of")?,
+        approvals_required: i64::from(codec::column::<_, i32>(row, T, "approvals_required")?),
     }
     .into_domain()
 }
@@ -377,6 +382,86 @@ pub(super) fn history_from_row(row: &PgRow) -> Result<PaymentHistoryEntry, Store
         bank_message: codec::column(row, T, "bank_message")?,
         actor: codec::column(row, T, "actor")?,
         request_id: codec::column(row, T, "request_id")?,
+    }
+    .into_domain()
+}
+
+#[async_trait]
+impl crate::approvals::DecisionTx for PgPayments<'_> {
+    async fn lock_for_decision(&mut self, id: &str) -> Result<Option<(Current, i64)>, StoreError> {
+        // The row lock serialises concurrent decisions on one payment: each one counts
+        // the approvals committed before it.
+        let row: Option<(String, i64, i32)> = sqlx::query_as(
+            "SELECT status, fencing_token, approvals_required FROM payments WHERE id = $1 \
+             FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(err)?;
+        Ok(row.map(|(status, fencing_token, required)| {
+            (
+                Current {
+                    status,
+                    fencing_token,
+                },
+                i64::from(required),
+            )
+        }))
+    }
+
+    async fn insert_decision(
+        &mut self,
+        d: &crate::approvals::ApprovalDecision,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO approval_decisions \
+               (object_kind, object_id, decided_by, decision, comment, request_id, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (object_kind, object_id, decided_by) DO NOTHING",
+        )
+        .bind(d.object.as_str())
+        .bind(&d.object_id)
+        .bind(&d.decided_by)
+        .bind(d.decision.as_str())
+        .bind(&d.comment)
+        .bind(&d.request_id)
+        .bind(d.at)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_approvals(
+        &mut self,
+        object: crate::approvals::ApprovalObject,
+        id: &str,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approval_decisions \
+             WHERE object_kind = $1 AND object_id = $2 AND decision = 'approve'",
+        )
+        .bind(object.as_str())
+        .bind(id)
+        .fetch_one(&mut *self.conn)
+        .await
+        .map_err(err)
+    }
+}
+
+pub(super) fn decision_from_row(
+    row: &PgRow,
+) -> Result<crate::approvals::ApprovalDecision, StoreError> {
+    const T: &str = crate::approvals::DECISIONS_TABLE;
+    crate::approvals::DecisionColumns {
+        object_kind: codec::column(row, T, "object_kind")?,
+        object_id: codec::column(row, T, "object_id")?,
+        decided_by: codec::column(row, T, "decided_by")?,
+        decision: codec::column(row, T, "decision")?,
+        comment: codec::column(row, T, "comment")?,
+        request_id: codec::column(row, T, "request_id")?,
+        at: codec::column(row, T, "at")?,
     }
     .into_domain()
 }

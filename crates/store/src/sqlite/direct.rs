@@ -210,6 +210,8 @@ fn payment_from_row(row: &Row<'_>) -> Result<StoredPayment, StoreError> {
         created_at: instant(row, "created_at")?,
         updated_at: instant(row, "updated_at")?,
         version: row.get("version").map_err(get)?,
+        on_behalf_of: row.get("on_behalf_of").map_err(get)?,
+        approvals_required: row.get("approvals_required").map_err(get)?,
     }
     .into_domain()
 }
@@ -317,6 +319,8 @@ impl PaymentTx for DirectPayments {
                     p.status,
                     p.next_attempt_at.map(codec::instant_text),
                     codec::instant_text(at),
+                    p.on_behalf_of,
+                    p.approvals_required,
                 ])
             })
             .map_err(err)?;

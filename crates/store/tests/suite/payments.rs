@@ -38,6 +38,8 @@ fn instruction(acct: &str, minor: i64, e2e: Option<&str>) -> PaymentInstruction 
         requested_execution_date: BusinessDate::from_ymd(2026, 11, 27).unwrap(),
         urgency: Urgency::Normal,
         business_reference: BankReference::parse(&reference).unwrap(),
+        on_behalf_of: None,
+        approvals_required: 0,
     }
 }
 
@@ -873,4 +875,19 @@ pub(crate) async fn payments_a_stored_idempotency_key_reads_back(db: TestDb) {
         None
     );
     store.close().await;
+}
+
+/// A payment instruction for other suite files.
+pub(crate) fn instruction_for_suite(acct: &str, minor: i64) -> PaymentInstruction {
+    instruction(acct, minor, None)
+}
+
+/// `create` for other suite files.
+pub(crate) async fn create_for_suite(
+    store: &dyn Store,
+    new: NewPayment,
+    key: &str,
+    at_s: i64,
+) -> StoredPayment {
+    create(store, new, key, at_s).await
 }

@@ -1,0 +1,178 @@
+//! Approval decisions, generic over the backend: stored once per person, the last required
+//! approval queues the payment (through `approved`) in the same transaction, a decline ends
+//! it, and nothing is written for a second decision or a payment not waiting.
+
+use std::sync::Arc;
+
+use store::{
+    ApprovalDecision, ApprovalObject, Decision, DecisionOutcome, InitialStep, NewPayment, Store,
+};
+
+use crate::payments::{create_for_suite, instruction_for_suite};
+use crate::{all_audit, instant, record, TestDb};
+
+fn pending(required: u8, on_behalf_of: Option<&str>) -> NewPayment {
+    let mut instruction = instruction_for_suite("main", 150_000_000);
+    instruction.approvals_required = required;
+    instruction.on_behalf_of = on_behalf_of.map(str::to_owned);
+    NewPayment {
+        instruction,
+        steps: vec![
+            InitialStep {
+                to_status: "received".to_owned(),
+                cause: "created".to_owned(),
+            },
+            InitialStep {
+                to_status: "pending_approval".to_owned(),
+                cause: "approval_required".to_owned(),
+            },
+        ],
+        next_attempt_at: None,
+    }
+}
+
+fn decision(id: &str, who: &str, what: Decision, at_s: i64) -> ApprovalDecision {
+    ApprovalDecision {
+        object: ApprovalObject::Payment,
+        object_id: id.to_owned(),
+        decided_by: who.to_owned(),
+        decision: what,
+        comment: Some("ok".to_owned()),
+        request_id: Some(format!("req-{who}-{at_s}")),
+        at: instant(at_s, 0),
+    }
+}
+
+async fn decide(
+    store: &Arc<dyn Store>,
+    id: &str,
+    who: &str,
+    what: Decision,
+    at_s: i64,
+) -> DecisionOutcome {
+    store
+        .decide_payment(
+            decision(id, who, what, at_s),
+            store::NewAuditRecord {
+                at: instant(at_s, 0),
+                ..record(who, &format!("payment.{}", what.as_str()), "payment")
+            },
+        )
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn approvals_the_last_required_approval_queues_the_payment(db: TestDb) {
+    let store = db.open().await;
+    let p = create_for_suite(store.as_ref(), pending(2, Some("user:maker")), "k", 0).await;
+    assert_eq!(p.status, "pending_approval");
+    assert_eq!(p.instruction.approvals_required, 2);
+    assert_eq!(p.instruction.on_behalf_of.as_deref(), Some("user:maker"));
+    assert_eq!(p.next_attempt_at, None);
+    let id = p.instruction.id.as_str().to_owned();
+    let due = store
+        .claim_due_payments(
+            &["queued", "pending_approval"],
+            instant(1, 0),
+            "w",
+            1000,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "nothing due while people decide");
+
+    match decide(&store, &id, "user:a1", Decision::Approve, 2).await {
+        DecisionOutcome::Recorded { payment, approvals } => {
+            assert_eq!(
+                (payment.status.as_str(), approvals),
+                ("pending_approval", 1)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same person again (a replay, or a second try) counts nothing and writes nothing.
+    let audit_before = all_audit(store.as_ref()).await.len();
+    assert_eq!(
+        decide(&store, &id, "user:a1", Decision::Approve, 3).await,
+        DecisionOutcome::AlreadyDecided
+    );
+    assert_eq!(all_audit(store.as_ref()).await.len(), audit_before);
+    match decide(&store, &id, "user:a2", Decision::Approve, 4).await {
+        DecisionOutcome::Recorded { payment, approvals } => {
+            assert_eq!((payment.status.as_str(), approvals), ("queued", 2));
+            assert_eq!(payment.next_attempt_at, Some(instant(4, 0)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let history: Vec<(Option<String>, String, String)> = store
+        .payment_history(&p.instruction.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.from_status, h.to_status, h.actor))
+        .collect();
+    assert_eq!(
+        history[2..],
+        [
+            (
+                Some("pending_approval".to_owned()),
+                "approved".to_owned(),
+                "user:a2".to_owned()
+            ),
+            (
+                Some("approved".to_owned()),
+                "queued".to_owned(),
+                "user:a2".to_owned()
+            ),
+        ]
+    );
+    let decisions = store
+        .approval_decisions(ApprovalObject::Payment, &id)
+        .await
+        .unwrap();
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(decisions[0], decision(&id, "user:a1", Decision::Approve, 2));
+    assert_eq!(decisions[1].decided_by, "user:a2");
+    // Decided for good: a late decline is refused and stored nowhere.
+    assert_eq!(
+        decide(&store, &id, "user:a3", Decision::Decline, 5).await,
+        DecisionOutcome::NotPending {
+            status: "queued".to_owned()
+        }
+    );
+    assert_eq!(
+        store
+            .approval_decisions(ApprovalObject::Payment, &id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let due = store
+        .claim_due_payments(&["queued"], instant(6, 0), "w", 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+}
+
+pub(crate) async fn approvals_a_decline_ends_the_payment(db: TestDb) {
+    let store = db.open().await;
+    let p = create_for_suite(store.as_ref(), pending(2, None), "k", 0).await;
+    let id = p.instruction.id.as_str().to_owned();
+    match decide(&store, &id, "user:a1", Decision::Decline, 1).await {
+        DecisionOutcome::Recorded { payment, .. } => assert_eq!(payment.status, "declined"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        decide(&store, &id, "user:a2", Decision::Approve, 2).await,
+        DecisionOutcome::NotPending {
+            status: "declined".to_owned()
+        }
+    );
+    let unknown = domain::PaymentId::generate(&domain::OsRandom);
+    assert_eq!(
+        decide(&store, unknown.as_str(), "user:a2", Decision::Approve, 3).await,
+        DecisionOutcome::NotFound
+    );
+}
