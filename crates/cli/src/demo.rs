@@ -18,15 +18,17 @@ use anyhow::Context;
 use gateway::{
     auth::Scope,
     config::{
-        AccountConfig, AuthConfig, BalancesConfig, BankConfig, BankLimits, BankQuirks,
-        ClientConfig, Config, ConnectionConfig, ConnectionTlsConfig, DatabaseConfig, ServerConfig,
-        SimulatorConfig, StatementsConfig,
+        AccountConfig, ApprovalRuleConfig, AuthConfig, BalancesConfig, BankConfig, BankLimits,
+        BankQuirks, ClientConfig, Config, ConnectionConfig, ConnectionTlsConfig, DatabaseConfig,
+        Role, ServerConfig, SimulatorConfig, StatementsConfig, UserConfig,
     },
     App, BuildOptions,
 };
 use serde::Serialize;
 
-use domain::{AccountId, AccountNumber, BankId, BankTimeZone, ClientId, ConnectionId};
+use domain::{
+    AccountId, AccountNumber, BankId, BankTimeZone, ClientId, ConnectionId, Currency, UserId,
+};
 
 const DEMO_CLIENT: &str = "demo-erp";
 
@@ -174,9 +176,29 @@ struct DemoJson {
     base_url: String,
     client_id: String,
     client_secret: String,
+    /// The demo's people and their passwords (generated at each start).
+    users: Vec<DemoUser>,
     config: String,
     simulators: Vec<DemoSim>,
 }
+
+#[derive(Debug, Serialize)]
+struct DemoUser {
+    id: String,
+    roles: Vec<Role>,
+    password: String,
+}
+
+/// The demo's people: one maker and two approvers.
+const DEMO_USERS: [(&str, Role); 3] = [
+    ("maker", Role::Maker),
+    ("approver1", Role::Approver),
+    ("approver2", Role::Approver),
+];
+
+/// The demo's approval rule: above this, any account, per payment (or batch
+/// total), two distinct approvers.
+const DEMO_APPROVAL_ABOVE_CNY: &str = "1000000.00";
 
 #[derive(Debug, Serialize)]
 struct DemoSim {
@@ -257,6 +279,29 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
         scopes: Scope::ALL.to_vec(),
         accounts: vec!["*".to_owned()],
     }];
+    // People with passwords made now: written only to demo.json (0600).
+    let mut demo_users = Vec::new();
+    for (id, role) in DEMO_USERS {
+        let password = crypto::generate_client_secret();
+        config.users.push(UserConfig {
+            id: UserId::parse(id)?,
+            name: String::new(),
+            roles: vec![role],
+            accounts: vec!["*".to_owned()],
+            password_hash: Some(crypto::password::hash_password(password.expose_secret())?),
+        });
+        demo_users.push(DemoUser {
+            id: id.to_owned(),
+            roles: vec![role],
+            password: password.expose_secret().to_owned(),
+        });
+    }
+    config.approval_rules = vec![ApprovalRuleConfig {
+        debtor_account: "*".to_owned(),
+        currency: Currency::CNY,
+        above: DEMO_APPROVAL_ABOVE_CNY.to_owned(),
+        approvers: 2,
+    }];
     let config_path = data_dir.join("bankdirect.toml");
     let text = toml::to_string_pretty(&config).context("cannot render the demo configuration")?;
     std::fs::write(
@@ -278,6 +323,7 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
         base_url: base_url.clone(),
         client_id: DEMO_CLIENT.to_owned(),
         client_secret: secret.expose_secret().to_owned(),
+        users: demo_users,
         config: config_path.display().to_string(),
         simulators: servers
             .iter()
@@ -304,6 +350,7 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
     print_tour(
         &base_url,
         secret.expose_secret(),
+        &demo_json.users,
         &demo_path,
         &servers,
         &simulators,
@@ -421,6 +468,7 @@ fn demo_config(
 fn print_tour(
     base_url: &str,
     secret: &str,
+    users: &[DemoUser],
     demo_path: &Path,
     servers: &[banksim::SimServer],
     simulators: &[SimulatorConfig],
@@ -448,11 +496,24 @@ fn print_tour(
         }
         None => String::new(),
     };
+    let password_of = |id: &str| {
+        users
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.password.clone())
+            .unwrap_or_default()
+    };
+    let (maker_pw, a1_pw, a2_pw) = (
+        password_of("maker"),
+        password_of("approver1"),
+        password_of("approver2"),
+    );
     println!(
         r#"
 bankdirect demo is running.
   API        {base_url}   (docs: {base_url}/docs)
   client     {DEMO_CLIENT} (secret in {demo})
+  people     maker, approver1, approver2 (passwords in {demo}); payments above {DEMO_APPROVAL_ABOVE_CNY} CNY need two approvals
 simulated banks:
 {sims}
 
@@ -471,6 +532,14 @@ A five-minute tour (paste into a shell; needs curl and jq):
   curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/payment-batches?limit=5" | jq   # payroll and supplier batches (README: how to send one)
   curl -s -X POST -H "Authorization: Bearer $TOKEN" $BASE/v1/accounts/sim-euro-eur-1/transactions:refresh | jq   # camt.053 from the ISO 20022 bank
   curl -s -H "Authorization: Bearer $TOKEN" "$BASE/v1/accounts/sim-euro-eur-1/transactions?limit=5" | jq
+  # Maker-checker: a large payment waits for two approvers, then goes to the bank.
+  login() {{ curl -s -d grant_type=password -d username=$1 --data-urlencode password=$2 $BASE/oauth/token | jq -r .access_token; }}
+  MAKER=$(login maker {maker_pw}); A1=$(login approver1 {a1_pw}); A2=$(login approver2 {a2_pw})
+  PID=$(curl -s -H "Authorization: Bearer $MAKER" -H "Idempotency-Key: big-$RANDOM" -H 'Content-Type: application/json' $BASE/v1/payments -d '{{"debtor_account_id":"sim-east-cny-1","amount":"1200000.00","currency":"CNY","creditor":{{"name":"上海测试贸易有限公司","account":"6222020000001234","bank_code":"102290000001","type":"corporate"}},"remittance":"设备款"}}' | jq -r .id)
+  curl -s -H "Authorization: Bearer $A1" $BASE/v1/payments/$PID | jq '{{status, approvals}}'   # pending_approval
+  curl -s -X POST -H "Authorization: Bearer $A1" $BASE/v1/payments/$PID/approve | jq '{{status, approvals}}'
+  curl -s -X POST -H "Authorization: Bearer $A2" $BASE/v1/payments/$PID/approve | jq '{{status, approvals}}'   # queued
+  sleep 3; curl -s -H "Authorization: Bearer $TOKEN" $BASE/v1/payments/$PID | jq .status   # settled
   curl -s {first_sim}_sim/ledger | jq        # what the simulated bank itself holds
 {iso_curl}
   curl -s $BASE/readyz | jq; curl -s $BASE/metrics | grep bank_calls_total
