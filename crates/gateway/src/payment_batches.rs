@@ -574,6 +574,24 @@ pub async fn create_batch(
             ),
         )]));
     }
+    // Batch approvals are not built yet (docs/approvals.md): a batch whose
+    // total an approval rule matches is refused, never sent without consent.
+    let required = state.config.approvals_required(
+        req.debtor_account_id.as_str(),
+        i128::from(req.control_sum.minor()),
+        req.control_sum.currency(),
+    );
+    if required > 0 {
+        return Err(batch_problems(vec![problem(
+            "control_sum",
+            "approval_required",
+            format!(
+                "an approval rule holds totals of {} {} for {required} approvers, and batches cannot be approved yet; send a smaller batch or single payments",
+                req.control_sum.to_decimal_string(),
+                req.control_sum.currency().code()
+            ),
+        )]));
+    }
     let install_id = state
         .store
         .install_id()

@@ -314,3 +314,74 @@ async fn a_failed_login_is_401_without_saying_whether_the_user_exists() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_whose_total_needs_approval_is_refused_until_batches_can_be_approved() {
+    let app = spawn().await;
+    let erp = app.token_for(&app.erp, None).await;
+    let item = |amount: &str, account: &str| {
+        json!({
+            "amount": amount,
+            "creditor": {"name": "张三", "account": account, "bank_code": "102290000001", "type": "personal"},
+            "remittance": "十一月工资",
+        })
+    };
+    let batch = |items: Vec<Value>, sum: &str| {
+        json!({
+            "debtor_account_id": "east-1", "currency": "CNY", "kind": "payroll",
+            "count": items.len(), "control_sum": sum, "items": items,
+        })
+    };
+    let post = |key: &'static str, body: Value| {
+        let app = &app;
+        let erp = erp.clone();
+        async move {
+            let resp = app
+                .http
+                .post(app.url("/v1/payment-batches"))
+                .bearer_auth(&erp)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            split(resp).await
+        }
+    };
+    // Two items of 600,000: each below the threshold, the total above it.
+    let (s, v) = post(
+        "big",
+        batch(
+            vec![
+                item("600000.00", "6222021234567890"),
+                item("600000.00", "6222021234567891"),
+            ],
+            "1200000.00",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (422, Some("approval_required")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "body.control_sum");
+    let (_, list) = app.get("/v1/payment-batches", &erp).await;
+    assert_eq!(list["items"], json!([]), "nothing stored");
+    rounds(&app, 3).await;
+    assert!(app.executions("east").await.is_empty());
+    // Exactly the threshold is not above it.
+    let (s, v) = post(
+        "small",
+        batch(
+            vec![
+                item("500000.00", "6222021234567890"),
+                item("500000.00", "6222021234567891"),
+            ],
+            "1000000.00",
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    app.stop().await;
+}
