@@ -255,6 +255,7 @@ suite!(
     tamper_a_cut_tail_under_a_checkpoint_is_caught,
     approvals_the_last_required_approval_queues_the_payment,
     approvals_a_decline_ends_the_payment,
+    approvals_concurrent_approvers_each_count_and_queue_once,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only

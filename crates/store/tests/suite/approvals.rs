@@ -176,3 +176,44 @@ pub(crate) async fn approvals_a_decline_ends_the_payment(db: TestDb) {
         DecisionOutcome::NotFound
     );
 }
+
+pub(crate) async fn approvals_concurrent_approvers_each_count_and_queue_once(db: TestDb) {
+    let store = db.open().await;
+    for round in 0..5 {
+        let p = create_for_suite(
+            store.as_ref(),
+            pending(2, Some("user:maker")),
+            &format!("k{round}"),
+            0,
+        )
+        .await;
+        let id = p.instruction.id.as_str().to_owned();
+        let (a, b) = tokio::join!(
+            decide(&store, &id, "user:a1", Decision::Approve, 1),
+            decide(&store, &id, "user:a2", Decision::Approve, 1),
+        );
+        let statuses: Vec<String> = [a, b]
+            .into_iter()
+            .map(|o| match o {
+                DecisionOutcome::Recorded { payment, .. } => payment.status,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // One of them saw the other's approval: exactly one queued the payment.
+        assert_eq!(
+            statuses.iter().filter(|s| s.as_str() == "queued").count(),
+            1,
+            "{statuses:?}"
+        );
+        let stored = store.get_payment(&p.instruction.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, "queued");
+        let to_queued = store
+            .payment_history(&p.instruction.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|h| h.to_status == "queued")
+            .count();
+        assert_eq!(to_queued, 1);
+    }
+}
