@@ -68,6 +68,9 @@ enum Command {
     /// Manage API clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Manage people (the [[users]] who log in, make and approve payments).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Check the audit chain, or export its signed head for safekeeping.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -110,6 +113,17 @@ bankdirect audit verify --config bankdirect.toml --head head-2026-06-30.json")]
         #[arg(long, short, env = "BANKDIRECT_CONFIG")]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Read a password from standard input (one line) and print the
+    /// `password_hash` line (argon2id) to put in the person's [[users]]
+    /// entry. The password is never taken as an argument, so it does not
+    /// show in the process list or the shell history.
+    ///
+    /// Example: bankdirect users hash-password < approver1.pass
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { data_dir, port } => demo::run(data_dir, port).await,
         Command::Migrate { config } => migrate(config).await,
         Command::Clients(ClientsCommand::NewSecret { config }) => new_secret(config),
+        Command::Users(UsersCommand::HashPassword) => hash_password(),
         // Its own exit statuses: 1 broken, 2 not checked.
         Command::Audit(AuditCommand::Verify { config, head }) => {
             return Ok(audit::verify(config, head).await)
@@ -256,6 +271,25 @@ async fn migrate(path: PathBuf) -> anyhow::Result<()> {
         store.install_id().await?
     );
     store.close().await;
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("Type the password and press Enter (it is shown as you type; prefer `< file`):");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("the password is empty; give it on standard input, e.g. `bankdirect users hash-password < approver1.pass`");
+    }
+    let hash = crypto::password::hash_password(password)
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    println!("password_hash = \"{hash}\"");
+    eprintln!("Put the password_hash line in the person's [[users]] entry; the password itself is not stored.");
     Ok(())
 }
 

@@ -277,6 +277,7 @@ fn every_command_explains_itself_with_an_example() {
         vec!["demo", "--help"],
         vec!["migrate", "--help"],
         vec!["clients", "new-secret", "--help"],
+        vec!["users", "hash-password", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -311,4 +312,52 @@ fn a_missing_or_bad_config_says_what_to_do() {
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("server.listen"), "{err}");
+}
+
+#[test]
+fn users_hash_password_reads_stdin_and_prints_a_hash_that_verifies() {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["users", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hash = text
+        .trim()
+        .strip_prefix("password_hash = \"")
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("a password_hash line: {text}"));
+    assert!(crypto::password::verify_password(
+        "correct horse battery staple",
+        hash
+    ));
+    assert!(!crypto::password::verify_password("wrong", hash));
+    assert!(
+        !text.contains("correct horse"),
+        "the password is not echoed"
+    );
+
+    // An empty password is refused with what to do.
+    let mut child = Command::new(BIN)
+        .args(["users", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hash-password <"));
 }
