@@ -73,8 +73,6 @@
 use std::io::BufRead;
 
 use domain::{Bic, BusinessDate, Money};
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
 
 use super::xml::{self, Node, Tag, Tree, Writer, XmlReader};
 use super::{
@@ -567,61 +565,18 @@ pub fn parse_any_with_limits(
 
 /// The version named by the namespace of the root element; no namespace
 /// means `.09`. Reads only up to the root's start tag; the input is already
-/// bounded by [`Limits::max_bytes`]. Our XML reader drops namespace
-/// declarations, so this looks at them on its own.
+/// bounded by [`Limits::max_bytes`] ([`xml::root_namespace`]).
 fn detect_version(bytes: &[u8]) -> Result<Version, ParseError> {
-    let mut reader = quick_xml::NsReader::from_reader(bytes);
-    // Set explicitly: defaults have moved between quick-xml versions.
-    let config = reader.config_mut();
-    config.expand_empty_elements = false;
-    config.check_end_names = true;
-    config.check_comments = false;
-    let xml_error = |reader: &quick_xml::NsReader<&[u8]>, detail: String| ParseError::Xml {
-        path: String::new(),
-        offset: reader.error_position(),
-        detail,
+    let Some(namespace) = xml::root_namespace(bytes)? else {
+        return Ok(Version::V09);
     };
-    loop {
-        let (resolved, event) = match reader.read_resolved_event() {
-            Ok(pair) => pair,
-            Err(e) => return Err(xml_error(&reader, e.to_string())),
-        };
-        match event {
-            Event::Start(_) | Event::Empty(_) => {
-                let problem = match resolved {
-                    ResolveResult::Bound(ns) => {
-                        let namespace = String::from_utf8_lossy(ns.as_ref()).into_owned();
-                        match Version::from_namespace(namespace.trim()) {
-                            Some(version) => return Ok(version),
-                            None => format!(
-                                "namespace {:?} is neither pain.001.001.03 nor pain.001.001.09",
-                                clip(&namespace)
-                            ),
-                        }
-                    }
-                    ResolveResult::Unbound => return Ok(Version::V09),
-                    ResolveResult::Unknown(prefix) => format!(
-                        "namespace prefix {:?} is not declared",
-                        clip(&String::from_utf8_lossy(&prefix))
-                    ),
-                };
-                return Err(ParseError::Structure {
-                    path: "Document".to_owned(),
-                    problem,
-                });
-            }
-            Event::DocType(_) => {
-                return Err(xml_error(&reader, "a DOCTYPE is not allowed".to_owned()))
-            }
-            Event::Eof => {
-                return Err(ParseError::Structure {
-                    path: String::new(),
-                    problem: "no root element".to_owned(),
-                })
-            }
-            _ => {}
-        }
-    }
+    Version::from_namespace(namespace.trim()).ok_or_else(|| ParseError::Structure {
+        path: "Document".to_owned(),
+        problem: format!(
+            "namespace {:?} is neither pain.001.001.03 nor pain.001.001.09",
+            clip(&namespace)
+        ),
+    })
 }
 
 fn parse_from<R: BufRead>(

@@ -45,9 +45,6 @@
 
 use std::io::BufRead;
 
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-
 use super::xml::{self, Node, Tag, Tree, Writer, XmlReader};
 use super::{clip, is_iso_date_time, Limits, ParseError, RenderError, MAX35};
 
@@ -529,63 +526,22 @@ pub fn parse_with_limits(
 
 /// The version named by the namespace of the root element. Reads only up
 /// to the root's start tag; the input is already bounded by
-/// [`Limits::max_bytes`]. Our XML reader drops namespace declarations, so
-/// this looks at them on its own.
+/// [`Limits::max_bytes`] ([`xml::root_namespace`]).
 fn detect_version(bytes: &[u8]) -> Result<Version, ParseError> {
-    let mut reader = quick_xml::NsReader::from_reader(bytes);
-    // Set explicitly: defaults have moved between quick-xml versions.
-    let config = reader.config_mut();
-    config.expand_empty_elements = false;
-    config.check_end_names = true;
-    config.check_comments = false;
-    let xml_error = |reader: &quick_xml::NsReader<&[u8]>, detail: String| ParseError::Xml {
-        path: String::new(),
-        offset: reader.error_position(),
-        detail,
+    let problem = match xml::root_namespace(bytes)? {
+        Some(namespace) => match Version::from_namespace(namespace.trim()) {
+            Some(version) => return Ok(version),
+            None => format!(
+                "namespace {:?} is neither pain.002.001.03 nor pain.002.001.12",
+                clip(&namespace)
+            ),
+        },
+        None => "no namespace; pain.002.001.03 or pain.002.001.12 is required".to_owned(),
     };
-    loop {
-        let (resolved, event) = match reader.read_resolved_event() {
-            Ok(pair) => pair,
-            Err(e) => return Err(xml_error(&reader, e.to_string())),
-        };
-        match event {
-            Event::Start(_) | Event::Empty(_) => {
-                let problem = match resolved {
-                    ResolveResult::Bound(ns) => {
-                        let namespace = String::from_utf8_lossy(ns.as_ref()).into_owned();
-                        match Version::from_namespace(namespace.trim()) {
-                            Some(version) => return Ok(version),
-                            None => format!(
-                                "namespace {:?} is neither pain.002.001.03 nor pain.002.001.12",
-                                clip(&namespace)
-                            ),
-                        }
-                    }
-                    ResolveResult::Unbound => {
-                        "no namespace; pain.002.001.03 or pain.002.001.12 is required".to_owned()
-                    }
-                    ResolveResult::Unknown(prefix) => format!(
-                        "namespace prefix {:?} is not declared",
-                        clip(&String::from_utf8_lossy(&prefix))
-                    ),
-                };
-                return Err(ParseError::Structure {
-                    path: "Document".to_owned(),
-                    problem,
-                });
-            }
-            Event::DocType(_) => {
-                return Err(xml_error(&reader, "a DOCTYPE is not allowed".to_owned()))
-            }
-            Event::Eof => {
-                return Err(ParseError::Structure {
-                    path: String::new(),
-                    problem: "no root element".to_owned(),
-                })
-            }
-            _ => {}
-        }
-    }
+    Err(ParseError::Structure {
+        path: "Document".to_owned(),
+        problem,
+    })
 }
 
 fn parse_from<R: BufRead>(

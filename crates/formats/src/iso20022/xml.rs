@@ -1509,6 +1509,60 @@ fn local_name(name: &[u8]) -> &[u8] {
     }
 }
 
+/// The namespace the root element is bound to (`None` when it has none),
+/// read only up to the root's start tag; the input is already bounded by
+/// [`Limits::max_bytes`]. [`XmlReader`] drops namespace declarations, so the
+/// messages that tell their version by namespace ask this first. A DOCTYPE,
+/// an undeclared prefix, malformed XML before the root or no root at all is
+/// an error.
+pub(crate) fn root_namespace(bytes: &[u8]) -> Result<Option<String>, ParseError> {
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::NsReader::from_reader(bytes);
+    // Set explicitly: defaults have moved between quick-xml versions.
+    let config = reader.config_mut();
+    config.expand_empty_elements = false;
+    config.check_end_names = true;
+    config.check_comments = false;
+    let xml_error = |reader: &quick_xml::NsReader<&[u8]>, detail: String| ParseError::Xml {
+        path: String::new(),
+        offset: reader.error_position(),
+        detail,
+    };
+    loop {
+        let (resolved, event) = match reader.read_resolved_event() {
+            Ok(pair) => pair,
+            Err(e) => return Err(xml_error(&reader, e.to_string())),
+        };
+        match event {
+            Event::Start(_) | Event::Empty(_) => {
+                return match resolved {
+                    ResolveResult::Bound(ns) => {
+                        Ok(Some(String::from_utf8_lossy(ns.as_ref()).into_owned()))
+                    }
+                    ResolveResult::Unbound => Ok(None),
+                    ResolveResult::Unknown(prefix) => Err(ParseError::Structure {
+                        path: "Document".to_owned(),
+                        problem: format!(
+                            "namespace prefix {:?} is not declared",
+                            clip(&String::from_utf8_lossy(&prefix))
+                        ),
+                    }),
+                };
+            }
+            Event::DocType(_) => {
+                return Err(xml_error(&reader, "a DOCTYPE is not allowed".to_owned()))
+            }
+            Event::Eof => {
+                return Err(ParseError::Structure {
+                    path: String::new(),
+                    problem: "no root element".to_owned(),
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
