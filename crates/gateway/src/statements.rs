@@ -167,10 +167,15 @@ impl StatementSync {
             .await
             .map_err(|e| SyncError::Store(e.to_string()))?;
         // A day whose balances did not add up is read again on every sync
-        // until it does (the bank may send the missing entry late).
+        // until it does (the bank may send the missing entry late); breaks
+        // older than the lookback cannot widen the window, so only the
+        // lookback's are read.
+        let lookback_start = today
+            .add_days(-i64::from(self.settings.initial_lookback_days))
+            .map_err(|e| SyncError::BadEntry(e.to_string()))?;
         let earliest_break = self
             .store
-            .continuity_breaks(account_id, None, None)
+            .continuity_breaks(account_id, Some(lookback_start), None)
             .await
             .map_err(|e| SyncError::Store(e.to_string()))?
             .first()
