@@ -15,7 +15,7 @@
 //!
 //! libFuzzer writes new inputs into the first corpus directory (gitignored)
 //! and only reads the committed `seeds/`, which are the fixtures of
-//! `tests/data/cn-xml/`.
+//! `tests/data/cn-xml/` plus `regression_*` inputs that once failed here.
 
 #![no_main]
 

@@ -387,6 +387,9 @@ impl GbkWriter {
         if let Some(ch) = text.chars().find(|ch| !is_xml_char(*ch)) {
             return Err(EncodeError::InvalidChar { path: path(), ch });
         }
+        if let Some(ch) = text.chars().find(|ch| gbk_changes_private_use(*ch)) {
+            return Err(EncodeError::Unencodable { path: path(), ch });
+        }
         let escaped = escape_text(text);
         // The `_without_replacement` API reports an unmappable character
         // instead of writing `&#NNNN;` as the replacing API does.
@@ -411,6 +414,29 @@ impl GbkWriter {
             }
         }
     }
+}
+
+/// Whether `ch` is a private-use character that GBK encodes to bytes which
+/// decode as a different character. Since GB18030-2022 a few former
+/// private-use mappings (U+E78D…, U+E81E…) decode as their standard
+/// characters (U+FE10…, U+9FB4…), while the encoder still accepts the old
+/// code points; writing one would silently change the text, so it is refused
+/// like any unencodable character. Other private-use characters (the
+/// user-defined areas banks use for rare name characters) round-trip and are
+/// kept. Asked of the codec itself, so it follows the encoding tables.
+pub(crate) fn gbk_changes_private_use(ch: char) -> bool {
+    if !('\u{E000}'..='\u{F8FF}').contains(&ch) {
+        return false;
+    }
+    let mut buf = [0u8; 4];
+    let text: &str = ch.encode_utf8(&mut buf);
+    let (bytes, _, unmappable) = GBK.encode(text);
+    if unmappable {
+        // Reported as unencodable by the encoder itself.
+        return false;
+    }
+    let (back, malformed) = GBK.decode_without_bom_handling(&bytes);
+    malformed || back != text
 }
 
 fn escape_text(text: &str) -> Cow<'_, str> {

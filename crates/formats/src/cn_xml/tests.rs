@@ -478,7 +478,9 @@ fn encode_writes_empty_body_and_omits_absent_head_fields() {
 
 #[test]
 fn encode_refuses_unencodable_character_with_path() {
-    for ch in ['😀', 'ẞ', '\u{E5E5}'] {
+    // U+E82C and U+E78D: private-use code points that GBK would write as
+    // bytes decoding to U+9FB7 and U+FE10 (found by the fuzz target).
+    for ch in ['😀', 'ẞ', '\u{E5E5}', '\u{E82C}', '\u{E78D}'] {
         let mut packet = sample_packet();
         packet.body[1].fields[1].1 = format!("张三{ch}");
         assert_eq!(
@@ -496,6 +498,15 @@ fn encode_refuses_unencodable_character_with_path() {
         error.to_string(),
         "HEAD/RETMSG: character '😀' (U+1F600) cannot be encoded in GBK"
     );
+}
+
+#[test]
+fn encode_keeps_user_defined_private_use_characters() {
+    // U+E000 is in GBK's user-defined area (AAA1) and round-trips.
+    let mut packet = sample_packet();
+    packet.body[1].fields[1].1 = "张\u{E000}".to_owned();
+    let bytes = encode(&packet).unwrap();
+    assert_eq!(decode(&bytes, &limits()).unwrap(), packet);
 }
 
 #[test]

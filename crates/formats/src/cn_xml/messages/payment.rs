@@ -25,7 +25,7 @@ use super::{
     expect_function, records, request_head, response, response_head, Block, Fields, MessageError,
     Packet, Response, BLOCK_QUERY, FIELD_CCYNBR, FIELD_TRSAMT,
 };
-use crate::cn_xml::is_xml_char;
+use crate::cn_xml::{gbk_changes_private_use, is_xml_char};
 
 /// Function code: one payment instruction.
 pub const FUNC_SUBMIT_PAYMENT: &str = "SubmitPayment";
@@ -146,6 +146,12 @@ pub enum FieldError {
 pub fn gbk_len(field: &str, text: &str) -> Result<usize, FieldError> {
     if let Some(ch) = text.chars().find(|ch| !is_xml_char(*ch)) {
         return Err(FieldError::InvalidChar {
+            field: field.to_owned(),
+            ch,
+        });
+    }
+    if let Some(ch) = text.chars().find(|ch| gbk_changes_private_use(*ch)) {
+        return Err(FieldError::Unencodable {
             field: field.to_owned(),
             ch,
         });
@@ -550,6 +556,12 @@ mod tests {
             gbk_len(FIELD_CRTNAM, "张😀"),
             Err(FieldError::Unencodable { ch: '😀', .. })
         ));
+        // Encodable, but GBK would write it as bytes that read back as U+9FB7.
+        assert!(matches!(
+            gbk_len(FIELD_CRTNAM, "张\u{E82C}"),
+            Err(FieldError::Unencodable { ch: '\u{E82C}', .. })
+        ));
+        assert_eq!(gbk_len(FIELD_CRTNAM, "张\u{E000}"), Ok(4));
         assert!(matches!(
             gbk_len(FIELD_NUSAGE, "a\u{1}"),
             Err(FieldError::InvalidChar { .. })
