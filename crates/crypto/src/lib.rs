@@ -12,6 +12,8 @@
 //!   scheme implements (Ed25519 now; SM2, RSA and ECDSA for banks later).
 //! - [`ed25519`]: [`Ed25519Key`] and [`Ed25519PublicKey`].
 //! - [`password`]: argon2id password hashes of people (`[[users]]`).
+//! - [`totp`]: one-time codes of authenticator apps (RFC 6238), the
+//!   optional second factor of people's logins.
 //! - `keyfile` (private): create-once, mode-0600, atomic key files.
 //! - [`pki`]: [`pki::Pki`], a local CA with a server and a client
 //!   certificate (ECDSA P-256, rcgen) for loopback mutual TLS, written to
@@ -29,6 +31,7 @@ pub mod password;
 pub mod pki;
 pub mod secret;
 pub mod sign;
+pub mod totp;
 
 use std::path::PathBuf;
 
