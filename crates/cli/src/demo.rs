@@ -289,6 +289,7 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
             roles: vec![role],
             accounts: vec!["*".to_owned()],
             password_hash: Some(crypto::password::hash_password(password.expose_secret())?),
+            totp_secret: None,
         });
         demo_users.push(DemoUser {
             id: id.to_owned(),

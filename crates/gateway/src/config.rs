@@ -771,6 +771,37 @@ pub struct UserConfig {
     /// argon2 hash of the password (used from the approvals issue on).
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// The person's TOTP secret (RFC 6238), base32 as authenticator apps
+    /// show it (`bankdirect users totp-secret` makes one). With it, a login
+    /// also needs the app's current 6-digit code. Never printed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_secret"
+    )]
+    pub totp_secret: Option<crypto::SecretString>,
+}
+
+/// (De)serializes an optional secret as plain text in the file, and as
+/// nothing else: [`crypto::SecretString`] itself prints `[redacted]`.
+mod optional_secret {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        secret: &Option<crypto::SecretString>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match secret {
+            Some(secret) => s.serialize_some(secret.expose_secret()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<crypto::SecretString>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(crypto::SecretString::new))
+    }
 }
 
 /// One `[[approval_rules]]` entry. A payment whose amount (a batch whose
@@ -1178,6 +1209,14 @@ impl Config {
                     ));
                 }
             }
+            if let Some(secret) = &u.totp_secret {
+                if let Err(e) = crypto::totp::TotpKey::from_base32(secret.expose_secret()) {
+                    problems.push(format!(
+                        "users[{i}].totp_secret: {e} (make one with `bankdirect users totp-secret --user {}`)",
+                        u.id
+                    ));
+                }
+            }
             if u.roles.is_empty() {
                 problems.push(format!("users[{i}].roles: expected at least one role"));
             }
@@ -1570,6 +1609,35 @@ approvers = 3
             !err.contains("c2FsdHNhbHRzYWx0"),
             "a hash is never echoed: {err}"
         );
+    }
+
+    #[test]
+    fn a_bad_totp_secret_names_the_key_and_is_never_echoed() {
+        let with_secret = |secret: &str| {
+            let users = APPROVERS.replacen(
+                "roles = [\"approver\"]",
+                &format!("roles = [\"approver\"]\ntotp_secret = \"{secret}\""),
+                1,
+            );
+            Config::from_toml(&with_approvals(&users, ""), Path::new("/"))
+        };
+        // As an app shows it: lower case, spaced, unpadded.
+        let c = with_secret("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        let secret = c.users[0].totp_secret.as_ref().unwrap();
+        assert!(crypto::totp::TotpKey::from_base32(secret.expose_secret()).is_ok());
+        assert!(!format!("{c:?}").contains("gezd"), "never printed");
+        assert!(c.users[1].totp_secret.is_none());
+        // Too short (80 bits), and not base32 (0, 1, 8, 9 are not in it).
+        for (bad, why) in [
+            ("GEZDGNBVGY3TQOJQ", "shorter than 128 bits"),
+            ("GEZDGNBVGY3TQOJ1GEZDGNBVGY3TQOJ0", "not base32"),
+        ] {
+            let err = with_secret(bad).unwrap_err().to_string();
+            assert!(err.contains("users[0].totp_secret"), "{err}");
+            assert!(err.contains(why), "{err}");
+            assert!(err.contains("bankdirect users totp-secret"), "{err}");
+            assert!(!err.contains(bad), "a secret is never echoed: {err}");
+        }
     }
 
     #[test]

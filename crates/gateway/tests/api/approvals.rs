@@ -19,6 +19,7 @@ fn user(id: &str, role: Role) -> UserConfig {
         roles: vec![role],
         accounts: vec!["*".to_owned()],
         password_hash: Some(crypto::password::hash_password(&format!("pw-{id}")).unwrap()),
+        totp_secret: None,
     }
 }
 
