@@ -5,7 +5,10 @@
 //! problem+json documents that also carry RFC 6749's `error` and
 //! `error_description` members, so OAuth client libraries understand them.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError, Weak},
+};
 
 use axum::{
     extract::State,
@@ -19,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{grant_scopes, parse_basic_authorization, ClientCredentials, Scope},
-    config::Role,
+    config::{Config, Role, UserConfig},
     extract::{request_id, USER_SUBJECT_PREFIX},
     problem::{ApiError, Problem},
     AppState,
@@ -49,8 +52,10 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> ApiError {
 /// Issues an access token for a client (client credentials grant). The
 /// body is `application/x-www-form-urlencoded`: `grant_type=client_credentials`,
 /// optional `scope`, and either HTTP Basic auth or `client_id` + `client_secret`.
+/// People log in with `grant_type=password` (`username`, `password`, and
+/// `totp` when they have an authenticator app; docs/approvals.md).
 #[utoipa::path(post, path = "/oauth/token", tag = "auth",
-    request_body(content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials&scope=accounts:read"),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials&scope=accounts:read (a client), or grant_type=password&username=approver1&password=…&totp=123456 (a person; totp only with a totp_secret)"),
     responses((status = 200, body = TokenResponse), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn token(
     State(state): State<AppState>,
@@ -200,10 +205,13 @@ pub fn scopes_of_roles(roles: &[Role]) -> Vec<Scope> {
 }
 
 /// A person's login (RFC 6749 §4.3): `username`, `password`, optional
-/// `scope`, checked against the argon2id hash of `[[users]]`. The token is
-/// the same kind as a client's, with `sub` = `user:<id>`. A refusal is
-/// audited and never says whether the user exists; an unknown user costs
-/// the same hash verification as a known one.
+/// `scope`, checked against the argon2id hash of `[[users]]`, and `totp`
+/// (the authenticator app's 6-digit code) when the user has a
+/// `totp_secret`. The token is the same kind as a client's, with `sub` =
+/// `user:<id>`. A refusal is audited with its reason and answers the same
+/// 401 whatever failed: it never says whether the user exists or which
+/// factor was wrong; an unknown user costs the same hash verification as a
+/// known one.
 async fn issue_for_user(
     state: &AppState,
     headers: &HeaderMap,
@@ -240,8 +248,11 @@ async fn issue_for_user(
     .unwrap_or(false);
     let user = match user {
         Some(u) if verified => u,
-        _ => return Err(deny_user(state, headers, username).await),
+        _ => return Err(deny_user(state, headers, username, "wrong username or password").await),
     };
+    if let Err(reason) = check_totp(state, user, form.get("totp").map(String::as_str)) {
+        return Err(deny_user(state, headers, username, reason).await);
+    }
     let allowed = scopes_of_roles(&user.roles);
     let scopes = grant_scopes(form.get("scope").map(String::as_str), &allowed).map_err(|e| {
         oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e.to_string())
@@ -274,6 +285,72 @@ async fn issue_for_user(
     })
 }
 
+/// Checks the second factor of a user whose password is right. `Err` is the
+/// reason for the audit log (never the code): `totp missing`, `totp
+/// malformed`, `totp wrong` or `totp replayed`. A user without a
+/// `totp_secret` passes.
+fn check_totp(state: &AppState, user: &UserConfig, code: Option<&str>) -> Result<(), &'static str> {
+    let Some(secret) = &user.totp_secret else {
+        return Ok(());
+    };
+    let params = crypto::totp::AUTHENTICATOR;
+    let code = code.ok_or("totp missing")?;
+    if code.len() != params.digits as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("totp malformed");
+    }
+    // Validated when the configuration was loaded; fail closed regardless.
+    let key = crypto::totp::TotpKey::from_base32(secret.expose_secret())
+        .map_err(|_| "totp secret unusable")?;
+    let step = key
+        .verify(code, state.clock.now().timestamp(), params)
+        .ok_or("totp wrong")?;
+    if !claim_totp_step(&state.config, user.id.as_str(), step) {
+        return Err("totp replayed");
+    }
+    Ok(())
+}
+
+/// The last accepted TOTP step of each user, per running app: one entry per
+/// app, found by its `Arc<Config>` (the `Weak` keeps that allocation, and so
+/// the address, from being reused while the entry exists; entries of
+/// dropped apps are pruned). In memory only: with several gateway
+/// instances, a code can be used once more on another instance within its
+/// window (docs/approvals.md).
+///
+/// It belongs in `AppParts`; it lives here until that struct can take a
+/// field (crates/gateway/src/lib.rs).
+static TOTP_STEPS: Mutex<Vec<(Weak<Config>, LastSteps)>> = Mutex::new(Vec::new());
+
+/// User id → the last TOTP step accepted for them.
+type LastSteps = HashMap<String, u64>;
+
+/// Records `step` as `user`'s last accepted one if it is later than the
+/// last; `false` means the code's step (or a later one) was already used:
+/// a replay, refused (RFC 6238 §5.2).
+fn claim_totp_step(config: &Arc<Config>, user: &str, step: u64) -> bool {
+    // A panic while holding the lock leaves a whole map behind: still usable.
+    let mut apps = TOTP_STEPS.lock().unwrap_or_else(PoisonError::into_inner);
+    apps.retain(|(app, _)| app.strong_count() > 0);
+    let steps = match apps
+        .iter()
+        .position(|(app, _)| std::ptr::eq(app.as_ptr(), Arc::as_ptr(config)))
+    {
+        Some(i) => &mut apps[i].1,
+        None => {
+            apps.push((Arc::downgrade(config), HashMap::new()));
+            let last = apps.len() - 1;
+            &mut apps[last].1
+        }
+    };
+    match steps.get(user) {
+        Some(&last) if step <= last => false,
+        _ => {
+            steps.insert(user.to_owned(), step);
+            true
+        }
+    }
+}
+
 /// A valid argon2id hash of nothing anyone knows, made once.
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -283,8 +360,14 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Audits a refused login (never the password) and builds the 401.
-async fn deny_user(state: &AppState, headers: &HeaderMap, username: &str) -> ApiError {
+/// Audits a refused login with its reason (never the password or code) and
+/// builds the 401, the same whatever the reason.
+async fn deny_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    username: &str,
+    reason: &'static str,
+) -> ApiError {
     let shown: String = username
         .chars()
         .filter(|c| !c.is_control())
@@ -297,7 +380,7 @@ async fn deny_user(state: &AppState, headers: &HeaderMap, username: &str) -> Api
         object: format!("{USER_SUBJECT_PREFIX}{shown}"),
         request_id: request_id(headers),
         outcome: "denied".to_owned(),
-        details: serde_json::json!({ "method": "password", "reason": "wrong username or password" }),
+        details: serde_json::json!({ "method": "password", "reason": reason }),
     };
     if let Err(e) = state.store.append_audit(audit).await {
         tracing::error!(error = %e, "could not audit a refused login");
@@ -305,7 +388,7 @@ async fn deny_user(state: &AppState, headers: &HeaderMap, username: &str) -> Api
     oauth_error(
         StatusCode::UNAUTHORIZED,
         "invalid_grant",
-        "login failed: check the username and password",
+        "login failed: check the username, the password and, if you use one, the authenticator code",
     )
 }
 

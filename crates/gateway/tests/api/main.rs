@@ -12,5 +12,6 @@ mod balances;
 mod batches;
 mod ops;
 mod payments;
+mod totp;
 mod transactions;
 mod webhooks;
