@@ -1,7 +1,7 @@
 //! The `bankdirect` binary: run the gateway (`serve`), the simulated banks
 //! (`sim`), both at once for a first look (`demo`), the database migrations
-//! (`migrate`), and operator tools (`clients new-secret`, `audit verify`,
-//! `audit export-head`).
+//! (`migrate`), and operator tools (`clients new-secret`, `users
+//! hash-password`, `users totp-secret`, `audit verify`, `audit export-head`).
 
 mod audit;
 mod demo;
@@ -124,6 +124,21 @@ enum UsersCommand {
     ///
     /// Example: bankdirect users hash-password < approver1.pass
     HashPassword,
+    /// Generate a random TOTP secret (160 bits) for a person's authenticator
+    /// app and print the `totp_secret` line for their [[users]] entry and
+    /// the `otpauth://` URI to put into the app (typed in, or as a QR code).
+    /// With a totp_secret, the person's login also needs the app's current
+    /// 6-digit code (`totp` in the form). Both lines are secret.
+    ///
+    /// Example: bankdirect users totp-secret --user approver1 --issuer "bankdirect ACME"
+    TotpSecret {
+        /// The person's id, as in their [[users]] entry; the app shows it.
+        #[arg(long)]
+        user: String,
+        /// The name the app shows above the code.
+        #[arg(long, default_value = "bankdirect")]
+        issuer: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { config } => migrate(config).await,
         Command::Clients(ClientsCommand::NewSecret { config }) => new_secret(config),
         Command::Users(UsersCommand::HashPassword) => hash_password(),
+        Command::Users(UsersCommand::TotpSecret { user, issuer }) => totp_secret(&user, &issuer),
         // Its own exit statuses: 1 broken, 2 not checked.
         Command::Audit(AuditCommand::Verify { config, head }) => {
             return Ok(audit::verify(config, head).await)
@@ -290,6 +306,24 @@ fn hash_password() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
     println!("password_hash = \"{hash}\"");
     eprintln!("Put the password_hash line in the person's [[users]] entry; the password itself is not stored.");
+    Ok(())
+}
+
+fn totp_secret(user: &str, issuer: &str) -> anyhow::Result<()> {
+    let user = domain::UserId::parse(user)
+        .map_err(|e| anyhow::anyhow!("--user: {e} (the id of the person's [[users]] entry)"))?;
+    // The app's label is `issuer:account`; a colon would split it wrongly.
+    if issuer.trim().is_empty() || issuer.contains(':') {
+        anyhow::bail!("--issuer: expected a name without `:`, e.g. --issuer \"bankdirect ACME\"");
+    }
+    let key = crypto::totp::TotpKey::generate();
+    let uri = crypto::totp::provisioning_uri(issuer, user.as_str(), &key);
+    println!("totp_secret = \"{}\"", key.to_base32().expose_secret());
+    println!("{}", uri.expose_secret());
+    eprintln!(
+        "Put the totp_secret line in {user}'s [[users]] entry and the otpauth:// URI into their \
+authenticator app (e.g. shown as a QR code: qrencode -t ansiutf8 '<uri>'). Keep neither anywhere else."
+    );
     Ok(())
 }
 

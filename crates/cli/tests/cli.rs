@@ -278,6 +278,7 @@ fn every_command_explains_itself_with_an_example() {
         vec!["migrate", "--help"],
         vec!["clients", "new-secret", "--help"],
         vec!["users", "hash-password", "--help"],
+        vec!["users", "totp-secret", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -360,4 +361,66 @@ fn users_hash_password_reads_stdin_and_prints_a_hash_that_verifies() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hash-password <"));
+}
+
+#[test]
+fn users_totp_secret_prints_a_config_line_and_an_otpauth_uri_that_agree() {
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let out = run(&["users", "totp-secret", "--user", "approver1"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let secret = lines[0]
+        .strip_prefix("totp_secret = \"")
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("a totp_secret line: {text}"));
+    // 160 bits of unpadded base32, and a secret the gateway accepts.
+    assert_eq!(secret.len(), 32, "{secret}");
+    assert!(secret
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+    assert!(crypto::totp::TotpKey::from_base32(secret).is_ok());
+    assert_eq!(
+        lines[1],
+        format!(
+            "otpauth://totp/bankdirect:approver1?secret={secret}&issuer=bankdirect&algorithm=SHA1&digits=6&period=30"
+        )
+    );
+    // The config line is valid TOML for [[users]].
+    let parsed: toml::Value = toml::from_str(lines[0]).unwrap();
+    assert_eq!(parsed["totp_secret"].as_str(), Some(secret));
+
+    // Fresh every time; an issuer with spaces is percent-encoded.
+    let out = run(&[
+        "users",
+        "totp-secret",
+        "--user",
+        "approver1",
+        "--issuer",
+        "bankdirect ACME",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let other = String::from_utf8(out.stdout).unwrap();
+    assert!(!other.contains(secret), "a new secret each run");
+    assert!(
+        other.contains("otpauth://totp/bankdirect%20ACME:approver1?secret=")
+            && other.contains("&issuer=bankdirect%20ACME&"),
+        "{other}"
+    );
+
+    // Bad input says what to do.
+    let out = run(&[
+        "users",
+        "totp-secret",
+        "--user",
+        "approver1",
+        "--issuer",
+        "a:b",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--issuer"));
+    let out = run(&["users", "totp-secret", "--user", "no such user!"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--user"));
 }
