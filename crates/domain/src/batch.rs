@@ -118,10 +118,12 @@ pub enum BatchStatus {
     Failed,
     /// Cancelled before anything was sent.
     Cancelled,
+    /// Declined by an approver: nothing was sent, nothing ever will be.
+    Declined,
 }
 
 impl BatchStatus {
-    pub const ALL: [BatchStatus; 10] = [
+    pub const ALL: [BatchStatus; 11] = [
         BatchStatus::Received,
         BatchStatus::PendingApproval,
         BatchStatus::Queued,
@@ -132,6 +134,7 @@ impl BatchStatus {
         BatchStatus::Completed,
         BatchStatus::Failed,
         BatchStatus::Cancelled,
+        BatchStatus::Declined,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -146,6 +149,7 @@ impl BatchStatus {
             BatchStatus::Completed => "completed",
             BatchStatus::Failed => "failed",
             BatchStatus::Cancelled => "cancelled",
+            BatchStatus::Declined => "declined",
         }
     }
 
@@ -159,11 +163,15 @@ impl BatchStatus {
             })
     }
 
-    /// Every item is final (completed, failed) or the batch was cancelled.
+    /// Every item is final (completed, failed) or the batch was cancelled
+    /// or declined.
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            BatchStatus::Completed | BatchStatus::Failed | BatchStatus::Cancelled
+            BatchStatus::Completed
+                | BatchStatus::Failed
+                | BatchStatus::Cancelled
+                | BatchStatus::Declined
         )
     }
 }
@@ -200,12 +208,14 @@ impl BatchCounts {
 }
 
 /// The batch's status from its chunks and items. Final statuses first: when
-/// every item is final the batch is cancelled (all cancelled), failed (none
-/// paid) or completed. Otherwise the most urgent chunk state wins: a chunk in
+/// every item is final the batch is declined (all items cancelled because
+/// every chunk was declined), cancelled (all cancelled), failed (none paid)
+/// or completed. Otherwise the most urgent chunk state wins: a chunk in
 /// review, then one whose outcome is unknown, then one being sent; chunks
 /// partly sent and partly queued are still `submitting`; all queued is
-/// `queued`; all with the bank is `accepted`. A batch with no chunks yet
-/// (waiting for approval) keeps `waiting`.
+/// `queued`; all waiting for approval is `pending_approval`; all with the
+/// bank is `accepted`. A batch with no chunks yet, or whose chunks are only
+/// received or approved, keeps `waiting`.
 pub fn aggregate(counts: &BatchCounts, waiting: BatchStatus) -> BatchStatus {
     use PaymentStatus as P;
     let items = counts.items_in(|_| true);
@@ -213,7 +223,10 @@ pub fn aggregate(counts: &BatchCounts, waiting: BatchStatus) -> BatchStatus {
     if items > 0 && final_items == items {
         let cancelled = counts.items_in(|s| s == ItemStatus::Cancelled);
         let paid = counts.items_in(|s| matches!(s, ItemStatus::Settled | ItemStatus::Returned));
-        return if cancelled == items {
+        let chunks: u32 = counts.chunks.iter().map(|(_, n)| n).sum();
+        return if cancelled == items && chunks > 0 && counts.chunks_in(P::Declined) == chunks {
+            BatchStatus::Declined
+        } else if cancelled == items {
             BatchStatus::Cancelled
         } else if paid == 0 {
             BatchStatus::Failed
@@ -237,6 +250,9 @@ pub fn aggregate(counts: &BatchCounts, waiting: BatchStatus) -> BatchStatus {
     }
     if queued == chunks {
         return BatchStatus::Queued;
+    }
+    if counts.chunks_in(P::PendingApproval) == chunks {
+        return BatchStatus::PendingApproval;
     }
     if counts.chunks_in(P::Received)
         + counts.chunks_in(P::PendingApproval)
@@ -279,6 +295,11 @@ mod tests {
         assert_eq!(
             aggregate(&cancelled, BatchStatus::Queued),
             BatchStatus::Cancelled
+        );
+        let declined = counts(&[(P::Declined, 2)], &[(ItemStatus::Cancelled, 3)]);
+        assert_eq!(
+            aggregate(&declined, BatchStatus::PendingApproval),
+            BatchStatus::Declined
         );
         let returned = counts(&[(P::Settled, 1)], &[(ItemStatus::Returned, 1)]);
         assert_eq!(
@@ -331,6 +352,15 @@ mod tests {
         );
         assert_eq!(
             aggregate(&counts(&[], &open), BatchStatus::PendingApproval),
+            BatchStatus::PendingApproval
+        );
+        // Chunks created waiting for approvers make the batch wait for them,
+        // whatever it was stored as before.
+        assert_eq!(
+            aggregate(
+                &counts(&[(P::PendingApproval, 2)], &open),
+                BatchStatus::Received
+            ),
             BatchStatus::PendingApproval
         );
     }

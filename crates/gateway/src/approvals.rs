@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{
-    ApprovalObject, Decision, DecisionOutcome, NewAuditRecord, DECISION_COMMENT_MAX_CHARS,
+    ApprovalObject, BatchDecisionOutcome, Decision, DecisionOutcome, NewAuditRecord,
+    DECISION_COMMENT_MAX_CHARS,
 };
 use utoipa::ToSchema;
 
@@ -24,6 +25,7 @@ use crate::{
     auth::Scope,
     config::Role,
     extract::{request_id, Caller, USER_SUBJECT_PREFIX},
+    payment_batches::{batch_not_found, batch_view, visible_batch, BatchView},
     payments::{payment_not_found, payment_view, visible_payment, PaymentView},
     problem::{ApiError, Problem},
     AppState,
@@ -236,6 +238,130 @@ fn user_of(caller: &Caller) -> Result<&str, ApiError> {
     })
 }
 
+/// The checks every decision passes before the store (a person's token, a
+/// well-formed comment, not the maker), each refusal audited; then the
+/// decision and its audit record, ready for the store.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_decision(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &Bytes,
+    decision: Decision,
+    object: ApprovalObject,
+    id: &str,
+    maker: &str,
+) -> Result<(store::ApprovalDecision, NewAuditRecord), ApiError> {
+    let (noun, audit_kind) = match object {
+        ApprovalObject::Payment => ("payment", "payment"),
+        ApprovalObject::Batch => ("batch", "payment_batch"),
+    };
+    let action = format!("{audit_kind}.{}", decision.as_str());
+    let audit_object = format!("{audit_kind}:{id}");
+    if let Err(e) = user_of(caller) {
+        audit_refusal(
+            state,
+            caller,
+            headers,
+            audit_object,
+            &action,
+            "not a person",
+        )
+        .await;
+        return Err(e);
+    }
+    let comment = decision_comment(body)?;
+    if maker == caller.subject {
+        audit_refusal(
+            state,
+            caller,
+            headers,
+            audit_object,
+            &action,
+            &format!("own {noun}"),
+        )
+        .await;
+        return Err(ApiError::forbidden(
+            match object {
+                ApprovalObject::Payment => "own_payment",
+                ApprovalObject::Batch => "own_batch",
+            },
+            format!("the maker of a {noun} never decides on it; another approver must"),
+        ));
+    }
+    let now = state.clock.now();
+    Ok((
+        store::ApprovalDecision {
+            object,
+            object_id: id.to_owned(),
+            decided_by: caller.subject.clone(),
+            decision,
+            comment: comment.clone(),
+            request_id: request_id(headers),
+            at: now,
+        },
+        NewAuditRecord {
+            at: now,
+            actor: caller.actor(),
+            action,
+            object: audit_object,
+            request_id: request_id(headers),
+            outcome: match decision {
+                Decision::Approve => "approved",
+                Decision::Decline => "declined",
+            }
+            .to_owned(),
+            details: serde_json::json!({ "comment": comment }),
+        },
+    ))
+}
+
+/// Why the store refused a decision, as the audited 409.
+enum Refused {
+    AlreadyDecided,
+    NotPending(String),
+}
+
+async fn refuse_decision(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    audit: &NewAuditRecord,
+    noun: &str,
+    refused: Refused,
+) -> ApiError {
+    let (reason, error) = match refused {
+        Refused::AlreadyDecided => (
+            "already decided",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "already_decided",
+                format!("you already decided on this {noun}; a person counts once"),
+            ),
+        ),
+        Refused::NotPending(status) => (
+            "not pending",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "not_pending_approval",
+                format!(
+                    "the {noun} is {status}; only a {noun} in pending_approval takes decisions"
+                ),
+            ),
+        ),
+    };
+    audit_refusal(
+        state,
+        caller,
+        headers,
+        audit.object.clone(),
+        &audit.action,
+        reason,
+    )
+    .await;
+    error
+}
+
 async fn decide_payment(
     state: AppState,
     caller: Caller,
@@ -245,79 +371,34 @@ async fn decide_payment(
     decision: Decision,
 ) -> Result<Json<PaymentView>, ApiError> {
     caller.require(Scope::PaymentsApprove)?;
-    let action = format!("payment.{}", decision.as_str());
     let p = visible_payment(&state, &caller, &id).await?;
-    let object = format!("payment:{}", p.instruction.id);
-    if let Err(e) = user_of(&caller) {
-        audit_refusal(&state, &caller, &headers, object, &action, "not a person").await;
-        return Err(e);
-    }
-    let comment = decision_comment(&body)?;
-    if maker_of(&p) == caller.subject {
-        audit_refusal(&state, &caller, &headers, object, &action, "own payment").await;
-        return Err(ApiError::forbidden(
-            "own_payment",
-            "the maker of a payment never decides on it; another approver must",
-        ));
-    }
-    let now = state.clock.now();
+    let (record, audit) = prepare_decision(
+        &state,
+        &caller,
+        &headers,
+        &body,
+        decision,
+        ApprovalObject::Payment,
+        p.instruction.id.as_str(),
+        maker_of(&p),
+    )
+    .await?;
     let outcome = state
         .store
-        .decide_payment(
-            store::ApprovalDecision {
-                object: ApprovalObject::Payment,
-                object_id: p.instruction.id.as_str().to_owned(),
-                decided_by: caller.subject.clone(),
-                decision,
-                comment: comment.clone(),
-                request_id: request_id(&headers),
-                at: now,
-            },
-            NewAuditRecord {
-                at: now,
-                actor: caller.actor(),
-                action: action.clone(),
-                object: object.clone(),
-                request_id: request_id(&headers),
-                outcome: match decision {
-                    Decision::Approve => "approved",
-                    Decision::Decline => "declined",
-                }
-                .to_owned(),
-                details: serde_json::json!({ "comment": comment }),
-            },
-        )
+        .decide_payment(record, audit.clone())
         .await
         .map_err(|e| ApiError::storage(&e))?;
-    let updated = match outcome {
-        DecisionOutcome::Recorded { payment, .. } => payment,
-        DecisionOutcome::AlreadyDecided => {
-            audit_refusal(
-                &state,
-                &caller,
-                &headers,
-                object,
-                &action,
-                "already decided",
-            )
-            .await;
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_decided",
-                "you already decided on this payment; a person counts once",
-            ));
-        }
-        DecisionOutcome::NotPending { status } => {
-            audit_refusal(&state, &caller, &headers, object, &action, "not pending").await;
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "not_pending_approval",
-                format!(
-                    "the payment is {status}; only a payment in pending_approval takes decisions"
-                ),
-            ));
-        }
+    let refused = match outcome {
+        DecisionOutcome::Recorded { payment, .. } => Ok(payment),
+        DecisionOutcome::AlreadyDecided => Err(Refused::AlreadyDecided),
+        DecisionOutcome::NotPending { status } => Err(Refused::NotPending(status)),
         DecisionOutcome::NotFound => return Err(payment_not_found()),
+    };
+    let updated = match refused {
+        Ok(payment) => payment,
+        Err(r) => {
+            return Err(refuse_decision(&state, &caller, &headers, &audit, "payment", r).await)
+        }
     };
     if updated.status == domain::PaymentStatus::Queued.as_str() {
         state.dispatcher_wake.notify_one();
@@ -329,6 +410,67 @@ async fn decide_payment(
         .map_err(|e| ApiError::storage(&e))?;
     let mut view = payment_view(&updated, Some(&history));
     view.approvals = payment_approvals(&state, &updated).await?;
+    Ok(Json(view))
+}
+
+/// The batch with its approvals filled from the store.
+pub(crate) async fn batch_approvals(
+    state: &AppState,
+    b: &store::StoredBatch,
+) -> Result<ApprovalsView, ApiError> {
+    if b.approvals_required == 0 {
+        return Ok(ApprovalsView::required_only(0));
+    }
+    let decisions = state
+        .store
+        .approval_decisions(ApprovalObject::Batch, b.id.as_str())
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(view_of(b.approvals_required, &decisions))
+}
+
+async fn decide_batch(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    decision: Decision,
+) -> Result<Json<BatchView>, ApiError> {
+    caller.require(Scope::PaymentsApprove)?;
+    let b = visible_batch(&state, &caller, &id).await?;
+    let maker = b.on_behalf_of.as_deref().unwrap_or(&b.client_id);
+    let (record, audit) = prepare_decision(
+        &state,
+        &caller,
+        &headers,
+        &body,
+        decision,
+        ApprovalObject::Batch,
+        b.id.as_str(),
+        maker,
+    )
+    .await?;
+    let outcome = state
+        .store
+        .decide_batch(record, audit.clone())
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    let refused = match outcome {
+        BatchDecisionOutcome::Recorded { batch, .. } => Ok(batch),
+        BatchDecisionOutcome::AlreadyDecided => Err(Refused::AlreadyDecided),
+        BatchDecisionOutcome::NotPending { status } => Err(Refused::NotPending(status)),
+        BatchDecisionOutcome::NotFound => return Err(batch_not_found()),
+    };
+    let updated = match refused {
+        Ok(batch) => batch,
+        Err(r) => return Err(refuse_decision(&state, &caller, &headers, &audit, "batch", r).await),
+    };
+    if updated.status == domain::BatchStatus::Queued.as_str() {
+        state.dispatcher_wake.notify_one();
+    }
+    let mut view = batch_view(&updated, None, true);
+    view.approvals = batch_approvals(&state, &updated).await?;
     Ok(Json(view))
 }
 
@@ -366,4 +508,40 @@ pub async fn decline_payment(
     body: Bytes,
 ) -> Result<Json<PaymentView>, ApiError> {
     decide_payment(state, caller, headers, id, body, Decision::Decline).await
+}
+
+/// Approves a batch in `pending_approval` (its total matched an approval
+/// rule). Same rules as for payments: `payments:approve` and a person's
+/// token; the maker never approves their own; a person counts once. The
+/// approval that reaches the required number queues every chunk.
+#[utoipa::path(post, path = "/v1/payment-batches/{id}/approve", tag = "payment-batches",
+    params(("id" = String, Path, description = "Batch id")),
+    request_body(content = Object, description = "optional: {\"comment\": \"…\"}"),
+    responses((status = 200, body = BatchView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["payments:approve"])))]
+pub async fn approve_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<BatchView>, ApiError> {
+    decide_batch(state, caller, headers, id, body, Decision::Approve).await
+}
+
+/// Declines a batch in `pending_approval`: it ends `declined`, every item
+/// `cancelled`, and no part of it reaches a bank. Same rules as approve.
+#[utoipa::path(post, path = "/v1/payment-batches/{id}/decline", tag = "payment-batches",
+    params(("id" = String, Path, description = "Batch id")),
+    request_body(content = Object, description = "optional: {\"comment\": \"…\"}"),
+    responses((status = 200, body = BatchView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["payments:approve"])))]
+pub async fn decline_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<BatchView>, ApiError> {
+    decide_batch(state, caller, headers, id, body, Decision::Decline).await
 }

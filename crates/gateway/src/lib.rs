@@ -139,6 +139,8 @@ pub struct AppParts {
         payment_batches::get_batch,
         payment_batches::list_batches,
         payment_batches::cancel_batch,
+        approvals::approve_batch,
+        approvals::decline_batch,
         webhooks::create_webhook,
         webhooks::list_webhooks,
         webhooks::get_webhook,
@@ -488,6 +490,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/payment-batches/{id}/cancel",
             post(payment_batches::cancel_batch),
+        )
+        .route(
+            "/v1/payment-batches/{id}/approve",
+            post(approvals::approve_batch),
+        )
+        .route(
+            "/v1/payment-batches/{id}/decline",
+            post(approvals::decline_batch),
         )
         .route(
             "/v1/webhooks",

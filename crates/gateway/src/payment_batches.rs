@@ -82,8 +82,8 @@ pub struct BatchItemView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BatchView {
     pub id: String,
-    /// received, queued, submitting, accepted, unknown, needs_review,
-    /// completed, failed, cancelled.
+    /// received, pending_approval, queued, submitting, accepted, unknown,
+    /// needs_review, completed, failed, cancelled, declined.
     pub status: String,
     /// `supplier` or `payroll`.
     pub kind: String,
@@ -94,6 +94,10 @@ pub struct BatchView {
     pub requested_execution_date: String,
     pub business_reference: String,
     pub initiated_by: String,
+    /// The person the batch was made for (`user:<id>`), if any.
+    pub on_behalf_of: Option<String>,
+    /// Approvals required and given (docs/approvals.md).
+    pub approvals: crate::approvals::ApprovalsView,
     #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::timefmt::serialize")]
@@ -108,7 +112,11 @@ pub struct BatchView {
     pub items: Option<Vec<BatchItemView>>,
 }
 
-fn batch_view(b: &StoredBatch, items: Option<&[StoredBatchItem]>, detailed: bool) -> BatchView {
+pub(crate) fn batch_view(
+    b: &StoredBatch,
+    items: Option<&[StoredBatchItem]>,
+    detailed: bool,
+) -> BatchView {
     BatchView {
         id: b.id.to_string(),
         status: b.status.clone(),
@@ -120,6 +128,8 @@ fn batch_view(b: &StoredBatch, items: Option<&[StoredBatchItem]>, detailed: bool
         requested_execution_date: b.requested_execution_date.to_string(),
         business_reference: b.business_reference.to_string(),
         initiated_by: b.client_id.clone(),
+        on_behalf_of: b.on_behalf_of.clone(),
+        approvals: crate::approvals::ApprovalsView::required_only(b.approvals_required),
         created_at: b.created_at,
         updated_at: b.updated_at,
         items_by_status: detailed.then(|| {
@@ -173,7 +183,7 @@ fn item_view(i: &StoredBatchItem) -> BatchItemView {
     }
 }
 
-fn batch_not_found() -> ApiError {
+pub(crate) fn batch_not_found() -> ApiError {
     ApiError::not_found(
         "batch_not_found",
         "path.id",
@@ -553,6 +563,7 @@ pub async fn create_batch(
                 request_hash,
             } => (key, json, request_hash),
         };
+    let (on_behalf_of, json) = crate::approvals::on_behalf_of(&state, &caller, &json)?;
     let now = state.clock.now();
     let max_items = state.config.payments.max_batch_items as usize;
     let req = parse_batch(
@@ -574,24 +585,26 @@ pub async fn create_batch(
             ),
         )]));
     }
-    // Batch approvals are not built yet (docs/approvals.md): a batch whose
-    // total an approval rule matches is refused, never sent without consent.
-    let required = state.config.approvals_required(
+    // A batch whose total an approval rule matches waits for its approvers
+    // (docs/approvals.md), with nothing due: the dispatcher never claims it.
+    let approvals_required = state.config.approvals_required(
         req.debtor_account_id.as_str(),
         i128::from(req.control_sum.minor()),
         req.control_sum.currency(),
     );
-    if required > 0 {
-        return Err(batch_problems(vec![problem(
-            "control_sum",
-            "approval_required",
-            format!(
-                "an approval rule holds totals of {} {} for {required} approvers, and batches cannot be approved yet; send a smaller batch or single payments",
-                req.control_sum.to_decimal_string(),
-                req.control_sum.currency().code()
-            ),
-        )]));
-    }
+    let (chunk_status, cause, next_attempt_at) = if approvals_required > 0 {
+        (
+            PaymentStatus::PendingApproval,
+            domain::TransitionCause::ApprovalRequired,
+            None,
+        )
+    } else {
+        (
+            PaymentStatus::Queued,
+            domain::TransitionCause::NoApprovalNeeded,
+            Some(now),
+        )
+    };
     let install_id = state
         .store
         .install_id()
@@ -657,16 +670,22 @@ pub async fn create_batch(
         requested_execution_date: execution_date,
         business_reference: new_reference()?,
         control_sum: req.control_sum,
-        chunk_status: PaymentStatus::Queued.as_str().to_owned(),
-        cause: domain::TransitionCause::NoApprovalNeeded
-            .as_str()
-            .to_owned(),
+        chunk_status: chunk_status.as_str().to_owned(),
+        cause: cause.as_str().to_owned(),
         chunks,
         items,
-        next_attempt_at: Some(now),
+        next_attempt_at,
+        approvals_required,
+        on_behalf_of,
+    };
+    let batch_status = if approvals_required > 0 {
+        domain::BatchStatus::PendingApproval
+    } else {
+        domain::BatchStatus::Queued
     };
     // The answer is derivable from what is stored: the batch as created
-    // (queued, every item pending), so key and batch commit together.
+    // (queued or pending_approval, every item pending), so key and batch
+    // commit together.
     let preview = StoredBatch {
         id: id.clone(),
         client_id: new.client_id.clone(),
@@ -676,10 +695,12 @@ pub async fn create_batch(
         business_reference: new.business_reference.clone(),
         item_count: i64::try_from(new.items.len()).unwrap_or(i64::MAX),
         control_sum: new.control_sum,
-        status: domain::BatchStatus::Queued.as_str().to_owned(),
+        status: batch_status.as_str().to_owned(),
         event_seq: 1,
         created_at: now,
         updated_at: now,
+        approvals_required: new.approvals_required,
+        on_behalf_of: new.on_behalf_of.clone(),
         chunks: new
             .chunks
             .iter()
@@ -694,7 +715,7 @@ pub async fn create_batch(
                         .count(),
                 )
                 .unwrap_or(i64::MAX),
-                status: PaymentStatus::Queued.as_str().to_owned(),
+                status: chunk_status.as_str().to_owned(),
                 ever_sent: false,
                 first_sent_at: None,
                 last_sent_at: None,
@@ -702,7 +723,7 @@ pub async fn create_batch(
                 bank_batch_id: None,
                 last_bank_code: None,
                 last_bank_message: None,
-                next_attempt_at: Some(now),
+                next_attempt_at,
                 lease_owner: None,
                 lease_expires_at: None,
                 fencing_token: 0,
@@ -744,6 +765,8 @@ pub async fn create_batch(
                     "currency": preview.control_sum.currency().code(),
                     "chunks": preview.chunks.len(),
                     "business_reference": preview.business_reference.as_str(),
+                    "on_behalf_of": preview.on_behalf_of,
+                    "approvals_required": preview.approvals_required,
                 }),
             },
         )
@@ -751,7 +774,9 @@ pub async fn create_batch(
         .map_err(|e| ApiError::storage(&e))?;
     match outcome {
         CreateBatchOutcome::Created(_) => {
-            state.dispatcher_wake.notify_one();
+            if approvals_required == 0 {
+                state.dispatcher_wake.notify_one();
+            }
             Ok(json_response(StatusCode::CREATED, response_body, false))
         }
         CreateBatchOutcome::Replay { status, body } => Ok(json_response(
@@ -764,7 +789,7 @@ pub async fn create_batch(
     }
 }
 
-async fn visible_batch(
+pub(crate) async fn visible_batch(
     state: &AppState,
     caller: &Caller,
     raw: &str,
@@ -808,7 +833,9 @@ pub async fn get_batch(
         }
         items.extend(page);
     }
-    Ok(Json(batch_view(&b, Some(&items), true)))
+    let mut view = batch_view(&b, Some(&items), true);
+    view.approvals = crate::approvals::batch_approvals(&state, &b).await?;
+    Ok(Json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -865,7 +892,7 @@ pub async fn list_batches(
                     ApiError::bad_request(
                         "invalid_status",
                         "query.status",
-                        "status must be a batch status: received, queued, submitting, accepted, unknown, needs_review, completed, failed, cancelled",
+                        "status must be a batch status: received, pending_approval, queued, submitting, accepted, unknown, needs_review, completed, failed, cancelled, declined",
                     )
                 })
         })

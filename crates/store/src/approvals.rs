@@ -7,8 +7,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{PaymentStatus, TransitionCause};
+use domain::{BatchStatus, ItemStatus, PaymentStatus, TransitionCause};
 
+use crate::batches::{
+    fetch_full, item_froms, settle_status, BatchHistoryRow, BatchTx, ChunkTransitionRows,
+    ItemUpdate, StoredBatch, StoredChunk,
+};
 use crate::codec::{self, AuditRow};
 use crate::payments::{
     invalid, refuse_nul, transition, Actor, Current, PaymentChange, PaymentTx, StoredPayment,
@@ -87,6 +91,23 @@ pub enum DecisionOutcome {
     /// The payment is not waiting for approval: nothing written.
     NotPending { status: String },
     /// No such payment: nothing written.
+    NotFound,
+}
+
+/// What `Store::decide_batch` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchDecisionOutcome {
+    /// The decision was stored; the batch as it is now (still `pending_approval`, or
+    /// `queued` after the last approval, or `declined`), with the approvals counted.
+    Recorded {
+        batch: Box<StoredBatch>,
+        approvals: u32,
+    },
+    /// This person decided on this batch before: nothing written.
+    AlreadyDecided,
+    /// The batch is not waiting for approval: nothing written.
+    NotPending { status: String },
+    /// No such batch: nothing written.
     NotFound,
 }
 
@@ -284,4 +305,174 @@ impl DecisionColumns {
             at: self.at,
         })
     }
+}
+
+/// Moves every chunk of the batch that is in `from` to `to` (the batch is locked, so the
+/// compare-and-set cannot lose), with one batch-level history row.
+#[allow(clippy::too_many_arguments)]
+async fn move_chunks<T: BatchTx + ?Sized>(
+    tx: &mut T,
+    batch_id: &str,
+    chunks: &[StoredChunk],
+    from: PaymentStatus,
+    to: PaymentStatus,
+    cause: TransitionCause,
+    next_attempt_at: Option<DateTime<Utc>>,
+    d: &ApprovalDecision,
+    audit: &AuditRow,
+) -> Result<(), StoreError> {
+    let actor = Actor {
+        name: d.decided_by.clone(),
+        request_id: d.request_id.clone(),
+    };
+    for chunk in chunks.iter().filter(|c| c.status == from.as_str()) {
+        let rows = ChunkTransitionRows {
+            batch_id: batch_id.to_owned(),
+            chunk_no: chunk.chunk_no,
+            guard: TransitionGuard {
+                from_status: from.as_str().to_owned(),
+                fencing_token: None,
+            },
+            change: PaymentChange {
+                to_status: to.as_str().to_owned(),
+                cause: cause.as_str().to_owned(),
+                bank_code: None,
+                bank_message: None,
+                bank_payment_id: None,
+                mark_sent: false,
+                next_attempt_at,
+                release_lease: false,
+            },
+            items: ItemUpdate::None,
+            actor: actor.clone(),
+            audit: audit.clone(),
+        };
+        if !tx.update_chunk(&rows).await? {
+            return Err(StoreError::Contention {
+                what: "a batch chunk changed under its batch lock",
+            });
+        }
+    }
+    tx.insert_batch_history(&BatchHistoryRow {
+        batch_id: batch_id.to_owned(),
+        at: d.at,
+        chunk_no: None,
+        from_status: Some(from.as_str().to_owned()),
+        to_status: to.as_str().to_owned(),
+        cause: cause.as_str().to_owned(),
+        bank_code: None,
+        bank_message: None,
+        actor: actor.name,
+        request_id: actor.request_id,
+    })
+    .await
+}
+
+/// `Store::decide_batch` (see there). The batch-level twin of [`decide_payment`]: a
+/// decline moves every chunk to `declined` and every item to `cancelled` (nothing was
+/// sent); the approval that reaches the batch's `approvals_required` moves every chunk
+/// through `approved` to `queued`, due at once.
+pub(crate) async fn decide_batch<T: BatchTx + DecisionTx>(
+    tx: &mut T,
+    rows: &DecisionRows,
+) -> Result<BatchDecisionOutcome, StoreError> {
+    let d = &rows.decision;
+    let id = d.object_id.as_str();
+    tx.lock_batch(id).await?;
+    let Some(header) = tx.batch_header(id).await? else {
+        return Ok(BatchDecisionOutcome::NotFound);
+    };
+    if header.status != BatchStatus::PendingApproval.as_str() {
+        return Ok(BatchDecisionOutcome::NotPending {
+            status: header.status,
+        });
+    }
+    if !tx.insert_decision(d).await? {
+        return Ok(BatchDecisionOutcome::AlreadyDecided);
+    }
+    let approvals = tx.count_approvals(ApprovalObject::Batch, id).await?;
+    let approvals_u32 = u32::try_from(approvals).unwrap_or(u32::MAX);
+    let chunks = tx.lock_chunks(id).await?;
+    let at = d.at;
+    let batch = match d.decision {
+        Decision::Decline => {
+            move_chunks(
+                tx,
+                id,
+                &chunks,
+                PaymentStatus::PendingApproval,
+                PaymentStatus::Declined,
+                TransitionCause::Declined,
+                None,
+                d,
+                &rows.audit,
+            )
+            .await?;
+            tx.update_items(
+                id,
+                None,
+                None,
+                &item_froms(ItemStatus::Cancelled),
+                ItemStatus::Cancelled,
+                None,
+                None,
+                at,
+            )
+            .await?;
+            let batch = settle_status(tx, id, at).await?;
+            tx.insert_audit(&rows.audit).await?;
+            batch
+        }
+        Decision::Approve if approvals >= i64::from(header.approvals_required) => {
+            move_chunks(
+                tx,
+                id,
+                &chunks,
+                PaymentStatus::PendingApproval,
+                PaymentStatus::Approved,
+                TransitionCause::ApprovalGranted,
+                None,
+                d,
+                &rows.audit,
+            )
+            .await?;
+            move_chunks(
+                tx,
+                id,
+                &chunks
+                    .iter()
+                    .map(|c| StoredChunk {
+                        status: PaymentStatus::Approved.as_str().to_owned(),
+                        ..c.clone()
+                    })
+                    .collect::<Vec<_>>(),
+                PaymentStatus::Approved,
+                PaymentStatus::Queued,
+                TransitionCause::Released,
+                Some(at),
+                d,
+                &rows.audit,
+            )
+            .await?;
+            let batch = settle_status(tx, id, at).await?;
+            // The decision's record first, then the release's.
+            tx.insert_audit(&rows.audit).await?;
+            let mut release = rows.audit.clone();
+            release.action = "payment_batch.release".to_owned();
+            release.outcome = "queued".to_owned();
+            release.details = serde_json::json!({ "approvals": approvals }).to_string();
+            tx.insert_audit(&release).await?;
+            batch
+        }
+        Decision::Approve => {
+            tx.insert_audit(&rows.audit).await?;
+            fetch_full(tx, id)
+                .await?
+                .ok_or_else(|| crate::payments::missing_after_write(id))?
+        }
+    };
+    Ok(BatchDecisionOutcome::Recorded {
+        batch: Box::new(batch),
+        approvals: approvals_u32,
+    })
 }

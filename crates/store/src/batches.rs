@@ -96,6 +96,12 @@ pub struct NewBatch {
     pub items: Vec<NewBatchItem>,
     /// When the dispatcher should first look at the chunks.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Distinct approvals needed before its chunks may be queued (0 to
+    /// [`crate::APPROVALS_REQUIRED_MAX`]); more than 0 means `chunk_status` is
+    /// `pending_approval`.
+    pub approvals_required: u8,
+    /// The person the batch was made for (`user:<id>`), if any.
+    pub on_behalf_of: Option<String>,
 }
 
 /// A batch as stored, without its items (see `Store::batch_items`).
@@ -114,6 +120,10 @@ pub struct StoredBatch {
     pub event_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Distinct approvals needed before it was (or will be) queued; 0 when no rule matched.
+    pub approvals_required: u8,
+    /// The person the batch was made for (`user:<id>`), if any.
+    pub on_behalf_of: Option<String>,
     /// In `chunk_no` order; filled by `get_batch` and the writes, empty in listings.
     pub chunks: Vec<StoredChunk>,
     /// Items per status (statuses with none omitted), in status order; filled like
@@ -285,6 +295,8 @@ pub(crate) struct BatchRow {
     pub chunk_status: String,
     pub cause: String,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    pub approvals_required: i64,
+    pub on_behalf_of: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +362,20 @@ pub(crate) fn create_batch_rows(
     }
     check_status("batch chunk status", &new.chunk_status)?;
     refuse_nul("batch cause", Some(&new.cause))?;
+    refuse_nul("batch on_behalf_of", new.on_behalf_of.as_deref())?;
+    if new.approvals_required > crate::APPROVALS_REQUIRED_MAX {
+        return Err(invalid(format!(
+            "a batch needs at most {} approvals, not {}",
+            crate::APPROVALS_REQUIRED_MAX,
+            new.approvals_required
+        )));
+    }
+    if (new.approvals_required > 0) != (new.chunk_status == PaymentStatus::PendingApproval.as_str())
+    {
+        return Err(invalid(
+            "a batch waits in pending_approval exactly when it needs approvals".to_owned(),
+        ));
+    }
     refuse_nul("batch client id", Some(&new.client_id))?;
     check_date(
         "batch requested execution date",
@@ -479,6 +505,8 @@ pub(crate) fn create_batch_rows(
                 .next_attempt_at
                 .map(|at| codec::instant(at, "batch next_attempt_at"))
                 .transpose()?,
+            approvals_required: i64::from(new.approvals_required),
+            on_behalf_of: new.on_behalf_of,
         },
         chunks,
         items,
@@ -553,7 +581,7 @@ pub(crate) fn chunk_transition_rows(
 
 pub(crate) const BATCH_COLUMNS: &str = "id, client_id, debtor_account_id, currency, kind, \
      requested_execution_date, item_count, control_sum_minor, business_reference, status, \
-     event_seq, created_at, updated_at";
+     event_seq, created_at, updated_at, approvals_required, on_behalf_of";
 
 pub(crate) const CHUNK_COLUMNS: &str = "batch_id, chunk_no, business_reference, item_count, \
      status, ever_sent, first_sent_at, last_sent_at, send_attempts, bank_batch_id, \
@@ -579,6 +607,8 @@ pub(crate) struct BatchColumns {
     pub event_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub approvals_required: i64,
+    pub on_behalf_of: Option<String>,
 }
 
 impl BatchColumns {
@@ -604,6 +634,11 @@ impl BatchColumns {
             event_seq: self.event_seq,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            approvals_required: u8::try_from(self.approvals_required)
+                .ok()
+                .filter(|n| *n <= crate::APPROVALS_REQUIRED_MAX)
+                .ok_or_else(|| corrupt(T, "approvals_required", "out of range".to_owned()))?,
+            on_behalf_of: self.on_behalf_of,
             chunks: Vec::new(),
             item_counts: Vec::new(),
         })
@@ -846,7 +881,7 @@ fn summary(batch: &StoredBatch) -> serde_json::Value {
 /// Re-derives the batch's status after a change and, when it moved, stores it and writes
 /// its events (status changed; completed when every item is final). Returns the batch as
 /// it now stands.
-async fn settle_status(
+pub(crate) async fn settle_status(
     tx: &mut dyn BatchTx,
     batch_id: &str,
     at: DateTime<Utc>,

@@ -61,7 +61,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use approvals::{
-    ApprovalDecision, ApprovalObject, Decision, DecisionOutcome, DECISION_COMMENT_MAX_CHARS,
+    ApprovalDecision, ApprovalObject, BatchDecisionOutcome, Decision, DecisionOutcome,
+    DECISION_COMMENT_MAX_CHARS,
 };
 pub use batches::{
     item_froms, BatchCursor, BatchQuery, CancelBatchOutcome, ClaimedChunk, CreateBatchOutcome,
@@ -301,6 +302,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         decision: ApprovalDecision,
         audit: NewAuditRecord,
     ) -> Result<DecisionOutcome, StoreError>;
+
+    /// In ONE transaction (the batch locked first): stores `decision` (a batch decision:
+    /// `decision.object` is [`ApprovalObject::Batch`]) unless its person decided on the
+    /// batch before ([`BatchDecisionOutcome::AlreadyDecided`]) or the batch is not in
+    /// `pending_approval` ([`BatchDecisionOutcome::NotPending`]). A decline moves every
+    /// chunk to `declined` and every item to `cancelled`, and the batch to `declined`; the
+    /// approval that reaches its `approvals_required` moves every chunk through `approved`
+    /// to `queued` (due at `decision.at`). The batch's events and `audit` are written with
+    /// it; nothing is written on any other outcome.
+    async fn decide_batch(
+        &self,
+        decision: ApprovalDecision,
+        audit: NewAuditRecord,
+    ) -> Result<BatchDecisionOutcome, StoreError>;
 
     /// Every decision on the object, oldest first (at most [`APPROVAL_DECISIONS_MAX`]).
     async fn approval_decisions(

@@ -849,6 +849,26 @@ impl Store for PgStore {
         .await
     }
 
+    async fn decide_batch(
+        &self,
+        decision: crate::ApprovalDecision,
+        audit: NewAuditRecord,
+    ) -> Result<crate::BatchDecisionOutcome, StoreError> {
+        if decision.object != crate::ApprovalObject::Batch {
+            return Err(pay::invalid(
+                "decide_batch takes batch decisions".to_owned(),
+            ));
+        }
+        let rows = crate::approvals::decision_rows(decision, audit)?;
+        self.write("deciding on a payment batch", move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::PgPayments { conn };
+                crate::approvals::decide_batch(&mut tx, &rows).await
+            })
+        })
+        .await
+    }
+
     async fn approval_decisions(
         &self,
         object: crate::ApprovalObject,

@@ -256,6 +256,9 @@ suite!(
     approvals_the_last_required_approval_queues_the_payment,
     approvals_a_decline_ends_the_payment,
     approvals_concurrent_approvers_each_count_and_queue_once,
+    approvals_the_last_required_approval_queues_every_chunk_of_a_batch,
+    approvals_a_declined_batch_cancels_every_item_and_sends_nothing,
+    approvals_concurrent_batch_approvers_each_count_and_queue_once,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -901,6 +904,135 @@ async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
     let stats = sqlite.writer_stats();
     assert!(stats.commits < stats.jobs, "{stats:?}");
     store.close().await;
+}
+
+/// Schema 9 rebuilds `payment_batches` (a CHECK constraint cannot be altered in SQLite).
+/// A database with batches, their chunks, items, history and idempotency keys written
+/// under schema 8 upgrades with every row and reference intact, and takes `declined`.
+#[tokio::test]
+async fn sqlite_schema_9_rebuilds_batches_keeping_every_row_and_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bankdirect.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = sqlx::SqlitePool::connect_with(options.clone())
+        .await
+        .unwrap();
+    let mut up_to_8 = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+    )
+    .await
+    .unwrap();
+    up_to_8.migrations = up_to_8
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 8)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    up_to_8.run(&pool).await.unwrap();
+    let at = "2026-11-28T09:00:00.000000Z";
+    for n in 1..=3 {
+        let batch = format!("bat_{n:026}");
+        for sql in [
+            format!(
+                "INSERT INTO payment_batches (id, client_id, debtor_account_id, currency, kind, \
+                   requested_execution_date, item_count, control_sum_minor, chunk_count, \
+                   business_reference, status, event_seq, created_at, updated_at, \
+                   approvals_required, on_behalf_of) \
+                 VALUES ('{batch}', 'erp', 'east-1', 'CNY', 'payroll', '2026-11-28', 1, 100, 1, \
+                   'B{n}', 'queued', 1, '{at}', '{at}', {n}, 'user:maker')"
+            ),
+            format!(
+                "INSERT INTO payment_batch_chunks (batch_id, chunk_no, business_reference, \
+                   item_count, status, ever_sent, send_attempts, fencing_token, updated_at) \
+                 VALUES ('{batch}', 1, 'C{n}', 1, 'queued', 0, 0, 0, '{at}')"
+            ),
+            format!(
+                "INSERT INTO payment_batch_items (batch_id, item_no, id, chunk_no, \
+                   business_reference, amount_minor, creditor_name, creditor_account, \
+                   creditor_bank_code, creditor_type, remittance, status, updated_at) \
+                 VALUES ('{batch}', 1, 'itm_{n:026}', 1, 'I{n}', 100, '张三', '6222020000001234', \
+                   '102290000001', 'personal', '工资', 'pending', '{at}')"
+            ),
+            format!(
+                "INSERT INTO payment_batch_history (batch_id, seq, at, to_status, cause, actor) \
+                 VALUES ('{batch}', 1, '{at}', 'queued', 'no_approval_needed', 'client:erp')"
+            ),
+            format!(
+                "INSERT INTO idempotency_keys (client_id, key, request_hash, state, \
+                   response_status, response_body, created_at, expires_at, batch_id) \
+                 VALUES ('erp', 'k{n}', 'h', 'completed', 201, '{{}}', '{at}', \
+                   '2026-11-29T09:00:00.000000Z', '{batch}')"
+            ),
+        ] {
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+        }
+    }
+    let before: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, business_reference, approvals_required, on_behalf_of \
+         FROM payment_batches ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = open_sqlite(&dir, &StoreOptions::default()).await;
+    let batch = store
+        .get_batch(&domain::BatchId::parse(&format!("bat_{:026}", 2)).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.approvals_required, 2);
+    assert_eq!(batch.on_behalf_of.as_deref(), Some("user:maker"));
+    assert_eq!(batch.chunks.len(), 1);
+    store.close().await;
+
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let after: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, business_reference, approvals_required, on_behalf_of \
+         FROM payment_batches ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(after, before);
+    let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(broken.is_empty(), "{broken:?}");
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'payment_batches' \
+           AND name LIKE 'payment_batches_%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            ("payment_batches_account_created".to_owned(),),
+            ("payment_batches_created".to_owned(),)
+        ]
+    );
+    sqlx::query("UPDATE payment_batches SET status = 'declined' WHERE id = ?")
+        .bind(format!("bat_{:026}", 1))
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Foreign keys still hold on the rebuilt table.
+    let orphan = sqlx::query(
+        "INSERT INTO payment_batch_history (batch_id, seq, at, to_status, cause, actor) \
+         VALUES ('bat_99999999999999999999999999', 1, '2026-11-28T09:00:00.000000Z', 'queued', 'x', 'y')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(orphan.is_err(), "{orphan:?}");
+    pool.close().await;
 }
 
 #[tokio::test]

@@ -316,73 +316,274 @@ async fn a_failed_login_is_401_without_saying_whether_the_user_exists() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_batch_whose_total_needs_approval_is_refused_until_batches_can_be_approved() {
-    let app = spawn().await;
-    let erp = app.token_for(&app.erp, None).await;
-    let item = |amount: &str, account: &str| {
-        json!({
-            "amount": amount,
-            "creditor": {"name": "张三", "account": account, "bank_code": "102290000001", "type": "personal"},
-            "remittance": "十一月工资",
-        })
-    };
-    let batch = |items: Vec<Value>, sum: &str| {
-        json!({
-            "debtor_account_id": "east-1", "currency": "CNY", "kind": "payroll",
-            "count": items.len(), "control_sum": sum, "items": items,
-        })
-    };
-    let post = |key: &'static str, body: Value| {
-        let app = &app;
-        let erp = erp.clone();
-        async move {
-            let resp = app
-                .http
-                .post(app.url("/v1/payment-batches"))
-                .bearer_auth(&erp)
-                .header("idempotency-key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            split(resp).await
+fn batch_item(amount: &str, account: &str) -> Value {
+    json!({
+        "amount": amount,
+        "creditor": {"name": "张三", "account": account, "bank_code": "102290000001", "type": "personal"},
+        "remittance": "十一月工资",
+    })
+}
+
+/// Two items of `each`, so each may be below the threshold and the total above it.
+fn two_item_batch(each: &str, sum: &str) -> Value {
+    let items = vec![
+        batch_item(each, "6222021234567890"),
+        batch_item(each, "6222021234567891"),
+    ];
+    json!({
+        "debtor_account_id": "east-1", "currency": "CNY", "kind": "payroll",
+        "count": items.len(), "control_sum": sum, "items": items,
+    })
+}
+
+async fn create_batch(app: &TestApp, token: &str, key: &str, b: &Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(app.url("/v1/payment-batches"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(b)
+        .send()
+        .await
+        .unwrap();
+    split(resp).await
+}
+
+async fn decide_batch(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    what: &str,
+    request_id: &str,
+) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(app.url(&format!("/v1/payment-batches/{id}/{what}")))
+        .bearer_auth(token)
+        .header("x-request-id", request_id)
+        .json(&json!({ "comment": "payroll checked against HR" }))
+        .send()
+        .await
+        .unwrap();
+    split(resp).await
+}
+
+/// Runs the batch workers' rounds until the batch has `want`, bounded in time.
+async fn drive_batch_to(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let w = &app.state.payment_workers;
+        w.dispatch_chunk_round().await.unwrap();
+        w.reap_chunk_round().await.unwrap();
+        w.poll_chunk_round().await.unwrap();
+        let (_, b) = app.get(&format!("/v1/payment-batches/{id}"), token).await;
+        if b["status"] == want {
+            return b;
         }
-    };
-    // Two items of 600,000: each below the threshold, the total above it.
-    let (s, v) = post(
-        "big",
-        batch(
-            vec![
-                item("600000.00", "6222021234567890"),
-                item("600000.00", "6222021234567891"),
-            ],
-            "1200000.00",
-        ),
+        assert!(started.elapsed() < Duration::from_secs(20), "{b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn batch_rounds(app: &TestApp, n: usize) {
+    for _ in 0..n {
+        let w = &app.state.payment_workers;
+        w.dispatch_chunk_round().await.unwrap();
+        w.reap_chunk_round().await.unwrap();
+        w.poll_chunk_round().await.unwrap();
+    }
+}
+
+fn item_references(batch: &Value) -> Vec<String> {
+    batch["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["business_reference"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_whose_total_needs_approval_waits_for_two_distinct_approvers_then_pays_once() {
+    let app = spawn().await;
+    let maker = login(&app, "maker").await;
+    let a1 = login(&app, "approver1").await;
+    let a2 = login(&app, "approver2").await;
+    let erp = app.token_for(&app.erp, None).await;
+
+    // Exactly the threshold is not above it: straight through.
+    let (s, small) = create_batch(
+        &app,
+        &erp,
+        "small",
+        &two_item_batch("500000.00", "1000000.00"),
     )
     .await;
+    assert_eq!(s, 201, "{small}");
+    assert_eq!(small["status"], "queued", "{small}");
+    assert_eq!(small["approvals"]["required"], 0);
+
+    // Two items of 600,000: each below the threshold, the total above it.
+    let (s, big) = create_batch(
+        &app,
+        &maker,
+        "big",
+        &two_item_batch("600000.00", "1200000.00"),
+    )
+    .await;
+    assert_eq!(s, 201, "{big}");
+    assert_eq!(big["status"], "pending_approval", "{big}");
+    assert_eq!(big["approvals"]["required"], 2);
+    assert_eq!(big["on_behalf_of"], "user:maker");
+    let id = big["id"].as_str().unwrap().to_owned();
+    let (_, full) = app.get(&format!("/v1/payment-batches/{id}"), &a1).await;
+    let references = item_references(&full);
+    assert_eq!(references.len(), 2);
+    assert!(full["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "pending_approval"));
+
+    batch_rounds(&app, 5).await;
+    let executed = app.executions("east").await;
+    assert!(references.iter().all(|r| !executed.contains_key(r)));
+
+    // The maker never approves their own batch; a client token never approves.
+    let (s, v) = decide_batch(&app, &maker, &id, "approve", "b-maker").await;
     assert_eq!(
         (s, v["code"].as_str()),
-        (422, Some("approval_required")),
+        (403, Some("insufficient_scope")),
         "{v}"
     );
-    assert_eq!(v["field"], "body.control_sum");
-    let (_, list) = app.get("/v1/payment-batches", &erp).await;
-    assert_eq!(list["items"], json!([]), "nothing stored");
-    rounds(&app, 3).await;
+    let (s, v) = decide_batch(&app, &erp, &id, "approve", "b-erp").await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (403, Some("user_token_required")),
+        "{v}"
+    );
+
+    let (s, v) = decide_batch(&app, &a1, &id, "approve", "b-a1").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "pending_approval", "{v}");
+    assert_eq!(v["approvals"]["given"][0]["user"], "user:approver1");
+    // Replayed, and a second approval by the same person.
+    for request in ["b-a1", "b-a1-again"] {
+        let (s, v) = decide_batch(&app, &a1, &id, "approve", request).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (409, Some("already_decided")),
+            "{v}"
+        );
+    }
+    batch_rounds(&app, 5).await;
+    let executed = app.executions("east").await;
+    assert!(
+        references.iter().all(|r| !executed.contains_key(r)),
+        "one approval of two sends nothing"
+    );
+
+    let (s, v) = decide_batch(&app, &a2, &id, "approve", "b-a2").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "queued", "{v}");
+    let done = drive_batch_to(&app, &maker, &id, "completed").await;
+    let given: Vec<&str> = done["approvals"]["given"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(given, ["user:approver1", "user:approver2"]);
+    let executed = app.executions("east").await;
+    for r in &references {
+        assert_eq!(executed.get(r), Some(&1), "item {r} paid once");
+    }
+    // Decided for good.
+    let (s, v) = decide_batch(&app, &a1, &id, "decline", "b-late").await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (409, Some("not_pending_approval")),
+        "{v}"
+    );
+
+    // Every decision, and every refusal, is in the audit log.
+    let auditor = app.token_for(&app.erp, Some("audit:read")).await;
+    let (s, audit) = app
+        .get(&format!("/v1/audit?object=payment_batch:{id}"), &auditor)
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    let actions: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("payment_batch.create", "created"),
+        ("payment_batch.approve", "approved"),
+        ("payment_batch.approve", "refused"),
+        ("payment_batch.release", "queued"),
+        ("payment_batch.decline", "refused"),
+    ] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, o)| (a.as_str(), o.as_str()) == want),
+            "{want:?} in {actions:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_declined_batch_never_reaches_the_bank() {
+    let app = spawn().await;
+    let a1 = login(&app, "approver1").await;
+    let erp = app.token_for(&app.erp, None).await;
+    // The ERP acts for the maker.
+    let mut b = two_item_batch("900000.00", "1800000.00");
+    b["on_behalf_of"] = json!("maker");
+    let (s, big) = create_batch(&app, &erp, "big", &b).await;
+    assert_eq!(s, 201, "{big}");
+    assert_eq!(big["status"], "pending_approval", "{big}");
+    assert_eq!(big["on_behalf_of"], "user:maker");
+    let id = big["id"].as_str().unwrap().to_owned();
+
+    let (s, v) = decide_batch(&app, &a1, &id, "decline", "b-no").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "declined", "{v}");
+    assert_eq!(v["approvals"]["declined_by"], "user:approver1");
+    assert_eq!(v["items_by_status"], json!({"cancelled": 2}));
+    assert!(v["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "declined"));
+    batch_rounds(&app, 5).await;
     assert!(app.executions("east").await.is_empty());
-    // Exactly the threshold is not above it.
-    let (s, v) = post(
-        "small",
-        batch(
-            vec![
-                item("500000.00", "6222021234567890"),
-                item("500000.00", "6222021234567891"),
-            ],
-            "1000000.00",
-        ),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
+    let a2 = login(&app, "approver2").await;
+    let (s, v) = decide_batch(&app, &a2, &id, "approve", "b-yes").await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (409, Some("not_pending_approval")),
+        "{v}"
+    );
+    let (_, list) = app.get("/v1/payment-batches?status=declined", &erp).await;
+    assert_eq!(list["items"][0]["id"], id.as_str(), "{list}");
+    // A batch that needs no approval takes no decisions.
+    let (s, small) = create_batch(&app, &erp, "small", &two_item_batch("1.00", "2.00")).await;
+    assert_eq!(s, 201, "{small}");
+    let small_id = small["id"].as_str().unwrap();
+    let (s, v) = decide_batch(&app, &a1, small_id, "approve", "b-small").await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (409, Some("not_pending_approval")),
+        "{v}"
+    );
     app.stop().await;
 }

@@ -61,8 +61,8 @@ impl BatchTx for PgPayments<'_> {
             "INSERT INTO payment_batches \
                (id, client_id, debtor_account_id, currency, kind, requested_execution_date, \
                 item_count, control_sum_minor, chunk_count, business_reference, status, \
-                event_seq, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', 0, $11, $11) \
+                event_seq, created_at, updated_at, approvals_required, on_behalf_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', 0, $11, $11, $12, $13) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&b.id)
@@ -76,6 +76,8 @@ impl BatchTx for PgPayments<'_> {
         .bind(b.chunk_count)
         .bind(&b.business_reference)
         .bind(at)
+        .bind(i32::try_from(b.approvals_required).unwrap_or(i32::MAX))
+        .bind(&b.on_behalf_of)
         .execute(&mut *self.conn)
         .await
         .map_err(err)?;
@@ -535,6 +537,8 @@ fn batch_from_row(row: &PgRow) -> Result<StoredBatch, StoreError> {
         event_seq: codec::column(row, T, "event_seq")?,
         created_at: codec::column(row, T, "created_at")?,
         updated_at: codec::column(row, T, "updated_at")?,
+        approvals_required: i64::from(codec::column::<_, i32>(row, T, "approvals_required")?),
+        on_behalf_of: codec::column(row, T, "on_behalf_of")?,
     }
     .into_domain()
 }

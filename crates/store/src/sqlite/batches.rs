@@ -58,8 +58,8 @@ impl BatchTx for SqlitePayments<'_> {
             "INSERT INTO payment_batches \
                (id, client_id, debtor_account_id, currency, kind, requested_execution_date, \
                 item_count, control_sum_minor, chunk_count, business_reference, status, \
-                event_seq, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'received', 0, ?11, ?11) \
+                event_seq, created_at, updated_at, approvals_required, on_behalf_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'received', 0, ?11, ?11, ?12, ?13) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&b.id)
@@ -73,6 +73,8 @@ impl BatchTx for SqlitePayments<'_> {
         .bind(b.chunk_count)
         .bind(&b.business_reference)
         .bind(codec::instant_text(at))
+        .bind(b.approvals_required)
+        .bind(&b.on_behalf_of)
         .execute(&mut *self.conn)
         .await
         .map_err(err)?;
@@ -520,6 +522,8 @@ fn batch_from_row(row: &SqliteRow) -> Result<StoredBatch, StoreError> {
         event_seq: codec::column(row, T, "event_seq")?,
         created_at: instant(row, T, "created_at")?,
         updated_at: instant(row, T, "updated_at")?,
+        approvals_required: codec::column(row, T, "approvals_required")?,
+        on_behalf_of: codec::column(row, T, "on_behalf_of")?,
     }
     .into_domain()
 }

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use store::{
-    ApprovalDecision, ApprovalObject, Decision, DecisionOutcome, InitialStep, NewPayment, Store,
+    ApprovalDecision, ApprovalObject, BatchDecisionOutcome, Decision, DecisionOutcome, InitialStep,
+    NewBatch, NewPayment, Store, StoredBatch,
 };
 
+use crate::batches::{create as create_batch, new_batch};
 use crate::payments::{create_for_suite, instruction_for_suite};
 use crate::{all_audit, instant, record, TestDb};
 
@@ -215,5 +217,182 @@ pub(crate) async fn approvals_concurrent_approvers_each_count_and_queue_once(db:
             .filter(|h| h.to_status == "queued")
             .count();
         assert_eq!(to_queued, 1);
+    }
+}
+
+/// Three items in two chunks, waiting for `required` approvals.
+fn pending_batch(required: u8) -> NewBatch {
+    let mut new = new_batch(&[100_000_000, 60_000_000, 50_000_000], 2, 210_000_000);
+    new.approvals_required = required;
+    new.on_behalf_of = Some("user:maker".to_owned());
+    new.chunk_status = "pending_approval".to_owned();
+    new.cause = "approval_required".to_owned();
+    new.next_attempt_at = None;
+    new
+}
+
+async fn decide_batch(
+    store: &Arc<dyn Store>,
+    id: &str,
+    who: &str,
+    what: Decision,
+    at_s: i64,
+) -> BatchDecisionOutcome {
+    store
+        .decide_batch(
+            ApprovalDecision {
+                object: ApprovalObject::Batch,
+                ..decision(id, who, what, at_s)
+            },
+            store::NewAuditRecord {
+                at: instant(at_s, 0),
+                ..record(who, &format!("payment_batch.{}", what.as_str()), "batch")
+            },
+        )
+        .await
+        .unwrap()
+}
+
+fn recorded(outcome: BatchDecisionOutcome) -> (StoredBatch, u32) {
+    match outcome {
+        BatchDecisionOutcome::Recorded { batch, approvals } => (*batch, approvals),
+        other => panic!("expected Recorded, got {other:?}"),
+    }
+}
+
+fn chunk_statuses(b: &StoredBatch) -> Vec<&str> {
+    b.chunks.iter().map(|c| c.status.as_str()).collect()
+}
+
+pub(crate) async fn approvals_the_last_required_approval_queues_every_chunk_of_a_batch(db: TestDb) {
+    let store = db.open().await;
+    let b = create_batch(store.as_ref(), pending_batch(2), "k").await;
+    assert_eq!(b.status, "pending_approval");
+    assert_eq!(b.approvals_required, 2);
+    assert_eq!(b.on_behalf_of.as_deref(), Some("user:maker"));
+    assert_eq!(chunk_statuses(&b), ["pending_approval", "pending_approval"]);
+    let id = b.id.as_str().to_owned();
+    // Nothing is due while it waits.
+    let due = store
+        .claim_due_chunks(
+            &["queued", "pending_approval"],
+            instant(50, 0),
+            "w",
+            1000,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "{due:?}");
+
+    let (after_one, approvals) =
+        recorded(decide_batch(&store, &id, "user:a1", Decision::Approve, 1).await);
+    assert_eq!(
+        (after_one.status.as_str(), approvals),
+        ("pending_approval", 1)
+    );
+    assert_eq!(
+        decide_batch(&store, &id, "user:a1", Decision::Approve, 2).await,
+        BatchDecisionOutcome::AlreadyDecided
+    );
+    assert_eq!(
+        decide_batch(&store, &id, "user:a1", Decision::Decline, 2).await,
+        BatchDecisionOutcome::AlreadyDecided,
+        "a person's second word, even a different one, does not count"
+    );
+    let (queued, approvals) =
+        recorded(decide_batch(&store, &id, "user:a2", Decision::Approve, 3).await);
+    assert_eq!((queued.status.as_str(), approvals), ("queued", 2));
+    assert_eq!(chunk_statuses(&queued), ["queued", "queued"]);
+    assert!(queued
+        .chunks
+        .iter()
+        .all(|c| c.next_attempt_at == Some(instant(3, 0))));
+    assert_eq!(
+        decide_batch(&store, &id, "user:a3", Decision::Decline, 4).await,
+        BatchDecisionOutcome::NotPending {
+            status: "queued".to_owned()
+        }
+    );
+    let due = store
+        .claim_due_chunks(&["queued"], instant(5, 0), "w", 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    let decisions = store
+        .approval_decisions(ApprovalObject::Batch, &id)
+        .await
+        .unwrap();
+    let people: Vec<&str> = decisions.iter().map(|d| d.decided_by.as_str()).collect();
+    assert_eq!(people, ["user:a1", "user:a2"]);
+    // The decisions, and the release, are audited in the same transactions.
+    let actions: Vec<String> = all_audit(store.as_ref())
+        .await
+        .into_iter()
+        .map(|r| r.action)
+        .filter(|a| a.starts_with("payment_batch."))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "payment_batch.approve",
+            "payment_batch.approve",
+            "payment_batch.release"
+        ]
+    );
+}
+
+pub(crate) async fn approvals_a_declined_batch_cancels_every_item_and_sends_nothing(db: TestDb) {
+    let store = db.open().await;
+    let b = create_batch(store.as_ref(), pending_batch(1), "k").await;
+    let id = b.id.as_str().to_owned();
+    let (declined, _) = recorded(decide_batch(&store, &id, "user:a1", Decision::Decline, 1).await);
+    assert_eq!(declined.status, "declined");
+    assert_eq!(chunk_statuses(&declined), ["declined", "declined"]);
+    assert_eq!(declined.item_counts, [("cancelled".to_owned(), 3)]);
+    assert_eq!(
+        decide_batch(&store, &id, "user:a2", Decision::Approve, 2).await,
+        BatchDecisionOutcome::NotPending {
+            status: "declined".to_owned()
+        }
+    );
+    let due = store
+        .claim_due_chunks(&["queued", "declined"], instant(50, 0), "w", 1000, 10)
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "{due:?}");
+    let unknown = domain::BatchId::generate(&domain::OsRandom);
+    assert_eq!(
+        decide_batch(&store, unknown.as_str(), "user:a2", Decision::Approve, 3).await,
+        BatchDecisionOutcome::NotFound
+    );
+    // A payment decision is not taken for a batch, nor the other way round.
+    assert!(store
+        .decide_batch(
+            decision(&id, "user:a3", Decision::Approve, 4),
+            record("user:a3", "payment_batch.approve", "batch"),
+        )
+        .await
+        .is_err());
+}
+
+pub(crate) async fn approvals_concurrent_batch_approvers_each_count_and_queue_once(db: TestDb) {
+    let store = db.open().await;
+    for round in 0..5 {
+        let b = create_batch(store.as_ref(), pending_batch(2), &format!("k{round}")).await;
+        let id = b.id.as_str().to_owned();
+        let (a, c) = tokio::join!(
+            decide_batch(&store, &id, "user:a1", Decision::Approve, 1),
+            decide_batch(&store, &id, "user:a2", Decision::Approve, 1),
+        );
+        let statuses: Vec<String> = [a, c].into_iter().map(|o| recorded(o).0.status).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| s.as_str() == "queued").count(),
+            1,
+            "{statuses:?}"
+        );
+        let stored = store.get_batch(&b.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, "queued");
+        assert_eq!(chunk_statuses(&stored), ["queued", "queued"]);
     }
 }

@@ -21,7 +21,7 @@ fn reference(tag: &str) -> BankReference {
 }
 
 /// A batch of `amounts` (minor units, CNY) in chunks of `chunk_size`.
-fn new_batch(amounts: &[i64], chunk_size: usize, control_sum: i64) -> NewBatch {
+pub(crate) fn new_batch(amounts: &[i64], chunk_size: usize, control_sum: i64) -> NewBatch {
     let chunk_count = amounts.len().div_ceil(chunk_size);
     NewBatch {
         id: BatchId::generate(&OsRandom),
@@ -59,10 +59,12 @@ fn new_batch(amounts: &[i64], chunk_size: usize, control_sum: i64) -> NewBatch {
             })
             .collect(),
         next_attempt_at: Some(instant(0, 0)),
+        approvals_required: 0,
+        on_behalf_of: None,
     }
 }
 
-fn claim(key: &str, hash: &str) -> IdempotencyClaim {
+pub(crate) fn claim(key: &str, hash: &str) -> IdempotencyClaim {
     IdempotencyClaim {
         client_id: "erp".to_owned(),
         key: key.to_owned(),
@@ -73,14 +75,14 @@ fn claim(key: &str, hash: &str) -> IdempotencyClaim {
     }
 }
 
-fn audit(at_s: i64) -> NewAuditRecord {
+pub(crate) fn audit(at_s: i64) -> NewAuditRecord {
     NewAuditRecord {
         at: instant(at_s, 0),
         ..record("erp", "batch.create", "batch")
     }
 }
 
-async fn create(store: &dyn Store, new: NewBatch, key: &str) -> StoredBatch {
+pub(crate) async fn create(store: &dyn Store, new: NewBatch, key: &str) -> StoredBatch {
     match store
         .create_batch(new, claim(key, "h"), audit(10))
         .await
