@@ -246,7 +246,13 @@ impl CnXmlConnector {
         function: &'static str,
         call: impl std::future::Future<Output = Result<T, BankError>>,
     ) -> Result<T, BankError> {
-        transport::observed(&self.settings.bank_id, function, call).await
+        transport::observed(
+            &self.settings.bank_id,
+            function,
+            crate::exchange::Charset::Gb18030,
+            call,
+        )
+        .await
     }
 
     /// The request-level status of an answer, for reads: `0` passes,
@@ -279,6 +285,7 @@ impl CnXmlConnector {
             bank: self.bank(),
             reason: format!("{function} request cannot be encoded as GBK: {e}"),
         })?;
+        crate::exchange::note_request(&body);
         let response = self
             .client
             .post(self.endpoint.clone())
@@ -297,6 +304,7 @@ impl CnXmlConnector {
             });
         }
         let bytes = self.read_capped(response).await?;
+        crate::exchange::note_response(&bytes);
         let answer = decode(&bytes, &self.limits).map_err(|e| {
             self.protocol(format!("answer is not a well-formed cn-xml packet: {e}"))
         })?;

@@ -352,7 +352,13 @@ impl Iso20022Connector {
         order: &'static str,
         call: impl std::future::Future<Output = Result<T, BankError>>,
     ) -> Result<T, BankError> {
-        transport::observed(&self.settings.bank_id, order, call).await
+        transport::observed(
+            &self.settings.bank_id,
+            order,
+            crate::exchange::Charset::Utf8,
+            call,
+        )
+        .await
     }
 
     /// Sends one request and reads the whole answer under the byte cap.
@@ -374,6 +380,9 @@ impl Iso20022Connector {
                 .min(MAX_ERROR_DOCUMENT_BYTES)
         };
         let body = self.read_capped(response, cap).await;
+        if let Ok(body) = &body {
+            crate::exchange::note_response(body);
+        }
         match body {
             Ok(body) => Ok((status, body)),
             // An error document too large to be one is still the answer
@@ -419,6 +428,10 @@ impl Iso20022Connector {
     /// classified by [`classify_refusal`].
     async fn get(&self, order: &'static str, query: &[(&str, String)]) -> Result<Vec<u8>, Answer> {
         let url = self.url(order, query).map_err(Answer::Error)?;
+        // A GET has no body: what identifies the request is its path and query.
+        crate::exchange::note_request(
+            format!("GET {}?{}", url.path(), url.query().unwrap_or_default()).as_bytes(),
+        );
         let (status, body) = self
             .exchange(self.client.get(url))
             .await
@@ -682,6 +695,7 @@ impl Iso20022Connector {
     async fn upload(&self, message_id: &str, file: Vec<u8>) -> Result<Upload, BankError> {
         self.observed(ORDER_CREDIT_TRANSFER, async {
             let url = self.url(ORDER_CREDIT_TRANSFER, &[])?;
+            crate::exchange::note_request(&file);
             let request = self
                 .client
                 .post(url)

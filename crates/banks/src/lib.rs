@@ -16,6 +16,9 @@
 //!   (pain.001 up, pain.002 and camt.052/053 down); `iso20022::intake` what
 //!   pain.001 can carry, `iso20022::statements` balances and transactions
 //!   (C52/C53 paging), `iso20022::batch` batch chunks;
+//! - [`exchange`]: every call to a bank handed to an [`ExchangeSink`] the
+//!   gateway provides ([`exchange::observe`]), bodies masked in one place
+//!   ([`exchange::mask_body`]);
 //! - `transport`: what both connectors share about an HTTP call to a bank
 //!   (metrics, the capped read, reqwest failures sorted into [`BankError`]
 //!   kinds, bank text quoted in errors).
@@ -24,6 +27,7 @@
 //! full account number (see [`mask_account`]).
 
 pub mod cn_xml;
+pub mod exchange;
 pub mod iso20022;
 mod transport;
 
@@ -35,6 +39,7 @@ use domain::{
     AccountNumber, BankReference, Bic, BusinessDate, CnapsCode, CreditorType, Currency, Direction,
     EntryStatus, Money, Urgency,
 };
+pub use exchange::{BankExchange, ExchangeSink, ExchangeSubject, MaskedBody};
 
 /// The protocol families bankdirect knows. A bank in the config names one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

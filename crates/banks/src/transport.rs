@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::exchange::{self, Charset};
 use crate::{BankError, ConnectionSettings, UnknownCause};
 
 /// Idle connections kept per bank host, and for how long: a handful of warm
@@ -58,14 +59,17 @@ pub(crate) fn client_builder(settings: &ConnectionSettings) -> reqwest::ClientBu
 /// Counts and times one call (`bank_calls_total` by bank, function and
 /// outcome; `bank_call_duration_seconds` by bank and function) and logs its
 /// outcome. `function` is the family's name for the call: the cn-xml
-/// function code, the iso20022 order type.
+/// function code, the iso20022 order type. Under an observed connector
+/// ([`crate::exchange::observe`]) the call is also handed to its sink,
+/// with the bodies (written in `charset`) masked.
 pub(crate) async fn observed<T>(
     bank: &str,
     function: &'static str,
+    charset: Charset,
     call: impl Future<Output = Result<T, BankError>>,
 ) -> Result<T, BankError> {
     let started = Instant::now();
-    let result = call.await;
+    let result = exchange::recorded(function, charset, call).await;
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(_) => "ok",
