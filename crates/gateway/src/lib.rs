@@ -42,6 +42,7 @@ pub mod payment_batches;
 pub mod payment_intake;
 pub mod payments;
 pub mod problem;
+pub mod resolutions;
 pub mod routes;
 pub mod statements;
 pub mod timefmt;
@@ -132,7 +133,8 @@ pub struct AppParts {
         payments::get_payment,
         payments::list_payments,
         payments::cancel_payment,
-        payments::resolve_payment,
+        resolutions::resolve_payment,
+        resolutions::resolve_chunk,
         approvals::approve_payment,
         approvals::decline_payment,
         payment_batches::create_batch,
@@ -477,7 +479,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/payments/{id}/decline",
             post(approvals::decline_payment),
         )
-        .route("/v1/payments/{id}/resolve", post(payments::resolve_payment))
+        .route(
+            "/v1/payments/{id}/resolve",
+            post(resolutions::resolve_payment),
+        )
+        .route(
+            "/v1/payment-batches/{id}/chunks/{chunk_no}/resolve",
+            post(resolutions::resolve_chunk),
+        )
         .route(
             "/v1/payment-batches",
             post(payment_batches::create_batch)

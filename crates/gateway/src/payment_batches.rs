@@ -60,6 +60,10 @@ pub struct ChunkView {
     pub bank_batch_id: Option<String>,
     pub last_bank_code: Option<String>,
     pub last_bank_message: Option<String>,
+    /// The open four-eyes resolution proposal of a chunk in `needs_review`
+    /// (docs/approvals.md); only on `GET /v1/payment-batches/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_proposal: Option<crate::resolutions::ProposalView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -149,6 +153,7 @@ pub(crate) fn batch_view(
                     bank_batch_id: c.bank_batch_id.clone(),
                     last_bank_code: c.last_bank_code.clone(),
                     last_bank_message: c.last_bank_message.clone(),
+                    resolution_proposal: None,
                 })
                 .collect()
         }),
@@ -835,6 +840,7 @@ pub async fn get_batch(
     }
     let mut view = batch_view(&b, Some(&items), true);
     view.approvals = crate::approvals::batch_approvals(&state, &b).await?;
+    crate::resolutions::chunk_proposals(&state, &b, &mut view).await?;
     Ok(Json(view))
 }
 

@@ -90,6 +90,10 @@ pub struct PaymentView {
     /// Present on single-payment reads; absent in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryView>>,
+    /// The open four-eyes resolution proposal of a payment in `needs_review`,
+    /// waiting for a second operator (docs/approvals.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_proposal: Option<crate::resolutions::ProposalView>,
 }
 
 fn history_view(h: &PaymentHistoryEntry) -> HistoryView {
@@ -144,6 +148,7 @@ pub(crate) fn payment_view(
         created_at: p.created_at,
         updated_at: p.updated_at,
         history: history.map(|h| h.iter().map(history_view).collect()),
+        resolution_proposal: None,
     }
 }
 
@@ -582,6 +587,7 @@ pub async fn get_payment(
         .map_err(|e| ApiError::storage(&e))?;
     let mut view = payment_view(&p, Some(&history));
     view.approvals = crate::approvals::payment_approvals(&state, &p).await?;
+    view.resolution_proposal = crate::resolutions::payment_proposal(&state, &p).await?;
     Ok(Json(view))
 }
 
@@ -865,117 +871,6 @@ pub async fn cancel_payment(
             ),
             other => conflict_from_store(&other),
         })?;
-    let history = state
-        .store
-        .payment_history(&updated.instruction.id)
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
-    Ok(Json(payment_view(&updated, Some(&history))))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct Resolution {
-    /// `accepted` (the bank has it), `failed` (it did not and will not), or
-    /// `queued` (send it again, same reference).
-    pub decision: String,
-    /// Why: what the operator checked (kept in the history and audit).
-    pub reason: String,
-}
-
-/// An operator resolves a payment in `needs_review`. Needs `admin`. (The
-/// second person's approval of a resolution comes with approvals.)
-#[utoipa::path(post, path = "/v1/payments/{id}/resolve", tag = "payments",
-    params(("id" = String, Path, description = "Payment id")),
-    request_body = Resolution,
-    responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["admin"])))]
-pub async fn resolve_payment(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<PaymentView>, ApiError> {
-    caller.require(Scope::Admin)?;
-    let resolution: Resolution = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("expected {{\"decision\", \"reason\"}}: {e}"),
-        )
-        .with_field("body")
-    })?;
-    let to = match resolution.decision.as_str() {
-        "accepted" => PaymentStatus::Accepted,
-        "failed" => PaymentStatus::Failed,
-        "queued" => PaymentStatus::Queued,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_decision",
-                "decision must be accepted, failed or queued",
-            )
-            .with_field("body.decision"))
-        }
-    };
-    let reason = resolution.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_reason",
-            "reason must say what was checked (1 to 500 characters)",
-        )
-        .with_field("body.reason"));
-    }
-    let p = visible_payment(&state, &caller, &id).await?;
-    let from =
-        PaymentStatus::parse(&p.status).map_err(|e| ApiError::internal("stored status", &e))?;
-    domain::transition(from, to, TransitionCause::OperatorDecision).map_err(|e| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_transition",
-            format!("a payment in {from} cannot be resolved to {to}: {e}"),
-        )
-    })?;
-    let now = state.clock.now();
-    let updated = state
-        .store
-        .transition_payment(
-            &p.instruction.id,
-            TransitionGuard {
-                from_status: p.status.clone(),
-                fencing_token: None,
-            },
-            PaymentChange {
-                to_status: to.as_str().to_owned(),
-                cause: TransitionCause::OperatorDecision.as_str().to_owned(),
-                bank_code: None,
-                bank_message: Some(reason.to_owned()),
-                bank_payment_id: None,
-                mark_sent: false,
-                next_attempt_at: match to {
-                    PaymentStatus::Queued | PaymentStatus::Accepted => Some(now),
-                    _ => None,
-                },
-                release_lease: true,
-            },
-            store::Actor {
-                name: caller.actor(),
-                request_id: request_id(&headers),
-            },
-            NewAuditRecord {
-                at: now,
-                actor: caller.actor(),
-                action: "payment.resolve".to_owned(),
-                object: format!("payment:{}", p.instruction.id),
-                request_id: request_id(&headers),
-                outcome: to.as_str().to_owned(),
-                details: serde_json::json!({ "from": p.status, "reason": reason }),
-            },
-        )
-        .await
-        .map_err(|e| conflict_from_store(&e))?;
-    state.dispatcher_wake.notify_one();
     let history = state
         .store
         .payment_history(&updated.instruction.id)

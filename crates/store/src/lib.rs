@@ -50,6 +50,7 @@ pub mod failpoints;
 mod model;
 mod payments;
 mod postgres;
+mod resolutions;
 mod sqlite;
 mod statements;
 mod webhooks;
@@ -70,6 +71,9 @@ pub use batches::{
     StoredChunk, BATCH_ITEMS_MAX, BATCH_ITEMS_PAGE_MAX, BATCH_QUERY_MAX_LIMIT,
 };
 pub use error::StoreError;
+pub use resolutions::{
+    ProposalOutcome, ResolutionObject, ResolutionProposal, RESOLUTION_REASON_MAX_CHARS,
+};
 
 /// Most decisions `approval_decisions` returns: more people than any rule can ask for.
 pub const APPROVAL_DECISIONS_MAX: i64 = 256;
@@ -316,6 +320,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         decision: ApprovalDecision,
         audit: NewAuditRecord,
     ) -> Result<BatchDecisionOutcome, StoreError>;
+
+    /// In ONE transaction: proposes a resolution of a payment or chunk in `needs_review`
+    /// (docs/approvals.md, four eyes). With no open proposal for the object, or one with
+    /// another decision or about another `snapshot`, `proposal` becomes the open one and
+    /// `audit` is appended ([`ProposalOutcome::Stored`]); the same person proposing the same
+    /// again writes nothing ([`ProposalOutcome::AlreadyProposed`]); another person proposing
+    /// the same decision about the same snapshot removes the open proposal and returns it
+    /// ([`ProposalOutcome::Confirmed`], `audit` not written): the caller then applies it.
+    async fn propose_resolution(
+        &self,
+        proposal: ResolutionProposal,
+        audit: NewAuditRecord,
+    ) -> Result<ProposalOutcome, StoreError>;
+
+    /// The open resolution proposal of the object, if any.
+    async fn resolution_proposal(
+        &self,
+        object: ResolutionObject,
+        id: &str,
+    ) -> Result<Option<ResolutionProposal>, StoreError>;
 
     /// Every decision on the object, oldest first (at most [`APPROVAL_DECISIONS_MAX`]).
     async fn approval_decisions(

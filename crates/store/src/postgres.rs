@@ -42,6 +42,7 @@ mod batches;
 mod chain;
 mod events;
 mod payments;
+mod resolutions;
 mod statements;
 mod webhooks;
 
@@ -867,6 +868,38 @@ impl Store for PgStore {
             })
         })
         .await
+    }
+
+    async fn propose_resolution(
+        &self,
+        proposal: crate::ResolutionProposal,
+        audit: NewAuditRecord,
+    ) -> Result<crate::ProposalOutcome, StoreError> {
+        let (proposal, audit) = crate::resolutions::proposal_rows(proposal, audit)?;
+        self.write("proposing a resolution", move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::PgPayments { conn };
+                crate::resolutions::propose(&mut tx, &proposal, &audit).await
+            })
+        })
+        .await
+    }
+
+    async fn resolution_proposal(
+        &self,
+        object: crate::ResolutionObject,
+        id: &str,
+    ) -> Result<Option<crate::ResolutionProposal>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM resolution_proposals WHERE object_kind = $1 AND object_id = $2",
+            crate::resolutions::PROPOSAL_COLUMNS
+        ))
+        .bind(object.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading a resolution proposal", e))?;
+        row.as_ref().map(resolutions::proposal_from_row).transpose()
     }
 
     async fn approval_decisions(

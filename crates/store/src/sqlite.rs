@@ -11,6 +11,7 @@ mod chain;
 mod direct;
 mod events;
 mod payments;
+mod resolutions;
 mod statements;
 mod webhooks;
 mod writer;
@@ -1077,6 +1078,38 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn propose_resolution(
+        &self,
+        proposal: crate::ResolutionProposal,
+        audit: NewAuditRecord,
+    ) -> Result<crate::ProposalOutcome, StoreError> {
+        let (proposal, audit) = crate::resolutions::proposal_rows(proposal, audit)?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut tx = payments::SqlitePayments { conn };
+                crate::resolutions::propose(&mut tx, &proposal, &audit).await
+            })
+        })
+        .await
+    }
+
+    async fn resolution_proposal(
+        &self,
+        object: crate::ResolutionObject,
+        id: &str,
+    ) -> Result<Option<crate::ResolutionProposal>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM resolution_proposals WHERE object_kind = ? AND object_id = ?",
+            crate::resolutions::PROPOSAL_COLUMNS
+        ))
+        .bind(object.as_str())
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(|e| statement_error(BACKEND, "reading a resolution proposal", e))?;
+        row.as_ref().map(resolutions::proposal_from_row).transpose()
     }
 
     async fn approval_decisions(

@@ -259,6 +259,8 @@ suite!(
     approvals_the_last_required_approval_queues_every_chunk_of_a_batch,
     approvals_a_declined_batch_cancels_every_item_and_sends_nothing,
     approvals_concurrent_batch_approvers_each_count_and_queue_once,
+    resolutions_need_two_people_agreeing_on_one_state,
+    resolutions_two_confirmers_at_once_confirm_once,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only

@@ -12,6 +12,7 @@ mod balances;
 mod batches;
 mod ops;
 mod payments;
+mod resolutions;
 mod totp;
 mod transactions;
 mod webhooks;

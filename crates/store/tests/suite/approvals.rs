@@ -1,12 +1,14 @@
 //! Approval decisions, generic over the backend: stored once per person, the last required
 //! approval queues the payment (through `approved`) in the same transaction, a decline ends
-//! it, and nothing is written for a second decision or a payment not waiting.
+//! it, and nothing is written for a second decision or a payment not waiting. Batches
+//! likewise, and the four-eyes resolution proposals of `needs_review`.
 
 use std::sync::Arc;
 
 use store::{
     ApprovalDecision, ApprovalObject, BatchDecisionOutcome, Decision, DecisionOutcome, InitialStep,
-    NewBatch, NewPayment, Store, StoredBatch,
+    NewBatch, NewPayment, ProposalOutcome, ResolutionObject, ResolutionProposal, Store,
+    StoredBatch,
 };
 
 use crate::batches::{create as create_batch, new_batch};
@@ -394,5 +396,116 @@ pub(crate) async fn approvals_concurrent_batch_approvers_each_count_and_queue_on
         let stored = store.get_batch(&b.id).await.unwrap().unwrap();
         assert_eq!(stored.status, "queued");
         assert_eq!(chunk_statuses(&stored), ["queued", "queued"]);
+    }
+}
+
+fn proposal(who: &str, decision: &str, snapshot: &str, at_s: i64) -> ResolutionProposal {
+    ResolutionProposal {
+        object: ResolutionObject::Payment,
+        object_id: "pay_review".to_owned(),
+        decision: decision.to_owned(),
+        reason: format!("{who} checked the statement"),
+        proposed_by: who.to_owned(),
+        snapshot: snapshot.to_owned(),
+        request_id: Some(format!("req-{who}")),
+        at: instant(at_s, 0),
+    }
+}
+
+async fn propose(store: &Arc<dyn Store>, p: ResolutionProposal) -> ProposalOutcome {
+    let who = p.proposed_by.clone();
+    store
+        .propose_resolution(p, record(&who, "payment.resolve", "payment:pay_review"))
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn resolutions_need_two_people_agreeing_on_one_state(db: TestDb) {
+    let store = db.open().await;
+    assert_eq!(
+        propose(&store, proposal("user:a", "failed", "version:3", 1)).await,
+        ProposalOutcome::Stored { replaced: None }
+    );
+    let open = store
+        .resolution_proposal(ResolutionObject::Payment, "pay_review")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (open.proposed_by.as_str(), open.decision.as_str()),
+        ("user:a", "failed")
+    );
+    // The same person again is not a second pair of eyes.
+    assert!(matches!(
+        propose(&store, proposal("user:a", "failed", "version:3", 2)).await,
+        ProposalOutcome::AlreadyProposed(_)
+    ));
+    // Another decision, or the same about another state, replaces the open proposal.
+    match propose(&store, proposal("user:b", "queued", "version:3", 3)).await {
+        ProposalOutcome::Stored {
+            replaced: Some(old),
+        } => assert_eq!(old.proposed_by, "user:a"),
+        other => panic!("{other:?}"),
+    }
+    match propose(&store, proposal("user:a", "queued", "version:4", 4)).await {
+        ProposalOutcome::Stored {
+            replaced: Some(old),
+        } => assert_eq!(old.snapshot, "version:3"),
+        other => panic!("{other:?}"),
+    }
+    // Another person, same decision, same state: confirmed, and the proposal is gone.
+    match propose(&store, proposal("user:c", "queued", "version:4", 5)).await {
+        ProposalOutcome::Confirmed(p) => {
+            assert_eq!((p.proposed_by.as_str(), p.at), ("user:a", instant(4, 0)))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .resolution_proposal(ResolutionObject::Payment, "pay_review")
+            .await
+            .unwrap(),
+        None
+    );
+    // Stored proposals are audited; the refusal and the confirmation write nothing here.
+    let proposals = all_audit(store.as_ref())
+        .await
+        .into_iter()
+        .filter(|r| r.action == "payment.resolve")
+        .count();
+    assert_eq!(proposals, 3);
+    // Bad input is refused before anything is written.
+    assert!(store
+        .propose_resolution(
+            proposal("user:a", "settled", "version:4", 6),
+            record("user:a", "payment.resolve", "payment:pay_review"),
+        )
+        .await
+        .is_err());
+}
+
+pub(crate) async fn resolutions_two_confirmers_at_once_confirm_once(db: TestDb) {
+    let store = db.open().await;
+    for round in 0..5 {
+        let snapshot = format!("version:{round}");
+        propose(&store, proposal("user:a", "failed", &snapshot, 1)).await;
+        let (x, y) = tokio::join!(
+            propose(&store, proposal("user:b", "failed", &snapshot, 2)),
+            propose(&store, proposal("user:c", "failed", &snapshot, 2)),
+        );
+        let confirmed = [&x, &y]
+            .iter()
+            .filter(|o| matches!(o, ProposalOutcome::Confirmed(_)))
+            .count();
+        assert_eq!(confirmed, 1, "{x:?} {y:?}");
+        // The other found no open proposal and left its own, which the next round's
+        // proposal (about a newer state) replaces.
+        let left = store
+            .resolution_proposal(ResolutionObject::Payment, "pay_review")
+            .await
+            .unwrap();
+        if let Some(open) = left {
+            assert_ne!(open.proposed_by, "user:a");
+        }
     }
 }
