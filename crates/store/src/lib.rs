@@ -46,6 +46,7 @@ mod batches;
 mod codec;
 mod error;
 mod events;
+mod exchanges;
 pub mod failpoints;
 mod model;
 mod payments;
@@ -78,6 +79,10 @@ pub use resolutions::{
 /// Most decisions `approval_decisions` returns: more people than any rule can ask for.
 pub const APPROVAL_DECISIONS_MAX: i64 = 256;
 pub use events::{EventQuery, EventType, StoredEvent, EVENT_DATA_MAX_BYTES, EVENT_QUERY_MAX_LIMIT};
+pub use exchanges::{
+    NewBankExchange, StoredBankExchange, BANK_EXCHANGE_BODY_MAX_BYTES, BANK_EXCHANGE_LIST_MAX,
+    BANK_EXCHANGE_REFERENCES_MAX, BANK_EXCHANGE_TEXT_MAX_CHARS,
+};
 pub use model::{
     AuditQuery, AuditRecord, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,
     IngestReport, NewAuditRecord, StoreOptions, StoredEntry, SyncState, ACCOUNT_ID_MAX_CHARS,
@@ -606,6 +611,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
         audit: NewAuditRecord,
     ) -> Result<u64, StoreError>;
+
+    // --- Bank exchanges (`exchanges.rs`) ------------------------------------------------
+
+    /// In ONE transaction: stores one exchange with a bank (masked bodies and all its
+    /// references) and appends `audit` with `exchange_id` (the new row's id) added to its
+    /// details, which must be a JSON object. Returns the id.
+    async fn record_bank_exchange(
+        &self,
+        exchange: NewBankExchange,
+        audit: NewAuditRecord,
+    ) -> Result<i64, StoreError>;
+
+    /// The exchange `id`, if stored.
+    async fn get_bank_exchange(&self, id: i64) -> Result<Option<StoredBankExchange>, StoreError>;
+
+    /// The exchanges naming `reference`, oldest first, at most
+    /// `min(limit, BANK_EXCHANGE_LIST_MAX)` (0: the maximum).
+    async fn bank_exchanges_by_reference(
+        &self,
+        reference: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredBankExchange>, StoreError>;
+
+    /// What a business reference belongs to, as an audit object: `payment:<id>` or
+    /// `payment_batch:<id>` (a chunk's); `None` when no payment or chunk carries it.
+    async fn bank_reference_object(&self, reference: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Opens the store named by `url`:

@@ -41,6 +41,7 @@ use crate::{
 mod batches;
 mod chain;
 mod events;
+mod exchanges;
 mod payments;
 mod resolutions;
 mod statements;
@@ -1286,6 +1287,32 @@ impl Store for PgStore {
     ) -> Result<u64, StoreError> {
         let audit = AuditRow::new(audit)?;
         webhooks::redrive(self, webhook_id.to_owned(), delivery_id, now, audit).await
+    }
+    async fn record_bank_exchange(
+        &self,
+        exchange: crate::NewBankExchange,
+        audit: NewAuditRecord,
+    ) -> Result<i64, StoreError> {
+        exchanges::record(self, exchange, audit).await
+    }
+
+    async fn get_bank_exchange(
+        &self,
+        id: i64,
+    ) -> Result<Option<crate::StoredBankExchange>, StoreError> {
+        exchanges::get(self, id).await
+    }
+
+    async fn bank_exchanges_by_reference(
+        &self,
+        reference: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredBankExchange>, StoreError> {
+        exchanges::by_reference(self, reference, limit).await
+    }
+
+    async fn bank_reference_object(&self, reference: &str) -> Result<Option<String>, StoreError> {
+        exchanges::reference_object(self, reference).await
     }
 }
 

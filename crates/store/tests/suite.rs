@@ -261,6 +261,9 @@ suite!(
     approvals_concurrent_batch_approvers_each_count_and_queue_once,
     resolutions_need_two_people_agreeing_on_one_state,
     resolutions_two_confirmers_at_once_confirm_once,
+    exchanges_are_stored_with_their_audit_record,
+    exchanges_refused_leave_no_audit_record,
+    exchanges_references_resolve_to_their_payment,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only
@@ -292,6 +295,10 @@ use audit_chain::*;
 #[path = "suite/approvals.rs"]
 mod approvals;
 use approvals::*;
+
+#[path = "suite/exchanges.rs"]
+mod exchanges;
+use exchanges::*;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

@@ -1,0 +1,158 @@
+//! Bank exchanges, generic over the backend (listed in the `suite!` of `suite.rs`): the row,
+//! its references and its `bank.exchange` audit record commit together; read back by id and
+//! by reference; a refused row leaves no audit record; references resolve to the payment or
+//! batch they belong to.
+
+use serde_json::json;
+use store::{
+    NewAuditRecord, NewBankExchange, StoreError, BANK_EXCHANGE_BODY_MAX_BYTES,
+    BANK_EXCHANGE_LIST_MAX,
+};
+
+use crate::payments::create_one;
+use crate::{all_audit, instant, TestDb};
+
+fn exchange(function: &str, references: &[&str]) -> NewBankExchange {
+    NewBankExchange {
+        at: instant(5, 123_456),
+        bank_id: "cmb".into(),
+        connection_id: "cmb-main".into(),
+        function: function.into(),
+        references: references.iter().map(|r| r.to_string()).collect(),
+        outcome: "ok".into(),
+        bank_code: None,
+        elapsed_ms: 42,
+        request_masked: Some("<DBTACC>***********0001</DBTACC><CRTNAM>上海示例</CRTNAM>".into()),
+        request_truncated: false,
+        response_masked: None,
+        response_truncated: true,
+    }
+}
+
+fn audit(object: &str) -> NewAuditRecord {
+    NewAuditRecord {
+        at: instant(5, 123_456),
+        actor: "bank:cmb".into(),
+        action: "bank.exchange".into(),
+        object: object.into(),
+        request_id: None,
+        outcome: "ok".into(),
+        details: json!({"function": "SubmitPayment", "elapsed_ms": 42}),
+    }
+}
+
+pub(crate) async fn exchanges_are_stored_with_their_audit_record(db: TestDb) {
+    let store = db.open().await;
+    let id = store
+        .record_bank_exchange(
+            exchange("SubmitPayment", &["REF-1", "REF-2", "REF-1"]),
+            audit("payment:x"),
+        )
+        .await
+        .unwrap();
+    let stored = store.get_bank_exchange(id).await.unwrap().expect("stored");
+    assert_eq!(stored.id, id);
+    assert_eq!(stored.at, instant(5, 123_456));
+    assert_eq!(stored.function, "SubmitPayment");
+    assert_eq!(stored.reference.as_deref(), Some("REF-1"));
+    assert_eq!(stored.elapsed_ms, 42);
+    assert_eq!(
+        stored.request_masked.as_deref(),
+        Some("<DBTACC>***********0001</DBTACC><CRTNAM>上海示例</CRTNAM>")
+    );
+    assert!(!stored.request_truncated);
+    assert_eq!(stored.response_masked, None);
+    assert!(stored.response_truncated);
+
+    let records = all_audit(store.as_ref()).await;
+    let record = records.last().unwrap();
+    assert_eq!(record.action, "bank.exchange");
+    assert_eq!(record.object, "payment:x");
+    assert_eq!(record.details["exchange_id"], json!(id));
+    assert_eq!(record.details["function"], "SubmitPayment");
+
+    let second = store
+        .record_bank_exchange(exchange("QueryPayment", &["REF-2"]), audit("payment:y"))
+        .await
+        .unwrap();
+    assert!(second > id);
+    let of_two: Vec<i64> = store
+        .bank_exchanges_by_reference("REF-2", 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(of_two, vec![id, second]);
+    let limited = store.bank_exchanges_by_reference("REF-2", 1).await.unwrap();
+    assert_eq!(limited.len(), 1);
+    assert!(store
+        .bank_exchanges_by_reference("REF-9", BANK_EXCHANGE_LIST_MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .get_bank_exchange(second + 100)
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+}
+
+pub(crate) async fn exchanges_refused_leave_no_audit_record(db: TestDb) {
+    let store = db.open().await;
+    let before = all_audit(store.as_ref()).await.len();
+    let mut too_big = exchange("C53", &[]);
+    too_big.response_masked = Some("x".repeat(BANK_EXCHANGE_BODY_MAX_BYTES + 1));
+    let mut not_object = audit("bank:cmb");
+    not_object.details = json!(["a"]);
+    let mut empty_function = exchange("", &[]);
+    empty_function.bank_id = "cmb".into();
+    for (new, audit) in [
+        (too_big, audit("bank:cmb")),
+        (exchange("C53", &[]), not_object),
+        (empty_function, audit("bank:cmb")),
+    ] {
+        let refused = store.record_bank_exchange(new, audit).await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(all_audit(store.as_ref()).await.len(), before);
+    // An exchange without references or bodies is fine.
+    let mut bare = exchange("HTD", &[]);
+    bare.request_masked = None;
+    let id = store
+        .record_bank_exchange(bare, audit("bank:cmb"))
+        .await
+        .unwrap();
+    let stored = store.get_bank_exchange(id).await.unwrap().unwrap();
+    assert_eq!(stored.reference, None);
+    assert_eq!(stored.request_masked, None);
+    store.close().await;
+}
+
+pub(crate) async fn exchanges_references_resolve_to_their_payment(db: TestDb) {
+    let store = db.open().await;
+    let p = create_one(store.as_ref(), "main", 12_345, "bx-1", 10).await;
+    let object = store
+        .bank_reference_object(p.instruction.business_reference.as_str())
+        .await
+        .unwrap();
+    assert_eq!(object, Some(format!("payment:{}", p.instruction.id)));
+    let batch = crate::batches::create(
+        store.as_ref(),
+        crate::batches::new_batch(&[100, 200], 1, 300),
+        "bx-2",
+    )
+    .await;
+    let chunk = &batch.chunks[0];
+    let object = store
+        .bank_reference_object(chunk.business_reference.as_str())
+        .await
+        .unwrap();
+    assert_eq!(object, Some(format!("payment_batch:{}", batch.id)));
+    assert_eq!(store.bank_reference_object("NOPE").await.unwrap(), None);
+    store.close().await;
+}
