@@ -314,6 +314,7 @@ impl App {
             store.clone(),
             opts.clock.clone(),
             clients.clone(),
+            &config.users,
         )?);
         let (shutdown_tx, _) = watch::channel(false);
         let state = AppState(Arc::new(AppParts {

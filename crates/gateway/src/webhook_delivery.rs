@@ -12,8 +12,9 @@
 //!   ascending `sequence` (a re-driven dead one may arrive after later ones: receivers drop
 //!   a sequence not above the last they applied);
 //! - only to whom may see it: before each send the owner's CURRENT account entitlement (the
-//!   client registry, as for API calls) is checked; a client no longer entitled (or no
-//!   longer configured) gets nothing, and the delivery ends `skipped`;
+//!   client registry, or the `[[users]]` for a webhook a person registered, as for API
+//!   calls) is checked; an owner no longer entitled (or no longer configured, or a person
+//!   who can no longer log in) gets nothing, and the delivery ends `skipped`;
 //! - signed: `Bankdirect-Webhook-Signature: v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>`
 //!   with `Bankdirect-Webhook-Timestamp: <ts>` (unix seconds) and `Bankdirect-Webhook-Id`
 //!   (the event id). The secret is never logged and never leaves in an error;
@@ -21,6 +22,7 @@
 //!   `webhooks.request_timeout_ms`, no redirects followed, no proxy.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
@@ -32,7 +34,11 @@ use serde_json::json;
 use store::{AttemptOutcome, ClaimedDelivery, DeliveryState, FanOutReport, NewAttempt, StoreError};
 use tokio::sync::{watch, Notify};
 
-use crate::{auth::ClientRegistry, config::WebhooksConfig};
+use crate::{
+    auth::ClientRegistry,
+    config::{UserConfig, WebhooksConfig},
+    extract::{Entitlement, USER_SUBJECT_PREFIX},
+};
 
 pub const HEADER_ID: &str = "bankdirect-webhook-id";
 pub const HEADER_TIMESTAMP: &str = "bankdirect-webhook-timestamp";
@@ -43,6 +49,9 @@ pub struct WebhookWorker {
     store: Arc<dyn store::Store>,
     clock: Arc<dyn domain::Clock>,
     clients: Arc<ClientRegistry>,
+    /// People who may own webhooks (`user:<id>` owners): id → current entitlement, of the
+    /// configured users who can log in.
+    people: HashMap<String, Entitlement>,
     settings: WebhooksConfig,
     http: reqwest::Client,
     /// This instance's name in leases.
@@ -117,6 +126,7 @@ impl WebhookWorker {
         store: Arc<dyn store::Store>,
         clock: Arc<dyn domain::Clock>,
         clients: Arc<ClientRegistry>,
+        users: &[UserConfig],
     ) -> Result<WebhookWorker, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -130,6 +140,16 @@ impl WebhookWorker {
             store,
             clock,
             clients,
+            people: users
+                .iter()
+                .filter(|u| u.password_hash.is_some())
+                .map(|u| {
+                    (
+                        u.id.as_str().to_owned(),
+                        Entitlement::from_list(&u.accounts),
+                    )
+                })
+                .collect(),
             settings: settings.clone(),
             http,
             owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
@@ -188,6 +208,15 @@ impl WebhookWorker {
     }
 
     fn entitled(&self, c: &ClaimedDelivery) -> Result<(), &'static str> {
+        if let Some(person) = c.client_id.strip_prefix(USER_SUBJECT_PREFIX) {
+            return match self.people.get(person) {
+                None => Err("the webhook's person is no longer configured or cannot log in"),
+                Some(e) if !e.allows(&c.event.account_id) => {
+                    Err("the webhook's person is not entitled to the event's account")
+                }
+                Some(_) => Ok(()),
+            };
+        }
         match self.clients.get(&c.client_id) {
             None => Err("the webhook's client is no longer configured"),
             Some(client) if !client.is_entitled_to(&c.event.account_id) => {

@@ -3,7 +3,8 @@
 //! although it fails its first requests; a change that rolls back emits nothing; a
 //! receiver that always fails leaves dead letters, listed with each attempt's status, and
 //! a re-drive delivers them once it recovers; bad input is refused naming the field, and
-//! another client's webhook is a 404.
+//! another client's webhook is a 404. A webhook a person registered is delivered by that
+//! person's current entitlement.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -214,8 +215,13 @@ impl Hooked {
     }
 
     async fn without_worker(max_attempts: u32) -> Hooked {
+        Hooked::with_users(max_attempts, Vec::new()).await
+    }
+
+    async fn with_users(max_attempts: u32, users: Vec<gateway::config::UserConfig>) -> Hooked {
         let app = TestApp::spawn_with(Options {
             webhooks: Some(hooks_config(max_attempts)),
+            users,
             ..Options::default()
         })
         .await;
@@ -948,5 +954,63 @@ async fn webhooks_bad_input_names_the_field_and_another_clients_webhook_is_404()
     for a in &audits {
         assert!(!a.details.to_string().contains("my-own-secret"), "{a:?}");
     }
+    hooked.stop().await;
+}
+
+fn maker(id: &str, accounts: &[&str]) -> gateway::config::UserConfig {
+    gateway::config::UserConfig {
+        id: domain::UserId::parse(id).unwrap(),
+        name: String::new(),
+        roles: vec![gateway::config::Role::Maker],
+        accounts: accounts.iter().map(|a| (*a).to_owned()).collect(),
+        password_hash: Some(crypto::password::hash_password(&format!("pw-{id}")).unwrap()),
+        totp_secret: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_a_person_registered_are_delivered_by_that_persons_entitlement() {
+    let mut hooked = Hooked::with_users(
+        3,
+        vec![maker("mk-all", &["*"]), maker("mk-east2", &["east-2"])],
+    )
+    .await;
+    let app = &hooked.app;
+    let erp = app.token_for(&app.erp, None).await;
+    let mut person = Vec::new();
+    for id in ["mk-all", "mk-east2"] {
+        let (s, v) = app.login(id, &format!("pw-{id}")).await;
+        assert_eq!(s, 200, "{v}");
+        person.push(v["access_token"].as_str().unwrap().to_owned());
+    }
+    let seen_all = Receiver::start(0).await;
+    let seen_none = Receiver::start(0).await;
+    let (hook_all, secret) =
+        register(app, &person[0], &seen_all.url, &["payment.status_changed"]).await;
+    let (hook_none, _) =
+        register(app, &person[1], &seen_none.url, &["payment.status_changed"]).await;
+
+    let ids = vec![create_payment(app, &erp, "41.00").await];
+    drive_to_settled(app, &erp, &ids).await;
+    let expected = outbox(app, &ids).await;
+    hooked.start_worker();
+    let app = &hooked.app;
+
+    // Entitled to every account: every event, signed.
+    let accepted = wait_for_all(&seen_all, &expected).await;
+    assert!(accepted.iter().all(|v| v["account_id"] == "east-1"));
+    assert_signed(&seen_all.log(), &secret);
+    // Entitled to east-2 only: the events of east-1 are skipped, never sent.
+    let skipped = wait_for_deliveries(app, &person[1], &hook_none, "skipped", |items| {
+        items.len() == expected.len()
+    })
+    .await;
+    assert_eq!(skipped.len(), expected.len());
+    assert!(seen_none.log().is_empty(), "nothing reached the receiver");
+    // The receiver sees a request just before the worker records its answer.
+    wait_for_deliveries(app, &person[0], &hook_all, "delivered", |items| {
+        items.len() == expected.len()
+    })
+    .await;
     hooked.stop().await;
 }
