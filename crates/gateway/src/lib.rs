@@ -33,6 +33,7 @@ pub mod balance_cache;
 pub mod banking;
 pub mod config;
 pub mod dispatch;
+pub mod exchanges;
 pub mod extract;
 pub mod failpoints;
 pub mod flight;
@@ -108,6 +109,8 @@ pub struct AppParts {
     /// Fans events out to webhooks and delivers them.
     pub webhooks: Arc<webhook_delivery::WebhookWorker>,
     pub metrics: Option<PrometheusHandle>,
+    /// The last accepted TOTP step of each person (replays refused).
+    pub totp_steps: oauth::TotpSteps,
 }
 
 #[derive(OpenApi)]
@@ -151,6 +154,7 @@ pub struct AppParts {
         webhooks::redrive_delivery,
         webhooks::redrive_webhook,
         audit::list_audit,
+        exchanges::get_exchange,
         ops::healthz,
         ops::readyz,
         ops::metrics_endpoint,
@@ -330,6 +334,7 @@ impl App {
             payment_workers,
             webhooks,
             metrics: ops::metrics_handle(),
+            totp_steps: oauth::TotpSteps::default(),
         }));
         let app = App {
             state,
@@ -527,6 +532,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/webhooks/{id}/redrive", post(webhooks::redrive_webhook))
         .route("/v1/audit", get(audit::list_audit))
+        .route("/v1/bank-exchanges/{id}", get(exchanges::get_exchange))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics_endpoint))

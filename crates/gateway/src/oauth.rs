@@ -7,7 +7,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError, Weak},
+    sync::{Mutex, PoisonError},
 };
 
 use axum::{
@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{grant_scopes, parse_basic_authorization, ClientCredentials, Scope},
-    config::{Config, Role, UserConfig},
+    config::{Role, UserConfig},
     extract::{request_id, USER_SUBJECT_PREFIX},
     problem::{ApiError, Problem},
     AppState,
@@ -304,49 +304,32 @@ fn check_totp(state: &AppState, user: &UserConfig, code: Option<&str>) -> Result
     let step = key
         .verify(code, state.clock.now().timestamp(), params)
         .ok_or("totp wrong")?;
-    if !claim_totp_step(&state.config, user.id.as_str(), step) {
+    if !state.totp_steps.claim(user.id.as_str(), step) {
         return Err("totp replayed");
     }
     Ok(())
 }
 
-/// The last accepted TOTP step of each user, per running app: one entry per
-/// app, found by its `Arc<Config>` (the `Weak` keeps that allocation, and so
-/// the address, from being reused while the entry exists; entries of
-/// dropped apps are pruned). In memory only: with several gateway
-/// instances, a code can be used once more on another instance within its
-/// window (docs/approvals.md).
-///
-/// It belongs in `AppParts`; it lives here until that struct can take a
-/// field (crates/gateway/src/lib.rs).
-static TOTP_STEPS: Mutex<Vec<(Weak<Config>, LastSteps)>> = Mutex::new(Vec::new());
+/// The last accepted TOTP step of each user of this running app (a field of
+/// `AppParts`). In memory only: with several gateway instances, or after a
+/// restart, a code can be used once more within its window
+/// (docs/approvals.md).
+#[derive(Debug, Default)]
+pub struct TotpSteps(Mutex<HashMap<String, u64>>);
 
-/// User id → the last TOTP step accepted for them.
-type LastSteps = HashMap<String, u64>;
-
-/// Records `step` as `user`'s last accepted one if it is later than the
-/// last; `false` means the code's step (or a later one) was already used:
-/// a replay, refused (RFC 6238 §5.2).
-fn claim_totp_step(config: &Arc<Config>, user: &str, step: u64) -> bool {
-    // A panic while holding the lock leaves a whole map behind: still usable.
-    let mut apps = TOTP_STEPS.lock().unwrap_or_else(PoisonError::into_inner);
-    apps.retain(|(app, _)| app.strong_count() > 0);
-    let steps = match apps
-        .iter()
-        .position(|(app, _)| std::ptr::eq(app.as_ptr(), Arc::as_ptr(config)))
-    {
-        Some(i) => &mut apps[i].1,
-        None => {
-            apps.push((Arc::downgrade(config), HashMap::new()));
-            let last = apps.len() - 1;
-            &mut apps[last].1
-        }
-    };
-    match steps.get(user) {
-        Some(&last) if step <= last => false,
-        _ => {
-            steps.insert(user.to_owned(), step);
-            true
+impl TotpSteps {
+    /// Records `step` as `user`'s last accepted one if it is later than the
+    /// last; `false` means the code's step (or a later one) was already
+    /// used: a replay, refused (RFC 6238 §5.2).
+    pub fn claim(&self, user: &str, step: u64) -> bool {
+        // A panic while holding the lock leaves a whole map behind: still usable.
+        let mut steps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match steps.get(user) {
+            Some(&last) if step <= last => false,
+            _ => {
+                steps.insert(user.to_owned(), step);
+                true
+            }
         }
     }
 }
