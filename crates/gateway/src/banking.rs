@@ -9,6 +9,9 @@
 //!   refresh asked for while one runs joins it instead of calling the bank again;
 //! - snapshots and the audit record of a refresh are stored in one
 //!   transaction; a snapshot is only stored for an account the config knows.
+//! - every connector is wrapped by `banks::exchange::observe` with an
+//!   [`ExchangeRecorder`], so every exchange with a bank is stored (masked)
+//!   and audited (`exchanges.rs`).
 
 use std::{
     collections::BTreeMap,
@@ -30,6 +33,7 @@ use utoipa::ToSchema;
 use crate::{
     balance_cache::BalanceCache,
     config::{AccountConfig, BankConfig, Config, ConnectionConfig},
+    exchanges::ExchangeRecorder,
     flight::SingleFlight,
 };
 
@@ -222,13 +226,26 @@ impl BankDirectory {
                     message: format!("bank `{}` is not configured", c.bank),
                 });
             };
-            let connector = connect(bank, c, index)?;
-            let accounts = config
+            let accounts: Vec<AccountConfig> = config
                 .accounts
                 .iter()
                 .filter(|a| a.connection == c.id)
                 .cloned()
                 .collect();
+            // Every exchange of this connection goes to the store and the audit chain.
+            let recorder = ExchangeRecorder::new(
+                store.clone(),
+                accounts
+                    .iter()
+                    .map(|a| (a.number.as_str().to_owned(), a.id.clone())),
+            );
+            let connector = banks::exchange::observe(
+                connect(bank, c, index)?,
+                Arc::new(recorder),
+                clock.clone(),
+                bank.id.to_string(),
+                c.id.to_string(),
+            );
             connections.insert(
                 c.id.clone(),
                 Arc::new(ConnectionRuntime {

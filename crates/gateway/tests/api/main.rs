@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod balances;
 mod batches;
+mod exchanges;
 mod ops;
 mod payments;
 mod resolutions;
