@@ -9,8 +9,19 @@
 //! - [`keyed_hash`]: [`KeyedHasher`] (HMAC-SHA256) for storing client
 //!   secrets, and the infallible [`hmac_sha256`] primitive.
 //! - [`sign`]: the [`Signer`] / [`Verifier`] traits that every signature
-//!   scheme implements (Ed25519 now; SM2, RSA and ECDSA for banks later).
+//!   scheme implements (object safe: a hardware key or a signing server can
+//!   stand in), and [`SignatureFormat`] (DER or raw r‖s).
 //! - [`ed25519`]: [`Ed25519Key`] and [`Ed25519PublicKey`].
+//! - [`sm2_dsa`]: SM2-with-SM3 signatures (GB/T 32918, id
+//!   `1234567812345678` unless told otherwise).
+//! - [`rsa_sha256`]: RSA-SHA256 PKCS#1 v1.5; [`ecdsa_p256`]: ECDSA P-256.
+//! - [`keys`]: [`PrivateKey`] / [`PublicKey`] of any scheme from PEM or DER
+//!   (PKCS#8, SEC1, PKCS#1, SPKI, certificates) and generation.
+//! - [`cert`]: X.509 certificates (key, validity, subject, fingerprint) and
+//!   [`CertificateSet`], several pinned certificates with validity windows.
+//! - [`hash`]: SM3 and SHA-256. [`cipher`]: SM4-CBC/ECB/GCM, AES-256-GCM.
+//! - [`diagnose`]: which usual mistake makes a failing signature verify.
+//! - [`hex`]: hexadecimal for digests, fingerprints and operator input.
 //! - [`password`]: argon2id password hashes of people (`[[users]]`).
 //! - [`totp`]: one-time codes of authenticator apps (RFC 6238), the
 //!   optional second factor of people's logins.
@@ -24,21 +35,33 @@
 //! secret is not a secret. Tests that need fixed keys use the `from_*`
 //! constructors.
 
+pub mod cert;
+pub mod cipher;
+pub mod diagnose;
+pub mod ecdsa_p256;
 pub mod ed25519;
+pub mod hash;
+pub mod hex;
 pub mod keyed_hash;
 mod keyfile;
+pub mod keys;
 pub mod password;
 pub mod pki;
+mod rs_der;
+pub mod rsa_sha256;
 pub mod secret;
 pub mod sign;
+pub mod sm2_dsa;
 pub mod totp;
 
 use std::path::PathBuf;
 
+pub use cert::{Certificate, CertificateSet};
 pub use ed25519::{Ed25519Key, Ed25519PublicKey};
 pub use keyed_hash::{hmac_sha256, KeyedHasher};
+pub use keys::{KeyAlgorithm, PrivateKey, PublicKey};
 pub use secret::{generate_client_secret, SecretString};
-pub use sign::{Signer, Verifier};
+pub use sign::{SignatureFormat, Signer, Verifier};
 pub use zeroize::Zeroizing;
 
 /// What went wrong with a key, a key file or a signature.
@@ -80,4 +103,24 @@ pub enum CryptoError {
     /// The signature is well-formed but does not verify under the key.
     #[error("{algorithm} signature does not verify")]
     BadSignature { algorithm: &'static str },
+    /// The signature bytes are in none of the encodings the algorithm has.
+    #[error("{algorithm} signature is malformed: {reason}")]
+    MalformedSignature {
+        algorithm: &'static str,
+        reason: &'static str,
+    },
+    /// Encryption or decryption failed: wrong key, IV or nonce length, bad
+    /// padding, or (AEAD) a ciphertext or tag that does not authenticate.
+    #[error("{algorithm}: {reason}")]
+    Cipher {
+        algorithm: &'static str,
+        reason: &'static str,
+    },
+    /// A key or certificate of an algorithm or curve this crate does not
+    /// handle (the object identifier is public information).
+    #[error("unsupported {what}: {oid}")]
+    Unsupported { what: &'static str, oid: String },
+    /// A certificate that could not be parsed or used.
+    #[error("invalid X.509 certificate: {reason}")]
+    Certificate { reason: &'static str },
 }

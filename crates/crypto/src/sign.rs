@@ -25,3 +25,17 @@ pub trait Verifier: Send + Sync {
     /// `Ok(())` only if `signature` is valid for exactly `message`.
     fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), CryptoError>;
 }
+
+/// How an elliptic-curve (SM2, ECDSA) signature is written.
+///
+/// Verifiers of this crate accept both; signers write [`SignatureFormat::Der`]
+/// unless a bank asks for the raw form. RSA and Ed25519 signatures have one
+/// encoding and ignore this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignatureFormat {
+    /// `SEQUENCE { r INTEGER, s INTEGER }` (GM/T 0009, X.509, OpenSSL).
+    #[default]
+    Der,
+    /// r‖s, each big-endian and 32 bytes long: 64 bytes.
+    Raw,
+}
