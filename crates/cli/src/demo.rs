@@ -225,7 +225,31 @@ fn sim_port(port: u16, index: usize) -> u16 {
     }
 }
 
-pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
+/// The API's own CA and server certificate for `demo --tls`, in `D/tls`:
+/// made once, then reused, so a CA the user trusted stays valid.
+fn demo_api_tls(data_dir: &Path) -> anyhow::Result<(gateway::config::ServerTlsConfig, PathBuf)> {
+    let dir = data_dir.join("tls");
+    let files = crypto::pki::PkiFiles::in_dir(&dir);
+    if !files.server_cert.exists() || !files.server_key.exists() || !files.ca_cert.exists() {
+        let pki = crypto::pki::Pki::generate(
+            &["localhost".to_owned(), "127.0.0.1".to_owned()],
+            "bankdirect-demo-client",
+        )
+        .context("cannot make the demo's local CA and server certificate")?;
+        pki.write_to_dir(&dir)
+            .with_context(|| format!("cannot write the demo certificates to {}", dir.display()))?;
+    }
+    Ok((
+        gateway::config::ServerTlsConfig {
+            cert_file: files.server_cert,
+            key_file: files.server_key,
+            reload_interval_s: 30,
+        },
+        files.ca_cert,
+    ))
+}
+
+pub async fn run(data_dir: PathBuf, port: u16, tls: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let data_dir = data_dir
@@ -267,12 +291,18 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
         servers.push(server);
     }
 
-    let config = demo_config(&data_dir, api_addr, &simulators, &servers)?;
+    let mut config = demo_config(&data_dir, api_addr, &simulators, &servers)?;
+    let api_ca = if tls {
+        let (server_tls, ca) = demo_api_tls(&data_dir)?;
+        config.server.tls = Some(server_tls);
+        Some(ca)
+    } else {
+        None
+    };
     let secret = crypto::generate_client_secret();
     let hasher =
         crypto::KeyedHasher::load_or_create(&config.data_path(&config.auth.secret_hash_key_file))
             .context("cannot create the client secret hash key")?;
-    let mut config = config;
     config.clients = vec![ClientConfig {
         id: ClientId::parse(DEMO_CLIENT)?,
         secret_hash: hasher.hash(secret.expose_secret()),
@@ -319,7 +349,10 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
     let app = App::build(config, BuildOptions::default())
         .await
         .context("the gateway could not start")?;
-    let base_url = format!("http://{api_addr}");
+    let base_url = match api_ca {
+        Some(_) => format!("https://{api_addr}"),
+        None => format!("http://{api_addr}"),
+    };
     let demo_json = DemoJson {
         base_url: base_url.clone(),
         client_id: DEMO_CLIENT.to_owned(),
@@ -356,8 +389,21 @@ pub async fn run(data_dir: PathBuf, port: u16) -> anyhow::Result<()> {
         &servers,
         &simulators,
     );
+    if let Some(ca) = &api_ca {
+        println!(
+            "The API speaks HTTPS with a certificate of the demo's own CA. Trust it for the tour\n(curl reads CURL_CA_BUNDLE), or add it to your system's trust store:\n\n  export CURL_CA_BUNDLE={}\n  curl -s $BASE/healthz\n\nReplace the files in {} and the API picks the new certificate up within 30 s, no restart.\n",
+            ca.display(),
+            ca.parent().map(|d| d.display().to_string()).unwrap_or_default()
+        );
+    }
 
-    app.serve(api_listener, crate::shutdown_signal()).await?;
+    match app.state.config.server.tls.clone() {
+        Some(server_tls) => {
+            app.serve_tls(api_listener, &server_tls, crate::shutdown_signal())
+                .await?
+        }
+        None => app.serve(api_listener, crate::shutdown_signal()).await?,
+    }
     for s in servers {
         s.shutdown().await;
     }

@@ -50,6 +50,7 @@ enum Command {
     /// banks, write D/bankdirect.toml and D/demo.json, and print a curl tour.
     ///
     /// Example: bankdirect demo --data-dir /tmp/bd --port 8080
+    ///          bankdirect demo --tls   (HTTPS; trust D/tls/ca.pem)
     Demo {
         /// Directory for the config, the database and the generated keys.
         #[arg(long, default_value = "bankdirect-demo")]
@@ -57,6 +58,10 @@ enum Command {
         /// API port on 127.0.0.1; the simulated banks take the next ports. 0 picks free ports.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Serve the API over HTTPS with a local CA and server certificate made
+        /// into D/tls (kept across runs); the tour says how to trust the CA.
+        #[arg(long)]
+        tls: bool,
     },
     /// Create or upgrade the database schema, then exit.
     ///
@@ -189,7 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Sim { config } => sim(config).await,
-        Command::Demo { data_dir, port } => demo::run(data_dir, port).await,
+        Command::Demo {
+            data_dir,
+            port,
+            tls,
+        } => demo::run(data_dir, port, tls).await,
         Command::Migrate { config } => migrate(config).await,
         Command::Clients(ClientsCommand::NewSecret { config }) => new_secret(config),
         Command::Users(UsersCommand::HashPassword) => hash_password(),
@@ -239,8 +248,16 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| {
             format!("cannot listen on {listen}; is another process using it? change server.listen")
         })?;
-    tracing::info!(address = %listener.local_addr()?, "bankdirect gateway listening");
-    app.serve(listener, shutdown_signal()).await?;
+    match app.state.config.server.tls.clone() {
+        Some(tls) => {
+            tracing::info!(address = %listener.local_addr()?, cert = %tls.cert_file.display(), "bankdirect gateway listening over TLS");
+            app.serve_tls(listener, &tls, shutdown_signal()).await?;
+        }
+        None => {
+            tracing::info!(address = %listener.local_addr()?, "bankdirect gateway listening");
+            app.serve(listener, shutdown_signal()).await?;
+        }
+    }
     Ok(())
 }
 

@@ -98,6 +98,46 @@ pub struct ServerConfig {
     /// Default and largest page sizes for lists.
     pub default_page_size: u32,
     pub max_page_size: u32,
+    /// Serve the API over TLS with this certificate and key (reloaded from
+    /// the files without a restart when they change). Absent: plain HTTP.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// `[server.tls]`: the API's certificate chain and key, PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// The certificate chain, leaf first; relative to the config file.
+    pub cert_file: PathBuf,
+    /// The private key (PKCS#8, SEC1 or PKCS#1 PEM); relative to the config file.
+    pub key_file: PathBuf,
+    /// How often the files are checked for a new certificate, in seconds.
+    #[serde(default = "default_tls_reload_interval_s")]
+    pub reload_interval_s: u64,
+}
+
+fn default_tls_reload_interval_s() -> u64 {
+    30
+}
+
+impl ServerTlsConfig {
+    fn resolve(&mut self, base_dir: &Path) {
+        for path in [&mut self.cert_file, &mut self.key_file] {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=86_400).contains(&self.reload_interval_s) {
+            problems.push(
+                "server.tls.reload_interval_s: expected 1 to 86400 seconds".to_owned(),
+            );
+        }
+        problems
+    }
 }
 
 impl Default for ServerConfig {
@@ -109,6 +149,7 @@ impl Default for ServerConfig {
             open_endpoints: OpenEndpoints::default(),
             default_page_size: 100,
             max_page_size: 500,
+            tls: None,
         }
     }
 }
@@ -966,6 +1007,9 @@ impl Config {
                 tls.resolve(base_dir);
             }
         }
+        if let Some(tls) = &mut config.server.tls {
+            tls.resolve(base_dir);
+        }
         for simulator in &mut config.simulators {
             if let Some(dir) = &mut simulator.pki_dir {
                 if dir.is_relative() {
@@ -1013,6 +1057,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
+        if let Some(tls) = &self.server.tls {
+            problems.extend(tls.problems());
+        }
         let unique = |kind: &str, ids: Vec<&str>, problems: &mut Vec<String>| {
             let mut seen = BTreeSet::new();
             for id in ids {

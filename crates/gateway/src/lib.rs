@@ -47,6 +47,7 @@ pub mod resolutions;
 pub mod routes;
 pub mod statements;
 pub mod timefmt;
+pub mod tls;
 pub mod transactions;
 pub mod webhook_delivery;
 pub mod webhooks;
@@ -208,6 +209,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("webhook HTTP client: {0}")]
     WebhookClient(#[from] reqwest::Error),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A built gateway: state, router, and the background workers to start.
@@ -413,12 +416,46 @@ impl App {
     ) -> Result<(), StartError> {
         let router = self.router();
         let tx = self.shutdown_tx.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = tx.send(true);
-            })
-            .await?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        })
+        .await?;
+        self.drain().await;
+        Ok(())
+    }
+
+    /// Serves over TLS (`[server.tls]`) on `listener` until `shutdown`
+    /// resolves, reloading the certificate when its files change, then stops
+    /// like [`App::serve`]. An unusable certificate or key fails the start,
+    /// naming the file.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls_config: &config::ServerTlsConfig,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let cert = Arc::new(tls::ReloadingCert::load(tls_config)?);
+        let acceptor = tls::acceptor(cert.clone())?;
+        let reloads = tokio::spawn(tls::watch(cert, self.shutdown_tx.subscribe()));
+        let router = self.router();
+        let tx = self.shutdown_tx.clone();
+        tls::serve(listener, acceptor, router, async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        })
+        .await;
+        self.drain().await;
+        let _ = reloads.await;
+        Ok(())
+    }
+
+    /// Stops the workers and closes the store after the listener closed.
+    async fn drain(&self) {
         let _ = self.shutdown_tx.send(true);
         // Let the workers finish the round they are in (a bank call already
         // sent is answered and committed), bounded: a stuck one is left to
@@ -432,7 +469,6 @@ impl App {
             tracing::warn!("workers did not stop within {WORKER_DRAIN_TIMEOUT:?}; leaving them to the next start");
         }
         self.state.store.close().await;
-        Ok(())
     }
 }
 

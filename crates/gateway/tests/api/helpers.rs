@@ -57,6 +57,9 @@ pub struct Options {
     /// `[[users]]` and `[[approval_rules]]` (default: none).
     pub users: Vec<gateway::config::UserConfig>,
     pub approval_rules: Vec<gateway::config::ApprovalRuleConfig>,
+    /// Serve the API over TLS (`[server.tls]`); the test client trusts the
+    /// CA given as PEM.
+    pub tls: Option<(gateway::config::ServerTlsConfig, String)>,
 }
 
 fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> SimBankConfig {
@@ -104,11 +107,13 @@ async fn start_app(config: Config, workers: bool) -> Started {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        app.serve(listener, async move {
+        let stop = async move {
             let _ = rx.await;
-        })
-        .await
-        .unwrap();
+        };
+        match app.state.config.server.tls.clone() {
+            Some(tls) => app.serve_tls(listener, &tls, stop).await.unwrap(),
+            None => app.serve(listener, stop).await.unwrap(),
+        }
     });
     (state, addr, tx, server)
 }
@@ -125,7 +130,12 @@ impl TestApp {
         self.shutdown.take();
         let config = (*self.config).clone();
         let (state, addr, tx, server) = start_app(config, self.workers).await;
-        self.base_url = format!("http://{addr}");
+        let scheme = if self.config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.base_url = format!("{scheme}://{addr}");
         self.config = state.config.clone();
         self.state = state;
         self.shutdown = Some(tx);
@@ -259,6 +269,7 @@ impl TestApp {
                     openapi: !opts.closed_ops,
                     docs: !opts.closed_ops,
                 },
+                tls: opts.tls.as_ref().map(|(tls, _)| tls.clone()),
                 ..ServerConfig::default()
             },
             database: DatabaseConfig::default(),
@@ -296,14 +307,17 @@ impl TestApp {
         };
         config.validate().unwrap();
         let (state, addr, tx, server) = start_app(config, opts.workers).await;
+        let mut http = reqwest::Client::builder().timeout(CALL_TIMEOUT).no_proxy();
+        if let Some((_, ca)) = &opts.tls {
+            http = http
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+        }
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
         TestApp {
             workers: opts.workers,
-            base_url: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .timeout(CALL_TIMEOUT)
-                .no_proxy()
-                .build()
-                .unwrap(),
+            base_url: format!("{scheme}://{addr}"),
+            http: http.build().unwrap(),
             config: state.config.clone(),
             state,
             sims: vec![east, south],

@@ -14,6 +14,7 @@ mod exchanges;
 mod ops;
 mod payments;
 mod resolutions;
+mod tls;
 mod totp;
 mod transactions;
 mod webhooks;
