@@ -4,6 +4,7 @@
 //! hash-password`, `users totp-secret`, `audit verify`, `audit export-head`).
 
 mod audit;
+mod crypto_cmd;
 mod demo;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -79,6 +80,10 @@ enum Command {
     /// Check the audit chain, or export its signed head for safekeeping.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Sign, verify, hash and encrypt as banks do (SM2, SM3, SM4, RSA), make
+    /// keys, and explain keys, certificates and failing signatures.
+    #[command(subcommand)]
+    Crypto(crypto_cmd::CryptoCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +213,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(audit::verify(config, head).await)
         }
         Command::Audit(AuditCommand::ExportHead { config }) => audit::export_head(config).await,
+        // Its own exit statuses: 1 does not verify, 2 could not run.
+        Command::Crypto(command) => return Ok(crypto_cmd::run(command)),
     }
     .map(|()| ExitCode::SUCCESS)
 }

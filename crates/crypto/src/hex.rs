@@ -1,5 +1,13 @@
 //! Lower-case hexadecimal, for digests, fingerprints and operator input
-//! (keys and IVs typed as hex). A few lines, so no crate.
+//! (keys and IVs typed as hex). A few lines, so no crate. Also standard
+//! base64, as signatures are printed for operators.
+
+use base64::Engine as _;
+
+/// `bytes` as standard, padded base64.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
 
 /// `bytes` as lower-case hex.
 pub fn encode(bytes: &[u8]) -> String {
