@@ -23,3 +23,6 @@
 
 pub mod cn_xml;
 pub mod iso20022;
+
+#[cfg(test)]
+mod hostile_xml_tests;
