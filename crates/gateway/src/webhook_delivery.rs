@@ -19,10 +19,18 @@
 //!   with `Bankdirect-Webhook-Timestamp: <ts>` (unix seconds) and `Bankdirect-Webhook-Id`
 //!   (the event id). The secret is never logged and never leaves in an error;
 //! - bounded: at most `webhooks.concurrency` requests at once, each within
-//!   `webhooks.request_timeout_ms`, no redirects followed, no proxy.
+//!   `webhooks.request_timeout_ms`, no redirects followed, no proxy;
+//! - never to a private address unless allowed (SSRF): the URL was checked as written at
+//!   registration; at each delivery its host is resolved by [`CheckedResolver`], which
+//!   refuses the delivery when ANY address is loopback, private, link-local, unspecified,
+//!   multicast or an IPv4-mapped form of these and not allowed, and hands the HTTP client
+//!   exactly the addresses it checked, so a name re-pointed between the check and the
+//!   connection (DNS rebinding) cannot slip through. A refused attempt is a failed attempt
+//!   whose error says why; nothing is sent.
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
@@ -67,6 +75,7 @@ struct Metrics {
     retried: metrics::Counter,
     dead: metrics::Counter,
     skipped: metrics::Counter,
+    refused: metrics::Counter,
     dead_letters: metrics::Counter,
     attempt_seconds: metrics::Histogram,
 }
@@ -78,6 +87,7 @@ fn metrics() -> &'static Metrics {
         retried: metrics::counter!("webhook_deliveries_total", "outcome" => "retry"),
         dead: metrics::counter!("webhook_deliveries_total", "outcome" => "dead"),
         skipped: metrics::counter!("webhook_deliveries_total", "outcome" => "skipped"),
+        refused: metrics::counter!("webhook_attempts_refused_total"),
         dead_letters: metrics::counter!("webhook_dead_letters_total"),
         attempt_seconds: metrics::histogram!("webhook_attempt_duration_seconds"),
     })
@@ -118,6 +128,90 @@ pub fn payload(event: &store::StoredEvent) -> Vec<u8> {
 enum Sent {
     Answered(u16),
     Failed(String),
+    /// Not sent: the host is or resolves to an address that is not allowed.
+    Refused(String),
+}
+
+/// A host that is, or resolves to, an address a webhook may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error("not sent: {host} is or resolves to {address}, a loopback, private, link-local or otherwise internal address; the operator must allow it (webhooks.allow_private_urls or webhooks.allowed_hosts)")]
+pub struct RefusedAddress {
+    host: String,
+    address: IpAddr,
+}
+
+/// Whether a webhook may reach `address`, which `host` (as written in its URL) is or
+/// resolves to: a public address, or one the operator allowed by the host's name, by the
+/// address itself, or wholesale.
+fn check_address(
+    settings: &WebhooksConfig,
+    host: &str,
+    address: IpAddr,
+) -> Result<(), RefusedAddress> {
+    if !crate::webhooks::is_private(address)
+        || settings.allow_private_urls
+        || crate::webhooks::host_listed(settings, host)
+        || crate::webhooks::host_listed(settings, &address.to_string())
+    {
+        Ok(())
+    } else {
+        Err(RefusedAddress {
+            host: host.to_owned(),
+            address,
+        })
+    }
+}
+
+/// The webhook client's DNS resolver: resolves with the system's resolver, refuses the
+/// name when any of its addresses is not allowed ([`check_address`]), and returns the
+/// checked addresses, the only ones the client will connect to.
+pub struct CheckedResolver {
+    settings: Arc<WebhooksConfig>,
+}
+
+impl CheckedResolver {
+    pub fn new(settings: &WebhooksConfig) -> CheckedResolver {
+        CheckedResolver {
+            settings: Arc::new(settings.clone()),
+        }
+    }
+
+    /// The addresses of `host`, all of them checked.
+    pub async fn resolve_checked(
+        &self,
+        host: &str,
+    ) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        for address in &addresses {
+            check_address(&self.settings, host, address.ip())?;
+        }
+        Ok(addresses)
+    }
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = CheckedResolver {
+            settings: self.settings.clone(),
+        };
+        Box::pin(async move {
+            let addresses = resolver.resolve_checked(name.as_str()).await?;
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// The refusal somewhere in an error's causes, if that is why the request failed.
+fn refusal_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a RefusedAddress> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<RefusedAddress>() {
+            return Some(refused);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 impl WebhookWorker {
@@ -133,6 +227,7 @@ impl WebhookWorker {
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver::new(settings)))
             .pool_max_idle_per_host(4)
             .user_agent("bankdirect-webhooks/1")
             .build()?;
@@ -227,6 +322,22 @@ impl WebhookWorker {
     }
 
     async fn send(&self, c: &ClaimedDelivery, body: Vec<u8>) -> Sent {
+        // An IP literal is not resolved, so the resolver never sees it: check it here
+        // (the registration check ran under the configuration of its day).
+        if let Some(host) = reqwest::Url::parse(&c.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+        {
+            if let Ok(ip) = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
+                if let Err(refused) = check_address(&self.settings, &host, ip) {
+                    return Sent::Refused(refused.to_string());
+                }
+            }
+        }
         let timestamp = self.clock.now().timestamp();
         let sig = signature(&c.secret, timestamp, &body);
         let result = self
@@ -241,6 +352,9 @@ impl WebhookWorker {
             .await;
         match result {
             Ok(resp) => Sent::Answered(resp.status().as_u16()),
+            Err(e) if refusal_in(&e).is_some() => {
+                Sent::Refused(refusal_in(&e).map(ToString::to_string).unwrap_or_default())
+            }
             // The kind only: reqwest's text carries the URL, which may carry a token.
             Err(e) if e.is_timeout() => Sent::Failed(format!(
                 "no answer within {} ms",
@@ -305,6 +419,24 @@ impl WebhookWorker {
                     retry_at: retry_time(now, self.backoff(c.attempts.saturating_add(1))),
                 },
             ),
+            // Failed, not skipped: retried with backoff (a name may be re-pointed back)
+            // and dead after max_attempts, re-drivable once the operator allows the host.
+            Sent::Refused(e) => {
+                m.refused.increment(1);
+                tracing::warn!(
+                    delivery_id = c.delivery_id,
+                    webhook_id = c.webhook_id,
+                    reason = e,
+                    "webhook delivery refused: its host is an internal address"
+                );
+                (
+                    None,
+                    Some(e),
+                    AttemptOutcome::Failed {
+                        retry_at: retry_time(now, self.backoff(c.attempts.saturating_add(1))),
+                    },
+                )
+            }
         };
         let state = self
             .store
@@ -385,6 +517,79 @@ pub async fn run_webhook_worker(worker: Arc<WebhookWorker>, mut shutdown: watch:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(allowed_hosts: &[&str]) -> WebhooksConfig {
+        WebhooksConfig {
+            allowed_hosts: allowed_hosts.iter().map(|h| (*h).to_owned()).collect(),
+            ..WebhooksConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_unless_its_name_or_address_is_allowed() {
+        let refused = CheckedResolver::new(&settings(&[]))
+            .resolve_checked("localhost")
+            .await
+            .unwrap_err();
+        let text = refused.to_string();
+        assert!(
+            text.starts_with("not sent: localhost is or resolves to "),
+            "{text}"
+        );
+        assert!(refusal_in(refused.as_ref()).is_some());
+        for allowed in [&["localhost"][..], &["127.0.0.1", "::1"][..]] {
+            let addresses = CheckedResolver::new(&settings(allowed))
+                .resolve_checked("localhost")
+                .await
+                .unwrap();
+            assert!(!addresses.is_empty() && addresses.iter().all(|a| a.ip().is_loopback()));
+        }
+        let open = WebhooksConfig {
+            allow_private_urls: true,
+            ..WebhooksConfig::default()
+        };
+        assert!(CheckedResolver::new(&open)
+            .resolve_checked("localhost")
+            .await
+            .is_ok());
+    }
+
+    #[test]
+    fn every_internal_address_form_is_refused_and_public_ones_pass() {
+        let s = settings(&[]);
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.251",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd12::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            let ip: IpAddr = internal.parse().unwrap();
+            assert!(
+                check_address(&s, "hooks.example.com", ip).is_err(),
+                "{internal}"
+            );
+        }
+        for public in ["203.0.113.9", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8"] {
+            let ip: IpAddr = public.parse().unwrap();
+            assert!(
+                check_address(&s, "hooks.example.com", ip).is_ok(),
+                "{public}"
+            );
+        }
+    }
 
     #[test]
     fn the_signature_is_hex_hmac_sha256_of_timestamp_dot_body() {

@@ -10,7 +10,9 @@
 //! URLs are http(s) without credentials; a host that is loopback, private, link-local or
 //! `localhost` is refused unless `webhooks.allow_private_urls` or the host is in
 //! `webhooks.allowed_hosts`. The check is on the URL as written (an IP literal or a
-//! name); names are not resolved here.
+//! name); names are not resolved here but at each delivery, where every address a name
+//! resolves to is checked the same way and the connection goes to a checked address
+//! only ([`crate::webhook_delivery`]).
 
 use std::net::IpAddr;
 
@@ -182,8 +184,10 @@ fn webhook_not_found() -> ApiError {
 }
 
 /// True for addresses a webhook must not reach unless allowed: loopback, private,
-/// link-local, unspecified, CGNAT, unique-local and IPv4-mapped forms of these.
-fn is_private(ip: IpAddr) -> bool {
+/// link-local, unspecified, "this network", CGNAT, broadcast, multicast, reserved,
+/// unique-local, and the IPv4-mapped and NAT64 forms of these. Checked on the URL as
+/// written here, and on every resolved address at delivery ([`crate::webhook_delivery`]).
+pub(crate) fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
@@ -192,19 +196,42 @@ fn is_private(ip: IpAddr) -> bool {
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                return is_private(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            let first = segments[0];
             v6.is_loopback()
                 || v6.is_unspecified()
+                || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
         }
     }
+}
+
+/// True when the operator listed `host` (a name or an IP literal, brackets and a
+/// trailing dot ignored) in `webhooks.allowed_hosts`.
+pub(crate) fn host_listed(settings: &WebhooksConfig, host: &str) -> bool {
+    let bare = |h: &str| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    };
+    let host = bare(host);
+    settings.allowed_hosts.iter().any(|h| bare(h) == host)
 }
 
 /// Checks a webhook URL; the problem names `body.url`.
@@ -240,17 +267,13 @@ pub fn check_url(raw: &str, settings: &WebhooksConfig) -> Result<String, ApiErro
         return Err(invalid("invalid_url", FIELD, "url names no host"));
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let lower = bare.to_ascii_lowercase();
+    // `localhost.` is `localhost`: the root's dot changes nothing for the resolver.
+    let lower = bare.trim_end_matches('.').to_ascii_lowercase();
     let private = match bare.parse::<IpAddr>() {
         Ok(ip) => is_private(ip),
         Err(_) => lower == "localhost" || lower.ends_with(".localhost"),
     };
-    let allowed = settings.allow_private_urls
-        || settings.allowed_hosts.iter().any(|h| {
-            h.trim_start_matches('[')
-                .trim_end_matches(']')
-                .eq_ignore_ascii_case(bare)
-        });
+    let allowed = settings.allow_private_urls || host_listed(settings, bare);
     if private && !allowed {
         return Err(invalid(
             "url_not_allowed",
@@ -876,6 +899,12 @@ mod tests {
             ("http://[::1]/x", "url_not_allowed"),
             ("http://[::ffff:192.168.0.1]/x", "url_not_allowed"),
             ("http://[fd00::1]/x", "url_not_allowed"),
+            ("http://localhost./x", "url_not_allowed"),
+            ("http://a.localhost./x", "url_not_allowed"),
+            ("http://0.0.0.0/x", "url_not_allowed"),
+            ("http://224.0.0.1/x", "url_not_allowed"),
+            ("http://[ff02::1]/x", "url_not_allowed"),
+            ("http://[64:ff9b::7f00:1]/x", "url_not_allowed"),
             ("not a url", "invalid_url"),
         ] {
             assert_eq!(
