@@ -89,6 +89,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// `[server.limits]`: rate limits per client and per address, JSON depth, query length.
+    pub limits: RequestLimits,
+    /// `[server.cors]`: off unless origins are listed.
+    pub cors: CorsConfig,
+    /// `[server.headers]`: HSTS.
+    pub headers: HeadersConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Upper bound for handling one request, bank calls included.
@@ -144,6 +150,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: RequestLimits::default(),
+            cors: CorsConfig::default(),
+            headers: HeadersConfig::default(),
             max_body_bytes: 1024 * 1024,
             request_timeout_ms: 30_000,
             open_endpoints: OpenEndpoints::default(),
@@ -172,6 +181,118 @@ impl Default for OpenEndpoints {
             metrics: true,
             openapi: true,
             docs: true,
+        }
+    }
+}
+
+/// `[server.limits]`: how fast and how big requests may be (docs/security.md).
+/// The rates are token buckets: a subject may send `client_burst` requests
+/// at once, then `client_requests_per_s` a second.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLimits {
+    /// Sustained requests per second of one authenticated subject (a client
+    /// id, or `user:<id>` for a person).
+    pub client_requests_per_s: u32,
+    /// Requests one subject may send at once above the sustained rate.
+    pub client_burst: u32,
+    /// Failed `POST /oauth/token` attempts one source IP address may make
+    /// per minute, sustained (a wrong secret, password or code).
+    pub token_failures_per_minute: u32,
+    /// Failed token attempts one address may make in a row before it is
+    /// throttled.
+    pub token_failure_burst: u32,
+    /// Deepest nesting of arrays and objects accepted in a JSON body.
+    pub max_json_depth: usize,
+    /// Longest query string accepted, in bytes.
+    pub max_query_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        // Generous: an interactive tour and the scripted checks never meet
+        // them; a runaway integration or a password guesser does.
+        RequestLimits {
+            client_requests_per_s: 200,
+            client_burst: 400,
+            token_failures_per_minute: 10,
+            token_failure_burst: 20,
+            max_json_depth: 32,
+            max_query_bytes: 4096,
+        }
+    }
+}
+
+impl RequestLimits {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.client_requests_per_s == 0 || self.client_burst == 0 {
+            problems.push(
+                "server.limits: client_requests_per_s and client_burst must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if self.token_failures_per_minute == 0 || self.token_failure_burst == 0 {
+            problems.push(
+                "server.limits: token_failures_per_minute and token_failure_burst must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if !(2..=128).contains(&self.max_json_depth) {
+            problems.push("server.limits.max_json_depth: expected 2..=128".to_owned());
+        }
+        if !(256..=65_536).contains(&self.max_query_bytes) {
+            problems.push("server.limits.max_query_bytes: expected 256..=65536".to_owned());
+        }
+        problems
+    }
+}
+
+/// `[server.cors]`: the browser origins that may call the API. Empty (the
+/// default): no CORS header is ever sent, so browsers refuse cross-origin
+/// calls.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Exact origins, `https://erp.example.com` or `http://localhost:3000`;
+    /// no wildcard, no path.
+    pub allowed_origins: Vec<String>,
+}
+
+impl CorsConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (i, origin) in self.allowed_origins.iter().enumerate() {
+            let canonical = reqwest::Url::parse(origin)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|u| u.origin().ascii_serialization());
+            if canonical.as_deref() != Some(origin.as_str()) {
+                problems.push(format!(
+                    "server.cors.allowed_origins[{i}]: `{origin}` is not an origin; expected scheme://host[:port] with no path or wildcard, e.g. https://erp.example.com"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// `[server.headers]`: response headers that depend on how the API is reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersConfig {
+    /// Send `Strict-Transport-Security` although the gateway serves plain
+    /// HTTP: set it when clients reach it over HTTPS through a terminating
+    /// proxy. With `[server.tls]` it is always sent.
+    pub hsts: bool,
+    pub hsts_max_age_s: u64,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        HeadersConfig {
+            hsts: false,
+            hsts_max_age_s: 31_536_000,
         }
     }
 }
@@ -1096,6 +1217,8 @@ impl Config {
             &mut problems,
         );
 
+        problems.extend(self.server.limits.problems());
+        problems.extend(self.server.cors.problems());
         let banks: BTreeSet<&str> = self.banks.iter().map(|b| b.id.as_str()).collect();
         let connections: BTreeSet<&str> = self.connections.iter().map(|c| c.id.as_str()).collect();
         let accounts: BTreeSet<&str> = self.accounts.iter().map(|a| a.id.as_str()).collect();
@@ -1407,6 +1530,47 @@ secret_hash = "hmac-sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 scopes = ["accounts:read"]
 accounts = ["*"]
 "#;
+
+    #[test]
+    fn limits_cors_and_headers_have_safe_defaults_and_are_checked() {
+        let c = Config::from_toml(MINIMAL, Path::new("/")).unwrap();
+        assert!(
+            c.server.cors.allowed_origins.is_empty(),
+            "CORS off by default"
+        );
+        assert!(!c.server.headers.hsts, "no HSTS on plain HTTP");
+        assert!(c.server.limits.client_requests_per_s >= 100);
+        let text = format!(
+            "{MINIMAL}\n[server.limits]\nclient_burst = 5\n\n[server.cors]\nallowed_origins = [\"https://erp.example.com\"]\n"
+        );
+        let c = Config::from_toml(&text, Path::new("/")).unwrap();
+        assert_eq!(c.server.limits.client_burst, 5);
+        assert_eq!(c.server.limits.client_requests_per_s, 200);
+        for bad in [
+            "*",
+            "https://erp.example.com/",
+            "ftp://x.example",
+            "erp.example.com",
+        ] {
+            let text = format!("{MINIMAL}\n[server.cors]\nallowed_origins = [\"{bad}\"]\n");
+            let err = Config::from_toml(&text, Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("server.cors.allowed_origins[0]"),
+                "{bad}: {err}"
+            );
+        }
+        let text =
+            format!("{MINIMAL}\n[server.limits]\nclient_requests_per_s = 0\nmax_json_depth = 1\n");
+        let err = Config::from_toml(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("client_requests_per_s") && err.contains("max_json_depth"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn minimal_config_loads_with_defaults() {

@@ -19,6 +19,7 @@
 //! - [`statements`]: statement sync (dedupe, pending → booked, continuity) and its worker;
 //! - [`transactions`]: transaction pages, the change feed, signed cursors;
 //! - [`flight`]: single-flight runs per key;
+//! - [`hardening`]: rate limits, request shape limits, security headers, CORS;
 //! - [`webhooks`]: webhook registration, deliveries and re-drive;
 //! - [`webhook_delivery`]: the worker that fans events out and delivers them, signed;
 //! - [`audit`]: the audit chain's checkpoint key, its chainer worker and `GET /v1/audit`.
@@ -37,6 +38,7 @@ pub mod exchanges;
 pub mod extract;
 pub mod failpoints;
 pub mod flight;
+pub mod hardening;
 pub mod oauth;
 pub mod ops;
 pub mod payment_batches;
@@ -476,6 +478,7 @@ impl App {
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
     let max_body = state.config.server.max_body_bytes;
+    let guard = Arc::new(hardening::Guard::new(state.clone()));
     let docs = Router::<AppState>::new()
         .merge(SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi()))
         .layer(middleware::from_fn_with_state(
@@ -483,7 +486,13 @@ pub fn router(state: AppState) -> Router {
             ops::docs_gate,
         ));
     let api = Router::new()
-        .route("/oauth/token", post(oauth::token))
+        .route(
+            "/oauth/token",
+            post(oauth::token).layer(middleware::from_fn_with_state(
+                guard.clone(),
+                hardening::throttle_token_failures,
+            )),
+        )
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/v1/banks", get(routes::list_banks))
         .route("/v1/accounts", get(routes::list_accounts))
@@ -577,9 +586,17 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            hardening::limit_request_shape,
+        ))
+        .layer(middleware::from_fn_with_state(
+            guard,
+            hardening::limit_clients,
+        ))
         .layer(middleware::from_fn(ops::track_http))
-        .with_state(state);
-    api.layer(
+        .with_state(state.clone());
+    let api = api.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
             .layer(PropagateRequestIdLayer::x_request_id())
@@ -596,7 +613,19 @@ pub fn router(state: AppState) -> Router {
                 ops::timed_out()
             }))
             .timeout(timeout),
-    )
+    );
+    // Outermost: preflights are answered before authentication, and every
+    // response, errors and timeouts included, gets the security headers.
+    let api = match hardening::cors_layer(&state.config.server.cors) {
+        Some(cors) => api.layer(cors),
+        None => api,
+    };
+    let headers = &state.config.server.headers;
+    let over_tls = headers.hsts || state.config.server.tls.is_some();
+    api.layer(middleware::from_fn_with_state(
+        hardening::HeaderPolicy::new(over_tls.then_some(headers.hsts_max_age_s)),
+        hardening::security_headers,
+    ))
 }
 
 /// Request ids in UUID form without a system call per request: a random

@@ -11,6 +11,7 @@ mod bad_input;
 mod balances;
 mod batches;
 mod exchanges;
+mod hardening;
 mod ops;
 mod payments;
 mod resolutions;
