@@ -457,6 +457,7 @@ fn demo_config(
                     ca_cert: files.ca_cert,
                     client_cert: files.client_cert,
                     client_key: files.client_key,
+                    opened_client_key: None,
                 }
             }),
         });
@@ -508,6 +509,7 @@ fn demo_config(
         users: Vec::new(),
         approval_rules: Vec::new(),
         audit: gateway::config::AuditConfig::default(),
+        secrets: gateway::config::SecretsConfig::default(),
         simulators: simulators.to_vec(),
     })
 }

@@ -6,6 +6,7 @@
 mod audit;
 mod crypto_cmd;
 mod demo;
+mod secrets_cmd;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -80,6 +81,10 @@ enum Command {
     /// Check the audit chain, or export its signed head for safekeeping.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Seal secrets for the configuration under a master key, and rotate
+    /// that key (docs/secrets.md).
+    #[command(subcommand)]
+    Secrets(secrets_cmd::SecretsCommand),
     /// Sign, verify, hash and encrypt as banks do (SM2, SM3, SM4, RSA), make
     /// keys, and explain keys, certificates and failing signatures.
     #[command(subcommand)]
@@ -207,6 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { config } => migrate(config).await,
         Command::Clients(ClientsCommand::NewSecret { config }) => new_secret(config),
         Command::Users(UsersCommand::HashPassword) => hash_password(),
+        Command::Secrets(command) => secrets_cmd::run(command),
         Command::Users(UsersCommand::TotpSecret { user, issuer }) => totp_secret(&user, &issuer),
         // Its own exit statuses: 1 broken, 2 not checked.
         Command::Audit(AuditCommand::Verify { config, head }) => {

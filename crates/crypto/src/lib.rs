@@ -49,6 +49,7 @@ pub mod password;
 pub mod pki;
 mod rs_der;
 pub mod rsa_sha256;
+pub mod sealed;
 pub mod secret;
 pub mod sign;
 pub mod sm2_dsa;

@@ -65,6 +65,9 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Where the master key that opens sealed values lives (docs/secrets.md).
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     #[serde(default)]
     pub banks: Vec<BankConfig>,
     #[serde(default)]
@@ -812,8 +815,101 @@ pub struct ConnectionTlsConfig {
     pub ca_cert: PathBuf,
     /// Our client certificate (chain) presented to the bank.
     pub client_cert: PathBuf,
-    /// The client certificate's private key (PKCS#8, SEC1 or PKCS#1 PEM).
+    /// The client certificate's private key (PKCS#8, SEC1 or PKCS#1 PEM),
+    /// or that PEM sealed (`bankdirect secrets seal < client.key`).
     pub client_key: PathBuf,
+    /// The key opened from a sealed `client_key` file at load, kept as a
+    /// secret that never prints and is never written back.
+    #[serde(skip)]
+    pub opened_client_key: Option<crypto::SecretString>,
+}
+
+/// `[secrets]`: the master key that opens sealed values (`sealed:v1:…`, made
+/// by `bankdirect secrets seal`). The environment variable
+/// `BANKDIRECT_MASTER_KEY` (base64), when set, is used instead of the file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// A file holding the master key in base64 (mode 0600); relative to the
+    /// config file.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Opens every sealed value of `config` in place (a user's `totp_secret`, a
+/// connection's TLS `client_key` file) with the master key of the
+/// environment or of `[secrets] master_key_file`. Each problem names the key
+/// and what to do; none carries a secret.
+fn open_sealed(config: &mut Config, env_key: Option<&str>) -> Vec<String> {
+    use crypto::sealed::{is_sealed, MasterKey, MASTER_KEY_ENV};
+    let master = match (env_key, &config.secrets.master_key_file) {
+        (Some(text), _) => match MasterKey::from_base64(text) {
+            Ok(key) => Some(key),
+            Err(e) => return vec![format!("{MASTER_KEY_ENV}: {e}")],
+        },
+        (None, Some(path)) => match MasterKey::from_file(path) {
+            Ok(key) => Some(key),
+            Err(e) => return vec![format!("secrets.master_key_file: {e}")],
+        },
+        (None, None) => None,
+    };
+    let open = |field: String, sealed: &str| -> Result<crypto::SecretString, String> {
+        match &master {
+            None => Err(format!(
+                "{field} is sealed; give the master key in {MASTER_KEY_ENV} or [secrets] master_key_file"
+            )),
+            Some(key) => key.open(sealed).map_err(|e| format!("{field}: {e}")),
+        }
+    };
+    let mut problems = Vec::new();
+    for (i, user) in config.users.iter_mut().enumerate() {
+        let Some(secret) = &user.totp_secret else {
+            continue;
+        };
+        if is_sealed(secret.expose_secret()) {
+            match open(format!("users[{i}].totp_secret"), secret.expose_secret()) {
+                Ok(opened) => user.totp_secret = Some(opened),
+                Err(problem) => problems.push(problem),
+            }
+        }
+    }
+    for (i, connection) in config.connections.iter_mut().enumerate() {
+        let Some(tls) = &mut connection.tls else {
+            continue;
+        };
+        let field = format!("connections[{i}].tls.client_key");
+        let Ok(meta) = std::fs::metadata(&tls.client_key) else {
+            continue; // reported by `load` with the file named
+        };
+        if meta.len() > MAX_TLS_FILE_BYTES * 2 {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&tls.client_key) else {
+            continue;
+        };
+        if !is_sealed(&text) {
+            continue;
+        }
+        match open(field.clone(), &text) {
+            Ok(pem) if pem_has_block(pem.expose_secret(), "PRIVATE KEY") => {
+                tls.opened_client_key = Some(pem);
+            }
+            Ok(_) => problems.push(format!(
+                "{field}: {}: the sealed value opens, but holds no PEM PRIVATE KEY block",
+                tls.client_key.display()
+            )),
+            Err(problem) => problems.push(format!("{problem} ({})", tls.client_key.display())),
+        }
+    }
+    problems
+}
+
+fn pem_has_block(text: &str, what: &str) -> bool {
+    text.lines().any(|line| {
+        line.trim()
+            .strip_prefix("-----BEGIN ")
+            .and_then(|rest| rest.strip_suffix("-----"))
+            .is_some_and(|label| label.ends_with(what))
+    })
 }
 
 /// Largest PEM file read for a connection's TLS, in bytes.
@@ -838,8 +934,10 @@ impl ConnectionTlsConfig {
         };
         let ca_cert_pem = read("ca_cert", &self.ca_cert, "CERTIFICATE");
         let client_cert_pem = read("client_cert", &self.client_cert, "CERTIFICATE");
-        let client_key_pem =
-            crypto::SecretString::new(read("client_key", &self.client_key, "PRIVATE KEY"));
+        let client_key_pem = match &self.opened_client_key {
+            Some(opened) => opened.clone(),
+            None => crypto::SecretString::new(read("client_key", &self.client_key, "PRIVATE KEY")),
+        };
         if problems.is_empty() {
             Ok(banks::ClientTlsSettings {
                 ca_cert_pem,
@@ -1093,9 +1191,14 @@ impl Config {
         base_dir: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let mut master_key_env = None;
         let env_pairs: Vec<(String, String)> = env
             .into_iter()
             .filter_map(|(k, v)| {
+                if k == crypto::sealed::MASTER_KEY_ENV {
+                    master_key_env = Some(crypto::SecretString::new(v));
+                    return None;
+                }
                 let rest = k.strip_prefix("BANKDIRECT_")?;
                 let section = rest.split("__").next()?.to_ascii_lowercase();
                 ENV_SECTIONS
@@ -1130,6 +1233,21 @@ impl Config {
         }
         if let Some(tls) = &mut config.server.tls {
             tls.resolve(base_dir);
+        }
+        if let Some(path) = &mut config.secrets.master_key_file {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        }
+        let sealed_problems = open_sealed(
+            &mut config,
+            master_key_env.as_ref().map(crypto::SecretString::expose_secret),
+        );
+        if !sealed_problems.is_empty() {
+            return Err(ConfigError {
+                source_name: source_name.to_owned(),
+                problems: sealed_problems,
+            });
         }
         for simulator in &mut config.simulators {
             if let Some(dir) = &mut simulator.pki_dir {
@@ -1727,6 +1845,64 @@ tls = { ca_cert = "tls/ca.pem", client_cert = "tls/client.pem", client_key = "/a
         assert!(err.contains("connections[0].tls.client_key"), "{err}");
         assert!(err.contains("/abs/client.key"), "{err}");
         assert!(!err.contains("tls.ca_cert"), "{err}");
+    }
+
+    #[test]
+    fn sealed_values_open_with_the_master_key_of_the_environment_or_the_file() {
+        use crypto::sealed::{MasterKey, MASTER_KEY_ENV};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        write_pem(&dir.path().join("tls"), "ca.pem", "CERTIFICATE");
+        write_pem(&dir.path().join("tls"), "client.pem", "CERTIFICATE");
+        let master = MasterKey::write_new(&dir.path().join("master.key")).unwrap();
+        let key_pem = "-----BEGIN PRIVATE KEY-----\nQUFBQQ==\n-----END PRIVATE KEY-----\n";
+        let key_path = dir.path().join("client.key.sealed");
+        std::fs::write(&key_path, master.seal(key_pem)).unwrap();
+        let totp = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        let text = format!(
+            "{}\n[secrets]\nmaster_key_file = \"master.key\"\n\n[[users]]\nid = \"ops\"\nroles = [\"admin\"]\naccounts = [\"*\"]\ntotp_secret = \"{}\"\n",
+            ISO.replace("/abs/client.key", "client.key.sealed"),
+            master.seal(totp)
+        );
+        let path = dir.path().join("bankdirect.toml");
+        std::fs::write(&path, &text).unwrap();
+        assert!(!text.contains(totp) && !text.contains("QUFBQQ"));
+
+        let c = Config::load_with_env(&path, std::iter::empty()).unwrap();
+        assert_eq!(
+            c.users[0].totp_secret.as_ref().unwrap().expose_secret(),
+            totp
+        );
+        let tls = c.connections[0].tls.as_ref().unwrap().load(0).unwrap();
+        assert_eq!(tls.client_key_pem.expose_secret(), key_pem);
+        // Never written back in clear: the opened key is not serialised.
+        let rendered = toml::to_string(&c.connections[0]).unwrap();
+        assert!(!rendered.contains("QUFBQQ"), "{rendered}");
+
+        // The environment's key wins over the file: a wrong one is named.
+        let other = MasterKey::generate();
+        let env = vec![(
+            MASTER_KEY_ENV.to_owned(),
+            other.to_base64().expose_secret().to_owned(),
+        )];
+        let err = Config::load_with_env(&path, env).unwrap_err().to_string();
+        assert!(err.contains("users[0].totp_secret"), "{err}");
+        assert!(err.contains("connections[0].tls.client_key"), "{err}");
+        assert!(err.contains(master.id()) && err.contains(other.id()), "{err}");
+        assert!(!err.contains(totp), "{err}");
+        let env = vec![(
+            MASTER_KEY_ENV.to_owned(),
+            master.to_base64().expose_secret().to_owned(),
+        )];
+        assert!(Config::load_with_env(&path, env).is_ok());
+
+        // Without any master key, what is sealed is named with what to do.
+        std::fs::write(&path, text.replace("master_key_file = \"master.key\"", "")).unwrap();
+        let err = Config::load_with_env(&path, std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("users[0].totp_secret is sealed"), "{err}");
+        assert!(err.contains(MASTER_KEY_ENV), "{err}");
     }
 
     fn with_approvals(users: &str, rules: &str) -> String {

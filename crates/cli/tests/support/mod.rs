@@ -538,6 +538,7 @@ overdraft_accounts = ["{}"]
         users: Vec::new(),
         approval_rules: Vec::new(),
         audit: gateway::config::AuditConfig::default(),
+        secrets: gateway::config::SecretsConfig::default(),
         simulators: vec![SimulatorConfig {
             bank_id: BANK_ID.to_owned(),
             family: banks::Family::CnXml,

@@ -303,6 +303,7 @@ impl TestApp {
             users: opts.users.clone(),
             approval_rules: opts.approval_rules.clone(),
             audit: gateway::config::AuditConfig::default(),
+            secrets: gateway::config::SecretsConfig::default(),
             simulators: Vec::new(),
         };
         config.validate().unwrap();

@@ -299,6 +299,7 @@ impl Rig {
             users: Vec::new(),
             approval_rules: Vec::new(),
             audit: gateway::config::AuditConfig::default(),
+            secrets: gateway::config::SecretsConfig::default(),
             simulators: Vec::new(),
         };
         config
@@ -530,6 +531,7 @@ fn family_tls(
                 ca_cert: files.ca_cert,
                 client_cert: files.client_cert,
                 client_key: files.client_key,
+                opened_client_key: None,
             })
         }
     }
