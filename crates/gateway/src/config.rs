@@ -141,9 +141,7 @@ impl ServerTlsConfig {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !(1..=86_400).contains(&self.reload_interval_s) {
-            problems.push(
-                "server.tls.reload_interval_s: expected 1 to 86400 seconds".to_owned(),
-            );
+            problems.push("server.tls.reload_interval_s: expected 1 to 86400 seconds".to_owned());
         }
         problems
     }
@@ -1241,7 +1239,9 @@ impl Config {
         }
         let sealed_problems = open_sealed(
             &mut config,
-            master_key_env.as_ref().map(crypto::SecretString::expose_secret),
+            master_key_env
+                .as_ref()
+                .map(crypto::SecretString::expose_secret),
         );
         if !sealed_problems.is_empty() {
             return Err(ConfigError {
@@ -1888,7 +1888,10 @@ tls = { ca_cert = "tls/ca.pem", client_cert = "tls/client.pem", client_key = "/a
         let err = Config::load_with_env(&path, env).unwrap_err().to_string();
         assert!(err.contains("users[0].totp_secret"), "{err}");
         assert!(err.contains("connections[0].tls.client_key"), "{err}");
-        assert!(err.contains(master.id()) && err.contains(other.id()), "{err}");
+        assert!(
+            err.contains(master.id()) && err.contains(other.id()),
+            "{err}"
+        );
         assert!(!err.contains(totp), "{err}");
         let env = vec![(
             MASTER_KEY_ENV.to_owned(),
