@@ -111,12 +111,44 @@ fn generate_error(what: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
     }
 }
 
-/// Validity window, a random positive serial and a common name.
-fn base_params(common_name: &str, what: &'static str) -> Result<CertificateParams, PkiError> {
+/// When a certificate is valid: from `not_before` to `not_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: time::OffsetDateTime,
+    pub not_after: time::OffsetDateTime,
+}
+
+impl Validity {
+    /// From an hour ago (clock skew) for [`VALIDITY_DAYS`] days.
+    pub fn standard() -> Validity {
+        let now = time::OffsetDateTime::now_utc();
+        Validity {
+            not_before: now - time::Duration::seconds(BACKDATE_S),
+            not_after: now + time::Duration::days(VALIDITY_DAYS),
+        }
+    }
+
+    /// Ended `days_ago` days ago, after a year of validity: an expired
+    /// certificate, for tests of what refuses one.
+    pub fn expired(days_ago: i64) -> Validity {
+        let now = time::OffsetDateTime::now_utc();
+        let not_after = now - time::Duration::days(days_ago.max(1));
+        Validity {
+            not_before: not_after - time::Duration::days(365),
+            not_after,
+        }
+    }
+}
+
+/// The validity window given, a random positive serial and a common name.
+fn base_params(
+    common_name: &str,
+    what: &'static str,
+    validity: Validity,
+) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(generate_error(what))?;
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::seconds(BACKDATE_S);
-    params.not_after = now + time::Duration::days(VALIDITY_DAYS);
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
     let mut serial = [0u8; 16];
     OsRng.fill_bytes(&mut serial);
     // Positive and without a leading zero byte: a DER INTEGER as RFC 5280 wants.
@@ -139,6 +171,23 @@ impl Pki {
     /// each a subject alternative name) and a client certificate with the
     /// common name `client_common_name`.
     pub fn generate(server_names: &[String], client_common_name: &str) -> Result<Pki, PkiError> {
+        Self::generate_with_validity(
+            server_names,
+            client_common_name,
+            Validity::standard(),
+            Validity::standard(),
+        )
+    }
+
+    /// As [`Pki::generate`], with the server certificate valid in `server`
+    /// and the client certificate in `client` (the CA spans both): expired
+    /// certificates for the tests of what refuses them.
+    pub fn generate_with_validity(
+        server_names: &[String],
+        client_common_name: &str,
+        server: Validity,
+        client: Validity,
+    ) -> Result<Pki, PkiError> {
         if server_names.is_empty() || server_names.len() > MAX_SERVER_NAMES {
             return Err(PkiError::InvalidInput {
                 what: "server names",
@@ -185,7 +234,11 @@ impl Pki {
         }
 
         let ca_key = new_key("CA key")?;
-        let mut ca_params = base_params("bankdirect local CA", "CA certificate")?;
+        let ca_validity = Validity {
+            not_before: server.not_before.min(client.not_before),
+            not_after: server.not_after.max(client.not_after),
+        };
+        let mut ca_params = base_params("bankdirect local CA", "CA certificate", ca_validity)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -202,7 +255,7 @@ impl Pki {
             .first()
             .map(String::as_str)
             .unwrap_or("localhost");
-        let mut server_params = base_params(server_cn, "server certificate")?;
+        let mut server_params = base_params(server_cn, "server certificate", server)?;
         server_params.subject_alt_names = sans;
         server_params.is_ca = IsCa::ExplicitNoCa;
         server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -213,7 +266,7 @@ impl Pki {
             .map_err(generate_error("server certificate"))?;
 
         let client_key = new_key("client key")?;
-        let mut client_params = base_params(client_common_name, "client certificate")?;
+        let mut client_params = base_params(client_common_name, "client certificate", client)?;
         client_params.is_ca = IsCa::ExplicitNoCa;
         client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
