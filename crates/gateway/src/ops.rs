@@ -51,6 +51,39 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Records when the certificates of `pem` stop being valid, as
+/// `tls_certificate_not_after_seconds{kind, name}` (Unix seconds of the
+/// earliest `notAfter` among them: a chain expires with its first member), so
+/// that an alert can fire well before (`… - time() < 14 * 86400`). `kind`:
+/// `api` (the API's certificate), `bank_client` (ours toward a bank),
+/// `bank_ca` (the CA a bank's certificate must chain to). A certificate
+/// within 30 days of its end is also logged at warn. Returns the instant.
+pub fn certificate_expiry(
+    kind: &'static str,
+    name: &str,
+    pem: &str,
+) -> Option<std::time::SystemTime> {
+    let certs = crypto::Certificate::all_from_pem_or_der(pem.as_bytes()).ok()?;
+    let not_after = certs.iter().map(crypto::Certificate::not_after).min()?;
+    let seconds = not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!("tls_certificate_not_after_seconds", "kind" => kind, "name" => name.to_owned())
+        .set(seconds);
+    let left = not_after
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    if left < Duration::from_secs(30 * 86_400) {
+        tracing::warn!(
+            kind,
+            name,
+            not_after = %crypto::cert::format_utc(not_after),
+            "a certificate ends within 30 days (or has ended): renew it"
+        );
+    }
+    Some(not_after)
+}
+
 /// Metric handles of one route, by method and status.
 type RouteHandles = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
 
@@ -309,4 +342,49 @@ pub fn timed_out() -> ApiError {
         "request_timeout",
         "the request took longer than the gateway's limit; retry later",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_ends_are_metrics_by_kind_and_name() {
+        let handle = metrics_handle().expect("recorder");
+        let expired = crypto::pki::Pki::generate_with_validity(
+            &["localhost".to_owned()],
+            "client",
+            crypto::pki::Validity::standard(),
+            crypto::pki::Validity::expired(3),
+        )
+        .unwrap();
+        let ends = certificate_expiry("bank_client", "unit-test-conn", &expired.client_cert_pem)
+            .expect("a certificate");
+        assert!(ends < std::time::SystemTime::now());
+        // A bundle ends with its first member to end.
+        let bundle = format!("{}{}", expired.ca_cert_pem, expired.client_cert_pem);
+        assert_eq!(
+            certificate_expiry("bank_ca", "unit-test-conn", &bundle),
+            Some(ends)
+        );
+        assert_eq!(
+            certificate_expiry("bank_ca", "unit-test-none", "not a certificate"),
+            None
+        );
+        let text = handle.render();
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("tls_certificate_not_after_seconds")
+                    && l.contains("kind=\"bank_client\"")
+                    && l.contains("name=\"unit-test-conn\"")
+            })
+            .unwrap_or_else(|| panic!("{text}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        let expected = ends
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((value - expected).abs() < 1.0, "{line}");
+    }
 }

@@ -106,6 +106,7 @@ fn load(cfg: &ServerTlsConfig) -> Result<(Arc<CertifiedKey>, [u8; 32]), TlsError
             cfg.cert_file.display()
         ))
     })?;
+    crate::ops::certificate_expiry("api", "server", &String::from_utf8_lossy(&cert_pem));
     let mut digest = Sha256::new();
     digest.update(&cert_pem);
     digest.update(&key_pem);

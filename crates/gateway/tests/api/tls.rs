@@ -60,6 +60,27 @@ async fn the_api_speaks_tls_and_takes_a_new_certificate_without_a_restart() {
     let (s, banks) = app.get("/v1/banks", &token).await;
     assert_eq!(s, 200, "{banks}");
 
+    // The certificate's end is a metric, for alerts before it comes.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("tls_certificate_not_after_seconds") && l.contains("kind=\"api\""))
+        .unwrap_or_else(|| panic!("no api certificate metric in {metrics}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let days_left = (value - chrono::Utc::now().timestamp() as f64) / 86_400.0;
+    assert!(
+        (700.0..=731.0).contains(&days_left),
+        "{line}: {days_left} days"
+    );
+
     // Plain HTTP to the TLS port gets no answer.
     let plain = app.base_url.replacen("https://", "http://", 1);
     let http = reqwest::Client::builder()
