@@ -60,6 +60,7 @@
 //! answer, balances first, then transaction details.
 
 pub mod batch;
+pub mod signing;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -78,11 +79,13 @@ use formats::cn_xml::messages::{
     FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT, FUNC_SUBMIT_PAYMENT, MAX_ACCOUNTS_PER_BALANCE_QUERY,
     MAX_BATCH_ITEMS, MAX_HISTORY_RANGE_DAYS, MAX_REFERENCES_PER_QUERY, REC_FAILED, REC_SUCCESS,
     REQSTS_ACCEPTED, REQSTS_FINISHED, REQSTS_WAITING, RET_BAD_REQUEST, RET_DUPLICATE_REFERENCE,
-    RET_LOGIN_FAILED, RET_NO_PERMISSION, RET_OK, RET_SYSTEM_BUSY, RET_SYSTEM_ERROR,
-    RTNFLG_CANCELLED, RTNFLG_EXPIRED, RTNFLG_FAILED, RTNFLG_REJECTED, RTNFLG_RETURNED,
-    RTNFLG_SUCCESS, URGENT_NO, URGENT_YES,
+    RET_LOGIN_FAILED, RET_NO_PERMISSION, RET_OK, RET_SIGNATURE_INVALID, RET_SYSTEM_BUSY,
+    RET_SYSTEM_ERROR, RTNFLG_CANCELLED, RTNFLG_EXPIRED, RTNFLG_FAILED, RTNFLG_REJECTED,
+    RTNFLG_RETURNED, RTNFLG_SUCCESS, URGENT_NO, URGENT_YES,
 };
 use formats::cn_xml::{decode, encode, Limits, Packet};
+
+pub use signing::{CnXmlOptions, CnXmlSigning, DEFAULT_SM2_ID};
 
 use crate::transport::{self, quoted};
 use crate::{
@@ -148,6 +151,12 @@ pub struct CnXmlConnector {
     client: reqwest::Client,
     limits: Limits,
     random: OsRandom,
+    /// `PASSWD` of every request, when the connection has a password.
+    password: Option<crypto::SecretString>,
+    /// Request signatures and answer verification, when configured.
+    signing: Option<CnXmlSigning>,
+    /// Decides which bank certificates are valid.
+    clock: std::sync::Arc<dyn domain::Clock>,
 }
 
 impl fmt::Debug for CnXmlConnector {
@@ -156,6 +165,7 @@ impl fmt::Debug for CnXmlConnector {
             .field("bank_id", &self.settings.bank_id)
             .field("connection_id", &self.settings.connection_id)
             .field("endpoint", &self.endpoint.as_str())
+            .field("signed", &self.signing.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +174,15 @@ impl CnXmlConnector {
     /// Checks the settings and builds the HTTP client once; every option that
     /// matters is set explicitly rather than left to reqwest's defaults.
     pub fn new(settings: ConnectionSettings) -> Result<CnXmlConnector, ConnectError> {
+        CnXmlConnector::with_options(settings, CnXmlOptions::default())
+    }
+
+    /// As [`CnXmlConnector::new`], with a password and signing
+    /// ([`CnXmlOptions`]).
+    pub fn with_options(
+        settings: ConnectionSettings,
+        options: CnXmlOptions,
+    ) -> Result<CnXmlConnector, ConnectError> {
         let invalid = |message: String| ConnectError {
             connection: settings.connection_id.clone(),
             message,
@@ -202,6 +221,15 @@ impl CnXmlConnector {
             max_bytes: settings.max_response_bytes,
             ..Limits::default()
         };
+        if options
+            .password
+            .as_ref()
+            .is_some_and(crypto::SecretString::is_empty)
+        {
+            return Err(invalid(
+                "password is empty; expected the login's password at the bank, or none".into(),
+            ));
+        }
         Ok(CnXmlConnector {
             settings,
             endpoint,
@@ -209,6 +237,9 @@ impl CnXmlConnector {
             client,
             limits,
             random: OsRandom,
+            password: options.password,
+            signing: options.signing,
+            clock: options.clock,
         })
     }
 
@@ -279,17 +310,43 @@ impl CnXmlConnector {
 
     /// Sends one packet and returns the answer packet, whatever its
     /// `RETCODE`, once it is well-formed and echoes our function and serial.
-    async fn exchange(&self, function: &'static str, request: Packet) -> Result<Packet, BankError> {
+    async fn exchange(
+        &self,
+        function: &'static str,
+        mut request: Packet,
+    ) -> Result<Packet, BankError> {
         let serial = request.head.serial.clone();
+        request.head.password = self
+            .password
+            .as_ref()
+            .map(|password| password.expose_secret().to_owned());
         let body = encode(&request).map_err(|e| BankError::NotProcessed {
             bank: self.bank(),
             reason: format!("{function} request cannot be encoded as GBK: {e}"),
         })?;
+        drop(request);
+        let signature = match &self.signing {
+            None => None,
+            Some(signing) => {
+                let not_processed = |reason: String| BankError::NotProcessed {
+                    bank: self.bank(),
+                    reason: format!("{function} not sent: {reason}"),
+                };
+                signing
+                    .check_certificates_valid(self.now())
+                    .map_err(not_processed)?;
+                Some(signing.sign(&body).map_err(not_processed)?)
+            }
+        };
         crate::exchange::note_request(&body);
-        let response = self
+        let mut post = self
             .client
             .post(self.endpoint.clone())
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE);
+        if let Some(signature) = signature {
+            post = post.header(formats::cn_xml::SIGNATURE_HEADER, signature);
+        }
+        let response = post
             .body(body)
             .send()
             .await
@@ -303,8 +360,17 @@ impl CnXmlConnector {
                 reason: format!("front machine answered HTTP {status}; expected 200 with a packet"),
             });
         }
+        let signature = response
+            .headers()
+            .get(formats::cn_xml::SIGNATURE_HEADER)
+            .map(|value| value.as_bytes().to_vec());
         let bytes = self.read_capped(response).await?;
         crate::exchange::note_response(&bytes);
+        if let Some(signing) = &self.signing {
+            signing
+                .verify(&bytes, signature.as_deref(), self.now())
+                .map_err(|reason| self.signature_failure(function, reason))?;
+        }
         let answer = decode(&bytes, &self.limits).map_err(|e| {
             self.protocol(format!("answer is not a well-formed cn-xml packet: {e}"))
         })?;
@@ -321,6 +387,26 @@ impl CnXmlConnector {
             ));
         }
         Ok(answer)
+    }
+
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::from(self.clock.now())
+    }
+
+    /// An answer whose signature is missing or wrong: nothing in it is
+    /// believed, and the request may have been acted on. Raised as an
+    /// alert (the metric and an error log naming the bank, never a key).
+    fn signature_failure(&self, function: &'static str, reason: String) -> BankError {
+        metrics::counter!("bank_signature_failures_total",
+            "bank" => self.settings.bank_id.clone())
+        .increment(1);
+        tracing::error!(bank = %self.settings.bank_id, function, %reason,
+            "bank answer signature check failed; the answer is not used");
+        BankError::OutcomeUnknown {
+            bank: self.bank(),
+            cause: UnknownCause::Signature,
+            reason: format!("{function} answer refused: {reason}"),
+        }
     }
 
     /// Reads the body chunk by chunk so that an oversized answer is refused
@@ -871,7 +957,8 @@ impl CnXmlConnector {
 
     /// The request-level verdict on a submission (a payment or a batch
     /// chunk, named by `what` in errors), classified strictly: only a clean
-    /// packet that says "not taken" (`SYSTEM_BUSY`, `LOGIN_FAILED`) is
+    /// packet that says "not taken" (`SYSTEM_BUSY`, `LOGIN_FAILED`,
+    /// `SIGNATURE_INVALID`) is
     /// `NotProcessed`, the family's documented refusals (`NO_PERMISSION`,
     /// `BAD_REQUEST`) `Rejected`; `SYSTEM_ERROR`, `DUPLICATE_REFERENCE` and
     /// any code this connector does not know are `OutcomeUnknown`.
@@ -895,6 +982,13 @@ impl CnXmlConnector {
             RET_LOGIN_FAILED => Err(BankError::NotProcessed {
                 bank: self.bank(),
                 reason: format!("login refused: {ret_msg}"),
+            }),
+            // So did a request whose signature the bank refused.
+            RET_SIGNATURE_INVALID => Err(BankError::NotProcessed {
+                bank: self.bank(),
+                reason: format!(
+                    "the bank refused the request's signature: {ret_msg}; check the connection's signing key and the certificate the bank holds"
+                ),
             }),
             // The family's documented refusals of the request itself: final,
             // the submission was not taken.
@@ -1039,6 +1133,7 @@ impl BankConnector for CnXmlConnector {
             Capability::SinglePayment,
             Capability::BatchPayment,
             Capability::StatusByReference,
+            Capability::SignedMessages,
         ]
     }
 

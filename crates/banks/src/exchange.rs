@@ -715,6 +715,23 @@ mod tests {
     }
 
     #[test]
+    fn the_bank_password_of_a_gbk_packet_is_removed() {
+        // The packet as the connector sends it, password in the head.
+        let mut packet = formats::cn_xml::decode(CN_SUBMIT, &Default::default()).unwrap();
+        packet.head.password = Some("Pa55-密码&<x".to_owned());
+        let bytes = formats::cn_xml::encode(&packet).unwrap();
+        let body = masked_body(&bytes, Charset::Gb18030);
+        let text = &body.text;
+        assert!(text.contains("<PASSWD>[removed]</PASSWD>"), "{text}");
+        assert!(!text.contains("Pa55"), "{text}");
+        assert!(!text.contains("密码"), "{text}");
+        assert!(text.contains("<LOGIN>"), "{text}");
+        // Every spelling a front machine might use goes too.
+        let masked = mask_body("<HEAD><PASSWD>a1</PASSWD><PassWord>b2</PassWord></HEAD>");
+        assert!(!masked.contains("a1") && !masked.contains("b2"), "{masked}");
+    }
+
+    #[test]
     fn pain001_and_camt053_hide_every_account() {
         for (name, doc) in [("pain.001", PAIN001), ("camt.053", CAMT053)] {
             let masked = mask_body(doc);

@@ -80,6 +80,10 @@ pub use intake::TextCharset;
 
 /// The order types, as they appear in the URL path and the metrics'
 /// `function` label.
+/// Why the family has no [`Capability::SignedMessages`]: shown in
+/// `/v1/banks` and given by the conformance suite.
+pub const LACKS_SIGNED_MESSAGES: &str =
+    "iso20022 files are not signed here: mutual TLS authenticates the bank and bankdirect";
 pub const ORDER_ACCOUNTS: &str = "HTD";
 pub const ORDER_CREDIT_TRANSFER: &str = "CCT";
 pub const ORDER_PAYMENT_STATUS: &str = "PSR";
@@ -1156,6 +1160,10 @@ impl BankConnector for Iso20022Connector {
             Capability::BatchPayment,
             Capability::StatusByReference,
         ]
+    }
+
+    fn lacking_capabilities(&self) -> &'static [(Capability, &'static str)] {
+        &[(Capability::SignedMessages, LACKS_SIGNED_MESSAGES)]
     }
 
     #[tracing::instrument(skip_all, fields(bank = %self.settings.bank_id))]

@@ -78,6 +78,9 @@ pub enum Capability {
     SinglePayment,
     BatchPayment,
     StatusByReference,
+    /// Messages signed over the exact bytes sent and answers verified over
+    /// the exact bytes received, under the bank's pinned certificates.
+    SignedMessages,
 }
 
 impl Capability {
@@ -88,6 +91,7 @@ impl Capability {
             Capability::SinglePayment => "single_payment",
             Capability::BatchPayment => "batch_payment",
             Capability::StatusByReference => "status_by_reference",
+            Capability::SignedMessages => "signed_messages",
         }
     }
 }
@@ -475,6 +479,9 @@ pub enum UnknownCause {
     Protocol,
     /// The bank answered with an HTTP status that is not a business answer.
     HttpStatus(u16),
+    /// The answer's signature is missing or does not verify under the
+    /// bank's certificates: nothing in it is believed.
+    Signature,
 }
 
 /// What went wrong talking to a bank, in the three kinds that tell the

@@ -45,7 +45,7 @@ use formats::cn_xml::messages::{
     FUNC_QUERY_BATCH, FUNC_QUERY_DAY_BALANCE, FUNC_QUERY_HISTORY, FUNC_QUERY_PAYMENT,
     FUNC_SUBMIT_BATCH, FUNC_SUBMIT_PAYMENT, FUNC_SUBMIT_PAYROLL, MAX_ACCOUNTS_PER_BALANCE_QUERY,
     MAX_HISTORY_RANGE_DAYS, REC_FAILED, REC_SUCCESS, RET_BAD_REQUEST, RET_LOGIN_FAILED, RET_OK,
-    RET_SYSTEM_ERROR,
+    RET_SIGNATURE_INVALID, RET_SYSTEM_ERROR,
 };
 use formats::cn_xml::{decode, encode, Head, Limits, Packet};
 use rand::Rng;
@@ -59,6 +59,7 @@ use crate::{mask, SimState, MAX_REQUEST_BYTES};
 pub const ACCOUNT_ACTIVE: &str = "A";
 
 const MSG_LOGIN_FAILED: &str = "登录失败：用户名不存在";
+const MSG_WRONG_PASSWORD: &str = "登录失败：密码错误";
 const MSG_UNKNOWN_ACCOUNT: &str = "账户不存在";
 const MSG_CURRENCY_MISMATCH: &str = "币种与账户不符";
 const MSG_BAD_DATE: &str = "日期格式错误，应为yyyyMMdd";
@@ -121,8 +122,13 @@ fn request_limits() -> Limits {
     }
 }
 
-/// Answers one request body. Never panics on any input.
-pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
+/// Answers one request body (`signature`: the request's signature header,
+/// if any). Never panics on any input.
+pub(crate) async fn serve_packet(
+    state: &SimState,
+    body: &[u8],
+    signature: Option<&[u8]>,
+) -> Response {
     let request = decode(body, &request_limits());
     let function = request.as_ref().ok().map(|packet| packet.head.func.clone());
     let fault = state.faults.take(function.as_deref());
@@ -136,7 +142,7 @@ pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
             () = state.stopped() => {
                 // A bank going down mid-request: the client sees a broken
                 // connection, not an answer.
-                return torn_response(Bytes::new());
+                return torn_response(Bytes::new(), None);
             }
         }
     }
@@ -162,10 +168,24 @@ pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
             Some(Fault::ErrorCode { code, message }) => {
                 error_packet(&request.head.func, &request.head.serial, code, message)
             }
-            _ => answer(state, request, fault.as_ref()),
+            _ => match request_signature_refused(state, body, signature) {
+                Some(message) => error_packet(
+                    &request.head.func,
+                    &request.head.serial,
+                    RET_SIGNATURE_INVALID,
+                    &message,
+                ),
+                None => answer(state, request, fault.as_ref()),
+            },
         },
     };
     let bytes = encode_answer(state, &answer);
+    // The bank signs the packet it made; the byte faults below then spoil
+    // what is sent, and those that rewrite the body (garbled, wrong
+    // encoding, oversized) are signed as sent, as a bank that signs its
+    // own garbage would.
+    let signed = |body: &[u8]| sign_answer(state, body, false);
+    let full_signature = signed(&bytes);
 
     // Faults after execution: the request has had its effect.
     match fault {
@@ -181,15 +201,65 @@ pub(crate) async fn serve_packet(state: &SimState, body: &[u8]) -> Response {
             }
             dropped_response()
         }
-        Some(Fault::Garbled) => packet_response(Bytes::from_static(GARBLED)),
+        Some(Fault::Garbled) => packet_response(Bytes::from_static(GARBLED), signed(GARBLED)),
         Some(Fault::Truncated) => {
             let half = bytes.len() / 2;
-            packet_response(Bytes::from(bytes).slice(..half))
+            packet_response(Bytes::from(bytes).slice(..half), full_signature)
         }
-        Some(Fault::WrongEncoding) => packet_response(Bytes::from(with_invalid_byte(bytes))),
-        Some(Fault::Oversized { bytes: size }) => packet_response(Bytes::from(padded(bytes, size))),
-        Some(Fault::TornBody) => torn_response(Bytes::from(bytes)),
-        _ => packet_response(Bytes::from(bytes)),
+        Some(Fault::WrongEncoding) => {
+            let spoiled = with_invalid_byte(bytes);
+            let signature = signed(&spoiled);
+            packet_response(Bytes::from(spoiled), signature)
+        }
+        Some(Fault::Oversized { bytes: size }) => {
+            let spoiled = padded(bytes, size);
+            let signature = signed(&spoiled);
+            packet_response(Bytes::from(spoiled), signature)
+        }
+        Some(Fault::TornBody) => torn_response(Bytes::from(bytes), full_signature),
+        Some(Fault::WrongSignature) => {
+            let signature = sign_answer(state, &bytes, true);
+            packet_response(Bytes::from(bytes), signature)
+        }
+        _ => packet_response(Bytes::from(bytes), full_signature),
+    }
+}
+
+/// Why a request's signature is refused (a Chinese message for `RETMSG`),
+/// or `None` when it verifies or requests are not checked.
+fn request_signature_refused(
+    state: &SimState,
+    body: &[u8],
+    signature: Option<&[u8]>,
+) -> Option<String> {
+    let signing = state.signing.as_ref()?;
+    match signing.check_request(body, signature) {
+        Ok(()) => None,
+        Err(message) => {
+            tracing::info!(bank = %state.cfg.bank_id, %message, "request signature refused");
+            Some(message)
+        }
+    }
+}
+
+/// The signature header of an answer when the bank signs: by the bank's
+/// key, or (`wrongly`) by a key that is not the bank's, for the
+/// `wrong_signature` fault. A bank that does not sign sends a wrong one
+/// only for that fault.
+fn sign_answer(state: &SimState, body: &[u8], wrongly: bool) -> Option<String> {
+    let (identity, sm2_id) = match &state.signing {
+        Some(signing) if wrongly => (&signing.impostor, signing.sm2_id.as_str()),
+        Some(signing) => (&signing.bank, signing.sm2_id.as_str()),
+        // Well-formed DER (r = s = 1) that verifies under no key.
+        None if wrongly => return Some("MAYCAQECAQE=".to_owned()),
+        None => return None,
+    };
+    match identity.sign(body, sm2_id) {
+        Ok(signature) => Some(signature),
+        Err(error) => {
+            tracing::warn!(bank = %state.cfg.bank_id, %error, "answer could not be signed; sent unsigned");
+            None
+        }
     }
 }
 
@@ -219,6 +289,19 @@ fn answer(state: &SimState, request: &Packet, fault: Option<&Fault>) -> Packet {
     if head.login.as_deref() != Some(state.cfg.login.as_str()) {
         tracing::info!(bank = %state.cfg.bank_id, function = %head.func, "login refused");
         return error_packet(&head.func, &head.serial, RET_LOGIN_FAILED, MSG_LOGIN_FAILED);
+    }
+    if let Some(password) = &state.password {
+        if head.password.as_deref() != Some(password.expose_secret()) {
+            // Never the password, given or expected, in the log.
+            tracing::info!(bank = %state.cfg.bank_id, function = %head.func,
+                given = head.password.is_some(), "password refused");
+            return error_packet(
+                &head.func,
+                &head.serial,
+                RET_LOGIN_FAILED,
+                MSG_WRONG_PASSWORD,
+            );
+        }
     }
     match head.func.as_str() {
         FUNC_LIST_ACCOUNTS => list_accounts(state, head),
@@ -654,6 +737,7 @@ fn error_packet(func: &str, serial: &str, code: &str, message: &str) -> Packet {
         head: Head {
             func: func.to_string(),
             login: None,
+            password: None,
             data_type: None,
             serial: serial.to_string(),
             ret_code: Some(code.to_string()),
@@ -677,8 +761,8 @@ fn encode_answer(state: &SimState, answer: &Packet) -> Vec<u8> {
     }
 }
 
-fn packet_response(body: Bytes) -> Response {
-    (
+fn packet_response(body: Bytes, signature: Option<String>) -> Response {
+    let mut response = (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
@@ -686,7 +770,17 @@ fn packet_response(body: Bytes) -> Response {
         )],
         body,
     )
-        .into_response()
+        .into_response();
+    add_signature(&mut response, signature);
+    response
+}
+
+fn add_signature(response: &mut Response, signature: Option<String>) {
+    if let Some(value) = signature.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        response
+            .headers_mut()
+            .insert(formats::cn_xml::SIGNATURE_HEADER, value);
+    }
 }
 
 /// Text that is valid GBK but not a packet: a tag soup with mismatched ends
@@ -721,7 +815,7 @@ fn padded(mut bytes: Vec<u8>, size: usize) -> Vec<u8> {
 
 /// Status and headers, the first half of the body, then a broken connection:
 /// a body stream that errors makes the HTTP server abort the exchange.
-fn torn_response(bytes: Bytes) -> Response {
+fn torn_response(bytes: Bytes, signature: Option<String>) -> Response {
     let half = bytes.slice(..bytes.len() / 2);
     let chunks = futures::stream::unfold(0u8, move |step| {
         let half = half.clone();
@@ -736,7 +830,7 @@ fn torn_response(bytes: Bytes) -> Response {
             }
         }
     });
-    (
+    let mut response = (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
@@ -744,7 +838,9 @@ fn torn_response(bytes: Bytes) -> Response {
         )],
         Body::from_stream(chunks),
     )
-        .into_response()
+        .into_response();
+    add_signature(&mut response, signature);
+    response
 }
 
 #[cfg(test)]

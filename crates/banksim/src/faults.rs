@@ -14,8 +14,8 @@
 //! `SubmitPayroll`) are payment-submitting functions in exactly the same
 //! way: "after" lets the whole chunk execute; rules match them by their own
 //! function code (or by none). `HttpError`, `Reset` take a [`When`];
-//! `ResponseLost`, `Garbled`, `Truncated`, `WrongEncoding`, `Oversized` and
-//! `TornBody` always act after (the answer is computed, then spoiled);
+//! `ResponseLost`, `Garbled`, `Truncated`, `WrongEncoding`, `Oversized`,
+//! `TornBody` and `WrongSignature` always act after (the answer is computed, then spoiled);
 //! `Delay`, `HttpStatus` and `ErrorCode` (e.g. `SYSTEM_BUSY`, the family's
 //! rate-limit answer) always act before. For a read function "after" is the
 //! same as "before". A refused connection is not a fault here: tests use a
@@ -102,6 +102,12 @@ pub enum Fault {
     /// Send the status and headers and part of the body, then break the
     /// connection.
     TornBody,
+    /// Execute and answer as usual, but sign the answer with a key that is
+    /// not the bank's (cn-xml's `X-Signature`): a client that verifies must
+    /// not believe it, though the request took effect. iso20022 answers
+    /// carry no signature (mutual TLS authenticates the bank), so there the
+    /// answer is sent unchanged.
+    WrongSignature,
     /// In a balance answer, fail the record of this account. The family has
     /// no record-level code field: the message goes into `RECMSG` and the
     /// code into the simulator's log only.

@@ -25,6 +25,8 @@
 //! - [`faults`]: the ways a simulated bank can be told to misbehave, before
 //!   or after execution, by rule or at random from a seed;
 //! - [`cn_xml`]: the cn-xml front machine (one packet per POST to `/`);
+//! - [`signing`]: its SM2 signatures (answers signed, requests checked,
+//!   the login's password) and SM2 certificates for tests and demos;
 //! - [`iso20022`]: the iso20022 host-to-host gateway (order types `HTD`,
 //!   `CCT`, `PSR`, `C52`, `C53`, `C54` under `/h2h/`), ISO 20022 files
 //!   translated to and from the same ledger and payment book;
@@ -45,6 +47,7 @@ pub mod history;
 pub mod iso20022;
 pub mod ledger;
 pub mod payments;
+pub mod signing;
 mod tls;
 
 use std::net::SocketAddr;
@@ -68,6 +71,7 @@ pub use faults::{Fault, FaultHandle, FaultRule, RandomFaultRule, RandomFaults, W
 pub use history::{NewSimEntry, SimEntry};
 pub use ledger::{Ledger, SimAccount, MAX_ACCOUNTS_PER_CURRENCY};
 pub use payments::{ExecutionView, PaymentBook, SimPaymentConfig};
+pub use signing::{CnXmlSimOptions, SigningIdentity, SimSigning};
 
 /// The cn-xml family: GBK XML packets over HTTP (docs/families/cn-xml.md).
 pub const FAMILY_CN_XML: &str = "cn-xml";
@@ -265,6 +269,12 @@ pub(crate) struct SimState {
     pub(crate) payments: Arc<PaymentBook>,
     /// The iso20022 front's files and page size (unused by cn-xml).
     pub(crate) iso: iso20022::IsoState,
+    /// How a cn-xml bank signs answers and checks requests; `None`: no
+    /// signatures.
+    pub(crate) signing: Option<signing::SigningState>,
+    /// The password a cn-xml request's `PASSWD` must carry; `None`: not
+    /// checked.
+    pub(crate) password: Option<crypto::SecretString>,
     /// Turns true (or its sender is dropped) when the server stops; a delayed
     /// answer watches it so that shutdown does not wait out the delay.
     pub(crate) stopping: watch::Receiver<bool>,
@@ -338,7 +348,46 @@ impl SimServer {
         options: SimOptions,
         iso: IsoOptions,
     ) -> Result<SimServer, SimError> {
+        SimServer::start_with_all_options(
+            cfg,
+            addr,
+            clock,
+            options,
+            iso,
+            CnXmlSimOptions::default(),
+        )
+        .await
+    }
+
+    /// Starts a cn-xml bank that signs its answers, checks requests'
+    /// signatures and its login's password as `cn` says
+    /// ([`signing::CnXmlSimOptions`]).
+    pub async fn start_with_cn_xml_options(
+        cfg: SimBankConfig,
+        addr: SocketAddr,
+        clock: Arc<dyn Clock>,
+        options: SimOptions,
+        cn: CnXmlSimOptions,
+    ) -> Result<SimServer, SimError> {
+        SimServer::start_with_all_options(cfg, addr, clock, options, IsoOptions::default(), cn)
+            .await
+    }
+
+    async fn start_with_all_options(
+        cfg: SimBankConfig,
+        addr: SocketAddr,
+        clock: Arc<dyn Clock>,
+        options: SimOptions,
+        iso: IsoOptions,
+        cn: CnXmlSimOptions,
+    ) -> Result<SimServer, SimError> {
         cfg.validate()?;
+        let signing = match cn.signing {
+            Some(signing) if !cfg.is_iso20022() => {
+                Some(signing::SigningState::new(&cfg.bank_id, signing)?)
+            }
+            _ => None,
+        };
         options.payments.validate()?;
         iso20022::check_page_size(iso.page_size)?;
         let faults = FaultHandle::new();
@@ -378,6 +427,8 @@ impl SimServer {
             payments,
             quirks: CnXmlQuirks::for_bank(&cfg.bank_id, cfg.seed),
             iso: iso20022::IsoState::new(iso.page_size),
+            signing,
+            password: cn.password,
             faults,
             served: AtomicU64::new(0),
             clock,
@@ -451,6 +502,20 @@ impl SimServer {
     /// client certificate and key it presents); `None` for cn-xml.
     pub fn pki(&self) -> Option<&Pki> {
         self.pki.as_ref()
+    }
+
+    /// The certificate a signing cn-xml bank signs its answers under (what
+    /// a client pins); `None` when it does not sign.
+    pub fn signing_certificate(&self) -> Option<&crypto::Certificate> {
+        self.state.signing.as_ref().map(|s| s.bank.certificate())
+    }
+
+    /// [`SimServer::signing_certificate`] as PEM.
+    pub fn signing_certificate_pem(&self) -> Option<&str> {
+        self.state
+            .signing
+            .as_ref()
+            .map(|s| s.bank.certificate_pem())
     }
 
     /// Entries per C52/C53/C54 page of an iso20022 bank.
@@ -564,9 +629,16 @@ fn router(state: Arc<SimState>) -> Router {
         .with_state(state)
 }
 
-async fn cn_xml_endpoint(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> Response {
+async fn cn_xml_endpoint(
+    State(state): State<Arc<SimState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     state.served.fetch_add(1, Ordering::Relaxed);
-    cn_xml::serve_packet(&state, &body).await
+    let signature = headers
+        .get(formats::cn_xml::SIGNATURE_HEADER)
+        .map(axum::http::HeaderValue::as_bytes);
+    cn_xml::serve_packet(&state, &body, signature).await
 }
 
 #[cfg(test)]

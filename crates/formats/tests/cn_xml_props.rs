@@ -47,18 +47,22 @@ fn packet() -> impl Strategy<Value = Packet> {
         text(),
         prop::option::of(text()),
         prop::option::of(text()),
+        prop::option::of(text()),
         text(),
         prop::option::of(text()),
         prop::option::of(text()),
     )
-        .prop_map(|(func, login, data_type, serial, ret_code, ret_msg)| Head {
-            func,
-            login,
-            data_type,
-            serial,
-            ret_code,
-            ret_msg,
-        });
+        .prop_map(
+            |(func, login, password, data_type, serial, ret_code, ret_msg)| Head {
+                func,
+                login,
+                password,
+                data_type,
+                serial,
+                ret_code,
+                ret_msg,
+            },
+        );
     (head, prop::collection::vec(block(), 0..6)).prop_map(|(head, body)| Packet { head, body })
 }
 

@@ -43,6 +43,9 @@ pub const RET_BAD_REQUEST: &str = "BAD_REQUEST";
 /// The front machine is overloaded; the request may be retried later.
 pub const RET_SYSTEM_BUSY: &str = "SYSTEM_BUSY";
 pub const RET_SYSTEM_ERROR: &str = "SYSTEM_ERROR";
+/// The request's signature (HTTP header `X-Signature`) is missing or does
+/// not verify under the client certificate the bank holds; nothing was done.
+pub const RET_SIGNATURE_INVALID: &str = "SIGNATURE_INVALID";
 
 /// `RECSTS` of a record that succeeded.
 pub const REC_SUCCESS: &str = "S";
@@ -188,6 +191,7 @@ fn request_head(func: &str, login: &str, serial: &str) -> Head {
     Head {
         func: func.to_owned(),
         login: Some(login.to_owned()),
+        password: None,
         data_type: Some(DATA_TYPE_XML.to_owned()),
         serial: serial.to_owned(),
         ret_code: None,
@@ -199,6 +203,7 @@ fn response_head(func: &str, serial: &str, ret_code: &str, ret_msg: &str) -> Hea
     Head {
         func: func.to_owned(),
         login: None,
+        password: None,
         data_type: None,
         serial: serial.to_owned(),
         ret_code: Some(ret_code.to_owned()),

@@ -42,16 +42,26 @@ pub const MAX_NAME_BYTES: usize = 64;
 /// At most this many characters of input text are copied into an error.
 pub const MAX_ERROR_TEXT_CHARS: usize = 64;
 
+/// The HTTP header that carries a packet's signature, on requests and
+/// answers alike: base64 of the DER SM2-with-SM3 signature over exactly the
+/// body bytes (docs/families/cn-xml.md, "Signatures").
+pub const SIGNATURE_HEADER: &str = "X-Signature";
+
 /// The packet header: function code, login, data type, request serial and,
 /// in a response, the request-level status.
 ///
 /// `None` means the element is absent; `Some("")` an empty element.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Head {
     /// `FUNC`: the function code, e.g. `QueryBalance`.
     pub func: String,
     /// `LOGIN`: the enterprise user's login name (requests).
     pub login: Option<String>,
+    /// `PASSWD`: the login's password at the bank, on requests of a
+    /// connection that has one. A secret: never printed, and removed from
+    /// every recorded body (`banks::exchange::mask_body`).
+    pub password: Option<String>,
     /// `DATATYPE`: `2` for XML (requests).
     pub data_type: Option<String>,
     /// `SERIAL`: the request serial, fresh per call and echoed by the bank.
@@ -60,6 +70,20 @@ pub struct Head {
     pub ret_code: Option<String>,
     /// `RETMSG`: the bank's message for `RETCODE`.
     pub ret_msg: Option<String>,
+}
+
+impl fmt::Debug for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Head")
+            .field("func", &self.func)
+            .field("login", &self.login)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("data_type", &self.data_type)
+            .field("serial", &self.serial)
+            .field("ret_code", &self.ret_code)
+            .field("ret_msg", &self.ret_msg)
+            .finish()
+    }
 }
 
 /// One element directly under `BODY`, holding flat fields in wire order.
@@ -306,6 +330,7 @@ pub fn encode(packet: &Packet) -> Result<Vec<u8>, EncodeError> {
     let head_fields = [
         (HeadField::Func, Some(&head.func)),
         (HeadField::Login, head.login.as_ref()),
+        (HeadField::Password, head.password.as_ref()),
         (HeadField::DataType, head.data_type.as_ref()),
         (HeadField::Serial, Some(&head.serial)),
         (HeadField::RetCode, head.ret_code.as_ref()),
@@ -518,6 +543,7 @@ fn decode_gb18030(bytes: &[u8]) -> Result<String, DecodeError> {
 enum HeadField {
     Func,
     Login,
+    Password,
     DataType,
     Serial,
     RetCode,
@@ -529,6 +555,7 @@ impl HeadField {
         match self {
             HeadField::Func => "FUNC",
             HeadField::Login => "LOGIN",
+            HeadField::Password => "PASSWD",
             HeadField::DataType => "DATATYPE",
             HeadField::Serial => "SERIAL",
             HeadField::RetCode => "RETCODE",
@@ -540,6 +567,7 @@ impl HeadField {
         [
             HeadField::Func,
             HeadField::Login,
+            HeadField::Password,
             HeadField::DataType,
             HeadField::Serial,
             HeadField::RetCode,
@@ -566,6 +594,7 @@ enum Frame {
 struct HeadValues {
     func: Option<String>,
     login: Option<String>,
+    password: Option<String>,
     data_type: Option<String>,
     serial: Option<String>,
     ret_code: Option<String>,
@@ -577,6 +606,7 @@ impl HeadValues {
         match field {
             HeadField::Func => &mut self.func,
             HeadField::Login => &mut self.login,
+            HeadField::Password => &mut self.password,
             HeadField::DataType => &mut self.data_type,
             HeadField::Serial => &mut self.serial,
             HeadField::RetCode => &mut self.ret_code,
@@ -865,7 +895,7 @@ impl<'a> Parser<'a> {
                 let Some(field) = HeadField::from_name(&name) else {
                     return Err(self.structure(
                         format!(
-                            "unexpected element <{}>; expected FUNC, LOGIN, DATATYPE, SERIAL, RETCODE or RETMSG",
+                            "unexpected element <{}>; expected FUNC, LOGIN, PASSWD, DATATYPE, SERIAL, RETCODE or RETMSG",
                             clip(&name)
                         ),
                         at,
@@ -1033,6 +1063,7 @@ impl<'a> Parser<'a> {
         let HeadValues {
             func,
             login,
+            password,
             data_type,
             serial,
             ret_code,
@@ -1044,6 +1075,7 @@ impl<'a> Parser<'a> {
             head: Head {
                 func,
                 login,
+                password,
                 data_type,
                 serial,
                 ret_code,

@@ -432,11 +432,28 @@ fn position_counts_lines_and_characters() {
     }
 }
 
+#[test]
+fn password_travels_after_the_login_and_never_prints() {
+    let mut packet = sample_packet();
+    packet.head.password = Some("密码&<1".to_owned());
+    let bytes = encode(&packet).unwrap();
+    let (text, _, _) = GBK.decode(&bytes);
+    let login = text.find("<LOGIN>").unwrap();
+    let passwd = text.find("<PASSWD>密码&amp;&lt;1</PASSWD>").unwrap();
+    let data_type = text.find("<DATATYPE>").unwrap();
+    assert!(login < passwd && passwd < data_type, "{text}");
+    assert_eq!(decode(&bytes, &Limits::default()).unwrap(), packet);
+    let debug = format!("{packet:?}");
+    assert!(!debug.contains("密码"), "{debug}");
+    assert!(debug.contains("[redacted]"), "{debug}");
+}
+
 fn sample_packet() -> Packet {
     Packet {
         head: Head {
             func: "QueryBalance".to_owned(),
             login: Some("DEMO01".to_owned()),
+            password: None,
             data_type: Some("2".to_owned()),
             serial: "R0123456789".to_owned(),
             ret_code: None,
