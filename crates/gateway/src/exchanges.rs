@@ -28,7 +28,7 @@ use store::{NewAuditRecord, NewBankExchange, Store};
 use utoipa::ToSchema;
 
 use crate::auth::Scope;
-use crate::extract::Caller;
+use crate::extract::{Caller, Entitlement};
 use crate::problem::{ApiError, Problem};
 use crate::AppState;
 
@@ -190,6 +190,59 @@ fn body_parts(body: Option<MaskedBody>) -> (Option<String>, bool) {
     }
 }
 
+/// Whether `caller` may see exchange `e`: any, for a caller entitled to every account;
+/// otherwise only one about an account it is entitled to — the account asked about, or
+/// the debtor account of the payment or batch whose reference it carries. Anything else
+/// (no reference, a reference nobody owns) is hidden, as a missing exchange is.
+async fn visible_to(
+    state: &AppState,
+    caller: &Caller,
+    e: &store::StoredBankExchange,
+) -> Result<bool, ApiError> {
+    if matches!(caller.entitlement, Entitlement::All) {
+        return Ok(true);
+    }
+    let Some(reference) = e.reference.as_deref() else {
+        return Ok(false);
+    };
+    let is_account = state
+        .config
+        .accounts
+        .iter()
+        .any(|a| a.id.as_str() == reference && a.connection.as_str() == e.connection_id);
+    if is_account {
+        return Ok(caller.entitlement.allows(reference));
+    }
+    let storage = |e: store::StoreError| ApiError::storage(&e);
+    let object = state
+        .store
+        .bank_reference_object(reference)
+        .await
+        .map_err(storage)?;
+    let debtor = match object.as_deref().and_then(|o| o.split_once(':')) {
+        Some(("payment", id)) => match domain::PaymentId::parse(id) {
+            Ok(id) => state
+                .store
+                .get_payment(&id)
+                .await
+                .map_err(storage)?
+                .map(|p| p.instruction.debtor_account_id),
+            Err(_) => None,
+        },
+        Some(("payment_batch", id)) => match domain::BatchId::parse(id) {
+            Ok(id) => state
+                .store
+                .get_batch(&id)
+                .await
+                .map_err(storage)?
+                .map(|b| b.debtor_account_id),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    Ok(debtor.is_some_and(|a| caller.entitlement.allows(a.as_str())))
+}
+
 /// One masked body of an exchange.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExchangeBody {
@@ -222,7 +275,8 @@ pub struct ExchangeView {
 }
 
 /// One exchange with a bank and its masked bodies; its `bank.exchange` audit record names
-/// it by `exchange_id`. Needs `audit:read`.
+/// it by `exchange_id`. Needs `audit:read`; a caller entitled to some accounts only sees
+/// the exchanges about those (another's is a 404, as a missing one is).
 #[utoipa::path(get, path = "/v1/bank-exchanges/{id}", tag = "audit",
     params(("id" = i64, Path, description = "Exchange id (an audit record's details.exchange_id)")),
     responses((status = 200, body = ExchangeView), (status = 401, body = Problem),
@@ -248,6 +302,9 @@ pub async fn get_exchange(
         .await
         .map_err(|e| ApiError::storage(&e))?
         .ok_or_else(not_found)?;
+    if !visible_to(&state, &caller, &e).await? {
+        return Err(not_found());
+    }
     let body =
         |text: Option<String>, truncated: bool| text.map(|text| ExchangeBody { text, truncated });
     Ok(Json(ExchangeView {
