@@ -378,7 +378,43 @@ pub async fn limit_request_shape(
         // axum's own rejection (the route's DefaultBodyLimit), in plain text.
         return body_too_large(guard.state.config.server.max_body_bytes).into_response();
     }
+    if resp.status().is_client_error() && !is_problem {
+        // Any other rejection axum answers itself in plain text (a path
+        // segment that is not UTF-8, say): problem+json like every error.
+        return plain_rejection(resp).await.into_response();
+    }
     resp
+}
+
+/// An axum rejection's plain text as problem+json; its text (axum's own,
+/// about the request) becomes the detail.
+async fn plain_rejection(resp: Response) -> ApiError {
+    const MAX_DETAIL_BYTES: usize = 1024;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), MAX_DETAIL_BYTES)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+    let (code, field) = if text.starts_with("Invalid URL") {
+        ("invalid_path", Some("path"))
+    } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        ("unsupported_media_type", Some("header.Content-Type"))
+    } else {
+        ("invalid_request", None)
+    };
+    let detail = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned()
+    } else {
+        text
+    };
+    let err = ApiError::new(status, code, detail);
+    match field {
+        Some(field) => err.with_field(field),
+        None => err,
+    }
 }
 
 /// Which security headers every response gets.
