@@ -1,0 +1,206 @@
+//! OWASP API4:2023 Unrestricted Resource Consumption.
+//!
+//! Every size has a limit and a refusal that names it: a body over
+//! `max_body_bytes` (413 `body_too_large`), a batch over `max_batch_items`
+//! (422 `too_many_items` at `body.items`), a page over `max_page_size` (400
+//! `invalid_limit` at `query.limit`), JSON nested deeper than
+//! `max_json_depth` (413 `body_too_deep`), a query string over
+//! `max_query_bytes` (414 `query_too_long`), an over-long token or
+//! Idempotency-Key; and a client over its request rate gets 429 with
+//! Retry-After while another client is served. Small limits are configured
+//! so the test is quick; the defaults are in docs/security.md.
+
+use std::sync::Arc;
+
+use gateway::config::RequestLimits;
+use serde_json::{json, Value};
+
+use crate::helpers::{batch_body, payment_body, split, Options, TestApp};
+
+async fn small_limits() -> TestApp {
+    TestApp::spawn_with(Options {
+        configure: Some(Arc::new(|c: &mut gateway::config::Config| {
+            c.server.max_body_bytes = 16 * 1024;
+            c.server.max_page_size = 50;
+            c.server.default_page_size = 20;
+            c.server.limits = RequestLimits {
+                max_json_depth: 8,
+                max_query_bytes: 512,
+                ..RequestLimits::default()
+            };
+            c.payments.max_batch_items = 5;
+            c.payments.max_batch_body_bytes = 64 * 1024;
+        })),
+        ..Options::default()
+    })
+    .await
+}
+
+async fn post_raw(app: &TestApp, path: &str, token: &str, body: String) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("idempotency-key", format!("k-{}", uuid::Uuid::new_v4()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    split(resp).await
+}
+
+#[tokio::test]
+async fn api4_sizes_depths_pages_and_batches_are_bounded_and_named() {
+    let app = small_limits().await;
+    let erp = app.token_for(&app.erp, None).await;
+
+    // A body over the limit, on a route and on the batch route's own limit.
+    let mut big = payment_body("east-1", "1.00");
+    big["remittance"] = json!("x".repeat(20 * 1024));
+    let (s, v) = post_raw(&app, "/v1/payments", &erp, big.to_string()).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "body");
+    let mut huge_batch = batch_body("east-1", 2);
+    huge_batch["items"][0]["remittance"] = json!("x".repeat(80 * 1024));
+    let (s, v) = post_raw(&app, "/v1/payment-batches", &erp, huge_batch.to_string()).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{v}"
+    );
+
+    // A batch over the item limit; the limit itself is accepted.
+    let (s, v) = app
+        .post("/v1/payment-batches", &erp, &batch_body("east-1", 6))
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (422, Some("too_many_items")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "body.items");
+    let (s, v) = app
+        .post("/v1/payment-batches", &erp, &batch_body("east-1", 5))
+        .await;
+    assert_eq!(s, 201, "{v}");
+
+    // Deep JSON is refused before any handler parses it, on every route.
+    let mut deep = String::new();
+    for _ in 0..40 {
+        deep.push_str("{\"a\":");
+    }
+    deep.push('1');
+    deep.push_str(&"}".repeat(40));
+    for path in ["/v1/payments", "/v1/payment-batches", "/v1/webhooks"] {
+        let (s, v) = post_raw(&app, path, &erp, deep.clone()).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (413, Some("body_too_deep")),
+            "{path}: {v}"
+        );
+        assert_eq!(v["field"], "body");
+    }
+    let arrays = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let (s, v) = post_raw(&app, "/v1/payments", &erp, arrays).await;
+    assert_eq!((s, v["code"].as_str()), (413, Some("body_too_deep")), "{v}");
+
+    // Pages over the maximum, on every list.
+    let auditor = app.token_for(&app.auditor, None).await;
+    for (path, token) in [
+        ("/v1/accounts", &erp),
+        ("/v1/payments", &erp),
+        ("/v1/payment-batches", &erp),
+        ("/v1/webhooks", &erp),
+        ("/v1/transactions", &erp),
+        ("/v1/accounts/east-1/transactions", &erp),
+        ("/v1/audit", &auditor),
+    ] {
+        let (s, v) = app.get(&format!("{path}?limit=51"), token).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (400, Some("invalid_limit")),
+            "{path}: {v}"
+        );
+        assert_eq!(v["field"], "query.limit", "{path}");
+        let (s, v) = app.get(&format!("{path}?limit=50"), token).await;
+        assert_eq!(s, 200, "{path} at the maximum: {v}");
+    }
+
+    // A long query string.
+    let (s, v) = app
+        .get(&format!("/v1/payments?cursor={}", "a".repeat(600)), &erp)
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (414, Some("query_too_long")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "query");
+
+    // An over-long bearer token is refused without being parsed.
+    let (s, _) = app.get("/v1/payments", &"a".repeat(10_000)).await;
+    assert_eq!(s, 401);
+    // An over-long Idempotency-Key.
+    let (s, v) = app
+        .post_keyed(
+            "/v1/payments",
+            &erp,
+            &"k".repeat(300),
+            &payment_body("east-1", "1.00"),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["field"], "header.Idempotency-Key");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api4_a_client_over_its_rate_gets_429_with_retry_after_and_others_are_served() {
+    let app = TestApp::spawn_with(Options {
+        configure: Some(Arc::new(|c: &mut gateway::config::Config| {
+            c.server.limits = RequestLimits {
+                client_requests_per_s: 1,
+                client_burst: 5,
+                ..RequestLimits::default()
+            };
+        })),
+        ..Options::default()
+    })
+    .await;
+    let erp = app.token_for(&app.erp, None).await;
+    let other = app.token_for(&app.other, None).await;
+    let mut limited_at = None;
+    for i in 0..20 {
+        let resp = app
+            .http
+            .get(app.url("/v1/accounts"))
+            .bearer_auth(&erp)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            let (_, v) = split(resp).await;
+            assert_eq!(v["code"], "rate_limited");
+            limited_at = Some(i);
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+    }
+    let at = limited_at.expect("20 requests at once exceed a burst of 5");
+    assert!(at >= 5, "the burst is served first: limited at {at}");
+    // Another client has its own bucket.
+    let (s, _) = app.get("/v1/accounts", &other).await;
+    assert_eq!(s, 200);
+    app.stop().await;
+}
