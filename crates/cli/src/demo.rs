@@ -460,6 +460,8 @@ fn demo_config(
                     opened_client_key: None,
                 }
             }),
+            password: None,
+            signing: None,
         });
         let mut per_currency = std::collections::BTreeMap::<String, usize>::new();
         for acc in server.ledger().accounts() {

@@ -240,7 +240,7 @@ impl BankDirectory {
                     .map(|a| (a.number.as_str().to_owned(), a.id.clone())),
             );
             let connector = banks::exchange::observe(
-                connect(bank, c, index)?,
+                connect(bank, c, index, clock.clone())?,
                 Arc::new(recorder),
                 clock.clone(),
                 bank.id.to_string(),
@@ -470,11 +470,14 @@ async fn run_refresh(
 
 /// The connector of connection `c` (the `index`th in the config) of
 /// `bank`: its settings from the bank's limits and quirks and the
-/// connection's TLS files, its family options from `[banks.iso20022]`.
+/// connection's TLS files, its family options from `[banks.iso20022]`; a
+/// cn-xml connection with a password or `[connections.signing]` gets them
+/// (the clock decides which bank certificates are valid).
 fn connect(
     bank: &BankConfig,
     c: &ConnectionConfig,
     index: usize,
+    clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn BankConnector>, banks::ConnectError> {
     let settings = ConnectionSettings {
         bank_id: bank.id.to_string(),
@@ -494,6 +497,27 @@ fn connect(
             })?),
         },
     };
+    if bank.family == banks::Family::CnXml && (c.password.is_some() || c.signing.is_some()) {
+        let signing = match &c.signing {
+            None => None,
+            Some(signing) => Some(
+                signing
+                    .load(index)
+                    .map_err(|problems| banks::ConnectError {
+                        connection: c.id.to_string(),
+                        message: problems.join("; "),
+                    })?,
+            ),
+        };
+        let options = banks::cn_xml::CnXmlOptions {
+            password: c.password.clone(),
+            signing,
+            clock,
+        };
+        return Ok(Arc::new(banks::cn_xml::CnXmlConnector::with_options(
+            settings, options,
+        )?));
+    }
     banks::connect_with(bank.family, settings, bank.family_options())
 }
 
@@ -563,11 +587,23 @@ tls = {{ ca_cert = "{}", client_cert = "{}", client_key = "{}" }}
             dir.path(),
             "[banks.iso20022]\nmax_batch_items = 7\ncharset = \"unicode\"",
         );
-        let connector = connect(&config.banks[0], &config.connections[0], 0).unwrap();
+        let connector = connect(
+            &config.banks[0],
+            &config.connections[0],
+            0,
+            Arc::new(domain::SystemClock),
+        )
+        .unwrap();
         assert_eq!(connector.max_batch_items(), 7);
 
         let config = iso_config(dir.path(), "");
-        let connector = connect(&config.banks[0], &config.connections[0], 0).unwrap();
+        let connector = connect(
+            &config.banks[0],
+            &config.connections[0],
+            0,
+            Arc::new(domain::SystemClock),
+        )
+        .unwrap();
         assert_eq!(
             connector.max_batch_items(),
             banks::iso20022::DEFAULT_MAX_BATCH_ITEMS

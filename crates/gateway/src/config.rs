@@ -800,6 +800,133 @@ pub struct ConnectionConfig {
     /// `tls = { ca_cert = "…", client_cert = "…", client_key = "…" }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ConnectionTlsConfig>,
+    /// The login's password at the bank (cn-xml sends it in `PASSWD`), or
+    /// that password sealed (`sealed:v1:…`). Never printed, never stored.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_secret"
+    )]
+    pub password: Option<crypto::SecretString>,
+    /// Signed traffic (cn-xml): `[connections.signing]` with our SM2 key
+    /// and the bank's certificates (docs/families/cn-xml.md, "Signatures").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<ConnectionSigningConfig>,
+}
+
+/// `[connections.signing]`: files resolved against the config file's
+/// directory and read at start-up; the key is kept as a secret that never
+/// prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSigningConfig {
+    /// Our SM2 private key (PKCS#8 or SEC1 PEM), or that PEM sealed
+    /// (`bankdirect secrets seal < sign.key > sign.key.sealed`).
+    pub key: PathBuf,
+    /// The SM2 distinguishing id both sides sign under.
+    #[serde(default = "default_sm2_id")]
+    pub sm2_id: String,
+    /// The bank's signing certificates (PEM or DER; a PEM file may hold
+    /// several), 1 to 16 in all. Each is used inside its own validity
+    /// window, so the next one can be added before a rollover.
+    pub bank_certificates: Vec<PathBuf>,
+    /// The key opened from a sealed `key` file at load, kept as a secret
+    /// that never prints and is never written back.
+    #[serde(skip)]
+    pub opened_key: Option<crypto::SecretString>,
+}
+
+fn default_sm2_id() -> String {
+    banks::cn_xml::DEFAULT_SM2_ID.to_owned()
+}
+
+impl ConnectionSigningConfig {
+    /// Reads the key and every certificate. Errors name the key
+    /// (`connections[i].signing.…`) and the file, never the key's content.
+    pub fn load(&self, index: usize) -> Result<banks::cn_xml::CnXmlSigning, Vec<String>> {
+        let mut problems = Vec::new();
+        let at = |field: &str, path: &Path| {
+            format!("connections[{index}].signing.{field}: {}", path.display())
+        };
+        let key_pem = match &self.opened_key {
+            Some(opened) => Some(opened.clone()),
+            None => match read_pem_file(&self.key, "PRIVATE KEY") {
+                Ok(text) => Some(crypto::SecretString::new(text)),
+                Err(detail) => {
+                    problems.push(format!("{}: {detail}", at("key", &self.key)));
+                    None
+                }
+            },
+        };
+        let key = key_pem.and_then(|pem| {
+            match crypto::PrivateKey::from_pem_or_der(pem.expose_secret().as_bytes()) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    problems.push(format!("{}: {e}", at("key", &self.key)));
+                    None
+                }
+            }
+        });
+        let mut certificates = Vec::new();
+        for (j, path) in self.bank_certificates.iter().enumerate() {
+            let field = format!("bank_certificates[{j}]");
+            let read = std::fs::metadata(path)
+                .map_err(|e| format!("cannot read the file: {e}"))
+                .and_then(|meta| {
+                    if meta.len() > MAX_TLS_FILE_BYTES {
+                        Err(format!(
+                            "{} bytes; expected a certificate file of at most {MAX_TLS_FILE_BYTES} bytes",
+                            meta.len()
+                        ))
+                    } else {
+                        std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))
+                    }
+                })
+                .and_then(|bytes| {
+                    crypto::Certificate::all_from_pem_or_der(&bytes).map_err(|e| e.to_string())
+                });
+            match read {
+                Ok(certs) => certificates.extend(certs),
+                Err(detail) => problems.push(format!("{}: {detail}", at(&field, path))),
+            }
+        }
+        let Some(key) = key else {
+            return Err(problems);
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        banks::cn_xml::CnXmlSigning::new(key, &self.sm2_id, certificates)
+            .map_err(|e| vec![format!("connections[{index}].signing: {e}")])
+    }
+
+    fn problems(&self, index: usize) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.sm2_id.is_empty() {
+            problems.push(format!(
+                "connections[{index}].signing.sm2_id: empty; expected the bank's SM2 id, usually {}",
+                banks::cn_xml::DEFAULT_SM2_ID
+            ));
+        }
+        if self.bank_certificates.is_empty()
+            || self.bank_certificates.len() > crypto::cert::CERTIFICATE_SET_MAX_LEN
+        {
+            problems.push(format!(
+                "connections[{index}].signing.bank_certificates: {} files; expected 1 to {}",
+                self.bank_certificates.len(),
+                crypto::cert::CERTIFICATE_SET_MAX_LEN
+            ));
+        }
+        problems
+    }
+
+    fn resolve(&mut self, base_dir: &Path) {
+        for path in std::iter::once(&mut self.key).chain(self.bank_certificates.iter_mut()) {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        }
+    }
 }
 
 /// `connections[].tls`: PEM files, relative paths resolved against the
@@ -834,7 +961,8 @@ pub struct SecretsConfig {
 }
 
 /// Opens every sealed value of `config` in place (a user's `totp_secret`, a
-/// connection's TLS `client_key` file) with the master key of the
+/// connection's `password`, its TLS `client_key` and signing `key` files)
+/// with the master key of the
 /// environment or of `[secrets] master_key_file`. Each problem names the key
 /// and what to do; none carries a secret.
 fn open_sealed(config: &mut Config, env_key: Option<&str>) -> Vec<String> {
@@ -871,6 +999,32 @@ fn open_sealed(config: &mut Config, env_key: Option<&str>) -> Vec<String> {
         }
     }
     for (i, connection) in config.connections.iter_mut().enumerate() {
+        if let Some(password) = &connection.password {
+            if is_sealed(password.expose_secret()) {
+                match open(
+                    format!("connections[{i}].password"),
+                    password.expose_secret(),
+                ) {
+                    Ok(opened) => connection.password = Some(opened),
+                    Err(problem) => problems.push(problem),
+                }
+            }
+        }
+        if let Some(signing) = &mut connection.signing {
+            let field = format!("connections[{i}].signing.key");
+            if let Some(text) = sealed_file(&signing.key) {
+                match open(field.clone(), &text) {
+                    Ok(pem) if pem_has_block(pem.expose_secret(), "PRIVATE KEY") => {
+                        signing.opened_key = Some(pem);
+                    }
+                    Ok(_) => problems.push(format!(
+                        "{field}: {}: the sealed value opens, but holds no PEM PRIVATE KEY block",
+                        signing.key.display()
+                    )),
+                    Err(problem) => problems.push(format!("{problem} ({})", signing.key.display())),
+                }
+            }
+        }
         let Some(tls) = &mut connection.tls else {
             continue;
         };
@@ -899,6 +1053,17 @@ fn open_sealed(config: &mut Config, env_key: Option<&str>) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The text of a key file when it holds a sealed value; `None` when it
+/// cannot be read (reported by the load with the file named) or is plain.
+fn sealed_file(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.len() > MAX_TLS_FILE_BYTES * 2 {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    crypto::sealed::is_sealed(&text).then_some(text)
 }
 
 fn pem_has_block(text: &str, what: &str) -> bool {
@@ -1228,6 +1393,9 @@ impl Config {
             if let Some(tls) = &mut connection.tls {
                 tls.resolve(base_dir);
             }
+            if let Some(signing) = &mut connection.signing {
+                signing.resolve(base_dir);
+            }
         }
         if let Some(tls) = &mut config.server.tls {
             tls.resolve(base_dir);
@@ -1262,7 +1430,7 @@ impl Config {
         })?;
         // The TLS files are read now, so that a missing or wrong file stops
         // the start with the key and the file named.
-        let tls_problems: Vec<String> = config
+        let mut tls_problems: Vec<String> = config
             .connections
             .iter()
             .enumerate()
@@ -1270,6 +1438,16 @@ impl Config {
             .filter_map(|(i, tls)| tls.load(i).err())
             .flatten()
             .collect();
+        // So are the signing key and the bank's certificates.
+        tls_problems.extend(
+            config
+                .connections
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.signing.as_ref().map(|signing| (i, signing)))
+                .filter_map(|(i, signing)| signing.load(i).err())
+                .flatten(),
+        );
         if !tls_problems.is_empty() {
             return Err(ConfigError {
                 source_name: source_name.to_owned(),
@@ -1401,7 +1579,29 @@ impl Config {
                     "connections[{i}].login: expected the login name at the bank"
                 ));
             }
+            if let Some(signing) = &c.signing {
+                problems.extend(signing.problems(i));
+            }
+            if c.password
+                .as_ref()
+                .is_some_and(crypto::SecretString::is_empty)
+            {
+                problems.push(format!(
+                    "connections[{i}].password: empty; expected the login's password at the bank, or no password key"
+                ));
+            }
             if self.bank(&c.bank).map(|b| b.family) == Some(banks::Family::Iso20022) {
+                if c.password.is_some() {
+                    problems.push(format!(
+                        "connections[{i}].password: the iso20022 family sends no password (mutual TLS authenticates); remove it"
+                    ));
+                }
+                if c.signing.is_some() {
+                    problems.push(format!(
+                        "connections[{i}].signing: {}",
+                        banks::iso20022::LACKS_SIGNED_MESSAGES
+                    ));
+                }
                 if !c.endpoint.starts_with("https://") {
                     problems.push(format!(
                         "connections[{i}].endpoint: the iso20022 family speaks https only; expected an https:// URL"
@@ -1906,6 +2106,148 @@ tls = { ca_cert = "tls/ca.pem", client_cert = "tls/client.pem", client_key = "/a
             .to_string();
         assert!(err.contains("users[0].totp_secret is sealed"), "{err}");
         assert!(err.contains(MASTER_KEY_ENV), "{err}");
+    }
+
+    /// MINIMAL with `extra` (a password, `[connections.signing]`) under
+    /// its connection.
+    fn cn_signed(extra: &str) -> String {
+        MINIMAL.replace(
+            "login = \"DEMO01\"\n",
+            &format!("login = \"DEMO01\"\n{extra}\n"),
+        )
+    }
+
+    #[test]
+    fn a_signed_cn_xml_connection_opens_its_sealed_key_and_password() {
+        use crypto::sealed::MasterKey;
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::write_new(&dir.path().join("master.key")).unwrap();
+        let ours = banksim::SigningIdentity::generate_now("DEMO01").unwrap();
+        let bank = banksim::SigningIdentity::generate_now("East Bank signing").unwrap();
+        let key_pem = ours.key_pem().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(
+            dir.path().join("keys/sign.key.sealed"),
+            master.seal(key_pem.expose_secret()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("keys/bank.pem"), bank.certificate_pem()).unwrap();
+        let password = "east-Pa55-密码";
+        let text = format!(
+            "{}\n[secrets]\nmaster_key_file = \"master.key\"\n",
+            cn_signed(&format!(
+                "password = \"{}\"\n\n[connections.signing]\nkey = \"keys/sign.key.sealed\"\nbank_certificates = [\"keys/bank.pem\"]\n",
+                master.seal(password)
+            ))
+        );
+        assert!(!text.contains(password) && !text.contains("PRIVATE"));
+        let path = dir.path().join("bankdirect.toml");
+        std::fs::write(&path, &text).unwrap();
+
+        let c = Config::load_with_env(&path, std::iter::empty()).unwrap();
+        let connection = &c.connections[0];
+        assert_eq!(
+            connection.password.as_ref().unwrap().expose_secret(),
+            password
+        );
+        let signing = connection.signing.as_ref().unwrap();
+        assert_eq!(signing.sm2_id, banks::cn_xml::DEFAULT_SM2_ID);
+        assert_eq!(signing.key, dir.path().join("keys/sign.key.sealed"));
+        assert!(signing.load(0).is_ok());
+        // Neither Debug nor the serialised form shows the opened key; the
+        // password never prints.
+        let debug = format!("{connection:?}");
+        assert!(
+            !debug.contains(password) && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
+        let rendered = toml::to_string(&signing).unwrap();
+        assert!(!rendered.contains("PRIVATE"), "{rendered}");
+
+        // Without the master key both sealed values are named.
+        std::fs::write(&path, text.replace("master_key_file = \"master.key\"", "")).unwrap();
+        let err = Config::load_with_env(&path, std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connections[0].password is sealed"), "{err}");
+        assert!(
+            err.contains("connections[0].signing.key is sealed"),
+            "{err}"
+        );
+        assert!(err.contains("sign.key.sealed"), "{err}");
+    }
+
+    #[test]
+    fn signing_problems_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = banksim::SigningIdentity::generate_now("DEMO01").unwrap();
+        let bank = banksim::SigningIdentity::generate_now("East Bank signing").unwrap();
+        std::fs::write(
+            dir.path().join("sign.key"),
+            ours.key_pem().unwrap().expose_secret(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bank.pem"), bank.certificate_pem()).unwrap();
+        let load = |extra: &str| {
+            let path = dir.path().join("bankdirect.toml");
+            std::fs::write(&path, cn_signed(extra)).unwrap();
+            Config::load_with_env(&path, std::iter::empty()).map_err(|e| e.to_string())
+        };
+
+        // A missing certificate file is named with its place in the list.
+        let err = load("[connections.signing]\nkey = \"sign.key\"\nbank_certificates = [\"bank.pem\", \"bank-2027.pem\"]").unwrap_err();
+        assert!(
+            err.contains("connections[0].signing.bank_certificates[1]"),
+            "{err}"
+        );
+        assert!(err.contains("bank-2027.pem"), "{err}");
+        assert!(!err.contains("bank_certificates[0]"), "{err}");
+        // A missing key file too.
+        let err =
+            load("[connections.signing]\nkey = \"nope.key\"\nbank_certificates = [\"bank.pem\"]")
+                .unwrap_err();
+        assert!(err.contains("connections[0].signing.key"), "{err}");
+        assert!(err.contains("nope.key"), "{err}");
+        // A certificate where the key belongs is no key.
+        let err =
+            load("[connections.signing]\nkey = \"bank.pem\"\nbank_certificates = [\"bank.pem\"]")
+                .unwrap_err();
+        assert!(err.contains("connections[0].signing.key"), "{err}");
+        // No certificates, an empty id, an empty password.
+        let err = load("password = \"\"\n\n[connections.signing]\nkey = \"sign.key\"\nsm2_id = \"\"\nbank_certificates = []").unwrap_err();
+        assert!(
+            err.contains("connections[0].signing.bank_certificates: 0 files"),
+            "{err}"
+        );
+        assert!(err.contains("connections[0].signing.sm2_id"), "{err}");
+        assert!(err.contains("connections[0].password: empty"), "{err}");
+        // The right files load.
+        let c =
+            load("[connections.signing]\nkey = \"sign.key\"\nbank_certificates = [\"bank.pem\"]")
+                .unwrap();
+        assert!(c.connections[0].signing.as_ref().unwrap().load(0).is_ok());
+    }
+
+    #[test]
+    fn an_iso20022_connection_takes_no_password_or_signing() {
+        let mut c = Config::from_toml(MINIMAL, Path::new("/")).unwrap();
+        c.banks[0].family = banks::Family::Iso20022;
+        c.connections[0].password = Some(crypto::SecretString::new("p".into()));
+        c.connections[0].signing = Some(ConnectionSigningConfig {
+            key: "k".into(),
+            sm2_id: banks::cn_xml::DEFAULT_SM2_ID.into(),
+            bank_certificates: vec!["b".into()],
+            opened_key: None,
+        });
+        let problems = c.validate().unwrap_err().join("\n");
+        assert!(
+            problems.contains("connections[0].password: the iso20022 family"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("connections[0].signing: iso20022"),
+            "{problems}"
+        );
     }
 
     fn with_approvals(users: &str, rules: &str) -> String {

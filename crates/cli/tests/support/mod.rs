@@ -521,6 +521,8 @@ overdraft_accounts = ["{}"]
             login: SIM_LOGIN.to_owned(),
             customer_number: None,
             tls: None,
+            password: None,
+            signing: None,
         }],
         accounts: vec![AccountConfig {
             id: AccountId::parse(ACCOUNT_ID).unwrap(),

@@ -191,6 +191,8 @@ impl TestApp {
                     login: login.to_owned(),
                     customer_number: None,
                     tls: None,
+                    password: None,
+                    signing: None,
                 });
                 for (i, acc) in ledger.iter().enumerate() {
                     accounts.push(AccountConfig {

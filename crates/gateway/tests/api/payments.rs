@@ -342,6 +342,21 @@ async fn fault_matrix_every_fault_ends_in_the_expected_state_and_never_pays_twic
             executions: 1,
         },
         Row {
+            // This app's connections do not sign (no [connections.signing]),
+            // so they do not check the bank's signature either: the answer
+            // is used as it is. The signed version of this row, where the
+            // answer is refused and the payment found by reference, is in
+            // the conformance suite (tests/conformance/faults.rs), whose
+            // cn-xml bank signs.
+            name: "wrongly signed answer to an unsigned connection → settled as answered",
+            fault: json!({"kind": "wrong_signature"}),
+            creditor_account: "6222020000001234",
+            amount: "10.16",
+            sim_payments: normal.clone(),
+            expected: "settled",
+            executions: 1,
+        },
+        Row {
             name: "rate limited (SYSTEM_BUSY) → not processed → retried → settled",
             fault: json!({"kind": "error_code", "code": "SYSTEM_BUSY", "message": "系统繁忙"}),
             creditor_account: "6222020000001234",

@@ -1,7 +1,8 @@
 //! The families under test and one rig per test: a simulated bank of the
 //! family (a real server on loopback), the real gateway in front of it on a
 //! fresh SQLite file, and the family's connector built directly, for the
-//! cases that talk to the bank without the gateway.
+//! cases that talk to the bank without the gateway. A family with
+//! [`Capability::SignedMessages`] runs signed, with a bank password.
 //!
 //! Everything family-specific lives in [`Fam`]: how its simulator is
 //! configured, which order type or function code each operation uses (fault
@@ -12,7 +13,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use banks::{BankConnector, Capability, ConnectionSettings};
-use banksim::{SimBankConfig, SimOptions, SimServer};
+use banksim::{CnXmlSimOptions, SigningIdentity, SimBankConfig, SimOptions, SimServer, SimSigning};
 use domain::{AccountId, AccountNumber, BankId, ClientId, ConnectionId, Currency, SystemClock};
 use gateway::{
     auth::Scope,
@@ -28,15 +29,18 @@ use serde_json::{json, Value};
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The bank request timeout of the gateway and of the direct connector.
 pub const BANK_TIMEOUT_MS: u64 = 2_000;
+/// The login's password at a bank whose family sends one.
+const BANK_PASSWORD: &str = "conformance-密码-1";
 
 /// The fixed capability list (DESIGN.md, "Bank connector contract"). A
 /// family either implements each or names it in [`Fam::lacks`] with a reason.
-pub const CAPABILITIES: [Capability; 5] = [
+pub const CAPABILITIES: [Capability; 6] = [
     Capability::Balances,
     Capability::Transactions,
     Capability::SinglePayment,
     Capability::BatchPayment,
     Capability::StatusByReference,
+    Capability::SignedMessages,
 ];
 
 /// What a case asks the bank to do; each family names it its own way.
@@ -76,11 +80,15 @@ impl Fam {
     }
 
     /// The capabilities of the fixed list this family does not have, each
-    /// with the reason it must also give in `/v1/banks`. Empty for both
-    /// families so far.
+    /// with the reason it must also give in `/v1/banks`: iso20022 signs no
+    /// messages (mutual TLS authenticates both ends).
     pub fn lacks(self) -> &'static [(Capability, &'static str)] {
         match self {
-            Fam::CnXml | Fam::Iso20022 => &[],
+            Fam::CnXml => &[],
+            Fam::Iso20022 => &[(
+                Capability::SignedMessages,
+                banks::iso20022::LACKS_SIGNED_MESSAGES,
+            )],
         }
     }
 
@@ -192,16 +200,43 @@ impl Rig {
     /// background workers (cases drive the rounds by hand).
     pub async fn start(fam: Fam, seed: u64) -> Rig {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let sim = SimServer::start_with_options(
-            fam.sim_config(seed),
-            any,
-            Arc::new(SystemClock),
-            SimOptions::default(),
-        )
-        .await
+        // A family that signs runs every case signed, with a password: the
+        // bank checks our signature and password, we check its signature.
+        let client_identity = SigningIdentity::generate_now("conformance client").unwrap();
+        let sim = match fam {
+            Fam::CnXml => {
+                SimServer::start_with_cn_xml_options(
+                    fam.sim_config(seed),
+                    any,
+                    Arc::new(SystemClock),
+                    SimOptions::default(),
+                    CnXmlSimOptions {
+                        signing: Some(SimSigning {
+                            client_certificates: vec![client_identity.certificate().clone()],
+                            ..SimSigning::default()
+                        }),
+                        password: Some(crypto::SecretString::new(BANK_PASSWORD.to_owned())),
+                    },
+                )
+                .await
+            }
+            Fam::Iso20022 => {
+                SimServer::start_with_options(
+                    fam.sim_config(seed),
+                    any,
+                    Arc::new(SystemClock),
+                    SimOptions::default(),
+                )
+                .await
+            }
+        }
         .unwrap_or_else(|e| panic!("{}: simulator: {e}", fam.name()));
         let data_dir = tempfile::tempdir().unwrap();
         let tls = family_tls(fam, &sim, data_dir.path());
+        let signing = family_signing(&sim, &client_identity, data_dir.path());
+        let password = signing
+            .as_ref()
+            .map(|_| crypto::SecretString::new(BANK_PASSWORD.to_owned()));
 
         let bank_id = BankId::parse("bank").unwrap();
         let conn_id = ConnectionId::parse("bank-main").unwrap();
@@ -235,6 +270,8 @@ impl Rig {
             login: login.clone(),
             customer_number: None,
             tls: tls.clone(),
+            password: password.clone(),
+            signing: signing.clone(),
         };
         let accounts: Vec<AccountConfig> = sim
             .ledger()
@@ -307,22 +344,33 @@ impl Rig {
             .unwrap_or_else(|e| panic!("{}: config: {e:?}", fam.name()));
 
         // The connector as the gateway builds it, for the direct cases.
-        let connector = banks::connect(
-            fam.family(),
-            ConnectionSettings {
-                bank_id: "bank".to_owned(),
-                connection_id: "bank-main".to_owned(),
-                endpoint: sim.url(),
-                login,
-                time_zone: time_zone.tz(),
-                connect_timeout: Duration::from_millis(500),
-                request_timeout: Duration::from_millis(BANK_TIMEOUT_MS),
-                max_response_bytes: 8 * 1024 * 1024,
-                max_accounts_per_query: 20,
-                tls: client_tls(fam, &sim),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{}: connector: {e}", fam.name()));
+        let settings = ConnectionSettings {
+            bank_id: "bank".to_owned(),
+            connection_id: "bank-main".to_owned(),
+            endpoint: sim.url(),
+            login,
+            time_zone: time_zone.tz(),
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_millis(BANK_TIMEOUT_MS),
+            max_response_bytes: 8 * 1024 * 1024,
+            max_accounts_per_query: 20,
+            tls: client_tls(fam, &sim),
+        };
+        let connector: Arc<dyn BankConnector> = match &signing {
+            Some(files) => Arc::new(
+                banks::cn_xml::CnXmlConnector::with_options(
+                    settings,
+                    banks::cn_xml::CnXmlOptions {
+                        password: password.clone(),
+                        signing: Some(files.load(0).unwrap()),
+                        ..banks::cn_xml::CnXmlOptions::default()
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{}: connector: {e}", fam.name())),
+            ),
+            None => banks::connect(fam.family(), settings)
+                .unwrap_or_else(|e| panic!("{}: connector: {e}", fam.name())),
+        };
 
         let app = App::build(
             config,
@@ -535,6 +583,28 @@ fn family_tls(
             })
         }
     }
+}
+
+/// `[connections.signing]` of a bank that signs (cn-xml): our key and the
+/// bank's certificate written into the data dir as an operator would.
+fn family_signing(
+    sim: &SimServer,
+    client: &SigningIdentity,
+    dir: &std::path::Path,
+) -> Option<gateway::config::ConnectionSigningConfig> {
+    let bank_cert = sim.signing_certificate_pem()?;
+    let signing_dir = dir.join("signing");
+    std::fs::create_dir_all(&signing_dir).unwrap();
+    let key = signing_dir.join("sign.key");
+    std::fs::write(&key, client.key_pem().unwrap().expose_secret()).unwrap();
+    let cert = signing_dir.join("bank.pem");
+    std::fs::write(&cert, bank_cert).unwrap();
+    Some(gateway::config::ConnectionSigningConfig {
+        key,
+        sm2_id: banks::cn_xml::DEFAULT_SM2_ID.to_owned(),
+        bank_certificates: vec![cert],
+        opened_key: None,
+    })
 }
 
 fn client_tls(fam: Fam, sim: &SimServer) -> Option<banks::ClientTlsSettings> {
