@@ -16,6 +16,12 @@
 //! | reset or broken body | `OutcomeUnknown(Transport)` |
 //! | HTTP status other than 200 | `OutcomeUnknown(HttpStatus)` |
 //! | anything in the answer that is not a well-formed packet for our request | `OutcomeUnknown(Protocol)` |
+//! | (signing connection) the answer's signature missing or wrong | `OutcomeUnknown(Signature)`, counted and logged as an alert |
+//! | (signing connection) no bank certificate valid now | `NotProcessed`, nothing sent |
+//!
+//! A connection with [`CnXmlOptions`] sends its password in `PASSWD` and,
+//! with [`CnXmlSigning`], signs each packet's exact bytes and verifies each
+//! answer's exact bytes before decoding them ([`signing`]).
 //!
 //! A failed record (`RECSTS` `F`) of an accepted balance query is not an
 //! error of the call but [`BalanceOutcome::Failed`] for that account.

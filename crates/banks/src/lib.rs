@@ -11,7 +11,8 @@
 //! Layout:
 //! - this file: the [`BankConnector`] trait, capabilities, settings, errors;
 //! - [`cn_xml`]: the CMB-style front-machine family (GBK XML over HTTP);
-//!   `cn_xml::batch` its batch payments;
+//!   `cn_xml::batch` its batch payments, `cn_xml::signing` its SM2-signed
+//!   traffic and the options (password, signing) a connection may add;
 //! - [`iso20022`]: host-to-host ISO 20022 files over HTTPS with mutual TLS
 //!   (pain.001 up, pain.002 and camt.052/053 down); `iso20022::intake` what
 //!   pain.001 can carry, `iso20022::statements` balances and transactions
