@@ -241,3 +241,78 @@ impl SigningState {
             .map_err(|_| "签名验证失败".to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_identity_is_an_sm2_certificate_that_verifies_its_signatures() {
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let id = SigningIdentity::generate("bank signing", now - day, now + day).unwrap();
+        let cert = id.certificate();
+        assert!(
+            cert.subject().contains("CN=bank signing"),
+            "{}",
+            cert.subject()
+        );
+        assert_eq!(cert.public_key().algorithm(), KeyAlgorithm::Sm2);
+        assert_eq!(cert.signature_algorithm_oid(), "1.2.156.10197.1.501");
+        assert!(cert.is_valid_at(now) && !cert.is_valid_at(now + 2 * day));
+        // The PEM reads back as the same certificate.
+        let again = Certificate::all_from_pem_or_der(id.certificate_pem().as_bytes()).unwrap();
+        assert_eq!(again[0].der(), cert.der());
+        // Self-signed: the certificate's own signature verifies under its key.
+        let parsed = x509_cert::Certificate::from_der(cert.der()).unwrap();
+        let tbs = parsed.tbs_certificate.to_der().unwrap();
+        cert.public_key()
+            .verifier(DEFAULT_SM2_ID)
+            .unwrap()
+            .verify(&tbs, parsed.signature.raw_bytes())
+            .unwrap();
+        // A signed body verifies under the certificate, a changed one not.
+        let header = id.sign(b"<CNXML/>", DEFAULT_SM2_ID).unwrap();
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(header)
+            .unwrap();
+        let set = crypto::CertificateSet::new(vec![cert.clone()], DEFAULT_SM2_ID).unwrap();
+        assert!(set.verify_at(b"<CNXML/>", &signature, now).is_ok());
+        assert!(set.verify_at(b"<CNXML/> ", &signature, now).is_err());
+        assert!(!format!("{id:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn requests_are_checked_only_against_the_client_certificates_given() {
+        let client = SigningIdentity::generate_now("client").unwrap();
+        let state = SigningState::new(
+            "cmb",
+            SimSigning {
+                client_certificates: vec![client.certificate().clone()],
+                ..SimSigning::default()
+            },
+        )
+        .unwrap();
+        let body = b"<CNXML>request</CNXML>";
+        let good = client.sign(body, DEFAULT_SM2_ID).unwrap();
+        assert!(state.check_request(body, Some(good.as_bytes())).is_ok());
+        assert!(state
+            .check_request(b"other", Some(good.as_bytes()))
+            .is_err());
+        assert!(state.check_request(body, None).is_err());
+        assert!(state.check_request(body, Some(b"%%%")).is_err());
+        let impostor = state.impostor.sign(body, DEFAULT_SM2_ID).unwrap();
+        assert!(state
+            .check_request(body, Some(impostor.as_bytes()))
+            .is_err());
+
+        let open = SigningState::new("cmb", SimSigning::default()).unwrap();
+        assert!(open.check_request(body, None).is_ok());
+    }
+
+    #[test]
+    fn the_fault_kind_reads_from_json() {
+        let fault: crate::Fault = serde_json::from_str(r#"{"kind":"wrong_signature"}"#).unwrap();
+        assert_eq!(fault, crate::Fault::WrongSignature);
+    }
+}
