@@ -15,9 +15,9 @@
 //! every error body seen, the database file and its `-wal` file, and every
 //! other file the gateway wrote into its data directory.
 //!
-//! Not planted yet: a bank password. `connections[].password` is being
-//! added to the configuration with signed cn-xml traffic; once it is in,
-//! it is planted here (sealed) on the cn-xml bank `east`.
+//! A bank password (`connections[].password`, sealed too) is planted on
+//! the cn-xml bank `east`: the connector sends it in every packet's
+//! `PASSWD`, and the recorded exchange must show it removed.
 
 use std::{path::Path, sync::Arc};
 
@@ -37,6 +37,7 @@ use crate::helpers::{capture_logs, connection, error_bodies, split, user, Option
 
 const PASSWORD: &str = "Planted-Pa55word-owasp-3f9c1e";
 const TOTP_SECRET: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U";
+const BANK_PASSWORD: &str = "Planted-BankPw-owasp-71c2";
 
 /// The text forms a secret may leak in.
 fn forms(name: &str, raw: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -112,6 +113,7 @@ async fn secrets_planted_are_in_no_log_audit_record_error_body_or_database_file(
     let private_key_pem = pki.client_key_pem.expose_secret().to_owned();
     let sealed_totp = master.seal(TOTP_SECRET);
     let sealed_key = master.seal(&private_key_pem);
+    let sealed_bank_password = master.seal(BANK_PASSWORD);
     let iso_url = iso.url();
     let iso_accounts = iso.ledger().accounts();
 
@@ -136,6 +138,15 @@ async fn secrets_planted_are_in_no_log_audit_record_error_body_or_database_file(
                 password_hash: Some(crypto::password::hash_password(PASSWORD).unwrap()),
                 totp_secret: Some(crypto::SecretString::new(sealed_totp.clone())),
             });
+            // The bank password of east, sealed.
+            let east = c
+                .connections
+                .iter()
+                .position(|x| x.id.as_str() == "east-main")
+                .unwrap();
+            let mut entry = serde_json::to_value(&c.connections[east]).unwrap();
+            entry["password"] = json!(sealed_bank_password);
+            c.connections[east] = serde_json::from_value(entry).unwrap();
             // The iso20022 bank over mutual TLS, its client key sealed.
             let dir = c.data_dir.join("iso-pki");
             std::fs::create_dir_all(&dir).unwrap();
@@ -301,6 +312,31 @@ async fn secrets_planted_are_in_no_log_audit_record_error_body_or_database_file(
         .await;
     assert_eq!(s, 200, "{v}");
     app.drive_to(&planted, &pid, &["settled"]).await;
+    // The bank password went out, and its exchange shows it removed.
+    let exchanges = app
+        .state
+        .store
+        .list_audit(&store::AuditQuery {
+            action: Some("bank.exchange".to_owned()),
+            object: Some(format!("payment:{pid}")),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let exchange_id = exchanges[0].details["exchange_id"].as_i64().unwrap();
+    let auditor = app.token_for(&app.auditor, None).await;
+    let (s, exchange) = app
+        .get(&format!("/v1/bank-exchanges/{exchange_id}"), &auditor)
+        .await;
+    assert_eq!(s, 200, "{exchange}");
+    assert!(
+        exchange["request"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("<PASSWD>[removed]</PASSWD>"),
+        "the password was sent and masked: {exchange}"
+    );
     let (s, v) = app
         .post(
             "/v1/webhooks",
@@ -333,7 +369,6 @@ async fn secrets_planted_are_in_no_log_audit_record_error_body_or_database_file(
         seen.push(v.to_string());
     }
     // What the gateway wrote.
-    let auditor = app.token_for(&app.auditor, None).await;
     let mut audit_api = String::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -388,6 +423,7 @@ async fn secrets_planted_are_in_no_log_audit_record_error_body_or_database_file(
 
     let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
     secrets.extend(forms("client secret", client_secret.as_bytes()));
+    secrets.extend(forms("bank password", BANK_PASSWORD.as_bytes()));
     secrets.extend(forms("password", PASSWORD.as_bytes()));
     secrets.extend(forms("TOTP secret", TOTP_SECRET.as_bytes()));
     secrets.extend(forms("TOTP key bytes", &base32_decode(TOTP_SECRET)));
