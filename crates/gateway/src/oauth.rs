@@ -351,11 +351,24 @@ async fn deny_user(
     username: &str,
     reason: &'static str,
 ) -> ApiError {
-    let shown: String = username
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_AUDITED_CLIENT_ID_CHARS)
-        .collect();
+    // A configured person is named; any other name is kept only as a keyed
+    // fingerprint, since it may be a password typed in the wrong field.
+    let known = state.config.users.iter().any(|u| u.id.as_str() == username);
+    let (shown, details) = if known {
+        (
+            username.to_owned(),
+            serde_json::json!({ "method": "password", "reason": reason }),
+        )
+    } else {
+        (
+            "?".to_owned(),
+            serde_json::json!({
+                "method": "password",
+                "reason": "unknown user",
+                "username_fingerprint": state.clients.fingerprint(username),
+            }),
+        )
+    };
     let audit = NewAuditRecord {
         at: state.clock.now(),
         actor: format!("{USER_SUBJECT_PREFIX}{shown}"),
@@ -363,7 +376,7 @@ async fn deny_user(
         object: format!("{USER_SUBJECT_PREFIX}{shown}"),
         request_id: request_id(headers),
         outcome: "denied".to_owned(),
-        details: serde_json::json!({ "method": "password", "reason": reason }),
+        details,
     };
     if let Err(e) = state.store.append_audit(audit).await {
         tracing::error!(error = %e, "could not audit a refused login");
@@ -383,11 +396,28 @@ async fn deny(
     method: &str,
     reason: &str,
 ) -> ApiError {
-    let shown: String = client_id
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_AUDITED_CLIENT_ID_CHARS)
-        .collect();
+    // A configured client is named; any other id is kept only as a keyed
+    // fingerprint, since it may be a secret pasted in the wrong field.
+    let (shown, details) = if state.clients.get(client_id).is_some() {
+        let shown: String = client_id
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_AUDITED_CLIENT_ID_CHARS)
+            .collect();
+        (
+            shown,
+            serde_json::json!({ "method": method, "reason": reason }),
+        )
+    } else {
+        (
+            "?".to_owned(),
+            serde_json::json!({
+                "method": method,
+                "reason": reason,
+                "client_id_fingerprint": state.clients.fingerprint(client_id),
+            }),
+        )
+    };
     let audit = NewAuditRecord {
         at: state.clock.now(),
         actor: format!("client:{shown}"),
@@ -395,7 +425,7 @@ async fn deny(
         object: format!("client:{shown}"),
         request_id: request_id(headers),
         outcome: "denied".to_owned(),
-        details: serde_json::json!({ "method": method, "reason": reason }),
+        details,
     };
     if let Err(e) = state.store.append_audit(audit).await {
         tracing::error!(error = %e, "could not audit a refused token request");

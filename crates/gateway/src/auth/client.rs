@@ -218,6 +218,17 @@ impl ClientRegistry {
         }
     }
 
+    /// A short keyed fingerprint of text that must not be stored as typed
+    /// (an unknown login name, which may be a password typed in the wrong
+    /// field): equal inputs give equal fingerprints, so repeated attempts
+    /// correlate in the audit log, and without the key none can be checked
+    /// against a guess.
+    pub fn fingerprint(&self, text: &str) -> String {
+        let hash = self.hasher.hash(text);
+        let digest = hash.rsplit(':').next().unwrap_or_default();
+        digest.chars().take(16).collect()
+    }
+
     pub fn get(&self, id: &str) -> Option<&RegisteredClient> {
         self.clients.get(id)
     }

@@ -215,7 +215,16 @@ async fn a_wrong_client_secret_is_a_401_and_an_audit_record() {
     let denied: Vec<_> = denied.iter().filter(|r| r.outcome == "denied").collect();
     assert_eq!(denied.len(), 2);
     assert_eq!(denied[0].actor, "client:erp");
-    assert_eq!(denied[1].actor, "client:nobody");
+    // An unknown id is kept as a keyed fingerprint only: it may be a secret
+    // pasted in the wrong field.
+    assert_eq!(denied[1].actor, "client:?");
+    assert!(!denied[1].details.to_string().contains("nobody"));
+    assert_eq!(
+        denied[1].details["client_id_fingerprint"]
+            .as_str()
+            .map(str::len),
+        Some(16)
+    );
     // The presented secret is never stored.
     for r in &denied {
         assert!(!r.details.to_string().contains("wrong-secret"));
