@@ -78,12 +78,12 @@ use crate::{
 pub use formats::iso20022::pain001::Version as Pain001Version;
 pub use intake::TextCharset;
 
-/// The order types, as they appear in the URL path and the metrics'
-/// `function` label.
 /// Why the family has no [`Capability::SignedMessages`]: shown in
 /// `/v1/banks` and given by the conformance suite.
 pub const LACKS_SIGNED_MESSAGES: &str =
     "iso20022 files are not signed here: mutual TLS authenticates the bank and bankdirect";
+/// The order types, as they appear in the URL path and the metrics'
+/// `function` label.
 pub const ORDER_ACCOUNTS: &str = "HTD";
 pub const ORDER_CREDIT_TRANSFER: &str = "CCT";
 pub const ORDER_PAYMENT_STATUS: &str = "PSR";

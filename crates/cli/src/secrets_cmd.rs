@@ -5,7 +5,8 @@
 //!   master key, to paste into the configuration (a `totp_secret`) or to
 //!   write as a key file (`connections[].tls.client_key`);
 //! - `rotate --config F --new-master-key-file N` re-seals every sealed value
-//!   of the configuration and of the key files it names under the new key.
+//!   of the configuration and of the key files it names (TLS client keys,
+//!   signing keys) under the new key.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -183,25 +184,26 @@ fn rotate(config: &Path, old_file: Option<&Path>, new_file: &Path) -> anyhow::Re
         .and_then(toml::Value::as_array)
         .cloned()
         .unwrap_or_default();
-    for (i, connection) in connections.iter().enumerate() {
-        let Some(key) = connection
-            .get("tls")
-            .and_then(|t| t.get("client_key"))
-            .and_then(toml::Value::as_str)
-        else {
-            continue;
-        };
-        let path = base.join(key);
-        let content = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "connections[{i}].tls.client_key: cannot read {}",
-                path.display()
-            )
-        })?;
+    // Every key file a connection names: its TLS client key, its signing key.
+    let key_files = connections.iter().enumerate().flat_map(|(i, connection)| {
+        [("tls", "client_key"), ("signing", "key")]
+            .into_iter()
+            .filter_map(move |(table, field)| {
+                connection
+                    .get(table)
+                    .and_then(|t| t.get(field))
+                    .and_then(toml::Value::as_str)
+                    .map(|file| (format!("connections[{i}].{table}.{field}"), file.to_owned()))
+            })
+    });
+    for (at, file) in key_files {
+        let path = base.join(file);
+        let content = std::fs::read_to_string(&path)
+            .with_context(|| format!("{at}: cannot read {}", path.display()))?;
         if !is_sealed(&content) {
             continue;
         }
-        let at = format!("connections[{i}].tls.client_key ({})", path.display());
+        let at = format!("{at} ({})", path.display());
         if let Some(resealed) = reseal(content.trim(), &old, &new, &at)? {
             replace_file(&path, &format!("{resealed}\n"))?;
             files += 1;

@@ -76,6 +76,8 @@ fn seal_and_rotate_through_the_binary() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let key_file = dir.path().join("client.key.sealed");
     std::fs::write(&key_file, text(&out.stdout)).unwrap();
+    let signing_file = dir.path().join("sign.key.sealed");
+    std::fs::write(&signing_file, old.seal("SIGNING KEY PEM")).unwrap();
     // Empty input, and input that is sealed already, are refused.
     let out = run(
         &["secrets", "seal", "--master-key-file", path(&old_key)],
@@ -96,7 +98,7 @@ fn seal_and_rotate_through_the_binary() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"data\"\n\n[secrets]\nmaster_key_file = \"old.key\"\n\n[[connections]]\nid = \"h2h\"\nbank = \"hausbank\"\nendpoint = \"https://h2h.example/\"\nlogin = \"P1\"\ntls = {{ ca_cert = \"ca.pem\", client_cert = \"client.pem\", client_key = \"client.key.sealed\" }}\n\n[[users]]\nid = \"ops\"\nroles = [\"admin\"]\naccounts = [\"*\"]\ntotp_secret = \"{sealed_totp}\"\n"
+            "data_dir = \"data\"\n\n[secrets]\nmaster_key_file = \"old.key\"\n\n[[connections]]\nid = \"h2h\"\nbank = \"hausbank\"\nendpoint = \"https://h2h.example/\"\nlogin = \"P1\"\ntls = {{ ca_cert = \"ca.pem\", client_cert = \"client.pem\", client_key = \"client.key.sealed\" }}\nsigning = {{ key = \"sign.key.sealed\", bank_certificates = [\"bank.pem\"] }}\n\n[[users]]\nid = \"ops\"\nroles = [\"admin\"]\naccounts = [\"*\"]\ntotp_secret = \"{sealed_totp}\"\n"
         ),
     )
     .unwrap();
@@ -117,7 +119,7 @@ fn seal_and_rotate_through_the_binary() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("re-sealed 1 value(s)")
-            && text(&out.stdout).contains("1 key file(s)"),
+            && text(&out.stdout).contains("2 key file(s)"),
         "{}",
         text(&out.stdout)
     );
@@ -129,6 +131,11 @@ fn seal_and_rotate_through_the_binary() {
         .unwrap();
     assert_eq!(new.open(token).unwrap().expose_secret(), totp);
     assert!(old.open(token).is_err());
+    let signing_sealed = std::fs::read_to_string(&signing_file).unwrap();
+    assert_eq!(
+        new.open(signing_sealed.trim()).unwrap().expose_secret(),
+        "SIGNING KEY PEM"
+    );
     let key_sealed = std::fs::read_to_string(&key_file).unwrap();
     assert_eq!(
         new.open(key_sealed.trim()).unwrap().expose_secret(),
