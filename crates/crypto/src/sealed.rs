@@ -117,6 +117,26 @@ impl MasterKey {
         MasterKey::from_base64(&text).map_err(|e| file_error(e.to_string()))
     }
 
+    /// Loads the key kept at `path`, or makes one there (mode 0600) when
+    /// there is none: a data key the gateway keeps for itself, e.g. the one
+    /// webhook secrets are sealed under in the database.
+    pub fn load_or_create(path: &Path) -> Result<MasterKey, crate::CryptoError> {
+        crate::keyfile::load_or_create(
+            path,
+            1024,
+            |bytes| {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| "is not text; expected base64 of 32 bytes".to_owned())?;
+                MasterKey::from_base64(text).map_err(|e| e.to_string())
+            },
+            || {
+                let key = MasterKey::generate();
+                let text = format!("{}\n", key.to_base64().expose_secret());
+                Ok((key, Zeroizing::new(text.into_bytes())))
+            },
+        )
+    }
+
     /// Writes a fresh key to `path` (mode 0600, refusing to overwrite).
     pub fn write_new(path: &Path) -> Result<MasterKey, SealError> {
         let file_error = |reason: String| SealError::MasterKeyFile {
@@ -285,6 +305,16 @@ mod tests {
             let error = MasterKey::from_file(&path).unwrap_err().to_string();
             assert!(error.contains("chmod 600"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_data_key_is_made_once_and_then_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.key");
+        let made = MasterKey::load_or_create(&path).unwrap();
+        let loaded = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(made.id(), loaded.id());
+        assert_eq!(loaded.open(&made.seal("x")).unwrap().expose_secret(), "x");
     }
 
     #[test]

@@ -482,6 +482,9 @@ pub struct WebhooksConfig {
     pub allow_private_urls: bool,
     /// Hosts allowed even when private (exact host names or IP literals).
     pub allowed_hosts: Vec<String>,
+    /// The data key webhook secrets are sealed under in the database (made
+    /// at first start, mode 0600); relative to `data_dir`.
+    pub secret_key_file: PathBuf,
 }
 
 impl Default for WebhooksConfig {
@@ -499,6 +502,7 @@ impl Default for WebhooksConfig {
             max_attempts: 12,
             allow_private_urls: false,
             allowed_hosts: Vec::new(),
+            secret_key_file: PathBuf::from("webhook-secrets.key"),
         }
     }
 }

@@ -114,6 +114,8 @@ pub struct AppParts {
     pub metrics: Option<PrometheusHandle>,
     /// The last accepted TOTP step of each person (replays refused).
     pub totp_steps: oauth::TotpSteps,
+    /// The data key webhook secrets are sealed under in the database.
+    pub webhook_secret_key: Arc<crypto::sealed::MasterKey>,
 }
 
 #[derive(OpenApi)]
@@ -318,12 +320,16 @@ impl App {
             dispatcher_wake.clone(),
         ));
         let clients = Arc::new(clients);
+        let webhook_secret_key = Arc::new(crypto::sealed::MasterKey::load_or_create(
+            &config.data_path(&config.webhooks.secret_key_file),
+        )?);
         let webhooks = Arc::new(webhook_delivery::WebhookWorker::new(
             &config.webhooks,
             store.clone(),
             opts.clock.clone(),
             clients.clone(),
             &config.users,
+            webhook_secret_key.clone(),
         )?);
         let (shutdown_tx, _) = watch::channel(false);
         let state = AppState(Arc::new(AppParts {
@@ -340,6 +346,7 @@ impl App {
             webhooks,
             metrics: ops::metrics_handle(),
             totp_steps: oauth::TotpSteps::default(),
+            webhook_secret_key,
         }));
         // When the certificates toward the banks end, as metrics (the API's
         // own is recorded when it is loaded).

@@ -60,6 +60,8 @@ pub struct WebhookWorker {
     /// People who may own webhooks (`user:<id>` owners): id → current entitlement, of the
     /// configured users who can log in.
     people: HashMap<String, Entitlement>,
+    /// Opens the webhook secrets sealed in the database.
+    secret_key: Arc<crypto::sealed::MasterKey>,
     settings: WebhooksConfig,
     http: reqwest::Client,
     /// This instance's name in leases.
@@ -221,6 +223,7 @@ impl WebhookWorker {
         clock: Arc<dyn domain::Clock>,
         clients: Arc<ClientRegistry>,
         users: &[UserConfig],
+        secret_key: Arc<crypto::sealed::MasterKey>,
     ) -> Result<WebhookWorker, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -246,6 +249,7 @@ impl WebhookWorker {
                 })
                 .collect(),
             settings: settings.clone(),
+            secret_key,
             http,
             owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
             rng: domain::OsRandom,
@@ -338,8 +342,21 @@ impl WebhookWorker {
                 }
             }
         }
+        // Stored sealed under the data key; a webhook registered before secrets were
+        // sealed still holds it as given.
+        let secret = if crypto::sealed::is_sealed(&c.secret) {
+            match self.secret_key.open(&c.secret) {
+                Ok(secret) => secret,
+                // The reason names key ids only, never the secret.
+                Err(e) => {
+                    return Sent::Failed(format!("the webhook's secret cannot be opened: {e}"))
+                }
+            }
+        } else {
+            crypto::SecretString::new(c.secret.clone())
+        };
         let timestamp = self.clock.now().timestamp();
-        let sig = signature(&c.secret, timestamp, &body);
+        let sig = signature(secret.expose_secret(), timestamp, &body);
         let result = self
             .http
             .post(&c.url)

@@ -493,7 +493,9 @@ pub async fn create_webhook(
                 id: id.clone(),
                 client_id: caller.subject.clone(),
                 url: req.url.clone(),
-                secret: secret.clone(),
+                // Stored sealed under the data key: a copy of the database alone does
+                // not give the secret away.
+                secret: state.webhook_secret_key.seal(&secret),
                 event_types: req.event_types.clone(),
                 created_at: now,
             },

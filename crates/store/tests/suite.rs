@@ -915,9 +915,10 @@ async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
     store.close().await;
 }
 
-/// Schema 9 rebuilds `payment_batches` (a CHECK constraint cannot be altered in SQLite).
-/// A database with batches, their chunks, items, history and idempotency keys written
-/// under schema 8 upgrades with every row and reference intact, and takes `declined`.
+/// Schema 9 rebuilds `payment_batches` and schema 12 `webhooks` (a CHECK constraint
+/// cannot be altered in SQLite). A database with batches, their chunks, items, history and
+/// idempotency keys, and a webhook, written under schema 8 upgrades with every row and
+/// reference intact, takes `declined`, and stores secrets up to 512 characters.
 #[tokio::test]
 async fn sqlite_schema_9_rebuilds_batches_keeping_every_row_and_reference() {
     let dir = tempfile::tempdir().unwrap();
@@ -980,6 +981,15 @@ async fn sqlite_schema_9_rebuilds_batches_keeping_every_row_and_reference() {
             sqlx::query(&sql).execute(&pool).await.unwrap();
         }
     }
+    // A webhook of schema 5, its secret as given (schema 12 rebuilds the table).
+    sqlx::query(&format!(
+        "INSERT INTO webhooks (id, client_id, url, secret, event_types, created_at) \
+         VALUES ('whk_legacy', 'erp', 'https://erp.example/hooks', '{}', '[\"payment.status_changed\"]', '{at}')",
+        "s".repeat(40)
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
     let before: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
         "SELECT id, business_reference, approvals_required, on_behalf_of \
          FROM payment_batches ORDER BY id",
@@ -1033,7 +1043,26 @@ async fn sqlite_schema_9_rebuilds_batches_keeping_every_row_and_reference() {
         .execute(&pool)
         .await
         .unwrap();
-    // Foreign keys still hold on the rebuilt table.
+    // Schema 12: the webhook kept, a sealed-length secret (over 256) now fits.
+    let (secret,): (String,) =
+        sqlx::query_as("SELECT secret FROM webhooks WHERE id = 'whk_legacy'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(secret, "s".repeat(40));
+    sqlx::query("UPDATE webhooks SET secret = ? WHERE id = 'whk_legacy'")
+        .bind("s".repeat(400))
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        sqlx::query("UPDATE webhooks SET secret = ? WHERE id = 'whk_legacy'")
+            .bind("s".repeat(513))
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+    // Foreign keys still hold on the rebuilt tables.
     let orphan = sqlx::query(
         "INSERT INTO payment_batch_history (batch_id, seq, at, to_status, cause, actor) \
          VALUES ('bat_99999999999999999999999999', 1, '2026-11-28T09:00:00.000000Z', 'queued', 'x', 'y')",

@@ -548,6 +548,7 @@ async fn hardening_a_webhook_name_resolving_to_loopback_is_refused_at_delivery_u
         Arc::new(SystemClock),
         app.state.clients.clone(),
         &[],
+        app.state.webhook_secret_key.clone(),
     )
     .unwrap();
     strict.fan_out_round().await.unwrap();
