@@ -497,6 +497,12 @@ fn connect(
             })?),
         },
     };
+    // When the certificates toward the bank end, as metrics, from the files
+    // just read (the API's own is recorded where it is loaded).
+    if let Some(tls) = &settings.tls {
+        crate::ops::certificate_expiry("bank_client", c.id.as_str(), &tls.client_cert_pem);
+        crate::ops::certificate_expiry("bank_ca", c.id.as_str(), &tls.ca_cert_pem);
+    }
     if bank.family == banks::Family::CnXml && (c.password.is_some() || c.signing.is_some()) {
         let signing = match &c.signing {
             None => None,

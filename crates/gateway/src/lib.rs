@@ -348,15 +348,6 @@ impl App {
             totp_steps: oauth::TotpSteps::default(),
             webhook_secret_key,
         }));
-        // When the certificates toward the banks end, as metrics (the API's
-        // own is recorded when it is loaded).
-        for (i, connection) in state.config.connections.iter().enumerate() {
-            if let Some(Ok(tls)) = connection.tls.as_ref().map(|t| t.load(i)) {
-                let name = connection.id.as_str();
-                ops::certificate_expiry("bank_client", name, &tls.client_cert_pem);
-                ops::certificate_expiry("bank_ca", name, &tls.ca_cert_pem);
-            }
-        }
         let app = App {
             state,
             shutdown_tx,

@@ -343,6 +343,43 @@ fn dummy_hash() -> &'static str {
     })
 }
 
+/// Audits a refused token request (`auth.token`, outcome `denied`) made in
+/// the name of `name` (`prefix` + name as actor and object). A configured
+/// name (`known`) is named; any other is kept only as a keyed fingerprint
+/// under `fingerprint_key` in the details, since it may be a password or a
+/// secret typed in the wrong field. Never the credential itself.
+async fn audit_denied(
+    state: &AppState,
+    headers: &HeaderMap,
+    prefix: &str,
+    name: &str,
+    known: bool,
+    fingerprint_key: &str,
+    mut details: serde_json::Value,
+) {
+    let shown: String = if known {
+        name.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_AUDITED_CLIENT_ID_CHARS)
+            .collect()
+    } else {
+        details[fingerprint_key] = serde_json::json!(state.clients.fingerprint(name));
+        "?".to_owned()
+    };
+    let audit = NewAuditRecord {
+        at: state.clock.now(),
+        actor: format!("{prefix}{shown}"),
+        action: "auth.token".to_owned(),
+        object: format!("{prefix}{shown}"),
+        request_id: request_id(headers),
+        outcome: "denied".to_owned(),
+        details,
+    };
+    if let Err(e) = state.store.append_audit(audit).await {
+        tracing::error!(error = %e, "could not audit a refused token request");
+    }
+}
+
 /// Audits a refused login with its reason (never the password or code) and
 /// builds the 401, the same whatever the reason.
 async fn deny_user(
@@ -351,36 +388,18 @@ async fn deny_user(
     username: &str,
     reason: &'static str,
 ) -> ApiError {
-    // A configured person is named; any other name is kept only as a keyed
-    // fingerprint, since it may be a password typed in the wrong field.
     let known = state.config.users.iter().any(|u| u.id.as_str() == username);
-    let (shown, details) = if known {
-        (
-            username.to_owned(),
-            serde_json::json!({ "method": "password", "reason": reason }),
-        )
-    } else {
-        (
-            "?".to_owned(),
-            serde_json::json!({
-                "method": "password",
-                "reason": "unknown user",
-                "username_fingerprint": state.clients.fingerprint(username),
-            }),
-        )
-    };
-    let audit = NewAuditRecord {
-        at: state.clock.now(),
-        actor: format!("{USER_SUBJECT_PREFIX}{shown}"),
-        action: "auth.token".to_owned(),
-        object: format!("{USER_SUBJECT_PREFIX}{shown}"),
-        request_id: request_id(headers),
-        outcome: "denied".to_owned(),
-        details,
-    };
-    if let Err(e) = state.store.append_audit(audit).await {
-        tracing::error!(error = %e, "could not audit a refused login");
-    }
+    let reason = if known { reason } else { "unknown user" };
+    audit_denied(
+        state,
+        headers,
+        USER_SUBJECT_PREFIX,
+        username,
+        known,
+        "username_fingerprint",
+        serde_json::json!({ "method": "password", "reason": reason }),
+    )
+    .await;
     oauth_error(
         StatusCode::UNAUTHORIZED,
         "invalid_grant",
@@ -396,40 +415,16 @@ async fn deny(
     method: &str,
     reason: &str,
 ) -> ApiError {
-    // A configured client is named; any other id is kept only as a keyed
-    // fingerprint, since it may be a secret pasted in the wrong field.
-    let (shown, details) = if state.clients.get(client_id).is_some() {
-        let shown: String = client_id
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_AUDITED_CLIENT_ID_CHARS)
-            .collect();
-        (
-            shown,
-            serde_json::json!({ "method": method, "reason": reason }),
-        )
-    } else {
-        (
-            "?".to_owned(),
-            serde_json::json!({
-                "method": method,
-                "reason": reason,
-                "client_id_fingerprint": state.clients.fingerprint(client_id),
-            }),
-        )
-    };
-    let audit = NewAuditRecord {
-        at: state.clock.now(),
-        actor: format!("client:{shown}"),
-        action: "auth.token".to_owned(),
-        object: format!("client:{shown}"),
-        request_id: request_id(headers),
-        outcome: "denied".to_owned(),
-        details,
-    };
-    if let Err(e) = state.store.append_audit(audit).await {
-        tracing::error!(error = %e, "could not audit a refused token request");
-    }
+    audit_denied(
+        state,
+        headers,
+        "client:",
+        client_id,
+        state.clients.get(client_id).is_some(),
+        "client_id_fingerprint",
+        serde_json::json!({ "method": method, "reason": reason }),
+    )
+    .await;
     let mut err = oauth_error(
         StatusCode::UNAUTHORIZED,
         "invalid_client",

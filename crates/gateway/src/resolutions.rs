@@ -267,19 +267,11 @@ pub async fn resolve_payment(
                 from_status: p.status.clone(),
                 fencing_token: Some(p.fencing_token),
             },
-            PaymentChange {
-                to_status: to.as_str().to_owned(),
-                cause: TransitionCause::OperatorDecision.as_str().to_owned(),
-                bank_code: None,
-                bank_message: Some(applied_message(&proposal, &caller.actor(), &reason)),
-                bank_payment_id: None,
-                mark_sent: false,
-                next_attempt_at: match to {
-                    PaymentStatus::Queued | PaymentStatus::Accepted => Some(now),
-                    _ => None,
-                },
-                release_lease: true,
-            },
+            operator_change(
+                to,
+                applied_message(&proposal, &caller.actor(), &reason),
+                now,
+            ),
             store::Actor {
                 name: caller.actor(),
                 request_id: request_id(&headers),
@@ -303,6 +295,23 @@ pub async fn resolve_payment(
         .await
         .map_err(|e| ApiError::storage(&e))?;
     Ok(Json(payment_view(&updated, Some(&history))).into_response())
+}
+
+/// The transition an applied resolution makes: to `to` by an operator's
+/// decision, both people's words as the message, the lease released, and
+/// due now when the bank is to be sent to or asked again.
+fn operator_change(to: PaymentStatus, message: String, now: DateTime<Utc>) -> PaymentChange {
+    PaymentChange {
+        to_status: to.as_str().to_owned(),
+        cause: TransitionCause::OperatorDecision.as_str().to_owned(),
+        bank_code: None,
+        bank_message: Some(message),
+        bank_payment_id: None,
+        mark_sent: false,
+        next_attempt_at: matches!(to, PaymentStatus::Queued | PaymentStatus::Accepted)
+            .then_some(now),
+        release_lease: true,
+    }
 }
 
 fn changed(e: &StoreError, noun: &str) -> ApiError {
@@ -454,19 +463,7 @@ pub async fn resolve_chunk(
                 from_status: chunk.status.clone(),
                 fencing_token: Some(chunk.fencing_token),
             },
-            PaymentChange {
-                to_status: to.as_str().to_owned(),
-                cause: TransitionCause::OperatorDecision.as_str().to_owned(),
-                bank_code: None,
-                bank_message: Some(message.clone()),
-                bank_payment_id: None,
-                mark_sent: false,
-                next_attempt_at: match to {
-                    PaymentStatus::Queued | PaymentStatus::Accepted => Some(now),
-                    _ => None,
-                },
-                release_lease: true,
-            },
+            operator_change(to, message.clone(), now),
             ItemUpdate::AllOpen {
                 status: items,
                 bank_code: None,

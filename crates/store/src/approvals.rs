@@ -11,7 +11,7 @@ use domain::{BatchStatus, ItemStatus, PaymentStatus, TransitionCause};
 
 use crate::batches::{
     fetch_full, item_froms, settle_status, BatchHistoryRow, BatchTx, ChunkTransitionRows,
-    ItemUpdate, StoredBatch, StoredChunk,
+    ItemUpdate, StoredBatch,
 };
 use crate::codec::{self, AuditRow};
 use crate::payments::{
@@ -170,25 +170,44 @@ fn step(
 ) -> TransitionRows {
     TransitionRows {
         id: id.to_owned(),
-        guard: TransitionGuard {
-            from_status: from.as_str().to_owned(),
-            fencing_token: None,
-        },
-        change: PaymentChange {
-            to_status: to.as_str().to_owned(),
-            cause: cause.as_str().to_owned(),
-            bank_code: None,
-            bank_message: None,
-            bank_payment_id: None,
-            mark_sent: false,
-            next_attempt_at,
-            release_lease: false,
-        },
-        actor: Actor {
-            name: d.decided_by.clone(),
-            request_id: d.request_id.clone(),
-        },
+        guard: decision_guard(from),
+        change: decision_change(to, cause, next_attempt_at),
+        actor: decider(d),
         audit,
+    }
+}
+
+/// A decision's transitions start from a status, whatever the fencing token: the object
+/// is locked and nothing holds a lease on what waits for people.
+fn decision_guard(from: PaymentStatus) -> TransitionGuard {
+    TransitionGuard {
+        from_status: from.as_str().to_owned(),
+        fencing_token: None,
+    }
+}
+
+/// What a decision changes: the status and why, when the object is next due.
+fn decision_change(
+    to: PaymentStatus,
+    cause: TransitionCause,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> PaymentChange {
+    PaymentChange {
+        to_status: to.as_str().to_owned(),
+        cause: cause.as_str().to_owned(),
+        bank_code: None,
+        bank_message: None,
+        bank_payment_id: None,
+        mark_sent: false,
+        next_attempt_at,
+        release_lease: false,
+    }
+}
+
+fn decider(d: &ApprovalDecision) -> Actor {
+    Actor {
+        name: d.decided_by.clone(),
+        request_id: d.request_id.clone(),
     }
 }
 
@@ -307,13 +326,13 @@ impl DecisionColumns {
     }
 }
 
-/// Moves every chunk of the batch that is in `from` to `to` (the batch is locked, so the
-/// compare-and-set cannot lose), with one batch-level history row.
+/// Moves the chunks `chunk_nos` of the batch from `from` to `to` (the batch is locked, so
+/// the compare-and-set cannot lose), with one batch-level history row.
 #[allow(clippy::too_many_arguments)]
 async fn move_chunks<T: BatchTx + ?Sized>(
     tx: &mut T,
     batch_id: &str,
-    chunks: &[StoredChunk],
+    chunk_nos: &[i64],
     from: PaymentStatus,
     to: PaymentStatus,
     cause: TransitionCause,
@@ -321,28 +340,13 @@ async fn move_chunks<T: BatchTx + ?Sized>(
     d: &ApprovalDecision,
     audit: &AuditRow,
 ) -> Result<(), StoreError> {
-    let actor = Actor {
-        name: d.decided_by.clone(),
-        request_id: d.request_id.clone(),
-    };
-    for chunk in chunks.iter().filter(|c| c.status == from.as_str()) {
+    let actor = decider(d);
+    for &chunk_no in chunk_nos {
         let rows = ChunkTransitionRows {
             batch_id: batch_id.to_owned(),
-            chunk_no: chunk.chunk_no,
-            guard: TransitionGuard {
-                from_status: from.as_str().to_owned(),
-                fencing_token: None,
-            },
-            change: PaymentChange {
-                to_status: to.as_str().to_owned(),
-                cause: cause.as_str().to_owned(),
-                bank_code: None,
-                bank_message: None,
-                bank_payment_id: None,
-                mark_sent: false,
-                next_attempt_at,
-                release_lease: false,
-            },
+            chunk_no,
+            guard: decision_guard(from),
+            change: decision_change(to, cause, next_attempt_at),
             items: ItemUpdate::None,
             actor: actor.clone(),
             audit: audit.clone(),
@@ -392,14 +396,21 @@ pub(crate) async fn decide_batch<T: BatchTx + DecisionTx>(
     }
     let approvals = tx.count_approvals(ApprovalObject::Batch, id).await?;
     let approvals_u32 = u32::try_from(approvals).unwrap_or(u32::MAX);
-    let chunks = tx.lock_chunks(id).await?;
+    // The chunks waiting for people: every chunk of a batch in pending_approval.
+    let waiting: Vec<i64> = tx
+        .lock_chunks(id)
+        .await?
+        .iter()
+        .filter(|c| c.status == PaymentStatus::PendingApproval.as_str())
+        .map(|c| c.chunk_no)
+        .collect();
     let at = d.at;
     let batch = match d.decision {
         Decision::Decline => {
             move_chunks(
                 tx,
                 id,
-                &chunks,
+                &waiting,
                 PaymentStatus::PendingApproval,
                 PaymentStatus::Declined,
                 TransitionCause::Declined,
@@ -427,7 +438,7 @@ pub(crate) async fn decide_batch<T: BatchTx + DecisionTx>(
             move_chunks(
                 tx,
                 id,
-                &chunks,
+                &waiting,
                 PaymentStatus::PendingApproval,
                 PaymentStatus::Approved,
                 TransitionCause::ApprovalGranted,
@@ -439,13 +450,7 @@ pub(crate) async fn decide_batch<T: BatchTx + DecisionTx>(
             move_chunks(
                 tx,
                 id,
-                &chunks
-                    .iter()
-                    .map(|c| StoredChunk {
-                        status: PaymentStatus::Approved.as_str().to_owned(),
-                        ..c.clone()
-                    })
-                    .collect::<Vec<_>>(),
+                &waiting,
                 PaymentStatus::Approved,
                 PaymentStatus::Queued,
                 TransitionCause::Released,

@@ -86,9 +86,14 @@ async fn decide(
     what: &str,
     request_id: &str,
 ) -> (u16, Value) {
+    post_decision(app, token, &format!("/v1/payments/{id}/{what}"), request_id).await
+}
+
+/// POSTs a decision with a comment to `path`.
+async fn post_decision(app: &TestApp, token: &str, path: &str, request_id: &str) -> (u16, Value) {
     let resp = app
         .http
-        .post(app.url(&format!("/v1/payments/{id}/{what}")))
+        .post(app.url(path))
         .bearer_auth(token)
         .header("x-request-id", request_id)
         .json(&json!({ "comment": "checked against the contract" }))
@@ -363,26 +368,20 @@ async fn decide_batch(
     what: &str,
     request_id: &str,
 ) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(app.url(&format!("/v1/payment-batches/{id}/{what}")))
-        .bearer_auth(token)
-        .header("x-request-id", request_id)
-        .json(&json!({ "comment": "payroll checked against HR" }))
-        .send()
-        .await
-        .unwrap();
-    split(resp).await
+    post_decision(
+        app,
+        token,
+        &format!("/v1/payment-batches/{id}/{what}"),
+        request_id,
+    )
+    .await
 }
 
 /// Runs the batch workers' rounds until the batch has `want`, bounded in time.
 async fn drive_batch_to(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
     let started = Instant::now();
     loop {
-        let w = &app.state.payment_workers;
-        w.dispatch_chunk_round().await.unwrap();
-        w.reap_chunk_round().await.unwrap();
-        w.poll_chunk_round().await.unwrap();
+        batch_rounds(app, 1).await;
         let (_, b) = app.get(&format!("/v1/payment-batches/{id}"), token).await;
         if b["status"] == want {
             return b;
