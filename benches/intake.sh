@@ -43,6 +43,11 @@
 #   BENCH_BANK_CONCURRENCY=64   the simulated bank's call limits in the gateway's
 #   BENCH_BANK_QPS=100000       config for every phase (the demo's 4 and 10/s would
 #                               make the bank limit the dispatch rate)
+#   BENCH_CLIENT_RATE=1000000   the gateway's per-client request limit
+#                               ([server.limits] client_requests_per_s and
+#                               client_burst) for every phase: the shipped
+#                               200/s would make the limiter the result; the
+#                               limiter still runs on every request
 #   BENCH_PG_URL                an admin URL of the PostgreSQL server (loopback);
 #                               default $BANKDIRECT_TEST_PG_URL, else the script
 #                               runs scripts/pg-test.sh start and uses its cluster
@@ -77,6 +82,10 @@ BENCH_DISPATCH_PAYMENTS=${BENCH_DISPATCH_PAYMENTS:-5000}
 BENCH_DISPATCH_TIMEOUT_S=${BENCH_DISPATCH_TIMEOUT_S:-300}
 BENCH_BANK_CONCURRENCY=${BENCH_BANK_CONCURRENCY:-64}
 BENCH_BANK_QPS=${BENCH_BANK_QPS:-100000}
+BENCH_CLIENT_RATE=${BENCH_CLIENT_RATE:-1000000}
+# Read by every bankdirect process the script starts (the demo, serve, sim).
+export BANKDIRECT_SERVER__LIMITS__CLIENT_REQUESTS_PER_S=$BENCH_CLIENT_RATE
+export BANKDIRECT_SERVER__LIMITS__CLIENT_BURST=$BENCH_CLIENT_RATE
 BENCH_ACCOUNT=sim-east-cny-1
 DURABILITY_CHECK_SECONDS=2
 PRELOAD_TIMEOUT_S=120

@@ -11,6 +11,8 @@
 #   BENCH_CONNECTIONS     wrk connections                           [64]
 #   BENCH_THREADS         wrk threads                               [2]
 #   BENCH_ACCOUNT         demo account to read                      [sim-east-cny-1]
+#   BENCH_CLIENT_RATE     the gateway's per-client request limit   [1000000]
+#                         (the shipped 200/s would make the limiter the result)
 #   BENCH_BIN_DIR         use `bankdirect` and `hello-baseline` from this
 #                         directory and skip the release build (for trying
 #                         the script out; recorded results use release)
@@ -34,6 +36,11 @@ BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_THREADS=${BENCH_THREADS:-2}
 BENCH_ACCOUNT=${BENCH_ACCOUNT:-sim-east-cny-1}
+BENCH_CLIENT_RATE=${BENCH_CLIENT_RATE:-1000000}
+# The gateway's per-client request limit ([server.limits]): the shipped 200/s
+# would make the limiter the result. The limiter still runs on every request.
+export BANKDIRECT_SERVER__LIMITS__CLIENT_REQUESTS_PER_S=$BENCH_CLIENT_RATE
+export BANKDIRECT_SERVER__LIMITS__CLIENT_BURST=$BENCH_CLIENT_RATE
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/bankdirect/target}
 GOAL_PERCENT=50
 STARTUP_TIMEOUT_S=60
