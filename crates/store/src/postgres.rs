@@ -5,7 +5,8 @@
 //! concurrency (ids are drawn before commit); so an audit insert first takes a
 //! transaction-scoped advisory lock, held until commit, and is the last statement of its
 //! transaction to keep that hold short. The price: audited writes commit one at a time
-//! across the cluster.
+//! across the cluster. New payments, the bulk of them, therefore share transactions: the
+//! group commit of `intake.rs` writes many creates in one, with one hold of the lock.
 //!
 //! Instants are TIMESTAMPTZ (microseconds), money BIGINT minor units beside a TEXT code,
 //! audit details a `json` column (kept byte for byte, unlike `jsonb`).
@@ -42,6 +43,7 @@ mod batches;
 mod chain;
 mod events;
 mod exchanges;
+mod intake;
 mod payments;
 mod resolutions;
 mod statements;
@@ -62,6 +64,8 @@ pub struct PgStore {
     /// The install id never changes once migrated: read once.
     install_id: tokio::sync::OnceCell<String>,
     chain: crate::audit::AuditChainOptions,
+    /// Group commit of new payments (`intake.rs`).
+    intake: intake::GroupIntake,
 }
 
 // By hand: the pool's own Debug prints its connect options, password included.
@@ -110,6 +114,7 @@ impl PgStore {
                 source,
             })?;
         let store = PgStore {
+            intake: intake::GroupIntake::spawn(pool.clone()),
             pool,
             pool_size: opts.pg_pool_size,
             install_id: tokio::sync::OnceCell::new(),
@@ -822,6 +827,11 @@ impl Store for PgStore {
         audit: NewAuditRecord,
     ) -> Result<CreateOutcome, StoreError> {
         let rows = pay::create_rows(new, idempotency, audit)?;
+        // Grouped with concurrent creates when it is the plain case; else on its own.
+        let rows = match self.intake.create(rows).await? {
+            intake::Grouped::Done(outcome) => return Ok(outcome),
+            intake::Grouped::Alone(rows) => rows,
+        };
         self.write("creating a payment", move |conn| {
             Box::pin(async move {
                 let mut tx = payments::PgPayments { conn };

@@ -289,6 +289,150 @@ pub(crate) async fn payments_fifty_concurrent_creates_with_one_key_make_one_paym
     store.close().await;
 }
 
+/// Many creates at once, as an ERP's burst arrives: on PostgreSQL they are written in groups
+/// (one transaction for many), on SQLite in the writer's batches. Mixed in are the cases
+/// that must each get their own answer: a replay of a stored key, an end-to-end id already
+/// used, two requests with one key, two new keys with one end-to-end id. Every plain create
+/// is stored once with all its rows; every other case is answered exactly as on its own.
+pub(crate) async fn payments_a_burst_of_creates_is_stored_once_each_with_every_case_answered(
+    db: TestDb,
+) {
+    const ROUNDS: usize = 8;
+    let store = db.open().await;
+    let existing = create(
+        store.as_ref(),
+        new_payment("main", 100, Some("E2E-OLD"), None),
+        "old",
+        0,
+    )
+    .await;
+    let mut tasks = Vec::new();
+    // (kind, key): kinds "plain", "replay", "e2e_taken", "key_pair", "e2e_pair".
+    for round in 0..ROUNDS {
+        let mut spawn = |kind: &'static str, key: String, e2e: String| {
+            let store = Arc::clone(&store);
+            let key2 = key.clone();
+            tasks.push((
+                kind,
+                key,
+                tokio::spawn(async move {
+                    store
+                        .create_payment(
+                            new_payment("main", 500, Some(&e2e), Some(instant(0, 0))),
+                            claim(&key2, "h", "{\"ok\":true}"),
+                            create_audit(0),
+                        )
+                        .await
+                        .unwrap()
+                }),
+            ));
+        };
+        for n in 0..4 {
+            spawn(
+                "plain",
+                format!("k-{round}-{n}"),
+                format!("E2E-{round}-{n}"),
+            );
+        }
+        spawn("replay", "old".to_owned(), format!("E2E-R-{round}"));
+        spawn("e2e_taken", format!("t-{round}"), "E2E-OLD".to_owned());
+        spawn("key_pair", format!("p-{round}"), format!("E2E-P-{round}"));
+        spawn("key_pair", format!("p-{round}"), format!("E2E-P-{round}"));
+        spawn("e2e_pair", format!("q-{round}-a"), format!("E2E-Q-{round}"));
+        spawn("e2e_pair", format!("q-{round}-b"), format!("E2E-Q-{round}"));
+    }
+    let mut created: Vec<(String, StoredPayment)> = Vec::new();
+    let mut key_pair_created = std::collections::HashMap::new();
+    let mut e2e_pair_created = std::collections::HashMap::new();
+    for (kind, key, task) in tasks {
+        let outcome = task.await.unwrap();
+        match (kind, outcome) {
+            ("plain", CreateOutcome::Created(p)) => created.push((key, *p)),
+            ("replay", CreateOutcome::Replay { payment_id, .. }) => {
+                assert_eq!(payment_id, Some(existing.instruction.id.clone()));
+            }
+            (
+                "e2e_taken",
+                CreateOutcome::DuplicateEndToEndId {
+                    existing_payment_id,
+                },
+            ) => {
+                assert_eq!(existing_payment_id, existing.instruction.id);
+            }
+            ("key_pair", CreateOutcome::Created(p)) => {
+                *key_pair_created.entry(key.clone()).or_insert(0) += 1;
+                created.push((key, *p));
+            }
+            ("key_pair", CreateOutcome::Replay { .. } | CreateOutcome::InProgress) => {}
+            ("e2e_pair", CreateOutcome::Created(p)) => {
+                let e2e = p.instruction.end_to_end_id.clone().unwrap();
+                *e2e_pair_created.entry(e2e).or_insert(0) += 1;
+                created.push((key, *p));
+            }
+            ("e2e_pair", CreateOutcome::DuplicateEndToEndId { .. }) => {}
+            (kind, other) => panic!("{kind} {key}: unexpected {other:?}"),
+        }
+    }
+    // Each pair made exactly one payment.
+    assert_eq!(key_pair_created.len(), ROUNDS);
+    assert!(key_pair_created.values().all(|n| *n == 1));
+    assert_eq!(e2e_pair_created.len(), ROUNDS);
+    assert!(e2e_pair_created.values().all(|n| *n == 1));
+    assert_eq!(created.len(), ROUNDS * 6);
+
+    // Stored once each, with every row of a create.
+    let all = store.list_payments(&PaymentQuery::default()).await.unwrap();
+    assert_eq!(all.len(), created.len() + 1);
+    let ids: HashSet<_> = all.iter().map(|p| p.instruction.id.clone()).collect();
+    assert_eq!(ids.len(), all.len());
+    for (key, p) in &created {
+        assert_eq!(p.status, "queued");
+        let stored = store.get_payment(&p.instruction.id).await.unwrap().unwrap();
+        assert_eq!(&stored, p);
+        let history = store.payment_history(&p.instruction.id).await.unwrap();
+        let steps: Vec<_> = history
+            .iter()
+            .map(|h| (h.seq, h.from_status.as_deref(), h.to_status.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![(1, None, "received"), (2, Some("received"), "queued")]
+        );
+        let record = store
+            .find_idempotency_key("erp", key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.completed);
+        assert_eq!(record.response_status, Some(201));
+        let events = store
+            .list_events(&store::EventQuery {
+                after_seq: 0,
+                object_id: Some(p.instruction.id.to_string()),
+                event_type: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "one event per created payment");
+    }
+    // No key is left behind by a create that stored nothing.
+    for round in 0..ROUNDS {
+        assert!(store
+            .find_idempotency_key("erp", &format!("t-{round}"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // One audit record per payment created, the earlier one included.
+    let audit = all_audit(store.as_ref()).await;
+    assert_eq!(audit.len(), created.len() + 1);
+    let mut audit_ids: Vec<_> = audit.iter().map(|r| r.id).collect();
+    audit_ids.dedup();
+    assert_eq!(audit_ids.len(), audit.len());
+    store.close().await;
+}
+
 pub(crate) async fn payments_a_reused_end_to_end_id_is_refused_even_with_a_new_key(db: TestDb) {
     let store = db.open().await;
     let first = create(
