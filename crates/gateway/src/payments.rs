@@ -221,6 +221,23 @@ pub(crate) async fn read_idempotent_body(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Intake, ApiError> {
+    let (key, json, request_hash) = read_keyed_body(headers, body)?;
+    if let Some(answer) = stored_answer(state, caller, &key, &request_hash).await? {
+        return Ok(Intake::Replay(answer));
+    }
+    Ok(Intake::New {
+        key,
+        json,
+        request_hash,
+    })
+}
+
+/// The `Idempotency-Key`, the body as JSON and its canonical hash; no
+/// database read.
+pub(crate) fn read_keyed_body(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(String, serde_json::Value, String), ApiError> {
     let key = check_idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
         .map_err(|p| problems_to_error(vec![p]))?;
     let json: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
@@ -231,33 +248,41 @@ pub(crate) async fn read_idempotent_body(
         )
     })?;
     let request_hash = canonical_hash(&json);
-    if let Some(record) = state
+    Ok((key, json, request_hash))
+}
+
+/// What a stored key answers for this request: the first answer replayed
+/// (same body), a 409 (another body, or the first still being handled), or
+/// `None` when the key is new.
+pub(crate) async fn stored_answer(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    request_hash: &str,
+) -> Result<Option<Response>, ApiError> {
+    let Some(record) = state
         .store
-        .find_idempotency_key(&caller.subject, &key)
+        .find_idempotency_key(&caller.subject, key)
         .await
         .map_err(|e| ApiError::storage(&e))?
-    {
-        if record.request_hash != request_hash {
-            return Err(key_reused());
-        }
-        return match (
-            record.completed,
-            record.response_status,
-            record.response_body,
-        ) {
-            (true, Some(status), Some(body)) => Ok(Intake::Replay(json_response(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                body,
-                true,
-            ))),
-            _ => Err(in_progress()),
-        };
+    else {
+        return Ok(None);
+    };
+    if record.request_hash != request_hash {
+        return Err(key_reused());
     }
-    Ok(Intake::New {
-        key,
-        json,
-        request_hash,
-    })
+    match (
+        record.completed,
+        record.response_status,
+        record.response_body,
+    ) {
+        (true, Some(status), Some(body)) => Ok(Some(json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            body,
+            true,
+        ))),
+        _ => Err(in_progress()),
+    }
 }
 
 /// The currencies an account holds, if it exists and the caller may use it.
@@ -342,28 +367,96 @@ pub async fn create_payment(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::PaymentsWrite)?;
-    let (key, json, request_hash) =
-        match read_idempotent_body(&state, &caller, &headers, &body).await? {
-            Intake::Replay(response) => return Ok(response),
-            Intake::New {
-                key,
-                json,
-                request_hash,
-            } => (key, json, request_hash),
-        };
+    let (key, json, request_hash) = read_keyed_body(&headers, &body)?;
+    // A new payment is judged first and goes to the store, whose create
+    // finds a stored key itself (and replays it) in the same transaction:
+    // no separate read for the common case. A request judged wrong is
+    // looked up before it is refused, so that a retry of something stored
+    // still gets its first answer, whatever is true now (see
+    // `read_idempotent_body`).
+    let prepared = match prepare_payment(
+        &state,
+        &caller,
+        &headers,
+        json,
+        key.clone(),
+        request_hash.clone(),
+    )
+    .await
+    {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            return match stored_answer(&state, &caller, &key, &request_hash).await? {
+                Some(answer) => Ok(answer),
+                None => Err(refusal),
+            };
+        }
+    };
+    let Prepared {
+        new,
+        claim,
+        audit,
+        response_body,
+    } = prepared;
+    let outcome = state
+        .store
+        .create_payment(new, claim, audit)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    match outcome {
+        CreateOutcome::Created(_) => {
+            state.dispatcher_wake.notify_one();
+            Ok(json_response(StatusCode::CREATED, response_body, false))
+        }
+        CreateOutcome::Replay { status, body, .. } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            Ok(json_response(status, body, true))
+        }
+        CreateOutcome::KeyReused => Err(key_reused()),
+        CreateOutcome::InProgress => Err(in_progress()),
+        CreateOutcome::DuplicateEndToEndId { existing_payment_id } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_end_to_end_id",
+            format!(
+                "end_to_end_id was already used for payment {existing_payment_id} of this debtor account; it must be unique for ever"
+            ),
+        )
+        .with_field("body.end_to_end_id")),
+    }
+}
+
+/// A payment request judged and turned into what the store writes.
+struct Prepared {
+    new: NewPayment,
+    claim: IdempotencyClaim,
+    audit: NewAuditRecord,
+    response_body: String,
+}
+
+/// Judges a payment request (fields, entitlement, the bank's rules) and
+/// builds its rows: no write, and no database read once the install id is
+/// known.
+async fn prepare_payment(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    json: serde_json::Value,
+    key: String,
+    request_hash: String,
+) -> Result<Prepared, ApiError> {
     let now = state.clock.now();
-    let (on_behalf_of, json) = crate::approvals::on_behalf_of(&state, &caller, &json)?;
+    let (on_behalf_of, json) = crate::approvals::on_behalf_of(state, caller, &json)?;
     let req = parse_payment(
         &json,
-        |id| currencies_of(&state, &caller, id),
-        |id| today_of(&state, now, id),
+        |id| currencies_of(state, caller, id),
+        |id| today_of(state, now, id),
     )
     .map_err(problems_to_error)?;
     let DebtorRoute {
         account,
         conn,
         bank,
-    } = debtor_route(&state, &req.debtor_account_id)?;
+    } = debtor_route(state, &req.debtor_account_id)?;
     let install_id = state
         .store
         .install_id()
@@ -456,62 +549,39 @@ pub async fn create_payment(
     };
     let response_body = serde_json::to_string(&payment_view(&preview, None))
         .map_err(|e| ApiError::internal("payment response", &e))?;
-    let outcome = state
-        .store
-        .create_payment(
-            NewPayment {
-                instruction,
-                steps,
-                next_attempt_at,
-            },
-            IdempotencyClaim {
-                client_id: caller.subject.clone(),
-                key,
-                request_hash,
-                expires_at: now
-                    + ChronoDuration::seconds(state.config.payments.idempotency_ttl_s as i64),
-                response_status: 201,
-                response_body: response_body.clone(),
-            },
-            NewAuditRecord {
-                at: now,
-                actor: caller.actor(),
-                action: "payment.create".to_owned(),
-                object: format!("payment:{}", preview.instruction.id),
-                request_id: request_id(&headers),
-                outcome: "created".to_owned(),
-                details: serde_json::json!({
-                    "debtor_account_id": preview.instruction.debtor_account_id.as_str(),
-                    "amount": preview.instruction.amount.to_decimal_string(),
-                    "currency": preview.instruction.amount.currency().code(),
-                    "business_reference": preview.instruction.business_reference.as_str(),
-                    "on_behalf_of": preview.instruction.on_behalf_of,
-                    "approvals_required": preview.instruction.approvals_required,
-                }),
-            },
-        )
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
-    match outcome {
-        CreateOutcome::Created(_) => {
-            state.dispatcher_wake.notify_one();
-            Ok(json_response(StatusCode::CREATED, response_body, false))
-        }
-        CreateOutcome::Replay { status, body, .. } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            Ok(json_response(status, body, true))
-        }
-        CreateOutcome::KeyReused => Err(key_reused()),
-        CreateOutcome::InProgress => Err(in_progress()),
-        CreateOutcome::DuplicateEndToEndId { existing_payment_id } => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate_end_to_end_id",
-            format!(
-                "end_to_end_id was already used for payment {existing_payment_id} of this debtor account; it must be unique for ever"
-            ),
-        )
-        .with_field("body.end_to_end_id")),
-    }
+    Ok(Prepared {
+        new: NewPayment {
+            instruction,
+            steps,
+            next_attempt_at,
+        },
+        claim: IdempotencyClaim {
+            client_id: caller.subject.clone(),
+            key,
+            request_hash,
+            expires_at: now
+                + ChronoDuration::seconds(state.config.payments.idempotency_ttl_s as i64),
+            response_status: 201,
+            response_body: response_body.clone(),
+        },
+        audit: NewAuditRecord {
+            at: now,
+            actor: caller.actor(),
+            action: "payment.create".to_owned(),
+            object: format!("payment:{}", preview.instruction.id),
+            request_id: request_id(headers),
+            outcome: "created".to_owned(),
+            details: serde_json::json!({
+                "debtor_account_id": preview.instruction.debtor_account_id.as_str(),
+                "amount": preview.instruction.amount.to_decimal_string(),
+                "currency": preview.instruction.amount.currency().code(),
+                "business_reference": preview.instruction.business_reference.as_str(),
+                "on_behalf_of": preview.instruction.on_behalf_of,
+                "approvals_required": preview.instruction.approvals_required,
+            }),
+        },
+        response_body,
+    })
 }
 
 pub(crate) fn key_reused() -> ApiError {
