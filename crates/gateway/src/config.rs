@@ -419,8 +419,17 @@ pub struct PaymentsConfig {
     pub poll_interval_ms: u64,
     /// How long a claimed payment is leased to one worker.
     pub lease_duration_ms: u64,
-    /// Payments claimed per round.
+    /// Payments claimed per round of the status poller and the reaper, and
+    /// at most this many at once by the dispatcher (1..=1000).
     pub claim_batch: u32,
+    /// Most payments the dispatcher has in flight at once (1..=1000). It
+    /// keeps sending continuously: as soon as `min(claim_batch,
+    /// max_in_flight / 2)` slots are free it claims that many more, rather
+    /// than waiting for every payment it holds to finish. Every payment
+    /// still passes its bank's `limits` (concurrency and rate) before it is
+    /// sent, and holds its lease while it waits for them, so keep this well
+    /// below what the banks take within `lease_duration_ms`.
+    pub max_in_flight: u32,
     /// First retry delay after `NotProcessed`; doubles per attempt, with jitter.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
@@ -444,6 +453,7 @@ impl Default for PaymentsConfig {
             poll_interval_ms: 500,
             lease_duration_ms: 30_000,
             claim_batch: 32,
+            max_in_flight: 64,
             backoff_base_ms: 500,
             backoff_max_ms: 60_000,
             status_poll_ms: 1_000,
@@ -1756,6 +1766,9 @@ impl Config {
         if !(1..=1000).contains(&pay.claim_batch) {
             problems.push("payments.claim_batch: expected 1..=1000".to_owned());
         }
+        if !(1..=1000).contains(&pay.max_in_flight) {
+            problems.push("payments.max_in_flight: expected 1..=1000".to_owned());
+        }
         if pay.backoff_base_ms == 0 || pay.backoff_max_ms < pay.backoff_base_ms {
             problems.push(
                 "payments: backoff_base_ms ≥ 1 and backoff_max_ms ≥ backoff_base_ms".to_owned(),
@@ -1892,6 +1905,22 @@ accounts = ["*"]
             err.contains("client_requests_per_s") && err.contains("max_json_depth"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn payments_max_in_flight_has_a_default_and_is_checked() {
+        let c = Config::from_toml(MINIMAL, Path::new("/")).unwrap();
+        assert_eq!(c.payments.max_in_flight, 64);
+        let text = format!("{MINIMAL}\n[payments]\nmax_in_flight = 8\n");
+        let c = Config::from_toml(&text, Path::new("/")).unwrap();
+        assert_eq!(c.payments.max_in_flight, 8);
+        for bad in [0, 1001] {
+            let text = format!("{MINIMAL}\n[payments]\nmax_in_flight = {bad}\n");
+            let err = Config::from_toml(&text, Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("payments.max_in_flight"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -183,6 +183,18 @@ impl PaymentWorkers {
             .map(|b| &b.quirks)
     }
 
+    /// The bank's circuit breaker settings (failures, open seconds), read
+    /// without copying its quirks: this is on every payment's path.
+    fn breaker_limits(&self, bank: &BankId) -> (u32, u64) {
+        match self.quirks(bank) {
+            Some(q) => (q.breaker_failures, q.breaker_open_s),
+            None => {
+                let d = crate::config::BankQuirks::default();
+                (d.breaker_failures, d.breaker_open_s)
+            }
+        }
+    }
+
     /// Exponential backoff with jitter: base·2^(attempts−1), capped, then a
     /// random 50–100 % of it so retries of many payments spread out.
     fn backoff(&self, attempts: i64) -> ChronoDuration {
@@ -284,7 +296,7 @@ impl PaymentWorkers {
         // must not sit in `submitting` behind the gate (the reaper would call
         // it unknown and the minimum age would count from a send that has not
         // happened yet). The permit is held until the call is answered.
-        let _admitted = conn.admit().await;
+        let admitted = conn.admit().await;
         let Some(p) = self
             .step(
                 &p,
@@ -303,10 +315,13 @@ impl PaymentWorkers {
         failpoints::hit(failpoints::AFTER_SUBMITTING_COMMIT);
         let wire = to_bank_instruction(&p.instruction, &account.number);
         let result = conn.connector().submit_payment(&wire).await;
+        // Answered: the bank's call slot goes to the next payment now, not
+        // after this payment's write-backs (they call no bank).
+        drop(admitted);
         failpoints::hit(failpoints::AFTER_BANK_ANSWER);
         let now = self.clock.now();
         let poll_at = Some(now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64));
-        let quirks = self.quirks(&conn.bank_id).cloned().unwrap_or_default();
+        let (breaker_failures, breaker_open_s) = self.breaker_limits(&conn.bank_id);
         self.breakers.record(
             &conn.bank_id,
             !matches!(
@@ -314,8 +329,8 @@ impl PaymentWorkers {
                 Err(BankError::NotProcessed { .. } | BankError::OutcomeUnknown { .. })
             ),
             now,
-            quirks.breaker_failures,
-            quirks.breaker_open_s,
+            breaker_failures,
+            breaker_open_s,
         );
         match result {
             Ok(receipt) => {
@@ -711,24 +726,31 @@ impl PaymentWorkers {
         Ok(())
     }
 
-    /// One round of the dispatcher; returns how many payments it handled.
-    pub async fn dispatch_round(&self) -> Result<usize, StoreError> {
-        let claimed = self
-            .store
+    /// Leases up to `limit` due `queued` payments to this instance.
+    async fn claim_queued(&self, limit: u32) -> Result<Vec<ClaimedPayment>, StoreError> {
+        self.store
             .claim_due_payments(
                 &[PaymentStatus::Queued.as_str()],
                 self.clock.now(),
                 &self.owner,
                 self.settings.lease_duration_ms,
-                self.settings.claim_batch,
+                limit,
             )
-            .await?;
+            .await
+    }
+
+    /// One round of the dispatcher: claims up to `claim_batch` payments and
+    /// sends them all; returns how many it handled. (The running gateway
+    /// uses [`run_dispatcher`], which keeps payments in flight continuously;
+    /// tests drive the dispatcher one round at a time with this.)
+    pub async fn dispatch_round(&self) -> Result<usize, StoreError> {
+        let claimed = self.claim_queued(self.settings.claim_batch).await?;
         let n = claimed.len();
         let results =
             futures::future::join_all(claimed.into_iter().map(|c| self.dispatch_one(c))).await;
         for r in results {
             if let Err(e) = r {
-                tracing::error!(error = %e, "dispatching a payment failed in the store; its lease will expire and the reaper or poller takes over");
+                log_dispatch_error(&e);
             }
         }
         Ok(n)
@@ -820,6 +842,10 @@ fn bank_text(text: Option<String>) -> Option<String> {
     .filter(|t| !t.is_empty())
 }
 
+fn log_dispatch_error(e: &StoreError) {
+    tracing::error!(error = %e, "dispatching a payment failed in the store; its lease will expire and the reaper or poller takes over");
+}
+
 fn ignore_conflict(e: StoreError) -> Result<(), StoreError> {
     match e {
         StoreError::Conflict { .. } => Ok(()),
@@ -827,41 +853,16 @@ fn ignore_conflict(e: StoreError) -> Result<(), StoreError> {
     }
 }
 
-/// Runs the three workers until shutdown; each round that finds work is
-/// followed at once by another, else they sleep `poll_interval_ms` (the
-/// dispatcher wakes early when a payment is created).
+/// Runs the three workers until shutdown. The dispatcher keeps payments in
+/// flight continuously ([`run_dispatcher`]); the status poller and the
+/// reaper work in rounds and sleep `poll_interval_ms` (the reaper four times
+/// that) between them.
 pub async fn run_payment_workers(
     workers: Arc<PaymentWorkers>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_millis(workers.settings.poll_interval_ms);
-    let dispatcher = {
-        let w = workers.clone();
-        let mut stop = shutdown.clone();
-        async move {
-            loop {
-                let payments = matches!(w.dispatch_round().await, Ok(n) if n > 0);
-                let chunks = match w.dispatch_chunk_round().await {
-                    Ok(n) => n > 0,
-                    Err(e) => {
-                        tracing::error!(error = %e, "batch dispatcher round failed");
-                        false
-                    }
-                };
-                let busy = payments || chunks;
-                if *stop.borrow() {
-                    return;
-                }
-                if !busy {
-                    tokio::select! {
-                        _ = w.wake.notified() => {}
-                        _ = tokio::time::sleep(interval) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-            }
-        }
-    };
+    let dispatcher = run_dispatcher(workers.clone(), shutdown.clone());
     let poller = {
         let w = workers.clone();
         let mut stop = shutdown.clone();
@@ -898,6 +899,133 @@ pub async fn run_payment_workers(
         }
     };
     tokio::join!(dispatcher, poller, reaper);
+}
+
+/// Outcome of one spawned dispatch: the store's answer, or the task's
+/// panic.
+type DispatchTask = Result<Result<(), StoreError>, tokio::task::JoinError>;
+
+fn log_dispatch_task(r: DispatchTask) {
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log_dispatch_error(&e),
+        Err(e) => {
+            tracing::error!(error = %e, "a payment dispatch panicked; its lease will expire and the reaper or poller takes over")
+        }
+    }
+}
+
+/// Whether a chunk dispatcher round handled any chunk; logs its failure.
+fn chunk_round_found_work(r: Result<Result<usize, StoreError>, tokio::task::JoinError>) -> bool {
+    match r {
+        Ok(Ok(n)) => n > 0,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "batch dispatcher round failed");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "batch dispatcher round panicked");
+            false
+        }
+    }
+}
+
+/// The dispatcher: keeps up to `max_in_flight` claimed payments being sent,
+/// each in its own task, so that a slow payment holds one slot, not the
+/// others. Once at least `min(claim_batch, max_in_flight / 2)` slots are
+/// free it claims more, at most `claim_batch` at a time (claims stay
+/// batched; the pipeline does not drain while payments are due). When a
+/// claim finds fewer than it asked for, it asks again only when woken
+/// (`wake`), after `poll_interval_ms`, or once all it holds are sent.
+///
+/// The batch-chunk dispatcher gets its turn (one round at a time, in its
+/// own task) whenever payments are claimed, whenever the dispatcher wakes,
+/// at least every `poll_interval_ms`, and again at once while it finds
+/// chunks, so a steady stream of payments cannot starve it.
+///
+/// On shutdown it claims nothing more and waits for what is in flight (a
+/// bank call already made is answered and committed), as the round-based
+/// dispatcher did with the round it was in; `App::drain` bounds that wait,
+/// and whatever it abandons is left to its lease.
+pub async fn run_dispatcher(workers: Arc<PaymentWorkers>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(workers.settings.poll_interval_ms);
+    let max_in_flight = workers.settings.max_in_flight.max(1) as usize;
+    let claim_batch = workers.settings.claim_batch.max(1) as usize;
+    let refill_at = claim_batch.min(max_in_flight.div_ceil(2));
+    let mut in_flight: tokio::task::JoinSet<Result<(), StoreError>> = tokio::task::JoinSet::new();
+    let mut chunk_round: Option<tokio::task::JoinHandle<Result<usize, StoreError>>> = None;
+    // `more_due`: the last claim got all it asked for, so more may be due.
+    // `chunks_due`: the chunk dispatcher is to run as soon as it is idle.
+    let (mut more_due, mut chunks_due) = (true, true);
+    let mut tick = tokio::time::Instant::now() + interval;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let free = max_in_flight.saturating_sub(in_flight.len());
+        if more_due && (in_flight.is_empty() || free >= refill_at) {
+            let want = free.min(claim_batch);
+            match workers.claim_queued(want as u32).await {
+                Ok(claimed) => {
+                    more_due = claimed.len() == want;
+                    if !claimed.is_empty() {
+                        chunks_due = true;
+                    }
+                    for c in claimed {
+                        let w = workers.clone();
+                        in_flight.spawn(async move { w.dispatch_one(c).await });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming payments to dispatch failed in the store; trying again after the poll interval");
+                    more_due = false;
+                }
+            }
+        }
+        if chunks_due && chunk_round.is_none() {
+            chunks_due = false;
+            let w = workers.clone();
+            chunk_round = Some(tokio::spawn(async move { w.dispatch_chunk_round().await }));
+        }
+        tokio::select! {
+            Some(r) = in_flight.join_next(), if !in_flight.is_empty() => {
+                log_dispatch_task(r);
+                // Collect whatever else has finished, to claim for it at once.
+                while let Some(r) = in_flight.try_join_next() {
+                    log_dispatch_task(r);
+                }
+                // All sent: look for more at once, as after a busy round.
+                more_due |= in_flight.is_empty();
+            }
+            r = async {
+                match chunk_round.as_mut() {
+                    Some(round) => round.await,
+                    None => std::future::pending().await,
+                }
+            }, if chunk_round.is_some() => {
+                chunk_round = None;
+                // Chunks found: the chunk dispatcher goes again at once.
+                chunks_due |= chunk_round_found_work(r);
+            }
+            _ = workers.wake.notified(), if !more_due => {
+                more_due = true;
+                chunks_due = true;
+            }
+            _ = tokio::time::sleep_until(tick) => {
+                tick = tokio::time::Instant::now() + interval;
+                more_due = true;
+                chunks_due = true;
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    // Shutdown: nothing new is claimed; what is in flight finishes.
+    if let Some(round) = chunk_round {
+        chunk_round_found_work(round.await);
+    }
+    while let Some(r) = in_flight.join_next().await {
+        log_dispatch_task(r);
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ pub struct Options {
     /// Serve the API over TLS (`[server.tls]`); the test client trusts the
     /// CA given as PEM.
     pub tls: Option<(gateway::config::ServerTlsConfig, String)>,
+    /// The `[payments]` section (default: the shipped one, workers as `workers`).
+    pub payments: Option<gateway::config::PaymentsConfig>,
+    /// Every bank's concurrency and rate limits (default: the shipped ones).
+    pub bank_limits: Option<BankLimits>,
 }
 
 fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> SimBankConfig {
@@ -172,7 +176,7 @@ impl TestApp {
                     limits: BankLimits {
                         request_timeout_ms: opts.bank_timeout_ms.unwrap_or(2_000),
                         connect_timeout_ms: 500,
-                        ..BankLimits::default()
+                        ..opts.bank_limits.clone().unwrap_or_default()
                     },
                     quirks: BankQuirks {
                         // Short ages so unknown outcomes resolve within a test.
@@ -288,7 +292,7 @@ impl TestApp {
             },
             payments: gateway::config::PaymentsConfig {
                 workers_enabled: opts.workers,
-                ..gateway::config::PaymentsConfig::default()
+                ..opts.payments.clone().unwrap_or_default()
             },
             webhooks: opts
                 .webhooks

@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod balances;
 mod batches;
+mod dispatch;
 mod exchanges;
 mod hardening;
 mod ops;
