@@ -624,7 +624,32 @@ pub(crate) fn check_random_id(
 pub(crate) fn generate_random_id(prefix: &str, rng: &dyn RandomSource) -> String {
     let mut bytes = [0u8; 16];
     rng.fill_bytes(&mut bytes);
-    let value = u128::from_be_bytes(bytes);
+    encode_id(prefix, u128::from_be_bytes(bytes))
+}
+
+/// Milliseconds a time-ordered id can carry (48 bits: until the year 10889).
+const ID_TIME_MAX_MS: u64 = (1 << 48) - 1;
+
+/// A new time-ordered id: `prefix`, then the instant's milliseconds since 1970 in 48 bits
+/// (the first 10 characters) and 80 bits of `rng` (the other 16): the layout of a ULID.
+/// Ids made later sort later, so a database index over them grows at its end rather than
+/// at random pages; 80 random bits per millisecond keep them unique.
+pub(crate) fn generate_time_ordered_id(
+    prefix: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    rng: &dyn RandomSource,
+) -> String {
+    let ms = u64::try_from(at.timestamp_millis())
+        .unwrap_or(0)
+        .min(ID_TIME_MAX_MS);
+    let mut bytes = [0u8; 16];
+    rng.fill_bytes(&mut bytes[6..]);
+    let random = u128::from_be_bytes(bytes);
+    encode_id(prefix, (u128::from(ms) << 80) | random)
+}
+
+/// `prefix` and `value` as 26 Crockford base32 characters, most significant first.
+fn encode_id(prefix: &str, value: u128) -> String {
     let mut text = String::with_capacity(prefix.len() + RANDOM_ID_BODY_LEN);
     text.push_str(prefix);
     // 26 groups of 5 bits cover 130 bits; the top group holds the top 3.
@@ -655,6 +680,13 @@ impl PaymentId {
     /// A new id from 128 bits of `rng`.
     pub fn generate(rng: &dyn RandomSource) -> PaymentId {
         PaymentId(generate_random_id(PAYMENT_ID_PREFIX, rng))
+    }
+
+    /// A new id made at `at`: its milliseconds, then 80 bits of `rng` (see
+    /// [`generate_time_ordered_id`]). What the gateway gives new payments, so that the
+    /// indexes over payment ids grow at their end.
+    pub fn generate_at(at: chrono::DateTime<chrono::Utc>, rng: &dyn RandomSource) -> PaymentId {
+        PaymentId(generate_time_ordered_id(PAYMENT_ID_PREFIX, at, rng))
     }
 }
 
@@ -1086,6 +1118,37 @@ mod tests {
         // 128 bits in 130: the first character carries 3 bits.
         let top = first.as_str().as_bytes()[4];
         assert!((b'0'..=b'7').contains(&top));
+    }
+
+    #[test]
+    fn time_ordered_payment_ids_sort_by_their_instant_and_parse() {
+        use chrono::TimeZone;
+        let at = |ms: i64| chrono::Utc.timestamp_millis_opt(ms).single().unwrap();
+        let rng = SeededRandom::new(7);
+        // 2026-11-29T08:00:00Z, then one millisecond later, then a year later.
+        let t0 = 1_795_939_200_000;
+        let ids: Vec<PaymentId> = [t0, t0, t0 + 1, t0 + 365 * 86_400_000]
+            .iter()
+            .map(|ms| PaymentId::generate_at(at(*ms), &rng))
+            .collect();
+        for id in &ids {
+            assert_eq!(PaymentId::parse(id.as_str()), Ok(id.clone()));
+        }
+        // The same millisecond: one time part, two random parts.
+        assert_eq!(ids[0].as_str()[..14], ids[1].as_str()[..14]);
+        assert_ne!(ids[0], ids[1]);
+        // Later instants sort after, whatever the random part.
+        assert!(ids[0].clone().max(ids[1].clone()) < ids[2]);
+        assert!(ids[2] < ids[3]);
+        // The time part is the milliseconds in 10 Crockford characters.
+        let ms = ids[0].as_str()[4..14]
+            .bytes()
+            .map(|b| CROCKFORD.iter().position(|c| *c == b).unwrap() as u64)
+            .fold(0u64, |acc, d| acc * 32 + d);
+        assert_eq!(ms, t0 as u64);
+        // Before 1970 counts as 1970; the random part stays.
+        let early = PaymentId::generate_at(at(-5), &rng);
+        assert_eq!(&early.as_str()[4..14], "0000000000");
     }
 
     #[test]

@@ -465,7 +465,7 @@ async fn prepare_payment(
     let reference = generate_business_reference(&install_id, &OsRandom, &bank.quirks.reference)
         .map_err(|e| ApiError::internal("business reference", &e))?;
     let instruction = store::PaymentInstruction {
-        id: PaymentId::generate(&OsRandom),
+        id: PaymentId::generate_at(now, &OsRandom),
         client_id: caller.subject.clone(),
         debtor_account_id: req.debtor_account_id.clone(),
         amount: req.amount,

@@ -8,6 +8,7 @@
 
 mod batches;
 mod chain;
+mod checkpointer;
 mod direct;
 mod events;
 mod exchanges;
@@ -81,6 +82,8 @@ pub struct SqliteStore {
     path: PathBuf,
     write_options: SqliteConnectOptions,
     writer: Writer,
+    /// WAL checkpoints beside the writer (`checkpointer.rs`).
+    checkpointer: checkpointer::Checkpointer,
     readers: SqlitePool,
     /// The install id never changes once migrated: read once.
     install_id: tokio::sync::OnceCell<String>,
@@ -110,13 +113,12 @@ fn write_options(path: &Path, opts: &StoreOptions) -> SqliteConnectOptions {
         // Each write job runs in a savepoint, whose undo pages (the statement journal)
         // would otherwise spill to a temporary file once past 64 KiB: kept in memory.
         .pragma("temp_store", "memory")
-        // The writer's page cache (negative: KiB): the indexes a payment touches stay
-        // cached instead of being read back from the OS for every batch.
-        .pragma("cache_size", WRITER_CACHE_KIB)
+        // Checkpoints are the checkpointer's (sqlite/checkpointer.rs); this is its backstop.
+        .pragma(
+            "wal_autocheckpoint",
+            checkpointer::WRITER_AUTOCHECKPOINT_PAGES,
+        )
 }
-
-/// The writer connection's page cache, as SQLite's `cache_size` (negative: KiB).
-const WRITER_CACHE_KIB: &str = "-65536";
 
 fn read_options(path: &Path, opts: &StoreOptions) -> SqliteConnectOptions {
     // No journal_mode here: WAL is a property of the file, set by the writer, and a
@@ -182,11 +184,20 @@ impl SqliteStore {
             opts.max_batch,
             opts.audit_chain.clone(),
         );
+        let checkpointer = match checkpointer::Checkpointer::spawn(&write_options).await {
+            Ok(c) => c,
+            Err(err) => {
+                writer.shutdown().await;
+                readers.close().await;
+                return Err(err);
+            }
+        };
         tracing::info!(path = %path.display(), "SQLite store open");
         Ok(SqliteStore {
             path: path.to_path_buf(),
             write_options,
             writer,
+            checkpointer,
             readers,
             install_id: tokio::sync::OnceCell::new(),
             chain: opts.audit_chain.clone(),
@@ -1423,6 +1434,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.writer.shutdown().await;
+        self.checkpointer.shutdown().await;
         self.readers.close().await;
     }
 

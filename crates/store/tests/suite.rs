@@ -830,6 +830,38 @@ async fn sqlite_writer_runs_in_wal_mode_with_full_sync() {
     conn.close().await.unwrap();
 }
 
+/// The WAL is copied back into the database file by the checkpointer, beside the writer,
+/// long before the writer's own backstop (20,000 pages) would: the database file grows
+/// while the store is open and writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_checkpointed_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open_sqlite(&dir, &StoreOptions::default()).await;
+    let store: Arc<dyn Store> = sqlite.clone();
+    let db = dir.path().join("bankdirect.db");
+    let wal = dir.path().join("bankdirect.db-wal");
+    // Whatever the migrations left in the WAL is checkpointed first.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let size_before = std::fs::metadata(&db).unwrap().len();
+    // A few hundred pages of writes: far below the writer's backstop.
+    append_concurrently(&store, 2_000).await;
+    let wal_size = std::fs::metadata(&wal).unwrap().len();
+    assert!(wal_size > 0, "the writes went to the WAL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&db).unwrap().len();
+        if size > size_before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file never grew ({size_before} bytes): nothing checkpointed the WAL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_concurrent_writes_share_commits() {
     const WRITERS: usize = 500;
