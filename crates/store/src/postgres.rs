@@ -47,6 +47,7 @@ mod intake;
 mod payments;
 mod resolutions;
 mod statements;
+mod transitions;
 mod webhooks;
 
 const BACKEND: Backend = Backend::Postgres;
@@ -66,6 +67,8 @@ pub struct PgStore {
     chain: crate::audit::AuditChainOptions,
     /// Group commit of new payments (`intake.rs`).
     intake: intake::GroupIntake,
+    /// Group commit of payment status changes (`transitions.rs`).
+    transitions: transitions::GroupTransitions,
 }
 
 // By hand: the pool's own Debug prints its connect options, password included.
@@ -115,6 +118,7 @@ impl PgStore {
             })?;
         let store = PgStore {
             intake: intake::GroupIntake::spawn(pool.clone()),
+            transitions: transitions::GroupTransitions::spawn(pool.clone()),
             pool,
             pool_size: opts.pg_pool_size,
             install_id: tokio::sync::OnceCell::new(),
@@ -834,7 +838,7 @@ impl Store for PgStore {
         };
         self.write("creating a payment", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 pay::create(&mut tx, &rows).await
             })
         })
@@ -854,7 +858,7 @@ impl Store for PgStore {
         let rows = crate::approvals::decision_rows(decision, audit)?;
         self.write("deciding on a payment", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 crate::approvals::decide_payment(&mut tx, &rows).await
             })
         })
@@ -874,7 +878,7 @@ impl Store for PgStore {
         let rows = crate::approvals::decision_rows(decision, audit)?;
         self.write("deciding on a payment batch", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 crate::approvals::decide_batch(&mut tx, &rows).await
             })
         })
@@ -889,7 +893,7 @@ impl Store for PgStore {
         let (proposal, audit) = crate::resolutions::proposal_rows(proposal, audit)?;
         self.write("proposing a resolution", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 crate::resolutions::propose(&mut tx, &proposal, &audit).await
             })
         })
@@ -941,9 +945,14 @@ impl Store for PgStore {
         audit: NewAuditRecord,
     ) -> Result<StoredPayment, StoreError> {
         let rows = pay::transition_rows(id, expected, change, actor, audit)?;
+        // Committed with concurrent changes; on its own only when its group failed.
+        let rows = match self.transitions.transition(rows).await? {
+            transitions::Grouped::Done(outcome) => return *outcome,
+            transitions::Grouped::Alone(rows) => rows,
+        };
         self.write("changing a payment's status", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 pay::transition(&mut tx, &rows).await
             })
         })
@@ -1015,7 +1024,7 @@ impl Store for PgStore {
         let rows = crate::batches::create_batch_rows(new, idempotency, audit)?;
         self.write("creating a payment batch", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 crate::batches::create(&mut tx, &rows).await
             })
         })
@@ -1079,7 +1088,7 @@ impl Store for PgStore {
         )?;
         self.write("changing a batch chunk's status", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 crate::batches::transition_chunk(&mut tx, &rows).await
             })
         })
@@ -1153,7 +1162,7 @@ impl Store for PgStore {
                 if batches::reschedule(conn, &id, chunk_no, fencing_token, next).await? {
                     return Ok(());
                 }
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 let current =
                     crate::batches::BatchTx::chunk_current(&mut tx, &id, chunk_no).await?;
                 Err(match current {
@@ -1182,7 +1191,7 @@ impl Store for PgStore {
         let id = id.as_str().to_owned();
         self.write("cancelling a payment batch", move |conn| {
             Box::pin(async move {
-                let mut tx = payments::PgPayments { conn };
+                let mut tx = payments::PgPayments::new(conn);
                 crate::batches::cancel(&mut tx, &id, &actor, &audit).await
             })
         })

@@ -222,6 +222,7 @@ suite!(
     payments_create_replay_key_reuse_and_in_progress,
     payments_fifty_concurrent_creates_with_one_key_make_one_payment,
     payments_a_burst_of_creates_is_stored_once_each_with_every_case_answered,
+    payments_a_burst_of_status_changes_keeps_each_outcome,
     payments_a_reused_end_to_end_id_is_refused_even_with_a_new_key,
     payments_transitions_record_history_and_refuse_stale_writers,
     payments_leases_expire_and_reclaims_draw_larger_tokens,

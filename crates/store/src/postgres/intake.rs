@@ -36,6 +36,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{payments::payment_from_row, AUDIT_ORDER_LOCK_KEY, BACKEND};
+use crate::codec::AuditRow;
 use crate::error::statement_error;
 use crate::events::{payment_event, EventRow};
 use crate::payments::{missing_after_write, CreateRows, PaymentChangeFacts, PAYMENT_COLUMNS};
@@ -355,7 +356,8 @@ async fn write_rows(
     insert_events(conn, &events).await?;
 
     // 6. Last, the audit records, under one hold of the audit-order lock.
-    insert_audits(conn, &written).await?;
+    let audits: Vec<&AuditRow> = written.iter().map(|j| &j.rows.audit).collect();
+    insert_audits(conn, &audits).await?;
     Ok(outcomes)
 }
 
@@ -565,14 +567,19 @@ async fn insert_events(conn: &mut PgConnection, events: &[EventRow]) -> Result<(
     Ok(())
 }
 
-async fn insert_audits(conn: &mut PgConnection, jobs: &[&Job]) -> Result<(), StoreError> {
+/// Appends `audits` in order under one hold of the audit-order lock (held until commit):
+/// the last statements of a group's transaction.
+pub(super) async fn insert_audits(
+    conn: &mut PgConnection,
+    audits: &[&AuditRow],
+) -> Result<(), StoreError> {
     const AUDIT_OP: &str = "appending audit records";
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(AUDIT_ORDER_LOCK_KEY)
         .execute(&mut *conn)
         .await
         .map_err(|e| statement_error(BACKEND, AUDIT_OP, e))?;
-    let n = jobs.len();
+    let n = audits.len();
     let mut at = Vec::with_capacity(n);
     let mut actor = Vec::with_capacity(n);
     let mut action = Vec::with_capacity(n);
@@ -580,8 +587,7 @@ async fn insert_audits(conn: &mut PgConnection, jobs: &[&Job]) -> Result<(), Sto
     let mut request_id: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut outcome = Vec::with_capacity(n);
     let mut details = Vec::with_capacity(n);
-    for j in jobs {
-        let a = &j.rows.audit;
+    for a in audits {
         at.push(a.at);
         actor.push(a.actor.as_str());
         action.push(a.action.as_str());

@@ -29,6 +29,18 @@ const OP: &str = "writing a payment";
 
 pub(super) struct PgPayments<'c> {
     pub conn: &'c mut PgConnection,
+    /// When set, audit records are kept here instead of inserted: a group
+    /// (`transitions.rs`) inserts them all at its end, under one hold of the audit lock.
+    pub deferred_audits: Option<Vec<AuditRow>>,
+}
+
+impl<'c> PgPayments<'c> {
+    pub(super) fn new(conn: &'c mut PgConnection) -> PgPayments<'c> {
+        PgPayments {
+            conn,
+            deferred_audits: None,
+        }
+    }
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -265,6 +277,10 @@ impl PaymentTx for PgPayments<'_> {
     }
 
     async fn insert_audit(&mut self, audit: &AuditRow) -> Result<(), StoreError> {
+        if let Some(deferred) = &mut self.deferred_audits {
+            deferred.push(audit.clone());
+            return Ok(());
+        }
         super::insert_audit(self.conn, audit).await.map(|_| ())
     }
 }

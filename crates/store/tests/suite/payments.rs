@@ -433,6 +433,93 @@ pub(crate) async fn payments_a_burst_of_creates_is_stored_once_each_with_every_c
     store.close().await;
 }
 
+/// Many status changes at once, as the dispatcher makes them: on PostgreSQL they share
+/// transactions (each in its own savepoint), on SQLite the writer's batches. Mixed in: two
+/// changes racing from the same status (one wins), a change with a stale guard, and one
+/// whose write fails before its commit (a failpoint). Each keeps its own outcome; the
+/// others commit with every row (history, event, audit).
+pub(crate) async fn payments_a_burst_of_status_changes_keeps_each_outcome(db: TestDb) {
+    const PAYMENTS: usize = 40;
+    let store = db.open().await;
+    let mut created = Vec::new();
+    for n in 0..PAYMENTS {
+        created.push(create_one(store.as_ref(), "main", 100, &format!("burst-{n}"), 0).await);
+    }
+    let doomed = created[7].instruction.id.clone();
+    store::failpoints::fail_once(
+        store::failpoints::PAYMENT_TRANSITION_BEFORE_COMMIT,
+        doomed.as_str(),
+        "cancelled",
+    );
+    let audit_before = all_audit(store.as_ref()).await.len();
+    let mut tasks = Vec::new();
+    for (n, p) in created.iter().enumerate() {
+        // Payment 3 gets two racing changes; payment 5 one with a guard that never held.
+        let from = if n == 5 { "accepted" } else { "queued" };
+        let copies = if n == 3 { 2 } else { 1 };
+        for _ in 0..copies {
+            let store = Arc::clone(&store);
+            let id = p.instruction.id.clone();
+            tasks.push((
+                n,
+                tokio::spawn(async move {
+                    store
+                        .transition_payment(
+                            &id,
+                            guard(from, None),
+                            change("cancelled"),
+                            worker("ops"),
+                            create_audit(10),
+                        )
+                        .await
+                }),
+            ));
+        }
+    }
+    let mut won = std::collections::HashMap::new();
+    for (n, task) in tasks {
+        match (n, task.await.unwrap()) {
+            (5, Err(StoreError::Conflict { status, .. })) => assert_eq!(status, "queued"),
+            (7, Err(StoreError::Injected { .. })) => {}
+            (3, Err(StoreError::Conflict { status, .. })) => assert_eq!(status, "cancelled"),
+            (n, Ok(p)) if n != 5 && n != 7 => {
+                assert_eq!(p.status, "cancelled");
+                *won.entry(n).or_insert(0) += 1;
+            }
+            (n, other) => panic!("payment {n}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), PAYMENTS - 2);
+    assert!(won.values().all(|w| *w == 1), "one winner each: {won:?}");
+    for (n, p) in created.iter().enumerate() {
+        let stored = store.get_payment(&p.instruction.id).await.unwrap().unwrap();
+        let history = store.payment_history(&p.instruction.id).await.unwrap();
+        let events = store
+            .list_events(&store::EventQuery {
+                after_seq: 0,
+                object_id: Some(p.instruction.id.to_string()),
+                event_type: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        if n == 5 || n == 7 {
+            assert_eq!(stored.status, "queued", "payment {n} unchanged");
+            assert_eq!(history.len(), 2);
+            assert_eq!(events.len(), 1);
+        } else {
+            assert_eq!(stored.status, "cancelled");
+            assert_eq!(history.len(), 3, "payment {n}: one change recorded");
+            assert_eq!(history[2].from_status.as_deref(), Some("queued"));
+            assert_eq!(events.len(), 2);
+        }
+    }
+    // One audit record per change that happened, none for the refused ones.
+    let audit = all_audit(store.as_ref()).await;
+    assert_eq!(audit.len() - audit_before, PAYMENTS - 2);
+    store.close().await;
+}
+
 pub(crate) async fn payments_a_reused_end_to_end_id_is_refused_even_with_a_new_key(db: TestDb) {
     let store = db.open().await;
     let first = create(

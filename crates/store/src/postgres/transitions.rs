@@ -1,0 +1,221 @@
+//! Group commit of payment status changes on PostgreSQL.
+//!
+//! Every status change is audited, and an audit insert holds the audit-order lock until its
+//! commit has flushed (`postgres.rs`): one change per transaction means one change per
+//! commit flush across the cluster, and a dispatched payment makes three or four of them
+//! (BENCHMARKS.md, issue 5). Here `transition_payment` hands its checked rows to a few group
+//! tasks. Each takes the changes queued (up to [`GROUP_MAX`]) and runs them in ONE
+//! transaction, each with the one-payment algorithm of `payments.rs` inside a SAVEPOINT of
+//! its own, with its audit record kept aside; at the end the group appends every kept
+//! audit record in one statement, under one hold of the lock, and commits. So groups
+//! overlap everything but that last step, and many changes share one commit.
+//!
+//! Each change keeps its own outcome: one whose guard no longer holds (a stale fencing
+//! token, a status moved on) or that fails is rolled back to its savepoint and answered its
+//! own error, exactly as on its own; the others are unaffected. Answers go out after COMMIT.
+//! When the group itself fails (a savepoint that cannot be closed, the audit insert, a
+//! COMMIT the server refuses) nothing of it was stored, and each change that had succeeded
+//! is answered [`Grouped::Alone`]: its caller runs it again in a transaction of its own.
+//! Only a COMMIT whose outcome is unknown answers `OutcomeUnknown`, as the one-change path
+//! does.
+
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{intake::insert_audits, payments::PgPayments, BACKEND};
+use crate::codec::AuditRow;
+use crate::error::statement_error;
+use crate::payments::{self as pay, StoredPayment, TransitionRows};
+use crate::StoreError;
+
+/// Most changes written in one transaction.
+const GROUP_MAX: usize = 128;
+/// Group tasks: while one appends its audit records and commits, others run their changes.
+const GROUP_TASKS: usize = 3;
+/// Changes waiting for a group task before callers wait to queue.
+const QUEUE_CAPACITY: usize = 4_096;
+
+const OP: &str = "changing payment statuses in a group";
+
+/// How a grouped change ended.
+pub(super) enum Grouped {
+    /// Decided with its group: committed (`Ok`) or refused on its own (`Err`).
+    Done(Box<Result<StoredPayment, StoreError>>),
+    /// Not written, because the group failed: the caller runs it on its own.
+    Alone(Box<TransitionRows>),
+}
+
+struct Job {
+    rows: Box<TransitionRows>,
+    reply: oneshot::Sender<Result<Grouped, StoreError>>,
+}
+
+/// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
+pub(super) struct GroupTransitions {
+    sender: mpsc::Sender<Job>,
+}
+
+impl GroupTransitions {
+    /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
+    pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..GROUP_TASKS {
+            tokio::spawn(run(pool.clone(), Arc::clone(&receiver)));
+        }
+        GroupTransitions { sender }
+    }
+
+    /// Runs `rows` with the next group; see [`Grouped`].
+    pub(super) async fn transition(&self, rows: TransitionRows) -> Result<Grouped, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            rows: Box::new(rows),
+            reply,
+        };
+        if let Err(refused) = self.sender.send(job).await {
+            // The tasks have ended (the runtime is shutting down): nothing was written.
+            return Ok(Grouped::Alone(refused.0.rows));
+        }
+        answer.await.unwrap_or(Err(StoreError::WriterLost))
+    }
+}
+
+async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut jobs = Vec::with_capacity(GROUP_MAX);
+    loop {
+        let taken = receiver.lock().await.recv_many(&mut jobs, GROUP_MAX).await;
+        if taken == 0 {
+            return;
+        }
+        let group = std::mem::replace(&mut jobs, Vec::with_capacity(GROUP_MAX));
+        write_group(&pool, group).await;
+    }
+}
+
+/// What one change did inside the group: the payment as changed and its kept audit
+/// records, or its own refusal.
+type ChangeOutcome = Result<(StoredPayment, Vec<AuditRow>), StoreError>;
+
+/// A change that ran in the group.
+struct Ran {
+    job: Job,
+    outcome: ChangeOutcome,
+}
+
+fn answer_alone(ran: Vec<Ran>, pending: Vec<Job>) {
+    for r in ran {
+        let answer = match r.outcome {
+            // Its own refusal stands: it did not depend on the group.
+            Err(e) => Grouped::Done(Box::new(Err(e))),
+            Ok(_) => Grouped::Alone(r.job.rows),
+        };
+        let _ = r.job.reply.send(Ok(answer));
+    }
+    for job in pending {
+        let _ = job.reply.send(Ok(Grouped::Alone(job.rows)));
+    }
+}
+
+async fn execute(conn: &mut PgConnection, sql: &'static str) -> Result<(), StoreError> {
+    sqlx::query(sql)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| statement_error(BACKEND, OP, e))
+}
+
+/// Runs one change in its own savepoint; `Err` only when the savepoint could not be opened
+/// or closed (the group is then broken).
+async fn run_one(conn: &mut PgConnection, job: &Job) -> Result<ChangeOutcome, StoreError> {
+    execute(conn, "SAVEPOINT change").await?;
+    let mut tx = PgPayments {
+        conn: &mut *conn,
+        deferred_audits: Some(Vec::with_capacity(1)),
+    };
+    let outcome = pay::transition(&mut tx, &job.rows).await;
+    let audits = tx.deferred_audits.take().unwrap_or_default();
+    match outcome {
+        Ok(stored) => {
+            execute(conn, "RELEASE SAVEPOINT change").await?;
+            Ok(Ok((stored, audits)))
+        }
+        Err(e) => {
+            execute(conn, "ROLLBACK TO SAVEPOINT change").await?;
+            execute(conn, "RELEASE SAVEPOINT change").await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::warn!(changes = jobs.len(), error = %e, "payment change group could not begin; each change runs alone");
+            answer_alone(Vec::new(), jobs);
+            return;
+        }
+    };
+    let mut ran: Vec<Ran> = Vec::with_capacity(jobs.len());
+    let mut pending = jobs.into_iter();
+    let mut broken = None;
+    for job in pending.by_ref() {
+        match run_one(&mut tx, &job).await {
+            Ok(outcome) => ran.push(Ran { job, outcome }),
+            Err(e) => {
+                // The job's own result is unknown to it: it runs again alone.
+                let _ = job.reply.send(Ok(Grouped::Alone(job.rows)));
+                broken = Some(e);
+                break;
+            }
+        }
+    }
+    if broken.is_none() {
+        let audits: Vec<&AuditRow> = ran
+            .iter()
+            .filter_map(|r| r.outcome.as_ref().ok())
+            .flat_map(|(_, audits)| audits.iter())
+            .collect();
+        if !audits.is_empty() {
+            if let Err(e) = insert_audits(&mut tx, &audits).await {
+                broken = Some(e);
+            }
+        }
+    }
+    if let Some(e) = broken {
+        // Dropping `tx` rolls the group back: nothing of it is stored.
+        drop(tx);
+        tracing::warn!(error = %e, "payment change group rolled back; its changes run alone");
+        answer_alone(ran, pending.collect());
+        return;
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for r in ran {
+                let answer = r.outcome.map(|(stored, _)| stored);
+                let _ = r.job.reply.send(Ok(Grouped::Done(Box::new(answer))));
+            }
+        }
+        Err(e @ sqlx::Error::Database(_)) => {
+            tracing::warn!(error = %e, "payment change group commit refused; its changes run alone");
+            answer_alone(ran, Vec::new());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "payment change group commit outcome unknown");
+            let reason = e.to_string();
+            for r in ran {
+                let answer = match r.outcome {
+                    Err(own) => Ok(Grouped::Done(Box::new(Err(own)))),
+                    Ok(_) => Err(StoreError::OutcomeUnknown {
+                        backend: BACKEND,
+                        source: sqlx::Error::Protocol(format!("group commit: {reason}")),
+                    }),
+                };
+                let _ = r.job.reply.send(answer);
+            }
+        }
+    }
+}
