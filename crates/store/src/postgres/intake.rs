@@ -7,8 +7,8 @@
 //! checked rows to a few group tasks. Each takes whatever creates are queued (up to
 //! [`GROUP_MAX`]) and writes them in ONE transaction with one statement per table, the rows
 //! passed as arrays (`unnest`), so the SQL text never changes with the group's size and
-//! stays prepared: the keys, the payments, their history, the completed keys, the stored
-//! rows read back, the events, and last the audit records under one hold of the lock.
+//! stays prepared: the keys, the payments (returned as stored), their history, the
+//! completed keys, the events, and last the audit records under one hold of the lock.
 //! Every payment's rows commit together, and many payments share the commit, the lock and
 //! the round trips. An answer goes out only after COMMIT returned.
 //!
@@ -40,7 +40,7 @@ use crate::codec::AuditRow;
 use crate::error::statement_error;
 use crate::events::{payment_event, EventRow};
 use crate::payments::{missing_after_write, CreateRows, PaymentChangeFacts, PAYMENT_COLUMNS};
-use crate::{CreateOutcome, StoreError};
+use crate::{CreateOutcome, StoreError, StoredPayment};
 
 /// Most creates written in one transaction.
 pub(super) const GROUP_MAX: usize = 256;
@@ -255,10 +255,11 @@ async fn write_rows(
 
     // 2. Payments. One not inserted collides on its end-to-end id (or, never in practice,
     //    its random id or reference): its key is deleted and it goes alone.
-    let inserted_payments: HashSet<String> = insert_payments(conn, &keyed).await?;
+    //    The rows come back as stored (RETURNING), as the one-payment path reads them back.
+    let mut stored_by_id: HashMap<String, StoredPayment> = insert_payments(conn, &keyed).await?;
     let (written, unwritten): (Vec<&Job>, Vec<&Job>) = keyed
         .into_iter()
-        .partition(|j| inserted_payments.contains(&j.rows.payment.id));
+        .partition(|j| stored_by_id.contains_key(&j.rows.payment.id));
     if !unwritten.is_empty() {
         let client_ids: Vec<&str> = unwritten
             .iter()
@@ -318,20 +319,7 @@ async fn write_rows(
         .map_err(err)?;
     }
 
-    // 5. The stored rows, read back as the one-payment path does, and their events.
-    let ids: Vec<&str> = written.iter().map(|j| j.rows.payment.id.as_str()).collect();
-    let mut stored_by_id = HashMap::with_capacity(written.len());
-    for row in sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ANY($1::text[])"
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(err)?
-    {
-        let stored = payment_from_row(&row)?;
-        stored_by_id.insert(stored.instruction.id.to_string(), stored);
-    }
+    // 5. The events of the stored rows.
     let mut events = Vec::with_capacity(written.len());
     let mut outcomes = HashMap::with_capacity(written.len());
     for j in &written {
@@ -364,10 +352,10 @@ async fn write_rows(
 async fn insert_payments(
     conn: &mut PgConnection,
     jobs: &[&Job],
-) -> Result<HashSet<String>, StoreError> {
+) -> Result<HashMap<String, StoredPayment>, StoreError> {
     let n = jobs.len();
     if n == 0 {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
     let mut id = Vec::with_capacity(n);
     let mut client_id = Vec::with_capacity(n);
@@ -416,7 +404,7 @@ async fn insert_payments(
         behalf.push(p.on_behalf_of.as_deref());
         approvals.push(i32::try_from(p.approvals_required).unwrap_or(i32::MAX));
     }
-    let ids: Vec<(String,)> = sqlx::query_as(
+    let rows = sqlx::query(&format!(
         "INSERT INTO payments \
            (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
             creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
@@ -439,8 +427,8 @@ async fn insert_payments(
                    approvals, ord) \
          ORDER BY u.ord \
          ON CONFLICT DO NOTHING \
-         RETURNING id",
-    )
+         RETURNING {PAYMENT_COLUMNS}"
+    ))
     .bind(&id)
     .bind(&client_id)
     .bind(&debtor)
@@ -466,7 +454,12 @@ async fn insert_payments(
     .fetch_all(&mut *conn)
     .await
     .map_err(err)?;
-    Ok(ids.into_iter().map(|(id,)| id).collect())
+    let mut stored = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let p = payment_from_row(row)?;
+        stored.insert(p.instruction.id.to_string(), p);
+    }
+    Ok(stored)
 }
 
 async fn insert_history(conn: &mut PgConnection, jobs: &[&Job]) -> Result<(), StoreError> {
