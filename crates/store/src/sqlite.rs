@@ -526,7 +526,8 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, rec: NewAuditRecord) -> Result<i64, StoreError> {
         let row = AuditRow::new(rec)?;
-        self.write(move |conn| Box::pin(async move { insert_audit(conn, &row).await }))
+        self.writer
+            .write_direct(move |db| db.append_audit(&row))
             .await
     }
 

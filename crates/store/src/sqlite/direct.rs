@@ -157,6 +157,64 @@ impl DirectPayments {
     pub(super) fn execute_fixed(&mut self, sql: &str) -> Result<(), rusqlite::Error> {
         self.db.prepare_cached(sql)?.execute([]).map(|_| ())
     }
+
+    /// Appends one audit record; returns its id.
+    pub(super) fn append_audit(&mut self, a: &AuditRow) -> Result<i64, StoreError> {
+        self.db
+            .prepare_cached(super::INSERT_AUDIT_SQL)
+            .and_then(|mut s| {
+                s.insert(params![
+                    codec::instant_text(a.at),
+                    a.actor,
+                    a.action,
+                    a.object,
+                    a.request_id,
+                    a.outcome,
+                    a.details,
+                ])
+            })
+            .map_err(|e| statement_error(BACKEND, "appending an audit record", to_sqlx(e)))
+    }
+
+    /// Stores a checked bank exchange, its references and its audit record (which names
+    /// the exchange's id); returns the id. The statements of `exchanges.rs`.
+    pub(super) fn record_exchange(
+        &mut self,
+        new: &crate::exchanges::NewBankExchange,
+        audit: crate::NewAuditRecord,
+    ) -> Result<i64, StoreError> {
+        let fail =
+            |e: rusqlite::Error| statement_error(BACKEND, super::exchanges::RECORD_OP, to_sqlx(e));
+        let id = self
+            .db
+            .prepare_cached(super::exchanges::INSERT_EXCHANGE_SQL)
+            .and_then(|mut s| {
+                s.insert(params![
+                    codec::instant_text(new.at),
+                    new.bank_id,
+                    new.connection_id,
+                    new.function,
+                    new.references.first(),
+                    new.outcome,
+                    new.bank_code,
+                    i64::try_from(new.elapsed_ms).unwrap_or(i64::MAX),
+                    new.request_masked,
+                    new.request_truncated,
+                    new.response_masked,
+                    new.response_truncated,
+                ])
+            })
+            .map_err(fail)?;
+        for reference in &new.references {
+            self.db
+                .prepare_cached(super::exchanges::INSERT_REFERENCE_SQL)
+                .and_then(|mut s| s.execute(params![reference, id]))
+                .map_err(fail)?;
+        }
+        let audit = crate::exchanges::audit_row(audit, id)?;
+        self.append_audit(&audit)?;
+        Ok(id)
+    }
 }
 
 fn instant(row: &Row<'_>, column: &'static str) -> Result<DateTime<Utc>, StoreError> {

@@ -37,54 +37,30 @@ fn exchange_from_row(row: &SqliteRow) -> Result<StoredBankExchange, StoreError> 
     .into_stored()
 }
 
+/// What a failed record says it was doing.
+pub(super) const RECORD_OP: &str = "recording a bank exchange";
+
+pub(super) const INSERT_EXCHANGE_SQL: &str =
+    "INSERT INTO bank_exchanges (at, bank_id, connection_id, function, reference, outcome, \
+       bank_code, elapsed_ms, request_masked, request_truncated, response_masked, \
+       response_truncated) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+pub(super) const INSERT_REFERENCE_SQL: &str =
+    "INSERT INTO bank_exchange_references (reference, exchange_id) VALUES (?, ?)";
+
+/// The row, its references and its audit record in one direct writer job
+/// (`DirectPayments::record_exchange`): a bank call's record costs the writer no round
+/// trip to sqlx's thread.
 pub(super) async fn record(
     store: &SqliteStore,
     new: NewBankExchange,
     audit: NewAuditRecord,
 ) -> Result<i64, StoreError> {
-    const OP: &str = "recording a bank exchange";
     let new = shared::checked(new)?;
     store
-        .write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "INSERT INTO bank_exchanges (at, bank_id, connection_id, function, \
-                       reference, outcome, bank_code, elapsed_ms, request_masked, \
-                       request_truncated, response_masked, response_truncated) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(codec::instant_text(new.at))
-                .bind(&new.bank_id)
-                .bind(&new.connection_id)
-                .bind(&new.function)
-                .bind(new.references.first())
-                .bind(&new.outcome)
-                .bind(&new.bank_code)
-                .bind(new.elapsed_ms as i64)
-                .bind(&new.request_masked)
-                .bind(new.request_truncated)
-                .bind(&new.response_masked)
-                .bind(new.response_truncated)
-                .execute(&mut *conn)
-                .await
-                .map_err(err(OP))?;
-                let id = done.last_insert_rowid();
-                for reference in &new.references {
-                    sqlx::query(
-                        "INSERT INTO bank_exchange_references (reference, exchange_id) \
-                         VALUES (?, ?)",
-                    )
-                    .bind(reference)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(err(OP))?;
-                }
-                let audit = shared::audit_row(audit, id)?;
-                super::insert_audit(conn, &audit).await?;
-                Ok(id)
-            })
-        })
+        .writer
+        .write_direct(move |db| db.record_exchange(&new, audit))
         .await
 }
 
