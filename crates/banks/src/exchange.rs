@@ -289,9 +289,12 @@ fn local_name(qualified: &str) -> &str {
 }
 
 /// Every account-number-like token keeps only its last four characters:
-/// in each run of ASCII letters and digits, an IBAN-shaped run (two
-/// capital letters, two digits, 11 to 30 more capitals or digits) as a
-/// whole, otherwise each run of [`MASK_MIN_CHARS`] or more digits. Dates
+/// in each run of ASCII letters and digits, an IBAN (the shape, a country
+/// of the registry with its length, and check digits that verify) as a
+/// whole, otherwise each run of [`MASK_MIN_CHARS`] or more digits. A
+/// business reference that merely looks like an IBAN (two capitals, two
+/// digits, more capitals and digits: about one random reference in twenty)
+/// stays readable, so the exchange can be found by it. Dates
 /// written `YYYYMMDD` and long serials are masked too: masking too much is
 /// the safe side.
 pub fn mask_accounts(text: &str) -> String {
@@ -325,6 +328,7 @@ fn iban_shaped(token: &[char]) -> bool {
         && token[4..]
             .iter()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && domain::Iban::parse(&token.iter().collect::<String>()).is_ok()
 }
 
 fn mask_digit_runs(out: &mut String, token: &[char]) {
@@ -688,6 +692,17 @@ mod tests {
         assert_eq!(
             mask_accounts("GET /h2h/C53?account=DE89370400440532013000&from=2026-11-01"),
             "GET /h2h/C53?account=******************3000&from=2026-11-01"
+        );
+        // A reference shaped like an IBAN whose check digits do not verify
+        // stays readable (a real IBAN with one digit changed is a typo the
+        // long digit runs of which are still masked).
+        assert_eq!(
+            mask_accounts("<YURREF>BD27K9XQ4TR7M2ZC0R6V</YURREF>"),
+            "<YURREF>BD27K9XQ4TR7M2ZC0R6V</YURREF>"
+        );
+        assert_eq!(
+            mask_accounts("<IBAN>DE88370400440532013000</IBAN>"),
+            "<IBAN>DE****************3000</IBAN>"
         );
     }
 
