@@ -43,6 +43,7 @@ mod batches;
 mod chain;
 mod events;
 mod exchanges;
+mod group;
 mod intake;
 mod payments;
 mod resolutions;
@@ -117,8 +118,8 @@ impl PgStore {
                 source,
             })?;
         let store = PgStore {
-            intake: intake::GroupIntake::spawn(pool.clone()),
-            transitions: transitions::GroupTransitions::spawn(pool.clone()),
+            intake: intake::spawn(pool.clone()),
+            transitions: transitions::spawn(pool.clone()),
             pool,
             pool_size: opts.pg_pool_size,
             install_id: tokio::sync::OnceCell::new(),
@@ -832,7 +833,7 @@ impl Store for PgStore {
     ) -> Result<CreateOutcome, StoreError> {
         let rows = pay::create_rows(new, idempotency, audit)?;
         // Grouped with concurrent creates when it is the plain case; else on its own.
-        let rows = match self.intake.create(rows).await? {
+        let rows = match self.intake.submit(rows).await? {
             intake::Grouped::Done(outcome) => return Ok(outcome),
             intake::Grouped::Alone(rows) => rows,
         };
@@ -946,7 +947,7 @@ impl Store for PgStore {
     ) -> Result<StoredPayment, StoreError> {
         let rows = pay::transition_rows(id, expected, change, actor, audit)?;
         // Committed with concurrent changes; on its own only when its group failed.
-        let rows = match self.transitions.transition(rows).await? {
+        let rows = match self.transitions.submit(rows).await? {
             transitions::Grouped::Done(outcome) => return *outcome,
             transitions::Grouped::Alone(rows) => rows,
         };

@@ -15,7 +15,7 @@
 //! Only the plain case is grouped: a new key for a new payment. A create whose key already
 //! exists (a replay, a reuse with another body, a request still in progress), whose
 //! end-to-end id is taken, or that repeats a key or end-to-end id of an earlier create in
-//! the same group, is answered [`Grouped::Alone`] and its caller runs the one-payment
+//! the same group, is answered `Alone` and its caller runs the one-payment
 //! transaction of `payments.rs`, which answers each of those cases exactly as before; the
 //! rows it was grouped with are not affected (its key row is deleted in the group's
 //! transaction, its payment row never inserted). A group whose transaction fails before
@@ -29,12 +29,11 @@
 //! DO NOTHING`) and sends that create `Alone`, like the one-payment path.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::group::{self, GroupQueue};
 use super::{payments::payment_from_row, AUDIT_ORDER_LOCK_KEY, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
@@ -43,11 +42,9 @@ use crate::payments::{missing_after_write, CreateRows, PaymentChangeFacts, PAYME
 use crate::{CreateOutcome, StoreError, StoredPayment};
 
 /// Most creates written in one transaction.
-pub(super) const GROUP_MAX: usize = 256;
+const GROUP_MAX: usize = 256;
 /// Group tasks: while one waits for its COMMIT, another writes the next group.
 const GROUP_TASKS: usize = 2;
-/// Creates waiting for a group task before callers wait to queue.
-const QUEUE_CAPACITY: usize = 4_096;
 
 const OP: &str = "creating payments in a group";
 
@@ -55,62 +52,18 @@ fn err(e: sqlx::Error) -> StoreError {
     statement_error(BACKEND, OP, e)
 }
 
-/// How a grouped create ended.
-pub(super) enum Grouped {
-    /// Committed with its group.
-    Done(CreateOutcome),
-    /// Not written: the caller runs the one-payment transaction (see the module docs).
-    Alone(Box<CreateRows>),
-}
-
-struct Job {
-    rows: Box<CreateRows>,
-    reply: oneshot::Sender<Result<Grouped, StoreError>>,
-}
-
+/// How a grouped create ended: committed with its group, or `Alone` (the caller runs the
+/// one-payment transaction; see the module docs).
+pub(super) type Grouped = group::Grouped<CreateOutcome, CreateRows>;
+type Job = group::Job<CreateRows, CreateOutcome>;
 /// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
-pub(super) struct GroupIntake {
-    sender: mpsc::Sender<Job>,
-}
+pub(super) type GroupIntake = GroupQueue<CreateRows, CreateOutcome>;
 
-impl GroupIntake {
-    /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
-    pub(super) fn spawn(pool: PgPool) -> GroupIntake {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..GROUP_TASKS {
-            tokio::spawn(run(pool.clone(), Arc::clone(&receiver)));
-        }
-        GroupIntake { sender }
-    }
-
-    /// Writes `rows` with the next group; see [`Grouped`].
-    pub(super) async fn create(&self, rows: CreateRows) -> Result<Grouped, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            rows: Box::new(rows),
-            reply,
-        };
-        if let Err(refused) = self.sender.send(job).await {
-            // The tasks have ended (the runtime is shutting down): nothing was written.
-            return Ok(Grouped::Alone(refused.0.rows));
-        }
-        answer.await.unwrap_or(Err(StoreError::WriterLost))
-    }
-}
-
-async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut jobs = Vec::with_capacity(GROUP_MAX);
-    loop {
-        // One task waits for the queue at a time; it takes what is there and lets the
-        // other wait for the next group while it writes this one.
-        let taken = receiver.lock().await.recv_many(&mut jobs, GROUP_MAX).await;
-        if taken == 0 {
-            return;
-        }
-        let group = std::mem::replace(&mut jobs, Vec::with_capacity(GROUP_MAX));
-        write_group(&pool, group).await;
-    }
+/// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
+pub(super) fn spawn(pool: PgPool) -> GroupIntake {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |pool, jobs| {
+        Box::pin(async move { write_group(&pool, jobs).await })
+    })
 }
 
 /// Splits off the creates that repeat a key or an end-to-end id of an earlier one in the
@@ -137,10 +90,7 @@ fn split_repeats(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
 }
 
 fn answer_alone(jobs: Vec<Job>) {
-    for job in jobs {
-        // The caller may have stopped waiting; then nobody needs the answer.
-        let _ = job.reply.send(Ok(Grouped::Alone(job.rows)));
-    }
+    jobs.into_iter().for_each(Job::alone);
 }
 
 async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
@@ -174,12 +124,8 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
             let mut written = written;
             for job in jobs {
                 match written.remove(&job.rows.payment.id) {
-                    Some(stored) => {
-                        let _ = job.reply.send(Ok(Grouped::Done(stored)));
-                    }
-                    None => {
-                        let _ = job.reply.send(Ok(Grouped::Alone(job.rows)));
-                    }
+                    Some(stored) => job.done(stored),
+                    None => job.alone(),
                 }
             }
         }
@@ -193,7 +139,7 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
             tracing::error!(creates = jobs.len(), error = %e, "payment group commit outcome unknown");
             let reason = e.to_string();
             for job in jobs {
-                let _ = job.reply.send(Err(StoreError::OutcomeUnknown {
+                job.answer(Err(StoreError::OutcomeUnknown {
                     backend: BACKEND,
                     source: sqlx::Error::Protocol(format!("group commit: {reason}")),
                 }));

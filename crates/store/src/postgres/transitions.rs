@@ -15,15 +15,13 @@
 //! own error, exactly as on its own; the others are unaffected. Answers go out after COMMIT.
 //! When the group itself fails (a savepoint that cannot be closed, the audit insert, a
 //! COMMIT the server refuses) nothing of it was stored, and each change that had succeeded
-//! is answered [`Grouped::Alone`]: its caller runs it again in a transaction of its own.
+//! is answered `Alone`: its caller runs it again in a transaction of its own.
 //! Only a COMMIT whose outcome is unknown answers `OutcomeUnknown`, as the one-change path
 //! does.
 
-use std::sync::Arc;
-
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::group::{self, GroupQueue};
 use super::{intake::insert_audits, payments::PgPayments, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
@@ -34,65 +32,23 @@ use crate::StoreError;
 const GROUP_MAX: usize = 128;
 /// Group tasks: while one appends its audit records and commits, others run their changes.
 const GROUP_TASKS: usize = 3;
-/// Changes waiting for a group task before callers wait to queue.
-const QUEUE_CAPACITY: usize = 4_096;
 
 const OP: &str = "changing payment statuses in a group";
 
-/// How a grouped change ended.
-pub(super) enum Grouped {
-    /// Decided with its group: committed (`Ok`) or refused on its own (`Err`).
-    Done(Box<Result<StoredPayment, StoreError>>),
-    /// Not written, because the group failed: the caller runs it on its own.
-    Alone(Box<TransitionRows>),
-}
-
-struct Job {
-    rows: Box<TransitionRows>,
-    reply: oneshot::Sender<Result<Grouped, StoreError>>,
-}
-
+/// A change's answer from its group: committed (`Ok`) or refused on its own (`Err`).
+type Decided = Box<Result<StoredPayment, StoreError>>;
+/// How a grouped change ended: decided with its group, or `Alone` because the group
+/// failed (the caller runs it on its own).
+pub(super) type Grouped = group::Grouped<Decided, TransitionRows>;
+type Job = group::Job<TransitionRows, Decided>;
 /// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
-pub(super) struct GroupTransitions {
-    sender: mpsc::Sender<Job>,
-}
+pub(super) type GroupTransitions = GroupQueue<TransitionRows, Decided>;
 
-impl GroupTransitions {
-    /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
-    pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..GROUP_TASKS {
-            tokio::spawn(run(pool.clone(), Arc::clone(&receiver)));
-        }
-        GroupTransitions { sender }
-    }
-
-    /// Runs `rows` with the next group; see [`Grouped`].
-    pub(super) async fn transition(&self, rows: TransitionRows) -> Result<Grouped, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            rows: Box::new(rows),
-            reply,
-        };
-        if let Err(refused) = self.sender.send(job).await {
-            // The tasks have ended (the runtime is shutting down): nothing was written.
-            return Ok(Grouped::Alone(refused.0.rows));
-        }
-        answer.await.unwrap_or(Err(StoreError::WriterLost))
-    }
-}
-
-async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut jobs = Vec::with_capacity(GROUP_MAX);
-    loop {
-        let taken = receiver.lock().await.recv_many(&mut jobs, GROUP_MAX).await;
-        if taken == 0 {
-            return;
-        }
-        let group = std::mem::replace(&mut jobs, Vec::with_capacity(GROUP_MAX));
-        write_group(&pool, group).await;
-    }
+/// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
+pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |pool, jobs| {
+        Box::pin(async move { write_group(&pool, jobs).await })
+    })
 }
 
 /// What one change did inside the group: the payment as changed and its kept audit
@@ -107,16 +63,13 @@ struct Ran {
 
 fn answer_alone(ran: Vec<Ran>, pending: Vec<Job>) {
     for r in ran {
-        let answer = match r.outcome {
+        match r.outcome {
             // Its own refusal stands: it did not depend on the group.
-            Err(e) => Grouped::Done(Box::new(Err(e))),
-            Ok(_) => Grouped::Alone(r.job.rows),
-        };
-        let _ = r.job.reply.send(Ok(answer));
+            Err(e) => r.job.done(Box::new(Err(e))),
+            Ok(_) => r.job.alone(),
+        }
     }
-    for job in pending {
-        let _ = job.reply.send(Ok(Grouped::Alone(job.rows)));
-    }
+    pending.into_iter().for_each(Job::alone);
 }
 
 async fn execute(conn: &mut PgConnection, sql: &'static str) -> Result<(), StoreError> {
@@ -167,7 +120,7 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
             Ok(outcome) => ran.push(Ran { job, outcome }),
             Err(e) => {
                 // The job's own result is unknown to it: it runs again alone.
-                let _ = job.reply.send(Ok(Grouped::Alone(job.rows)));
+                job.alone();
                 broken = Some(e);
                 break;
             }
@@ -196,7 +149,7 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
         Ok(()) => {
             for r in ran {
                 let answer = r.outcome.map(|(stored, _)| stored);
-                let _ = r.job.reply.send(Ok(Grouped::Done(Box::new(answer))));
+                r.job.done(Box::new(answer));
             }
         }
         Err(e @ sqlx::Error::Database(_)) => {
@@ -208,13 +161,13 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
             let reason = e.to_string();
             for r in ran {
                 let answer = match r.outcome {
-                    Err(own) => Ok(Grouped::Done(Box::new(Err(own)))),
+                    Err(own) => Ok(group::Grouped::Done(Box::new(Err(own)))),
                     Ok(_) => Err(StoreError::OutcomeUnknown {
                         backend: BACKEND,
                         source: sqlx::Error::Protocol(format!("group commit: {reason}")),
                     }),
                 };
-                let _ = r.job.reply.send(answer);
+                r.job.answer(answer);
             }
         }
     }

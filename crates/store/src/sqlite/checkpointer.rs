@@ -14,7 +14,7 @@
 //! (`synchronous=FULL`), whoever checkpoints them later; the checkpoint connection also runs
 //! with `synchronous=FULL`, so it syncs the database file before the WAL is reused.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
@@ -50,22 +50,7 @@ impl Checkpointer {
 
     /// Stops the task and closes its connection. Idempotent.
     pub(super) async fn shutdown(&self) {
-        drop(
-            self.stop
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            if let Err(err) = task.await {
-                tracing::error!(error = %err, "SQLite checkpointer task ended abnormally");
-            }
-        }
+        super::writer::stop_and_join(&self.stop, &self.task, "SQLite checkpointer").await;
     }
 }
 

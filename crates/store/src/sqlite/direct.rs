@@ -501,20 +501,6 @@ impl PaymentTx for DirectPayments {
     }
 
     async fn insert_audit(&mut self, a: &AuditRow) -> Result<(), StoreError> {
-        self.db
-            .prepare_cached(super::INSERT_AUDIT_SQL)
-            .and_then(|mut s| {
-                s.execute(params![
-                    codec::instant_text(a.at),
-                    a.actor,
-                    a.action,
-                    a.object,
-                    a.request_id,
-                    a.outcome,
-                    a.details,
-                ])
-            })
-            .map_err(err)?;
-        Ok(())
+        self.append_audit(a).map(|_| ())
     }
 }

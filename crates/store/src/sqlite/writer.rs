@@ -282,21 +282,22 @@ impl Writer {
     /// Stops taking writes, lets the task finish what is queued, and waits for it to close
     /// the connection. Idempotent.
     pub(crate) async fn shutdown(&self) {
-        drop(
-            self.sender
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            if let Err(err) = task.await {
-                tracing::error!(error = %err, "SQLite writer task ended abnormally");
-            }
+        stop_and_join(&self.sender, &self.task, "SQLite writer").await;
+    }
+}
+
+/// Drops a task's stop signal (a sender whose closing ends it) and waits for the task to
+/// end. Idempotent: both are taken out of their slots the first time.
+pub(super) async fn stop_and_join<S>(
+    signal: &Mutex<Option<S>>,
+    task: &Mutex<Option<JoinHandle<()>>>,
+    what: &'static str,
+) {
+    drop(signal.lock().unwrap_or_else(PoisonError::into_inner).take());
+    let task = task.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(task) = task {
+        if let Err(err) = task.await {
+            tracing::error!(error = %err, task = what, "a store task ended abnormally");
         }
     }
 }

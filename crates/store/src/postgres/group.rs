@@ -1,0 +1,107 @@
+//! The queue behind PostgreSQL's group commits (`intake.rs`, `transitions.rs`): callers
+//! queue checked rows and wait; a few tasks each take what is queued (up to a maximum) and
+//! write it as one group with the function they were given. Each job is answered with its
+//! outcome in the group ([`Grouped::Done`]) or handed back to run on its own
+//! ([`Grouped::Alone`]); see those modules for what each group does.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::StoreError;
+
+/// Jobs waiting for a group task before callers wait to queue.
+const QUEUE_CAPACITY: usize = 4_096;
+
+/// How a grouped job ended.
+pub(super) enum Grouped<D, R> {
+    /// Decided with its group.
+    Done(D),
+    /// Not written: the caller runs it in a transaction of its own.
+    Alone(Box<R>),
+}
+
+/// One queued job: its rows and where its answer goes.
+pub(super) struct Job<R, D> {
+    pub rows: Box<R>,
+    reply: oneshot::Sender<Result<Grouped<D, R>, StoreError>>,
+}
+
+impl<R, D> Job<R, D> {
+    /// Answers the caller (who may have stopped waiting: then nobody needs it).
+    pub fn answer(self, answer: Result<Grouped<D, R>, StoreError>) {
+        let _ = self.reply.send(answer);
+    }
+
+    /// Hands the job back to run on its own.
+    pub fn alone(self) {
+        let Job { rows, reply } = self;
+        let _ = reply.send(Ok(Grouped::Alone(rows)));
+    }
+
+    /// Answers with its outcome in the group.
+    pub fn done(self, outcome: D) {
+        self.answer(Ok(Grouped::Done(outcome)));
+    }
+}
+
+/// What a group task does with the jobs it took.
+pub(super) type WriteGroup<R, D> = fn(PgPool, Vec<Job<R, D>>) -> BoxFuture<'static, ()>;
+
+/// The callers' side of a group queue.
+pub(super) struct GroupQueue<R, D> {
+    sender: mpsc::Sender<Job<R, D>>,
+}
+
+impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
+    /// Starts `tasks` tasks that write up to `max` jobs at a time with `write`. Needs a
+    /// tokio runtime; the tasks end when the queue is dropped.
+    pub(super) fn spawn(
+        pool: PgPool,
+        tasks: usize,
+        max: usize,
+        write: WriteGroup<R, D>,
+    ) -> GroupQueue<R, D> {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..tasks {
+            tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, write));
+        }
+        GroupQueue { sender }
+    }
+
+    /// Queues `rows` for the next group and waits for its answer.
+    pub(super) async fn submit(&self, rows: R) -> Result<Grouped<D, R>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            rows: Box::new(rows),
+            reply,
+        };
+        if let Err(refused) = self.sender.send(job).await {
+            // The tasks have ended (the runtime is shutting down): nothing was written.
+            return Ok(Grouped::Alone(refused.0.rows));
+        }
+        answer.await.unwrap_or(Err(StoreError::WriterLost))
+    }
+}
+
+async fn run<R, D>(
+    pool: PgPool,
+    receiver: Arc<Mutex<mpsc::Receiver<Job<R, D>>>>,
+    max: usize,
+    write: WriteGroup<R, D>,
+) {
+    let mut jobs = Vec::with_capacity(max);
+    loop {
+        // One task waits for the queue at a time; it takes what is there and lets the
+        // others wait for the next group while it writes this one.
+        let taken = receiver.lock().await.recv_many(&mut jobs, max).await;
+        if taken == 0 {
+            return;
+        }
+        let group = std::mem::replace(&mut jobs, Vec::with_capacity(max));
+        write(pool.clone(), group).await;
+    }
+}
