@@ -12,7 +12,7 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead as _, Payload};
 use aes_gcm::{Aes256Gcm, AesGcm};
 use cbc::cipher::block_padding::{NoPadding, Pkcs7};
-use cbc::cipher::{BlockDecryptMut as _, BlockEncryptMut as _, KeyInit, KeyIvInit as _};
+use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit as _};
 use rand::rngs::OsRng;
 use rand::RngCore as _;
 use sm4::Sm4;
@@ -123,6 +123,45 @@ fn whole_blocks(algorithm: &'static str, data: &[u8]) -> Result<(), CryptoError>
 const BAD_PADDING: &str =
     "bad padding after decryption (wrong key or IV, wrong mode, or not PKCS#7 padded)";
 
+/// A block mode's key or IV refused by the cipher.
+fn bad_key(algorithm: &'static str, reason: &'static str) -> CryptoError {
+    CryptoError::Cipher { algorithm, reason }
+}
+
+/// Encrypts with a keyed block mode (CBC or ECB): PKCS#7, or whole blocks only.
+fn encrypt_blocks<C: BlockEncryptMut>(
+    algorithm: &'static str,
+    cipher: C,
+    plaintext: &[u8],
+    padding: Padding,
+) -> Result<Vec<u8>, CryptoError> {
+    Ok(match padding {
+        Padding::Pkcs7 => cipher.encrypt_padded_vec_mut::<Pkcs7>(plaintext),
+        Padding::None => {
+            whole_blocks(algorithm, plaintext)?;
+            cipher.encrypt_padded_vec_mut::<NoPadding>(plaintext)
+        }
+    })
+}
+
+/// Decrypts with a keyed block mode (CBC or ECB); a padding that does not
+/// check out is [`BAD_PADDING`].
+fn decrypt_blocks<C: BlockDecryptMut>(
+    algorithm: &'static str,
+    cipher: C,
+    ciphertext: &[u8],
+    padding: Padding,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    whole_blocks(algorithm, ciphertext)?;
+    let plain = match padding {
+        Padding::Pkcs7 => cipher.decrypt_padded_vec_mut::<Pkcs7>(ciphertext),
+        Padding::None => cipher.decrypt_padded_vec_mut::<NoPadding>(ciphertext),
+    };
+    plain
+        .map(Zeroizing::new)
+        .map_err(|_| bad_key(algorithm, BAD_PADDING))
+}
+
 pub fn sm4_cbc_encrypt(
     key: &SymmetricKey,
     iv: &[u8],
@@ -130,19 +169,9 @@ pub fn sm4_cbc_encrypt(
     padding: Padding,
 ) -> Result<Vec<u8>, CryptoError> {
     iv_of(SM4_CBC, iv)?;
-    let cipher = cbc::Encryptor::<Sm4>::new_from_slices(key.sm4(SM4_CBC)?, iv).map_err(|_| {
-        CryptoError::Cipher {
-            algorithm: SM4_CBC,
-            reason: "bad key or IV length",
-        }
-    })?;
-    Ok(match padding {
-        Padding::Pkcs7 => cipher.encrypt_padded_vec_mut::<Pkcs7>(plaintext),
-        Padding::None => {
-            whole_blocks(SM4_CBC, plaintext)?;
-            cipher.encrypt_padded_vec_mut::<NoPadding>(plaintext)
-        }
-    })
+    let cipher = cbc::Encryptor::<Sm4>::new_from_slices(key.sm4(SM4_CBC)?, iv)
+        .map_err(|_| bad_key(SM4_CBC, "bad key or IV length"))?;
+    encrypt_blocks(SM4_CBC, cipher, plaintext, padding)
 }
 
 pub fn sm4_cbc_decrypt(
@@ -152,21 +181,9 @@ pub fn sm4_cbc_decrypt(
     padding: Padding,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     iv_of(SM4_CBC, iv)?;
-    whole_blocks(SM4_CBC, ciphertext)?;
-    let cipher = cbc::Decryptor::<Sm4>::new_from_slices(key.sm4(SM4_CBC)?, iv).map_err(|_| {
-        CryptoError::Cipher {
-            algorithm: SM4_CBC,
-            reason: "bad key or IV length",
-        }
-    })?;
-    let plain = match padding {
-        Padding::Pkcs7 => cipher.decrypt_padded_vec_mut::<Pkcs7>(ciphertext),
-        Padding::None => cipher.decrypt_padded_vec_mut::<NoPadding>(ciphertext),
-    };
-    plain.map(Zeroizing::new).map_err(|_| CryptoError::Cipher {
-        algorithm: SM4_CBC,
-        reason: BAD_PADDING,
-    })
+    let cipher = cbc::Decryptor::<Sm4>::new_from_slices(key.sm4(SM4_CBC)?, iv)
+        .map_err(|_| bad_key(SM4_CBC, "bad key or IV length"))?;
+    decrypt_blocks(SM4_CBC, cipher, ciphertext, padding)
 }
 
 pub fn sm4_ecb_encrypt(
@@ -174,19 +191,9 @@ pub fn sm4_ecb_encrypt(
     plaintext: &[u8],
     padding: Padding,
 ) -> Result<Vec<u8>, CryptoError> {
-    let cipher = ecb::Encryptor::<Sm4>::new_from_slice(key.sm4(SM4_ECB)?).map_err(|_| {
-        CryptoError::Cipher {
-            algorithm: SM4_ECB,
-            reason: "bad key length",
-        }
-    })?;
-    Ok(match padding {
-        Padding::Pkcs7 => cipher.encrypt_padded_vec_mut::<Pkcs7>(plaintext),
-        Padding::None => {
-            whole_blocks(SM4_ECB, plaintext)?;
-            cipher.encrypt_padded_vec_mut::<NoPadding>(plaintext)
-        }
-    })
+    let cipher = ecb::Encryptor::<Sm4>::new_from_slice(key.sm4(SM4_ECB)?)
+        .map_err(|_| bad_key(SM4_ECB, "bad key length"))?;
+    encrypt_blocks(SM4_ECB, cipher, plaintext, padding)
 }
 
 pub fn sm4_ecb_decrypt(
@@ -194,21 +201,9 @@ pub fn sm4_ecb_decrypt(
     ciphertext: &[u8],
     padding: Padding,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    whole_blocks(SM4_ECB, ciphertext)?;
-    let cipher = ecb::Decryptor::<Sm4>::new_from_slice(key.sm4(SM4_ECB)?).map_err(|_| {
-        CryptoError::Cipher {
-            algorithm: SM4_ECB,
-            reason: "bad key length",
-        }
-    })?;
-    let plain = match padding {
-        Padding::Pkcs7 => cipher.decrypt_padded_vec_mut::<Pkcs7>(ciphertext),
-        Padding::None => cipher.decrypt_padded_vec_mut::<NoPadding>(ciphertext),
-    };
-    plain.map(Zeroizing::new).map_err(|_| CryptoError::Cipher {
-        algorithm: SM4_ECB,
-        reason: BAD_PADDING,
-    })
+    let cipher = ecb::Decryptor::<Sm4>::new_from_slice(key.sm4(SM4_ECB)?)
+        .map_err(|_| bad_key(SM4_ECB, "bad key length"))?;
+    decrypt_blocks(SM4_ECB, cipher, ciphertext, padding)
 }
 
 fn nonce_of(algorithm: &'static str, nonce: &[u8]) -> Result<(), CryptoError> {
