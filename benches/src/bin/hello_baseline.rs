@@ -18,6 +18,11 @@ use std::{
 
 use axum::{routing::get, Router};
 
+/// The allocator the `bankdirect` binary uses, so that the comparison
+/// measures what the gateway does, not which malloc it links.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HELP: &str = "\
 hello-baseline: a raw axum hello-world server, the baseline for BENCHMARKS.md
 

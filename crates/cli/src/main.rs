@@ -14,6 +14,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::{config::Config, App, BuildOptions};
 
+/// mimalloc instead of glibc's malloc: under tokio's work stealing a buffer
+/// is often freed on another thread than the one that allocated it, and
+/// glibc then takes arena locks (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "bankdirect",
