@@ -1,18 +1,19 @@
 //! Request hardening (DESIGN.md's security model; docs/security.md): rate
-//! limits, request shape limits, security headers and CORS, as middleware
-//! around the routes.
+//! limits, request shape limits, security headers and CORS. All but the
+//! token-failure throttle run inside [`crate::edge`], the one layer every
+//! request passes through.
 //!
-//! - [`limit_clients`]: a token bucket per authenticated subject (a client
+//! - [`Guard::admit`]: a token bucket per authenticated subject (a client
 //!   id, or `user:<id>`); an empty bucket is a 429 with `Retry-After`.
 //! - [`throttle_token_failures`]: on `POST /oauth/token` only, a stricter
 //!   bucket per source address that only FAILED attempts (401) drain; once
 //!   empty, the address gets 429s before its credentials are even looked at,
 //!   so a guesser learns nothing more, a busy integrator that logs in right
 //!   is never throttled.
-//! - [`limit_request_shape`]: query string length, JSON nesting depth (the
-//!   body is scanned before any handler parses it), and problem+json for
-//!   bodies over the size limit.
-//! - [`security_headers`]: on every response, errors and timeouts included.
+//! - [`Guard::check_shape`] and [`Guard::shape_answer`]: query string
+//!   length, JSON nesting depth (the body is scanned before any handler
+//!   parses it), and problem+json for bodies over the size limit.
+//! - [`HeaderPolicy::apply`]: on every response, errors and timeouts included.
 //! - [`cors_layer`]: CORS for the configured origins only; none by default.
 //!
 //! The buckets are [`governor`]'s GCRA on the monotonic clock; keys are
@@ -22,14 +23,14 @@ use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     num::NonZeroU32,
-    sync::{Mutex, OnceLock, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     time::{Duration, Instant},
 };
 
 use axum::{
     body::{Body, HttpBody},
     extract::{ConnectInfo, Request, State},
-    http::{header, HeaderName, HeaderValue, Method, StatusCode},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -41,6 +42,7 @@ use governor::{
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
+    auth::token::Claims,
     config::{Config, CorsConfig, RequestLimits},
     problem::{ApiError, PROBLEM_JSON},
     AppState,
@@ -96,20 +98,18 @@ impl Guard {
         }
     }
 
-    /// The subject of a valid bearer token, if the request carries one. An
+    /// The claims of a valid bearer token, if the request carries one. An
     /// invalid token is left to the handler (a 401 there).
-    fn subject(&self, req: &Request) -> Option<String> {
+    fn bearer(&self, req: &Request) -> Option<Arc<Claims>> {
         let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
-        let claims = self
-            .state
+        self.state
             .tokens
             .verify_shared(token.trim(), self.state.clock.now())
-            .ok()?;
-        Some(claims.sub.clone())
+            .ok()
     }
 
     fn throttled_until(&self, address: IpAddr, now: Instant) -> Option<Instant> {
@@ -168,29 +168,37 @@ fn too_many(wait: Duration, detail: &str) -> Response {
     .into_response()
 }
 
-/// The per-subject token bucket (`server.limits.client_requests_per_s`,
-/// `client_burst`). Requests without a valid token pass: they are refused
-/// by the handler, or are open endpoints.
-pub async fn limit_clients(
-    State(guard): State<std::sync::Arc<Guard>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Some(subject) = guard.subject(&req) {
-        if let Err(not_until) = guard.clients.check_key(&subject) {
+impl Guard {
+    /// The per-subject token bucket (`server.limits.client_requests_per_s`,
+    /// `client_burst`). Requests without a valid token pass: they are
+    /// refused by the handler, or are open endpoints. A verified token's
+    /// claims ride on in the request as [`VerifiedBearer`], so that the
+    /// handler's [`crate::extract::Caller`] does not verify it again.
+    pub fn admit(&self, mut req: Request) -> Result<Request, Box<Response>> {
+        let Some(claims) = self.bearer(&req) else {
+            return Ok(req);
+        };
+        if let Err(not_until) = self.clients.check_key(&claims.sub) {
             metrics().client_limited.increment(1);
-            tracing::debug!(subject, "request rate limited");
-            return too_many(
-                not_until.wait_time_from(guard.clock.now()),
+            tracing::debug!(subject = %claims.sub, "request rate limited");
+            return Err(Box::new(too_many(
+                not_until.wait_time_from(self.clock.now()),
                 "this client sent more requests than server.limits allows",
-            );
+            )));
         }
-        if guard.clients.len() > MAX_LIMITER_KEYS {
-            guard.clients.retain_recent();
+        if self.clients.len() > MAX_LIMITER_KEYS {
+            self.clients.retain_recent();
         }
+        req.extensions_mut().insert(VerifiedBearer(claims));
+        Ok(req)
     }
-    next.run(req).await
 }
+
+/// The claims of the request's own bearer token, verified by
+/// [`Guard::admit`] a moment before the handler runs. Only the gateway puts
+/// it into a request; a client cannot send extensions.
+#[derive(Clone)]
+pub struct VerifiedBearer(pub Arc<Claims>);
 
 /// The key a source address is counted under: IPv4 (mapped forms too) as
 /// is, IPv6 by its /64, which one host usually holds whole.
@@ -323,38 +331,38 @@ async fn read_bounded(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
     Ok(buf)
 }
 
-/// Query string length and JSON depth, checked before any handler; a body
-/// over a route's size limit comes back as problem+json, not axum's text.
-pub async fn limit_request_shape(
-    State(guard): State<std::sync::Arc<Guard>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let limits = &guard.limits;
-    if let Some(query) = req.uri().query() {
-        if query.len() > limits.max_query_bytes {
-            metrics().query_too_long.increment(1);
-            return ApiError::new(
-                StatusCode::URI_TOO_LONG,
-                "query_too_long",
-                format!(
-                    "the query string is longer than {} bytes (server.limits.max_query_bytes)",
-                    limits.max_query_bytes
-                ),
-            )
-            .with_field("query")
-            .into_response();
+impl Guard {
+    /// Query string length and JSON depth, checked before any handler: the
+    /// request to go on with (its JSON body buffered), or the refusal
+    /// (boxed: refusals are rare, requests are not).
+    pub async fn check_shape(&self, req: Request) -> Result<Request, Box<Response>> {
+        let limits = &self.limits;
+        if let Some(query) = req.uri().query() {
+            if query.len() > limits.max_query_bytes {
+                metrics().query_too_long.increment(1);
+                return Err(ApiError::new(
+                    StatusCode::URI_TOO_LONG,
+                    "query_too_long",
+                    format!(
+                        "the query string is longer than {} bytes (server.limits.max_query_bytes)",
+                        limits.max_query_bytes
+                    ),
+                )
+                .with_field("query")
+                .into_response()
+                .into());
+            }
         }
-    }
-    let req = if carries_json(&req) {
+        if !carries_json(&req) {
+            return Ok(req);
+        }
         let (parts, body) = req.into_parts();
-        let bytes = match read_bounded(body, guard.max_body_bytes).await {
-            Ok(bytes) => bytes,
-            Err(e) => return e.into_response(),
-        };
+        let bytes = read_bounded(body, self.max_body_bytes)
+            .await
+            .map_err(|e| Box::new(e.into_response()))?;
         if json_deeper_than(&bytes, limits.max_json_depth) {
             metrics().body_too_deep.increment(1);
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_deep",
                 format!(
@@ -363,27 +371,32 @@ pub async fn limit_request_shape(
                 ),
             )
             .with_field("body")
-            .into_response();
+            .into_response()
+            .into());
         }
-        Request::from_parts(parts, Body::from(bytes))
-    } else {
-        req
-    };
-    let resp = next.run(req).await;
-    let is_problem = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
-        // axum's own rejection (the route's DefaultBodyLimit), in plain text.
-        return body_too_large(guard.state.config.server.max_body_bytes).into_response();
+        Ok(Request::from_parts(parts, Body::from(bytes)))
     }
-    if resp.status().is_client_error() && !is_problem {
-        // Any other rejection axum answers itself in plain text (a path
-        // segment that is not UTF-8, say): problem+json like every error.
-        return plain_rejection(resp).await.into_response();
+
+    /// A route's answer, with axum's own plain-text rejections (a body over
+    /// the route's size limit, a path segment that is not UTF-8) turned
+    /// into problem+json like every other error.
+    pub async fn shape_answer(&self, resp: Response) -> Response {
+        if !resp.status().is_client_error() {
+            return resp;
+        }
+        let is_problem = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+        if is_problem {
+            return resp;
+        }
+        if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            // The route's DefaultBodyLimit.
+            return body_too_large(self.state.config.server.max_body_bytes).into_response();
+        }
+        plain_rejection(resp).await.into_response()
     }
-    resp
 }
 
 /// An axum rejection's plain text as problem+json; its text (axum's own,
@@ -440,38 +453,33 @@ impl HeaderPolicy {
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
-/// Adds the security headers to every response (set last, so handlers'
-/// and layers' answers alike get them) and drops any server banner.
-pub async fn security_headers(
-    State(policy): State<HeaderPolicy>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let docs = req.uri().path().starts_with("/docs");
-    let mut resp = next.run(req).await;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
-    );
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+impl HeaderPolicy {
+    /// Adds the security headers to a response (set last, so handlers' and
+    /// layers' answers alike get them) and drops any server banner. `docs`:
+    /// the response is the Swagger UI's, a page.
+    pub fn apply(&self, headers: &mut HeaderMap, docs: bool) {
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
+        );
+        if !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        if let Some(hsts) = &self.hsts {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        headers.remove(header::SERVER);
+        headers.remove(HeaderName::from_static("x-powered-by"));
     }
-    if let Some(hsts) = &policy.hsts {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-    }
-    headers.remove(header::SERVER);
-    headers.remove(HeaderName::from_static("x-powered-by"));
-    resp
 }
 
 /// CORS for exactly the configured origins (`[server.cors]`), or `None`:

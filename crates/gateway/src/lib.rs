@@ -34,6 +34,7 @@ pub mod balance_cache;
 pub mod banking;
 pub mod config;
 pub mod dispatch;
+pub mod edge;
 pub mod exchanges;
 pub mod extract;
 pub mod failpoints;
@@ -57,7 +58,6 @@ pub mod webhooks;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    error_handling::HandleErrorLayer,
     middleware,
     routing::{get, post},
     Router,
@@ -65,12 +65,6 @@ use axum::{
 use domain::{Clock, SystemClock};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::watch};
-use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    trace::TraceLayer,
-};
 use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
@@ -593,79 +587,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(
-            guard.clone(),
-            hardening::limit_request_shape,
-        ))
-        .layer(middleware::from_fn_with_state(
-            guard,
-            hardening::limit_clients,
-        ))
-        .layer(middleware::from_fn(ops::track_http))
         .with_state(state.clone());
-    let api = api.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(TraceLayer::new_for_http())
-            .layer(CatchPanicLayer::custom(|_| {
-                problem::ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the gateway failed to handle this request; it has been logged",
-                )
-                .into_response_boxed()
-            }))
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                ops::timed_out()
-            }))
-            .timeout(timeout),
-    );
-    // Outermost: preflights are answered before authentication, and every
-    // response, errors and timeouts included, gets the security headers.
-    let api = match hardening::cors_layer(&state.config.server.cors) {
-        Some(cors) => api.layer(cors),
-        None => api,
-    };
     let headers = &state.config.server.headers;
     let over_tls = headers.hsts || state.config.server.tls.is_some();
-    api.layer(middleware::from_fn_with_state(
+    api.layer(edge::EdgeLayer::new(
+        guard,
         hardening::HeaderPolicy::new(over_tls.then_some(headers.hsts_max_age_s)),
-        hardening::security_headers,
+        hardening::cors_layer(&state.config.server.cors),
+        timeout,
     ))
-}
-
-/// Request ids in UUID form without a system call per request: a random
-/// 64-bit prefix drawn once per process, and a counter. Unique within the
-/// process by the counter and across processes by the prefix.
-#[derive(Clone)]
-struct RequestIds {
-    prefix: u64,
-    counter: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        RequestIds {
-            prefix: domain::RandomSource::next_u64(&domain::OsRandom),
-            counter: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        }
-    }
-}
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
-        let n = self
-            .counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
-        bytes[8..].copy_from_slice(&n.to_be_bytes());
-        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        http::HeaderValue::from_str(&id.hyphenated().to_string())
-            .ok()
-            .map(RequestId::new)
-    }
 }
 
 async fn method_not_allowed(req: axum::extract::Request) -> problem::ApiError {
@@ -678,10 +608,4 @@ async fn method_not_allowed(req: axum::extract::Request) -> problem::ApiError {
             req.uri().path()
         ),
     )
-}
-
-impl problem::ApiError {
-    fn into_response_boxed(self) -> axum::http::Response<axum::body::Body> {
-        axum::response::IntoResponse::into_response(self)
-    }
 }

@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{OnceLock, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{
@@ -121,11 +121,16 @@ fn http_handles(
     handles
 }
 
-/// Counts and times every request, labelled by route template (never by raw
-/// path, so ids do not explode the label space).
-pub async fn track_http(req: Request, next: Next) -> Response {
+/// Counts and times one request, labelled by route template (never by raw
+/// path, so ids do not explode the label space; `None`: no route matched).
+pub fn record_http(
+    route: Option<&MatchedPath>,
+    method: &axum::http::Method,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
     // Standard methods as static labels: no allocation per request.
-    let method: &'static str = match *req.method() {
+    let method: &'static str = match *method {
         axum::http::Method::GET => "GET",
         axum::http::Method::POST => "POST",
         axum::http::Method::PUT => "PUT",
@@ -135,17 +140,10 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         axum::http::Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let route = route
-        .as_ref()
-        .map(MatchedPath::as_str)
-        .unwrap_or("unmatched");
-    let (requests, duration) = http_handles(route, method, resp.status().as_u16());
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = http_handles(route, method, status);
     requests.increment(1);
-    duration.record(started.elapsed().as_secs_f64());
-    resp
+    duration.record(elapsed.as_secs_f64());
 }
 
 /// Lets through a request to an operational endpoint when it is open, or

@@ -324,6 +324,11 @@ async fn hardening_cors_answers_exactly_the_configured_origins_and_hsts_when_set
             hsts: true,
             ..HeadersConfig::default()
         },
+        limits: RequestLimits {
+            client_requests_per_s: 1,
+            client_burst: 2,
+            ..RequestLimits::default()
+        },
         ..ServerConfig::default()
     })
     .await;
@@ -384,6 +389,29 @@ async fn hardening_cors_answers_exactly_the_configured_origins_and_hsts_when_set
         resp.headers()["strict-transport-security"],
         "max-age=31536000"
     );
+
+    // A refusal made before the route (here the client's rate limit) still
+    // carries CORS, so the browser lets the page read it, and the request id.
+    let mut limited = None;
+    for _ in 0..4 {
+        let resp = small
+            .http
+            .get(small.url("/v1/banks"))
+            .bearer_auth(&token)
+            .header("origin", allowed)
+            .header("x-request-id", "cors-limit-probe")
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("the burst of 2 is spent within 4 requests");
+    assert_eq!(resp.headers()["access-control-allow-origin"], allowed);
+    assert_eq!(resp.headers()["x-request-id"], "cors-limit-probe");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }
 
 #[tokio::test]

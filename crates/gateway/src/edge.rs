@@ -1,0 +1,348 @@
+//! The one layer every request passes through ([`EdgeLayer`]), doing in one
+//! future what would otherwise be nine stacked middlewares, each of which
+//! would clone the route and box a future per request (BENCHMARKS.md,
+//! "Middleware"). Outermost first:
+//!
+//! 1. security headers on every response, errors, timeouts and panics
+//!    included ([`HeaderPolicy`]);
+//! 2. the request id: the caller's `x-request-id` when it sent one, a fresh
+//!    one otherwise; it is on the request the handlers see and echoed on
+//!    the response;
+//! 3. a `request` tracing span (debug level) and an error line for every
+//!    5xx answer;
+//! 4. metrics: `http_requests_total` and `http_request_duration_seconds` by
+//!    route template, method and status ([`crate::ops::record_http`]),
+//!    timeouts included;
+//! 5. CORS, when origins are configured (`[server.cors]`): preflights are
+//!    answered here, before authentication;
+//! 6. the request timeout (`server.request_timeout_ms`): a 503 problem;
+//! 7. a panic in a handler: a 500 problem, the panic logged;
+//! 8. the per-client rate limit ([`Guard::admit`]), which verifies the
+//!    bearer token once for the handler too;
+//! 9. the request shape: query length and JSON depth before the handler,
+//!    axum's plain-text rejections as problem+json after it
+//!    ([`Guard::check_shape`], [`Guard::shape_answer`]).
+//!
+//! The layer is applied with `Router::layer`, so it wraps each route (and
+//! the fallbacks) and sees the matched route template.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{MatchedPath, Request},
+    http::{HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use futures::{future::BoxFuture, FutureExt};
+use tower::{Layer, Service};
+use tower_http::cors::CorsLayer;
+use tracing::Instrument;
+
+use crate::{
+    hardening::{Guard, HeaderPolicy},
+    ops,
+    problem::ApiError,
+};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids in UUID form without a system call per request: a random
+/// 64-bit prefix drawn once per process, and a counter. Unique within the
+/// process by the counter and across processes by the prefix.
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        RequestIds {
+            prefix: domain::RandomSource::next_u64(&domain::OsRandom),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = id.hyphenated().encode_lower(&mut text);
+        // A hyphenated UUID is always a valid header value.
+        HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
+/// What every route's [`Edge`] shares.
+struct Shared {
+    guard: Arc<Guard>,
+    headers: HeaderPolicy,
+    cors: Option<CorsLayer>,
+    ids: RequestIds,
+    timeout: Duration,
+}
+
+/// Wraps each route in an [`Edge`].
+#[derive(Clone)]
+pub struct EdgeLayer {
+    shared: Arc<Shared>,
+}
+
+impl EdgeLayer {
+    /// `cors`: CORS for the configured origins, if any
+    /// ([`crate::hardening::cors_layer`]); `timeout`: the longest a request
+    /// may take before it is answered 503.
+    pub fn new(
+        guard: Arc<Guard>,
+        headers: HeaderPolicy,
+        cors: Option<CorsLayer>,
+        timeout: Duration,
+    ) -> EdgeLayer {
+        EdgeLayer {
+            shared: Arc::new(Shared {
+                guard,
+                headers,
+                cors,
+                ids: RequestIds::new(),
+                timeout,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
+            shared: Arc::clone(&self.shared),
+            inner,
+        }
+    }
+}
+
+/// One route behind the edge; see the module documentation.
+#[derive(Clone)]
+pub struct Edge<S> {
+    shared: Arc<Shared>,
+    inner: S,
+}
+
+impl<S> Service<Request> for Edge<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The clone is the one made ready by poll_ready's caller; keep it for
+        // this call and leave a fresh clone behind (tower's usual swap).
+        let fresh = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, fresh);
+        let shared = Arc::clone(&self.shared);
+        async move { Ok(shared.handle(inner, req).await) }.boxed()
+    }
+}
+
+impl Shared {
+    async fn handle<S>(&self, inner: S, mut req: Request) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let docs = req.uri().path().starts_with("/docs");
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.ids.next();
+                req.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        // The path only: query strings carry cursors.
+        let span = tracing::debug_span!(
+            "request",
+            method = %method,
+            path = %req.uri().path(),
+            request_id = ?request_id,
+        );
+        let mut resp = self.answer(inner, req).instrument(span.clone()).await;
+        let status = resp.status();
+        let elapsed = started.elapsed();
+        ops::record_http(route.as_ref(), &method, status.as_u16(), elapsed);
+        span.in_scope(|| {
+            let latency_ms = elapsed.as_millis();
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), latency_ms, "request failed");
+            } else {
+                tracing::debug!(status = status.as_u16(), latency_ms, "request finished");
+            }
+        });
+        let headers = resp.headers_mut();
+        if !headers.contains_key(&X_REQUEST_ID) {
+            headers.insert(X_REQUEST_ID, request_id);
+        }
+        self.headers.apply(headers, docs);
+        resp
+    }
+
+    /// CORS, when configured, around the bounded answer: preflights are
+    /// answered before authentication, and refusals, timeouts and panics
+    /// carry the CORS headers a browser needs to read them.
+    async fn answer<S>(&self, inner: S, req: Request) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let Some(cors) = &self.cors else {
+            return self.bounded(inner, req).await;
+        };
+        let mut inner = Some(inner);
+        let route = tower::service_fn(|req: Request| {
+            let inner = inner.take();
+            async move {
+                Ok::<_, Infallible>(match inner {
+                    Some(inner) => self.bounded(inner, req).await,
+                    // Cors calls its inner service at most once per request.
+                    None => internal_error(),
+                })
+            }
+        });
+        match tower::ServiceExt::oneshot(cors.layer(route), req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The request timeout and the panic guard around the route.
+    async fn bounded<S>(&self, inner: S, req: Request) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        within(self.timeout, self.guarded(inner, req)).await
+    }
+
+    /// The rate limit and the shape checks around the route itself.
+    async fn guarded<S>(&self, mut inner: S, req: Request) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible>,
+    {
+        let req = match self.guard.admit(req) {
+            Ok(req) => req,
+            Err(refused) => return *refused,
+        };
+        let req = match self.guard.check_shape(req).await {
+            Ok(req) => req,
+            Err(refused) => return *refused,
+        };
+        let resp = match inner.call(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        };
+        self.guard.shape_answer(resp).await
+    }
+}
+
+/// `answer` if it comes within `limit` without panicking; a 503 problem
+/// past the limit, a 500 problem on a panic (which the panic hook has
+/// logged).
+async fn within(limit: Duration, answer: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, AssertUnwindSafe(answer).catch_unwind()).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(_panic)) => internal_error(),
+        Err(_elapsed) => ops::timed_out().into_response(),
+    }
+}
+
+fn internal_error() -> Response {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the gateway failed to handle this request; it has been logged",
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn problem_code(resp: Response) -> (StatusCode, String) {
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (status, json["code"].as_str().unwrap_or_default().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_a_503_problem_and_a_panic_a_500() {
+        let ok = within(Duration::from_secs(5), async {
+            StatusCode::NO_CONTENT.into_response()
+        })
+        .await;
+        assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+
+        let slow = within(Duration::from_millis(20), async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            StatusCode::NO_CONTENT.into_response()
+        })
+        .await;
+        assert_eq!(
+            problem_code(slow).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout".to_owned()
+            )
+        );
+
+        #[allow(clippy::panic)]
+        let panics = within(Duration::from_secs(5), async {
+            tokio::task::yield_now().await;
+            panic!("a handler bug");
+        })
+        .await;
+        assert_eq!(
+            problem_code(panics).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn request_ids_are_uuids_unique_by_counter() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.to_str().unwrap();
+            assert_eq!(text.len(), 36, "{text}");
+            assert!(uuid::Uuid::parse_str(text).is_ok(), "{text}");
+        }
+    }
+}
