@@ -74,7 +74,7 @@ use std::fmt;
 use async_trait::async_trait;
 use domain::{
     bank_local_to_utc, AccountNumber, BankReference, BankTimeZone, BusinessDate, CreditorType,
-    Currency, Direction, EntryStatus, Money, OsRandom, RandomSource, Urgency,
+    Currency, Direction, EntryStatus, Money, RandomSource, ThreadRandom, Urgency,
 };
 use formats::cn_xml::messages::{
     self, check_field, check_payment, AccountRecord, BalanceQueryItem, BalanceRecord,
@@ -156,7 +156,7 @@ pub struct CnXmlConnector {
     time_zone: BankTimeZone,
     client: reqwest::Client,
     limits: Limits,
-    random: OsRandom,
+    random: ThreadRandom,
     /// `PASSWD` of every request, when the connection has a password.
     password: Option<crypto::SecretString>,
     /// Request signatures and answer verification, when configured.
@@ -242,7 +242,7 @@ impl CnXmlConnector {
             time_zone,
             client,
             limits,
-            random: OsRandom,
+            random: ThreadRandom,
             password: options.password,
             signing: options.signing,
             clock: options.clock,

@@ -111,6 +111,20 @@ impl RandomSource for OsRandom {
     }
 }
 
+/// rand's thread-local generator: a ChaCha12 CSPRNG per thread, seeded from
+/// the operating system and reseeded from it periodically. For the ids and
+/// references made on every request (payment ids, business references):
+/// unpredictable like [`OsRandom`], without a `getrandom` system call each.
+/// Keys and secrets keep [`OsRandom`].
+#[derive(Debug, Default)]
+pub struct ThreadRandom;
+
+impl RandomSource for ThreadRandom {
+    fn fill_bytes(&self, buf: &mut [u8]) {
+        rand::thread_rng().fill_bytes(buf);
+    }
+}
+
 /// A reproducible generator: ChaCha20 seeded from a `u64`. The same seed
 /// gives the same bytes on every platform and rand_chacha 0.3 release.
 pub struct SeededRandom {

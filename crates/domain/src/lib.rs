@@ -34,7 +34,9 @@ pub mod time;
 
 pub use balance::Balance;
 pub use batch::{aggregate as aggregate_batch_status, BatchCounts, BatchStatus, ItemStatus};
-pub use clock::{Clock, ManualClock, OsRandom, RandomSource, SeededRandom, SystemClock};
+pub use clock::{
+    Clock, ManualClock, OsRandom, RandomSource, SeededRandom, SystemClock, ThreadRandom,
+};
 pub use error::DomainError;
 pub use ids::{
     AccountId, AccountNumber, BankId, BankReference, BatchId, BatchItemId, Bic, ClientId,

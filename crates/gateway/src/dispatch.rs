@@ -138,7 +138,7 @@ pub struct PaymentWorkers {
     /// This instance's name in leases.
     owner: String,
     breakers: Breakers,
-    rng: domain::OsRandom,
+    rng: domain::ThreadRandom,
     pub wake: Arc<Notify>,
 }
 
@@ -164,7 +164,7 @@ impl PaymentWorkers {
                 .collect(),
             owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
             breakers: Breakers::default(),
-            rng: domain::OsRandom,
+            rng: domain::ThreadRandom,
             wake,
         }
     }

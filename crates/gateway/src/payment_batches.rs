@@ -22,7 +22,7 @@ use axum::{
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use domain::{
     generate_business_reference, AccountId, BatchId, BatchItemId, BusinessDate, Currency,
-    ItemStatus, Money, OsRandom, PaymentStatus,
+    ItemStatus, Money, PaymentStatus, ThreadRandom,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -616,7 +616,7 @@ pub async fn create_batch(
         .await
         .map_err(|e| ApiError::storage(&e))?;
     let new_reference = || {
-        generate_business_reference(&install_id, &OsRandom, &bank.quirks.reference)
+        generate_business_reference(&install_id, &ThreadRandom, &bank.quirks.reference)
             .map_err(|e| ApiError::internal("business reference", &e))
     };
     let execution_date = req
@@ -626,7 +626,7 @@ pub async fn create_batch(
     let mut bank_problems = Vec::new();
     for (i, p) in req.items.into_iter().enumerate() {
         let item = NewBatchItem {
-            id: BatchItemId::generate(&OsRandom),
+            id: BatchItemId::generate(&ThreadRandom),
             chunk_no: i64::try_from(i / chunk_size)
                 .unwrap_or(i64::MAX)
                 .saturating_add(1),
@@ -666,7 +666,7 @@ pub async fn create_batch(
             business_reference: new_reference()?,
         });
     }
-    let id = BatchId::generate(&OsRandom);
+    let id = BatchId::generate(&ThreadRandom);
     let new = NewBatch {
         id: id.clone(),
         client_id: caller.subject.clone(),

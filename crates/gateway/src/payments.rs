@@ -16,7 +16,7 @@ use axum::{
 use base64::Engine;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use domain::{
-    generate_business_reference, AccountId, BusinessDate, OsRandom, PaymentId, PaymentStatus,
+    generate_business_reference, AccountId, BusinessDate, PaymentId, PaymentStatus, ThreadRandom,
     TransitionCause,
 };
 use serde::{Deserialize, Serialize};
@@ -462,10 +462,10 @@ async fn prepare_payment(
         .install_id()
         .await
         .map_err(|e| ApiError::storage(&e))?;
-    let reference = generate_business_reference(&install_id, &OsRandom, &bank.quirks.reference)
+    let reference = generate_business_reference(&install_id, &ThreadRandom, &bank.quirks.reference)
         .map_err(|e| ApiError::internal("business reference", &e))?;
     let instruction = store::PaymentInstruction {
-        id: PaymentId::generate_at(now, &OsRandom),
+        id: PaymentId::generate_at(now, &ThreadRandom),
         client_id: caller.subject.clone(),
         debtor_account_id: req.debtor_account_id.clone(),
         amount: req.amount,

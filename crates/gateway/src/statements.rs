@@ -35,7 +35,7 @@ use banks::{BankEntry, BankError, DayBalance, DedupeKeyPolicy, TransactionQuery}
 use chrono::{DateTime, Utc};
 use domain::{
     continuity_gap, fingerprint, net_movement, non_empty_trimmed, AccountId, BusinessDate, Clock,
-    Counterparty, EntryId, EntryStatus, OsRandom, StatementEntry,
+    Counterparty, EntryId, EntryStatus, StatementEntry, ThreadRandom,
 };
 use store::{ContinuityBreak, IngestEntry, NewAuditRecord, Store, SyncState};
 
@@ -351,7 +351,7 @@ fn keyed_entries(
     policy: DedupeKeyPolicy,
     entries: &[BankEntry],
 ) -> Result<Vec<IngestEntry>, SyncError> {
-    let rng = OsRandom;
+    let rng = ThreadRandom;
     let mut occurrences: HashMap<String, u32> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
