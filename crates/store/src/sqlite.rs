@@ -1769,6 +1769,100 @@ mod tests {
         store.close().await;
     }
 
+    async fn submit_direct_audit(
+        store: &SqliteStore,
+        row: AuditRow,
+    ) -> oneshot::Receiver<Result<i64, StoreError>> {
+        store
+            .writer
+            .submit_direct(move |db| db.append_audit(&row))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn direct_jobs_begin_and_commit_their_batch_in_their_own_lock_beside_sqlx_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+
+        // An all-direct batch, one job failing alone: BEGIN, jobs and COMMIT in one lock.
+        let (release, held) = hold_writer(&store).await;
+        let a = submit_direct_audit(&store, audit("a")).await;
+        let too_long = submit_direct_audit(&store, audit(&"x".repeat(257))).await;
+        let b = submit_direct_audit(&store, audit("b")).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        a.await.unwrap().unwrap();
+        assert!(too_long.await.unwrap().is_err());
+        b.await.unwrap().unwrap();
+        assert_eq!(stored_actors(&store).await, ["a", "b"]);
+        assert_eq!(
+            store.writer_stats(),
+            WriterStats {
+                commits: 2,
+                jobs: 4
+            }
+        );
+
+        // Direct, sqlx, direct: begun in the first direct lock, committed in the last.
+        let (release, held) = hold_writer(&store).await;
+        let c = submit_direct_audit(&store, audit("c")).await;
+        let d = submit_audit(&store, audit("d")).await;
+        let e = submit_direct_audit(&store, audit("e")).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for answer in [c, d, e] {
+            answer.await.unwrap().unwrap();
+        }
+        // Direct then sqlx: begun in the direct lock, committed the sqlx way.
+        let (release, held) = hold_writer(&store).await;
+        let f = submit_direct_audit(&store, audit("f")).await;
+        let g = submit_audit(&store, audit("g")).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        f.await.unwrap().unwrap();
+        g.await.unwrap().unwrap();
+        assert_eq!(
+            stored_actors(&store).await,
+            ["a", "b", "c", "d", "e", "f", "g"]
+        );
+        assert_eq!(store.writer_stats().commits, 6);
+
+        // A batch whose transaction SQLite dropped in a direct job: nothing of it is
+        // stored, the next batch begins clean.
+        let (release, held) = hold_writer(&store).await;
+        let h = submit_direct_audit(&store, audit("h")).await;
+        let dropper = store
+            .writer
+            .submit_direct(|db| {
+                db.execute_fixed("ROLLBACK").unwrap();
+                Err::<(), _>(StoreError::Invalid {
+                    reason: "simulated disk full".to_owned(),
+                })
+            })
+            .await
+            .unwrap();
+        let i = submit_direct_audit(&store, audit("i")).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert!(matches!(
+            h.await.unwrap(),
+            Err(StoreError::BatchFailed { .. })
+        ));
+        assert!(dropper.await.unwrap().is_err());
+        assert!(i.await.unwrap().is_err());
+        store
+            .writer
+            .write_direct(|db| db.append_audit(&audit("j")))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored_actors(&store).await,
+            ["a", "b", "c", "d", "e", "f", "g", "j"]
+        );
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn writes_after_close_are_refused_and_queued_ones_finish() {
         let dir = tempfile::tempdir().unwrap();

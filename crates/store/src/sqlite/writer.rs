@@ -1,7 +1,7 @@
 //! The SQLite single writer with group commit.
 //!
-//! One task owns the one write connection. Callers send jobs over a bounded channel; the
-//! task waits for the first, takes whatever else is queued (up to `max_batch`), and runs the
+//! One task, on a thread of its own (`bd-sqlite-writer`), owns the one write connection.
+//! Callers send jobs over a bounded channel; the task waits for the first, takes whatever else is queued (up to `max_batch`), and runs the
 //! lot in ONE `BEGIN IMMEDIATE` … `COMMIT`, each job inside its own `SAVEPOINT`. A job that
 //! fails is rolled back to its savepoint and gets its own error; the rest still commit.
 //! Answers go out only after `COMMIT` returned, so "Ok" always means "durable"; if the
@@ -13,6 +13,8 @@
 //! `FnOnce(&mut DirectPayments)`: consecutive direct jobs of a batch run under ONE lock of
 //! the connection with their statements — savepoints included — issued on the raw handle,
 //! so they cost no round trip to sqlx's connection thread at all (see `direct.rs`); the
+//! batch's `BEGIN`, audit chain and `COMMIT` ride in the same lock when the jobs next to
+//! them are direct (`run_direct_segment`), so an all-direct batch takes one lock; the
 //! statements they prepare stay cached for the writer's life and are finalized before the
 //! connection closes. Erasing `T` takes two small traits: [`Job`] (not
 //! yet run) and [`Answer`] (run, waiting for the batch's fate).
@@ -206,7 +208,35 @@ impl Writer {
     ) -> Writer {
         let (sender, receiver) = mpsc::channel(queue_capacity);
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(conn, receiver, max_batch, chain, Arc::clone(&counters)));
+        let writer = run(conn, receiver, max_batch, chain, Arc::clone(&counters));
+        // The writer has a thread and a runtime of its own: its direct jobs, and the COMMIT
+        // of an all-direct batch with its fsync, run synchronously, which on a shared worker
+        // would hold up the request handlers queued behind them. A plain thread, not
+        // `spawn_blocking`: a runtime being dropped never waits for it.
+        let (done, finished) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("bd-sqlite-writer".to_owned())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(writer),
+                    Err(err) => {
+                        // Dropping the receiver makes every write fail with `Closed`.
+                        tracing::error!(error = %err, "the SQLite writer's runtime could not start");
+                    }
+                }
+                let _ = done.send(());
+            });
+        if let Err(err) = thread {
+            tracing::error!(error = %err, "the SQLite writer's thread could not start");
+        }
+        let task = tokio::spawn(async move {
+            if finished.await.is_err() {
+                tracing::error!("the SQLite writer's thread ended abnormally");
+            }
+        });
         Writer {
             sender: Mutex::new(Some(sender)),
             task: Mutex::new(Some(task)),
@@ -257,6 +287,19 @@ impl Writer {
         F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
+        let answer = self.submit_direct(work).await?;
+        answer.await.unwrap_or(Err(StoreError::WriterLost))
+    }
+
+    /// [`Writer::submit`] for a direct `work`.
+    pub(crate) async fn submit_direct<T, F>(
+        &self,
+        work: F,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
         let sender = self
             .sender
             .lock()
@@ -269,7 +312,7 @@ impl Writer {
             .send(Queued::Direct(job))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.unwrap_or(Err(StoreError::WriterLost))
+        Ok(answer)
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
@@ -381,6 +424,109 @@ fn run_direct_job(
     closed.map_err(|err| BatchFailure::direct("closing a savepoint", err))
 }
 
+/// How a run of direct jobs under one lock of the connection ended.
+enum Segment {
+    /// Jobs follow; the transaction stays open.
+    Open,
+    /// The batch ended inside the segment (no job followed): `Ok` once committed.
+    Ended(Result<(), BatchFailure>),
+    /// A savepoint could not be opened or closed: the batch is broken.
+    Broken(BatchFailure),
+    /// `BEGIN` failed; nothing ran and the segment's first job was refused.
+    NotBegun(BatchFailure),
+}
+
+/// Runs `first` and every direct job right after it under ONE lock of the connection.
+/// `BEGIN` rides in the same lock when the batch has not begun, and so do the audit chain
+/// and `COMMIT` when no job is left after the segment: an all-direct batch (payment intake)
+/// costs one hand-off to sqlx's connection thread instead of four. The writer has a thread
+/// of its own, so a `COMMIT`'s fsync here holds up no request handler.
+async fn run_direct_segment(
+    wc: &mut WriterConn,
+    first: Box<dyn DirectJob>,
+    pending: &mut std::iter::Peekable<std::vec::IntoIter<Queued>>,
+    answers: &mut Vec<Box<dyn Answer>>,
+    begun: &mut bool,
+    chain: &AuditChainOptions,
+) -> Segment {
+    let mut lock = match direct::lock(&mut wc.conn).await {
+        Ok(lock) => lock,
+        Err(err) => {
+            let failure = BatchFailure::new("locking the connection", err);
+            first.refuse(failure.error());
+            return if *begun {
+                Segment::Broken(failure)
+            } else {
+                Segment::NotBegun(failure)
+            };
+        }
+    };
+    let mut db = match wc.direct.take() {
+        Some(db) => db,
+        None => match DirectPayments::open(&mut lock) {
+            Ok(db) => db,
+            Err(err) => {
+                let failure = BatchFailure::direct("opening the direct view", err);
+                first.refuse(failure.error());
+                return if *begun {
+                    Segment::Broken(failure)
+                } else {
+                    Segment::NotBegun(failure)
+                };
+            }
+        },
+    };
+    let end = direct_segment(&mut db, first, pending, answers, begun, chain);
+    wc.direct = Some(db);
+    drop(lock);
+    end
+}
+
+/// [`run_direct_segment`] once the connection is locked and viewed.
+fn direct_segment(
+    db: &mut DirectPayments,
+    first: Box<dyn DirectJob>,
+    pending: &mut std::iter::Peekable<std::vec::IntoIter<Queued>>,
+    answers: &mut Vec<Box<dyn Answer>>,
+    begun: &mut bool,
+    chain: &AuditChainOptions,
+) -> Segment {
+    if !*begun {
+        if let Err(err) = db.execute_fixed("BEGIN IMMEDIATE") {
+            let failure = BatchFailure::direct("beginning the transaction", err);
+            first.refuse(failure.error());
+            return Segment::NotBegun(failure);
+        }
+        *begun = true;
+    }
+    let mut step = run_direct_job(db, first, answers);
+    while step.is_ok() && matches!(pending.peek(), Some(Queued::Direct(_))) {
+        if let Some(Queued::Direct(job)) = pending.next() {
+            step = run_direct_job(db, job, answers);
+        }
+    }
+    if let Err(failure) = step {
+        return Segment::Broken(failure);
+    }
+    if pending.peek().is_some() {
+        return Segment::Open;
+    }
+    if chain.enabled {
+        super::chain::link_in_batch(db.connection(), chain);
+    }
+    match db.execute_fixed("COMMIT") {
+        Ok(()) => Segment::Ended(Ok(())),
+        Err(err) => {
+            // A failed COMMIT may leave the transaction open (SQLITE_BUSY); end it so the
+            // next batch starts clean and this one is certainly not stored.
+            if let Err(err) = db.execute_fixed("ROLLBACK") {
+                tracing::debug!(error = %err, "ROLLBACK after a failed SQLite commit");
+            }
+            Segment::Ended(Err(BatchFailure::direct("committing", err)))
+        }
+    }
+}
+
 async fn run_batch(
     wc: &mut WriterConn,
     jobs: Vec<Queued>,
@@ -393,59 +539,43 @@ async fn run_batch(
         Ordering::Relaxed,
     );
 
-    if let Err(err) = execute(&mut wc.conn, "BEGIN IMMEDIATE").await {
-        let failure = BatchFailure::new("beginning the transaction", err);
-        tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch could not begin");
-        for job in jobs {
-            job.refuse(failure.error());
-        }
-        return;
-    }
-
     let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(job_count);
     let mut pending = jobs.into_iter().peekable();
+    let mut begun = false;
     let mut broken: Option<BatchFailure> = None;
+    let mut ended: Option<Result<(), BatchFailure>> = None;
     while let Some(next) = pending.next() {
-        let step = match next {
-            Queued::Sqlx(job) => run_sqlx_job(&mut wc.conn, job, &mut answers).await,
-            Queued::Direct(first) => {
-                // This direct job and every direct one right after it, under one lock.
-                match direct::lock(&mut wc.conn).await {
-                    Err(err) => {
-                        let failure = BatchFailure::new("locking the connection", err);
-                        first.refuse(failure.error());
-                        Err(failure)
+        let failure = match next {
+            Queued::Sqlx(job) => {
+                if !begun {
+                    if let Err(err) = execute(&mut wc.conn, "BEGIN IMMEDIATE").await {
+                        let failure = BatchFailure::new("beginning the transaction", err);
+                        job.refuse(failure.error());
+                        refuse_unbegun(pending, &failure, job_count);
+                        return;
                     }
-                    Ok(mut lock) => {
-                        let db = match wc.direct.take() {
-                            Some(db) => Ok(db),
-                            None => DirectPayments::open(&mut lock),
-                        };
-                        match db {
-                            Err(err) => {
-                                let failure = BatchFailure::direct("opening the direct view", err);
-                                first.refuse(failure.error());
-                                Err(failure)
-                            }
-                            Ok(mut db) => {
-                                let mut step = run_direct_job(&mut db, first, &mut answers);
-                                while step.is_ok()
-                                    && matches!(pending.peek(), Some(Queued::Direct(_)))
-                                {
-                                    if let Some(Queued::Direct(job)) = pending.next() {
-                                        step = run_direct_job(&mut db, job, &mut answers);
-                                    }
-                                }
-                                wc.direct = Some(db);
-                                drop(lock);
-                                step
-                            }
-                        }
+                    begun = true;
+                }
+                run_sqlx_job(&mut wc.conn, job, &mut answers).await.err()
+            }
+            Queued::Direct(first) => {
+                match run_direct_segment(wc, first, &mut pending, &mut answers, &mut begun, chain)
+                    .await
+                {
+                    Segment::Open => None,
+                    Segment::Ended(result) => {
+                        ended = Some(result);
+                        None
+                    }
+                    Segment::Broken(failure) => Some(failure),
+                    Segment::NotBegun(failure) => {
+                        refuse_unbegun(pending, &failure, job_count);
+                        return;
                     }
                 }
             }
         };
-        if let Err(failure) = step {
+        if let Some(failure) = failure {
             broken = Some(failure);
             break;
         }
@@ -463,11 +593,23 @@ async fn run_batch(
         return;
     }
 
-    if chain.enabled {
-        link_chain(wc, chain).await;
-    }
-
-    match execute(&mut wc.conn, "COMMIT").await {
+    let committed = match ended {
+        Some(result) => result,
+        None => {
+            // The batch ended with a sqlx job: the chain and COMMIT go the sqlx way.
+            if chain.enabled {
+                link_chain(wc, chain).await;
+            }
+            match execute(&mut wc.conn, "COMMIT").await {
+                Ok(()) => Ok(()),
+                Err(err) => {
+                    rollback(&mut wc.conn).await;
+                    Err(BatchFailure::new("committing", err))
+                }
+            }
+        }
+    };
+    match committed {
         Ok(()) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(jobs = job_count, "SQLite write batch committed");
@@ -475,16 +617,20 @@ async fn run_batch(
                 answer.deliver(None);
             }
         }
-        Err(err) => {
-            // A failed COMMIT may leave the transaction open (SQLITE_BUSY); end it so the
-            // next batch starts clean and this one is certainly not stored.
-            rollback(&mut wc.conn).await;
-            let failure = BatchFailure::new("committing", err);
+        Err(failure) => {
             tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch commit failed");
             for answer in answers {
                 answer.deliver(Some(&failure));
             }
         }
+    }
+}
+
+/// Refuses the jobs of a batch whose transaction never began (nothing of it ran).
+fn refuse_unbegun(pending: impl Iterator<Item = Queued>, failure: &BatchFailure, job_count: usize) {
+    tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch could not begin");
+    for job in pending {
+        job.refuse(failure.error());
     }
 }
 
