@@ -264,20 +264,22 @@ impl Writer {
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> WorkFuture<'c, T> + Send + 'static,
         T: Send + 'static,
     {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Queued::Sqlx(Box::new(TypedJob { work, reply })))
+            .await?;
+        Ok(answer)
+    }
+
+    /// Puts a job on the queue, waiting while it is full.
+    async fn enqueue(&self, job: Queued) -> Result<(), StoreError> {
         let sender = self
             .sender
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or(StoreError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(TypedJob { work, reply });
         // Fails only when the task has ended; the job was not taken, nothing was written.
-        sender
-            .send(Queued::Sqlx(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        Ok(answer)
+        sender.send(job).await.map_err(|_| StoreError::Closed)
     }
 
     /// Runs a direct `work` in the next batch and returns its value once the batch
@@ -300,18 +302,9 @@ impl Writer {
         F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn DirectJob> = Box::new(TypedDirectJob { work, reply });
-        sender
-            .send(Queued::Direct(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.enqueue(Queued::Direct(Box::new(TypedDirectJob { work, reply })))
+            .await?;
         Ok(answer)
     }
 
