@@ -24,10 +24,7 @@ use chrono::{DateTime, Utc};
 use domain::{AccountId, BankId, Clock, ConnectionId};
 use serde::Serialize;
 use store::{BalanceSnapshot, NewAuditRecord, Store};
-use tokio::{
-    sync::{Mutex, Semaphore},
-    time::Instant,
-};
+use tokio::{sync::Semaphore, time::Instant};
 use utoipa::ToSchema;
 
 use crate::{
@@ -43,7 +40,7 @@ use crate::{
 pub struct BankGate {
     permits: Semaphore,
     interval: Duration,
-    next_start: Mutex<Instant>,
+    next_start: StdMutex<Instant>,
 }
 
 impl BankGate {
@@ -52,7 +49,7 @@ impl BankGate {
         BankGate {
             permits: Semaphore::new(concurrency.max(1) as usize),
             interval: Duration::from_micros(1_000_000 / u64::from(qps)),
-            next_start: Mutex::new(Instant::now()),
+            next_start: StdMutex::new(Instant::now()),
         }
     }
 
@@ -62,12 +59,23 @@ impl BankGate {
         // The semaphore is never closed, so acquire cannot fail; if it ever
         // did, calling without a permit is safer than not calling at all.
         let permit = self.permits.acquire().await.ok();
-        let mut next = self.next_start.lock().await;
-        let now = Instant::now();
-        if *next > now {
-            tokio::time::sleep_until(*next).await;
+        // Reserve this call's start slot under the lock, then wait for it
+        // outside: callers wait side by side, each for its own slot, instead
+        // of one at a time behind a lock held across the timer (whose 1 ms
+        // resolution would then space every caller). A caller dropped while
+        // it waits leaves its slot unused: the rate is never exceeded.
+        let start = {
+            let mut next = self
+                .next_start
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let start = (*next).max(Instant::now());
+            *next = start + self.interval;
+            start
+        };
+        if start > Instant::now() {
+            tokio::time::sleep_until(start).await;
         }
-        *next = (*next).max(now) + self.interval;
         permit
     }
 
@@ -555,6 +563,50 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    /// Calls start no closer than the rate allows and no more run at once
+    /// than the concurrency, with waiting callers not queued behind one
+    /// another's timers (tokio's clock paused: the timings are exact).
+    #[tokio::test(start_paused = true)]
+    async fn the_bank_gate_spaces_call_starts_and_caps_calls_in_flight() {
+        let gate = Arc::new(BankGate::new(2, 100));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let began = Instant::now();
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
+                tokio::spawn(async move {
+                    let _permit = gate.admit().await;
+                    let started = Instant::now();
+                    let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    started
+                })
+            })
+            .collect();
+        let mut starts = Vec::new();
+        for call in calls {
+            starts.push(call.await.unwrap());
+        }
+        starts.sort();
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
+        for pair in starts.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(10),
+                "starts {:?} apart",
+                pair[1] - pair[0]
+            );
+        }
+        // Two at a time, 25 ms each: six calls need three rounds, not more.
+        assert!(
+            starts[5] - began < Duration::from_millis(80),
+            "{:?}",
+            starts[5] - began
+        );
+    }
 
     /// An iso20022 bank with `table` under it and a connection whose TLS
     /// files are a freshly generated PKI in `dir`.
