@@ -445,13 +445,11 @@ async fn run_direct_segment(
     let mut lock = match direct::lock(&mut wc.conn).await {
         Ok(lock) => lock,
         Err(err) => {
-            let failure = BatchFailure::new("locking the connection", err);
-            first.refuse(failure.error());
-            return if *begun {
-                Segment::Broken(failure)
-            } else {
-                Segment::NotBegun(failure)
-            };
+            return refused(
+                first,
+                BatchFailure::new("locking the connection", err),
+                *begun,
+            )
         }
     };
     let mut db = match wc.direct.take() {
@@ -460,12 +458,7 @@ async fn run_direct_segment(
             Ok(db) => db,
             Err(err) => {
                 let failure = BatchFailure::direct("opening the direct view", err);
-                first.refuse(failure.error());
-                return if *begun {
-                    Segment::Broken(failure)
-                } else {
-                    Segment::NotBegun(failure)
-                };
+                return refused(first, failure, *begun);
             }
         },
     };
@@ -473,6 +466,17 @@ async fn run_direct_segment(
     wc.direct = Some(db);
     drop(lock);
     end
+}
+
+/// The segment's first job refused for `failure`: the batch is broken when it had begun,
+/// and never began otherwise.
+fn refused(first: Box<dyn DirectJob>, failure: BatchFailure, begun: bool) -> Segment {
+    first.refuse(failure.error());
+    if begun {
+        Segment::Broken(failure)
+    } else {
+        Segment::NotBegun(failure)
+    }
 }
 
 /// [`run_direct_segment`] once the connection is locked and viewed.
