@@ -32,7 +32,8 @@ use banks::{BankError, BankPaymentStatus, StatusAnswer};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use domain::{AccountNumber, BankId, PaymentStatus, RandomSource, TransitionCause};
 use store::{
-    ClaimedPayment, NewAuditRecord, PaymentChange, StoreError, StoredPayment, TransitionGuard,
+    ClaimedPayment, NewAuditRecord, PaymentChange, PaymentStep, StoreError, StoredPayment,
+    TransitionGuard,
 };
 use tokio::sync::{watch, Notify};
 
@@ -43,6 +44,25 @@ use crate::{
     config::{AccountConfig, Config, PaymentsConfig},
     failpoints,
 };
+
+/// One status step a worker writes: where to, why, the bank's code,
+/// message and payment id, and when the payment is due again.
+struct Move {
+    to: PaymentStatus,
+    cause: TransitionCause,
+    bank: (Option<String>, Option<String>, Option<String>),
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// What a found bank status means for a payment in `accepted` or `settled`.
+enum Found {
+    /// These steps, written together; the last releases the lease.
+    Moves(Vec<Move>),
+    /// Nothing changed: ask again at the next poll.
+    KeepWatching,
+    /// Settled, and the return window is over: stop asking.
+    StopWatching,
+}
 
 /// The wire instruction for a stored payment.
 pub fn to_bank_instruction(
@@ -224,54 +244,95 @@ impl PaymentWorkers {
         next_attempt_at: Option<DateTime<Utc>>,
         release_lease: bool,
     ) -> Result<Option<StoredPayment>, StoreError> {
+        let only = Move {
+            to,
+            cause,
+            bank,
+            next_attempt_at,
+        };
+        self.walk(p, from, fencing_token, vec![only], release_lease)
+            .await
+    }
+
+    /// Several steps of a claimed payment written together, in one
+    /// transaction (a bank answer that accepted and already settled it):
+    /// each with its own history row, event and audit record, all or none.
+    /// Only the last step may release the lease. `Ok(None)` when another
+    /// worker got there first.
+    async fn walk(
+        &self,
+        p: &StoredPayment,
+        from: PaymentStatus,
+        fencing_token: Option<i64>,
+        moves: Vec<Move>,
+        release_lease: bool,
+    ) -> Result<Option<StoredPayment>, StoreError> {
         let now = self.clock.now();
-        let (bank_code, bank_message, bank_payment_id) =
-            (bank_text(bank.0), bank_text(bank.1), bank_text(bank.2));
+        let last = moves.len().saturating_sub(1);
+        let mut steps = Vec::with_capacity(moves.len());
+        let mut counted = Vec::with_capacity(moves.len());
+        let mut step_from = from;
+        for (n, m) in moves.into_iter().enumerate() {
+            let (bank_code, bank_message, bank_payment_id) = (
+                bank_text(m.bank.0),
+                bank_text(m.bank.1),
+                bank_text(m.bank.2),
+            );
+            let audit = NewAuditRecord {
+                at: now,
+                actor: ACTOR.to_owned(),
+                action: "payment.transition".to_owned(),
+                object: format!("payment:{}", p.instruction.id),
+                request_id: None,
+                outcome: m.to.as_str().to_owned(),
+                details: serde_json::json!({
+                    "from": step_from.as_str(),
+                    "cause": m.cause.as_str(),
+                    "bank_code": bank_code,
+                    "reference": p.instruction.business_reference.as_str(),
+                }),
+            };
+            steps.push(PaymentStep {
+                change: PaymentChange {
+                    to_status: m.to.as_str().to_owned(),
+                    cause: m.cause.as_str().to_owned(),
+                    bank_code,
+                    bank_message,
+                    bank_payment_id,
+                    mark_sent: m.to == PaymentStatus::Submitting,
+                    next_attempt_at: m.next_attempt_at,
+                    release_lease: release_lease && n == last,
+                },
+                audit,
+            });
+            counted.push(m.to);
+            step_from = m.to;
+        }
         let result = self
             .store
-            .transition_payment(
+            .transition_payment_steps(
                 &p.instruction.id,
                 TransitionGuard {
                     from_status: from.as_str().to_owned(),
                     fencing_token,
                 },
-                PaymentChange {
-                    to_status: to.as_str().to_owned(),
-                    cause: cause.as_str().to_owned(),
-                    bank_code: bank_code.clone(),
-                    bank_message,
-                    bank_payment_id,
-                    mark_sent: to == PaymentStatus::Submitting,
-                    next_attempt_at,
-                    release_lease,
-                },
+                steps,
                 store::Actor {
                     name: ACTOR.to_owned(),
                     request_id: None,
-                },
-                NewAuditRecord {
-                    at: now,
-                    actor: ACTOR.to_owned(),
-                    action: "payment.transition".to_owned(),
-                    object: format!("payment:{}", p.instruction.id),
-                    request_id: None,
-                    outcome: to.as_str().to_owned(),
-                    details: serde_json::json!({
-                        "from": from.as_str(),
-                        "cause": cause.as_str(),
-                        "bank_code": bank_code,
-                        "reference": p.instruction.business_reference.as_str(),
-                    }),
                 },
             )
             .await;
         match result {
             Ok(updated) => {
-                metrics::counter!("payment_transitions_total", "to" => to.as_str()).increment(1);
+                for to in counted {
+                    metrics::counter!("payment_transitions_total", "to" => to.as_str())
+                        .increment(1);
+                }
                 Ok(Some(updated))
             }
             Err(StoreError::Conflict { .. }) => {
-                tracing::info!(payment = %p.instruction.id, from = %from, to = %to, "payment moved on meanwhile; this worker's write is dropped");
+                tracing::info!(payment = %p.instruction.id, from = %from, to = %step_from, "payment moved on meanwhile; this worker's write is dropped");
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -354,24 +415,13 @@ impl PaymentWorkers {
                         .await?;
                     }
                     other => {
-                        let Some(p) = self
-                            .step(
-                                &p,
-                                PaymentStatus::Submitting,
-                                token,
-                                PaymentStatus::Accepted,
-                                TransitionCause::BankAccepted,
-                                bank,
-                                poll_at,
-                                // Keep the lease: the next write-back below
-                                // is still this worker's, fenced by its token.
-                                false,
-                            )
-                            .await?
-                        else {
-                            return Ok(());
+                        let accepted = Move {
+                            to: PaymentStatus::Accepted,
+                            cause: TransitionCause::BankAccepted,
+                            bank,
+                            next_attempt_at: poll_at,
                         };
-                        self.apply_found(&p, PaymentStatus::Accepted, token, other, None)
+                        self.accept_found(&p, PaymentStatus::Submitting, token, accepted, other)
                             .await?;
                     }
                 }
@@ -420,8 +470,59 @@ impl PaymentWorkers {
         Ok(())
     }
 
-    /// Applies a found status to a payment in `accepted` or `settled` (or
-    /// just moved there), walking through the states in between.
+    /// What a found status means for a payment in `accepted` or `settled`:
+    /// the steps through the states in between, or nothing to write.
+    fn found(
+        &self,
+        p: &StoredPayment,
+        from: PaymentStatus,
+        status: BankPaymentStatus,
+        bank_payment_id: Option<String>,
+    ) -> Found {
+        let now = self.clock.now();
+        let watch_until =
+            p.updated_at + ChronoDuration::seconds(self.settings.return_watch_s as i64);
+        let next_poll = now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
+        let settled = |bank_payment_id| Move {
+            to: PaymentStatus::Settled,
+            cause: TransitionCause::BankSettled,
+            bank: (None, None, bank_payment_id),
+            // Settled, and watched for a return for a while.
+            next_attempt_at: Some(next_poll),
+        };
+        let returned = |code, message| Move {
+            to: PaymentStatus::Returned,
+            cause: TransitionCause::BankReturned,
+            bank: (Some(code), Some(message), None),
+            next_attempt_at: None,
+        };
+        match (from, status) {
+            (PaymentStatus::Accepted, BankPaymentStatus::Settled) => {
+                Found::Moves(vec![settled(bank_payment_id)])
+            }
+            (PaymentStatus::Accepted, BankPaymentStatus::Failed { code, message }) => {
+                Found::Moves(vec![Move {
+                    to: PaymentStatus::Failed,
+                    cause: TransitionCause::BankRejected,
+                    bank: (Some(code), Some(message), bank_payment_id),
+                    next_attempt_at: None,
+                }])
+            }
+            (PaymentStatus::Accepted, BankPaymentStatus::Returned { code, message }) => {
+                // Settled, then returned: both steps recorded, in one write.
+                Found::Moves(vec![settled(bank_payment_id), returned(code, message)])
+            }
+            (PaymentStatus::Settled, BankPaymentStatus::Returned { code, message }) => {
+                Found::Moves(vec![returned(code, message)])
+            }
+            // The return window is over: stop looking at it.
+            (PaymentStatus::Settled, _) if now >= watch_until => Found::StopWatching,
+            _ => Found::KeepWatching,
+        }
+    }
+
+    /// Applies a found status to a payment in `accepted` or `settled`,
+    /// walking through the states in between in one write.
     async fn apply_found(
         &self,
         p: &StoredPayment,
@@ -430,92 +531,44 @@ impl PaymentWorkers {
         status: BankPaymentStatus,
         bank_payment_id: Option<String>,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let watch_until =
-            p.updated_at + ChronoDuration::seconds(self.settings.return_watch_s as i64);
-        let next_poll = now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
-        match (from, status) {
-            (PaymentStatus::Accepted, BankPaymentStatus::Processing) => {
-                self.keep_watching(p, token, next_poll).await?;
+        match self.found(p, from, status, bank_payment_id) {
+            Found::Moves(moves) => {
+                self.walk(p, from, token, moves, true).await?;
             }
-            (PaymentStatus::Accepted, BankPaymentStatus::Settled) => {
-                // Settled, and watched for a return for a while.
-                self.step(
-                    p,
-                    from,
-                    token,
-                    PaymentStatus::Settled,
-                    TransitionCause::BankSettled,
-                    (None, None, bank_payment_id),
-                    Some(next_poll),
-                    true,
-                )
-                .await?;
-            }
-            (PaymentStatus::Accepted, BankPaymentStatus::Failed { code, message }) => {
-                self.step(
-                    p,
-                    from,
-                    token,
-                    PaymentStatus::Failed,
-                    TransitionCause::BankRejected,
-                    (Some(code), Some(message), bank_payment_id),
-                    None,
-                    true,
-                )
-                .await?;
-            }
-            (PaymentStatus::Accepted, BankPaymentStatus::Returned { code, message }) => {
-                // The intermediate step stays due, so a crash before the next
-                // one leaves a settled payment the poller still asks about.
-                if let Some(settled) = self
-                    .step(
-                        p,
-                        from,
-                        token,
-                        PaymentStatus::Settled,
-                        TransitionCause::BankSettled,
-                        (None, None, bank_payment_id),
-                        Some(next_poll),
-                        false,
-                    )
-                    .await?
-                {
-                    self.step(
-                        &settled,
-                        PaymentStatus::Settled,
-                        token,
-                        PaymentStatus::Returned,
-                        TransitionCause::BankReturned,
-                        (Some(code), Some(message), None),
-                        None,
-                        true,
-                    )
-                    .await?;
-                }
-            }
-            (PaymentStatus::Settled, BankPaymentStatus::Returned { code, message }) => {
-                self.step(
-                    p,
-                    from,
-                    token,
-                    PaymentStatus::Returned,
-                    TransitionCause::BankReturned,
-                    (Some(code), Some(message), None),
-                    None,
-                    true,
-                )
-                .await?;
-            }
-            (PaymentStatus::Settled, _) if now >= watch_until => {
-                // The return window is over: stop looking at it.
+            Found::StopWatching => {
                 self.store
                     .reschedule_payment(&p.instruction.id, token.unwrap_or(p.fencing_token), None)
                     .await
                     .or_else(ignore_conflict)?;
             }
-            _ => self.keep_watching(p, token, next_poll).await?,
+            Found::KeepWatching => {
+                let next_poll = self.clock.now()
+                    + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
+                self.keep_watching(p, token, next_poll).await?;
+            }
         }
+        Ok(())
+    }
+
+    /// A bank answer that the payment is accepted, with the status found
+    /// beside it (submitted and already settled, say): `accepted` and the
+    /// steps after it are written together, in one transaction, and the
+    /// lease is released with the last of them. Accepted and nothing more
+    /// yet: accepted, due again at `accepted.next_attempt_at`.
+    async fn accept_found(
+        &self,
+        p: &StoredPayment,
+        from: PaymentStatus,
+        token: Option<i64>,
+        accepted: Move,
+        status: BankPaymentStatus,
+    ) -> Result<(), StoreError> {
+        let mut moves = vec![accepted];
+        // The accepted step has set the bank's payment id already.
+        if let Found::Moves(then) = self.found(p, PaymentStatus::Accepted, status, None) {
+            moves.extend(then);
+        }
+        self.walk(p, from, token, moves, true).await?;
         Ok(())
     }
 
@@ -654,31 +707,13 @@ impl PaymentWorkers {
                         .await?;
                     }
                     other => {
-                        let poll_at = Some(
-                            now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64),
-                        );
-                        if let Some(accepted) = self
-                            .step(
-                                &p,
-                                from,
-                                token,
-                                PaymentStatus::Accepted,
-                                TransitionCause::StatusQueryAnswered,
-                                (Some(bank_code), Some(bank_message), bank_payment_id.clone()),
-                                poll_at,
-                                false,
-                            )
-                            .await?
-                        {
-                            self.apply_found(
-                                &accepted,
-                                PaymentStatus::Accepted,
-                                token,
-                                other,
-                                bank_payment_id,
-                            )
-                            .await?;
-                        }
+                        let accepted = Move {
+                            to: PaymentStatus::Accepted,
+                            cause: TransitionCause::StatusQueryAnswered,
+                            bank: (Some(bank_code), Some(bank_message), bank_payment_id),
+                            next_attempt_at: Some(next_poll),
+                        };
+                        self.accept_found(&p, from, token, accepted, other).await?;
                     }
                 },
                 (PaymentStatus::Unknown, StatusAnswer::NotFound) => {

@@ -94,10 +94,11 @@ pub use model::{
 pub use payments::{
     Actor, ClaimedPayment, CreateOutcome, IdempotencyClaim, IdempotencyRecord, InitialStep,
     NewPayment, PaymentChange, PaymentCursor, PaymentHistoryEntry, PaymentInstruction,
-    PaymentQuery, StoredPayment, TransitionGuard, APPROVALS_REQUIRED_MAX, CLAIM_MAX_LIMIT,
-    IDEMPOTENCY_RESPONSE_MAX_BYTES, IDEMPOTENCY_RETENTION_MIN_S, INITIAL_STEPS_MAX,
-    LEASE_DURATION_MAX_MS, PAYMENT_HISTORY_MAX_ROWS, PAYMENT_QUERY_DEFAULT_LIMIT,
-    PAYMENT_QUERY_MAX_ACCOUNTS, PAYMENT_QUERY_MAX_LIMIT, PAYMENT_STATUSES,
+    PaymentQuery, PaymentStep, StoredPayment, TransitionGuard, APPROVALS_REQUIRED_MAX,
+    CLAIM_MAX_LIMIT, IDEMPOTENCY_RESPONSE_MAX_BYTES, IDEMPOTENCY_RETENTION_MIN_S,
+    INITIAL_STEPS_MAX, LEASE_DURATION_MAX_MS, PAYMENT_HISTORY_MAX_ROWS,
+    PAYMENT_QUERY_DEFAULT_LIMIT, PAYMENT_QUERY_MAX_ACCOUNTS, PAYMENT_QUERY_MAX_LIMIT,
+    PAYMENT_STATUSES, TRANSITION_STEPS_MAX,
 };
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, WriterPragmas, WriterStats};
@@ -385,6 +386,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         change: PaymentChange,
         actor: Actor,
         audit: NewAuditRecord,
+    ) -> Result<StoredPayment, StoreError>;
+
+    /// Several compare-and-set changes of one payment in ONE transaction, as when a bank
+    /// answers that a payment it just accepted is already settled: the first step is
+    /// guarded by `expected`, each later one by the status the step before it left and the
+    /// same fencing token. Each step writes its own history row, event and audit record,
+    /// exactly as [`Store::transition_payment`] would; every step or none is stored. 1 to
+    /// [`TRANSITION_STEPS_MAX`] steps, and only the last may release the lease
+    /// ([`StoreError::Invalid`] otherwise). Returns the payment after the last step.
+    async fn transition_payment_steps(
+        &self,
+        id: &domain::PaymentId,
+        expected: TransitionGuard,
+        steps: Vec<PaymentStep>,
+        actor: Actor,
     ) -> Result<StoredPayment, StoreError>;
 
     /// The work queue: atomically leases up to `limit` (1..=[`CLAIM_MAX_LIMIT`]) payments in

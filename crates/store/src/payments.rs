@@ -253,6 +253,17 @@ pub struct PaymentChange {
     pub release_lease: bool,
 }
 
+/// Most steps in one [`crate::Store::transition_payment_steps`] call (accepted, settled,
+/// returned is the longest path a bank answer walks).
+pub const TRANSITION_STEPS_MAX: usize = 4;
+
+/// One step of several changes applied together: what it changes and its audit record.
+#[derive(Debug, Clone)]
+pub struct PaymentStep {
+    pub change: PaymentChange,
+    pub audit: NewAuditRecord,
+}
+
 /// Who made a transition, for its history row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -574,6 +585,65 @@ pub(crate) fn transition_rows(
         },
         actor,
         audit: AuditRow::new(audit)?,
+    })
+}
+
+/// The checked steps of [`crate::Store::transition_payment_steps`]: the first guarded by
+/// `expected`, each later one by the status the step before it leaves and the same token.
+pub(crate) fn steps_rows(
+    id: &PaymentId,
+    expected: TransitionGuard,
+    steps: Vec<PaymentStep>,
+    actor: Actor,
+) -> Result<Vec<TransitionRows>, StoreError> {
+    if steps.is_empty() || steps.len() > TRANSITION_STEPS_MAX {
+        return Err(StoreError::Invalid {
+            reason: format!(
+                "a payment's status changes come 1 to {TRANSITION_STEPS_MAX} at a time, not {}",
+                steps.len()
+            ),
+        });
+    }
+    let last = steps.len() - 1;
+    let mut from = expected.from_status;
+    let mut rows = Vec::with_capacity(steps.len());
+    for (n, step) in steps.into_iter().enumerate() {
+        if n < last && step.change.release_lease {
+            return Err(StoreError::Invalid {
+                reason: "only the last of several status changes may release the lease: the \
+                         ones after it are guarded by its fencing token"
+                    .into(),
+            });
+        }
+        let to = step.change.to_status.clone();
+        let guard = TransitionGuard {
+            from_status: from,
+            fencing_token: expected.fencing_token,
+        };
+        rows.push(transition_rows(
+            id,
+            guard,
+            step.change,
+            actor.clone(),
+            step.audit,
+        )?);
+        from = to;
+    }
+    Ok(rows)
+}
+
+/// Applies checked steps in order inside the caller's transaction; returns the payment
+/// after the last. The first refusal ends it, and the caller rolls everything back.
+pub(crate) async fn transition_steps(
+    tx: &mut dyn PaymentTx,
+    steps: &[TransitionRows],
+) -> Result<StoredPayment, StoreError> {
+    let mut last = None;
+    for rows in steps {
+        last = Some(transition(tx, rows).await?);
+    }
+    last.ok_or_else(|| StoreError::Invalid {
+        reason: "no status change to apply".into(),
     })
 }
 

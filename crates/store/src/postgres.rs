@@ -70,6 +70,8 @@ pub struct PgStore {
     intake: intake::GroupIntake,
     /// Group commit of payment status changes (`transitions.rs`).
     transitions: transitions::GroupTransitions,
+    /// Group commit of bank exchange records (`exchanges.rs`).
+    exchanges: exchanges::GroupExchanges,
 }
 
 // By hand: the pool's own Debug prints its connect options, password included.
@@ -120,6 +122,7 @@ impl PgStore {
         let store = PgStore {
             intake: intake::spawn(pool.clone()),
             transitions: transitions::spawn(pool.clone()),
+            exchanges: exchanges::spawn(pool.clone()),
             pool,
             pool_size: opts.pg_pool_size,
             install_id: tokio::sync::OnceCell::new(),
@@ -945,16 +948,28 @@ impl Store for PgStore {
         actor: Actor,
         audit: NewAuditRecord,
     ) -> Result<StoredPayment, StoreError> {
-        let rows = pay::transition_rows(id, expected, change, actor, audit)?;
+        let step = crate::PaymentStep { change, audit };
+        self.transition_payment_steps(id, expected, vec![step], actor)
+            .await
+    }
+
+    async fn transition_payment_steps(
+        &self,
+        id: &domain::PaymentId,
+        expected: TransitionGuard,
+        steps: Vec<crate::PaymentStep>,
+        actor: Actor,
+    ) -> Result<StoredPayment, StoreError> {
+        let steps = pay::steps_rows(id, expected, steps, actor)?;
         // Committed with concurrent changes; on its own only when its group failed.
-        let rows = match self.transitions.submit(rows).await? {
+        let steps = match self.transitions.submit(steps).await? {
             transitions::Grouped::Done(outcome) => return *outcome,
-            transitions::Grouped::Alone(rows) => rows,
+            transitions::Grouped::Alone(steps) => steps,
         };
         self.write("changing a payment's status", move |conn| {
             Box::pin(async move {
                 let mut tx = payments::PgPayments::new(conn);
-                pay::transition(&mut tx, &rows).await
+                pay::transition_steps(&mut tx, &steps).await
             })
         })
         .await

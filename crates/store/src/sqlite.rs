@@ -1161,11 +1161,24 @@ impl Store for SqliteStore {
         actor: Actor,
         audit: NewAuditRecord,
     ) -> Result<StoredPayment, StoreError> {
-        let rows = pay::transition_rows(id, expected, change, actor, audit)?;
+        let step = crate::PaymentStep { change, audit };
+        self.transition_payment_steps(id, expected, vec![step], actor)
+            .await
+    }
+
+    async fn transition_payment_steps(
+        &self,
+        id: &domain::PaymentId,
+        expected: TransitionGuard,
+        steps: Vec<crate::PaymentStep>,
+        actor: Actor,
+    ) -> Result<StoredPayment, StoreError> {
+        let steps = pay::steps_rows(id, expected, steps, actor)?;
+        // One writer job: its savepoint takes every step back when one fails.
         self.writer
             .write_direct(move |tx| {
                 // The direct statements never wait: the algorithm completes in one poll.
-                pay::transition(tx, &rows)
+                pay::transition_steps(tx, &steps)
                     .now_or_never()
                     .unwrap_or(Err(StoreError::WriterLost))
             })

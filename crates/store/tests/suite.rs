@@ -223,6 +223,7 @@ suite!(
     payments_fifty_concurrent_creates_with_one_key_make_one_payment,
     payments_a_burst_of_creates_is_stored_once_each_with_every_case_answered,
     payments_a_burst_of_status_changes_keeps_each_outcome,
+    payments_several_changes_apply_together_or_not_at_all,
     payments_a_reused_end_to_end_id_is_refused_even_with_a_new_key,
     payments_transitions_record_history_and_refuse_stale_writers,
     payments_leases_expire_and_reclaims_draw_larger_tokens,
@@ -266,6 +267,7 @@ suite!(
     exchanges_are_stored_with_their_audit_record,
     exchanges_refused_leave_no_audit_record,
     exchanges_references_resolve_to_their_payment,
+    exchanges_a_burst_is_stored_once_each_and_a_faulty_one_fails_alone,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only

@@ -1,16 +1,53 @@
 //! The PostgreSQL statements behind bank exchanges: the row, its references and its audit
 //! record in one transaction (the audit insert last, as `insert_audit` wants); reads from
 //! the pool.
+//!
+//! Exchanges are written in groups, as payment status changes are (`transitions.rs`): an
+//! audit insert holds the audit-order lock until its commit has flushed, so one exchange per
+//! transaction meant one exchange per commit flush across the cluster, and every dispatched
+//! payment records one (BENCHMARKS.md, issue 5). A few group tasks each take the exchanges
+//! queued (up to [`GROUP_MAX`]), insert their rows and references in ONE transaction, then
+//! append all their audit records in one statement under one hold of the lock, and commit.
+//! An exchange has no outcome of its own to keep apart (its rows were checked before it was
+//! queued), so there are no savepoints: when anything in the group fails, nothing of it was
+//! stored and each exchange is handed back to run in a transaction of its own, where a
+//! faulty one fails alone. Only a COMMIT whose outcome is unknown answers `OutcomeUnknown`,
+//! as the one-exchange path does.
 
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool};
 
+use super::group::{self, GroupQueue};
+use super::intake::insert_audits;
 use super::{PgStore, BACKEND};
-use crate::codec;
+use crate::codec::{self, AuditRow};
 use crate::error::statement_error;
 use crate::exchanges::{
     self as shared, ExchangeColumns, NewBankExchange, StoredBankExchange, EXCHANGE_COLUMNS,
 };
 use crate::{NewAuditRecord, StoreError};
+
+/// Most exchanges written in one transaction.
+const GROUP_MAX: usize = 128;
+/// Group tasks: while one appends its audit records and commits, another inserts rows.
+const GROUP_TASKS: usize = 2;
+
+/// A checked exchange and its audit record, as queued for a group.
+pub(super) struct ExchangeRows {
+    new: NewBankExchange,
+    audit: NewAuditRecord,
+}
+
+type Job = group::Job<ExchangeRows, i64>;
+/// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
+pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
+
+/// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
+pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |pool, jobs| {
+        Box::pin(async move { write_group(&pool, jobs).await })
+    })
+}
 
 fn err(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| statement_error(BACKEND, op, e)
@@ -36,54 +73,129 @@ fn exchange_from_row(row: &PgRow) -> Result<StoredBankExchange, StoreError> {
     .into_stored()
 }
 
+/// Inserts the exchange's row and its references; returns its id.
+async fn insert_rows(conn: &mut PgConnection, new: &NewBankExchange) -> Result<i64, StoreError> {
+    const OP: &str = "recording a bank exchange";
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO bank_exchanges (at, bank_id, connection_id, function, \
+           reference, outcome, bank_code, elapsed_ms, request_masked, \
+           request_truncated, response_masked, response_truncated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+    )
+    .bind(new.at)
+    .bind(&new.bank_id)
+    .bind(&new.connection_id)
+    .bind(&new.function)
+    .bind(new.references.first())
+    .bind(&new.outcome)
+    .bind(&new.bank_code)
+    .bind(new.elapsed_ms as i64)
+    .bind(&new.request_masked)
+    .bind(new.request_truncated)
+    .bind(&new.response_masked)
+    .bind(new.response_truncated)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err(OP))?;
+    for reference in &new.references {
+        sqlx::query(
+            "INSERT INTO bank_exchange_references (reference, exchange_id) VALUES ($1, $2)",
+        )
+        .bind(reference)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(err(OP))?;
+    }
+    Ok(id)
+}
+
 pub(super) async fn record(
     store: &PgStore,
     new: NewBankExchange,
     audit: NewAuditRecord,
 ) -> Result<i64, StoreError> {
-    const OP: &str = "recording a bank exchange";
     let new = shared::checked(new)?;
+    // Committed with concurrent exchanges; on its own only when its group failed.
+    let rows = match store.exchanges.submit(ExchangeRows { new, audit }).await? {
+        group::Grouped::Done(id) => return Ok(id),
+        group::Grouped::Alone(rows) => *rows,
+    };
     store
-        .write(OP, move |conn| {
+        .write("recording a bank exchange", move |conn| {
             Box::pin(async move {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO bank_exchanges (at, bank_id, connection_id, function, \
-                       reference, outcome, bank_code, elapsed_ms, request_masked, \
-                       request_truncated, response_masked, response_truncated) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-                )
-                .bind(new.at)
-                .bind(&new.bank_id)
-                .bind(&new.connection_id)
-                .bind(&new.function)
-                .bind(new.references.first())
-                .bind(&new.outcome)
-                .bind(&new.bank_code)
-                .bind(new.elapsed_ms as i64)
-                .bind(&new.request_masked)
-                .bind(new.request_truncated)
-                .bind(&new.response_masked)
-                .bind(new.response_truncated)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(err(OP))?;
-                for reference in &new.references {
-                    sqlx::query(
-                        "INSERT INTO bank_exchange_references (reference, exchange_id) \
-                         VALUES ($1, $2)",
-                    )
-                    .bind(reference)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(err(OP))?;
-                }
-                let audit = shared::audit_row(audit, id)?;
+                let id = insert_rows(conn, &rows.new).await?;
+                let audit = shared::audit_row(rows.audit, id)?;
                 super::insert_audit(conn, &audit).await?;
                 Ok(id)
             })
         })
         .await
+}
+
+/// Writes one group; see the module documentation.
+async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::warn!(exchanges = jobs.len(), error = %e, "bank exchange group could not begin; each exchange runs alone");
+            jobs.into_iter().for_each(Job::alone);
+            return;
+        }
+    };
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut audits: Vec<AuditRow> = Vec::with_capacity(jobs.len());
+    let mut broken = None;
+    for job in &jobs {
+        let written = match insert_rows(&mut tx, &job.rows.new).await {
+            Ok(id) => shared::audit_row(job.rows.audit.clone(), id).map(|audit| (id, audit)),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok((id, audit)) => {
+                ids.push(id);
+                audits.push(audit);
+            }
+            Err(e) => {
+                broken = Some(e);
+                break;
+            }
+        }
+    }
+    if broken.is_none() {
+        let kept: Vec<&AuditRow> = audits.iter().collect();
+        if let Err(e) = insert_audits(&mut tx, &kept).await {
+            broken = Some(e);
+        }
+    }
+    if let Some(e) = broken {
+        // Dropping `tx` rolls the group back: nothing of it is stored.
+        drop(tx);
+        tracing::warn!(error = %e, "bank exchange group rolled back; its exchanges run alone");
+        jobs.into_iter().for_each(Job::alone);
+        return;
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for (job, id) in jobs.into_iter().zip(ids) {
+                job.done(id);
+            }
+        }
+        Err(e @ sqlx::Error::Database(_)) => {
+            tracing::warn!(error = %e, "bank exchange group commit refused; its exchanges run alone");
+            jobs.into_iter().for_each(Job::alone);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "bank exchange group commit outcome unknown");
+            let reason = e.to_string();
+            for job in jobs {
+                job.answer(Err(StoreError::OutcomeUnknown {
+                    backend: BACKEND,
+                    source: sqlx::Error::Protocol(format!("group commit: {reason}")),
+                }));
+            }
+        }
+    }
 }
 
 pub(super) async fn get(

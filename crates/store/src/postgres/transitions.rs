@@ -3,11 +3,12 @@
 //! Every status change is audited, and an audit insert holds the audit-order lock until its
 //! commit has flushed (`postgres.rs`): one change per transaction means one change per
 //! commit flush across the cluster, and a dispatched payment makes three or four of them
-//! (BENCHMARKS.md, issue 5). Here `transition_payment` hands its checked rows to a few group
-//! tasks. Each takes the changes queued (up to [`GROUP_MAX`]) and runs them in ONE
-//! transaction, each with the one-payment algorithm of `payments.rs` inside a SAVEPOINT of
-//! its own, with its audit record kept aside; at the end the group appends every kept
-//! audit record in one statement, under one hold of the lock, and commits. So groups
+//! (BENCHMARKS.md, issue 5). Here `transition_payment_steps` (and `transition_payment`, one
+//! step) hands its checked steps to a few group tasks. Each takes the changes queued (up to
+//! [`GROUP_MAX`]) and runs them in ONE transaction, each change (all its steps) with the
+//! one-payment algorithm of `payments.rs` inside a SAVEPOINT of its own, with its audit
+//! records kept aside; at the end the group appends every kept audit record in one
+//! statement, under one hold of the lock, and commits. So groups
 //! overlap everything but that last step, and many changes share one commit.
 //!
 //! Each change keeps its own outcome: one whose guard no longer holds (a stale fencing
@@ -26,6 +27,9 @@ use super::{intake::insert_audits, payments::PgPayments, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
 use crate::payments::{self as pay, StoredPayment, TransitionRows};
+
+/// One queued change: the steps of one payment, applied together.
+type Steps = Vec<TransitionRows>;
 use crate::StoreError;
 
 /// Most changes written in one transaction.
@@ -39,10 +43,10 @@ const OP: &str = "changing payment statuses in a group";
 type Decided = Box<Result<StoredPayment, StoreError>>;
 /// How a grouped change ended: decided with its group, or `Alone` because the group
 /// failed (the caller runs it on its own).
-pub(super) type Grouped = group::Grouped<Decided, TransitionRows>;
-type Job = group::Job<TransitionRows, Decided>;
+pub(super) type Grouped = group::Grouped<Decided, Steps>;
+type Job = group::Job<Steps, Decided>;
 /// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
-pub(super) type GroupTransitions = GroupQueue<TransitionRows, Decided>;
+pub(super) type GroupTransitions = GroupQueue<Steps, Decided>;
 
 /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
@@ -86,9 +90,9 @@ async fn run_one(conn: &mut PgConnection, job: &Job) -> Result<ChangeOutcome, St
     execute(conn, "SAVEPOINT change").await?;
     let mut tx = PgPayments {
         conn: &mut *conn,
-        deferred_audits: Some(Vec::with_capacity(1)),
+        deferred_audits: Some(Vec::with_capacity(job.rows.len())),
     };
-    let outcome = pay::transition(&mut tx, &job.rows).await;
+    let outcome = pay::transition_steps(&mut tx, &job.rows).await;
     let audits = tx.deferred_audits.take().unwrap_or_default();
     match outcome {
         Ok(stored) => {

@@ -1,7 +1,11 @@
 //! Bank exchanges, generic over the backend (listed in the `suite!` of `suite.rs`): the row,
 //! its references and its `bank.exchange` audit record commit together; read back by id and
 //! by reference; a refused row leaves no audit record; references resolve to the payment or
-//! batch they belong to.
+//! batch they belong to; a burst of concurrent exchanges (written in groups on PostgreSQL)
+//! stores each once with its own audit record, and a faulty one fails alone.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::json;
 use store::{
@@ -154,5 +158,100 @@ pub(crate) async fn exchanges_references_resolve_to_their_payment(db: TestDb) {
         .unwrap();
     assert_eq!(object, Some(format!("payment_batch:{}", batch.id)));
     assert_eq!(store.bank_reference_object("NOPE").await.unwrap(), None);
+    store.close().await;
+}
+
+/// Many exchanges at once, as a dispatcher with many payments in flight records them: on
+/// PostgreSQL they share group commits. Mixed in: exchanges whose audit details are not an
+/// object, which can only be refused once their row is written (the audit record names the
+/// exchange's id), so they break whatever group they land in. Each of them is refused on
+/// its own; every other exchange is stored once, with its references and exactly one audit
+/// record naming it.
+pub(crate) async fn exchanges_a_burst_is_stored_once_each_and_a_faulty_one_fails_alone(db: TestDb) {
+    const EXCHANGES: usize = 96;
+    let store = db.open().await;
+    let before = all_audit(store.as_ref()).await.len();
+    let mut tasks = Vec::new();
+    for n in 0..EXCHANGES {
+        let store = Arc::clone(&store);
+        let faulty = n % 29 == 5;
+        tasks.push((
+            n,
+            faulty,
+            tokio::spawn(async move {
+                let reference = format!("BURST-{n}");
+                let mut record = audit(&format!("payment:burst-{n}"));
+                if faulty {
+                    record.details = json!("not an object");
+                }
+                store
+                    .record_bank_exchange(
+                        exchange("SubmitPayment", &[&reference, "BURST-ALL"]),
+                        record,
+                    )
+                    .await
+            }),
+        ));
+    }
+    let mut stored = Vec::new();
+    for (n, faulty, task) in tasks {
+        let outcome = task.await.unwrap();
+        if faulty {
+            assert!(
+                matches!(outcome, Err(StoreError::Invalid { .. })),
+                "exchange {n}: {outcome:?}"
+            );
+            continue;
+        }
+        let id = outcome.unwrap_or_else(|e| panic!("exchange {n}: {e:?}"));
+        let of_reference = store
+            .bank_exchanges_by_reference(&format!("BURST-{n}"), 0)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = of_reference.iter().map(|e| e.id).collect();
+        assert_eq!(
+            ids,
+            vec![id],
+            "exchange {n} is stored once under its reference"
+        );
+        assert_eq!(
+            of_reference[0].reference.as_deref(),
+            Some(format!("BURST-{n}").as_str())
+        );
+        stored.push((n, id));
+    }
+    let faulty = (0..EXCHANGES).filter(|n| n % 29 == 5).count();
+    assert_eq!(stored.len(), EXCHANGES - faulty);
+    let distinct: HashSet<i64> = stored.iter().map(|(_, id)| *id).collect();
+    assert_eq!(
+        distinct.len(),
+        stored.len(),
+        "every exchange has its own id"
+    );
+    let shared_reference = store
+        .bank_exchanges_by_reference("BURST-ALL", BANK_EXCHANGE_LIST_MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        shared_reference.len(),
+        stored.len(),
+        "no row of a refused exchange is left"
+    );
+
+    let records = all_audit(store.as_ref()).await;
+    let new_records = &records[before..];
+    assert_eq!(
+        new_records.len(),
+        stored.len(),
+        "one audit record per stored exchange"
+    );
+    for (n, id) in &stored {
+        let naming: Vec<_> = new_records
+            .iter()
+            .filter(|r| r.details["exchange_id"] == json!(id))
+            .collect();
+        assert_eq!(naming.len(), 1, "exchange {n} has one audit record");
+        assert_eq!(naming[0].object, format!("payment:burst-{n}"));
+    }
     store.close().await;
 }

@@ -1,6 +1,7 @@
 //! Payments, generic over the backend (listed in the `suite!` of `suite.rs`): create with
 //! idempotency keys, end-to-end id duplicates, compare-and-set transitions, the work queue
-//! with leases and fencing tokens, listings, purging, atomicity.
+//! with leases and fencing tokens, several changes applied together, listings, purging,
+//! atomicity.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use domain::{
 };
 use store::{
     Actor, CreateOutcome, IdempotencyClaim, InitialStep, NewPayment, PaymentChange, PaymentCursor,
-    PaymentInstruction, PaymentQuery, Store, StoreError, StoredPayment, TransitionGuard,
+    PaymentInstruction, PaymentQuery, PaymentStep, Store, StoreError, StoredPayment,
+    TransitionGuard,
 };
 
 use crate::{all_audit, instant, record, TestDb};
@@ -710,6 +712,172 @@ pub(crate) async fn payments_transitions_record_history_and_refuse_stale_writers
         matches!(missing, Err(StoreError::NotFound { .. })),
         "{missing:?}"
     );
+    store.close().await;
+}
+
+/// Several changes at once (`transition_payment_steps`), as a worker applies a bank answer
+/// that accepted and already settled the payment: every step's history row, event and
+/// audit record, or nothing (a failure in the last step takes the first back); guarded by
+/// the status and fencing token as one change is; misuse refused before anything is written.
+pub(crate) async fn payments_several_changes_apply_together_or_not_at_all(db: TestDb) {
+    let store = db.open().await;
+    let p = create(
+        store.as_ref(),
+        new_payment("main", 100, None, Some(instant(0, 0))),
+        "steps",
+        0,
+    )
+    .await;
+    let id = id_of(&p);
+    let claimed = store
+        .claim_due_payments(&["queued"], instant(1, 0), "w1", 30_000, 10)
+        .await
+        .unwrap();
+    let token = claimed[0].fencing_token;
+    store
+        .transition_payment(
+            &id,
+            guard("queued", Some(token)),
+            PaymentChange {
+                mark_sent: true,
+                ..change("submitting")
+            },
+            worker("w1"),
+            create_audit(2),
+        )
+        .await
+        .unwrap();
+    let accepted_then_settled = |release: bool| {
+        vec![
+            PaymentStep {
+                change: PaymentChange {
+                    bank_code: Some("AAAAAAA".into()),
+                    bank_payment_id: Some("BANK-1".into()),
+                    next_attempt_at: Some(instant(30, 0)),
+                    ..change("accepted")
+                },
+                audit: create_audit(3),
+            },
+            PaymentStep {
+                change: PaymentChange {
+                    next_attempt_at: Some(instant(90, 0)),
+                    release_lease: release,
+                    ..change("settled")
+                },
+                audit: create_audit(3),
+            },
+        ]
+    };
+    let counts = |store: Arc<dyn Store>, id: PaymentId| async move {
+        let history = store.payment_history(&id).await.unwrap().len();
+        let events = store
+            .list_events(&store::EventQuery {
+                after_seq: 0,
+                object_id: Some(id.to_string()),
+                event_type: None,
+                limit: 20,
+            })
+            .await
+            .unwrap()
+            .len();
+        (history, events, all_audit(store.as_ref()).await.len())
+    };
+    let before = counts(Arc::clone(&store), id.clone()).await;
+
+    // Misuse: no step, too many, a lease released before the last step.
+    let mut misuse = vec![
+        Vec::new(),
+        accepted_then_settled(true)
+            .into_iter()
+            .cycle()
+            .take(store::TRANSITION_STEPS_MAX + 1)
+            .collect(),
+    ];
+    let mut early_release = accepted_then_settled(true);
+    early_release[0].change.release_lease = true;
+    misuse.push(early_release);
+    for steps in misuse {
+        let n = steps.len();
+        let refused = store
+            .transition_payment_steps(&id, guard("submitting", Some(token)), steps, worker("w1"))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid { .. })),
+            "{n} steps: {refused:?}"
+        );
+    }
+    // A stale status and a stale token: refused as one change would be.
+    for stale in [
+        guard("queued", Some(token)),
+        guard("submitting", Some(token + 1)),
+    ] {
+        let refused = store
+            .transition_payment_steps(&id, stale, accepted_then_settled(true), worker("w1"))
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Conflict { status, .. }) if status == "submitting"),
+            "{refused:?}"
+        );
+    }
+    // The last step fails before the commit: the first is taken back with it.
+    store::failpoints::fail_once(
+        store::failpoints::PAYMENT_TRANSITION_BEFORE_COMMIT,
+        id.as_str(),
+        "settled",
+    );
+    let failed = store
+        .transition_payment_steps(
+            &id,
+            guard("submitting", Some(token)),
+            accepted_then_settled(true),
+            worker("w1"),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::Injected { .. })),
+        "{failed:?}"
+    );
+    let unchanged = store.get_payment(&id).await.unwrap().unwrap();
+    assert_eq!(unchanged.status, "submitting");
+    assert_eq!(unchanged.bank_payment_id, None);
+    assert_eq!(counts(Arc::clone(&store), id.clone()).await, before);
+
+    let settled = store
+        .transition_payment_steps(
+            &id,
+            guard("submitting", Some(token)),
+            accepted_then_settled(true),
+            worker("w1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(settled.status, "settled");
+    assert_eq!(settled.bank_payment_id.as_deref(), Some("BANK-1"));
+    assert_eq!(settled.last_bank_code.as_deref(), Some("AAAAAAA"));
+    assert_eq!(settled.next_attempt_at, Some(instant(90, 0)));
+    assert_eq!(
+        settled.lease_owner, None,
+        "the last step released the lease"
+    );
+    assert_eq!(store.get_payment(&id).await.unwrap().unwrap(), settled);
+    let (history, events, audit) = counts(Arc::clone(&store), id.clone()).await;
+    assert_eq!(
+        (history, events, audit),
+        (before.0 + 2, before.1 + 2, before.2 + 2)
+    );
+    let rows = store.payment_history(&id).await.unwrap();
+    let last_two: Vec<(Option<&str>, &str)> = rows[rows.len() - 2..]
+        .iter()
+        .map(|h| (h.from_status.as_deref(), h.to_status.as_str()))
+        .collect();
+    assert_eq!(
+        last_two,
+        vec![
+            (Some("submitting"), "accepted"),
+            (Some("accepted"), "settled")
+        ]
+    );
+    assert_eq!(rows[rows.len() - 1].seq, rows[rows.len() - 2].seq + 1);
     store.close().await;
 }
 
