@@ -378,7 +378,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `change` only if the payment is in `expected.from_status` and, when
     /// `expected.fencing_token` is given, still carries that token. Otherwise
     /// [`StoreError::Conflict`] with what it found (or [`StoreError::NotFound`]) and nothing
-    /// is written. Instants written are `audit.at`.
+    /// is written. Instants written are `audit.at`. The one-step case of
+    /// [`Store::transition_payment_steps`].
     async fn transition_payment(
         &self,
         id: &domain::PaymentId,
@@ -386,7 +387,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         change: PaymentChange,
         actor: Actor,
         audit: NewAuditRecord,
-    ) -> Result<StoredPayment, StoreError>;
+    ) -> Result<StoredPayment, StoreError> {
+        let step = PaymentStep { change, audit };
+        self.transition_payment_steps(id, expected, vec![step], actor)
+            .await
+    }
 
     /// Several compare-and-set changes of one payment in ONE transaction, as when a bank
     /// answers that a payment it just accepted is already settled: the first step is

@@ -940,19 +940,6 @@ impl Store for PgStore {
         rows.iter().map(payments::decision_from_row).collect()
     }
 
-    async fn transition_payment(
-        &self,
-        id: &domain::PaymentId,
-        expected: TransitionGuard,
-        change: PaymentChange,
-        actor: Actor,
-        audit: NewAuditRecord,
-    ) -> Result<StoredPayment, StoreError> {
-        let step = crate::PaymentStep { change, audit };
-        self.transition_payment_steps(id, expected, vec![step], actor)
-            .await
-    }
-
     async fn transition_payment_steps(
         &self,
         id: &domain::PaymentId,
