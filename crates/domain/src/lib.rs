@@ -51,7 +51,8 @@ pub use payment::{
     Guard, PaymentStatus, ReferenceAlphabet, ReferencePolicy, Remittance, Transition,
     TransitionCause, TransitionError, Urgency, MAX_CREDITOR_ACCOUNT_CHARS,
     MAX_CREDITOR_BANK_NAME_CHARS, MAX_CREDITOR_NAME_CHARS, MAX_INSTALL_ID_LEN,
-    MAX_PAYMENT_REMITTANCE_CHARS, MIN_REFERENCE_RANDOM_BITS, REQUEST_SERIAL_LEN, TRANSITIONS,
+    MAX_PAYMENT_REMITTANCE_CHARS, MIN_REFERENCE_RANDOM_BITS, REFERENCE_RANDOM_BITS_WITH_TIME,
+    REFERENCE_TIME_TICK_MS, REQUEST_SERIAL_LEN, TRANSITIONS,
 };
 pub use statement::{
     continuity_gap, fingerprint, net_movement, non_empty_trimmed, Counterparty, Direction, EntryId,

@@ -745,6 +745,12 @@ pub fn escalate_to_review(
 pub const MIN_REFERENCE_RANDOM_BITS: u32 = 40;
 /// Longest install id accepted; install ids are short configuration values.
 pub const MAX_INSTALL_ID_LEN: usize = 256;
+/// A reference's time part counts ticks of this many milliseconds.
+pub const REFERENCE_TIME_TICK_MS: i64 = 16;
+/// A reference gets a time part only when at least this many random bits
+/// are left beside it: within one 16 ms tick two references of one install
+/// then collide with a chance of 2^-64, and across ticks never.
+pub const REFERENCE_RANDOM_BITS_WITH_TIME: u32 = 64;
 /// A request serial: 'R' and 16 upper-case hex digits (64 random bits).
 pub const REQUEST_SERIAL_LEN: usize = 17;
 
@@ -795,6 +801,17 @@ impl ReferenceAlphabet {
         }
     }
 
+    /// Length of the time part: enough characters that the count of
+    /// [`REFERENCE_TIME_TICK_MS`] ticks wraps only after decades (36^7,
+    /// 62^6 and 10^11 ticks of 16 ms are 39, 28 and 50 years).
+    fn time_len(self) -> usize {
+        match self {
+            ReferenceAlphabet::UpperAlnum => 7,
+            ReferenceAlphabet::Alnum => 6,
+            ReferenceAlphabet::Digits => 11,
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             ReferenceAlphabet::UpperAlnum => "digits and upper-case ASCII letters",
@@ -805,9 +822,10 @@ impl ReferenceAlphabet {
 }
 
 /// A bank's format for business references (part of the bank's quirks).
-/// A reference is `prefix`, an install tag and a random part, all in
-/// `alphabet`, at most `max_len` characters, and never longer than
-/// [`MAX_BANK_REFERENCE_LEN`] even when the bank allows more.
+/// A reference is `prefix`, an install tag, a time part when there is room
+/// for it, and a random part, all in `alphabet`, at most `max_len`
+/// characters, and never longer than [`MAX_BANK_REFERENCE_LEN`] even when
+/// the bank allows more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferencePolicy {
     pub max_len: usize,
@@ -821,11 +839,35 @@ impl ReferencePolicy {
         self.max_len.min(MAX_BANK_REFERENCE_LEN)
     }
 
-    /// Characters of the random part.
-    fn random_len(&self) -> usize {
+    /// Characters after the prefix and the install tag.
+    fn free_len(&self) -> usize {
         self.reference_len()
             .saturating_sub(self.prefix.len())
             .saturating_sub(self.alphabet.install_tag_len())
+    }
+
+    /// Characters of the time part: the alphabet's time length when the
+    /// random part left after it still has at least
+    /// [`REFERENCE_RANDOM_BITS_WITH_TIME`] bits, else none (all random).
+    pub fn time_len(&self) -> usize {
+        let time = self.alphabet.time_len();
+        let Some(left) = self.free_len().checked_sub(time) else {
+            return 0;
+        };
+        let bits = u32::try_from(left)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(self.alphabet.millibits_per_char())
+            / 1_000;
+        if bits >= REFERENCE_RANDOM_BITS_WITH_TIME {
+            time
+        } else {
+            0
+        }
+    }
+
+    /// Characters of the random part.
+    fn random_len(&self) -> usize {
+        self.free_len() - self.time_len()
     }
 
     /// Random bits in each generated reference, rounded down.
@@ -924,16 +966,27 @@ fn install_tag(install_id: &str, alphabet: ReferenceAlphabet) -> String {
     tag
 }
 
-/// A new business reference for a payment under `policy`: the prefix, the
-/// install tag of `install_id`, and random characters filling the rest up
-/// to [`ReferencePolicy::reference_len`] (at least 64 random bits when the
-/// length allows, never fewer than [`MIN_REFERENCE_RANDOM_BITS`]).
+/// A new business reference for a payment made at `at` under `policy`: the
+/// prefix, the install tag of `install_id`, a time part, and random
+/// characters filling the rest up to [`ReferencePolicy::reference_len`]
+/// (at least 64 random bits when the length allows, never fewer than
+/// [`MIN_REFERENCE_RANDOM_BITS`]).
+///
+/// The time part ([`ReferencePolicy::time_len`] characters, present only
+/// when at least [`REFERENCE_RANDOM_BITS_WITH_TIME`] random bits are left
+/// beside it) is the count of [`REFERENCE_TIME_TICK_MS`] ms ticks since the
+/// Unix epoch in the alphabet's digits, most significant first. So one
+/// install's references sort by creation time, and the store's unique index
+/// over them grows at its end instead of taking a random page per payment
+/// (BENCHMARKS.md, issue 5); it says to the bank no more than the payment
+/// id's own time part says to anyone who sees it.
 ///
 /// Generated once per payment and stored before the first send; every
 /// resend reuses it. Fails when the install id is empty or too long, or the
 /// policy cannot make safe references ([`ReferencePolicy::validate`]).
 pub fn generate_business_reference(
     install_id: &str,
+    at: DateTime<Utc>,
     rng: &dyn RandomSource,
     policy: &ReferencePolicy,
 ) -> Result<BankReference, DomainError> {
@@ -957,6 +1010,16 @@ pub fn generate_business_reference(
     let mut text = String::with_capacity(policy.reference_len());
     text.push_str(&policy.prefix);
     text.push_str(&install_tag(install_id, policy.alphabet));
+    // Ticks before the epoch (a clock set far back) count as 0; the count
+    // wraps after decades (`time_len`), which only moves where the index grows.
+    let mut ticks = u64::try_from(at.timestamp_millis() / REFERENCE_TIME_TICK_MS).unwrap_or(0);
+    let mut time = vec![0u8; policy.time_len()];
+    for slot in time.iter_mut().rev() {
+        // Indexing is in bounds: ticks % base < chars.len().
+        *slot = chars[(ticks % base) as usize];
+        ticks /= base;
+    }
+    text.extend(time.into_iter().map(char::from));
     for _ in 0..policy.random_len() {
         // A 64-bit draw reduced modulo at most 62 is biased by under 2^-58
         // per character: nothing a collision estimate notices, and no

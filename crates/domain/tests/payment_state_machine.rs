@@ -11,7 +11,8 @@ use domain::{
     may_resend, requeue_after_none, review_due, transition, BankReference, Bic, CancelRefusal,
     CnapsCode, Creditor, CreditorType, PaymentStatus, RandomSource, ReferenceAlphabet,
     ReferencePolicy, Remittance, SeededRandom, TransitionCause, TransitionError,
-    MAX_BANK_REFERENCE_LEN, MIN_REFERENCE_RANDOM_BITS, REQUEST_SERIAL_LEN, TRANSITIONS,
+    MAX_BANK_REFERENCE_LEN, MIN_REFERENCE_RANDOM_BITS, REFERENCE_RANDOM_BITS_WITH_TIME,
+    REFERENCE_TIME_TICK_MS, REQUEST_SERIAL_LEN, TRANSITIONS,
 };
 use proptest::prelude::*;
 
@@ -442,6 +443,11 @@ fn unknown_to_needs_review_after_the_maximum_age_since_the_first_send() {
 // ---------------------------------------------------------------------------
 // References
 
+/// The instant references are made at in these tests.
+fn made_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 29, 9, 30, 0).unwrap()
+}
+
 fn policy(max_len: usize, alphabet: ReferenceAlphabet, prefix: &str) -> ReferencePolicy {
     ReferencePolicy {
         max_len,
@@ -477,7 +483,7 @@ proptest! {
     ) {
         let policy = policy(max_len, alphabet, &prefix);
         let rng = SeededRandom::new(seed);
-        match generate_business_reference(&install_id, &rng, &policy) {
+        match generate_business_reference(&install_id, made_at(), &rng, &policy) {
             Ok(reference) => {
                 let text = reference.as_str();
                 prop_assert!(policy.validate().is_ok());
@@ -519,8 +525,8 @@ proptest! {
         prop_assume!(a != b);
         let policy = policy(35, ReferenceAlphabet::UpperAlnum, "BD");
         // The same random bytes for both, so only the tag can differ.
-        let ra = generate_business_reference(&a, &SeededRandom::new(seed), &policy).unwrap();
-        let rb = generate_business_reference(&b, &SeededRandom::new(seed), &policy).unwrap();
+        let ra = generate_business_reference(&a, made_at(), &SeededRandom::new(seed), &policy).unwrap();
+        let rb = generate_business_reference(&b, made_at(), &SeededRandom::new(seed), &policy).unwrap();
         // 4 characters of 36: two given installs share a tag with
         // probability 36^-4, under one in a million.
         prop_assert_ne!(&ra.as_str()[2..6], &rb.as_str()[2..6]);
@@ -531,8 +537,12 @@ proptest! {
 #[test]
 fn the_install_tag_is_stable_for_one_install() {
     let policy = policy(20, ReferenceAlphabet::Digits, "");
-    let first = generate_business_reference("prod-sh-01", &SeededRandom::new(1), &policy).unwrap();
-    let second = generate_business_reference("prod-sh-01", &SeededRandom::new(2), &policy).unwrap();
+    let first =
+        generate_business_reference("prod-sh-01", made_at(), &SeededRandom::new(1), &policy)
+            .unwrap();
+    let second =
+        generate_business_reference("prod-sh-01", made_at(), &SeededRandom::new(2), &policy)
+            .unwrap();
     assert_eq!(&first.as_str()[..6], &second.as_str()[..6]);
     assert_ne!(first, second);
 }
@@ -544,8 +554,82 @@ fn no_collisions_in_100k_references() {
     let rng = SeededRandom::new(20_261_128);
     let mut seen = HashSet::with_capacity(100_000);
     for _ in 0..100_000 {
-        let reference = generate_business_reference("install-a", &rng, &policy).unwrap();
+        let reference = generate_business_reference("install-a", made_at(), &rng, &policy).unwrap();
         assert!(seen.insert(reference.clone()), "collision: {reference}");
+    }
+}
+
+#[test]
+fn references_sort_by_the_time_they_were_made_when_there_is_room() {
+    // The shipped default: 30 characters, "BD", upper-case alphanumerics:
+    // 2 + 4 (tag) + 7 (time) + 17 random characters, 87 bits.
+    let shipped = policy(30, ReferenceAlphabet::UpperAlnum, "BD");
+    assert_eq!(shipped.time_len(), 7);
+    assert_eq!(shipped.random_bits(), 87);
+    let rng = SeededRandom::new(7);
+    let mut previous: Option<BankReference> = None;
+    for step in 0..200 {
+        let at = made_at() + Duration::milliseconds(REFERENCE_TIME_TICK_MS * step);
+        let reference = generate_business_reference("install-a", at, &rng, &shipped).unwrap();
+        assert_eq!(reference.as_str().len(), 30);
+        if let Some(before) = &previous {
+            assert!(
+                before.as_str() < reference.as_str(),
+                "{before} then {reference}, one tick later"
+            );
+        }
+        previous = Some(reference);
+    }
+    // The time part is the tick count in base 36, most significant first.
+    let at = made_at();
+    let reference = generate_business_reference("install-a", at, &rng, &shipped).unwrap();
+    let ticks = at.timestamp_millis() / REFERENCE_TIME_TICK_MS;
+    let digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let decoded = reference.as_str()[6..13].chars().fold(0i64, |n, ch| {
+        n * 36 + i64::try_from(digits.find(ch).unwrap()).unwrap()
+    });
+    assert_eq!(decoded, ticks % 36i64.pow(7));
+    // Within one tick only the random part differs.
+    let again = generate_business_reference("install-a", at, &rng, &shipped).unwrap();
+    assert_eq!(&reference.as_str()[..13], &again.as_str()[..13]);
+    assert_ne!(reference, again);
+}
+
+#[test]
+fn a_tight_policy_keeps_every_free_character_random() {
+    // 20 characters, "BD": 14 after the tag; 7 of them for time would leave
+    // 36 random bits, under 64, so none are: 72 random bits as before.
+    let tight = policy(20, ReferenceAlphabet::UpperAlnum, "BD");
+    assert_eq!(tight.time_len(), 0);
+    assert_eq!(tight.random_bits(), 72);
+    let digits = policy(35, ReferenceAlphabet::Digits, "");
+    // 29 digits after the tag: 11 for time leave 18 digits, 59 bits: none.
+    assert_eq!(digits.time_len(), 0);
+    let a = generate_business_reference("i", made_at(), &SeededRandom::new(1), &tight).unwrap();
+    let b = generate_business_reference(
+        "i",
+        made_at() + Duration::days(400),
+        &SeededRandom::new(1),
+        &tight,
+    )
+    .unwrap();
+    assert_eq!(
+        a, b,
+        "no time part: the same random draws make the same reference"
+    );
+    // Where there is room, every alphabet gets one and keeps 64 bits beside it.
+    for alphabet in [
+        ReferenceAlphabet::UpperAlnum,
+        ReferenceAlphabet::Alnum,
+        ReferenceAlphabet::Digits,
+    ] {
+        let roomy = policy(MAX_BANK_REFERENCE_LEN, alphabet, "");
+        if roomy.time_len() > 0 {
+            assert!(
+                roomy.random_bits() >= REFERENCE_RANDOM_BITS_WITH_TIME,
+                "{roomy:?}"
+            );
+        }
     }
 }
 
@@ -553,7 +637,8 @@ fn no_collisions_in_100k_references() {
 fn the_minimum_random_bits_are_enforced() {
     // 14 digits minus a 6-digit tag leave 8 digits, 26 bits.
     let tight = policy(14, ReferenceAlphabet::Digits, "");
-    let err = generate_business_reference("i", &SeededRandom::new(1), &tight).unwrap_err();
+    let err =
+        generate_business_reference("i", made_at(), &SeededRandom::new(1), &tight).unwrap_err();
     assert!(
         err.to_string().contains("expected at least 40 bits"),
         "{err}"
@@ -561,7 +646,7 @@ fn the_minimum_random_bits_are_enforced() {
     // 6 + 13 digits: 13 × 3.32 = 43 bits.
     let enough = policy(19, ReferenceAlphabet::Digits, "");
     assert_eq!(enough.random_bits(), 43);
-    assert!(generate_business_reference("i", &SeededRandom::new(1), &enough).is_ok());
+    assert!(generate_business_reference("i", made_at(), &SeededRandom::new(1), &enough).is_ok());
     // A long prefix eats the room.
     let crowded = policy(16, ReferenceAlphabet::UpperAlnum, "PAYMENTS");
     assert!(crowded.validate().is_err());
@@ -576,15 +661,15 @@ fn bad_prefixes_and_install_ids_are_refused() {
         ("A1", ReferenceAlphabet::Digits),
         ("参考", ReferenceAlphabet::Alnum),
     ] {
-        let err =
-            generate_business_reference("i", &rng, &policy(35, alphabet, prefix)).unwrap_err();
+        let err = generate_business_reference("i", made_at(), &rng, &policy(35, alphabet, prefix))
+            .unwrap_err();
         assert!(err.to_string().contains("prefix character"), "{err}");
     }
     let fine = policy(35, ReferenceAlphabet::UpperAlnum, "BD");
-    assert!(generate_business_reference("", &rng, &fine).is_err());
-    assert!(generate_business_reference("   ", &rng, &fine).is_err());
-    assert!(generate_business_reference(&"i".repeat(257), &rng, &fine).is_err());
-    assert!(generate_business_reference(&"i".repeat(256), &rng, &fine).is_ok());
+    assert!(generate_business_reference("", made_at(), &rng, &fine).is_err());
+    assert!(generate_business_reference("   ", made_at(), &rng, &fine).is_err());
+    assert!(generate_business_reference(&"i".repeat(257), made_at(), &rng, &fine).is_err());
+    assert!(generate_business_reference(&"i".repeat(256), made_at(), &rng, &fine).is_ok());
 }
 
 #[test]

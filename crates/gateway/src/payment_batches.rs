@@ -616,7 +616,7 @@ pub async fn create_batch(
         .await
         .map_err(|e| ApiError::storage(&e))?;
     let new_reference = || {
-        generate_business_reference(&install_id, &ThreadRandom, &bank.quirks.reference)
+        generate_business_reference(&install_id, now, &ThreadRandom, &bank.quirks.reference)
             .map_err(|e| ApiError::internal("business reference", &e))
     };
     let execution_date = req

@@ -462,8 +462,9 @@ async fn prepare_payment(
         .install_id()
         .await
         .map_err(|e| ApiError::storage(&e))?;
-    let reference = generate_business_reference(&install_id, &ThreadRandom, &bank.quirks.reference)
-        .map_err(|e| ApiError::internal("business reference", &e))?;
+    let reference =
+        generate_business_reference(&install_id, now, &ThreadRandom, &bank.quirks.reference)
+            .map_err(|e| ApiError::internal("business reference", &e))?;
     let instruction = store::PaymentInstruction {
         id: PaymentId::generate_at(now, &ThreadRandom),
         client_id: caller.subject.clone(),
