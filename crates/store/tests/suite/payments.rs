@@ -573,22 +573,27 @@ pub(crate) async fn payments_a_reused_end_to_end_id_is_refused_even_with_a_new_k
     store.close().await;
 }
 
-pub(crate) async fn payments_transitions_record_history_and_refuse_stale_writers(db: TestDb) {
-    let store = db.open().await;
+/// A new payment due at once, claimed by worker `w1`: its id and fencing token.
+async fn claimed_one(store: &dyn Store, key: &str) -> (PaymentId, i64) {
     let p = create(
-        store.as_ref(),
+        store,
         new_payment("main", 100, None, Some(instant(0, 0))),
-        "k",
+        key,
         0,
     )
     .await;
-    let id = id_of(&p);
     let claimed = store
         .claim_due_payments(&["queued"], instant(1, 0), "w1", 30_000, 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    let token = claimed[0].fencing_token;
+    assert_eq!(claimed[0].payment.instruction.id, p.instruction.id);
+    (id_of(&p), claimed[0].fencing_token)
+}
+
+pub(crate) async fn payments_transitions_record_history_and_refuse_stale_writers(db: TestDb) {
+    let store = db.open().await;
+    let (id, token) = claimed_one(store.as_ref(), "k").await;
     assert_eq!(token, 1);
 
     let submitting = store
@@ -721,19 +726,7 @@ pub(crate) async fn payments_transitions_record_history_and_refuse_stale_writers
 /// the status and fencing token as one change is; misuse refused before anything is written.
 pub(crate) async fn payments_several_changes_apply_together_or_not_at_all(db: TestDb) {
     let store = db.open().await;
-    let p = create(
-        store.as_ref(),
-        new_payment("main", 100, None, Some(instant(0, 0))),
-        "steps",
-        0,
-    )
-    .await;
-    let id = id_of(&p);
-    let claimed = store
-        .claim_due_payments(&["queued"], instant(1, 0), "w1", 30_000, 10)
-        .await
-        .unwrap();
-    let token = claimed[0].fencing_token;
+    let (id, token) = claimed_one(store.as_ref(), "steps").await;
     store
         .transition_payment(
             &id,
