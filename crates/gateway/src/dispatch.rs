@@ -58,8 +58,8 @@ struct Move {
 enum Found {
     /// These steps, written together; the last releases the lease.
     Moves(Vec<Move>),
-    /// Nothing changed: ask again at the next poll.
-    KeepWatching,
+    /// Nothing changed: ask again at the next poll, this instant.
+    KeepWatching(DateTime<Utc>),
     /// Settled, and the return window is over: stop asking.
     StopWatching,
 }
@@ -517,7 +517,7 @@ impl PaymentWorkers {
             }
             // The return window is over: stop looking at it.
             (PaymentStatus::Settled, _) if now >= watch_until => Found::StopWatching,
-            _ => Found::KeepWatching,
+            _ => Found::KeepWatching(next_poll),
         }
     }
 
@@ -541,9 +541,7 @@ impl PaymentWorkers {
                     .await
                     .or_else(ignore_conflict)?;
             }
-            Found::KeepWatching => {
-                let next_poll = self.clock.now()
-                    + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
+            Found::KeepWatching(next_poll) => {
                 self.keep_watching(p, token, next_poll).await?;
             }
         }

@@ -127,7 +127,7 @@ pub fn record_http(
     route: Option<&MatchedPath>,
     method: &axum::http::Method,
     status: u16,
-    elapsed: std::time::Duration,
+    elapsed: Duration,
 ) {
     // Standard methods as static labels: no allocation per request.
     let method: &'static str = match *method {

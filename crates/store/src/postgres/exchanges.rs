@@ -7,7 +7,8 @@
 //! transaction meant one exchange per commit flush across the cluster, and every dispatched
 //! payment records one (BENCHMARKS.md, issue 5). A few group tasks each take the exchanges
 //! queued (up to [`GROUP_MAX`]), insert their rows and references in ONE transaction, then
-//! append all their audit records in one statement under one hold of the lock, and commit.
+//! append all their audit records in one statement under one hold of the lock, and commit
+//! (`group.rs`).
 //! An exchange has no outcome of its own to keep apart (its rows were checked before it was
 //! queued), so there are no savepoints: when anything in the group fails, nothing of it was
 //! stored and each exchange is handed back to run in a transaction of its own, where a
@@ -15,9 +16,9 @@
 //! as the one-exchange path does.
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use super::group::{self, GroupQueue};
+use super::group::{self, CommitFailed, GroupQueue};
 use super::intake::insert_audits;
 use super::{PgStore, BACKEND};
 use crate::codec::{self, AuditRow};
@@ -44,8 +45,8 @@ pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
 
 /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |pool, jobs| {
-        Box::pin(async move { write_group(&pool, jobs).await })
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+        Box::pin(write_group(tx, jobs))
     })
 }
 
@@ -134,68 +135,44 @@ pub(super) async fn record(
 }
 
 /// Writes one group; see the module documentation.
-async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
+async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
+    let ids = match write_rows(&mut tx, &jobs).await {
+        Ok(ids) => ids,
         Err(e) => {
-            tracing::warn!(exchanges = jobs.len(), error = %e, "bank exchange group could not begin; each exchange runs alone");
+            // Dropping `tx` rolls the group back: nothing of it is stored.
+            drop(tx);
+            tracing::warn!(error = %e, "bank exchange group rolled back; its exchanges run alone");
             jobs.into_iter().for_each(Job::alone);
             return;
         }
     };
-    let mut ids = Vec::with_capacity(jobs.len());
-    let mut audits: Vec<AuditRow> = Vec::with_capacity(jobs.len());
-    let mut broken = None;
-    for job in &jobs {
-        let written = match insert_rows(&mut tx, &job.rows.new).await {
-            Ok(id) => shared::audit_row(job.rows.audit.clone(), id).map(|audit| (id, audit)),
-            Err(e) => Err(e),
-        };
-        match written {
-            Ok((id, audit)) => {
-                ids.push(id);
-                audits.push(audit);
-            }
-            Err(e) => {
-                broken = Some(e);
-                break;
-            }
-        }
-    }
-    if broken.is_none() {
-        let kept: Vec<&AuditRow> = audits.iter().collect();
-        if let Err(e) = insert_audits(&mut tx, &kept).await {
-            broken = Some(e);
-        }
-    }
-    if let Some(e) = broken {
-        // Dropping `tx` rolls the group back: nothing of it is stored.
-        drop(tx);
-        tracing::warn!(error = %e, "bank exchange group rolled back; its exchanges run alone");
-        jobs.into_iter().for_each(Job::alone);
-        return;
-    }
-    match tx.commit().await {
+    match group::commit(tx, "bank exchange group", jobs.len()).await {
         Ok(()) => {
             for (job, id) in jobs.into_iter().zip(ids) {
                 job.done(id);
             }
         }
-        Err(e @ sqlx::Error::Database(_)) => {
-            tracing::warn!(error = %e, "bank exchange group commit refused; its exchanges run alone");
-            jobs.into_iter().for_each(Job::alone);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "bank exchange group commit outcome unknown");
-            let reason = e.to_string();
+        Err(CommitFailed::Refused) => jobs.into_iter().for_each(Job::alone),
+        Err(CommitFailed::Unknown(reason)) => {
             for job in jobs {
-                job.answer(Err(StoreError::OutcomeUnknown {
-                    backend: BACKEND,
-                    source: sqlx::Error::Protocol(format!("group commit: {reason}")),
-                }));
+                job.answer(Err(group::outcome_unknown(&reason)));
             }
         }
     }
+}
+
+/// The group's rows and references, then all its audit records in one statement; the
+/// exchanges' ids in the jobs' order.
+async fn write_rows(conn: &mut PgConnection, jobs: &[Job]) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut audits: Vec<AuditRow> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let id = insert_rows(conn, &job.rows.new).await?;
+        audits.push(shared::audit_row(job.rows.audit.clone(), id)?);
+        ids.push(id);
+    }
+    insert_audits(conn, &audits.iter().collect::<Vec<_>>()).await?;
+    Ok(ids)
 }
 
 pub(super) async fn get(

@@ -1,15 +1,18 @@
-//! The queue behind PostgreSQL's group commits (`intake.rs`, `transitions.rs`): callers
-//! queue checked rows and wait; a few tasks each take what is queued (up to a maximum) and
-//! write it as one group with the function they were given. Each job is answered with its
+//! The queue behind PostgreSQL's group commits (`intake.rs`, `transitions.rs`,
+//! `exchanges.rs`): callers queue checked rows and wait; a few tasks each take what is
+//! queued (up to a maximum), begin a transaction for it and write it as one group with the
+//! function they were given, which ends with [`commit`]. Each job is answered with its
 //! outcome in the group ([`Grouped::Done`]) or handed back to run on its own
-//! ([`Grouped::Alone`]); see those modules for what each group does.
+//! ([`Grouped::Alone`]): every job of a group that could not begin, or whose COMMIT the
+//! server refused, is handed back. See those modules for what each group does.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::BACKEND;
 use crate::StoreError;
 
 /// Jobs waiting for a group task before callers wait to queue.
@@ -47,8 +50,46 @@ impl<R, D> Job<R, D> {
     }
 }
 
-/// What a group task does with the jobs it took.
-pub(super) type WriteGroup<R, D> = fn(PgPool, Vec<Job<R, D>>) -> BoxFuture<'static, ()>;
+/// What a group task does with the jobs it took, in the transaction begun for them.
+pub(super) type WriteGroup<R, D> =
+    fn(Transaction<'static, Postgres>, Vec<Job<R, D>>) -> BoxFuture<'static, ()>;
+
+/// How a group's COMMIT failed.
+pub(super) enum CommitFailed {
+    /// The server answered and rolled the group back: nothing of it is stored.
+    Refused,
+    /// The connection broke while COMMIT was in flight: it may or may not have applied.
+    /// Each job that was written is answered [`outcome_unknown`].
+    Unknown(String),
+}
+
+/// Commits a group's transaction; a failure is logged under `what` (e.g. "payment group")
+/// with the group's size.
+pub(super) async fn commit(
+    tx: Transaction<'static, Postgres>,
+    what: &str,
+    jobs: usize,
+) -> Result<(), CommitFailed> {
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(e @ sqlx::Error::Database(_)) => {
+            tracing::warn!(jobs, error = %e, "{what} commit refused; its jobs run alone");
+            Err(CommitFailed::Refused)
+        }
+        Err(e) => {
+            tracing::error!(jobs, error = %e, "{what} commit outcome unknown");
+            Err(CommitFailed::Unknown(e.to_string()))
+        }
+    }
+}
+
+/// The answer of a written job whose group's COMMIT outcome is unknown.
+pub(super) fn outcome_unknown(reason: &str) -> StoreError {
+    StoreError::OutcomeUnknown {
+        backend: BACKEND,
+        source: sqlx::Error::Protocol(format!("group commit: {reason}")),
+    }
+}
 
 /// The callers' side of a group queue.
 pub(super) struct GroupQueue<R, D> {
@@ -102,6 +143,12 @@ async fn run<R, D>(
             return;
         }
         let group = std::mem::replace(&mut jobs, Vec::with_capacity(max));
-        write(pool.clone(), group).await;
+        match pool.begin().await {
+            Ok(tx) => write(tx, group).await,
+            Err(e) => {
+                tracing::warn!(jobs = group.len(), error = %e, "a write group could not begin; its jobs run alone");
+                group.into_iter().for_each(Job::alone);
+            }
+        }
     }
 }

@@ -31,9 +31,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use super::group::{self, GroupQueue};
+use super::group::{self, CommitFailed, GroupQueue};
 use super::{payments::payment_from_row, AUDIT_ORDER_LOCK_KEY, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
@@ -61,8 +61,8 @@ pub(super) type GroupIntake = GroupQueue<CreateRows, CreateOutcome>;
 
 /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupIntake {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |pool, jobs| {
-        Box::pin(async move { write_group(&pool, jobs).await })
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+        Box::pin(write_group(tx, jobs))
     })
 }
 
@@ -93,7 +93,7 @@ fn answer_alone(jobs: Vec<Job>) {
     jobs.into_iter().for_each(Job::alone);
 }
 
-async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
+async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
     let (mut jobs, alone) = split_repeats(jobs);
     answer_alone(alone);
     // Ordered by key, so racing groups lock keys (and then payments) in one order.
@@ -101,14 +101,6 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
         (&a.rows.claim.client_id, &a.rows.claim.key)
             .cmp(&(&b.rows.claim.client_id, &b.rows.claim.key))
     });
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            tracing::warn!(creates = jobs.len(), error = %e, "payment group could not begin; each create runs alone");
-            answer_alone(jobs);
-            return;
-        }
-    };
     let written = match write_rows(&mut tx, &jobs).await {
         Ok(written) => written,
         Err(e) => {
@@ -119,7 +111,7 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
             return;
         }
     };
-    match tx.commit().await {
+    match group::commit(tx, "payment group", jobs.len()).await {
         Ok(()) => {
             let mut written = written;
             for job in jobs {
@@ -129,20 +121,10 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
                 }
             }
         }
-        // The server answered: it rolled the transaction back.
-        Err(e @ sqlx::Error::Database(_)) => {
-            tracing::warn!(creates = jobs.len(), error = %e, "payment group commit refused; each create runs alone");
-            answer_alone(jobs);
-        }
-        // The connection broke while COMMIT was in flight: it may or may not have applied.
-        Err(e) => {
-            tracing::error!(creates = jobs.len(), error = %e, "payment group commit outcome unknown");
-            let reason = e.to_string();
+        Err(CommitFailed::Refused) => answer_alone(jobs),
+        Err(CommitFailed::Unknown(reason)) => {
             for job in jobs {
-                job.answer(Err(StoreError::OutcomeUnknown {
-                    backend: BACKEND,
-                    source: sqlx::Error::Protocol(format!("group commit: {reason}")),
-                }));
+                job.answer(Err(group::outcome_unknown(&reason)));
             }
         }
     }

@@ -20,17 +20,17 @@
 //! Only a COMMIT whose outcome is unknown answers `OutcomeUnknown`, as the one-change path
 //! does.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use super::group::{self, GroupQueue};
+use super::group::{self, CommitFailed, GroupQueue};
 use super::{intake::insert_audits, payments::PgPayments, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
 use crate::payments::{self as pay, StoredPayment, TransitionRows};
+use crate::StoreError;
 
 /// One queued change: the steps of one payment, applied together.
 type Steps = Vec<TransitionRows>;
-use crate::StoreError;
 
 /// Most changes written in one transaction.
 const GROUP_MAX: usize = 128;
@@ -50,8 +50,8 @@ pub(super) type GroupTransitions = GroupQueue<Steps, Decided>;
 
 /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |pool, jobs| {
-        Box::pin(async move { write_group(&pool, jobs).await })
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+        Box::pin(write_group(tx, jobs))
     })
 }
 
@@ -107,15 +107,7 @@ async fn run_one(conn: &mut PgConnection, job: &Job) -> Result<ChangeOutcome, St
     }
 }
 
-async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            tracing::warn!(changes = jobs.len(), error = %e, "payment change group could not begin; each change runs alone");
-            answer_alone(Vec::new(), jobs);
-            return;
-        }
-    };
+async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
     let mut ran: Vec<Ran> = Vec::with_capacity(jobs.len());
     let mut pending = jobs.into_iter();
     let mut broken = None;
@@ -149,27 +141,19 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
         answer_alone(ran, pending.collect());
         return;
     }
-    match tx.commit().await {
+    match group::commit(tx, "payment change group", ran.len()).await {
         Ok(()) => {
             for r in ran {
                 let answer = r.outcome.map(|(stored, _)| stored);
                 r.job.done(Box::new(answer));
             }
         }
-        Err(e @ sqlx::Error::Database(_)) => {
-            tracing::warn!(error = %e, "payment change group commit refused; its changes run alone");
-            answer_alone(ran, Vec::new());
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "payment change group commit outcome unknown");
-            let reason = e.to_string();
+        Err(CommitFailed::Refused) => answer_alone(ran, Vec::new()),
+        Err(CommitFailed::Unknown(reason)) => {
             for r in ran {
                 let answer = match r.outcome {
                     Err(own) => Ok(group::Grouped::Done(Box::new(Err(own)))),
-                    Ok(_) => Err(StoreError::OutcomeUnknown {
-                        backend: BACKEND,
-                        source: sqlx::Error::Protocol(format!("group commit: {reason}")),
-                    }),
+                    Ok(_) => Err(group::outcome_unknown(&reason)),
                 };
                 r.job.answer(answer);
             }

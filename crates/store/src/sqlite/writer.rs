@@ -437,19 +437,13 @@ enum Segment {
 async fn run_direct_segment(
     wc: &mut WriterConn,
     first: Box<dyn DirectJob>,
-    pending: &mut std::iter::Peekable<std::vec::IntoIter<Queued>>,
-    answers: &mut Vec<Box<dyn Answer>>,
-    begun: &mut bool,
-    chain: &AuditChainOptions,
+    run: &mut BatchRun<'_>,
 ) -> Segment {
     let mut lock = match direct::lock(&mut wc.conn).await {
         Ok(lock) => lock,
         Err(err) => {
-            return refused(
-                first,
-                BatchFailure::new("locking the connection", err),
-                *begun,
-            )
+            let failure = BatchFailure::new("locking the connection", err);
+            return refused(first, failure, run.begun);
         }
     };
     let mut db = match wc.direct.take() {
@@ -458,11 +452,11 @@ async fn run_direct_segment(
             Ok(db) => db,
             Err(err) => {
                 let failure = BatchFailure::direct("opening the direct view", err);
-                return refused(first, failure, *begun);
+                return refused(first, failure, run.begun);
             }
         },
     };
-    let end = direct_segment(&mut db, first, pending, answers, begun, chain);
+    let end = direct_segment(&mut db, first, run);
     wc.direct = Some(db);
     drop(lock);
     end
@@ -483,33 +477,29 @@ fn refused(first: Box<dyn DirectJob>, failure: BatchFailure, begun: bool) -> Seg
 fn direct_segment(
     db: &mut DirectPayments,
     first: Box<dyn DirectJob>,
-    pending: &mut std::iter::Peekable<std::vec::IntoIter<Queued>>,
-    answers: &mut Vec<Box<dyn Answer>>,
-    begun: &mut bool,
-    chain: &AuditChainOptions,
+    run: &mut BatchRun<'_>,
 ) -> Segment {
-    if !*begun {
+    if !run.begun {
         if let Err(err) = db.execute_fixed("BEGIN IMMEDIATE") {
             let failure = BatchFailure::direct("beginning the transaction", err);
-            first.refuse(failure.error());
-            return Segment::NotBegun(failure);
+            return refused(first, failure, false);
         }
-        *begun = true;
+        run.begun = true;
     }
-    let mut step = run_direct_job(db, first, answers);
-    while step.is_ok() && matches!(pending.peek(), Some(Queued::Direct(_))) {
-        if let Some(Queued::Direct(job)) = pending.next() {
-            step = run_direct_job(db, job, answers);
+    let mut step = run_direct_job(db, first, &mut run.answers);
+    while step.is_ok() && matches!(run.pending.peek(), Some(Queued::Direct(_))) {
+        if let Some(Queued::Direct(job)) = run.pending.next() {
+            step = run_direct_job(db, job, &mut run.answers);
         }
     }
     if let Err(failure) = step {
         return Segment::Broken(failure);
     }
-    if pending.peek().is_some() {
+    if run.pending.peek().is_some() {
         return Segment::Open;
     }
-    if chain.enabled {
-        super::chain::link_in_batch(db.connection(), chain);
+    if run.chain.enabled {
+        super::chain::link_in_batch(db.connection(), run.chain);
     }
     match db.execute_fixed("COMMIT") {
         Ok(()) => Segment::Ended(Ok(())),
@@ -524,6 +514,15 @@ fn direct_segment(
     }
 }
 
+/// A batch while it runs: the jobs not yet taken, the answers of those that ran (delivered
+/// once the batch's fate is known), and whether its transaction has begun.
+struct BatchRun<'a> {
+    pending: std::iter::Peekable<std::vec::IntoIter<Queued>>,
+    answers: Vec<Box<dyn Answer>>,
+    begun: bool,
+    chain: &'a AuditChainOptions,
+}
+
 async fn run_batch(
     wc: &mut WriterConn,
     jobs: Vec<Queued>,
@@ -536,41 +535,42 @@ async fn run_batch(
         Ordering::Relaxed,
     );
 
-    let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(job_count);
-    let mut pending = jobs.into_iter().peekable();
-    let mut begun = false;
+    let mut run = BatchRun {
+        pending: jobs.into_iter().peekable(),
+        answers: Vec::with_capacity(job_count),
+        begun: false,
+        chain,
+    };
     let mut broken: Option<BatchFailure> = None;
     let mut ended: Option<Result<(), BatchFailure>> = None;
-    while let Some(next) = pending.next() {
+    while let Some(next) = run.pending.next() {
         let failure = match next {
             Queued::Sqlx(job) => {
-                if !begun {
+                if !run.begun {
                     if let Err(err) = execute(&mut wc.conn, "BEGIN IMMEDIATE").await {
                         let failure = BatchFailure::new("beginning the transaction", err);
                         job.refuse(failure.error());
-                        refuse_unbegun(pending, &failure, job_count);
+                        refuse_unbegun(run.pending, &failure, job_count);
                         return;
                     }
-                    begun = true;
+                    run.begun = true;
                 }
-                run_sqlx_job(&mut wc.conn, job, &mut answers).await.err()
-            }
-            Queued::Direct(first) => {
-                match run_direct_segment(wc, first, &mut pending, &mut answers, &mut begun, chain)
+                run_sqlx_job(&mut wc.conn, job, &mut run.answers)
                     .await
-                {
-                    Segment::Open => None,
-                    Segment::Ended(result) => {
-                        ended = Some(result);
-                        None
-                    }
-                    Segment::Broken(failure) => Some(failure),
-                    Segment::NotBegun(failure) => {
-                        refuse_unbegun(pending, &failure, job_count);
-                        return;
-                    }
-                }
+                    .err()
             }
+            Queued::Direct(first) => match run_direct_segment(wc, first, &mut run).await {
+                Segment::Open => None,
+                Segment::Ended(result) => {
+                    ended = Some(result);
+                    None
+                }
+                Segment::Broken(failure) => Some(failure),
+                Segment::NotBegun(failure) => {
+                    refuse_unbegun(run.pending, &failure, job_count);
+                    return;
+                }
+            },
         };
         if let Some(failure) = failure {
             broken = Some(failure);
@@ -581,10 +581,10 @@ async fn run_batch(
     if let Some(failure) = broken {
         rollback(&mut wc.conn).await;
         tracing::warn!(jobs = job_count, op = failure.op, error = %failure.source, "SQLite write batch rolled back");
-        for job in pending {
+        for job in run.pending {
             job.refuse(failure.error());
         }
-        for answer in answers {
+        for answer in run.answers {
             answer.deliver(Some(&failure));
         }
         return;
@@ -610,13 +610,13 @@ async fn run_batch(
         Ok(()) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(jobs = job_count, "SQLite write batch committed");
-            for answer in answers {
+            for answer in run.answers {
                 answer.deliver(None);
             }
         }
         Err(failure) => {
             tracing::warn!(jobs = job_count, error = %failure.source, "SQLite write batch commit failed");
-            for answer in answers {
+            for answer in run.answers {
                 answer.deliver(Some(&failure));
             }
         }
