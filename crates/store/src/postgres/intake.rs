@@ -438,7 +438,10 @@ async fn insert_history(conn: &mut PgConnection, jobs: &[&Job]) -> Result<(), St
     Ok(())
 }
 
-async fn insert_events(conn: &mut PgConnection, events: &[EventRow]) -> Result<(), StoreError> {
+pub(super) async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[EventRow],
+) -> Result<(), StoreError> {
     let n = events.len();
     let mut id = Vec::with_capacity(n);
     let mut event_type = Vec::with_capacity(n);

@@ -29,17 +29,11 @@ const OP: &str = "writing a payment";
 
 pub(super) struct PgPayments<'c> {
     pub conn: &'c mut PgConnection,
-    /// When set, audit records are kept here instead of inserted: a group
-    /// (`transitions.rs`) inserts them all at its end, under one hold of the audit lock.
-    pub deferred_audits: Option<Vec<AuditRow>>,
 }
 
 impl<'c> PgPayments<'c> {
     pub(super) fn new(conn: &'c mut PgConnection) -> PgPayments<'c> {
-        PgPayments {
-            conn,
-            deferred_audits: None,
-        }
+        PgPayments { conn }
     }
 }
 
@@ -277,10 +271,6 @@ impl PaymentTx for PgPayments<'_> {
     }
 
     async fn insert_audit(&mut self, audit: &AuditRow) -> Result<(), StoreError> {
-        if let Some(deferred) = &mut self.deferred_audits {
-            deferred.push(audit.clone());
-            return Ok(());
-        }
         super::insert_audit(self.conn, audit).await.map(|_| ())
     }
 }
@@ -301,6 +291,19 @@ pub(super) async fn current(
     }))
 }
 
+/// The payment columns as `p.<column>`, for statements that update `payments p` and
+/// return the rows as changed.
+pub(super) fn returning_payment_columns() -> &'static str {
+    static COLUMNS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        PAYMENT_COLUMNS
+            .split(',')
+            .map(|c| format!("p.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 /// Claims due payments in one statement: the CTE picks and locks candidates, skipping rows
 /// another claimer holds, and the UPDATE leases them and draws a new fencing token.
 pub(super) async fn claim(
@@ -311,11 +314,7 @@ pub(super) async fn claim(
     lease_expires_at: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<StoredPayment>, StoreError> {
-    let columns = PAYMENT_COLUMNS
-        .split(", ")
-        .map(|c| format!("p.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = returning_payment_columns();
     let rows = sqlx::query(&format!(
         "WITH due AS ( \
            SELECT id FROM payments \

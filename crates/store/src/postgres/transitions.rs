@@ -1,32 +1,52 @@
-//! Group commit of payment status changes on PostgreSQL.
+//! Group commit of payment status changes on PostgreSQL, written set-based.
 //!
 //! Every status change is audited, and an audit insert holds the audit-order lock until its
 //! commit has flushed (`postgres.rs`): one change per transaction means one change per
 //! commit flush across the cluster, and a dispatched payment makes three or four of them
 //! (BENCHMARKS.md, issue 5). Here `transition_payment_steps` (and `transition_payment`, one
 //! step) hands its checked steps to a few group tasks. Each takes the changes queued (up to
-//! [`GROUP_MAX`]) and runs them in ONE transaction, each change (all its steps) with the
-//! one-payment algorithm of `payments.rs` inside a SAVEPOINT of its own, with its audit
-//! records kept aside; at the end the group appends every kept audit record in one
-//! statement, under one hold of the lock, and commits. So groups
-//! overlap everything but that last step, and many changes share one commit.
+//! [`GROUP_MAX`]) and writes them in ONE transaction with a few statements for the whole
+//! group, as intake does: the group's changes move in rounds, round `r` being the `r`-th
+//! step of every change that has one (at most [`crate::TRANSITION_STEPS_MAX`] rounds), and
+//! each round is one guarded `UPDATE … FROM unnest(…)` of the payments, one `INSERT` of
+//! their history rows (each numbered after its payment's newest) and one `INSERT` of their
+//! events. At the end the group appends every audit record in one statement, under one hold
+//! of the audit-order lock, and commits. Row by row, each statement would pay its executor
+//! start-up and the payments table's CHECK constraints once per row (BENCHMARKS.md).
 //!
-//! Each change keeps its own outcome: one whose guard no longer holds (a stale fencing
-//! token, a status moved on) or that fails is rolled back to its savepoint and answered its
-//! own error, exactly as on its own; the others are unaffected. Answers go out after COMMIT.
-//! When the group itself fails (a savepoint that cannot be closed, the audit insert, a
-//! COMMIT the server refuses) nothing of it was stored, and each change that had succeeded
-//! is answered `Alone`: its caller runs it again in a transaction of its own.
-//! Only a COMMIT whose outcome is unknown answers `OutcomeUnknown`, as the one-change path
-//! does.
+//! Each change keeps its own outcome, exactly as on its own:
+//! - a change whose first step's guard no longer holds (a stale fencing token, a status
+//!   moved on, a payment that does not exist) is left out of the round's `UPDATE` and
+//!   answered its own `Conflict` or `NotFound`; nothing of it was written;
+//! - a change whose payment an earlier change of the same group also moves is handed back
+//!   (`Alone`) before anything runs: its caller runs it after this group, on the row as the
+//!   group left it;
+//! - a store failpoint armed for one of the changes fails the group after every row was
+//!   written: that change is answered the injected error, the others run alone.
+//!
+//! When the group itself fails (a statement refused, a later step whose guard did not hold
+//! after its first step applied, a COMMIT the server refuses) nothing of it was stored, and
+//! each change that had not been refused on its own is answered `Alone`: its caller runs it
+//! again in a transaction of its own. Only a COMMIT whose outcome is unknown answers
+//! `OutcomeUnknown`, as the one-change path does.
 
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
 use super::group::{self, CommitFailed, GroupQueue};
-use super::{intake::insert_audits, payments::PgPayments, BACKEND};
+use super::intake::{insert_audits, insert_events};
+use super::payments::{payment_from_row, returning_payment_columns};
+use super::BACKEND;
 use crate::codec::AuditRow;
 use crate::error::statement_error;
-use crate::payments::{self as pay, StoredPayment, TransitionRows};
+use crate::events::{payment_event, EventRow};
+use crate::failpoints::{self, PAYMENT_TRANSITION_BEFORE_COMMIT};
+use crate::payments::{
+    missing_after_write, release_failure, Current, PaymentChangeFacts, StoredPayment,
+    TransitionRows, TRANSITION_STEPS_MAX,
+};
 use crate::StoreError;
 
 /// One queued change: the steps of one payment, applied together.
@@ -55,108 +75,350 @@ pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
     })
 }
 
-/// What one change did inside the group: the payment as changed and its kept audit
-/// records, or its own refusal.
-type ChangeOutcome = Result<(StoredPayment, Vec<AuditRow>), StoreError>;
-
-/// A change that ran in the group.
-struct Ran {
-    job: Job,
-    outcome: ChangeOutcome,
+fn err(e: sqlx::Error) -> StoreError {
+    statement_error(BACKEND, OP, e)
 }
 
-fn answer_alone(ran: Vec<Ran>, pending: Vec<Job>) {
-    for r in ran {
-        match r.outcome {
-            // Its own refusal stands: it did not depend on the group.
-            Err(e) => r.job.done(Box::new(Err(e))),
-            Ok(_) => r.job.alone(),
+/// Splits off the changes whose payment an earlier change of the group moves: one
+/// statement may move a row once, so those go `Alone` and run after the group.
+fn split_repeats(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let mut ids = HashSet::with_capacity(jobs.len());
+    let (mut grouped, mut alone) = (Vec::with_capacity(jobs.len()), Vec::new());
+    for job in jobs {
+        let first = job.rows.first().map(|t| t.id.clone()).unwrap_or_default();
+        if ids.insert(first) {
+            grouped.push(job);
+        } else {
+            alone.push(job);
         }
     }
-    pending.into_iter().for_each(Job::alone);
+    (grouped, alone)
 }
 
-async fn execute(conn: &mut PgConnection, sql: &'static str) -> Result<(), StoreError> {
-    sqlx::query(sql)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| statement_error(BACKEND, OP, e))
+/// Where one change stands in its group: refused on its own (`Err`), or the payment as its
+/// last written step left it.
+type Standing = Result<StoredPayment, StoreError>;
+
+/// Why a group could not be written: a statement failed, or one change's own failure (an
+/// injected one) takes the group back with it.
+enum Broken {
+    Group(StoreError),
+    Change(usize, StoreError),
 }
 
-/// Runs one change in its own savepoint; `Err` only when the savepoint could not be opened
-/// or closed (the group is then broken).
-async fn run_one(conn: &mut PgConnection, job: &Job) -> Result<ChangeOutcome, StoreError> {
-    execute(conn, "SAVEPOINT change").await?;
-    let mut tx = PgPayments {
-        conn: &mut *conn,
-        deferred_audits: Some(Vec::with_capacity(job.rows.len())),
-    };
-    let outcome = pay::transition_steps(&mut tx, &job.rows).await;
-    let audits = tx.deferred_audits.take().unwrap_or_default();
-    match outcome {
-        Ok(stored) => {
-            execute(conn, "RELEASE SAVEPOINT change").await?;
-            Ok(Ok((stored, audits)))
-        }
-        Err(e) => {
-            execute(conn, "ROLLBACK TO SAVEPOINT change").await?;
-            execute(conn, "RELEASE SAVEPOINT change").await?;
-            Ok(Err(e))
-        }
-    }
+fn first_id(job: &Job) -> &str {
+    job.rows.first().map_or("", |t| t.id.as_str())
 }
 
 async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
-    let mut ran: Vec<Ran> = Vec::with_capacity(jobs.len());
-    let mut pending = jobs.into_iter();
-    let mut broken = None;
-    for job in pending.by_ref() {
-        match run_one(&mut tx, &job).await {
-            Ok(outcome) => ran.push(Ran { job, outcome }),
-            Err(e) => {
-                // The job's own result is unknown to it: it runs again alone.
-                job.alone();
-                broken = Some(e);
-                break;
+    let (mut jobs, alone) = split_repeats(jobs);
+    alone.into_iter().for_each(Job::alone);
+    // Ordered by payment, so racing groups lock their payments in one order.
+    jobs.sort_by(|a, b| first_id(a).cmp(first_id(b)));
+    let written = {
+        let changes: Vec<&[TransitionRows]> = jobs.iter().map(|j| j.rows.as_slice()).collect();
+        write_rows(&mut tx, &changes).await
+    };
+    let standing = match written {
+        Ok(standing) => standing,
+        Err(broken) => {
+            // Dropping `tx` rolls the group back: nothing of it is stored.
+            drop(tx);
+            let mut own = match broken {
+                Broken::Group(e) => {
+                    tracing::warn!(changes = jobs.len(), error = %e, "payment change group rolled back; its changes run alone");
+                    None
+                }
+                Broken::Change(n, e) => Some((n, e)),
+            };
+            for (n, job) in jobs.into_iter().enumerate() {
+                match own.take_if(|(at, _)| *at == n) {
+                    Some((_, e)) => job.done(Box::new(Err(e))),
+                    None => job.alone(),
+                }
             }
+            return;
         }
-    }
-    if broken.is_none() {
-        let audits: Vec<&AuditRow> = ran
-            .iter()
-            .filter_map(|r| r.outcome.as_ref().ok())
-            .flat_map(|(_, audits)| audits.iter())
-            .collect();
-        if !audits.is_empty() {
-            if let Err(e) = insert_audits(&mut tx, &audits).await {
-                broken = Some(e);
-            }
-        }
-    }
-    if let Some(e) = broken {
-        // Dropping `tx` rolls the group back: nothing of it is stored.
-        drop(tx);
-        tracing::warn!(error = %e, "payment change group rolled back; its changes run alone");
-        answer_alone(ran, pending.collect());
-        return;
-    }
-    match group::commit(tx, "payment change group", ran.len()).await {
+    };
+    match group::commit(tx, "payment change group", jobs.len()).await {
         Ok(()) => {
-            for r in ran {
-                let answer = r.outcome.map(|(stored, _)| stored);
-                r.job.done(Box::new(answer));
+            for (job, stood) in jobs.into_iter().zip(standing) {
+                job.done(Box::new(stood));
             }
         }
-        Err(CommitFailed::Refused) => answer_alone(ran, Vec::new()),
-        Err(CommitFailed::Unknown(reason)) => {
-            for r in ran {
-                let answer = match r.outcome {
-                    Err(own) => Ok(group::Grouped::Done(Box::new(Err(own)))),
-                    Ok(_) => Err(group::outcome_unknown(&reason)),
-                };
-                r.job.answer(answer);
+        Err(failed) => {
+            for (job, stood) in jobs.into_iter().zip(standing) {
+                match (stood, &failed) {
+                    // Its own refusal stands: it did not depend on the group.
+                    (Err(own), _) => job.done(Box::new(Err(own))),
+                    (Ok(_), CommitFailed::Refused) => job.alone(),
+                    (Ok(_), CommitFailed::Unknown(reason)) => {
+                        job.answer(Err(group::outcome_unknown(reason)));
+                    }
+                }
             }
         }
     }
+}
+
+/// The group's statements, round by round; returns each change's standing, in order.
+async fn write_rows(
+    conn: &mut PgConnection,
+    changes: &[&[TransitionRows]],
+) -> Result<Vec<Standing>, Broken> {
+    // `None`: not written yet; every change has a first step (`steps_rows`).
+    let mut standing: Vec<Option<Standing>> = changes.iter().map(|_| None).collect();
+    let mut events: Vec<EventRow> = Vec::with_capacity(changes.len());
+    for round in 0..TRANSITION_STEPS_MAX {
+        let live: Vec<(usize, &TransitionRows)> = changes
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !matches!(standing[*n], Some(Err(_))))
+            .filter_map(|(n, steps)| steps.get(round).map(|t| (n, t)))
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        let mut moved = update_payments(conn, &live).await.map_err(Broken::Group)?;
+        let mut went = Vec::with_capacity(live.len());
+        let mut refused = Vec::new();
+        for (n, t) in live {
+            match moved.remove(&t.id) {
+                Some(stored) => went.push((n, t, stored)),
+                // Its guard no longer holds: refused on its own, nothing of it written.
+                None if round == 0 => refused.push((n, t)),
+                // Its first step moved the payment under this group's lock, so its later
+                // guard must hold: something else is wrong, and the group stops.
+                None => {
+                    return Err(Broken::Group(StoreError::Invalid {
+                        reason: format!(
+                            "step {} of a status change of {} did not apply after its first",
+                            round + 1,
+                            t.id
+                        ),
+                    }))
+                }
+            }
+        }
+        if !refused.is_empty() {
+            let ids: Vec<&str> = refused.iter().map(|(_, t)| t.id.as_str()).collect();
+            let mut current = read_current(conn, &ids).await.map_err(Broken::Group)?;
+            for (n, t) in refused {
+                standing[n] = Some(Err(release_failure(&t.id, current.remove(&t.id))));
+            }
+        }
+        if went.is_empty() {
+            continue;
+        }
+        let mut seqs = insert_history(conn, &went).await.map_err(Broken::Group)?;
+        for (n, t, stored) in went {
+            let seq = seqs
+                .remove(&t.id)
+                .ok_or_else(|| Broken::Group(missing_after_write(&t.id)))?;
+            let facts = PaymentChangeFacts {
+                from_status: Some(&t.guard.from_status),
+                cause: &t.change.cause,
+                bank_code: t.change.bank_code.as_deref(),
+                bank_message: t.change.bank_message.as_deref(),
+            };
+            events.push(payment_event(&stored, seq, &facts).map_err(Broken::Group)?);
+            standing[n] = Some(Ok(stored));
+        }
+    }
+    if !events.is_empty() {
+        insert_events(conn, &events).await.map_err(Broken::Group)?;
+    }
+    let mut audits: Vec<&AuditRow> = Vec::with_capacity(events.len());
+    for (n, steps) in changes.iter().enumerate() {
+        if !matches!(standing[n], Some(Ok(_))) {
+            continue;
+        }
+        for t in steps.iter() {
+            // After all of the change's rows, before the commit (`failpoints.rs`).
+            failpoints::hit(PAYMENT_TRANSITION_BEFORE_COMMIT, &t.id, &t.change.to_status)
+                .map_err(|e| Broken::Change(n, e))?;
+            audits.push(&t.audit);
+        }
+    }
+    if !audits.is_empty() {
+        insert_audits(conn, &audits).await.map_err(Broken::Group)?;
+    }
+    standing
+        .into_iter()
+        .zip(changes)
+        .map(|(stood, steps)| {
+            stood.ok_or_else(|| {
+                Broken::Group(StoreError::Invalid {
+                    reason: format!(
+                        "a status change of {} came with no step",
+                        steps.first().map_or("", |t| t.id.as_str())
+                    ),
+                })
+            })
+        })
+        .collect()
+}
+
+/// The round's guarded updates in one statement; returns the payments moved, by id. A
+/// payment whose guard no longer holds is not moved and not returned.
+async fn update_payments(
+    conn: &mut PgConnection,
+    live: &[(usize, &TransitionRows)],
+) -> Result<HashMap<String, StoredPayment>, StoreError> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "UPDATE payments p SET \
+               status = u.to_status, \
+               last_bank_code = COALESCE(u.bank_code, p.last_bank_code), \
+               last_bank_message = COALESCE(u.bank_message, p.last_bank_message), \
+               bank_payment_id = COALESCE(u.bank_payment_id, p.bank_payment_id), \
+               ever_sent = p.ever_sent OR u.mark_sent, \
+               first_sent_at = CASE WHEN u.mark_sent THEN COALESCE(p.first_sent_at, u.at) \
+                               ELSE p.first_sent_at END, \
+               last_sent_at = CASE WHEN u.mark_sent THEN u.at ELSE p.last_sent_at END, \
+               send_attempts = p.send_attempts + CASE WHEN u.mark_sent THEN 1 ELSE 0 END, \
+               next_attempt_at = u.next_attempt_at, \
+               lease_owner = CASE WHEN u.release_lease THEN NULL ELSE p.lease_owner END, \
+               lease_expires_at = CASE WHEN u.release_lease THEN NULL \
+                                  ELSE p.lease_expires_at END, \
+               updated_at = u.at, \
+               version = p.version + 1 \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+                         $6::text[], $7::text[], $8::bool[], $9::timestamptz[], \
+                         $10::timestamptz[], $11::bool[]) \
+                  AS u(id, from_status, to_status, fencing_token, bank_code, bank_message, \
+                       bank_payment_id, mark_sent, at, next_attempt_at, release_lease) \
+             WHERE p.id = u.id AND p.status = u.from_status \
+               AND (u.fencing_token IS NULL OR p.fencing_token = u.fencing_token) \
+             RETURNING {}",
+            returning_payment_columns()
+        )
+    });
+    let n = live.len();
+    let mut id = Vec::with_capacity(n);
+    let mut from_status = Vec::with_capacity(n);
+    let mut to_status = Vec::with_capacity(n);
+    let mut fencing_token: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut bank_code: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut bank_message: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut bank_payment_id: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut mark_sent = Vec::with_capacity(n);
+    let mut at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+    let mut next_attempt_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    let mut release_lease = Vec::with_capacity(n);
+    for (_, t) in live {
+        let c = &t.change;
+        id.push(t.id.as_str());
+        from_status.push(t.guard.from_status.as_str());
+        to_status.push(c.to_status.as_str());
+        fencing_token.push(t.guard.fencing_token);
+        bank_code.push(c.bank_code.as_deref());
+        bank_message.push(c.bank_message.as_deref());
+        bank_payment_id.push(c.bank_payment_id.as_deref());
+        mark_sent.push(c.mark_sent);
+        at.push(t.audit.at);
+        next_attempt_at.push(c.next_attempt_at);
+        release_lease.push(c.release_lease);
+    }
+    let rows = sqlx::query(sql)
+        .bind(&id)
+        .bind(&from_status)
+        .bind(&to_status)
+        .bind(&fencing_token)
+        .bind(&bank_code)
+        .bind(&bank_message)
+        .bind(&bank_payment_id)
+        .bind(&mark_sent)
+        .bind(&at)
+        .bind(&next_attempt_at)
+        .bind(&release_lease)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+    rows.iter()
+        .map(|row| payment_from_row(row).map(|p| (p.instruction.id.as_str().to_owned(), p)))
+        .collect()
+}
+
+/// The round's history rows in one statement, each numbered after its payment's newest
+/// (a payment moves once per round, so no two rows of the statement share a payment);
+/// returns each payment's new seq.
+async fn insert_history(
+    conn: &mut PgConnection,
+    went: &[(usize, &TransitionRows, StoredPayment)],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let n = went.len();
+    let mut payment_id = Vec::with_capacity(n);
+    let mut at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+    let mut from_status = Vec::with_capacity(n);
+    let mut to_status = Vec::with_capacity(n);
+    let mut cause = Vec::with_capacity(n);
+    let mut bank_code: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut bank_message: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut actor = Vec::with_capacity(n);
+    let mut request_id: Vec<Option<&str>> = Vec::with_capacity(n);
+    for (_, t, _) in went {
+        payment_id.push(t.id.as_str());
+        at.push(t.audit.at);
+        from_status.push(t.guard.from_status.as_str());
+        to_status.push(t.change.to_status.as_str());
+        cause.push(t.change.cause.as_str());
+        bank_code.push(t.change.bank_code.as_deref());
+        bank_message.push(t.change.bank_message.as_deref());
+        actor.push(t.actor.name.as_str());
+        request_id.push(t.actor.request_id.as_deref());
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO payment_history \
+           (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message, \
+            actor, request_id) \
+         SELECT u.payment_id, \
+                (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM payment_history h \
+                 WHERE h.payment_id = u.payment_id), \
+                u.at, u.from_status, u.to_status, u.cause, u.bank_code, u.bank_message, \
+                u.actor, u.request_id \
+         FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[]) \
+              AS u(payment_id, at, from_status, to_status, cause, bank_code, bank_message, \
+                   actor, request_id) \
+         RETURNING payment_id, seq",
+    )
+    .bind(&payment_id)
+    .bind(&at)
+    .bind(&from_status)
+    .bind(&to_status)
+    .bind(&cause)
+    .bind(&bank_code)
+    .bind(&bank_message)
+    .bind(&actor)
+    .bind(&request_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The status and token of the payments whose guard did not hold; a missing one does not
+/// exist.
+async fn read_current(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<HashMap<String, Current>, StoreError> {
+    let rows = sqlx::query("SELECT id, status, fencing_token FROM payments WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("id").map_err(err)?,
+                Current {
+                    status: row.try_get("status").map_err(err)?,
+                    fencing_token: row.try_get("fencing_token").map_err(err)?,
+                },
+            ))
+        })
+        .collect()
 }

@@ -436,10 +436,12 @@ pub(crate) async fn payments_a_burst_of_creates_is_stored_once_each_with_every_c
 }
 
 /// Many status changes at once, as the dispatcher makes them: on PostgreSQL they share
-/// transactions (each in its own savepoint), on SQLite the writer's batches. Mixed in: two
-/// changes racing from the same status (one wins), a change with a stale guard, and one
-/// whose write fails before its commit (a failpoint). Each keeps its own outcome; the
-/// others commit with every row (history, event, audit).
+/// transactions (written a round per step for the whole group), on SQLite the writer's
+/// batches. Mixed in: changes of two steps beside changes of one, two changes racing from
+/// the same status (one wins) and a change with a stale guard; then, in a second burst, a
+/// change whose write fails before its commit (a failpoint), which on PostgreSQL takes its
+/// group back and sends the others to run alone. Each keeps its own outcome; the others
+/// commit with every row (history, event, audit).
 pub(crate) async fn payments_a_burst_of_status_changes_keeps_each_outcome(db: TestDb) {
     const PAYMENTS: usize = 40;
     let store = db.open().await;
@@ -447,44 +449,45 @@ pub(crate) async fn payments_a_burst_of_status_changes_keeps_each_outcome(db: Te
     for n in 0..PAYMENTS {
         created.push(create_one(store.as_ref(), "main", 100, &format!("burst-{n}"), 0).await);
     }
-    let doomed = created[7].instruction.id.clone();
-    store::failpoints::fail_once(
-        store::failpoints::PAYMENT_TRANSITION_BEFORE_COMMIT,
-        doomed.as_str(),
-        "cancelled",
-    );
+    // Every third payment (not 3, 5 or 7) moves through `submitting` in the same change.
+    let two_steps = |n: usize| n % 3 == 1 && ![3, 5, 7].contains(&n);
+    let spawn = |n: usize, from: &'static str| {
+        let store = Arc::clone(&store);
+        let id = created[n].instruction.id.clone();
+        let steps: Vec<PaymentStep> = if two_steps(n) {
+            vec!["submitting", "cancelled"]
+        } else {
+            vec!["cancelled"]
+        }
+        .into_iter()
+        .map(|to| PaymentStep {
+            change: change(to),
+            audit: create_audit(10),
+        })
+        .collect();
+        let task = tokio::spawn(async move {
+            store
+                .transition_payment_steps(&id, guard(from, None), steps, worker("ops"))
+                .await
+        });
+        (n, task)
+    };
     let audit_before = all_audit(store.as_ref()).await.len();
+    // Payment 3 gets two racing changes; payment 5 one with a guard that never held;
+    // payment 7 waits for the second burst.
     let mut tasks = Vec::new();
-    for (n, p) in created.iter().enumerate() {
-        // Payment 3 gets two racing changes; payment 5 one with a guard that never held.
-        let from = if n == 5 { "accepted" } else { "queued" };
-        let copies = if n == 3 { 2 } else { 1 };
-        for _ in 0..copies {
-            let store = Arc::clone(&store);
-            let id = p.instruction.id.clone();
-            tasks.push((
-                n,
-                tokio::spawn(async move {
-                    store
-                        .transition_payment(
-                            &id,
-                            guard(from, None),
-                            change("cancelled"),
-                            worker("ops"),
-                            create_audit(10),
-                        )
-                        .await
-                }),
-            ));
+    for n in (0..PAYMENTS).filter(|n| *n != 7) {
+        tasks.push(spawn(n, if n == 5 { "accepted" } else { "queued" }));
+        if n == 3 {
+            tasks.push(spawn(n, "queued"));
         }
     }
     let mut won = std::collections::HashMap::new();
     for (n, task) in tasks {
         match (n, task.await.unwrap()) {
             (5, Err(StoreError::Conflict { status, .. })) => assert_eq!(status, "queued"),
-            (7, Err(StoreError::Injected { .. })) => {}
             (3, Err(StoreError::Conflict { status, .. })) => assert_eq!(status, "cancelled"),
-            (n, Ok(p)) if n != 5 && n != 7 => {
+            (n, Ok(p)) if n != 5 => {
                 assert_eq!(p.status, "cancelled");
                 *won.entry(n).or_insert(0) += 1;
             }
@@ -493,6 +496,19 @@ pub(crate) async fn payments_a_burst_of_status_changes_keeps_each_outcome(db: Te
     }
     assert_eq!(won.len(), PAYMENTS - 2);
     assert!(won.values().all(|w| *w == 1), "one winner each: {won:?}");
+    // The second burst: 7's write fails before its commit; 5 now moves.
+    store::failpoints::fail_once(
+        store::failpoints::PAYMENT_TRANSITION_BEFORE_COMMIT,
+        created[7].instruction.id.as_str(),
+        "cancelled",
+    );
+    for (n, task) in [spawn(7, "queued"), spawn(5, "queued")] {
+        match (n, task.await.unwrap()) {
+            (7, Err(StoreError::Injected { .. })) => {}
+            (5, Ok(p)) => assert_eq!(p.status, "cancelled"),
+            (n, other) => panic!("payment {n}: unexpected {other:?}"),
+        }
+    }
     for (n, p) in created.iter().enumerate() {
         let stored = store.get_payment(&p.instruction.id).await.unwrap().unwrap();
         let history = store.payment_history(&p.instruction.id).await.unwrap();
@@ -505,20 +521,42 @@ pub(crate) async fn payments_a_burst_of_status_changes_keeps_each_outcome(db: Te
             })
             .await
             .unwrap();
-        if n == 5 || n == 7 {
+        let moves: Vec<_> = history[2..]
+            .iter()
+            .map(|h| (h.seq, h.from_status.as_deref(), h.to_status.as_str()))
+            .collect();
+        let seqs: Vec<i64> = events.iter().skip(1).map(|e| e.object_seq).collect();
+        if n == 7 {
             assert_eq!(stored.status, "queued", "payment {n} unchanged");
-            assert_eq!(history.len(), 2);
-            assert_eq!(events.len(), 1);
+            assert_eq!((history.len(), events.len()), (2, 1));
+        } else if two_steps(n) {
+            assert_eq!(stored.status, "cancelled");
+            assert_eq!(
+                moves,
+                [
+                    (3, Some("queued"), "submitting"),
+                    (4, Some("submitting"), "cancelled")
+                ],
+                "payment {n}: both steps recorded in order"
+            );
+            assert_eq!(seqs, [3, 4], "payment {n}: an event per step, in order");
         } else {
             assert_eq!(stored.status, "cancelled");
-            assert_eq!(history.len(), 3, "payment {n}: one change recorded");
-            assert_eq!(history[2].from_status.as_deref(), Some("queued"));
-            assert_eq!(events.len(), 2);
+            assert_eq!(
+                moves,
+                [(3, Some("queued"), "cancelled")],
+                "payment {n}: one change recorded"
+            );
+            assert_eq!(seqs, [3], "payment {n}: one event for the change");
         }
     }
-    // One audit record per change that happened, none for the refused ones.
+    // One audit record per step that happened, none for the refused ones.
+    let steps_done = (0..PAYMENTS)
+        .filter(|n| *n != 7)
+        .map(|n| if two_steps(n) { 2 } else { 1 })
+        .sum::<usize>();
     let audit = all_audit(store.as_ref()).await;
-    assert_eq!(audit.len() - audit_before, PAYMENTS - 2);
+    assert_eq!(audit.len() - audit_before, steps_done);
     store.close().await;
 }
 
