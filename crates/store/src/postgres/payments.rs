@@ -315,10 +315,18 @@ pub(super) async fn claim(
     limit: u32,
 ) -> Result<Vec<StoredPayment>, StoreError> {
     let columns = returning_payment_columns();
+    // One status (the dispatcher's `queued`) is compared with `=`: PostgreSQL then reads
+    // `payments_due` in `next_attempt_at` order and stops at the limit. With `= ANY` it
+    // reads every due row of the status and sorts them all, at every claim.
+    let status = if statuses.len() == 1 {
+        "status = $1[1]"
+    } else {
+        "status = ANY($1)"
+    };
     let rows = sqlx::query(&format!(
         "WITH due AS ( \
            SELECT id FROM payments \
-           WHERE status = ANY($1) AND next_attempt_at <= $2 \
+           WHERE {status} AND next_attempt_at <= $2 \
              AND (lease_expires_at IS NULL OR lease_expires_at < $2) \
            ORDER BY next_attempt_at, id \
            LIMIT $5 \
