@@ -7,8 +7,9 @@
 //! checked rows to a few group tasks. Each takes whatever creates are queued (up to
 //! [`GROUP_MAX`]) and writes them in ONE transaction with one statement per table, the rows
 //! passed as arrays (`unnest`), so the SQL text never changes with the group's size and
-//! stays prepared: the keys, the payments (returned as stored), their history, the
-//! completed keys, the events, and last the audit records under one hold of the lock.
+//! stays prepared: the keys (inserted completed, with the answer they replay; their
+//! reference to the payment is checked at commit), the payments (returned as stored), their
+//! history, the events, and last the audit records under one hold of the lock.
 //! Every payment's rows commit together, and many payments share the commit, the lock and
 //! the round trips. An answer goes out only after COMMIT returned.
 //!
@@ -136,29 +137,45 @@ async fn write_rows(
     conn: &mut PgConnection,
     jobs: &[Job],
 ) -> Result<HashMap<String, CreateOutcome>, StoreError> {
-    // 1. Keys, in progress. Those not inserted exist already: their creates go alone.
+    // 1. Keys, already completed with the answer they replay: the transaction's other
+    //    writers cannot see them before its commit, by which time the payment is in (its
+    //    reference is checked then: migration 0013). Those not inserted exist already:
+    //    their creates go alone.
+    sqlx::query("SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED")
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
     let inserted_keys: HashSet<(String, String)> = {
-        let mut client_ids = Vec::with_capacity(jobs.len());
-        let mut keys = Vec::with_capacity(jobs.len());
-        let mut hashes = Vec::with_capacity(jobs.len());
-        let mut created = Vec::with_capacity(jobs.len());
-        let mut expires = Vec::with_capacity(jobs.len());
+        let n = jobs.len();
+        let mut client_ids = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut hashes = Vec::with_capacity(n);
+        let mut statuses = Vec::with_capacity(n);
+        let mut bodies = Vec::with_capacity(n);
+        let mut payment_ids = Vec::with_capacity(n);
+        let mut created = Vec::with_capacity(n);
+        let mut expires = Vec::with_capacity(n);
         for j in jobs {
             let c = &j.rows.claim;
             client_ids.push(c.client_id.as_str());
             keys.push(c.key.as_str());
             hashes.push(c.request_hash.as_str());
+            statuses.push(i32::from(c.response_status));
+            bodies.push(c.response_body.as_str());
+            payment_ids.push(j.rows.payment.id.as_str());
             created.push(j.rows.audit.at);
             expires.push(c.expires_at);
         }
         sqlx::query_as(
             "INSERT INTO idempotency_keys \
-               (client_id, key, request_hash, state, created_at, expires_at) \
-             SELECT u.client_id, u.key, u.request_hash, 'in_progress', u.created_at, \
-                    u.expires_at \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
-                         $5::timestamptz[]) WITH ORDINALITY \
-                  AS u(client_id, key, request_hash, created_at, expires_at, ord) \
+               (client_id, key, request_hash, state, response_status, response_body, \
+                payment_id, created_at, expires_at) \
+             SELECT u.client_id, u.key, u.request_hash, 'completed', u.status, u.body, \
+                    u.payment_id, u.created_at, u.expires_at \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], \
+                         $6::text[], $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY \
+                  AS u(client_id, key, request_hash, status, body, payment_id, created_at, \
+                       expires_at, ord) \
              ORDER BY u.ord \
              ON CONFLICT (client_id, key) DO NOTHING \
              RETURNING client_id, key",
@@ -166,6 +183,9 @@ async fn write_rows(
         .bind(&client_ids)
         .bind(&keys)
         .bind(&hashes)
+        .bind(&statuses)
+        .bind(&bodies)
+        .bind(&payment_ids)
         .bind(&created)
         .bind(&expires)
         .fetch_all(&mut *conn)
@@ -214,40 +234,7 @@ async fn write_rows(
     // 3. History: each payment's initial steps, seq 1.., the first from no status.
     insert_history(conn, &written).await?;
 
-    // 4. The keys completed with the answer to replay.
-    {
-        let n = written.len();
-        let mut client_ids = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut statuses = Vec::with_capacity(n);
-        let mut bodies = Vec::with_capacity(n);
-        let mut payment_ids = Vec::with_capacity(n);
-        for j in &written {
-            let c = &j.rows.claim;
-            client_ids.push(c.client_id.as_str());
-            keys.push(c.key.as_str());
-            statuses.push(i32::from(c.response_status));
-            bodies.push(c.response_body.as_str());
-            payment_ids.push(j.rows.payment.id.as_str());
-        }
-        sqlx::query(
-            "UPDATE idempotency_keys AS k SET state = 'completed', response_status = u.status, \
-               response_body = u.body, payment_id = u.payment_id \
-             FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[]) \
-                  AS u(client_id, key, status, body, payment_id) \
-             WHERE k.client_id = u.client_id AND k.key = u.key",
-        )
-        .bind(&client_ids)
-        .bind(&keys)
-        .bind(&statuses)
-        .bind(&bodies)
-        .bind(&payment_ids)
-        .execute(&mut *conn)
-        .await
-        .map_err(err)?;
-    }
-
-    // 5. The events of the stored rows.
+    // 4. The events of the stored rows.
     let mut events = Vec::with_capacity(written.len());
     let mut outcomes = HashMap::with_capacity(written.len());
     for j in &written {
@@ -271,7 +258,7 @@ async fn write_rows(
     }
     insert_events(conn, &events).await?;
 
-    // 6. Last, the audit records, under one hold of the audit-order lock.
+    // 5. Last, the audit records, under one hold of the audit-order lock.
     let audits: Vec<&AuditRow> = written.iter().map(|j| &j.rows.audit).collect();
     insert_audits(conn, &audits).await?;
     Ok(outcomes)
