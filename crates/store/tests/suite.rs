@@ -951,6 +951,70 @@ async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
     store.close().await;
 }
 
+/// Schema 13 replaces the per-event fan-out mark with a cursor. A database written under
+/// schema 12 with events already fanned out (marked) and events not yet fanned out
+/// upgrades with the cursor at the last marked one: the next fan-out takes exactly the
+/// unmarked events, once, and none of the others again.
+#[tokio::test]
+async fn sqlite_schema_13_starts_the_fan_out_where_the_marks_left_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bankdirect.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let mut up_to_12 = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+    )
+    .await
+    .unwrap();
+    up_to_12.migrations = up_to_12
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 12)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    up_to_12.run(&pool).await.unwrap();
+    let at = "2026-11-28T09:00:00.000000Z";
+    sqlx::query(&format!(
+        "INSERT INTO webhooks (id, client_id, url, secret, event_types, created_at) \
+         VALUES ('whk_legacy', 'erp', 'https://erp.example/hooks', '{}', \
+                 '[\"payment.status_changed\"]', '{at}')",
+        "s".repeat(40)
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Events 1-3 fanned out before the upgrade, 4-5 not yet.
+    for n in 1..=5 {
+        let fanned = if n <= 3 {
+            format!("'{at}'")
+        } else {
+            "NULL".to_owned()
+        };
+        sqlx::query(&format!(
+            "INSERT INTO events (id, type, version, object_type, object_id, object_seq, \
+               account_id, occurred_at, data, fanned_out_at) \
+             VALUES ('evt_pay_{n}_1', 'payment.status_changed', 1, 'payment', 'pay_{n}', 1, \
+                     'east-1', '{at}', '{{}}', {fanned})"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = open_sqlite(&dir, &StoreOptions::default()).await;
+    let now = instant(3_600, 0);
+    let first = store.fan_out_events(now, 100).await.unwrap();
+    assert_eq!((first.events, first.deliveries), (2, 2), "{first:?}");
+    let again = store.fan_out_events(now, 100).await.unwrap();
+    assert_eq!((again.events, again.deliveries), (0, 0), "{again:?}");
+    store.close().await;
+}
+
 /// Schema 9 rebuilds `payment_batches` and schema 12 `webhooks` (a CHECK constraint
 /// cannot be altered in SQLite). A database with batches, their chunks, items, history and
 /// idempotency keys, and a webhook, written under schema 8 upgrades with every row and

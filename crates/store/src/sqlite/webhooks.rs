@@ -255,44 +255,52 @@ pub(super) async fn fan_out(
     store
         .write(move |conn| {
             Box::pin(async move {
+                // The outbox past the fan-out's cursor, oldest first (migration 0013: on
+                // SQLite, events commit in `seq` order, so the cursor never passes one
+                // still to come).
                 let seqs: Vec<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT ?1",
+                    "SELECT seq FROM events \
+                     WHERE seq > (SELECT last_seq FROM event_fan_out WHERE id = 1) \
+                     ORDER BY seq LIMIT ?1",
                 )
                 .bind(i64::from(limit))
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(err(OP))?;
-                if seqs.is_empty() {
+                let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
                     return Ok(FanOutReport::default());
-                }
-                let list = id_list(&seqs);
+                };
                 let made = sqlx::query(
                     "INSERT INTO webhook_deliveries \
                        (webhook_id, event_id, object_type, object_id, object_seq, state, \
                         next_attempt_at, created_at, updated_at) \
                      SELECT w.id, e.id, e.object_type, e.object_id, e.object_seq, 'pending', \
-                            ?2, ?2, ?2 \
+                            ?3, ?3, ?3 \
                      FROM events e JOIN webhooks w ON w.deleted_at IS NULL \
                        AND EXISTS (SELECT 1 FROM json_each(w.event_types) t WHERE t.value = e.type) \
-                     WHERE e.seq IN (SELECT value FROM json_each(?1)) \
+                     WHERE e.seq BETWEEN ?1 AND ?2 \
                      ORDER BY e.seq, w.id \
                      ON CONFLICT (webhook_id, event_id) DO NOTHING",
                 )
-                .bind(&list)
+                .bind(first)
+                .bind(last)
                 .bind(&now)
                 .execute(&mut *conn)
                 .await
                 .map_err(err(OP))?
                 .rows_affected();
-                sqlx::query(
-                    "UPDATE events SET fanned_out_at = ?2 \
-                     WHERE seq IN (SELECT value FROM json_each(?1))",
-                )
-                .bind(&list)
-                .bind(&now)
-                .execute(&mut *conn)
-                .await
-                .map_err(err(OP))?;
+                let moved = sqlx::query("UPDATE event_fan_out SET last_seq = ?1 WHERE id = 1")
+                    .bind(last)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err(OP))?;
+                if moved.rows_affected() != 1 {
+                    return Err(StoreError::Corrupt {
+                        table: "event_fan_out",
+                        column: "last_seq",
+                        reason: "the fan-out cursor row is missing".to_owned(),
+                    });
+                }
                 Ok(FanOutReport {
                     events: seqs.len(),
                     deliveries: made,
