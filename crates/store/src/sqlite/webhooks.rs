@@ -249,65 +249,69 @@ pub(super) async fn fan_out(
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<FanOutReport, StoreError> {
-    const OP: &str = "fanning out events";
     shared::check_fan_out_limit(limit)?;
     let now = codec::instant_text(codec::instant(now, "fan-out now")?);
+    // A direct job: under intake the fan-out runs back to back with the payment writes, and
+    // as a sqlx job each of its rounds cost the writer hand-offs to sqlx's thread.
     store
-        .write(move |conn| {
-            Box::pin(async move {
-                // The outbox past the fan-out's cursor, oldest first (migration 0013: on
-                // SQLite, events commit in `seq` order, so the cursor never passes one
-                // still to come).
-                let seqs: Vec<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM events \
-                     WHERE seq > (SELECT last_seq FROM event_fan_out WHERE id = 1) \
-                     ORDER BY seq LIMIT ?1",
-                )
-                .bind(i64::from(limit))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(err(OP))?;
-                let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
-                    return Ok(FanOutReport::default());
-                };
-                let made = sqlx::query(
-                    "INSERT INTO webhook_deliveries \
-                       (webhook_id, event_id, object_type, object_id, object_seq, state, \
-                        next_attempt_at, created_at, updated_at) \
-                     SELECT w.id, e.id, e.object_type, e.object_id, e.object_seq, 'pending', \
-                            ?3, ?3, ?3 \
-                     FROM events e JOIN webhooks w ON w.deleted_at IS NULL \
-                       AND EXISTS (SELECT 1 FROM json_each(w.event_types) t WHERE t.value = e.type) \
-                     WHERE e.seq BETWEEN ?1 AND ?2 \
-                     ORDER BY e.seq, w.id \
-                     ON CONFLICT (webhook_id, event_id) DO NOTHING",
-                )
-                .bind(first)
-                .bind(last)
-                .bind(&now)
-                .execute(&mut *conn)
-                .await
-                .map_err(err(OP))?
-                .rows_affected();
-                let moved = sqlx::query("UPDATE event_fan_out SET last_seq = ?1 WHERE id = 1")
-                    .bind(last)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(err(OP))?;
-                if moved.rows_affected() != 1 {
-                    return Err(StoreError::Corrupt {
-                        table: "event_fan_out",
-                        column: "last_seq",
-                        reason: "the fan-out cursor row is missing".to_owned(),
-                    });
-                }
-                Ok(FanOutReport {
-                    events: seqs.len(),
-                    deliveries: made,
-                })
-            })
-        })
+        .writer
+        .write_direct(move |db| fan_out_direct(db.connection(), &now, limit))
         .await
+}
+
+/// The outbox past the fan-out's cursor, oldest first (migration 0013: on SQLite, events
+/// commit in `seq` order, so the cursor never passes one still to come).
+const FAN_OUT_NEXT_SQL: &str = "SELECT seq FROM events \
+     WHERE seq > (SELECT last_seq FROM event_fan_out WHERE id = 1) \
+     ORDER BY seq LIMIT ?1";
+/// One delivery per subscribed webhook and event of the range.
+const FAN_OUT_DELIVERIES_SQL: &str = "INSERT INTO webhook_deliveries \
+       (webhook_id, event_id, object_type, object_id, object_seq, state, \
+        next_attempt_at, created_at, updated_at) \
+     SELECT w.id, e.id, e.object_type, e.object_id, e.object_seq, 'pending', ?3, ?3, ?3 \
+     FROM events e JOIN webhooks w ON w.deleted_at IS NULL \
+       AND EXISTS (SELECT 1 FROM json_each(w.event_types) t WHERE t.value = e.type) \
+     WHERE e.seq BETWEEN ?1 AND ?2 \
+     ORDER BY e.seq, w.id \
+     ON CONFLICT (webhook_id, event_id) DO NOTHING";
+const FAN_OUT_CURSOR_SQL: &str = "UPDATE event_fan_out SET last_seq = ?1 WHERE id = 1";
+
+fn fan_out_direct(
+    db: &rusqlite::Connection,
+    now: &str,
+    limit: u32,
+) -> Result<FanOutReport, StoreError> {
+    const OP: &str = "fanning out events";
+    let err = |e: rusqlite::Error| statement_error(BACKEND, OP, super::direct::to_sqlx(e));
+    let seqs: Vec<i64> = db
+        .prepare_cached(FAN_OUT_NEXT_SQL)
+        .and_then(|mut s| {
+            s.query_map([i64::from(limit)], |row| row.get(0))?
+                .collect::<Result<Vec<i64>, _>>()
+        })
+        .map_err(err)?;
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Ok(FanOutReport::default());
+    };
+    let made = db
+        .prepare_cached(FAN_OUT_DELIVERIES_SQL)
+        .and_then(|mut s| s.execute(rusqlite::params![first, last, now]))
+        .map_err(err)?;
+    let moved = db
+        .prepare_cached(FAN_OUT_CURSOR_SQL)
+        .and_then(|mut s| s.execute([last]))
+        .map_err(err)?;
+    if moved != 1 {
+        return Err(StoreError::Corrupt {
+            table: "event_fan_out",
+            column: "last_seq",
+            reason: "the fan-out cursor row is missing".to_owned(),
+        });
+    }
+    Ok(FanOutReport {
+        events: seqs.len(),
+        deliveries: u64::try_from(made).unwrap_or(u64::MAX),
+    })
 }
 
 pub(super) async fn claim(
