@@ -1780,6 +1780,63 @@ mod tests {
             .unwrap()
     }
 
+    /// An all-direct batch runs first without savepoints; a job that fails after writing
+    /// (or panics) takes that run back: it is answered its own error, nothing it wrote
+    /// stays, and the jobs before and after it are stored exactly once, in order.
+    #[tokio::test]
+    async fn a_direct_job_failing_after_its_writes_leaves_nothing_and_the_others_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let (release, held) = hold_writer(&store).await;
+        let a = submit_direct_audit(&store, audit("a")).await;
+        let half = store
+            .writer
+            .submit_direct(|db| {
+                db.append_audit(&audit("half"))?;
+                Err::<(), _>(StoreError::Invalid {
+                    reason: "fails after a write".to_owned(),
+                })
+            })
+            .await
+            .unwrap();
+        let b = submit_direct_audit(&store, audit("b")).await;
+        let panics = store
+            .writer
+            .submit_direct(|db| -> Result<(), StoreError> {
+                db.append_audit(&audit("panicked"))?;
+                panic!("a bug in a job");
+            })
+            .await
+            .unwrap();
+        let c = submit_direct_audit(&store, audit("c")).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        let ids = [
+            a.await.unwrap().unwrap(),
+            b.await.unwrap().unwrap(),
+            c.await.unwrap().unwrap(),
+        ];
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(matches!(
+            half.await.unwrap(),
+            Err(StoreError::Invalid { .. })
+        ));
+        assert!(matches!(
+            panics.await.unwrap(),
+            Err(StoreError::JobPanicked)
+        ));
+        assert_eq!(stored_actors(&store).await, ["a", "b", "c"]);
+        // One commit for the held job, one for the batch (its first run was rolled back).
+        assert_eq!(
+            store.writer_stats(),
+            WriterStats {
+                commits: 2,
+                jobs: 6
+            }
+        );
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn direct_jobs_begin_and_commit_their_batch_in_their_own_lock_beside_sqlx_jobs() {
         let dir = tempfile::tempdir().unwrap();

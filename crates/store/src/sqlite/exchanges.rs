@@ -60,7 +60,7 @@ pub(super) async fn record(
     let new = shared::checked(new)?;
     store
         .writer
-        .write_direct(move |db| db.record_exchange(&new, audit))
+        .write_direct(move |db| db.record_exchange(&new, audit.clone()))
         .await
 }
 

@@ -16,8 +16,12 @@
 //! batch's `BEGIN`, audit chain and `COMMIT` ride in the same lock when the jobs next to
 //! them are direct (`run_direct_segment`), so an all-direct batch takes one lock; the
 //! statements they prepare stay cached for the writer's life and are finalized before the
-//! connection closes. Erasing `T` takes two small traits: [`Job`] (not
-//! yet run) and [`Answer`] (run, waiting for the batch's fate).
+//! connection closes. An all-direct batch first runs without a savepoint per job
+//! ([`optimistic`]): when every job succeeds it commits as is; when one fails, the
+//! transaction is rolled back, that job answered its own error, and the others run again
+//! the usual way, each in its savepoint, so a direct job's work may run twice and must be
+//! `Fn`. Erasing `T` takes small traits: [`Job`] (not yet run), [`DirectJob`] and
+//! [`Answer`] (run, waiting for the batch's fate).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,27 +97,54 @@ where
     }
 }
 
-/// A queued direct write (see the module documentation).
-trait DirectJob: Send {
-    fn run(self: Box<Self>, db: &mut DirectPayments) -> Box<dyn Answer>;
+/// A queued direct write (see the module documentation). It may run more than once: a
+/// batch first runs its direct jobs without savepoints ([`optimistic`]) and, when one fails,
+/// rolls back and runs the others again, each in its savepoint. Its answer is the last
+/// run's.
+trait DirectJob: Answer {
+    /// Runs the work on the open transaction; true when it failed.
+    fn attempt(&mut self, db: &mut DirectPayments) -> bool;
     fn refuse(self: Box<Self>, err: StoreError);
 }
 
 struct TypedDirectJob<F, T> {
     work: F,
+    /// The last run's result; `None` before the first.
+    result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Answer for TypedDirectJob<F, T>
+where
+    F: Fn(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    fn failed(&self) -> bool {
+        !matches!(self.result, Some(Ok(_)))
+    }
+
+    fn deliver(self: Box<Self>, batch: Option<&BatchFailure>) {
+        let result = self.result.unwrap_or(Err(StoreError::WriterLost));
+        Box::new(TypedAnswer {
+            result,
+            reply: self.reply,
+        })
+        .deliver(batch);
+    }
 }
 
 impl<F, T> DirectJob for TypedDirectJob<F, T>
 where
-    F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
+    F: Fn(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, db: &mut DirectPayments) -> Box<dyn Answer> {
-        let TypedDirectJob { work, reply } = *self;
-        let result = std::panic::catch_unwind(AssertUnwindSafe(move || work(db)))
+    fn attempt(&mut self, db: &mut DirectPayments) -> bool {
+        let work = &self.work;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| work(db)))
             .unwrap_or(Err(StoreError::JobPanicked));
-        Box::new(TypedAnswer { result, reply })
+        let failed = result.is_err();
+        self.result = Some(result);
+        failed
     }
 
     fn refuse(self: Box<Self>, err: StoreError) {
@@ -286,7 +317,7 @@ impl Writer {
     /// committed.
     pub(crate) async fn write_direct<T, F>(&self, work: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let answer = self.submit_direct(work).await?;
@@ -299,12 +330,16 @@ impl Writer {
         work: F,
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
-        F: FnOnce(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&mut DirectPayments) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Queued::Direct(Box::new(TypedDirectJob { work, reply })))
-            .await?;
+        let job = TypedDirectJob {
+            work,
+            result: None,
+            reply,
+        };
+        self.enqueue(Queued::Direct(Box::new(job))).await?;
         Ok(answer)
     }
 
@@ -398,7 +433,7 @@ async fn run_sqlx_job(
 /// The same for a direct job, on the direct view (the connection is locked).
 fn run_direct_job(
     db: &mut DirectPayments,
-    job: Box<dyn DirectJob>,
+    mut job: Box<dyn DirectJob>,
     answers: &mut Vec<Box<dyn Answer>>,
 ) -> Result<(), BatchFailure> {
     if let Err(err) = db.execute_fixed("SAVEPOINT job") {
@@ -406,8 +441,9 @@ fn run_direct_job(
         job.refuse(failure.error());
         return Err(failure);
     }
-    let answer = job.run(db);
-    let closed = if answer.failed() {
+    let failed = job.attempt(db);
+    let answer: Box<dyn Answer> = job;
+    let closed = if failed {
         db.execute_fixed("ROLLBACK TO SAVEPOINT job")
             .and_then(|()| db.execute_fixed("RELEASE SAVEPOINT job"))
     } else {
@@ -514,6 +550,115 @@ fn direct_segment(
     }
 }
 
+/// How the savepoint-free first run of an all-direct batch ended.
+enum Optimistic {
+    /// Every job was answered: the batch committed (`true`) or failed as a whole.
+    Done(bool),
+    /// One job failed and was answered its own error; the transaction was rolled back, and
+    /// these (the others, in order) run again the usual way, each in its savepoint.
+    Again(Vec<Queued>),
+}
+
+fn requeue(jobs: Vec<Box<dyn DirectJob>>) -> Vec<Queued> {
+    jobs.into_iter().map(Queued::Direct).collect()
+}
+
+/// Runs an all-direct batch (payment intake, dispatch) under one lock of the connection
+/// WITHOUT a savepoint per job: a savepoint makes SQLite copy every page a job touches
+/// into its statement journal first, about a tenth of the writer's time (BENCHMARKS.md).
+/// Jobs rarely fail, and when one does the transaction is rolled back, that job is
+/// answered its own error, and the others run again with savepoints ([`Optimistic::Again`])
+/// in the same order on the same data, so every job gets the answer the savepoint path
+/// would have given. When SQLite itself dropped the transaction inside a job, the batch
+/// ends as on the savepoint path: nothing stored, each job answered the batch's failure.
+/// A lock or `BEGIN` that fails hands the batch to the usual path, which reports it.
+async fn optimistic(
+    wc: &mut WriterConn,
+    jobs: Vec<Box<dyn DirectJob>>,
+    chain: &AuditChainOptions,
+) -> Optimistic {
+    let mut lock = match direct::lock(&mut wc.conn).await {
+        Ok(lock) => lock,
+        Err(_) => return Optimistic::Again(requeue(jobs)),
+    };
+    let mut db = match wc.direct.take() {
+        Some(db) => db,
+        None => match DirectPayments::open(&mut lock) {
+            Ok(db) => db,
+            Err(_) => return Optimistic::Again(requeue(jobs)),
+        },
+    };
+    let outcome = optimistic_in(&mut db, jobs, chain);
+    wc.direct = Some(db);
+    drop(lock);
+    outcome
+}
+
+fn optimistic_in(
+    db: &mut DirectPayments,
+    mut jobs: Vec<Box<dyn DirectJob>>,
+    chain: &AuditChainOptions,
+) -> Optimistic {
+    if db.execute_fixed("BEGIN IMMEDIATE").is_err() {
+        return Optimistic::Again(requeue(jobs));
+    }
+    if let Some(n) = jobs.iter_mut().position(|job| job.attempt(db)) {
+        // A job that fails on SQLite's own error (disk full, I/O) may have ended the
+        // transaction with it.
+        let dropped = db.connection().is_autocommit();
+        if !dropped {
+            if let Err(err) = db.execute_fixed("ROLLBACK") {
+                tracing::debug!(error = %err, "ROLLBACK after a failed direct job");
+            }
+        }
+        let failed = jobs.remove(n);
+        // Its own error, whatever else happens.
+        failed.deliver(None);
+        if !dropped {
+            return Optimistic::Again(requeue(jobs));
+        }
+        let failure = BatchFailure::new(
+            "running a job",
+            sqlx::Error::Protocol("SQLite rolled the batch's transaction back in a job".into()),
+        );
+        tracing::warn!(
+            jobs = jobs.len() + 1,
+            "SQLite write batch rolled back by SQLite in a job"
+        );
+        for (i, job) in jobs.into_iter().enumerate() {
+            if i < n {
+                job.deliver(Some(&failure));
+            } else {
+                job.refuse(failure.error());
+            }
+        }
+        return Optimistic::Done(false);
+    }
+    if chain.enabled {
+        super::chain::link_in_batch(db.connection(), chain);
+    }
+    match db.execute_fixed("COMMIT") {
+        Ok(()) => {
+            tracing::debug!(jobs = jobs.len(), "SQLite write batch committed");
+            for job in jobs {
+                job.deliver(None);
+            }
+            Optimistic::Done(true)
+        }
+        Err(err) => {
+            if let Err(err) = db.execute_fixed("ROLLBACK") {
+                tracing::debug!(error = %err, "ROLLBACK after a failed SQLite commit");
+            }
+            let failure = BatchFailure::direct("committing", err);
+            tracing::warn!(jobs = jobs.len(), error = %failure.source, "SQLite write batch commit failed");
+            for job in jobs {
+                job.deliver(Some(&failure));
+            }
+            Optimistic::Done(false)
+        }
+    }
+}
+
 /// A batch while it runs: the jobs not yet taken, the answers of those that ran (delivered
 /// once the batch's fate is known), and whether its transaction has begun.
 struct BatchRun<'a> {
@@ -535,6 +680,26 @@ async fn run_batch(
         Ordering::Relaxed,
     );
 
+    let jobs = if jobs.iter().all(|q| matches!(q, Queued::Direct(_))) {
+        let direct = jobs
+            .into_iter()
+            .filter_map(|q| match q {
+                Queued::Direct(job) => Some(job),
+                Queued::Sqlx(_) => None,
+            })
+            .collect();
+        match optimistic(wc, direct, chain).await {
+            Optimistic::Done(committed) => {
+                if committed {
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            Optimistic::Again(rest) => rest,
+        }
+    } else {
+        jobs
+    };
     let mut run = BatchRun {
         pending: jobs.into_iter().peekable(),
         answers: Vec::with_capacity(job_count),
