@@ -951,6 +951,35 @@ async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
     store.close().await;
 }
 
+/// A SQLite database `bankdirect.db` in `dir` migrated up to schema `version` only, as
+/// an older release left it; with the options to open it again.
+async fn sqlite_at_schema(
+    dir: &tempfile::TempDir,
+    version: i64,
+) -> (sqlx::SqlitePool, sqlx::sqlite::SqliteConnectOptions) {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("bankdirect.db"))
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = sqlx::SqlitePool::connect_with(options.clone())
+        .await
+        .unwrap();
+    let mut older = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+    )
+    .await
+    .unwrap();
+    older.migrations = older
+        .migrations
+        .iter()
+        .filter(|m| m.version <= version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    older.run(&pool).await.unwrap();
+    (pool, options)
+}
+
 /// Schema 13 replaces the per-event fan-out mark with a cursor. A database written under
 /// schema 12 with events already fanned out (marked) and events not yet fanned out
 /// upgrades with the cursor at the last marked one: the next fan-out takes exactly the
@@ -958,25 +987,7 @@ async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
 #[tokio::test]
 async fn sqlite_schema_13_starts_the_fan_out_where_the_marks_left_off() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bankdirect.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .foreign_keys(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    let mut up_to_12 = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
-    )
-    .await
-    .unwrap();
-    up_to_12.migrations = up_to_12
-        .migrations
-        .iter()
-        .filter(|m| m.version <= 12)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    up_to_12.run(&pool).await.unwrap();
+    let (pool, _) = sqlite_at_schema(&dir, 12).await;
     let at = "2026-11-28T09:00:00.000000Z";
     sqlx::query(&format!(
         "INSERT INTO webhooks (id, client_id, url, secret, event_types, created_at) \
@@ -1022,27 +1033,7 @@ async fn sqlite_schema_13_starts_the_fan_out_where_the_marks_left_off() {
 #[tokio::test]
 async fn sqlite_schema_9_rebuilds_batches_keeping_every_row_and_reference() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bankdirect.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .foreign_keys(true);
-    let pool = sqlx::SqlitePool::connect_with(options.clone())
-        .await
-        .unwrap();
-    let mut up_to_8 = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
-    )
-    .await
-    .unwrap();
-    up_to_8.migrations = up_to_8
-        .migrations
-        .iter()
-        .filter(|m| m.version <= 8)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    up_to_8.run(&pool).await.unwrap();
+    let (pool, options) = sqlite_at_schema(&dir, 8).await;
     let at = "2026-11-28T09:00:00.000000Z";
     for n in 1..=3 {
         let batch = format!("bat_{n:026}");
