@@ -253,9 +253,10 @@ pub(super) async fn fan_out(
                     .execute(&mut *conn)
                     .await
                     .map_err(err(OP))?;
-                // Read after the lock: what an earlier holder marked is seen as marked.
+                // Read after the lock: what an earlier holder fanned out has left the queue
+                // (migration 0014).
                 let seqs: Vec<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1",
+                    "SELECT seq FROM event_fan_out_queue ORDER BY seq LIMIT $1",
                 )
                 .bind(i64::from(limit))
                 .fetch_all(&mut *conn)
@@ -282,9 +283,8 @@ pub(super) async fn fan_out(
                 .await
                 .map_err(err(OP))?
                 .rows_affected();
-                sqlx::query("UPDATE events SET fanned_out_at = $2 WHERE seq = ANY($1)")
+                sqlx::query("DELETE FROM event_fan_out_queue WHERE seq = ANY($1)")
                     .bind(&seqs)
-                    .bind(now)
                     .execute(&mut *conn)
                     .await
                     .map_err(err(OP))?;
