@@ -951,6 +951,77 @@ async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
     store.close().await;
 }
 
+/// Schema 14 (PostgreSQL) keeps the events still to fan out in a queue instead of
+/// marking each one. A database written under schema 13 with events already fanned out
+/// (marked) and events not yet fanned out upgrades with exactly the unmarked ones queued,
+/// and an event appended afterwards is queued by the trigger.
+#[tokio::test]
+async fn postgres_schema_14_queues_the_events_not_yet_fanned_out() {
+    run_postgres(|db| async move {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let mut older = sqlx::migrate::Migrator::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres"),
+        )
+        .await
+        .unwrap();
+        older.migrations = older
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 13)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        older.run(&pool).await.unwrap();
+        let at = instant(0, 0);
+        sqlx::query(
+            "INSERT INTO webhooks (id, client_id, url, secret, event_types, created_at) \
+             VALUES ('whk_legacy', 'erp', 'https://erp.example/hooks', $1, \
+                     '[\"payment.status_changed\"]', $2)",
+        )
+        .bind("s".repeat(40))
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let append = |n: u32, fanned: Option<DateTime<Utc>>| {
+            sqlx::query(
+                "INSERT INTO events (id, type, version, object_type, object_id, object_seq, \
+                   account_id, occurred_at, data, fanned_out_at) \
+                 VALUES ($1, 'payment.status_changed', 1, 'payment', $2, 1, 'east-1', $3, \
+                         '{}', $4)",
+            )
+            .bind(format!("evt_pay_{n}_1"))
+            .bind(format!("pay_{n}"))
+            .bind(at)
+            .bind(fanned)
+        };
+        // Events 1-3 fanned out before the upgrade, 4-5 not yet.
+        for n in 1..=5 {
+            let fanned = (n <= 3).then_some(at);
+            append(n, fanned).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = db.open().await;
+        let now = instant(3_600, 0);
+        let first = store.fan_out_events(now, 100).await.unwrap();
+        assert_eq!((first.events, first.deliveries), (2, 2), "{first:?}");
+        let again = store.fan_out_events(now, 100).await.unwrap();
+        assert_eq!((again.events, again.deliveries), (0, 0), "{again:?}");
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        append(6, None).execute(&pool).await.unwrap();
+        pool.close().await;
+        let appended = store.fan_out_events(now, 100).await.unwrap();
+        assert_eq!(
+            (appended.events, appended.deliveries),
+            (1, 1),
+            "{appended:?}"
+        );
+        store.close().await;
+    })
+    .await;
+}
+
 /// A SQLite database `bankdirect.db` in `dir` migrated up to schema `version` only, as
 /// an older release left it; with the options to open it again.
 async fn sqlite_at_schema(

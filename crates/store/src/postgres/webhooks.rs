@@ -255,13 +255,12 @@ pub(super) async fn fan_out(
                     .map_err(err(OP))?;
                 // Read after the lock: what an earlier holder fanned out has left the queue
                 // (migration 0014).
-                let seqs: Vec<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM event_fan_out_queue ORDER BY seq LIMIT $1",
-                )
-                .bind(i64::from(limit))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(err(OP))?;
+                let seqs: Vec<i64> =
+                    sqlx::query_scalar("SELECT seq FROM event_fan_out_queue ORDER BY seq LIMIT $1")
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(err(OP))?;
                 if seqs.is_empty() {
                     return Ok(FanOutReport::default());
                 }
