@@ -959,19 +959,11 @@ async fn sqlite_refused_writes_among_concurrent_ones_do_not_lose_the_others() {
 async fn postgres_schema_14_queues_the_events_not_yet_fanned_out() {
     run_postgres(|db| async move {
         let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        let mut older = sqlx::migrate::Migrator::new(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres"),
-        )
-        .await
-        .unwrap();
-        older.migrations = older
-            .migrations
-            .iter()
-            .filter(|m| m.version <= 13)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        older.run(&pool).await.unwrap();
+        migrations_up_to("postgres", 13)
+            .await
+            .run(&pool)
+            .await
+            .unwrap();
         let at = instant(0, 0);
         sqlx::query(
             "INSERT INTO webhooks (id, client_id, url, secret, event_types, created_at) \
@@ -1035,8 +1027,21 @@ async fn sqlite_at_schema(
     let pool = sqlx::SqlitePool::connect_with(options.clone())
         .await
         .unwrap();
+    migrations_up_to("sqlite", version)
+        .await
+        .run(&pool)
+        .await
+        .unwrap();
+    (pool, options)
+}
+
+/// The migrations of `backend` (`sqlite`, `postgres`) up to schema `version`, as an older
+/// release shipped them.
+async fn migrations_up_to(backend: &str, version: i64) -> sqlx::migrate::Migrator {
     let mut older = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend),
     )
     .await
     .unwrap();
@@ -1047,8 +1052,7 @@ async fn sqlite_at_schema(
         .cloned()
         .collect::<Vec<_>>()
         .into();
-    older.run(&pool).await.unwrap();
-    (pool, options)
+    older
 }
 
 /// Schema 13 replaces the per-event fan-out mark with a cursor. A database written under
