@@ -279,7 +279,7 @@ const fn at(name: &str) -> usize {
     panic!("not a column of PAYMENT_COLUMNS")
 }
 
-/// Reads the payment column `$name` (by its position) as `$t`.
+/// Reads the payment column `$name` by its position, as the type the caller expects.
 macro_rules! column {
     ($row:expr, $name:literal) => {
         $row.get(const { at($name) }).map_err(err)?

@@ -125,11 +125,7 @@ where
 
     fn deliver(self: Box<Self>, batch: Option<&BatchFailure>) {
         let result = self.result.unwrap_or(Err(StoreError::WriterLost));
-        Box::new(TypedAnswer {
-            result,
-            reply: self.reply,
-        })
-        .deliver(batch);
+        let _ = self.reply.send(outcome(result, batch));
     }
 }
 
@@ -178,13 +174,20 @@ impl<T: Send> Answer for TypedAnswer<T> {
     }
 
     fn deliver(self: Box<Self>, batch: Option<&BatchFailure>) {
-        let outcome = match (self.result, batch) {
-            // The job's own error says more than the batch's; either way nothing is stored.
-            (Err(err), _) => Err(err),
-            (Ok(_), Some(failure)) => Err(failure.error()),
-            (Ok(value), None) => Ok(value),
-        };
-        let _ = self.reply.send(outcome);
+        let _ = self.reply.send(outcome(self.result, batch));
+    }
+}
+
+/// What a job's caller is told: its own result, unless the batch it ran in failed.
+fn outcome<T>(
+    result: Result<T, StoreError>,
+    batch: Option<&BatchFailure>,
+) -> Result<T, StoreError> {
+    match (result, batch) {
+        // The job's own error says more than the batch's; either way nothing is stored.
+        (Err(err), _) => Err(err),
+        (Ok(_), Some(failure)) => Err(failure.error()),
+        (Ok(value), None) => Ok(value),
     }
 }
 
@@ -475,27 +478,38 @@ async fn run_direct_segment(
     first: Box<dyn DirectJob>,
     run: &mut BatchRun<'_>,
 ) -> Segment {
+    match on_direct(wc, first, |db, first| direct_segment(db, first, &mut *run)).await {
+        Ok(end) => end,
+        Err((failure, first)) => refused(first, failure, run.begun),
+    }
+}
+
+/// Runs `work` with `input` on the direct view of the writer's connection, under one lock
+/// of it (the view is opened the first time and kept for the writer's life). When the
+/// connection cannot be locked or viewed, `work` does not run and `input` comes back with
+/// the failure.
+async fn on_direct<I, R>(
+    wc: &mut WriterConn,
+    input: I,
+    work: impl FnOnce(&mut DirectPayments, I) -> R,
+) -> Result<R, (BatchFailure, I)> {
     let mut lock = match direct::lock(&mut wc.conn).await {
         Ok(lock) => lock,
-        Err(err) => {
-            let failure = BatchFailure::new("locking the connection", err);
-            return refused(first, failure, run.begun);
-        }
+        Err(err) => return Err((BatchFailure::new("locking the connection", err), input)),
     };
     let mut db = match wc.direct.take() {
         Some(db) => db,
         None => match DirectPayments::open(&mut lock) {
             Ok(db) => db,
             Err(err) => {
-                let failure = BatchFailure::direct("opening the direct view", err);
-                return refused(first, failure, run.begun);
+                return Err((BatchFailure::direct("opening the direct view", err), input));
             }
         },
     };
-    let end = direct_segment(&mut db, first, run);
+    let out = work(&mut db, input);
     wc.direct = Some(db);
     drop(lock);
-    end
+    Ok(out)
 }
 
 /// The segment's first job refused for `failure`: the batch is broken when it had begun,
@@ -577,21 +591,10 @@ async fn optimistic(
     jobs: Vec<Box<dyn DirectJob>>,
     chain: &AuditChainOptions,
 ) -> Optimistic {
-    let mut lock = match direct::lock(&mut wc.conn).await {
-        Ok(lock) => lock,
-        Err(_) => return Optimistic::Again(requeue(jobs)),
-    };
-    let mut db = match wc.direct.take() {
-        Some(db) => db,
-        None => match DirectPayments::open(&mut lock) {
-            Ok(db) => db,
-            Err(_) => return Optimistic::Again(requeue(jobs)),
-        },
-    };
-    let outcome = optimistic_in(&mut db, jobs, chain);
-    wc.direct = Some(db);
-    drop(lock);
-    outcome
+    match on_direct(wc, jobs, |db, jobs| optimistic_in(db, jobs, chain)).await {
+        Ok(outcome) => outcome,
+        Err((_, jobs)) => Optimistic::Again(requeue(jobs)),
+    }
 }
 
 fn optimistic_in(
@@ -799,26 +802,13 @@ fn refuse_unbegun(pending: impl Iterator<Item = Queued>, failure: &BatchFailure,
 /// Links the batch's audit records (and any left unlinked before) in the open transaction,
 /// on the direct view. A failure is logged and leaves them for the next batch.
 async fn link_chain(wc: &mut WriterConn, chain: &AuditChainOptions) {
-    let mut lock = match direct::lock(&mut wc.conn).await {
-        Ok(lock) => lock,
-        Err(err) => {
-            tracing::warn!(error = %err, "audit chain: could not lock the connection; linking later");
-            return;
-        }
-    };
-    let db = match wc.direct.take() {
-        Some(db) => db,
-        None => match DirectPayments::open(&mut lock) {
-            Ok(db) => db,
-            Err(err) => {
-                tracing::warn!(error = %err, "audit chain: could not open the direct view; linking later");
-                return;
-            }
-        },
-    };
-    super::chain::link_in_batch(db.connection(), chain);
-    wc.direct = Some(db);
-    drop(lock);
+    let linked = on_direct(wc, (), |db, ()| {
+        super::chain::link_in_batch(db.connection(), chain);
+    })
+    .await;
+    if let Err((failure, ())) = linked {
+        tracing::warn!(op = failure.op, error = %failure.source, "audit chain: could not reach the connection; linking later");
+    }
 }
 
 async fn execute(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
