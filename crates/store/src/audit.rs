@@ -26,15 +26,22 @@
 //!
 //! # Who links
 //!
-//! One chainer, so the chain never forks. On SQLite it is the single writer: after the jobs
-//! of a group commit and before its `COMMIT`, it links every record not yet linked, in id
-//! order (ids ascend in commit order there), in the same transaction
-//! (`sqlite/writer.rs`). On PostgreSQL records are inserted unlinked (their ids ascend in
-//! commit order under the audit-order lock, see `postgres.rs`) and [`crate::Store::audit_chain_tick`]
-//! links them shortly after commit, in small batches, holding a transaction-level
+//! A record is linked as it is appended, by the writer that appends it, whenever every
+//! record before it is linked ([`AppendHead::after`]): the append holds what orders
+//! appends (the single writer on SQLite, `sqlite/direct.rs`; the audit-order lock until
+//! commit on PostgreSQL, `audit_append_begin` of migration 0015, `postgres.rs`), reads the
+//! newest record and links after it. Records not linked that way (written by a store with
+//! the chain off, by an older version, by SQLite's sqlx path, or behind such records) go
+//! in unlinked, and one chainer links them in id order, which is commit order (ids are
+//! drawn in commit order on both). Because the chainer works oldest first, the linked
+//! records are always a prefix of the log in id order, so an append that finds the newest
+//! record linked never links past an unlinked one. On SQLite the chainer is the single
+//! writer, after the jobs of every group commit and before its `COMMIT`, in the same
+//! transaction (`sqlite/writer.rs`). On PostgreSQL [`crate::Store::audit_chain_tick`] runs
+//! it shortly after commit, in small batches, holding a transaction-level
 //! `pg_try_advisory_xact_lock` on a key of its own: of several instances one links at a
 //! time, the others skip the round. A unique index on `position` makes a fork impossible
-//! even if that lock were bypassed. Records written before the chain existed (older
+//! even if those rules were bypassed. Records written before the chain existed (older
 //! databases) are linked by the first runs, oldest first.
 //!
 //! # Checkpoints
@@ -54,6 +61,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::codec::AuditRow;
 use crate::{Store, StoreError};
 
 /// The length of every hash of the chain (SHA-256).
@@ -194,27 +202,119 @@ fn micros(at: DateTime<Utc>) -> i64 {
 
 /// The version-1 encoding of a record (see the module documentation).
 pub fn record_encoding(prev_hash: &AuditHash, position: i64, f: &AuditFields) -> Vec<u8> {
+    encode(prev_hash, position, f.id, &RecordText::of_fields(f))
+}
+
+/// The texts of a record the encoding covers, borrowed from where they are.
+struct RecordText<'a> {
+    at: DateTime<Utc>,
+    actor: &'a str,
+    action: &'a str,
+    object: &'a str,
+    request_id: Option<&'a str>,
+    outcome: &'a str,
+    details: &'a str,
+}
+
+impl<'a> RecordText<'a> {
+    fn of_fields(f: &'a AuditFields) -> Self {
+        RecordText {
+            at: f.at,
+            actor: &f.actor,
+            action: &f.action,
+            object: &f.object,
+            request_id: f.request_id.as_deref(),
+            outcome: &f.outcome,
+            details: &f.details,
+        }
+    }
+
+    fn of_row(r: &'a AuditRow) -> Self {
+        RecordText {
+            at: r.at,
+            actor: &r.actor,
+            action: &r.action,
+            object: &r.object,
+            request_id: r.request_id.as_deref(),
+            outcome: &r.outcome,
+            details: &r.details,
+        }
+    }
+}
+
+fn encode(prev_hash: &AuditHash, position: i64, id: i64, t: &RecordText<'_>) -> Vec<u8> {
     let mut buf = Vec::with_capacity(
-        128 + f.actor.len() + f.action.len() + f.object.len() + f.outcome.len() + f.details.len(),
+        128 + t.actor.len() + t.action.len() + t.object.len() + t.outcome.len() + t.details.len(),
     );
     lp(&mut buf, RECORD_DOMAIN);
     buf.extend_from_slice(prev_hash);
     buf.extend_from_slice(&position.to_be_bytes());
-    buf.extend_from_slice(&f.id.to_be_bytes());
-    buf.extend_from_slice(&micros(f.at).to_be_bytes());
-    lp(&mut buf, f.actor.as_bytes());
-    lp(&mut buf, f.action.as_bytes());
-    lp(&mut buf, f.object.as_bytes());
-    match &f.request_id {
+    buf.extend_from_slice(&id.to_be_bytes());
+    buf.extend_from_slice(&micros(t.at).to_be_bytes());
+    lp(&mut buf, t.actor.as_bytes());
+    lp(&mut buf, t.action.as_bytes());
+    lp(&mut buf, t.object.as_bytes());
+    match t.request_id {
         None => buf.push(0),
         Some(r) => {
             buf.push(1);
             lp(&mut buf, r.as_bytes());
         }
     }
-    lp(&mut buf, f.outcome.as_bytes());
-    lp(&mut buf, f.details.as_bytes());
+    lp(&mut buf, t.outcome.as_bytes());
+    lp(&mut buf, t.details.as_bytes());
     buf
+}
+
+/// The head an append links after: set only when every record is linked (see "Who links").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AppendHead {
+    pub position: i64,
+    pub hash: AuditHash,
+}
+
+/// A record's link, computed as it is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AppendLink {
+    pub position: i64,
+    pub prev_hash: AuditHash,
+    pub hash: AuditHash,
+}
+
+impl AppendHead {
+    /// Where records appended now go, from the newest record by id (`None`: the log is
+    /// empty; else its position and hash). The chainer links in id order, so when the
+    /// newest record is linked every record is, and the newest is the head. When it is
+    /// not (a backlog, or a link that failed), appends stay unlinked and the chainer,
+    /// catching up in id order, links them after the older ones.
+    pub(crate) fn after(newest: Option<(Option<i64>, Option<&[u8]>)>) -> Option<AppendHead> {
+        match newest {
+            None => Some(AppendHead {
+                position: 0,
+                hash: GENESIS_HASH,
+            }),
+            Some((Some(position), Some(hash))) => Some(AppendHead {
+                position,
+                hash: hash.try_into().ok()?,
+            }),
+            Some(_) => None,
+        }
+    }
+
+    /// Links `row`, appended with `id`, after this head, which moves to it.
+    pub(crate) fn link(&mut self, id: i64, row: &AuditRow) -> AppendLink {
+        let position = self.position + 1;
+        let prev_hash = self.hash;
+        let hash: AuditHash =
+            Sha256::digest(encode(&prev_hash, position, id, &RecordText::of_row(row))).into();
+        self.position = position;
+        self.hash = hash;
+        AppendLink {
+            position,
+            prev_hash,
+            hash,
+        }
+    }
 }
 
 /// The hash of a record linked at `position` after `prev_hash`.

@@ -1944,4 +1944,79 @@ mod tests {
             Err(StoreError::Closed)
         ));
     }
+
+    /// The position and previous hash of audit record `id` as the job's transaction sees
+    /// it, and whether any record is still unlinked.
+    fn link_of(
+        db: &direct::DirectPayments,
+        id: i64,
+    ) -> Result<(Option<i64>, Option<Vec<u8>>), StoreError> {
+        db.connection()
+            .query_row(
+                "SELECT position, prev_hash FROM audit_log WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| StoreError::Invalid {
+                reason: e.to_string(),
+            })
+    }
+
+    /// With the chain on, a direct append is linked as it is written, before the batch's
+    /// chainer runs; behind a record that is not linked yet it goes in unlinked, and the
+    /// chainer links both after the batch's jobs, in id order.
+    #[tokio::test]
+    async fn direct_audit_appends_are_linked_as_written_unless_behind_an_unlinked_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let append_and_look = |actor: &'static str| {
+            move |db: &mut direct::DirectPayments| {
+                let id = db.append_audit(&audit(actor))?;
+                Ok((id, link_of(db, id)?))
+            }
+        };
+        let (first, (position, prev)) = store
+            .writer
+            .write_direct(append_and_look("first"))
+            .await
+            .unwrap();
+        assert_eq!(position, Some(1), "linked as written");
+        assert_eq!(prev.as_deref(), Some(&audit::GENESIS_HASH[..]));
+        let (second, (position, _)) = store
+            .writer
+            .write_direct(append_and_look("second"))
+            .await
+            .unwrap();
+        assert_eq!((second, position), (first + 1, Some(2)));
+
+        // In one batch: a record from the sqlx path (unlinked), then a direct append.
+        let (release, held) = hold_writer(&store).await;
+        let unlinked = submit_audit(&store, audit("unlinked")).await;
+        let behind = store
+            .writer
+            .submit_direct(append_and_look("behind"))
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        let unlinked = unlinked.await.unwrap().unwrap();
+        let (behind, (position, _)) = behind.await.unwrap().unwrap();
+        assert_eq!(position, None, "not linked past an unlinked record");
+        assert!(unlinked < behind);
+
+        assert_eq!(store.audit_unlinked().await.unwrap().count, 0);
+        let page = store.audit_chain_page(0, 10).await.unwrap();
+        let order: Vec<(i64, i64)> = page.iter().map(|r| (r.position, r.fields.id)).collect();
+        assert_eq!(
+            order,
+            [(1, first), (2, second), (3, unlinked), (4, behind)],
+            "positions follow ids"
+        );
+        let report = audit::verify(&store, &|_| Ok(()), None, &mut |_, _| {})
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.records, 4);
+        store.close().await;
+    }
 }

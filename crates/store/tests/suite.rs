@@ -246,6 +246,7 @@ suite!(
     webhooks_a_skipped_delivery_no_longer_holds_the_next_back,
     chain_links_every_record_in_commit_order_and_verifies,
     chain_links_records_written_before_it_existed,
+    chain_appends_wait_behind_a_backlog_then_link_as_written,
     chain_two_stores_writing_at_once_make_one_chain,
     chain_checkpoints_every_n_records_or_after_t_seconds,
     tamper_a_changed_field_is_caught,

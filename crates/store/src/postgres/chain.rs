@@ -1,8 +1,11 @@
 //! The PostgreSQL chainer (see `audit.rs` for the chain).
 //!
-//! Audit records are inserted unlinked; their ids ascend in commit order, because every
-//! insert draws its id under the audit-order lock (`AUDIT_ORDER_LOCK_KEY`) held until its
-//! commit: when id N is visible, every smaller id is committed or will never be. A run of
+//! Appends link their records themselves when every record before them is linked
+//! (`append_audits` in `postgres.rs`); the chainer links the others: records of a store
+//! with the chain off, of an older version, and appends made behind those. Ids ascend in
+//! commit order, because every append draws its ids under the audit-order lock
+//! (`AUDIT_ORDER_LOCK_KEY`) held until its commit: when id N is visible, every smaller id
+//! is committed or will never be. A run of
 //! the chainer is ONE transaction that first takes `pg_try_advisory_xact_lock` on a key of
 //! its own: an instance that does not get it skips the run (another instance is linking),
 //! so instances never wait on each other and never link the same record. Holding the lock

@@ -18,8 +18,8 @@
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+use super::append_audits;
 use super::group::{self, CommitFailed, GroupQueue};
-use super::intake::insert_audits;
 use super::{PgStore, BACKEND};
 use crate::codec::{self, AuditRow};
 use crate::error::statement_error;
@@ -171,7 +171,7 @@ async fn write_rows(conn: &mut PgConnection, jobs: &[Job]) -> Result<Vec<i64>, S
         audits.push(shared::audit_row(job.rows.audit.clone(), id)?);
         ids.push(id);
     }
-    insert_audits(conn, &audits.iter().collect::<Vec<_>>()).await?;
+    append_audits(conn, &audits.iter().collect::<Vec<_>>()).await?;
     Ok(ids)
 }
 

@@ -35,7 +35,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::group::{self, CommitFailed, GroupQueue};
-use super::{payments::payment_from_row, AUDIT_ORDER_LOCK_KEY, BACKEND};
+use super::{append_audits, payments::payment_from_row, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
 use crate::events::{payment_event, EventRow};
@@ -260,7 +260,7 @@ async fn write_rows(
 
     // 5. Last, the audit records, under one hold of the audit-order lock.
     let audits: Vec<&AuditRow> = written.iter().map(|j| &j.rows.audit).collect();
-    insert_audits(conn, &audits).await?;
+    append_audits(conn, &audits).await?;
     Ok(outcomes)
 }
 
@@ -475,56 +475,5 @@ pub(super) async fn insert_events(
     .execute(&mut *conn)
     .await
     .map_err(|e| statement_error(BACKEND, "appending events", e))?;
-    Ok(())
-}
-
-/// Appends `audits` in order under one hold of the audit-order lock (held until commit):
-/// the last statements of a group's transaction.
-pub(super) async fn insert_audits(
-    conn: &mut PgConnection,
-    audits: &[&AuditRow],
-) -> Result<(), StoreError> {
-    const AUDIT_OP: &str = "appending audit records";
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_ORDER_LOCK_KEY)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| statement_error(BACKEND, AUDIT_OP, e))?;
-    let n = audits.len();
-    let mut at = Vec::with_capacity(n);
-    let mut actor = Vec::with_capacity(n);
-    let mut action = Vec::with_capacity(n);
-    let mut object = Vec::with_capacity(n);
-    let mut request_id: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut outcome = Vec::with_capacity(n);
-    let mut details = Vec::with_capacity(n);
-    for a in audits {
-        at.push(a.at);
-        actor.push(a.actor.as_str());
-        action.push(a.action.as_str());
-        object.push(a.object.as_str());
-        request_id.push(a.request_id.as_deref());
-        outcome.push(a.outcome.as_str());
-        details.push(a.details.as_str());
-    }
-    // Ids are drawn in this order, under the lock, so they ascend in commit order.
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
-         SELECT u.at, u.actor, u.action, u.object, u.request_id, u.outcome, u.details::json \
-         FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                     $6::text[], $7::text[]) WITH ORDINALITY \
-              AS u(at, actor, action, object, request_id, outcome, details, ord) \
-         ORDER BY u.ord",
-    )
-    .bind(&at)
-    .bind(&actor)
-    .bind(&action)
-    .bind(&object)
-    .bind(&request_id)
-    .bind(&outcome)
-    .bind(&details)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| statement_error(BACKEND, AUDIT_OP, e))?;
     Ok(())
 }

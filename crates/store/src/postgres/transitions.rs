@@ -35,8 +35,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
+use super::append_audits;
 use super::group::{self, CommitFailed, GroupQueue};
-use super::intake::{insert_audits, insert_events};
+use super::intake::insert_events;
 use super::payments::{payment_from_row, returning_payment_columns};
 use super::BACKEND;
 use crate::codec::AuditRow;
@@ -241,7 +242,7 @@ async fn write_rows(
         }
     }
     if !audits.is_empty() {
-        insert_audits(conn, &audits).await.map_err(Broken::Group)?;
+        append_audits(conn, &audits).await.map_err(Broken::Group)?;
     }
     standing
         .into_iter()

@@ -25,6 +25,7 @@ use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::SqliteConnection;
 
 use super::BACKEND;
+use crate::audit::AppendHead;
 use crate::codec::{self, AuditRow};
 use crate::error::statement_error;
 use crate::events::EventRow;
@@ -36,6 +37,16 @@ use crate::statements::{date_from_text, date_text};
 use crate::StoreError;
 
 const OP: &str = "writing a payment";
+
+/// The newest audit record, which tells whether an append can be linked as written.
+const NEWEST_AUDIT_SQL: &str = "SELECT id, position, hash FROM audit_log ORDER BY id DESC LIMIT 1";
+/// The highest audit id AUTOINCREMENT ever gave.
+const AUDIT_ID_COUNTER_SQL: &str = "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'";
+/// An audit record appended linked, with the id it was drawn.
+const INSERT_LINKED_AUDIT_SQL: &str =
+    "INSERT INTO audit_log (id, at, actor, action, object, request_id, outcome, details, \
+                            position, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// A rusqlite error in the shape of a sqlx database error.
 #[derive(Debug)]
@@ -129,6 +140,8 @@ pub(super) async fn lock(
 /// never closes the handle).
 pub(super) struct DirectPayments {
     db: rusqlite::Connection,
+    /// Audit records are linked as they are appended (the chain is on).
+    link_audits: bool,
 }
 
 impl DirectPayments {
@@ -136,6 +149,7 @@ impl DirectPayments {
     #[allow(unsafe_code)]
     pub(super) fn open(
         handle: &mut sqlx::sqlite::LockedSqliteHandle<'_>,
+        link_audits: bool,
     ) -> Result<DirectPayments, rusqlite::Error> {
         let raw = handle.as_raw_handle();
         // SAFETY: `raw` is the open connection sqlx owns. The view is used only while the
@@ -145,7 +159,7 @@ impl DirectPayments {
         // the handle.
         let db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }?;
         db.set_prepared_statement_cache_capacity(64);
-        Ok(DirectPayments { db })
+        Ok(DirectPayments { db, link_audits })
     }
 
     /// The raw connection, for the audit chainer (`chain.rs`).
@@ -158,22 +172,82 @@ impl DirectPayments {
         self.db.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
-    /// Appends one audit record; returns its id.
+    /// Appends one audit record; returns its id. With the chain on, the record is linked
+    /// as it is written when every record before it is (`AppendHead::after`), so the
+    /// chainer at the end of the batch has nothing left to rewrite; otherwise it goes in
+    /// unlinked and the chainer links it.
     pub(super) fn append_audit(&mut self, a: &AuditRow) -> Result<i64, StoreError> {
+        let fail = |e| statement_error(BACKEND, "appending an audit record", to_sqlx(e));
+        let head = if self.link_audits {
+            self.append_head().map_err(fail)?
+        } else {
+            None
+        };
+        let at = codec::instant_text(a.at);
+        let Some((id, mut head)) = head else {
+            return self
+                .db
+                .prepare_cached(super::INSERT_AUDIT_SQL)
+                .and_then(|mut s| {
+                    s.insert(params![
+                        at,
+                        a.actor,
+                        a.action,
+                        a.object,
+                        a.request_id,
+                        a.outcome,
+                        a.details,
+                    ])
+                })
+                .map_err(fail);
+        };
+        let link = head.link(id, a);
         self.db
-            .prepare_cached(super::INSERT_AUDIT_SQL)
+            .prepare_cached(INSERT_LINKED_AUDIT_SQL)
             .and_then(|mut s| {
-                s.insert(params![
-                    codec::instant_text(a.at),
+                s.execute(params![
+                    id,
+                    at,
                     a.actor,
                     a.action,
                     a.object,
                     a.request_id,
                     a.outcome,
                     a.details,
+                    link.position,
+                    &link.prev_hash[..],
+                    &link.hash[..],
                 ])
             })
-            .map_err(|e| statement_error(BACKEND, "appending an audit record", to_sqlx(e)))
+            .map_err(fail)?;
+        Ok(id)
+    }
+
+    /// The id the next audit record gets and the head it links after, or `None` when it
+    /// must go in unlinked. AUTOINCREMENT's counter (`sqlite_sequence`) is at least every
+    /// id ever given, so the next id is one past it, as SQLite would draw it.
+    fn append_head(&self) -> Result<Option<(i64, AppendHead)>, rusqlite::Error> {
+        let (last_id, head) = {
+            let mut stmt = self.db.prepare_cached(NEWEST_AUDIT_SQL)?;
+            let mut rows = stmt.query([])?;
+            match rows.next()? {
+                None => (0, AppendHead::after(None)),
+                Some(r) => {
+                    let position: Option<i64> = r.get(1)?;
+                    let hash = r.get_ref(2)?.as_blob_or_null()?;
+                    (r.get(0)?, AppendHead::after(Some((position, hash))))
+                }
+            }
+        };
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let counter: Option<i64> = self
+            .db
+            .prepare_cached(AUDIT_ID_COUNTER_SQL)?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        Ok(Some((counter.unwrap_or(0).max(last_id) + 1, head)))
     }
 
     /// Stores a checked bank exchange, its references and its audit record (which names

@@ -382,6 +382,8 @@ pub(super) async fn stop_and_join<S>(
 struct WriterConn {
     direct: Option<DirectPayments>,
     conn: SqliteConnection,
+    /// Direct audit appends link their records (the chain is on).
+    link_audits: bool,
 }
 
 async fn run(
@@ -391,7 +393,11 @@ async fn run(
     chain: AuditChainOptions,
     counters: Arc<Counters>,
 ) {
-    let mut wc = WriterConn { direct: None, conn };
+    let mut wc = WriterConn {
+        direct: None,
+        conn,
+        link_audits: chain.enabled,
+    };
     let mut batch: Vec<Queued> = Vec::with_capacity(max_batch);
     // `recv_many` waits for the first job, then takes what else is queued: exactly the
     // group-commit window, with no timer adding latency to a lone write.
@@ -399,7 +405,7 @@ async fn run(
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
         run_batch(&mut wc, jobs, &chain, &counters).await;
     }
-    let WriterConn { direct, conn } = wc;
+    let WriterConn { direct, conn, .. } = wc;
     drop(direct);
     if let Err(err) = conn.close().await {
         tracing::warn!(error = %err, "closing the SQLite write connection failed");
@@ -499,7 +505,7 @@ async fn on_direct<I, R>(
     };
     let mut db = match wc.direct.take() {
         Some(db) => db,
-        None => match DirectPayments::open(&mut lock) {
+        None => match DirectPayments::open(&mut lock, wc.link_audits) {
             Ok(db) => db,
             Err(err) => {
                 return Err((BatchFailure::direct("opening the direct view", err), input));

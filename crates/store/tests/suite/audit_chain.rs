@@ -4,7 +4,8 @@
 //! tampering goes behind the store's back through a plain connection while the store is
 //! still open: on SQLite the last writes are then still in the `-wal` file (the tests
 //! check it is not empty), which the plain connection reads and writes like SQLite does.
-//! Plus: two stores on one PostgreSQL database writing and chaining at once make one chain.
+//! Plus: two stores on one PostgreSQL database writing and chaining at once make one chain,
+//! and appends link their records as written, except behind records not linked yet.
 
 use std::sync::Arc;
 
@@ -193,6 +194,58 @@ pub(crate) async fn chain_links_records_written_before_it_existed(db: TestDb) {
         Some(30),
         "the first checkpoint is signed at once"
     );
+    store.close().await;
+}
+
+pub(crate) async fn chain_appends_wait_behind_a_backlog_then_link_as_written(db: TestDb) {
+    let off = StoreOptions {
+        migrate: true,
+        audit_chain: AuditChainOptions {
+            enabled: false,
+            ..AuditChainOptions::default()
+        },
+        ..StoreOptions::default()
+    };
+    let store = store::open(&db.url, &off).await.unwrap();
+    for i in 0..10 {
+        store
+            .append_audit(record("client:erp", "x", &format!("old:{i}")))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let store = open_chained(&db, 1_000).await;
+    for i in 0..3 {
+        store
+            .append_audit(record("client:erp", "x", &format!("behind:{i}")))
+            .await
+            .unwrap();
+    }
+    let unlinked = store.audit_unlinked().await.unwrap().count;
+    match db.backend() {
+        // No chainer run yet: the appends did not link past the backlog.
+        Backend::Postgres => assert_eq!(unlinked, 13),
+        // The writer's chainer worked the backlog off at the end of each batch.
+        Backend::Sqlite => assert_eq!(unlinked, 0),
+    }
+    settle(store.as_ref()).await;
+    for i in 0..5 {
+        store
+            .append_audit(record("client:erp", "x", &format!("linked:{i}")))
+            .await
+            .unwrap();
+        // Still no chainer run on PostgreSQL: each append linked itself.
+        assert_eq!(store.audit_unlinked().await.unwrap().count, 0);
+    }
+    let report = verify(store.as_ref(), None).await.unwrap();
+    assert_eq!(report.records, 18);
+    let page = store.audit_chain_page(0, 100).await.unwrap();
+    assert_eq!(page.len(), 18);
+    for (i, w) in page.windows(2).enumerate() {
+        assert_eq!(w[0].position, i as i64 + 1);
+        assert!(w[0].fields.id < w[1].fields.id, "positions follow ids");
+        assert_eq!(w[1].prev_hash, w[0].hash);
+    }
     store.close().await;
 }
 
