@@ -307,6 +307,10 @@ pub struct DatabaseConfig {
     pub read_pool_size: u32,
     pub pg_pool_size: u32,
     pub busy_timeout_ms: u64,
+    /// SQLite: most writes the single writer commits together (group commit).
+    /// Larger spreads each commit's flush over more writes; smaller answers
+    /// the first writers of a busy moment sooner.
+    pub write_max_batch: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -316,6 +320,7 @@ impl Default for DatabaseConfig {
             read_pool_size: 4,
             pg_pool_size: 10,
             busy_timeout_ms: 5_000,
+            write_max_batch: store::StoreOptions::default().max_batch,
         }
     }
 }
@@ -1743,6 +1748,9 @@ impl Config {
         if self.balances.refresh_interval_s == 0 {
             problems.push("balances.refresh_interval_s: expected at least 1".to_owned());
         }
+        if !(1..=4_096).contains(&self.database.write_max_batch) {
+            problems.push("database.write_max_batch: expected 1..=4096".to_owned());
+        }
         let pay = &self.payments;
         if pay.idempotency_ttl_s < 86_400 {
             problems
@@ -1920,6 +1928,22 @@ accounts = ["*"]
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("payments.max_in_flight"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn database_write_max_batch_has_a_default_and_is_checked() {
+        let c = Config::from_toml(MINIMAL, Path::new("/")).unwrap();
+        assert_eq!(c.database.write_max_batch, 256);
+        let text = format!("{MINIMAL}\n[database]\nwrite_max_batch = 32\n");
+        let c = Config::from_toml(&text, Path::new("/")).unwrap();
+        assert_eq!(c.database.write_max_batch, 32);
+        for bad in [0, 4097] {
+            let text = format!("{MINIMAL}\n[database]\nwrite_max_batch = {bad}\n");
+            let err = Config::from_toml(&text, Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("database.write_max_batch"), "{bad}: {err}");
         }
     }
 

@@ -253,6 +253,7 @@ impl App {
             read_pool_size: config.database.read_pool_size,
             pg_pool_size: config.database.pg_pool_size,
             busy_timeout_ms: config.database.busy_timeout_ms,
+            max_batch: config.database.write_max_batch,
             audit_chain: store::audit::AuditChainOptions {
                 enabled: config.audit.chain_enabled,
                 checkpoint_every_records: config.audit.checkpoint_every_records,
