@@ -764,6 +764,14 @@ impl ItemColumns {
 /// idempotency key, event and audit statements are the payment ones ([`PaymentTx`]).
 #[async_trait]
 pub(crate) trait BatchTx: PaymentTx {
+    /// Inserts the key as `in_progress` unless (client, key) exists; true when inserted.
+    /// PostgreSQL waits here for a concurrent transaction holding the same key, so the
+    /// loser of a race sees the winner's committed row afterwards.
+    async fn insert_key(
+        &mut self,
+        claim: &IdempotencyClaim,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     async fn complete_batch_key(
         &mut self,
         claim: &IdempotencyClaim,

@@ -943,25 +943,32 @@ pub(crate) struct PaymentChangeFacts<'a> {
 /// The statements the payment writes need from a backend, all inside one transaction.
 #[async_trait]
 pub(crate) trait PaymentTx: Send {
-    /// Inserts the key as `in_progress` unless (client, key) exists; true when inserted.
-    /// PostgreSQL waits here for a concurrent transaction holding the same key, so the
-    /// loser of a race sees the winner's committed row afterwards.
-    async fn insert_key(
+    /// Whether the key goes in before its payment. PostgreSQL: yes, the order its group
+    /// writer (`postgres/intake.rs`) takes the same rows' locks in, so the two never wait
+    /// on each other crosswise; its key's reference to the payment is checked at commit.
+    /// SQLite (one writer, no lock order to keep): the payment first, so the key's
+    /// reference is checked as it is inserted.
+    fn key_goes_first(&self) -> bool;
+    /// Inserts the key completed, with the answer it replays and its payment's id, unless
+    /// (client, key) exists; true when inserted. PostgreSQL waits here for a concurrent
+    /// transaction holding the same key, so the loser of a race sees the winner's
+    /// committed row afterwards.
+    async fn insert_completed_key(
         &mut self,
         claim: &IdempotencyClaim,
         at: DateTime<Utc>,
+        payment_id: &str,
     ) -> Result<bool, StoreError>;
     async fn find_key(
         &mut self,
         client_id: &str,
         key: &str,
     ) -> Result<Option<KeyColumns>, StoreError>;
-    async fn complete_key(
-        &mut self,
-        claim: &IdempotencyClaim,
-        payment_id: &str,
-    ) -> Result<(), StoreError>;
+    /// Deletes a key inserted in this transaction that must not stay.
     async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError>;
+    /// Deletes a payment inserted in this transaction that must not stay (its key turned
+    /// out to be taken); nothing else refers to it yet.
+    async fn delete_payment(&mut self, id: &str) -> Result<(), StoreError>;
     /// Inserts unless a unique constraint (id, business reference, end-to-end id) already
     /// holds the values; true when inserted.
     async fn insert_payment(
@@ -996,6 +1003,38 @@ pub(crate) fn missing_after_write(id: &str) -> StoreError {
     )
 }
 
+/// The stored key that made this call's key insert conflict.
+async fn stored_key(
+    tx: &mut dyn PaymentTx,
+    claim: &IdempotencyClaim,
+) -> Result<KeyColumns, StoreError> {
+    tx.find_key(&claim.client_id, &claim.key)
+        .await?
+        // The row that made the insert conflict was deleted since (a purge): refuse
+        // rather than guess; the client's retry will find the key free.
+        .ok_or(StoreError::Contention {
+            what: "an idempotency key purged during its own use",
+        })
+}
+
+/// Why a payment insert found its place taken: an end-to-end id in use, or (a clash of
+/// generated values) its id or business reference.
+async fn payment_taken(
+    tx: &mut dyn PaymentTx,
+    p: &PaymentRow,
+) -> Result<CreateOutcome, StoreError> {
+    if let Some(e2e) = &p.end_to_end_id {
+        if let Some(existing) = tx.find_end_to_end(&p.debtor_account_id, e2e).await? {
+            return Ok(CreateOutcome::DuplicateEndToEndId {
+                existing_payment_id: payment_id_from_text(&existing, PAYMENTS_TABLE, "id")?,
+            });
+        }
+    }
+    Err(invalid(
+        "the payment id or business reference is already taken".to_owned(),
+    ))
+}
+
 /// `Store::create_payment` (see there).
 pub(crate) async fn create(
     tx: &mut dyn PaymentTx,
@@ -1003,32 +1042,31 @@ pub(crate) async fn create(
 ) -> Result<CreateOutcome, StoreError> {
     let at = rows.audit.at;
     let claim = &rows.claim;
-    if !tx.insert_key(claim, at).await? {
-        let found = tx
-            .find_key(&claim.client_id, &claim.key)
-            .await?
-            // The row that made the insert conflict was deleted since (a purge): refuse
-            // rather than guess; the client's retry will find the key free.
-            .ok_or(StoreError::Contention {
-                what: "an idempotency key purged during its own use",
-            })?;
-        return replay_of(found, &claim.request_hash);
-    }
+    // The key goes in completed at once (one write instead of an insert and an update),
+    // before or after its payment as the backend orders them (`key_goes_first`). Either
+    // way the key decides first: when an insert finds its place taken and the key is
+    // stored, this is a replay; and nothing of a refused call stays.
     let p = &rows.payment;
-    if !tx.insert_payment(p, at).await? {
-        if let Some(e2e) = &p.end_to_end_id {
-            if let Some(existing) = tx.find_end_to_end(&p.debtor_account_id, e2e).await? {
-                // Nothing of this call may stay, the key included: the client may retry
-                // with a new end-to-end id under the same key.
-                tx.delete_key(&claim.client_id, &claim.key).await?;
-                return Ok(CreateOutcome::DuplicateEndToEndId {
-                    existing_payment_id: payment_id_from_text(&existing, PAYMENTS_TABLE, "id")?,
-                });
-            }
+    if tx.key_goes_first() {
+        if !tx.insert_completed_key(claim, at, &p.id).await? {
+            return replay_of(stored_key(tx, claim).await?, &claim.request_hash);
         }
-        return Err(invalid(
-            "the payment id or business reference is already taken".to_owned(),
-        ));
+        if !tx.insert_payment(p, at).await? {
+            // The client may retry with a new end-to-end id under the same key.
+            tx.delete_key(&claim.client_id, &claim.key).await?;
+            return payment_taken(tx, p).await;
+        }
+    } else {
+        if !tx.insert_payment(p, at).await? {
+            if let Some(found) = tx.find_key(&claim.client_id, &claim.key).await? {
+                return replay_of(found, &claim.request_hash);
+            }
+            return payment_taken(tx, p).await;
+        }
+        if !tx.insert_completed_key(claim, at, &p.id).await? {
+            tx.delete_payment(&p.id).await?;
+            return replay_of(stored_key(tx, claim).await?, &claim.request_hash);
+        }
     }
     let mut from: Option<String> = None;
     let mut last_seq = 0;
@@ -1050,7 +1088,6 @@ pub(crate) async fn create(
         from = Some(step.to_status.clone());
         last_seq = seq;
     }
-    tx.complete_key(claim, &p.id).await?;
     let stored = tx
         .fetch(&p.id)
         .await?

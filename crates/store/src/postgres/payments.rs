@@ -43,20 +43,34 @@ fn err(e: sqlx::Error) -> StoreError {
 
 #[async_trait]
 impl PaymentTx for PgPayments<'_> {
-    async fn insert_key(
+    fn key_goes_first(&self) -> bool {
+        true
+    }
+
+    async fn insert_completed_key(
         &mut self,
         claim: &IdempotencyClaim,
         at: DateTime<Utc>,
+        payment_id: &str,
     ) -> Result<bool, StoreError> {
+        // Its payment goes in next; the reference is checked at commit (migration 0013).
+        sqlx::query("SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED")
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
         let done = sqlx::query(
             "INSERT INTO idempotency_keys \
-               (client_id, key, request_hash, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, 'in_progress', $4, $5) \
+               (client_id, key, request_hash, state, response_status, response_body, \
+                payment_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, $8) \
              ON CONFLICT (client_id, key) DO NOTHING",
         )
         .bind(&claim.client_id)
         .bind(&claim.key)
         .bind(&claim.request_hash)
+        .bind(i32::from(claim.response_status))
+        .bind(&claim.response_body)
+        .bind(payment_id)
         .bind(at)
         .bind(claim.expires_at)
         .execute(&mut *self.conn)
@@ -91,31 +105,19 @@ impl PaymentTx for PgPayments<'_> {
         ))
     }
 
-    async fn complete_key(
-        &mut self,
-        claim: &IdempotencyClaim,
-        payment_id: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'completed', response_status = $3, \
-               response_body = $4, payment_id = $5 \
-             WHERE client_id = $1 AND key = $2",
-        )
-        .bind(&claim.client_id)
-        .bind(&claim.key)
-        .bind(i32::from(claim.response_status))
-        .bind(&claim.response_body)
-        .bind(payment_id)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
-        Ok(())
-    }
-
     async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM idempotency_keys WHERE client_id = $1 AND key = $2")
             .bind(client_id)
             .bind(key)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_payment(&mut self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM payments WHERE id = $1")
+            .bind(id)
             .execute(&mut *self.conn)
             .await
             .map_err(err)?;

@@ -32,6 +32,28 @@ fn err(e: sqlx::Error) -> StoreError {
 
 #[async_trait]
 impl BatchTx for SqlitePayments<'_> {
+    async fn insert_key(
+        &mut self,
+        claim: &IdempotencyClaim,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys \
+               (client_id, key, request_hash, state, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5) \
+             ON CONFLICT (client_id, key) DO NOTHING",
+        )
+        .bind(&claim.client_id)
+        .bind(&claim.key)
+        .bind(&claim.request_hash)
+        .bind(codec::instant_text(at))
+        .bind(codec::instant_text(claim.expires_at))
+        .execute(&mut *self.conn)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn complete_batch_key(
         &mut self,
         claim: &IdempotencyClaim,

@@ -421,19 +421,27 @@ fn payment_from_row(row: &Row<'_>) -> Result<StoredPayment, StoreError> {
 
 #[async_trait]
 impl PaymentTx for DirectPayments {
-    async fn insert_key(
+    fn key_goes_first(&self) -> bool {
+        false
+    }
+
+    async fn insert_completed_key(
         &mut self,
         claim: &IdempotencyClaim,
         at: DateTime<Utc>,
+        payment_id: &str,
     ) -> Result<bool, StoreError> {
         let n = self
             .db
-            .prepare_cached(super::payments::INSERT_KEY_SQL)
+            .prepare_cached(super::payments::INSERT_COMPLETED_KEY_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     claim.client_id,
                     claim.key,
                     claim.request_hash,
+                    i32::from(claim.response_status),
+                    claim.response_body,
+                    payment_id,
                     codec::instant_text(at),
                     codec::instant_text(claim.expires_at),
                 ])
@@ -464,30 +472,18 @@ impl PaymentTx for DirectPayments {
             .map_err(err)
     }
 
-    async fn complete_key(
-        &mut self,
-        claim: &IdempotencyClaim,
-        payment_id: &str,
-    ) -> Result<(), StoreError> {
-        self.db
-            .prepare_cached(super::payments::COMPLETE_KEY_SQL)
-            .and_then(|mut s| {
-                s.execute(params![
-                    claim.client_id,
-                    claim.key,
-                    i32::from(claim.response_status),
-                    claim.response_body,
-                    payment_id,
-                ])
-            })
-            .map_err(err)?;
-        Ok(())
-    }
-
     async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError> {
         self.db
             .prepare_cached(super::payments::DELETE_KEY_SQL)
             .and_then(|mut s| s.execute(params![client_id, key]))
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_payment(&mut self, id: &str) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(super::payments::DELETE_PAYMENT_SQL)
+            .and_then(|mut s| s.execute(params![id]))
             .map_err(err)?;
         Ok(())
     }

@@ -27,19 +27,17 @@ const OP: &str = "writing a payment";
 
 // The statements both SQLite paths run: this module's (through sqlx) and `direct.rs`'s
 // (on the writer's raw handle).
-pub(super) const INSERT_KEY_SQL: &str = "INSERT INTO idempotency_keys \
-               (client_id, key, request_hash, state, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5) \
+pub(super) const INSERT_COMPLETED_KEY_SQL: &str = "INSERT INTO idempotency_keys \
+               (client_id, key, request_hash, state, response_status, response_body, \
+                payment_id, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (client_id, key) DO NOTHING";
 pub(super) const FIND_KEY_SQL: &str =
     "SELECT request_hash, state, response_status, response_body, payment_id \
                  FROM idempotency_keys WHERE client_id = ?1 AND key = ?2";
-pub(super) const COMPLETE_KEY_SQL: &str =
-    "UPDATE idempotency_keys SET state = 'completed', response_status = ?3, \
-               response_body = ?4, payment_id = ?5 \
-             WHERE client_id = ?1 AND key = ?2";
 pub(super) const DELETE_KEY_SQL: &str =
     "DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2";
+pub(super) const DELETE_PAYMENT_SQL: &str = "DELETE FROM payments WHERE id = ?1";
 pub(super) const INSERT_PAYMENT_SQL: &str = "INSERT INTO payments \
                (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
                 creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
@@ -85,15 +83,23 @@ fn err(e: sqlx::Error) -> StoreError {
 
 #[async_trait]
 impl PaymentTx for SqlitePayments<'_> {
-    async fn insert_key(
+    fn key_goes_first(&self) -> bool {
+        false
+    }
+
+    async fn insert_completed_key(
         &mut self,
         claim: &IdempotencyClaim,
         at: DateTime<Utc>,
+        payment_id: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(INSERT_KEY_SQL)
+        let done = sqlx::query(INSERT_COMPLETED_KEY_SQL)
             .bind(&claim.client_id)
             .bind(&claim.key)
             .bind(&claim.request_hash)
+            .bind(i32::from(claim.response_status))
+            .bind(&claim.response_body)
+            .bind(payment_id)
             .bind(codec::instant_text(at))
             .bind(codec::instant_text(claim.expires_at))
             .execute(&mut *self.conn)
@@ -125,27 +131,19 @@ impl PaymentTx for SqlitePayments<'_> {
         ))
     }
 
-    async fn complete_key(
-        &mut self,
-        claim: &IdempotencyClaim,
-        payment_id: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(COMPLETE_KEY_SQL)
-            .bind(&claim.client_id)
-            .bind(&claim.key)
-            .bind(i32::from(claim.response_status))
-            .bind(&claim.response_body)
-            .bind(payment_id)
+    async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query(DELETE_KEY_SQL)
+            .bind(client_id)
+            .bind(key)
             .execute(&mut *self.conn)
             .await
             .map_err(err)?;
         Ok(())
     }
 
-    async fn delete_key(&mut self, client_id: &str, key: &str) -> Result<(), StoreError> {
-        sqlx::query(DELETE_KEY_SQL)
-            .bind(client_id)
-            .bind(key)
+    async fn delete_payment(&mut self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(DELETE_PAYMENT_SQL)
+            .bind(id)
             .execute(&mut *self.conn)
             .await
             .map_err(err)?;
