@@ -420,6 +420,9 @@ pub(crate) struct HistoryRow {
 #[derive(Debug, Clone)]
 pub(crate) struct CreateRows {
     pub payment: PaymentRow,
+    /// The instruction the row was made from, for the payment as created
+    /// ([`CreateRows::created`]).
+    pub instruction: PaymentInstruction,
     pub steps: Vec<InitialStep>,
     pub claim: IdempotencyClaim,
     pub audit: AuditRow,
@@ -485,7 +488,9 @@ pub(crate) fn create_rows(
         .last()
         .map(|s| s.to_status.clone())
         .unwrap_or_default();
+    let instruction = i.clone();
     Ok(CreateRows {
+        instruction,
         payment: PaymentRow {
             id: i.id.as_str().to_owned(),
             client_id: i.client_id,
@@ -518,6 +523,33 @@ pub(crate) fn create_rows(
         },
         audit,
     })
+}
+
+impl CreateRows {
+    /// The payment as its insert stores it (the insert's constant columns: nothing sent,
+    /// no lease, fencing token 0, version 1), so the writer need not read it back. The
+    /// store tests compare it with the payment read back on both backends.
+    pub(crate) fn created(&self) -> StoredPayment {
+        let at = self.audit.at;
+        StoredPayment {
+            instruction: self.instruction.clone(),
+            status: self.payment.status.clone(),
+            ever_sent: false,
+            first_sent_at: None,
+            last_sent_at: None,
+            send_attempts: 0,
+            bank_payment_id: None,
+            last_bank_code: None,
+            last_bank_message: None,
+            next_attempt_at: self.payment.next_attempt_at,
+            lease_owner: None,
+            lease_expires_at: None,
+            fencing_token: 0,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        }
+    }
 }
 
 pub(crate) fn check_claim(claim: &IdempotencyClaim, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -1088,10 +1120,7 @@ pub(crate) async fn create(
         from = Some(step.to_status.clone());
         last_seq = seq;
     }
-    let stored = tx
-        .fetch(&p.id)
-        .await?
-        .ok_or_else(|| missing_after_write(&p.id))?;
+    let stored = rows.created();
     // One event for the status the payment was created in (not one per initial step: a
     // receiver cares where it stands, and intake stays one outbox row per payment).
     let cause = rows.steps.last().map_or("created", |s| s.cause.as_str());
