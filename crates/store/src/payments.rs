@@ -423,6 +423,10 @@ pub(crate) struct CreateRows {
     /// The instruction the row was made from, for the payment as created
     /// ([`CreateRows::created`]).
     pub instruction: PaymentInstruction,
+    /// The event of the status the payment is created in, made before the write (not in
+    /// the writer): one per payment, not one per initial step, since a receiver cares
+    /// where it stands, and intake stays one outbox row per payment.
+    pub event: EventRow,
     pub steps: Vec<InitialStep>,
     pub claim: IdempotencyClaim,
     pub audit: AuditRow,
@@ -489,33 +493,47 @@ pub(crate) fn create_rows(
         .map(|s| s.to_status.clone())
         .unwrap_or_default();
     let instruction = i.clone();
-    Ok(CreateRows {
-        instruction,
-        payment: PaymentRow {
-            id: i.id.as_str().to_owned(),
-            client_id: i.client_id,
-            debtor_account_id: i.debtor_account_id.as_str().to_owned(),
-            amount_minor: i.amount.minor(),
-            currency: i.amount.currency().code(),
-            creditor_name: i.creditor_name,
-            creditor_account: i.creditor_account,
-            creditor_bank_code: i.creditor_bank_code.map(|c| c.as_str().to_owned()),
-            creditor_bic: i.creditor_bic.map(|b| b.as_str().to_owned()),
-            creditor_bank_name: i.creditor_bank_name,
-            creditor_type: creditor_type_text(i.creditor_type),
-            remittance: i.remittance,
-            purpose: i.purpose,
-            end_to_end_id: i.end_to_end_id.map(|e| e.as_str().to_owned()),
-            requested_execution_date: i.requested_execution_date,
-            urgency: urgency_text(i.urgency),
-            business_reference: i.business_reference.as_str().to_owned(),
-            status,
-            next_attempt_at: next_attempt_at
-                .map(|at| codec::instant(at, "payment next_attempt_at"))
-                .transpose()?,
-            on_behalf_of: i.on_behalf_of,
-            approvals_required: i64::from(i.approvals_required),
+    let payment = PaymentRow {
+        id: i.id.as_str().to_owned(),
+        client_id: i.client_id,
+        debtor_account_id: i.debtor_account_id.as_str().to_owned(),
+        amount_minor: i.amount.minor(),
+        currency: i.amount.currency().code(),
+        creditor_name: i.creditor_name,
+        creditor_account: i.creditor_account,
+        creditor_bank_code: i.creditor_bank_code.map(|c| c.as_str().to_owned()),
+        creditor_bic: i.creditor_bic.map(|b| b.as_str().to_owned()),
+        creditor_bank_name: i.creditor_bank_name,
+        creditor_type: creditor_type_text(i.creditor_type),
+        remittance: i.remittance,
+        purpose: i.purpose,
+        end_to_end_id: i.end_to_end_id.map(|e| e.as_str().to_owned()),
+        requested_execution_date: i.requested_execution_date,
+        urgency: urgency_text(i.urgency),
+        business_reference: i.business_reference.as_str().to_owned(),
+        status,
+        next_attempt_at: next_attempt_at
+            .map(|at| codec::instant(at, "payment next_attempt_at"))
+            .transpose()?,
+        on_behalf_of: i.on_behalf_of,
+        approvals_required: i64::from(i.approvals_required),
+    };
+    let created = created_payment(&instruction, &payment, audit.at);
+    let cause = steps.last().map_or("created", |s| s.cause.as_str());
+    let event = payment_event(
+        &created,
+        i64::try_from(steps.len()).unwrap_or(i64::MAX),
+        &PaymentChangeFacts {
+            from_status: None,
+            cause,
+            bank_code: None,
+            bank_message: None,
         },
+    )?;
+    Ok(CreateRows {
+        payment,
+        instruction,
+        event,
         steps,
         claim: IdempotencyClaim {
             expires_at: codec::instant(claim.expires_at, "idempotency expires_at")?,
@@ -526,29 +544,37 @@ pub(crate) fn create_rows(
 }
 
 impl CreateRows {
-    /// The payment as its insert stores it (the insert's constant columns: nothing sent,
-    /// no lease, fencing token 0, version 1), so the writer need not read it back. The
-    /// store tests compare it with the payment read back on both backends.
+    /// The payment as its insert stores it, so the writer need not read it back.
     pub(crate) fn created(&self) -> StoredPayment {
-        let at = self.audit.at;
-        StoredPayment {
-            instruction: self.instruction.clone(),
-            status: self.payment.status.clone(),
-            ever_sent: false,
-            first_sent_at: None,
-            last_sent_at: None,
-            send_attempts: 0,
-            bank_payment_id: None,
-            last_bank_code: None,
-            last_bank_message: None,
-            next_attempt_at: self.payment.next_attempt_at,
-            lease_owner: None,
-            lease_expires_at: None,
-            fencing_token: 0,
-            created_at: at,
-            updated_at: at,
-            version: 1,
-        }
+        created_payment(&self.instruction, &self.payment, self.audit.at)
+    }
+}
+
+/// The payment `row` (made from `instruction`) as its insert at `at` stores it: the
+/// insert's constant columns are nothing sent, no lease, fencing token 0, version 1. The
+/// store tests compare it with the payment read back, on both backends.
+fn created_payment(
+    instruction: &PaymentInstruction,
+    row: &PaymentRow,
+    at: DateTime<Utc>,
+) -> StoredPayment {
+    StoredPayment {
+        instruction: instruction.clone(),
+        status: row.status.clone(),
+        ever_sent: false,
+        first_sent_at: None,
+        last_sent_at: None,
+        send_attempts: 0,
+        bank_payment_id: None,
+        last_bank_code: None,
+        last_bank_message: None,
+        next_attempt_at: row.next_attempt_at,
+        lease_owner: None,
+        lease_expires_at: None,
+        fencing_token: 0,
+        created_at: at,
+        updated_at: at,
+        version: 1,
     }
 }
 
@@ -1101,7 +1127,6 @@ pub(crate) async fn create(
         }
     }
     let mut from: Option<String> = None;
-    let mut last_seq = 0;
     for (index, step) in rows.steps.iter().enumerate() {
         let seq = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
         tx.insert_history(&HistoryRow {
@@ -1118,25 +1143,10 @@ pub(crate) async fn create(
         })
         .await?;
         from = Some(step.to_status.clone());
-        last_seq = seq;
     }
-    let stored = rows.created();
-    // One event for the status the payment was created in (not one per initial step: a
-    // receiver cares where it stands, and intake stays one outbox row per payment).
-    let cause = rows.steps.last().map_or("created", |s| s.cause.as_str());
-    let event = payment_event(
-        &stored,
-        last_seq,
-        &PaymentChangeFacts {
-            from_status: None,
-            cause,
-            bank_code: None,
-            bank_message: None,
-        },
-    )?;
-    tx.insert_event(&event).await?;
+    tx.insert_event(&rows.event).await?;
     tx.insert_audit(&rows.audit).await?;
-    Ok(CreateOutcome::Created(Box::new(stored)))
+    Ok(CreateOutcome::Created(Box::new(rows.created())))
 }
 
 /// `Store::transition_payment` (see there).

@@ -8,7 +8,7 @@
 //! [`GROUP_MAX`]) and writes them in ONE transaction with one statement per table, the rows
 //! passed as arrays (`unnest`), so the SQL text never changes with the group's size and
 //! stays prepared: the keys (inserted completed, with the answer they replay; their
-//! reference to the payment is checked at commit), the payments (returned as stored), their
+//! reference to the payment is checked at commit), the payments (answered as inserted, not read back), their
 //! history, the events, and last the audit records under one hold of the lock.
 //! Every payment's rows commit together, and many payments share the commit, the lock and
 //! the round trips. An answer goes out only after COMMIT returned.
@@ -35,12 +35,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::group::{self, CommitFailed, GroupQueue};
-use super::{append_audits, payments::payment_from_row, BACKEND};
+use super::{append_audits, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
-use crate::events::{payment_event, EventRow};
-use crate::payments::{missing_after_write, CreateRows, PaymentChangeFacts, PAYMENT_COLUMNS};
-use crate::{CreateOutcome, StoreError, StoredPayment};
+use crate::events::EventRow;
+use crate::payments::CreateRows;
+use crate::{CreateOutcome, StoreError};
 
 /// Most creates written in one transaction.
 const GROUP_MAX: usize = 256;
@@ -203,11 +203,11 @@ async fn write_rows(
 
     // 2. Payments. One not inserted collides on its end-to-end id (or, never in practice,
     //    its random id or reference): its key is deleted and it goes alone.
-    //    The rows come back as stored (RETURNING), as the one-payment path reads them back.
-    let mut stored_by_id: HashMap<String, StoredPayment> = insert_payments(conn, &keyed).await?;
+    //    Each is answered as its insert stores it (`CreateRows::created`), not read back.
+    let inserted: HashSet<String> = insert_payments(conn, &keyed).await?;
     let (written, unwritten): (Vec<&Job>, Vec<&Job>) = keyed
         .into_iter()
-        .partition(|j| stored_by_id.contains_key(&j.rows.payment.id));
+        .partition(|j| inserted.contains(&j.rows.payment.id));
     if !unwritten.is_empty() {
         let client_ids: Vec<&str> = unwritten
             .iter()
@@ -234,28 +234,15 @@ async fn write_rows(
     // 3. History: each payment's initial steps, seq 1.., the first from no status.
     insert_history(conn, &written).await?;
 
-    // 4. The events of the stored rows.
-    let mut events = Vec::with_capacity(written.len());
-    let mut outcomes = HashMap::with_capacity(written.len());
-    for j in &written {
-        let id = &j.rows.payment.id;
-        let stored = stored_by_id
-            .remove(id)
-            .ok_or_else(|| missing_after_write(id))?;
-        let last_seq = i64::try_from(j.rows.steps.len()).unwrap_or(i64::MAX);
-        let cause = j.rows.steps.last().map_or("created", |s| s.cause.as_str());
-        events.push(payment_event(
-            &stored,
-            last_seq,
-            &PaymentChangeFacts {
-                from_status: None,
-                cause,
-                bank_code: None,
-                bank_message: None,
-            },
-        )?);
-        outcomes.insert(id.clone(), CreateOutcome::Created(Box::new(stored)));
-    }
+    // 4. The events, made with the rows (`create_rows`).
+    let events: Vec<&EventRow> = written.iter().map(|j| &j.rows.event).collect();
+    let outcomes: HashMap<String, CreateOutcome> = written
+        .iter()
+        .map(|j| {
+            let created = CreateOutcome::Created(Box::new(j.rows.created()));
+            (j.rows.payment.id.clone(), created)
+        })
+        .collect();
     insert_events(conn, &events).await?;
 
     // 5. Last, the audit records, under one hold of the audit-order lock.
@@ -267,10 +254,10 @@ async fn write_rows(
 async fn insert_payments(
     conn: &mut PgConnection,
     jobs: &[&Job],
-) -> Result<HashMap<String, StoredPayment>, StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     let n = jobs.len();
     if n == 0 {
-        return Ok(HashMap::new());
+        return Ok(HashSet::new());
     }
     let mut id = Vec::with_capacity(n);
     let mut client_id = Vec::with_capacity(n);
@@ -319,7 +306,7 @@ async fn insert_payments(
         behalf.push(p.on_behalf_of.as_deref());
         approvals.push(i32::try_from(p.approvals_required).unwrap_or(i32::MAX));
     }
-    let rows = sqlx::query(&format!(
+    let ids: Vec<String> = sqlx::query_scalar(
         "INSERT INTO payments \
            (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
             creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
@@ -342,8 +329,8 @@ async fn insert_payments(
                    approvals, ord) \
          ORDER BY u.ord \
          ON CONFLICT DO NOTHING \
-         RETURNING {PAYMENT_COLUMNS}"
-    ))
+         RETURNING id",
+    )
     .bind(&id)
     .bind(&client_id)
     .bind(&debtor)
@@ -369,12 +356,7 @@ async fn insert_payments(
     .fetch_all(&mut *conn)
     .await
     .map_err(err)?;
-    let mut stored = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let p = payment_from_row(row)?;
-        stored.insert(p.instruction.id.to_string(), p);
-    }
-    Ok(stored)
+    Ok(ids.into_iter().collect())
 }
 
 async fn insert_history(conn: &mut PgConnection, jobs: &[&Job]) -> Result<(), StoreError> {
@@ -427,7 +409,7 @@ async fn insert_history(conn: &mut PgConnection, jobs: &[&Job]) -> Result<(), St
 
 pub(super) async fn insert_events(
     conn: &mut PgConnection,
-    events: &[EventRow],
+    events: &[&EventRow],
 ) -> Result<(), StoreError> {
     let n = events.len();
     let mut id = Vec::with_capacity(n);

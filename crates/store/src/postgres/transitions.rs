@@ -227,6 +227,7 @@ async fn write_rows(
         }
     }
     if !events.is_empty() {
+        let events: Vec<&EventRow> = events.iter().collect();
         insert_events(conn, &events).await.map_err(Broken::Group)?;
     }
     let mut audits: Vec<&AuditRow> = Vec::with_capacity(events.len());
