@@ -38,10 +38,13 @@ use crate::StoreError;
 
 const OP: &str = "writing a payment";
 
-/// The newest audit record, which tells whether an append can be linked as written.
-const NEWEST_AUDIT_SQL: &str = "SELECT id, position, hash FROM audit_log ORDER BY id DESC LIMIT 1";
-/// The highest audit id AUTOINCREMENT ever gave.
-const AUDIT_ID_COUNTER_SQL: &str = "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'";
+/// What an audit append needs, in one row even when the log is empty: AUTOINCREMENT's
+/// counter (the highest id it ever gave) and the newest record, which tells whether the
+/// append can be linked as written.
+const APPEND_HEAD_SQL: &str = "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), \
+            a.id, a.position, a.hash \
+     FROM (SELECT 1) \
+     LEFT JOIN (SELECT id, position, hash FROM audit_log ORDER BY id DESC LIMIT 1) AS a";
 /// An audit record appended linked, with the id it was drawn.
 const INSERT_LINKED_AUDIT_SQL: &str =
     "INSERT INTO audit_log (id, at, actor, action, object, request_id, outcome, details, \
@@ -227,27 +230,22 @@ impl DirectPayments {
     /// must go in unlinked. AUTOINCREMENT's counter (`sqlite_sequence`) is at least every
     /// id ever given, so the next id is one past it, as SQLite would draw it.
     fn append_head(&self) -> Result<Option<(i64, AppendHead)>, rusqlite::Error> {
-        let (last_id, head) = {
-            let mut stmt = self.db.prepare_cached(NEWEST_AUDIT_SQL)?;
-            let mut rows = stmt.query([])?;
-            match rows.next()? {
-                None => (0, AppendHead::after(None)),
-                Some(r) => {
-                    let position: Option<i64> = r.get(1)?;
-                    let hash = r.get_ref(2)?.as_blob_or_null()?;
-                    (r.get(0)?, AppendHead::after(Some((position, hash))))
-                }
-            }
-        };
-        let Some(head) = head else {
+        let mut stmt = self.db.prepare_cached(APPEND_HEAD_SQL)?;
+        let mut rows = stmt.query([])?;
+        let Some(r) = rows.next()? else {
             return Ok(None);
         };
-        let counter: Option<i64> = self
-            .db
-            .prepare_cached(AUDIT_ID_COUNTER_SQL)?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        Ok(Some((counter.unwrap_or(0).max(last_id) + 1, head)))
+        let counter: Option<i64> = r.get(0)?;
+        let newest: Option<i64> = r.get(1)?;
+        let head = match newest {
+            None => AppendHead::after(None),
+            Some(_) => {
+                let position: Option<i64> = r.get(2)?;
+                AppendHead::after(Some((position, r.get_ref(3)?.as_blob_or_null()?)))
+            }
+        };
+        let next_id = counter.unwrap_or(0).max(newest.unwrap_or(0)) + 1;
+        Ok(head.map(|head| (next_id, head)))
     }
 
     /// Stores a checked bank exchange, its references and its audit record (which names
