@@ -530,24 +530,12 @@ async fn prepare_payment(
             cause: cause.as_str().to_owned(),
         },
     ];
-    let preview = StoredPayment {
-        instruction: instruction.clone(),
-        status: status.as_str().to_owned(),
-        ever_sent: false,
-        first_sent_at: None,
-        last_sent_at: None,
-        send_attempts: 0,
-        bank_payment_id: None,
-        last_bank_code: None,
-        last_bank_message: None,
+    let preview = StoredPayment::as_created(
+        instruction.clone(),
+        status.as_str().to_owned(),
         next_attempt_at,
-        lease_owner: None,
-        lease_expires_at: None,
-        fencing_token: 0,
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
+        now,
+    );
     let response_body = serde_json::to_string(&payment_view(&preview, None))
         .map_err(|e| ApiError::internal("payment response", &e))?;
     Ok(Prepared {

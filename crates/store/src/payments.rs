@@ -550,31 +550,48 @@ impl CreateRows {
     }
 }
 
-/// The payment `row` (made from `instruction`) as its insert at `at` stores it: the
-/// insert's constant columns are nothing sent, no lease, fencing token 0, version 1. The
+/// The payment `row` (made from `instruction`) as its insert at `at` stores it. The
 /// store tests compare it with the payment read back, on both backends.
 fn created_payment(
     instruction: &PaymentInstruction,
     row: &PaymentRow,
     at: DateTime<Utc>,
 ) -> StoredPayment {
-    StoredPayment {
-        instruction: instruction.clone(),
-        status: row.status.clone(),
-        ever_sent: false,
-        first_sent_at: None,
-        last_sent_at: None,
-        send_attempts: 0,
-        bank_payment_id: None,
-        last_bank_code: None,
-        last_bank_message: None,
-        next_attempt_at: row.next_attempt_at,
-        lease_owner: None,
-        lease_expires_at: None,
-        fencing_token: 0,
-        created_at: at,
-        updated_at: at,
-        version: 1,
+    StoredPayment::as_created(
+        instruction.clone(),
+        row.status.clone(),
+        row.next_attempt_at,
+        at,
+    )
+}
+
+impl StoredPayment {
+    /// A payment as its create stores it at `at` in `status`: nothing sent, no lease,
+    /// fencing token 0, version 1.
+    pub fn as_created(
+        instruction: PaymentInstruction,
+        status: String,
+        next_attempt_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> StoredPayment {
+        StoredPayment {
+            instruction,
+            status,
+            ever_sent: false,
+            first_sent_at: None,
+            last_sent_at: None,
+            send_attempts: 0,
+            bank_payment_id: None,
+            last_bank_code: None,
+            last_bank_message: None,
+            next_attempt_at,
+            lease_owner: None,
+            lease_expires_at: None,
+            fencing_token: 0,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        }
     }
 }
 

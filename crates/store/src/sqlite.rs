@@ -384,7 +384,8 @@ impl SqliteStore {
     }
 }
 
-/// Appends one audit record; `direct.rs` runs the same statement.
+/// Appends one audit record unlinked (the chainer links it); the writer's direct appends
+/// have their own statement, which links (`direct.rs`).
 const INSERT_AUDIT_SQL: &str =
     "INSERT INTO audit_log (at, actor, action, object, request_id, outcome, details) \
          VALUES (?, ?, ?, ?, ?, ?, ?)";

@@ -45,8 +45,9 @@ const APPEND_HEAD_SQL: &str = "SELECT (SELECT seq FROM sqlite_sequence WHERE nam
             a.id, a.position, a.hash \
      FROM (SELECT 1) \
      LEFT JOIN (SELECT id, position, hash FROM audit_log ORDER BY id DESC LIMIT 1) AS a";
-/// An audit record appended linked, with the id it was drawn.
-const INSERT_LINKED_AUDIT_SQL: &str =
+/// An audit record appended, linked with the id it was drawn or unlinked (id and link
+/// columns NULL: SQLite draws the id).
+const INSERT_AUDIT_DIRECT_SQL: &str =
     "INSERT INTO audit_log (id, at, actor, action, object, request_id, outcome, details, \
                             position, prev_hash, hash) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
@@ -186,44 +187,29 @@ impl DirectPayments {
         } else {
             None
         };
-        let at = codec::instant_text(a.at);
-        let Some((id, mut head)) = head else {
-            return self
-                .db
-                .prepare_cached(super::INSERT_AUDIT_SQL)
-                .and_then(|mut s| {
-                    s.insert(params![
-                        at,
-                        a.actor,
-                        a.action,
-                        a.object,
-                        a.request_id,
-                        a.outcome,
-                        a.details,
-                    ])
-                })
-                .map_err(fail);
+        // Unlinked: the id NULL (SQLite draws it) and the link columns NULL.
+        let (id, link) = match head {
+            Some((id, mut head)) => (Some(id), Some(head.link(id, a))),
+            None => (None, None),
         };
-        let link = head.link(id, a);
         self.db
-            .prepare_cached(INSERT_LINKED_AUDIT_SQL)
+            .prepare_cached(INSERT_AUDIT_DIRECT_SQL)
             .and_then(|mut s| {
-                s.execute(params![
+                s.insert(params![
                     id,
-                    at,
+                    codec::instant_text(a.at),
                     a.actor,
                     a.action,
                     a.object,
                     a.request_id,
                     a.outcome,
                     a.details,
-                    link.position,
-                    &link.prev_hash[..],
-                    &link.hash[..],
+                    link.map(|l| l.position),
+                    link.as_ref().map(|l| &l.prev_hash[..]),
+                    link.as_ref().map(|l| &l.hash[..]),
                 ])
             })
-            .map_err(fail)?;
-        Ok(id)
+            .map_err(fail)
     }
 
     /// The id the next audit record gets and the head it links after, or `None` when it

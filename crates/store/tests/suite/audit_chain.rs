@@ -67,6 +67,19 @@ async fn open_chained(db: &TestDb, every: u64) -> Arc<dyn Store> {
     store::open(&db.url, &chain_options(every)).await.unwrap()
 }
 
+/// A store with the chain off: its records stay unlinked, as an older database holds.
+async fn open_unchained(db: &TestDb) -> Arc<dyn Store> {
+    let off = StoreOptions {
+        migrate: true,
+        audit_chain: AuditChainOptions {
+            enabled: false,
+            ..AuditChainOptions::default()
+        },
+        ..StoreOptions::default()
+    };
+    store::open(&db.url, &off).await.unwrap()
+}
+
 /// Runs the chainer until nothing is left unlinked.
 async fn settle(store: &dyn Store) {
     for _ in 0..1_000 {
@@ -168,15 +181,7 @@ pub(crate) async fn chain_links_every_record_in_commit_order_and_verifies(db: Te
 
 pub(crate) async fn chain_links_records_written_before_it_existed(db: TestDb) {
     // A store with the chain off writes unlinked records, as an older database holds.
-    let off = StoreOptions {
-        migrate: true,
-        audit_chain: AuditChainOptions {
-            enabled: false,
-            ..AuditChainOptions::default()
-        },
-        ..StoreOptions::default()
-    };
-    let store = store::open(&db.url, &off).await.unwrap();
+    let store = open_unchained(&db).await;
     for i in 0..30 {
         store
             .append_audit(record("client:erp", "x", &format!("o:{i}")))
@@ -198,15 +203,7 @@ pub(crate) async fn chain_links_records_written_before_it_existed(db: TestDb) {
 }
 
 pub(crate) async fn chain_appends_wait_behind_a_backlog_then_link_as_written(db: TestDb) {
-    let off = StoreOptions {
-        migrate: true,
-        audit_chain: AuditChainOptions {
-            enabled: false,
-            ..AuditChainOptions::default()
-        },
-        ..StoreOptions::default()
-    };
-    let store = store::open(&db.url, &off).await.unwrap();
+    let store = open_unchained(&db).await;
     for i in 0..10 {
         store
             .append_audit(record("client:erp", "x", &format!("old:{i}")))
