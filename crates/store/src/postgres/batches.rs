@@ -40,21 +40,7 @@ impl BatchTx for PgPayments<'_> {
         claim: &IdempotencyClaim,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO idempotency_keys \
-               (client_id, key, request_hash, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, 'in_progress', $4, $5) \
-             ON CONFLICT (client_id, key) DO NOTHING",
-        )
-        .bind(&claim.client_id)
-        .bind(&claim.key)
-        .bind(&claim.request_hash)
-        .bind(at)
-        .bind(claim.expires_at)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        self.insert_key_row(claim, at, None).await
     }
 
     async fn complete_batch_key(

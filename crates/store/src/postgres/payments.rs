@@ -41,6 +41,40 @@ fn err(e: sqlx::Error) -> StoreError {
     statement_error(BACKEND, OP, e)
 }
 
+impl PgPayments<'_> {
+    /// Inserts a key unless (client, key) exists; true when inserted. With its payment's
+    /// id it goes in completed, with the answer it replays; without, `in_progress` (a
+    /// batch completes it later).
+    pub(super) async fn insert_key_row(
+        &mut self,
+        claim: &IdempotencyClaim,
+        at: DateTime<Utc>,
+        payment_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let completed = payment_id.is_some();
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys \
+               (client_id, key, request_hash, state, response_status, response_body, \
+                payment_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, CASE WHEN $6::text IS NULL THEN 'in_progress' ELSE 'completed' END, \
+                     $4, $5, $6, $7, $8) \
+             ON CONFLICT (client_id, key) DO NOTHING",
+        )
+        .bind(&claim.client_id)
+        .bind(&claim.key)
+        .bind(&claim.request_hash)
+        .bind(completed.then(|| i32::from(claim.response_status)))
+        .bind(completed.then_some(claim.response_body.as_str()))
+        .bind(payment_id)
+        .bind(at)
+        .bind(claim.expires_at)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 #[async_trait]
 impl PaymentTx for PgPayments<'_> {
     fn key_goes_first(&self) -> bool {
@@ -58,25 +92,7 @@ impl PaymentTx for PgPayments<'_> {
             .execute(&mut *self.conn)
             .await
             .map_err(err)?;
-        let done = sqlx::query(
-            "INSERT INTO idempotency_keys \
-               (client_id, key, request_hash, state, response_status, response_body, \
-                payment_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, $8) \
-             ON CONFLICT (client_id, key) DO NOTHING",
-        )
-        .bind(&claim.client_id)
-        .bind(&claim.key)
-        .bind(&claim.request_hash)
-        .bind(i32::from(claim.response_status))
-        .bind(&claim.response_body)
-        .bind(payment_id)
-        .bind(at)
-        .bind(claim.expires_at)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        self.insert_key_row(claim, at, Some(payment_id)).await
     }
 
     async fn find_key(

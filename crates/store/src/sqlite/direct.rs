@@ -417,7 +417,7 @@ impl PaymentTx for DirectPayments {
     ) -> Result<bool, StoreError> {
         let n = self
             .db
-            .prepare_cached(super::payments::INSERT_COMPLETED_KEY_SQL)
+            .prepare_cached(super::payments::INSERT_KEY_SQL)
             .and_then(|mut s| {
                 s.execute(params![
                     claim.client_id,

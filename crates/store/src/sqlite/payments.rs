@@ -27,10 +27,13 @@ const OP: &str = "writing a payment";
 
 // The statements both SQLite paths run: this module's (through sqlx) and `direct.rs`'s
 // (on the writer's raw handle).
-pub(super) const INSERT_COMPLETED_KEY_SQL: &str = "INSERT INTO idempotency_keys \
+/// A new key unless (client, key) exists: completed, with the answer it replays, when
+/// its payment's id (`?6`) is given; else `in_progress` (a batch completes it later).
+pub(super) const INSERT_KEY_SQL: &str = "INSERT INTO idempotency_keys \
                (client_id, key, request_hash, state, response_status, response_body, \
                 payment_id, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?7, ?8) \
+             VALUES (?1, ?2, ?3, CASE WHEN ?6 IS NULL THEN 'in_progress' ELSE 'completed' END, \
+                     ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (client_id, key) DO NOTHING";
 pub(super) const FIND_KEY_SQL: &str =
     "SELECT request_hash, state, response_status, response_body, payment_id \
@@ -81,6 +84,31 @@ fn err(e: sqlx::Error) -> StoreError {
     statement_error(BACKEND, OP, e)
 }
 
+impl SqlitePayments<'_> {
+    /// Runs [`INSERT_KEY_SQL`]; true when the key was inserted.
+    pub(super) async fn insert_key_row(
+        &mut self,
+        claim: &IdempotencyClaim,
+        at: DateTime<Utc>,
+        payment_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let completed = payment_id.is_some();
+        let done = sqlx::query(INSERT_KEY_SQL)
+            .bind(&claim.client_id)
+            .bind(&claim.key)
+            .bind(&claim.request_hash)
+            .bind(completed.then(|| i32::from(claim.response_status)))
+            .bind(completed.then_some(claim.response_body.as_str()))
+            .bind(payment_id)
+            .bind(codec::instant_text(at))
+            .bind(codec::instant_text(claim.expires_at))
+            .execute(&mut *self.conn)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 #[async_trait]
 impl PaymentTx for SqlitePayments<'_> {
     fn key_goes_first(&self) -> bool {
@@ -93,19 +121,7 @@ impl PaymentTx for SqlitePayments<'_> {
         at: DateTime<Utc>,
         payment_id: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(INSERT_COMPLETED_KEY_SQL)
-            .bind(&claim.client_id)
-            .bind(&claim.key)
-            .bind(&claim.request_hash)
-            .bind(i32::from(claim.response_status))
-            .bind(&claim.response_body)
-            .bind(payment_id)
-            .bind(codec::instant_text(at))
-            .bind(codec::instant_text(claim.expires_at))
-            .execute(&mut *self.conn)
-            .await
-            .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        self.insert_key_row(claim, at, Some(payment_id)).await
     }
 
     async fn find_key(
