@@ -24,7 +24,8 @@
 //! durability settings). `payments` prints a gateway database's payments by
 //! status and, from `payment_history`, when the dispatcher first committed
 //! `submitting` and last wrote a bank's answer back (for the dispatch rate).
-//! Both only read.
+//! `wait-dispatched` waits on one connection until nothing is left to send
+//! (the dispatch phase's progress probe). All three only read.
 
 use std::{
     process::ExitCode,
@@ -98,6 +99,26 @@ enum Command {
     Payments {
         #[command(flatten)]
         db: Db,
+    },
+    /// Wait, on one connection, until no payment is `queued` or `submitting` (read only).
+    ///
+    /// The dispatch phase's progress probe: one cheap count on the status index every
+    /// `--interval-ms`, instead of a process and three full scans per poll. Exits 1 after
+    /// `--timeout-s`, or once the process `--while-pid` (the gateway) has gone.
+    ///
+    /// Example: store-bench wait-dispatched --sqlite gw.db --timeout-s 300 --while-pid 4242
+    WaitDispatched {
+        #[command(flatten)]
+        db: Db,
+        /// Give up (exit 1) after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_s: u64,
+        /// Milliseconds between two counts.
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+        /// Give up (exit 1) once this process no longer exists.
+        #[arg(long)]
+        while_pid: Option<u32>,
     },
 }
 
@@ -553,6 +574,43 @@ async fn payments(db: &Db) -> Result<(), String> {
     Ok(())
 }
 
+/// Payments the dispatcher still has to send: `queued` or `submitting`.
+const UNSENT: &str = "SELECT count(*) FROM payments WHERE status IN ('queued', 'submitting')";
+
+async fn wait_dispatched(
+    db: &Db,
+    timeout_s: u64,
+    interval_ms: u64,
+    while_pid: Option<u32>,
+) -> Result<(), String> {
+    let err = |e: sqlx::Error| format!("counting unsent payments: {e}");
+    let mut conn = db.connect(false).await?;
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
+    loop {
+        let left: i64 = match &mut conn {
+            Conn::Sqlite(c) => sqlx::query_scalar(UNSENT).fetch_one(&mut *c).await,
+            Conn::Pg(c) => sqlx::query_scalar(UNSENT).fetch_one(&mut *c).await,
+        }
+        .map_err(err)?;
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{left} payments still queued or submitting after {timeout_s} s"
+            ));
+        }
+        if let Some(pid) = while_pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(format!(
+                    "process {pid} (the gateway) exited with {left} payments unsent"
+                ));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
+    }
+}
+
 // ---------------------------------------------------------------- main
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -569,6 +627,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             print_settings(&mut conn, false).await
         }
         Command::Payments { db } => payments(&db).await,
+        Command::WaitDispatched {
+            db,
+            timeout_s,
+            interval_ms,
+            while_pid,
+        } => wait_dispatched(&db, timeout_s, interval_ms, while_pid).await,
     }
 }
 
