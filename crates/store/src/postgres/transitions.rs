@@ -6,17 +6,19 @@
 //! (BENCHMARKS.md, issue 5). Here `transition_payment_steps` (and `transition_payment`, one
 //! step) hands its checked steps to a few group tasks. Each takes the changes queued (up to
 //! [`GROUP_MAX`]) and writes them in ONE transaction with a few statements for the whole
-//! group, as intake does: the group's changes move in rounds, round `r` being the `r`-th
-//! step of every change that has one (at most [`crate::TRANSITION_STEPS_MAX`] rounds), and
-//! each round is one guarded `UPDATE … FROM unnest(…)` of the payments, one `INSERT` of
-//! their history rows (each numbered after its payment's newest) and one `INSERT` of their
-//! events. At the end the group appends every audit record in one statement, under one hold
+//! group, as intake does: one guarded `UPDATE … FROM unnest(…)` moves every change's payment
+//! once, its steps (up to [`crate::TRANSITION_STEPS_MAX`], e.g. `accepted` then `settled`)
+//! folded into what they do together to the row ([`fold`]); one `INSERT` writes every step's
+//! history row (each payment's numbered on from its newest), one `INSERT` every step's
+//! event. At the end the group appends every audit record in one statement, under one hold
 //! of the audit-order lock, and commits. Row by row, each statement would pay its executor
-//! start-up and the payments table's CHECK constraints once per row (BENCHMARKS.md).
+//! start-up and the payments table's CHECK constraints once per row, and step by step each
+//! step would write a new version of the payment's row with an entry in each of its indexes
+//! (BENCHMARKS.md).
 //!
 //! Each change keeps its own outcome, exactly as on its own:
 //! - a change whose first step's guard no longer holds (a stale fencing token, a status
-//!   moved on, a payment that does not exist) is left out of the round's `UPDATE` and
+//!   moved on, a payment that does not exist) is left out of the group's `UPDATE` and
 //!   answered its own `Conflict` or `NotFound`; nothing of it was written;
 //! - a change whose payment an earlier change of the same group also moves is handed back
 //!   (`Alone`) before anything runs: its caller runs it after this group, on the row as the
@@ -24,8 +26,8 @@
 //! - a store failpoint armed for one of the changes fails the group after every row was
 //!   written: that change is answered the injected error, the others run alone.
 //!
-//! When the group itself fails (a statement refused, a later step whose guard did not hold
-//! after its first step applied, a COMMIT the server refuses) nothing of it was stored, and
+//! When the group itself fails (a statement refused, steps that do not follow one another
+//! ([`check_chained`]), a COMMIT the server refuses) nothing of it was stored, and
 //! each change that had not been refused on its own is answered `Alone`: its caller runs it
 //! again in a transaction of its own. Only a COMMIT whose outcome is unknown answers
 //! `OutcomeUnknown`, as the one-change path does.
@@ -46,7 +48,7 @@ use crate::events::{payment_event, EventRow};
 use crate::failpoints::{self, PAYMENT_TRANSITION_BEFORE_COMMIT};
 use crate::payments::{
     missing_after_write, release_failure, Current, PaymentChangeFacts, StoredPayment,
-    TransitionRows, TRANSITION_STEPS_MAX,
+    TransitionRows,
 };
 use crate::StoreError;
 
@@ -162,68 +164,70 @@ async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
     }
 }
 
-/// The group's statements, round by round; returns each change's standing, in order.
+/// The group's statements; returns each change's standing, in order.
 async fn write_rows(
     conn: &mut PgConnection,
     changes: &[&[TransitionRows]],
 ) -> Result<Vec<Standing>, Broken> {
-    // `None`: not written yet; every change has a first step (`steps_rows`).
+    for steps in changes {
+        check_chained(steps).map_err(Broken::Group)?;
+    }
+    // `None`: not written (its guard did not hold); every change has a first step.
     let mut standing: Vec<Option<Standing>> = changes.iter().map(|_| None).collect();
-    let mut events: Vec<EventRow> = Vec::with_capacity(changes.len());
-    for round in 0..TRANSITION_STEPS_MAX {
-        let live: Vec<(usize, &TransitionRows)> = changes
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| !matches!(standing[*n], Some(Err(_))))
-            .filter_map(|(n, steps)| steps.get(round).map(|t| (n, t)))
-            .collect();
-        if live.is_empty() {
-            break;
-        }
-        let mut moved = update_payments(conn, &live).await.map_err(Broken::Group)?;
-        let mut went = Vec::with_capacity(live.len());
-        let mut refused = Vec::new();
-        for (n, t) in live {
-            match moved.remove(&t.id) {
-                Some(stored) => went.push((n, t, stored)),
-                // Its guard no longer holds: refused on its own, nothing of it written.
-                None if round == 0 => refused.push((n, t)),
-                // Its first step moved the payment under this group's lock, so its later
-                // guard must hold: something else is wrong, and the group stops.
-                None => {
-                    return Err(Broken::Group(StoreError::Invalid {
-                        reason: format!(
-                            "step {} of a status change of {} did not apply after its first",
-                            round + 1,
-                            t.id
-                        ),
-                    }))
-                }
-            }
-        }
-        if !refused.is_empty() {
-            let ids: Vec<&str> = refused.iter().map(|(_, t)| t.id.as_str()).collect();
-            let mut current = read_current(conn, &ids).await.map_err(Broken::Group)?;
-            for (n, t) in refused {
-                standing[n] = Some(Err(release_failure(&t.id, current.remove(&t.id))));
-            }
-        }
-        if went.is_empty() {
+    let mut moved = update_payments(conn, changes)
+        .await
+        .map_err(Broken::Group)?;
+    let mut went: Vec<(usize, &[TransitionRows])> = Vec::with_capacity(changes.len());
+    let mut refused: Vec<(usize, &TransitionRows)> = Vec::new();
+    for (n, steps) in changes.iter().enumerate() {
+        let Some(first) = steps.first() else {
             continue;
+        };
+        match moved.remove(&first.id) {
+            Some(stored) => {
+                standing[n] = Some(Ok(stored));
+                went.push((n, steps));
+            }
+            // Its guard no longer holds: refused on its own, nothing of it written.
+            None => refused.push((n, first)),
         }
-        let mut seqs = insert_history(conn, &went).await.map_err(Broken::Group)?;
-        for (n, t, stored) in went {
-            let seq = seqs
-                .remove(&t.id)
-                .ok_or_else(|| Broken::Group(missing_after_write(&t.id)))?;
-            let facts = PaymentChangeFacts {
-                from_status: Some(&t.guard.from_status),
-                cause: &t.change.cause,
-                bank_code: t.change.bank_code.as_deref(),
-                bank_message: t.change.bank_message.as_deref(),
+    }
+    if !refused.is_empty() {
+        let ids: Vec<&str> = refused.iter().map(|(_, t)| t.id.as_str()).collect();
+        let mut current = read_current(conn, &ids).await.map_err(Broken::Group)?;
+        for (n, t) in refused {
+            standing[n] = Some(Err(release_failure(&t.id, current.remove(&t.id))));
+        }
+    }
+    let mut events: Vec<EventRow> = Vec::with_capacity(changes.len());
+    if !went.is_empty() {
+        let mut first_seqs = insert_history(conn, &went).await.map_err(Broken::Group)?;
+        for (n, steps) in &went {
+            let Some(Some(Ok(last))) = standing.get(*n) else {
+                continue;
             };
-            events.push(payment_event(&stored, seq, &facts).map_err(Broken::Group)?);
-            standing[n] = Some(Ok(stored));
+            let first_seq = steps
+                .first()
+                .and_then(|t| first_seqs.remove(&t.id))
+                .ok_or_else(|| {
+                    Broken::Group(missing_after_write(steps.first().map_or("", |t| &t.id)))
+                })?;
+            for (step_no, t) in (0_i64..).zip(steps.iter()) {
+                // The payment as this step left it: the event says its status and time
+                // (`payment_event`); the rest of what the event carries never changes.
+                let mut after = last.clone();
+                after.status.clone_from(&t.change.to_status);
+                after.updated_at = t.audit.at;
+                let facts = PaymentChangeFacts {
+                    from_status: Some(&t.guard.from_status),
+                    cause: &t.change.cause,
+                    bank_code: t.change.bank_code.as_deref(),
+                    bank_message: t.change.bank_message.as_deref(),
+                };
+                events.push(
+                    payment_event(&after, first_seq + step_no, &facts).map_err(Broken::Group)?,
+                );
+            }
         }
     }
     if !events.is_empty() {
@@ -261,11 +265,93 @@ async fn write_rows(
         .collect()
 }
 
-/// The round's guarded updates in one statement; returns the payments moved, by id. A
-/// payment whose guard no longer holds is not moved and not returned.
+/// What one `UPDATE` may apply for a change of several steps: each step starts where the
+/// one before it ended, on the same payment, under the same fencing token, and only the
+/// last releases the lease (`steps_rows` builds them so; checked again here because one
+/// `UPDATE` checks only the first step's guard).
+fn check_chained(steps: &[TransitionRows]) -> Result<(), StoreError> {
+    let Some(first) = steps.first() else {
+        return Err(StoreError::Invalid {
+            reason: "a status change came with no step".into(),
+        });
+    };
+    for (n, pair) in steps.windows(2).enumerate() {
+        let (before, after) = (&pair[0], &pair[1]);
+        if after.id != first.id
+            || after.guard.from_status != before.change.to_status
+            || after.guard.fencing_token != first.guard.fencing_token
+            || before.change.release_lease
+        {
+            return Err(StoreError::Invalid {
+                reason: format!(
+                    "step {} of a status change of {} does not follow its step {}",
+                    n + 2,
+                    first.id,
+                    n + 1
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One change's steps folded into what they do together to the payment's row, applied in
+/// order: the last step's status and next attempt; each bank field the last value a step
+/// gave (`COALESCE` keeps the stored one when none did); the sends counted, the first of
+/// them the first send unless one was already recorded, the last of them the last send;
+/// the lease released if a step releases it; one version per step.
+struct Folded<'a> {
+    to_status: &'a str,
+    bank_code: Option<&'a str>,
+    bank_message: Option<&'a str>,
+    bank_payment_id: Option<&'a str>,
+    sends: i64,
+    first_send_at: Option<DateTime<Utc>>,
+    last_send_at: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    release_lease: bool,
+    at: DateTime<Utc>,
+    steps: i64,
+}
+
+fn fold(steps: &[TransitionRows]) -> Option<Folded<'_>> {
+    let last = steps.last()?;
+    let mut f = Folded {
+        to_status: last.change.to_status.as_str(),
+        bank_code: None,
+        bank_message: None,
+        bank_payment_id: None,
+        sends: 0,
+        first_send_at: None,
+        last_send_at: None,
+        next_attempt_at: last.change.next_attempt_at,
+        release_lease: false,
+        at: last.audit.at,
+        steps: 0,
+    };
+    for t in steps {
+        let c = &t.change;
+        f.bank_code = c.bank_code.as_deref().or(f.bank_code);
+        f.bank_message = c.bank_message.as_deref().or(f.bank_message);
+        f.bank_payment_id = c.bank_payment_id.as_deref().or(f.bank_payment_id);
+        if c.mark_sent {
+            f.sends += 1;
+            f.first_send_at = f.first_send_at.or(Some(t.audit.at));
+            f.last_send_at = Some(t.audit.at);
+        }
+        f.release_lease |= c.release_lease;
+        f.steps += 1;
+    }
+    Some(f)
+}
+
+/// Every change's steps in one guarded statement, one row update per payment (a payment
+/// appears once per group: `split_repeats`); returns the payments moved, by id, as their
+/// last step left them. A payment whose first step's guard no longer holds is not moved and
+/// not returned.
 async fn update_payments(
     conn: &mut PgConnection,
-    live: &[(usize, &TransitionRows)],
+    changes: &[&[TransitionRows]],
 ) -> Result<HashMap<String, StoredPayment>, StoreError> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
@@ -275,29 +361,33 @@ async fn update_payments(
                last_bank_code = COALESCE(u.bank_code, p.last_bank_code), \
                last_bank_message = COALESCE(u.bank_message, p.last_bank_message), \
                bank_payment_id = COALESCE(u.bank_payment_id, p.bank_payment_id), \
-               ever_sent = p.ever_sent OR u.mark_sent, \
-               first_sent_at = CASE WHEN u.mark_sent THEN COALESCE(p.first_sent_at, u.at) \
+               ever_sent = p.ever_sent OR u.sends > 0, \
+               first_sent_at = CASE WHEN u.sends > 0 \
+                               THEN COALESCE(p.first_sent_at, u.first_send_at) \
                                ELSE p.first_sent_at END, \
-               last_sent_at = CASE WHEN u.mark_sent THEN u.at ELSE p.last_sent_at END, \
-               send_attempts = p.send_attempts + CASE WHEN u.mark_sent THEN 1 ELSE 0 END, \
+               last_sent_at = CASE WHEN u.sends > 0 THEN u.last_send_at \
+                              ELSE p.last_sent_at END, \
+               send_attempts = p.send_attempts + u.sends, \
                next_attempt_at = u.next_attempt_at, \
                lease_owner = CASE WHEN u.release_lease THEN NULL ELSE p.lease_owner END, \
                lease_expires_at = CASE WHEN u.release_lease THEN NULL \
                                   ELSE p.lease_expires_at END, \
                updated_at = u.at, \
-               version = p.version + 1 \
+               version = p.version + u.steps \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-                         $6::text[], $7::text[], $8::bool[], $9::timestamptz[], \
-                         $10::timestamptz[], $11::bool[]) \
+                         $6::text[], $7::text[], $8::bigint[], $9::timestamptz[], \
+                         $10::timestamptz[], $11::timestamptz[], $12::bool[], \
+                         $13::timestamptz[], $14::bigint[]) \
                   AS u(id, from_status, to_status, fencing_token, bank_code, bank_message, \
-                       bank_payment_id, mark_sent, at, next_attempt_at, release_lease) \
+                       bank_payment_id, sends, first_send_at, last_send_at, next_attempt_at, \
+                       release_lease, at, steps) \
              WHERE p.id = u.id AND p.status = u.from_status \
                AND (u.fencing_token IS NULL OR p.fencing_token = u.fencing_token) \
              RETURNING {}",
             returning_payment_columns()
         )
     });
-    let n = live.len();
+    let n = changes.len();
     let mut id = Vec::with_capacity(n);
     let mut from_status = Vec::with_capacity(n);
     let mut to_status = Vec::with_capacity(n);
@@ -305,23 +395,31 @@ async fn update_payments(
     let mut bank_code: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut bank_message: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut bank_payment_id: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut mark_sent = Vec::with_capacity(n);
-    let mut at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+    let mut sends = Vec::with_capacity(n);
+    let mut first_send_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    let mut last_send_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
     let mut next_attempt_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
     let mut release_lease = Vec::with_capacity(n);
-    for (_, t) in live {
-        let c = &t.change;
-        id.push(t.id.as_str());
-        from_status.push(t.guard.from_status.as_str());
-        to_status.push(c.to_status.as_str());
-        fencing_token.push(t.guard.fencing_token);
-        bank_code.push(c.bank_code.as_deref());
-        bank_message.push(c.bank_message.as_deref());
-        bank_payment_id.push(c.bank_payment_id.as_deref());
-        mark_sent.push(c.mark_sent);
-        at.push(t.audit.at);
-        next_attempt_at.push(c.next_attempt_at);
-        release_lease.push(c.release_lease);
+    let mut at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+    let mut steps_n = Vec::with_capacity(n);
+    for steps in changes {
+        let (Some(first), Some(f)) = (steps.first(), fold(steps)) else {
+            continue;
+        };
+        id.push(first.id.as_str());
+        from_status.push(first.guard.from_status.as_str());
+        fencing_token.push(first.guard.fencing_token);
+        to_status.push(f.to_status);
+        bank_code.push(f.bank_code);
+        bank_message.push(f.bank_message);
+        bank_payment_id.push(f.bank_payment_id);
+        sends.push(f.sends);
+        first_send_at.push(f.first_send_at);
+        last_send_at.push(f.last_send_at);
+        next_attempt_at.push(f.next_attempt_at);
+        release_lease.push(f.release_lease);
+        at.push(f.at);
+        steps_n.push(f.steps);
     }
     let rows = sqlx::query(sql)
         .bind(&id)
@@ -331,10 +429,13 @@ async fn update_payments(
         .bind(&bank_code)
         .bind(&bank_message)
         .bind(&bank_payment_id)
-        .bind(&mark_sent)
-        .bind(&at)
+        .bind(&sends)
+        .bind(&first_send_at)
+        .bind(&last_send_at)
         .bind(&next_attempt_at)
         .bind(&release_lease)
+        .bind(&at)
+        .bind(&steps_n)
         .fetch_all(&mut *conn)
         .await
         .map_err(err)?;
@@ -343,15 +444,16 @@ async fn update_payments(
         .collect()
 }
 
-/// The round's history rows in one statement, each numbered after its payment's newest
-/// (a payment moves once per round, so no two rows of the statement share a payment);
-/// returns each payment's new seq.
+/// Every step's history row in one statement, each payment's numbered on from its newest
+/// (`step_no` 1, 2, … within its change; a payment appears once per group); returns each
+/// payment's first new seq.
 async fn insert_history(
     conn: &mut PgConnection,
-    went: &[(usize, &TransitionRows, StoredPayment)],
+    went: &[(usize, &[TransitionRows])],
 ) -> Result<HashMap<String, i64>, StoreError> {
-    let n = went.len();
+    let n: usize = went.iter().map(|(_, steps)| steps.len()).sum();
     let mut payment_id = Vec::with_capacity(n);
+    let mut step_no: Vec<i64> = Vec::with_capacity(n);
     let mut at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
     let mut from_status = Vec::with_capacity(n);
     let mut to_status = Vec::with_capacity(n);
@@ -360,33 +462,37 @@ async fn insert_history(
     let mut bank_message: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut actor = Vec::with_capacity(n);
     let mut request_id: Vec<Option<&str>> = Vec::with_capacity(n);
-    for (_, t, _) in went {
-        payment_id.push(t.id.as_str());
-        at.push(t.audit.at);
-        from_status.push(t.guard.from_status.as_str());
-        to_status.push(t.change.to_status.as_str());
-        cause.push(t.change.cause.as_str());
-        bank_code.push(t.change.bank_code.as_deref());
-        bank_message.push(t.change.bank_message.as_deref());
-        actor.push(t.actor.name.as_str());
-        request_id.push(t.actor.request_id.as_deref());
+    for (_, steps) in went {
+        for (no, t) in (1_i64..).zip(steps.iter()) {
+            payment_id.push(t.id.as_str());
+            step_no.push(no);
+            at.push(t.audit.at);
+            from_status.push(t.guard.from_status.as_str());
+            to_status.push(t.change.to_status.as_str());
+            cause.push(t.change.cause.as_str());
+            bank_code.push(t.change.bank_code.as_deref());
+            bank_message.push(t.change.bank_message.as_deref());
+            actor.push(t.actor.name.as_str());
+            request_id.push(t.actor.request_id.as_deref());
+        }
     }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "INSERT INTO payment_history \
            (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message, \
             actor, request_id) \
          SELECT u.payment_id, \
-                (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM payment_history h \
-                 WHERE h.payment_id = u.payment_id), \
+                (SELECT COALESCE(MAX(h.seq), 0) FROM payment_history h \
+                 WHERE h.payment_id = u.payment_id) + u.step_no, \
                 u.at, u.from_status, u.to_status, u.cause, u.bank_code, u.bank_message, \
                 u.actor, u.request_id \
-         FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[], $9::text[]) \
-              AS u(payment_id, at, from_status, to_status, cause, bank_code, bank_message, \
-                   actor, request_id) \
+         FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+              AS u(payment_id, step_no, at, from_status, to_status, cause, bank_code, \
+                   bank_message, actor, request_id) \
          RETURNING payment_id, seq",
     )
     .bind(&payment_id)
+    .bind(&step_no)
     .bind(&at)
     .bind(&from_status)
     .bind(&to_status)
@@ -398,7 +504,12 @@ async fn insert_history(
     .fetch_all(&mut *conn)
     .await
     .map_err(err)?;
-    Ok(rows.into_iter().collect())
+    let mut first: HashMap<String, i64> = HashMap::with_capacity(went.len());
+    for (payment, seq) in rows {
+        let at = first.entry(payment).or_insert(seq);
+        *at = (*at).min(seq);
+    }
+    Ok(first)
 }
 
 /// The status and token of the payments whose guard did not hold; a missing one does not
