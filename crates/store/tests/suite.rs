@@ -245,6 +245,7 @@ suite!(
     webhooks_failures_end_dead_with_their_attempts_and_redrive_resets,
     webhooks_a_skipped_delivery_no_longer_holds_the_next_back,
     chain_links_every_record_in_commit_order_and_verifies,
+    chain_links_records_of_any_text_as_the_verifier_hashes_them,
     chain_links_records_written_before_it_existed,
     chain_appends_wait_behind_a_backlog_then_link_as_written,
     chain_two_stores_writing_at_once_make_one_chain,

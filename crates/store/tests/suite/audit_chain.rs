@@ -179,6 +179,65 @@ pub(crate) async fn chain_links_every_record_in_commit_order_and_verifies(db: Te
     store.close().await;
 }
 
+/// Records of every shape the encoding distinguishes (no request id and one; text beyond
+/// ASCII in every field; instants with microseconds, before and long after 2000) are linked
+/// as they are appended exactly as the verifier, reading them back, hashes them: what the
+/// database stores (JSON text, instants, UTF-8) is what the appender hashed.
+pub(crate) async fn chain_links_records_of_any_text_as_the_verifier_hashes_them(db: TestDb) {
+    let store = open_chained(&db, 1_000).await;
+    let texts = [
+        ("client:erp", "payment.create", "payment:1", None),
+        ("用户:财务部", "付款.审批", "payment:付款-2", Some("req-二")),
+        ("client:😀", "payment.cancel", "payment:é-3", Some("ß")),
+        (
+            "operator:o'brien",
+            "audit.\\read",
+            "object:\"quoted\"",
+            Some("r\n1"),
+        ),
+    ];
+    let instants = [
+        instant_at(1_999_999_999, 999_999),
+        instant_at(946_684_799, 1),
+        instant_at(4_102_444_800, 500_000),
+        instant_at(1_700_000_000, 0),
+    ];
+    for (n, ((actor, action, object, request_id), at)) in texts.iter().zip(instants).enumerate() {
+        let mut r = record(actor, action, object);
+        r.at = at;
+        r.request_id = request_id.map(str::to_owned);
+        r.details = serde_json::json!({
+            "n": n,
+            "备注": "工资 ¥100.00 — «ok»",
+            "nested": {"list": [1, "二", null, true], "empty": {}},
+        });
+        store.append_audit(r).await.unwrap();
+    }
+    assert_eq!(
+        store.audit_unlinked().await.unwrap().count,
+        0,
+        "linked as appended, not by the chainer"
+    );
+    let report = verify(store.as_ref(), None).await.unwrap();
+    assert_eq!(report.records, texts.len() as i64);
+    assert_eq!(report.unlinked, 0);
+    let page = store.audit_chain_page(0, 100).await.unwrap();
+    for rec in &page {
+        let prev: AuditHash = rec.prev_hash.as_slice().try_into().unwrap();
+        assert_eq!(
+            record_hash(&prev, rec.position, &rec.fields).to_vec(),
+            rec.hash,
+            "position {}",
+            rec.position
+        );
+    }
+    store.close().await;
+}
+
+fn instant_at(seconds: i64, micros: u32) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(seconds, micros * 1_000).unwrap()
+}
+
 pub(crate) async fn chain_links_records_written_before_it_existed(db: TestDb) {
     // A store with the chain off writes unlinked records, as an older database holds.
     let store = open_unchained(&db).await;
