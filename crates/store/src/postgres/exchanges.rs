@@ -5,11 +5,10 @@
 //! Exchanges are written in groups, as payment status changes are (`transitions.rs`): an
 //! audit insert holds the audit-order lock until its commit has flushed, so one exchange per
 //! transaction meant one exchange per commit flush across the cluster, and every dispatched
-//! payment records one (BENCHMARKS.md, issue 5). A few group tasks each take the exchanges
-//! queued (up to [`GROUP_MAX`]), insert their rows and references in ONE transaction, with
-//! three statements for the whole group ([`insert_group_rows`]), then
-//! append all their audit records in one statement under one hold of the lock, and commit
-//! (`group.rs`).
+//! payment records one (BENCHMARKS.md, issue 5). One group task takes the exchanges
+//! queued (up to [`GROUP_MAX`]), inserts their rows and references in ONE transaction, with
+//! three statements for the whole group ([`insert_group_rows`]), then appends all their
+//! audit records in one statement under one hold of the lock, and commits (`group.rs`).
 //! An exchange has no outcome of its own to keep apart (its rows were checked before it was
 //! queued), so there are no savepoints: when anything in the group fails, nothing of it was
 //! stored and each exchange is handed back to run in a transaction of its own, where a
@@ -31,8 +30,9 @@ use crate::{NewAuditRecord, StoreError};
 
 /// Most exchanges written in one transaction.
 const GROUP_MAX: usize = 128;
-/// Group tasks: while one appends its audit records and commits, another inserts rows.
-const GROUP_TASKS: usize = 2;
+/// Group tasks: one, for the reason given at `transitions.rs`'s `GROUP_TASKS` (measured
+/// together with it).
+const GROUP_TASKS: usize = 1;
 
 /// A checked exchange and its audit record, as queued for a group.
 pub(super) struct ExchangeRows {
@@ -41,10 +41,10 @@ pub(super) struct ExchangeRows {
 }
 
 type Job = group::Job<ExchangeRows, i64>;
-/// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
+/// The callers' side: a queue read by [`GROUP_TASKS`] task(s) on the pool.
 pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
 
-/// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
+/// Starts the group task(s). Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
     GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
         Box::pin(write_group(tx, jobs))

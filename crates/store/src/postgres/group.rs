@@ -1,7 +1,7 @@
 //! The queue behind PostgreSQL's group commits (`intake.rs`, `transitions.rs`,
-//! `exchanges.rs`): callers queue checked rows and wait; a few tasks each take what is
-//! queued (up to a maximum), begin a transaction for it and write it as one group with the
-//! function they were given, which ends with [`commit`]. Each job is answered with its
+//! `exchanges.rs`): callers queue checked rows and wait; one task or a few, each taking what
+//! is queued (up to a maximum), begins a transaction for it and writes it as one group with the
+//! function it was given, which ends with [`commit`]. Each job is answered with its
 //! outcome in the group ([`Grouped::Done`]) or handed back to run on its own
 //! ([`Grouped::Alone`]): every job of a group that could not begin, or whose COMMIT the
 //! server refused, is handed back. See those modules for what each group does.

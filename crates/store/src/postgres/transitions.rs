@@ -4,7 +4,7 @@
 //! commit has flushed (`postgres.rs`): one change per transaction means one change per
 //! commit flush across the cluster, and a dispatched payment makes three or four of them
 //! (BENCHMARKS.md, issue 5). Here `transition_payment_steps` (and `transition_payment`, one
-//! step) hands its checked steps to a few group tasks. Each takes the changes queued (up to
+//! step) hands its checked steps to one group task. It takes the changes queued (up to
 //! [`GROUP_MAX`]) and writes them in ONE transaction with a few statements for the whole
 //! group, as intake does: one guarded `UPDATE … FROM unnest(…)` moves every change's payment
 //! once, its steps (up to [`crate::TRANSITION_STEPS_MAX`], e.g. `accepted` then `settled`)
@@ -57,8 +57,12 @@ type Steps = Vec<TransitionRows>;
 
 /// Most changes written in one transaction.
 const GROUP_MAX: usize = 128;
-/// Group tasks: while one appends its audit records and commits, others run their changes.
-const GROUP_TASKS: usize = 3;
+/// Group tasks. One: every group waits for the one audit-order lock anyway, and while the
+/// task waits for it and commits, the changes queue up for its next group, so groups grow
+/// with the load. With more tasks each took a share of the queue, and more, smaller groups
+/// waited for the lock in turn: 1 task dispatched 1 074 and 972 payments/s on PostgreSQL,
+/// 2 tasks 1 016 and 949, 3 tasks 923 and 938, 4 tasks 872 and 864 (BENCHMARKS.md).
+const GROUP_TASKS: usize = 1;
 
 const OP: &str = "changing payment statuses in a group";
 
@@ -68,10 +72,10 @@ type Decided = Box<Result<StoredPayment, StoreError>>;
 /// failed (the caller runs it on its own).
 pub(super) type Grouped = group::Grouped<Decided, Steps>;
 type Job = group::Job<Steps, Decided>;
-/// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
+/// The callers' side: a queue read by [`GROUP_TASKS`] task(s) on the pool.
 pub(super) type GroupTransitions = GroupQueue<Steps, Decided>;
 
-/// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
+/// Starts the group task(s). Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
     GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
         Box::pin(write_group(tx, jobs))
