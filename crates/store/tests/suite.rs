@@ -270,6 +270,7 @@ suite!(
     exchanges_refused_leave_no_audit_record,
     exchanges_references_resolve_to_their_payment,
     exchanges_a_burst_is_stored_once_each_and_a_faulty_one_fails_alone,
+    exchanges_and_status_changes_in_one_burst_keep_their_outcomes,
 );
 
 // The statement tests live in their own file (not a test target of its own: cargo only

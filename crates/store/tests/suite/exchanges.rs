@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 use store::{
-    NewAuditRecord, NewBankExchange, StoreError, BANK_EXCHANGE_BODY_MAX_BYTES,
+    NewAuditRecord, NewBankExchange, StoreError, TransitionGuard, BANK_EXCHANGE_BODY_MAX_BYTES,
     BANK_EXCHANGE_LIST_MAX,
 };
 
-use crate::payments::create_one;
+use crate::payments::{change_to, create_one, worker_actor};
 use crate::{all_audit, instant, TestDb};
 
 fn exchange(function: &str, references: &[&str]) -> NewBankExchange {
@@ -253,5 +253,123 @@ pub(crate) async fn exchanges_a_burst_is_stored_once_each_and_a_faulty_one_fails
         assert_eq!(naming.len(), 1, "exchange {n} has one audit record");
         assert_eq!(naming[0].object, format!("payment:burst-{n}"));
     }
+    store.close().await;
+}
+
+/// Exchanges and payment status changes at once, as a dispatcher makes them (on
+/// PostgreSQL two group queues, each waiting for the audit-order lock in turn; on SQLite
+/// jobs of one writer). Each keeps its own outcome: every change moves its payment once
+/// with its history row and audit record, every exchange is stored once under its
+/// reference with its audit record; a faulty exchange in the second burst takes its group
+/// back, and everything of that group is written again on its own except the faulty one.
+pub(crate) async fn exchanges_and_status_changes_in_one_burst_keep_their_outcomes(db: TestDb) {
+    const N: usize = 24;
+    let store = db.open().await;
+    let mut payments = Vec::new();
+    for n in 0..2 * N {
+        payments.push(create_one(store.as_ref(), "main", 100, &format!("mixed-{n}"), 0).await);
+    }
+    let before = all_audit(store.as_ref()).await.len();
+    let mut faulty_exchanges = 0;
+    for burst in 0..2 {
+        let mut changes = Vec::new();
+        let mut exchanges = Vec::new();
+        for (n, payment) in payments.iter().enumerate().skip(burst * N).take(N) {
+            let id = payment.instruction.id.clone();
+            let s = Arc::clone(&store);
+            changes.push((
+                n,
+                tokio::spawn(async move {
+                    let mut record = audit(&format!("payment:{id}"));
+                    record.action = "payment.cancel".into();
+                    s.transition_payment(
+                        &id,
+                        TransitionGuard {
+                            from_status: "queued".into(),
+                            fencing_token: None,
+                        },
+                        change_to("cancelled"),
+                        worker_actor("ops"),
+                        record,
+                    )
+                    .await
+                }),
+            ));
+            let faulty = burst == 1 && n % 7 == 3;
+            faulty_exchanges += usize::from(faulty);
+            let s = Arc::clone(&store);
+            exchanges.push((
+                n,
+                faulty,
+                tokio::spawn(async move {
+                    let mut record = audit(&format!("payment:mixed-{n}"));
+                    if faulty {
+                        record.details = json!("not an object");
+                    }
+                    s.record_bank_exchange(
+                        exchange("SubmitPayment", &[&format!("MIXED-{n}")]),
+                        record,
+                    )
+                    .await
+                }),
+            ));
+        }
+        for (n, task) in changes {
+            let moved = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("change {n}: {e:?}"));
+            assert_eq!(moved.status, "cancelled");
+        }
+        for (n, faulty, task) in exchanges {
+            let outcome = task.await.unwrap();
+            if faulty {
+                assert!(
+                    matches!(outcome, Err(StoreError::Invalid { .. })),
+                    "exchange {n}: {outcome:?}"
+                );
+                continue;
+            }
+            let id = outcome.unwrap_or_else(|e| panic!("exchange {n}: {e:?}"));
+            let stored = store
+                .bank_exchanges_by_reference(&format!("MIXED-{n}"), 0)
+                .await
+                .unwrap();
+            assert_eq!(
+                stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+                vec![id],
+                "exchange {n} is stored once under its reference"
+            );
+        }
+    }
+    for (n, p) in payments.iter().enumerate() {
+        let history = store.payment_history(&p.instruction.id).await.unwrap();
+        let moves: Vec<_> = history[2..]
+            .iter()
+            .map(|h| (h.seq, h.from_status.as_deref(), h.to_status.as_str()))
+            .collect();
+        assert_eq!(
+            moves,
+            [(3, Some("queued"), "cancelled")],
+            "payment {n} moved once"
+        );
+    }
+    let records = all_audit(store.as_ref()).await;
+    let new_records = &records[before..];
+    let changes_audited = new_records
+        .iter()
+        .filter(|r| r.action == "payment.cancel")
+        .count();
+    let exchanges_audited = new_records
+        .iter()
+        .filter(|r| r.action == "bank.exchange")
+        .count();
+    assert!(faulty_exchanges > 0);
+    assert_eq!(changes_audited, 2 * N, "one audit record per change");
+    assert_eq!(
+        exchanges_audited,
+        2 * N - faulty_exchanges,
+        "one audit record per stored exchange, none for a faulty one"
+    );
     store.close().await;
 }
