@@ -43,6 +43,12 @@
 #   BENCH_BANK_CONCURRENCY=64   the simulated bank's call limits in the gateway's
 #   BENCH_BANK_QPS=100000       config for every phase (the demo's 4 and 10/s would
 #                               make the bank limit the dispatch rate)
+#   BENCH_MAX_IN_FLIGHT=256     the gateway's payments.max_in_flight (shipped: 64,
+#                               sized for banks of a few calls at once and ~10/s):
+#                               for a bank that takes 64 calls at once, each
+#                               payment also holds its slot through the writes
+#                               before and after its call, so 64 would leave the
+#                               bank's capacity idle
 #   BENCH_CLIENT_RATE=1000000   the gateway's per-client request limit
 #                               ([server.limits] client_requests_per_s and
 #                               client_burst) for every phase: the shipped
@@ -82,6 +88,7 @@ BENCH_DISPATCH_PAYMENTS=${BENCH_DISPATCH_PAYMENTS:-5000}
 BENCH_DISPATCH_TIMEOUT_S=${BENCH_DISPATCH_TIMEOUT_S:-300}
 BENCH_BANK_CONCURRENCY=${BENCH_BANK_CONCURRENCY:-64}
 BENCH_BANK_QPS=${BENCH_BANK_QPS:-100000}
+BENCH_MAX_IN_FLIGHT=${BENCH_MAX_IN_FLIGHT:-256}
 BENCH_CLIENT_RATE=${BENCH_CLIENT_RATE:-1000000}
 # Read by every bankdirect process the script starts (the demo, serve, sim).
 export BANKDIRECT_SERVER__LIMITS__CLIENT_REQUESTS_PER_S=$BENCH_CLIENT_RATE
@@ -108,7 +115,7 @@ die() { log "error: $*"; exit 1; }
 
 for v in BENCH_SECONDS BENCH_WARMUP_SECONDS BENCH_CONNECTIONS BENCH_THREADS BENCH_COMMIT_SECONDS \
     BENCH_COMMIT_BATCH BENCH_BATCH_ITEMS BENCH_DISPATCH_PAYMENTS BENCH_DISPATCH_TIMEOUT_S \
-    BENCH_BANK_CONCURRENCY BENCH_BANK_QPS; do
+    BENCH_BANK_CONCURRENCY BENCH_BANK_QPS BENCH_MAX_IN_FLIGHT; do
     [[ ${!v} =~ ^[0-9]+$ ]] && (( ${!v} > 0 )) || die "$v must be a positive integer, got '${!v}'"
 done
 (( BENCH_SECONDS <= 600 && BENCH_WARMUP_SECONDS <= 60 && BENCH_COMMIT_SECONDS <= 60 )) \
@@ -273,6 +280,7 @@ GW_PID=""
 start_gateway() {
     BANKDIRECT_DATABASE__URL=$1 \
     BANKDIRECT_PAYMENTS__WORKERS_ENABLED=$2 \
+    BANKDIRECT_PAYMENTS__MAX_IN_FLIGHT=$BENCH_MAX_IN_FLIGHT \
     BANKDIRECT_BALANCES__WORKER_ENABLED=false \
     BANKDIRECT_STATEMENTS__WORKER_ENABLED=false \
         "$BD" serve --config "$CONFIG" >>"$WORK/gateway.out" 2>>"$WORK/gateway.log" &
@@ -560,7 +568,7 @@ report="$WORK/report.md"
     echo "|---|---|---:|---:|---:|"
     printf '%s\n' "${BATCH_ROWS[@]}"
     echo
-    echo "Dispatch to a simulated bank that answers at once (settle, return and ingest delays 0; bank limits concurrency $BENCH_BANK_CONCURRENCY, $BENCH_BANK_QPS calls/s; claim batch and poll interval as shipped):"
+    echo "Dispatch to a simulated bank that answers at once (settle, return and ingest delays 0; bank limits concurrency $BENCH_BANK_CONCURRENCY, $BENCH_BANK_QPS calls/s; payments.max_in_flight $BENCH_MAX_IN_FLIGHT (shipped: 64); claim batch and poll interval as shipped):"
     echo
     echo "| backend | queued | answers written back | first submitting → last answer | payments/s | wall time from gateway start | statuses after | at the bank |"
     echo "|---|---:|---:|---:|---:|---:|---|---|"
