@@ -224,6 +224,7 @@ suite!(
     payments_a_burst_of_creates_is_stored_once_each_with_every_case_answered,
     payments_a_burst_of_status_changes_keeps_each_outcome,
     payments_several_changes_apply_together_or_not_at_all,
+    payments_several_changes_end_as_their_steps_one_by_one,
     payments_a_reused_end_to_end_id_is_refused_even_with_a_new_key,
     payments_transitions_record_history_and_refuse_stale_writers,
     payments_leases_expire_and_reclaims_draw_larger_tokens,

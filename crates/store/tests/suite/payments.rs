@@ -912,6 +912,121 @@ pub(crate) async fn payments_several_changes_apply_together_or_not_at_all(db: Te
     store.close().await;
 }
 
+/// Several steps, each touching other fields, leave the payment exactly as the same steps
+/// applied one at a time would (PostgreSQL folds them into one `UPDATE` of the row,
+/// `postgres/transitions.rs`; SQLite applies them in turn, so this test holds both to the
+/// same answer): the send counted once with its instant, each bank field the last value a
+/// step gave (an earlier one kept where a later step gave none), one version per step, the
+/// last step's instant; one history row, event and audit record per step, each event
+/// saying its own step's status and instant.
+pub(crate) async fn payments_several_changes_end_as_their_steps_one_by_one(db: TestDb) {
+    let store = db.open().await;
+    let (id, token) = claimed_one(store.as_ref(), "fold").await;
+    let before = store.get_payment(&id).await.unwrap().unwrap();
+    let steps = vec![
+        PaymentStep {
+            change: PaymentChange {
+                mark_sent: true,
+                next_attempt_at: Some(instant(40, 0)),
+                ..change("submitting")
+            },
+            audit: create_audit(2),
+        },
+        PaymentStep {
+            change: PaymentChange {
+                bank_code: Some("AAAAAAA".into()),
+                bank_message: Some("受理成功".into()),
+                bank_payment_id: Some("BANK-7".into()),
+                ..change("accepted")
+            },
+            audit: create_audit(3),
+        },
+        PaymentStep {
+            change: PaymentChange {
+                bank_message: Some("已入账".into()),
+                next_attempt_at: Some(instant(90, 0)),
+                release_lease: true,
+                ..change("settled")
+            },
+            audit: create_audit(4),
+        },
+    ];
+    let settled = store
+        .transition_payment_steps(&id, guard("queued", Some(token)), steps, worker("w1"))
+        .await
+        .unwrap();
+    assert_eq!(settled.status, "settled");
+    assert!(settled.ever_sent);
+    assert_eq!(settled.send_attempts, before.send_attempts + 1);
+    assert_eq!(settled.first_sent_at, Some(instant(2, 0)));
+    assert_eq!(settled.last_sent_at, Some(instant(2, 0)));
+    assert_eq!(settled.last_bank_code.as_deref(), Some("AAAAAAA"));
+    assert_eq!(settled.last_bank_message.as_deref(), Some("已入账"));
+    assert_eq!(settled.bank_payment_id.as_deref(), Some("BANK-7"));
+    assert_eq!(settled.next_attempt_at, Some(instant(90, 0)));
+    assert_eq!(
+        (settled.lease_owner.as_deref(), settled.lease_expires_at),
+        (None, None)
+    );
+    assert_eq!(settled.fencing_token, token);
+    assert_eq!(settled.version, before.version + 3, "one version per step");
+    assert_eq!(settled.updated_at, instant(4, 0));
+    assert_eq!(store.get_payment(&id).await.unwrap().unwrap(), settled);
+    let history = store.payment_history(&id).await.unwrap();
+    let moves: Vec<_> = history[2..]
+        .iter()
+        .map(|h| (h.seq, h.at, h.from_status.as_deref(), h.to_status.as_str()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (3, instant(2, 0), Some("queued"), "submitting"),
+            (4, instant(3, 0), Some("submitting"), "accepted"),
+            (5, instant(4, 0), Some("accepted"), "settled"),
+        ]
+    );
+    let events = store
+        .list_events(&store::EventQuery {
+            after_seq: 0,
+            object_id: Some(id.to_string()),
+            event_type: None,
+            limit: 20,
+        })
+        .await
+        .unwrap();
+    let said: Vec<_> = events
+        .iter()
+        .skip(1)
+        .map(|e| {
+            (
+                e.object_seq,
+                e.occurred_at,
+                e.data["status"].as_str().unwrap_or_default().to_owned(),
+                e.data["previous_status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                e.data["bank_code"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (3, instant(2, 0), "submitting".into(), "queued".into(), None),
+            (
+                4,
+                instant(3, 0),
+                "accepted".into(),
+                "submitting".into(),
+                Some("AAAAAAA".into())
+            ),
+            (5, instant(4, 0), "settled".into(), "accepted".into(), None),
+        ]
+    );
+    store.close().await;
+}
+
 pub(crate) async fn payments_leases_expire_and_reclaims_draw_larger_tokens(db: TestDb) {
     let store = db.open().await;
     let due = create(
