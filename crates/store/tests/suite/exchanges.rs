@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use store::{
-    NewAuditRecord, NewBankExchange, StoreError, TransitionGuard, BANK_EXCHANGE_BODY_MAX_BYTES,
-    BANK_EXCHANGE_LIST_MAX,
+    NewAuditRecord, NewBankExchange, Store, StoreError, TransitionGuard,
+    BANK_EXCHANGE_BODY_MAX_BYTES, BANK_EXCHANGE_LIST_MAX,
 };
 
 use crate::payments::{change_to, create_one, worker_actor};
@@ -167,6 +167,36 @@ pub(crate) async fn exchanges_references_resolve_to_their_payment(db: TestDb) {
 /// exchange's id), so they break whatever group they land in. Each of them is refused on
 /// its own; every other exchange is stored once, with its references and exactly one audit
 /// record naming it.
+/// One exchange's answer in a burst, checked: a `faulty` one refused as invalid (`None`),
+/// any other stored once under `reference`, its first (its id).
+async fn stored_once(
+    store: &dyn Store,
+    reference: &str,
+    faulty: bool,
+    outcome: Result<i64, StoreError>,
+) -> Option<i64> {
+    if faulty {
+        assert!(
+            matches!(outcome, Err(StoreError::Invalid { .. })),
+            "exchange {reference}: {outcome:?}"
+        );
+        return None;
+    }
+    let id = outcome.unwrap_or_else(|e| panic!("exchange {reference}: {e:?}"));
+    let of_reference = store
+        .bank_exchanges_by_reference(reference, 0)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = of_reference.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        vec![id],
+        "exchange {reference} is stored once under it"
+    );
+    assert_eq!(of_reference[0].reference.as_deref(), Some(reference));
+    Some(id)
+}
+
 pub(crate) async fn exchanges_a_burst_is_stored_once_each_and_a_faulty_one_fails_alone(db: TestDb) {
     const EXCHANGES: usize = 96;
     let store = db.open().await;
@@ -196,29 +226,10 @@ pub(crate) async fn exchanges_a_burst_is_stored_once_each_and_a_faulty_one_fails
     let mut stored = Vec::new();
     for (n, faulty, task) in tasks {
         let outcome = task.await.unwrap();
-        if faulty {
-            assert!(
-                matches!(outcome, Err(StoreError::Invalid { .. })),
-                "exchange {n}: {outcome:?}"
-            );
-            continue;
+        if let Some(id) = stored_once(store.as_ref(), &format!("BURST-{n}"), faulty, outcome).await
+        {
+            stored.push((n, id));
         }
-        let id = outcome.unwrap_or_else(|e| panic!("exchange {n}: {e:?}"));
-        let of_reference = store
-            .bank_exchanges_by_reference(&format!("BURST-{n}"), 0)
-            .await
-            .unwrap();
-        let ids: Vec<i64> = of_reference.iter().map(|e| e.id).collect();
-        assert_eq!(
-            ids,
-            vec![id],
-            "exchange {n} is stored once under its reference"
-        );
-        assert_eq!(
-            of_reference[0].reference.as_deref(),
-            Some(format!("BURST-{n}").as_str())
-        );
-        stored.push((n, id));
     }
     let faulty = (0..EXCHANGES).filter(|n| n % 29 == 5).count();
     assert_eq!(stored.len(), EXCHANGES - faulty);
@@ -323,23 +334,7 @@ pub(crate) async fn exchanges_and_status_changes_in_one_burst_keep_their_outcome
         }
         for (n, faulty, task) in exchanges {
             let outcome = task.await.unwrap();
-            if faulty {
-                assert!(
-                    matches!(outcome, Err(StoreError::Invalid { .. })),
-                    "exchange {n}: {outcome:?}"
-                );
-                continue;
-            }
-            let id = outcome.unwrap_or_else(|e| panic!("exchange {n}: {e:?}"));
-            let stored = store
-                .bank_exchanges_by_reference(&format!("MIXED-{n}"), 0)
-                .await
-                .unwrap();
-            assert_eq!(
-                stored.iter().map(|e| e.id).collect::<Vec<_>>(),
-                vec![id],
-                "exchange {n} is stored once under its reference"
-            );
+            stored_once(store.as_ref(), &format!("MIXED-{n}"), faulty, outcome).await;
         }
     }
     for (n, p) in payments.iter().enumerate() {

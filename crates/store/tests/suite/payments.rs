@@ -758,6 +758,19 @@ pub(crate) async fn payments_transitions_record_history_and_refuse_stale_writers
     store.close().await;
 }
 
+/// A payment's events, oldest first (up to 20).
+async fn events_of(store: &dyn Store, id: &PaymentId) -> Vec<store::StoredEvent> {
+    store
+        .list_events(&store::EventQuery {
+            after_seq: 0,
+            object_id: Some(id.to_string()),
+            event_type: None,
+            limit: 20,
+        })
+        .await
+        .unwrap()
+}
+
 /// Several changes at once (`transition_payment_steps`), as a worker applies a bank answer
 /// that accepted and already settled the payment: every step's history row, event and
 /// audit record, or nothing (a failure in the last step takes the first back); guarded by
@@ -801,16 +814,7 @@ pub(crate) async fn payments_several_changes_apply_together_or_not_at_all(db: Te
     };
     let counts = |store: Arc<dyn Store>, id: PaymentId| async move {
         let history = store.payment_history(&id).await.unwrap().len();
-        let events = store
-            .list_events(&store::EventQuery {
-                after_seq: 0,
-                object_id: Some(id.to_string()),
-                event_type: None,
-                limit: 20,
-            })
-            .await
-            .unwrap()
-            .len();
+        let events = events_of(store.as_ref(), &id).await.len();
         (history, events, all_audit(store.as_ref()).await.len())
     };
     let before = counts(Arc::clone(&store), id.clone()).await;
@@ -985,15 +989,7 @@ pub(crate) async fn payments_several_changes_end_as_their_steps_one_by_one(db: T
             (5, instant(4, 0), Some("accepted"), "settled"),
         ]
     );
-    let events = store
-        .list_events(&store::EventQuery {
-            after_seq: 0,
-            object_id: Some(id.to_string()),
-            event_type: None,
-            limit: 20,
-        })
-        .await
-        .unwrap();
+    let events = events_of(store.as_ref(), &id).await;
     let said: Vec<_> = events
         .iter()
         .skip(1)
