@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::payments::{PaymentChangeFacts, StoredPayment};
+use crate::payments::{PaymentChangeFacts, PaymentInstruction};
 use crate::statements::EntryRow;
 use crate::StoreError;
 
@@ -178,17 +178,19 @@ impl EventRow {
     }
 }
 
-/// The `payment.status_changed` event of a payment just written (created or moved), whose
-/// newest history row has `seq` `history_seq`.
+/// The `payment.status_changed` event of payment `p` just written (created or moved) into
+/// `status` at `at`, whose newest history row has `seq` `history_seq`. The rest of what the
+/// event says never changes after the create, so it needs no stored payment.
 pub(crate) fn payment_event(
-    stored: &StoredPayment,
+    p: &PaymentInstruction,
+    status: &str,
+    at: DateTime<Utc>,
     history_seq: i64,
     facts: &PaymentChangeFacts<'_>,
 ) -> Result<EventRow, StoreError> {
-    let p = &stored.instruction;
     let data = json!({
         "payment_id": p.id.as_str(),
-        "status": stored.status,
+        "status": status,
         "previous_status": facts.from_status,
         "cause": facts.cause,
         "bank_code": facts.bank_code,
@@ -205,7 +207,7 @@ pub(crate) fn payment_event(
         p.id.as_str(),
         history_seq,
         p.debtor_account_id.as_str(),
-        stored.updated_at,
+        at,
         data,
     )
 }

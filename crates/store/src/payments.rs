@@ -518,10 +518,11 @@ pub(crate) fn create_rows(
         on_behalf_of: i.on_behalf_of,
         approvals_required: i64::from(i.approvals_required),
     };
-    let created = created_payment(&instruction, &payment, audit.at);
     let cause = steps.last().map_or("created", |s| s.cause.as_str());
     let event = payment_event(
-        &created,
+        &instruction,
+        &payment.status,
+        audit.at,
         i64::try_from(steps.len()).unwrap_or(i64::MAX),
         &PaymentChangeFacts {
             from_status: None,
@@ -546,23 +547,13 @@ pub(crate) fn create_rows(
 impl CreateRows {
     /// The payment as its insert stores it, so the writer need not read it back.
     pub(crate) fn created(&self) -> StoredPayment {
-        created_payment(&self.instruction, &self.payment, self.audit.at)
+        StoredPayment::as_created(
+            self.instruction.clone(),
+            self.payment.status.clone(),
+            self.payment.next_attempt_at,
+            self.audit.at,
+        )
     }
-}
-
-/// The payment `row` (made from `instruction`) as its insert at `at` stores it. The
-/// store tests compare it with the payment read back, on both backends.
-fn created_payment(
-    instruction: &PaymentInstruction,
-    row: &PaymentRow,
-    at: DateTime<Utc>,
-) -> StoredPayment {
-    StoredPayment::as_created(
-        instruction.clone(),
-        row.status.clone(),
-        row.next_attempt_at,
-        at,
-    )
 }
 
 impl StoredPayment {
@@ -1203,7 +1194,9 @@ pub(crate) async fn transition(
         .await?
         .ok_or_else(|| missing_after_write(&t.id))?;
     let event = payment_event(
-        &stored,
+        &stored.instruction,
+        &stored.status,
+        stored.updated_at,
         seq,
         &PaymentChangeFacts {
             from_status: Some(&t.guard.from_status),

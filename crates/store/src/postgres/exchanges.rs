@@ -75,43 +75,6 @@ fn exchange_from_row(row: &PgRow) -> Result<StoredBankExchange, StoreError> {
     .into_stored()
 }
 
-/// Inserts the exchange's row and its references; returns its id.
-async fn insert_rows(conn: &mut PgConnection, new: &NewBankExchange) -> Result<i64, StoreError> {
-    const OP: &str = "recording a bank exchange";
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO bank_exchanges (at, bank_id, connection_id, function, \
-           reference, outcome, bank_code, elapsed_ms, request_masked, \
-           request_truncated, response_masked, response_truncated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-    )
-    .bind(new.at)
-    .bind(&new.bank_id)
-    .bind(&new.connection_id)
-    .bind(&new.function)
-    .bind(new.references.first())
-    .bind(&new.outcome)
-    .bind(&new.bank_code)
-    .bind(new.elapsed_ms as i64)
-    .bind(&new.request_masked)
-    .bind(new.request_truncated)
-    .bind(&new.response_masked)
-    .bind(new.response_truncated)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(err(OP))?;
-    for reference in &new.references {
-        sqlx::query(
-            "INSERT INTO bank_exchange_references (reference, exchange_id) VALUES ($1, $2)",
-        )
-        .bind(reference)
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(err(OP))?;
-    }
-    Ok(id)
-}
-
 pub(super) async fn record(
     store: &PgStore,
     new: NewBankExchange,
@@ -126,7 +89,12 @@ pub(super) async fn record(
     store
         .write("recording a bank exchange", move |conn| {
             Box::pin(async move {
-                let id = insert_rows(conn, &rows.new).await?;
+                let ids = insert_group_rows(conn, &[&rows.new]).await?;
+                let id = ids.first().copied().ok_or_else(|| StoreError::Corrupt {
+                    table: "bank_exchanges",
+                    column: "id",
+                    reason: "no id was drawn for the exchange".to_owned(),
+                })?;
                 let audit = shared::audit_row(rows.audit, id)?;
                 super::insert_audit(conn, &audit).await?;
                 Ok(id)
@@ -175,8 +143,9 @@ async fn write_rows(conn: &mut PgConnection, jobs: &[Job]) -> Result<Vec<i64>, S
     Ok(ids)
 }
 
-/// A group's exchange rows and references in three statements, whatever its size (row by
-/// row, it was two round trips per exchange inside the group's transaction): the ids are
+/// Exchange rows and references in three statements, whatever their number (a group's, or
+/// one exchange's on its own; row by row, it was two round trips per exchange inside a
+/// group's transaction): the ids are
 /// drawn first, so each exchange knows its own without relying on the order `RETURNING`
 /// gives, then every row goes in with one `INSERT … FROM unnest(…)`, then every reference.
 /// Returns the ids in the order of `news`.

@@ -60,8 +60,9 @@ const GROUP_MAX: usize = 128;
 /// Group tasks. One: every group waits for the one audit-order lock anyway, and while the
 /// task waits for it and commits, the changes queue up for its next group, so groups grow
 /// with the load. With more tasks each took a share of the queue, and more, smaller groups
-/// waited for the lock in turn: 1 task dispatched 1 074 and 972 payments/s on PostgreSQL,
-/// 2 tasks 1 016 and 949, 3 tasks 923 and 938, 4 tasks 872 and 864 (BENCHMARKS.md).
+/// waited for the lock in turn. PostgreSQL dispatch, with the exchange records' tasks
+/// beside these (`exchanges.rs`): 1 and 1 task, 1 074 and 972 payments/s; 2 and 1, 1 016
+/// and 949; 3 and 2, 923 and 938; 4 and 3, 872 and 864 (BENCHMARKS.md).
 const GROUP_TASKS: usize = 1;
 
 const OP: &str = "changing payment statuses in a group";
@@ -217,11 +218,7 @@ async fn write_rows(
                     Broken::Group(missing_after_write(steps.first().map_or("", |t| &t.id)))
                 })?;
             for (step_no, t) in (0_i64..).zip(steps.iter()) {
-                // The payment as this step left it: the event says its status and time
-                // (`payment_event`); the rest of what the event carries never changes.
-                let mut after = last.clone();
-                after.status.clone_from(&t.change.to_status);
-                after.updated_at = t.audit.at;
+                // Each step's event says the status and time that step left.
                 let facts = PaymentChangeFacts {
                     from_status: Some(&t.guard.from_status),
                     cause: &t.change.cause,
@@ -229,7 +226,14 @@ async fn write_rows(
                     bank_message: t.change.bank_message.as_deref(),
                 };
                 events.push(
-                    payment_event(&after, first_seq + step_no, &facts).map_err(Broken::Group)?,
+                    payment_event(
+                        &last.instruction,
+                        &t.change.to_status,
+                        t.audit.at,
+                        first_seq + step_no,
+                        &facts,
+                    )
+                    .map_err(Broken::Group)?,
                 );
             }
         }
