@@ -341,10 +341,7 @@ impl PaymentBook {
             payroll_debit_minor: if payroll { reserved_minor } else { 0 },
         };
         for payment in new_payments {
-            let position = book.payments.len();
-            book.by_reference
-                .insert(payment.reference.clone(), position);
-            book.payments.push(payment);
+            book.record(payment);
         }
         let answer = summary(&batch, &book.payments);
         tracing::info!(bank = %self.bank_id, chunk = %batch.reference,

@@ -448,26 +448,30 @@ impl AccountHistory {
         revealed
     }
 
+    /// The entries booked on `date`: a run, since entries are kept in
+    /// (booking date, sequence) order.
+    fn on_day(&self, date: BusinessDate) -> &[StoredEntry] {
+        let from = self
+            .entries
+            .partition_point(|s| s.entry.booking_date < date);
+        let to = self
+            .entries
+            .partition_point(|s| s.entry.booking_date <= date);
+        self.entries.get(from..to).unwrap_or_default()
+    }
+
     /// Whether a non-empty serial is already used on `date`.
     pub(crate) fn serial_taken(&self, date: BusinessDate, serial: &str) -> bool {
-        !serial.is_empty()
-            && self
-                .entries
-                .iter()
-                .any(|s| s.entry.booking_date == date && s.entry.serial == serial)
+        !serial.is_empty() && self.on_day(date).iter().any(|s| s.entry.serial == serial)
     }
 
     /// The next free six-digit serial of `date`.
     pub(crate) fn next_serial(&self, date: BusinessDate) -> String {
-        let on_day = self
-            .entries
-            .iter()
-            .filter(|s| s.entry.booking_date == date)
-            .count();
-        let mut number = on_day + 1;
+        let day = self.on_day(date);
+        let mut number = day.len() + 1;
         loop {
             let serial = format!("{number:06}");
-            if !self.serial_taken(date, &serial) {
+            if !day.iter().any(|s| s.entry.serial == serial) {
                 return serial;
             }
             number += 1;
@@ -559,12 +563,25 @@ impl AccountHistory {
 
     /// The entry with sequence number `seq`, with its running balance.
     pub(crate) fn by_seq(&self, seq: u64, booked_now: i64) -> Option<SimEntry> {
-        let balances = self.balances_after(booked_now)?;
-        self.entries
-            .iter()
-            .zip(balances)
-            .find(|(stored, _)| stored.seq == seq)
-            .map(|(stored, balance)| Self::output(stored, balance))
+        // Walked from the newest entry back, as `balances_after` does, and
+        // stopped at the one asked for (usually the newest: an entry just
+        // added), instead of a balance for every entry.
+        let mut after = i128::from(booked_now);
+        for stored in self.entries.iter().rev() {
+            let counted = counts(&stored.entry);
+            if stored.seq == seq {
+                let balance = if counted {
+                    Some(i64::try_from(after).ok()?)
+                } else {
+                    None
+                };
+                return Some(Self::output(stored, balance));
+            }
+            if counted {
+                after -= signed(&stored.entry);
+            }
+        }
+        None
     }
 }
 
@@ -1057,5 +1074,55 @@ mod tests {
             }
         }
         assert_eq!(paged, all);
+    }
+
+    #[test]
+    fn lookups_by_day_and_by_seq_agree_with_a_walk_of_the_whole_history() {
+        let booked = 50_000_000;
+        let mut h = history(7, booked);
+        // Hidden and pending entries are in it: `by_seq` must skip them in
+        // the balance as `balances_after` does.
+        assert!(h.entries.iter().any(|s| !counts(&s.entry)));
+        let everyone = h.balances_after(booked).unwrap();
+        for (stored, balance) in h.entries.iter().zip(&everyone) {
+            let found = h.by_seq(stored.seq, booked).unwrap();
+            assert_eq!(found.balance_after_minor, *balance, "seq {}", stored.seq);
+            assert_eq!(found.serial, stored.entry.serial);
+        }
+        assert_eq!(h.by_seq(u64::MAX, booked), None);
+        for back in 0..=HISTORY_DAYS {
+            let date = today().add_days(-back).unwrap();
+            let on_day: Vec<&str> = h
+                .entries
+                .iter()
+                .filter(|s| s.entry.booking_date == date)
+                .map(|s| s.entry.serial.as_str())
+                .collect();
+            for serial in &on_day {
+                assert_eq!(h.serial_taken(date, serial), !serial.is_empty());
+            }
+            let next = h.next_serial(date);
+            assert!(!on_day.contains(&next.as_str()), "{date} {next}");
+            assert!(!h.serial_taken(date, &next));
+        }
+        // An entry added today is found by its seq with today's balance.
+        let seq = h.insert(SimEntry {
+            serial: h.next_serial(today()),
+            booking_date: today(),
+            value_date: today(),
+            direction: Direction::Credit,
+            amount_minor: 100,
+            status: EntryStatus::Booked,
+            balance_after_minor: None,
+            counterparty_name: String::new(),
+            counterparty_account: String::new(),
+            counterparty_bank: String::new(),
+            remittance: String::new(),
+            e2e_ref: String::new(),
+            visible: true,
+        });
+        let added = h.by_seq(seq, booked + 100).unwrap();
+        assert_eq!(added.balance_after_minor, Some(booked + 100));
+        assert!(h.serial_taken(today(), &added.serial));
     }
 }

@@ -201,6 +201,16 @@ pub(crate) struct SimPayment {
 }
 
 impl SimPayment {
+    /// Whether time can still change this payment: it is processing, or
+    /// settled and chosen to come back.
+    fn may_move_on(&self) -> bool {
+        match self.stage {
+            Stage::Processing => true,
+            Stage::Settled { .. } => self.will_return,
+            Stage::Returned | Stage::Failed { .. } => false,
+        }
+    }
+
     pub(crate) fn result(&self) -> PaymentResult {
         let (request_status, flag, code, text) = match &self.stage {
             Stage::Processing => (REQSTS_ACCEPTED, "", "", ""),
@@ -278,6 +288,24 @@ pub(crate) struct Book {
     pub(crate) payments: Vec<SimPayment>,
     pub(crate) batch_by_reference: HashMap<String, usize>,
     pub(crate) batches: Vec<SimBatch>,
+    /// Positions of the payments whose stage may still move on (processing,
+    /// or settled and to be returned), in execution order: what
+    /// [`PaymentBook::advance`] looks at, so that a bank holding thousands
+    /// of final payments does not walk them all on every call.
+    open: Vec<usize>,
+}
+
+impl Book {
+    /// Records an executed instruction under its reference.
+    pub(crate) fn record(&mut self, payment: SimPayment) {
+        let position = self.payments.len();
+        if payment.may_move_on() {
+            self.open.push(position);
+        }
+        self.by_reference
+            .insert(payment.reference.clone(), position);
+        self.payments.push(payment);
+    }
 }
 
 /// Every payment instruction of one simulated bank.
@@ -418,10 +446,7 @@ impl PaymentBook {
         tracing::info!(bank = %self.bank_id, reference = %payment.reference,
             debtor = %mask(&payment.debtor), status = payment.status_label(), "payment executed");
         let result = payment.result();
-        let position = book.payments.len();
-        book.by_reference
-            .insert(payment.reference.clone(), position);
-        book.payments.push(payment);
+        book.record(payment);
         SubmitAnswer {
             ret_code: RET_OK.to_string(),
             ret_msg: String::new(),
@@ -473,8 +498,13 @@ impl PaymentBook {
         let settle = Duration::from_millis(config.settle_delay_ms);
         let back = Duration::from_millis(config.return_delay_ms);
         let now = Instant::now();
-        let mut book = self.lock();
-        for payment in &mut book.payments {
+        let mut guard = self.lock();
+        let book = &mut *guard;
+        let mut open = std::mem::take(&mut book.open);
+        open.retain(|&position| {
+            let Some(payment) = book.payments.get_mut(position) else {
+                return false;
+            };
             if payment.stage == Stage::Processing && now >= payment.executed_at + settle {
                 payment.stage = Stage::Settled {
                     at: payment.executed_at + settle,
@@ -503,7 +533,9 @@ impl PaymentBook {
                     }
                 }
             }
-        }
+            payment.may_move_on()
+        });
+        book.open = open;
     }
 
     pub(crate) fn chosen_for_return(&self, reference: &str, share_percent: u8) -> bool {
