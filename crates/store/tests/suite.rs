@@ -1105,6 +1105,102 @@ async fn sqlite_schema_13_starts_the_fan_out_where_the_marks_left_off() {
     store.close().await;
 }
 
+/// Schema 14 moves the idempotency keys into a rowid table. Keys written under schema 13
+/// (completed with their answer, and in progress) upgrade with every column as it was, and
+/// the (client, key) pair stays unique: the insert the store runs for a retried request
+/// finds the key taken and writes nothing.
+#[tokio::test]
+async fn sqlite_schema_14_keeps_every_idempotency_key_and_its_uniqueness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pool, options) = sqlite_at_schema(&dir, 13).await;
+    for n in 1..=4 {
+        let (state, status, body) = if n % 2 == 0 {
+            (
+                "completed",
+                "201",
+                format!("'{{\"n\":{n},\"name\":\"张三\"}}'"),
+            )
+        } else {
+            ("in_progress", "NULL", "NULL".to_owned())
+        };
+        sqlx::query(&format!(
+            "INSERT INTO idempotency_keys (client_id, key, request_hash, state, \
+               response_status, response_body, created_at, expires_at) \
+             VALUES ('erp', 'key-{}', 'h{n}', '{state}', {status}, {body}, \
+               '2026-11-28T09:00:0{n}.000000Z', '2026-11-29T09:00:00.000000Z')",
+            5 - n
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    type KeyRow = (
+        String,
+        String,
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        String,
+        String,
+    );
+    let all = "SELECT client_id, key, request_hash, state, response_status, response_body, \
+                 created_at, expires_at FROM idempotency_keys ORDER BY client_id, key";
+    let before: Vec<KeyRow> = sqlx::query_as(all).fetch_all(&pool).await.unwrap();
+    assert_eq!(before.len(), 4);
+    pool.close().await;
+
+    let store = open_sqlite(&dir, &StoreOptions::default()).await;
+    store.close().await;
+
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let after: Vec<KeyRow> = sqlx::query_as(all).fetch_all(&pool).await.unwrap();
+    assert_eq!(after, before);
+    // A rowid table now, its rows in the order they were created.
+    let by_rowid: Vec<(String,)> =
+        sqlx::query_as("SELECT key FROM idempotency_keys ORDER BY rowid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let keys: Vec<String> = by_rowid.into_iter().map(|(k,)| k).collect();
+    assert_eq!(keys, ["key-4", "key-3", "key-2", "key-1"]);
+    let again = sqlx::query(
+        "INSERT INTO idempotency_keys (client_id, key, request_hash, state, created_at, expires_at) \
+         VALUES ('erp', 'key-2', 'other', 'in_progress', '2026-11-28T10:00:00.000000Z', \
+                 '2026-11-29T10:00:00.000000Z') \
+         ON CONFLICT (client_id, key) DO NOTHING",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(again.rows_affected(), 0);
+    let plain = sqlx::query(
+        "INSERT INTO idempotency_keys (client_id, key, request_hash, state, created_at, expires_at) \
+         VALUES ('erp', 'key-2', 'other', 'in_progress', '2026-11-28T10:00:00.000000Z', \
+                 '2026-11-29T10:00:00.000000Z')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(plain.is_err(), "a second (client, key) must be refused");
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'idempotency_keys' \
+           AND sql IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let names: Vec<String> = indexes.into_iter().map(|(n,)| n).collect();
+    assert_eq!(
+        names,
+        ["idempotency_keys_client_key", "idempotency_keys_expiry"]
+    );
+    let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(broken.is_empty(), "{broken:?}");
+}
+
 /// Schema 9 rebuilds `payment_batches` and schema 12 `webhooks` (a CHECK constraint
 /// cannot be altered in SQLite). A database with batches, their chunks, items, history and
 /// idempotency keys, and a webhook, written under schema 8 upgrades with every row and
