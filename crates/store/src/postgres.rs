@@ -1052,14 +1052,13 @@ impl Store for PgStore {
         let (now, expires) =
             pay::check_claim_args(statuses, now, lease_owner, lease_duration_ms, limit)?;
         let statuses: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
-        let owner = lease_owner.to_owned();
-        let claimed = self
-            .write("claiming due payments", move |conn| {
-                Box::pin(async move {
-                    payments::claim(conn, statuses, now, &owner, expires, limit).await
-                })
-            })
-            .await?;
+        // One statement, so it runs on its own, committed as it ends: one round trip
+        // instead of BEGIN, the claim and COMMIT. A claim lost with its connection (its
+        // outcome unknown) holds its payments until the lease runs out, as a claimer that
+        // died would; the reaper and the next claim take them then.
+        let mut conn = self.read_conn().await?;
+        let claimed =
+            payments::claim(&mut conn, statuses, now, lease_owner, expires, limit).await?;
         let mut claimed: Vec<ClaimedPayment> = claimed
             .into_iter()
             .map(|payment| ClaimedPayment {
