@@ -1059,6 +1059,75 @@ async fn migrations_up_to(backend: &str, version: i64) -> sqlx::migrate::Migrato
     older
 }
 
+/// PostgreSQL's write groups run on a thread of their own with a pool of their own
+/// (`postgres/group.rs`): a payment created and moved on goes through both group queues,
+/// and once the store is closed none of their connections is left on the server.
+#[tokio::test]
+async fn postgres_write_groups_leave_no_connection_after_close() {
+    run_postgres(|db| async move {
+        let database = db
+            .url
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        let store = db.open().await;
+        let p = payments::create_one(&*store, "main", 1_000, "close-1", 0).await;
+        store
+            .transition_payment(
+                &p.instruction.id,
+                store::TransitionGuard {
+                    from_status: "queued".to_owned(),
+                    fencing_token: None,
+                },
+                payments::change_to("cancelled"),
+                payments::worker_actor("worker"),
+                NewAuditRecord {
+                    at: instant(1, 0),
+                    actor: "worker".to_owned(),
+                    action: "payment.transition".to_owned(),
+                    object: format!("payment:{}", p.instruction.id),
+                    request_id: None,
+                    outcome: "cancelled".to_owned(),
+                    details: json!({}),
+                },
+            )
+            .await
+            .unwrap();
+        let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let others = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&database)
+        };
+        assert!(others().fetch_one(&mut watcher).await.unwrap() >= 1);
+        store.close().await;
+        let mut left = -1;
+        for _ in 0..100 {
+            left = others().fetch_one(&mut watcher).await.unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let open: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT state, query FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&database)
+        .fetch_all(&mut watcher)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "connections left open after close: {open:?}");
+        watcher.close().await.unwrap();
+    })
+    .await;
+}
+
 /// Schema 13 replaces the per-event fan-out mark with a cursor. A database written under
 /// schema 12 with events already fanned out (marked) and events not yet fanned out
 /// upgrades with the cursor at the last marked one: the next fan-out takes exactly the

@@ -97,8 +97,20 @@ pub(super) struct GroupQueue<R, D> {
 }
 
 impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
-    /// Starts `tasks` tasks that write up to `max` jobs at a time with `write`. Needs a
-    /// tokio runtime; the tasks end when the queue is dropped.
+    /// Starts `tasks` tasks that write up to `max` jobs at a time with `write`, on a thread
+    /// of their own; the tasks end when the queue is dropped.
+    ///
+    /// A group is a short conversation with the server: BEGIN, a statement per table, the
+    /// audit append, COMMIT, each waiting for the one before, and the audit-order lock is
+    /// held from the append to the end of COMMIT. On the shared runtime, each of those
+    /// answers waited for a worker busy with requests and dispatch tasks before the next
+    /// statement went out, and the server sat idle in the transaction meanwhile (most
+    /// samples of `pg_stat_activity` during dispatch: `ClientRead`, idle in transaction).
+    /// Here the group tasks run on one thread with a current-thread runtime and a pool of
+    /// their own (the store's settings, `tasks` connections), so the connections' I/O is
+    /// driven by that thread and an answer is taken up as soon as it arrives. The pool
+    /// closes when the store's pool does. If the thread cannot start, the tasks run on the
+    /// caller's runtime with the store's pool, as before.
     pub(super) fn spawn(
         pool: PgPool,
         tasks: usize,
@@ -107,8 +119,54 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     ) -> GroupQueue<R, D> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..tasks {
-            tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, write));
+        let options = pool
+            .options()
+            .clone()
+            .max_connections(u32::try_from(tasks.max(1)).unwrap_or(1))
+            .min_connections(0);
+        let connect = (*pool.connect_options()).clone();
+        let closed = pool.close_event();
+        let on_thread = Arc::clone(&receiver);
+        let started = std::thread::Builder::new()
+            .name("bd-pg-group".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        // The queue closes with this thread: every job runs alone.
+                        tracing::error!(error = %e, "the PostgreSQL write-group thread has no runtime; writes run one by one");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let own = options.connect_lazy_with(connect);
+                    let mut group_tasks = tokio::task::JoinSet::new();
+                    for _ in 0..tasks {
+                        group_tasks.spawn(run(own.clone(), Arc::clone(&on_thread), max, write));
+                    }
+                    drop(on_thread);
+                    let ended = async { while group_tasks.join_next().await.is_some() {} };
+                    tokio::pin!(ended);
+                    tokio::select! {
+                        () = &mut ended => {}
+                        () = closed => {
+                            // The store closed: no new group begins; the tasks end with
+                            // the queue, answering what still comes `Alone`.
+                            own.close().await;
+                            ended.await;
+                        }
+                    }
+                    own.close().await;
+                });
+            });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "no thread for PostgreSQL write groups; they run on the caller's runtime");
+            for _ in 0..tasks {
+                tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, write));
+            }
         }
         GroupQueue { sender }
     }
