@@ -46,7 +46,7 @@ pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
 
 /// Starts the group task(s). Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, "BEGIN", |tx, jobs| {
         Box::pin(write_group(tx, jobs))
     })
 }

@@ -111,10 +111,15 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     /// driven by that thread and an answer is taken up as soon as it arrives. The pool
     /// closes when the store's pool does. If the thread cannot start, the tasks run on the
     /// caller's runtime with the store's pool, as before.
+    ///
+    /// `begin` opens each group's transaction: `BEGIN`, or `BEGIN` followed by settings of
+    /// the transaction (`SET CONSTRAINTS …`), sent together as one simple query, so they
+    /// cost one round trip.
     pub(super) fn spawn(
         pool: PgPool,
         tasks: usize,
         max: usize,
+        begin: &'static str,
         write: WriteGroup<R, D>,
     ) -> GroupQueue<R, D> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -145,7 +150,13 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
                     let own = options.connect_lazy_with(connect);
                     let mut group_tasks = tokio::task::JoinSet::new();
                     for _ in 0..tasks {
-                        group_tasks.spawn(run(own.clone(), Arc::clone(&on_thread), max, write));
+                        group_tasks.spawn(run(
+                            own.clone(),
+                            Arc::clone(&on_thread),
+                            max,
+                            begin,
+                            write,
+                        ));
                     }
                     drop(on_thread);
                     let ended = async { while group_tasks.join_next().await.is_some() {} };
@@ -165,7 +176,7 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
         if let Err(e) = started {
             tracing::warn!(error = %e, "no thread for PostgreSQL write groups; they run on the caller's runtime");
             for _ in 0..tasks {
-                tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, write));
+                tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, begin, write));
             }
         }
         GroupQueue { sender }
@@ -190,6 +201,7 @@ async fn run<R, D>(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<Job<R, D>>>>,
     max: usize,
+    begin: &'static str,
     write: WriteGroup<R, D>,
 ) {
     let mut jobs = Vec::with_capacity(max);
@@ -201,7 +213,7 @@ async fn run<R, D>(
             return;
         }
         let group = std::mem::replace(&mut jobs, Vec::with_capacity(max));
-        match pool.begin().await {
+        match pool.begin_with(begin).await {
             Ok(tx) => write(tx, group).await,
             Err(e) => {
                 tracing::warn!(jobs = group.len(), error = %e, "a write group could not begin; its jobs run alone");

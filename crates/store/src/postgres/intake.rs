@@ -49,6 +49,10 @@ const GROUP_TASKS: usize = 2;
 
 const OP: &str = "creating payments in a group";
 
+/// Each group's transaction, with the keys' reference to their payments deferred to the
+/// commit (migration 0013): a key goes in before its payment. One round trip.
+const BEGIN: &str = "BEGIN; SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED";
+
 fn err(e: sqlx::Error) -> StoreError {
     statement_error(BACKEND, OP, e)
 }
@@ -62,7 +66,7 @@ pub(super) type GroupIntake = GroupQueue<CreateRows, CreateOutcome>;
 
 /// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupIntake {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, BEGIN, |tx, jobs| {
         Box::pin(write_group(tx, jobs))
     })
 }
@@ -139,12 +143,8 @@ async fn write_rows(
 ) -> Result<HashMap<String, CreateOutcome>, StoreError> {
     // 1. Keys, already completed with the answer they replay: the transaction's other
     //    writers cannot see them before its commit, by which time the payment is in (its
-    //    reference is checked then: migration 0013). Those not inserted exist already:
-    //    their creates go alone.
-    sqlx::query("SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED")
-        .execute(&mut *conn)
-        .await
-        .map_err(err)?;
+    //    reference is checked then: migration 0013, deferred by the group's BEGIN). Those
+    //    not inserted exist already: their creates go alone.
     let inserted_keys: HashSet<(String, String)> = {
         let n = jobs.len();
         let mut client_ids = Vec::with_capacity(n);

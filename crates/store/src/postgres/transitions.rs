@@ -78,7 +78,7 @@ pub(super) type GroupTransitions = GroupQueue<Steps, Decided>;
 
 /// Starts the group task(s). Needs a tokio runtime; they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, "BEGIN", |tx, jobs| {
         Box::pin(write_group(tx, jobs))
     })
 }
