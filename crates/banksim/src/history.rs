@@ -284,6 +284,11 @@ fn signed(entry: &SimEntry) -> i128 {
     }
 }
 
+/// Whether one of `day`'s entries has `serial`.
+fn uses_serial(day: &[StoredEntry], serial: &str) -> bool {
+    day.iter().any(|s| s.entry.serial == serial)
+}
+
 /// Whether an entry is in the balance the bank shows.
 fn counts(entry: &SimEntry) -> bool {
     entry.visible && entry.status == EntryStatus::Booked
@@ -462,7 +467,7 @@ impl AccountHistory {
 
     /// Whether a non-empty serial is already used on `date`.
     pub(crate) fn serial_taken(&self, date: BusinessDate, serial: &str) -> bool {
-        !serial.is_empty() && self.on_day(date).iter().any(|s| s.entry.serial == serial)
+        !serial.is_empty() && uses_serial(self.on_day(date), serial)
     }
 
     /// The next free six-digit serial of `date`.
@@ -471,7 +476,7 @@ impl AccountHistory {
         let mut number = day.len() + 1;
         loop {
             let serial = format!("{number:06}");
-            if !day.iter().any(|s| s.entry.serial == serial) {
+            if !uses_serial(day, &serial) {
                 return serial;
             }
             number += 1;

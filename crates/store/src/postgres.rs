@@ -55,6 +55,9 @@ const BACKEND: Backend = Backend::Postgres;
 
 /// The advisory lock key that orders audit inserts ("bdaudit" in ASCII).
 const AUDIT_ORDER_LOCK_KEY: i64 = 0x0062_6461_7564_6974;
+/// Defers an idempotency key's reference to its payment to the commit (migration 0013), so
+/// the key can go in before its payment: the one-payment path and the intake groups.
+const DEFER_KEY_REFERENCE: &str = "SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED";
 const IDLE_TIMEOUT_S: u64 = 600;
 const MAX_LIFETIME_S: u64 = 1_800;
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -172,7 +175,8 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// A pooled connection, for reads of several statements.
+    /// A pooled connection, outside any transaction: for reads of several statements, and
+    /// for a write that is one statement (it commits as it ends).
     async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, StoreError> {
         self.pool
             .acquire()
@@ -182,11 +186,15 @@ impl PgStore {
 }
 
 async fn insert_audit(conn: &mut PgConnection, row: &AuditRow) -> Result<i64, StoreError> {
-    let ids = append_audits(conn, &[row]).await?;
+    only_id(&append_audits(conn, &[row]).await?, "audit_log")
+}
+
+/// The id drawn for the one row written to `table` by a statement that writes many.
+fn only_id(ids: &[i64], table: &'static str) -> Result<i64, StoreError> {
     ids.first().copied().ok_or_else(|| StoreError::Corrupt {
-        table: "audit_log",
+        table,
         column: "id",
-        reason: "no id was drawn for the record".to_owned(),
+        reason: "no id was drawn for the row".to_owned(),
     })
 }
 

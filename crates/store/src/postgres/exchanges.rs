@@ -41,14 +41,18 @@ pub(super) struct ExchangeRows {
 }
 
 type Job = group::Job<ExchangeRows, i64>;
-/// The callers' side: a queue read by [`GROUP_TASKS`] task(s) on the pool.
+/// The callers' side: a queue read by [`GROUP_TASKS`] group task(s).
 pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
 
-/// Starts the group task(s). Needs a tokio runtime; they end when the store is dropped.
+/// Starts the group task(s) (`group.rs`); they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, "BEGIN", |tx, jobs| {
-        Box::pin(write_group(tx, jobs))
-    })
+    GroupQueue::spawn(
+        pool,
+        GROUP_TASKS,
+        GROUP_MAX,
+        "BEGIN".to_owned(),
+        |tx, jobs| Box::pin(write_group(tx, jobs)),
+    )
 }
 
 fn err(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -89,12 +93,10 @@ pub(super) async fn record(
     store
         .write("recording a bank exchange", move |conn| {
             Box::pin(async move {
-                let ids = insert_group_rows(conn, &[&rows.new]).await?;
-                let id = ids.first().copied().ok_or_else(|| StoreError::Corrupt {
-                    table: "bank_exchanges",
-                    column: "id",
-                    reason: "no id was drawn for the exchange".to_owned(),
-                })?;
+                let id = super::only_id(
+                    &insert_group_rows(conn, &[&rows.new]).await?,
+                    "bank_exchanges",
+                )?;
                 let audit = shared::audit_row(rows.audit, id)?;
                 super::insert_audit(conn, &audit).await?;
                 Ok(id)

@@ -114,12 +114,13 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     ///
     /// `begin` opens each group's transaction: `BEGIN`, or `BEGIN` followed by settings of
     /// the transaction (`SET CONSTRAINTS …`), sent together as one simple query, so they
-    /// cost one round trip.
+    /// cost one round trip. If the thread cannot start, the tasks are spawned on the
+    /// caller's tokio runtime.
     pub(super) fn spawn(
         pool: PgPool,
         tasks: usize,
         max: usize,
-        begin: &'static str,
+        begin: String,
         write: WriteGroup<R, D>,
     ) -> GroupQueue<R, D> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -132,6 +133,7 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
         let connect = (*pool.connect_options()).clone();
         let closed = pool.close_event();
         let on_thread = Arc::clone(&receiver);
+        let begin_on_thread = begin.clone();
         let started = std::thread::Builder::new()
             .name("bd-pg-group".to_owned())
             .spawn(move || {
@@ -154,29 +156,35 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
                             own.clone(),
                             Arc::clone(&on_thread),
                             max,
-                            begin,
+                            begin_on_thread.clone(),
                             write,
                         ));
                     }
                     drop(on_thread);
                     let ended = async { while group_tasks.join_next().await.is_some() {} };
                     tokio::pin!(ended);
-                    tokio::select! {
-                        () = &mut ended => {}
-                        () = closed => {
-                            // The store closed: no new group begins; the tasks end with
-                            // the queue, answering what still comes `Alone`.
-                            own.close().await;
-                            ended.await;
-                        }
-                    }
+                    let store_closed = tokio::select! {
+                        () = &mut ended => false,
+                        () = closed => true,
+                    };
                     own.close().await;
+                    if store_closed {
+                        // No new group begins on the closed pool; the tasks end with the
+                        // queue, answering what still comes `Alone`.
+                        ended.await;
+                    }
                 });
             });
         if let Err(e) = started {
             tracing::warn!(error = %e, "no thread for PostgreSQL write groups; they run on the caller's runtime");
             for _ in 0..tasks {
-                tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, begin, write));
+                tokio::spawn(run(
+                    pool.clone(),
+                    Arc::clone(&receiver),
+                    max,
+                    begin.clone(),
+                    write,
+                ));
             }
         }
         GroupQueue { sender }
@@ -201,7 +209,7 @@ async fn run<R, D>(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<Job<R, D>>>>,
     max: usize,
-    begin: &'static str,
+    begin: String,
     write: WriteGroup<R, D>,
 ) {
     let mut jobs = Vec::with_capacity(max);
@@ -213,7 +221,7 @@ async fn run<R, D>(
             return;
         }
         let group = std::mem::replace(&mut jobs, Vec::with_capacity(max));
-        match pool.begin_with(begin).await {
+        match pool.begin_with(begin.clone()).await {
             Ok(tx) => write(tx, group).await,
             Err(e) => {
                 tracing::warn!(jobs = group.len(), error = %e, "a write group could not begin; its jobs run alone");

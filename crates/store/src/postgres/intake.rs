@@ -49,10 +49,6 @@ const GROUP_TASKS: usize = 2;
 
 const OP: &str = "creating payments in a group";
 
-/// Each group's transaction, with the keys' reference to their payments deferred to the
-/// commit (migration 0013): a key goes in before its payment. One round trip.
-const BEGIN: &str = "BEGIN; SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED";
-
 fn err(e: sqlx::Error) -> StoreError {
     statement_error(BACKEND, OP, e)
 }
@@ -61,12 +57,15 @@ fn err(e: sqlx::Error) -> StoreError {
 /// one-payment transaction; see the module docs).
 pub(super) type Grouped = group::Grouped<CreateOutcome, CreateRows>;
 type Job = group::Job<CreateRows, CreateOutcome>;
-/// The callers' side: a queue read by [`GROUP_TASKS`] tasks on the pool.
+/// The callers' side: a queue read by [`GROUP_TASKS`] group tasks.
 pub(super) type GroupIntake = GroupQueue<CreateRows, CreateOutcome>;
 
-/// Starts the group tasks. Needs a tokio runtime; they end when the store is dropped.
+/// Starts the group tasks (`group.rs`); they end when the store is dropped. Each group's
+/// transaction opens with the keys' reference to their payments deferred to the commit: a
+/// key goes in before its payment.
 pub(super) fn spawn(pool: PgPool) -> GroupIntake {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, BEGIN, |tx, jobs| {
+    let begin = format!("BEGIN; {}", super::DEFER_KEY_REFERENCE);
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, begin, |tx, jobs| {
         Box::pin(write_group(tx, jobs))
     })
 }

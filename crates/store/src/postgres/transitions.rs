@@ -73,14 +73,18 @@ type Decided = Box<Result<StoredPayment, StoreError>>;
 /// failed (the caller runs it on its own).
 pub(super) type Grouped = group::Grouped<Decided, Steps>;
 type Job = group::Job<Steps, Decided>;
-/// The callers' side: a queue read by [`GROUP_TASKS`] task(s) on the pool.
+/// The callers' side: a queue read by [`GROUP_TASKS`] group task(s).
 pub(super) type GroupTransitions = GroupQueue<Steps, Decided>;
 
-/// Starts the group task(s). Needs a tokio runtime; they end when the store is dropped.
+/// Starts the group task(s) (`group.rs`); they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, "BEGIN", |tx, jobs| {
-        Box::pin(write_group(tx, jobs))
-    })
+    GroupQueue::spawn(
+        pool,
+        GROUP_TASKS,
+        GROUP_MAX,
+        "BEGIN".to_owned(),
+        |tx, jobs| Box::pin(write_group(tx, jobs)),
+    )
 }
 
 fn err(e: sqlx::Error) -> StoreError {
