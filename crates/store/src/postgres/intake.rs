@@ -35,7 +35,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::group::{self, CommitFailed, GroupQueue};
-use super::{append_audits, BACKEND};
+use super::{insert_audits, AuditDraw, BACKEND};
 use crate::codec::AuditRow;
 use crate::error::statement_error;
 use crate::events::EventRow;
@@ -136,77 +136,26 @@ async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
 
 /// The group's statements; returns the outcome of each payment written, by payment id.
 /// A create missing from the map was not written (its key or end-to-end id was taken).
+///
+/// The rows go in with ONE statement (`GROUP_SQL`), so the group pays one round trip for
+/// them instead of one per table: on a busy machine each round trip waits for the
+/// gateway's thread and the server's process to be scheduled, and those waits, not the
+/// statements, were most of a group's time (BENCHMARKS.md, issue 5). The statement ends
+/// by taking the audit-order lock and drawing the audit ids, after every row is in; the
+/// audit records follow under that hold, then the COMMIT.
 async fn write_rows(
     conn: &mut PgConnection,
     jobs: &[Job],
 ) -> Result<HashMap<String, CreateOutcome>, StoreError> {
-    // 1. Keys, already completed with the answer they replay: the transaction's other
-    //    writers cannot see them before its commit, by which time the payment is in (its
-    //    reference is checked then: migration 0013, deferred by the group's BEGIN). Those
-    //    not inserted exist already: their creates go alone.
-    let inserted_keys: HashSet<(String, String)> = {
-        let n = jobs.len();
-        let mut client_ids = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut hashes = Vec::with_capacity(n);
-        let mut statuses = Vec::with_capacity(n);
-        let mut bodies = Vec::with_capacity(n);
-        let mut payment_ids = Vec::with_capacity(n);
-        let mut created = Vec::with_capacity(n);
-        let mut expires = Vec::with_capacity(n);
-        for j in jobs {
-            let c = &j.rows.claim;
-            client_ids.push(c.client_id.as_str());
-            keys.push(c.key.as_str());
-            hashes.push(c.request_hash.as_str());
-            statuses.push(i32::from(c.response_status));
-            bodies.push(c.response_body.as_str());
-            payment_ids.push(j.rows.payment.id.as_str());
-            created.push(j.rows.audit.at);
-            expires.push(c.expires_at);
-        }
-        sqlx::query_as(
-            "INSERT INTO idempotency_keys \
-               (client_id, key, request_hash, state, response_status, response_body, \
-                payment_id, created_at, expires_at) \
-             SELECT u.client_id, u.key, u.request_hash, 'completed', u.status, u.body, \
-                    u.payment_id, u.created_at, u.expires_at \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], \
-                         $6::text[], $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY \
-                  AS u(client_id, key, request_hash, status, body, payment_id, created_at, \
-                       expires_at, ord) \
-             ORDER BY u.ord \
-             ON CONFLICT (client_id, key) DO NOTHING \
-             RETURNING client_id, key",
-        )
-        .bind(&client_ids)
-        .bind(&keys)
-        .bind(&hashes)
-        .bind(&statuses)
-        .bind(&bodies)
-        .bind(&payment_ids)
-        .bind(&created)
-        .bind(&expires)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(err)?
-        .into_iter()
-        .collect()
-    };
-    let keyed: Vec<&Job> = jobs
+    let (keyed, inserted, draw) = insert_group(conn, jobs).await?;
+    let keyed: HashSet<String> = keyed.into_iter().collect();
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    // A key inserted whose payment was not (its end-to-end id, or never in practice its
+    // random id or reference, was taken): the key goes, and its create goes alone.
+    let unwritten: Vec<&Job> = jobs
         .iter()
-        .filter(|j| {
-            inserted_keys.contains(&(j.rows.claim.client_id.clone(), j.rows.claim.key.clone()))
-        })
+        .filter(|j| keyed.contains(&j.rows.payment.id) && !inserted.contains(&j.rows.payment.id))
         .collect();
-
-    // 2. Payments. One not inserted collides on its end-to-end id (or, never in practice,
-    //    its random id or reference): its key is deleted and it goes alone.
-    //    Each is answered as its insert stores it (`CreateRows::created`), not read back.
-    let inserted: HashSet<String> = insert_payments(conn, &keyed).await?;
-    let (written, unwritten): (Vec<&Job>, Vec<&Job>) = keyed
-        .into_iter()
-        .partition(|j| inserted.contains(&j.rows.payment.id));
     if !unwritten.is_empty() {
         let client_ids: Vec<&str> = unwritten
             .iter()
@@ -226,15 +175,11 @@ async fn write_rows(
         .await
         .map_err(err)?;
     }
-    if written.is_empty() {
-        return Ok(HashMap::new());
-    }
-
-    // 3. History: each payment's initial steps, seq 1.., the first from no status.
-    insert_history(conn, &written).await?;
-
-    // 4. The events, made with the rows (`create_rows`).
-    let events: Vec<&EventRow> = written.iter().map(|j| &j.rows.event).collect();
+    // In the group's order, which is the order the statement drew the audit ids for.
+    let written: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| inserted.contains(&j.rows.payment.id))
+        .collect();
     let outcomes: HashMap<String, CreateOutcome> = written
         .iter()
         .map(|j| {
@@ -242,22 +187,115 @@ async fn write_rows(
             (j.rows.payment.id.clone(), created)
         })
         .collect();
-    insert_events(conn, &events).await?;
-
-    // 5. Last, the audit records, under one hold of the audit-order lock.
     let audits: Vec<&AuditRow> = written.iter().map(|j| &j.rows.audit).collect();
-    append_audits(conn, &audits).await?;
+    insert_audits(conn, &audits, draw).await?;
     Ok(outcomes)
 }
 
-async fn insert_payments(
-    conn: &mut PgConnection,
-    jobs: &[&Job],
-) -> Result<HashSet<String>, StoreError> {
+/// The group's rows in one statement, each table's rows passed as arrays (`unnest`):
+///
+/// 1. `k`: the keys, already completed with the answer they replay. The transaction's
+///    other writers cannot see them before its commit, by which time the payment is in
+///    (its reference is checked then: migration 0013, deferred by the group's BEGIN).
+///    Those not inserted exist already: their creates go alone.
+/// 2. `p`: the payments of the keys inserted, each answered as its insert stores it
+///    (`CreateRows::created`), not read back. One not inserted collides on its
+///    end-to-end id.
+/// 3. `h`, `e`: the history (each payment's initial steps, seq 1.., the first from no
+///    status) and the events (in the group's order, so the outbox's seq follows it) of
+///    the payments inserted.
+/// 4. Last, once every insert has run (the call reads their counts), `audit_append_begin`
+///    takes the audit-order lock and draws one audit id per payment inserted.
+///
+/// The sub-statements of one statement share its snapshot, so each filters on what the
+/// one before it returned, never on the tables.
+const GROUP_SQL: &str = "\
+WITH k AS (
+    INSERT INTO idempotency_keys
+        (client_id, key, request_hash, state, response_status, response_body, payment_id,
+         created_at, expires_at)
+    SELECT u.client_id, u.key, u.request_hash, 'completed', u.status, u.body, u.payment_id,
+           u.created_at, u.expires_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY
+         AS u(client_id, key, request_hash, status, body, payment_id, created_at,
+              expires_at, ord)
+    ORDER BY u.ord
+    ON CONFLICT (client_id, key) DO NOTHING
+    RETURNING payment_id
+), p AS (
+    INSERT INTO payments
+        (id, client_id, debtor_account_id, amount_minor, currency, creditor_name,
+         creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name,
+         creditor_type, remittance, purpose, end_to_end_id, requested_execution_date,
+         urgency, business_reference, status, ever_sent, send_attempts, next_attempt_at,
+         fencing_token, created_at, updated_at, version, on_behalf_of, approvals_required)
+    SELECT u.id, u.client_id, u.debtor, u.amount, u.currency, u.cred_name, u.cred_account,
+           u.cred_bank_code, u.cred_bic, u.cred_bank_name, u.cred_type, u.remittance,
+           u.purpose, u.e2e, u.exec_date, u.urgency, u.reference, u.status, FALSE, 0,
+           u.next_at, 0, u.at, u.at, 1, u.behalf, u.approvals
+    FROM unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
+                $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+                $19::text[], $20::text[], $21::text[], $22::text[], $23::date[],
+                $24::text[], $25::text[], $26::text[], $27::timestamptz[],
+                $28::timestamptz[], $29::text[], $30::int[]) WITH ORDINALITY
+         AS u(id, client_id, debtor, amount, currency, cred_name, cred_account,
+              cred_bank_code, cred_bic, cred_bank_name, cred_type, remittance, purpose,
+              e2e, exec_date, urgency, reference, status, next_at, at, behalf, approvals,
+              ord)
+    WHERE u.id IN (SELECT k.payment_id FROM k)
+    ORDER BY u.ord
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), h AS (
+    INSERT INTO payment_history
+        (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message,
+         actor, request_id)
+    SELECT u.payment_id, u.seq, u.at, u.from_status, u.to_status, u.cause, NULL, NULL,
+           u.actor, u.request_id
+    FROM unnest($31::text[], $32::bigint[], $33::timestamptz[], $34::text[], $35::text[],
+                $36::text[], $37::text[], $38::text[])
+         AS u(payment_id, seq, at, from_status, to_status, cause, actor, request_id)
+    WHERE u.payment_id IN (SELECT p.id FROM p)
+    RETURNING 1
+), e AS (
+    INSERT INTO events
+        (id, type, version, object_type, object_id, object_seq, account_id, occurred_at,
+         data)
+    SELECT u.id, u.type, u.version, u.object_type, u.object_id, u.object_seq, u.account_id,
+           u.occurred_at, u.data::jsonb
+    FROM unnest($39::text[], $40::text[], $41::int[], $42::text[], $43::text[],
+                $44::bigint[], $45::text[], $46::timestamptz[], $47::text[], $48::text[])
+         WITH ORDINALITY
+         AS u(id, type, version, object_type, object_id, object_seq, account_id,
+              occurred_at, data, payment_id, ord)
+    WHERE u.payment_id IN (SELECT p.id FROM p)
+    ORDER BY u.ord
+    RETURNING 1
+)
+SELECT kk.ids, pp.ids, b.head_position, b.head_hash, b.ids
+FROM (SELECT coalesce(array_agg(k.payment_id), '{}') FROM k) AS kk(ids),
+     (SELECT coalesce(array_agg(p.id), '{}'), count(*) FROM p) AS pp(ids, n),
+     (SELECT count(*) FROM h) AS hh(n),
+     (SELECT count(*) FROM e) AS ee(n),
+     LATERAL audit_append_begin($49, (pp.n + 0 * hh.n + 0 * ee.n)::int) AS b";
+
+/// What `GROUP_SQL` answers: the payment ids whose keys went in, those whose payments
+/// went in, and the audit draw (`audit_append_begin`) for the latter.
+type GroupAnswer = (Vec<String>, Vec<String>, AuditDraw);
+
+async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnswer, StoreError> {
     let n = jobs.len();
-    if n == 0 {
-        return Ok(HashSet::new());
-    }
+    // 1. Keys.
+    let mut k_client = Vec::with_capacity(n);
+    let mut k_key = Vec::with_capacity(n);
+    let mut k_hash = Vec::with_capacity(n);
+    let mut k_status = Vec::with_capacity(n);
+    let mut k_body = Vec::with_capacity(n);
+    let mut k_payment = Vec::with_capacity(n);
+    let mut k_created = Vec::with_capacity(n);
+    let mut k_expires = Vec::with_capacity(n);
+    // 2. Payments.
     let mut id = Vec::with_capacity(n);
     let mut client_id = Vec::with_capacity(n);
     let mut debtor = Vec::with_capacity(n);
@@ -280,8 +318,37 @@ async fn insert_payments(
     let mut at = Vec::with_capacity(n);
     let mut behalf: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut approvals = Vec::with_capacity(n);
+    // 3. History.
+    let mut h_payment = Vec::with_capacity(2 * n);
+    let mut h_seq = Vec::with_capacity(2 * n);
+    let mut h_at = Vec::with_capacity(2 * n);
+    let mut h_from: Vec<Option<&str>> = Vec::with_capacity(2 * n);
+    let mut h_to = Vec::with_capacity(2 * n);
+    let mut h_cause = Vec::with_capacity(2 * n);
+    let mut h_actor = Vec::with_capacity(2 * n);
+    let mut h_request: Vec<Option<&str>> = Vec::with_capacity(2 * n);
+    // 4. Events.
+    let mut e_id = Vec::with_capacity(n);
+    let mut e_type = Vec::with_capacity(n);
+    let mut e_version = Vec::with_capacity(n);
+    let mut e_object_type = Vec::with_capacity(n);
+    let mut e_object_id = Vec::with_capacity(n);
+    let mut e_object_seq = Vec::with_capacity(n);
+    let mut e_account = Vec::with_capacity(n);
+    let mut e_at = Vec::with_capacity(n);
+    let mut e_data = Vec::with_capacity(n);
     for j in jobs {
-        let p = &j.rows.payment;
+        let r = &j.rows;
+        let (c, p, e) = (&r.claim, &r.payment, &r.event);
+        k_client.push(c.client_id.as_str());
+        k_key.push(c.key.as_str());
+        k_hash.push(c.request_hash.as_str());
+        k_status.push(i32::from(c.response_status));
+        k_body.push(c.response_body.as_str());
+        k_payment.push(p.id.as_str());
+        k_created.push(r.audit.at);
+        k_expires.push(c.expires_at);
+
         id.push(p.id.as_str());
         client_id.push(p.client_id.as_str());
         debtor.push(p.debtor_account_id.as_str());
@@ -301,35 +368,51 @@ async fn insert_payments(
         reference.push(p.business_reference.as_str());
         status.push(p.status.as_str());
         next_at.push(p.next_attempt_at);
-        at.push(j.rows.audit.at);
+        at.push(r.audit.at);
         behalf.push(p.on_behalf_of.as_deref());
         approvals.push(i32::try_from(p.approvals_required).unwrap_or(i32::MAX));
+
+        let mut previous: Option<&str> = None;
+        for (index, step) in r.steps.iter().enumerate() {
+            h_payment.push(p.id.as_str());
+            h_seq.push(i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1));
+            h_at.push(r.audit.at);
+            h_from.push(previous);
+            h_to.push(step.to_status.as_str());
+            h_cause.push(step.cause.as_str());
+            h_actor.push(r.audit.actor.as_str());
+            h_request.push(r.audit.request_id.as_deref());
+            previous = Some(step.to_status.as_str());
+        }
+
+        e_id.push(e.id.as_str());
+        e_type.push(e.event_type.as_str());
+        e_version.push(e.event_type.version());
+        e_object_type.push(e.event_type.object_type());
+        e_object_id.push(e.object_id.as_str());
+        e_object_seq.push(e.object_seq);
+        e_account.push(e.account_id.as_str());
+        e_at.push(e.occurred_at);
+        e_data.push(e.data.as_str());
     }
-    let ids: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO payments \
-           (id, client_id, debtor_account_id, amount_minor, currency, creditor_name, \
-            creditor_account, creditor_bank_code, creditor_bic, creditor_bank_name, \
-            creditor_type, remittance, purpose, end_to_end_id, requested_execution_date, \
-            urgency, business_reference, status, ever_sent, send_attempts, \
-            next_attempt_at, fencing_token, created_at, updated_at, version, on_behalf_of, \
-            approvals_required) \
-         SELECT u.id, u.client_id, u.debtor, u.amount, u.currency, u.cred_name, \
-                u.cred_account, u.cred_bank_code, u.cred_bic, u.cred_bank_name, u.cred_type, \
-                u.remittance, u.purpose, u.e2e, u.exec_date, u.urgency, u.reference, \
-                u.status, FALSE, 0, u.next_at, 0, u.at, u.at, 1, u.behalf, u.approvals \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                     $11::text[], $12::text[], $13::text[], $14::text[], $15::date[], \
-                     $16::text[], $17::text[], $18::text[], $19::timestamptz[], \
-                     $20::timestamptz[], $21::text[], $22::int[]) WITH ORDINALITY \
-              AS u(id, client_id, debtor, amount, currency, cred_name, cred_account, \
-                   cred_bank_code, cred_bic, cred_bank_name, cred_type, remittance, purpose, \
-                   e2e, exec_date, urgency, reference, status, next_at, at, behalf, \
-                   approvals, ord) \
-         ORDER BY u.ord \
-         ON CONFLICT DO NOTHING \
-         RETURNING id",
-    )
+    sqlx::query_as::<
+        _,
+        (
+            Vec<String>,
+            Vec<String>,
+            Option<i64>,
+            Option<Vec<u8>>,
+            Vec<i64>,
+        ),
+    >(GROUP_SQL)
+    .bind(&k_client)
+    .bind(&k_key)
+    .bind(&k_hash)
+    .bind(&k_status)
+    .bind(&k_body)
+    .bind(&k_payment)
+    .bind(&k_created)
+    .bind(&k_expires)
     .bind(&id)
     .bind(&client_id)
     .bind(&debtor)
@@ -352,58 +435,29 @@ async fn insert_payments(
     .bind(&at)
     .bind(&behalf)
     .bind(&approvals)
-    .fetch_all(&mut *conn)
+    .bind(&h_payment)
+    .bind(&h_seq)
+    .bind(&h_at)
+    .bind(&h_from)
+    .bind(&h_to)
+    .bind(&h_cause)
+    .bind(&h_actor)
+    .bind(&h_request)
+    .bind(&e_id)
+    .bind(&e_type)
+    .bind(&e_version)
+    .bind(&e_object_type)
+    .bind(&e_object_id)
+    .bind(&e_object_seq)
+    .bind(&e_account)
+    .bind(&e_at)
+    .bind(&e_data)
+    .bind(&id)
+    .bind(super::AUDIT_ORDER_LOCK_KEY)
+    .fetch_one(&mut *conn)
     .await
-    .map_err(err)?;
-    Ok(ids.into_iter().collect())
-}
-
-async fn insert_history(conn: &mut PgConnection, jobs: &[&Job]) -> Result<(), StoreError> {
-    let mut payment_id = Vec::new();
-    let mut seq = Vec::new();
-    let mut at = Vec::new();
-    let mut from: Vec<Option<&str>> = Vec::new();
-    let mut to = Vec::new();
-    let mut cause = Vec::new();
-    let mut actor = Vec::new();
-    let mut request_id: Vec<Option<&str>> = Vec::new();
-    for j in jobs {
-        let r = &j.rows;
-        let mut previous: Option<&str> = None;
-        for (index, step) in r.steps.iter().enumerate() {
-            payment_id.push(r.payment.id.as_str());
-            seq.push(i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1));
-            at.push(r.audit.at);
-            from.push(previous);
-            to.push(step.to_status.as_str());
-            cause.push(step.cause.as_str());
-            actor.push(r.audit.actor.as_str());
-            request_id.push(r.audit.request_id.as_deref());
-            previous = Some(step.to_status.as_str());
-        }
-    }
-    sqlx::query(
-        "INSERT INTO payment_history \
-           (payment_id, seq, at, from_status, to_status, cause, bank_code, bank_message, \
-            actor, request_id) \
-         SELECT u.payment_id, u.seq, u.at, u.from_status, u.to_status, u.cause, NULL, NULL, \
-                u.actor, u.request_id \
-         FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[]) \
-              AS u(payment_id, seq, at, from_status, to_status, cause, actor, request_id)",
-    )
-    .bind(&payment_id)
-    .bind(&seq)
-    .bind(&at)
-    .bind(&from)
-    .bind(&to)
-    .bind(&cause)
-    .bind(&actor)
-    .bind(&request_id)
-    .execute(&mut *conn)
-    .await
-    .map_err(err)?;
-    Ok(())
+    .map_err(err)
+    .map(|(keyed, inserted, position, hash, ids)| (keyed, inserted, (position, hash, ids)))
 }
 
 pub(super) async fn insert_events(

@@ -418,6 +418,17 @@ pub(crate) async fn payments_a_burst_of_creates_is_stored_once_each_with_every_c
             .unwrap();
         assert_eq!(events.len(), 1, "one event per created payment");
     }
+    // No event either: one per payment stored, the earlier one's included.
+    let every_event = store
+        .list_events(&store::EventQuery {
+            after_seq: 0,
+            object_id: None,
+            event_type: None,
+            limit: 1_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(every_event.len(), created.len() + 1);
     // No key is left behind by a create that stored nothing.
     for round in 0..ROUNDS {
         assert!(store
