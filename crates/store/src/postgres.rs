@@ -206,32 +206,17 @@ pub(super) async fn append_audits(
     conn: &mut PgConnection,
     audits: &[&AuditRow],
 ) -> Result<Vec<i64>, StoreError> {
+    const OP: &str = "appending audit records";
     let n = i32::try_from(audits.len()).map_err(|_| StoreError::Invalid {
         reason: format!("{} audit records in one transaction", audits.len()),
     })?;
-    let drawn: AuditDraw =
+    let (position, hash, ids): (Option<i64>, Option<Vec<u8>>, Vec<i64>) =
         sqlx::query_as("SELECT head_position, head_hash, ids FROM audit_append_begin($1, $2)")
             .bind(AUDIT_ORDER_LOCK_KEY)
             .bind(n)
             .fetch_one(&mut *conn)
             .await
-            .map_err(|e| statement_error(BACKEND, AUDIT_OP, e))?;
-    insert_audits(conn, audits, drawn).await
-}
-
-const AUDIT_OP: &str = "appending audit records";
-
-/// What `audit_append_begin` answers: the chain's head (NULL when the records go in
-/// unlinked) and the ids drawn under the audit-order lock, ascending.
-pub(super) type AuditDraw = (Option<i64>, Option<Vec<u8>>, Vec<i64>);
-
-/// Inserts `audits` with the ids (and after the head) that `audit_append_begin` drew for
-/// them in this transaction, which holds the audit-order lock since.
-pub(super) async fn insert_audits(
-    conn: &mut PgConnection,
-    audits: &[&AuditRow],
-    (position, hash, ids): AuditDraw,
-) -> Result<Vec<i64>, StoreError> {
+            .map_err(|e| statement_error(BACKEND, OP, e))?;
     if ids.len() != audits.len() {
         return Err(StoreError::Corrupt {
             table: "audit_log",
@@ -292,7 +277,7 @@ pub(super) async fn insert_audits(
     .bind(&hashes)
     .execute(&mut *conn)
     .await
-    .map_err(|e| statement_error(BACKEND, AUDIT_OP, e))?;
+    .map_err(|e| statement_error(BACKEND, OP, e))?;
     Ok(ids)
 }
 

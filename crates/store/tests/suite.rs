@@ -1059,6 +1059,13 @@ async fn migrations_up_to(backend: &str, version: i64) -> sqlx::migrate::Migrato
     older
 }
 
+/// The audit link written in SQL for PostgreSQL's intake (migration 0016) is the store's
+/// (`suite/audit_chain.rs`).
+#[tokio::test]
+async fn postgres_links_audit_records_in_the_server_as_the_store_does() {
+    run_postgres(audit_chain::chain_links_in_the_server_as_the_store_does).await;
+}
+
 /// PostgreSQL's write groups run on a thread of their own with a pool of their own
 /// (`postgres/group.rs`): a payment created and moved on goes through both group queues,
 /// and once the store is closed none of their connections is left on the server.

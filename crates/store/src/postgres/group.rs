@@ -1,14 +1,17 @@
 //! The queue behind PostgreSQL's group commits (`intake.rs`, `transitions.rs`,
 //! `exchanges.rs`): callers queue checked rows and wait; one task or a few, each taking what
-//! is queued (up to a maximum), begins a transaction for it and writes it as one group with the
-//! function it was given, which ends with [`commit`]. Each job is answered with its
-//! outcome in the group ([`Grouped::Done`]) or handed back to run on its own
-//! ([`Grouped::Alone`]): every job of a group that could not begin, or whose COMMIT the
-//! server refused, is handed back. See those modules for what each group does.
+//! is queued (up to a maximum), opens what the group is written on ([`Opens`]: a transaction
+//! begun for it, which the function it was given ends with [`commit`]; or a connection,
+//! for a group written as one statement, which commits on its own) and writes it as one
+//! group with that function. Each job is answered with its outcome in the group
+//! ([`Grouped::Done`]) or handed back to run on its own ([`Grouped::Alone`]): every job of
+//! a group that could not begin, or that the server refused, is handed back. See those
+//! modules for what each group does.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -50,9 +53,29 @@ impl<R, D> Job<R, D> {
     }
 }
 
-/// What a group task does with the jobs it took, in the transaction begun for them.
-pub(super) type WriteGroup<R, D> =
-    fn(Transaction<'static, Postgres>, Vec<Job<R, D>>) -> BoxFuture<'static, ()>;
+/// What a group task does with the jobs it took, on what was opened for them (`C`).
+pub(super) type WriteGroup<R, D, C> = fn(C, Vec<Job<R, D>>) -> BoxFuture<'static, ()>;
+
+/// What a group is written on, opened from the group pool before each group.
+pub(super) trait Opens: Sized + Send + 'static {
+    /// Opens it; `begin` is the statement that begins a transaction, where there is one.
+    fn open<'a>(pool: &'a PgPool, begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>>;
+}
+
+/// A transaction begun with `begin`; the group's function ends it with [`commit`].
+impl Opens for Transaction<'static, Postgres> {
+    fn open<'a>(pool: &'a PgPool, begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
+        Box::pin(pool.begin_with(begin.to_owned()))
+    }
+}
+
+/// A connection with no transaction open: for a group written as ONE statement, which
+/// the server commits as it ends (no BEGIN and no COMMIT to wait for).
+impl Opens for PoolConnection<Postgres> {
+    fn open<'a>(pool: &'a PgPool, _begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
+        Box::pin(pool.acquire())
+    }
+}
 
 /// How a group's COMMIT failed.
 pub(super) enum CommitFailed {
@@ -100,9 +123,9 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     /// Starts `tasks` tasks that write up to `max` jobs at a time with `write`, on a thread
     /// of their own; the tasks end when the queue is dropped.
     ///
-    /// A group is a short conversation with the server: BEGIN, a statement per table, the
+    /// A group is a short conversation with the server: BEGIN, a few statements, the
     /// audit append, COMMIT, each waiting for the one before, and the audit-order lock is
-    /// held from the append to the end of COMMIT. On the shared runtime, each of those
+    /// held from the append to the end of COMMIT (intake's is one statement). On the shared runtime, each of those
     /// answers waited for a worker busy with requests and dispatch tasks before the next
     /// statement went out, and the server sat idle in the transaction meanwhile (most
     /// samples of `pg_stat_activity` during dispatch: `ClientRead`, idle in transaction).
@@ -112,16 +135,17 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     /// closes when the store's pool does. If the thread cannot start, the tasks run on the
     /// caller's runtime with the store's pool, as before.
     ///
-    /// `begin` opens each group's transaction: `BEGIN`, or `BEGIN` followed by settings of
-    /// the transaction (`SET CONSTRAINTS …`), sent together as one simple query, so they
-    /// cost one round trip. If the thread cannot start, the tasks are spawned on the
+    /// `begin` opens each group's transaction, where `C` is one: `BEGIN`, or `BEGIN`
+    /// followed by settings of the transaction, sent together as one simple query, so they
+    /// cost one round trip. A group written as one statement on a connection (`intake.rs`)
+    /// has neither BEGIN nor COMMIT. If the thread cannot start, the tasks are spawned on the
     /// caller's tokio runtime.
-    pub(super) fn spawn(
+    pub(super) fn spawn<C: Opens>(
         pool: PgPool,
         tasks: usize,
         max: usize,
         begin: String,
-        write: WriteGroup<R, D>,
+        write: WriteGroup<R, D, C>,
     ) -> GroupQueue<R, D> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -205,12 +229,12 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     }
 }
 
-async fn run<R, D>(
+async fn run<R, D, C: Opens>(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<Job<R, D>>>>,
     max: usize,
     begin: String,
-    write: WriteGroup<R, D>,
+    write: WriteGroup<R, D, C>,
 ) {
     let mut jobs = Vec::with_capacity(max);
     loop {
@@ -221,8 +245,8 @@ async fn run<R, D>(
             return;
         }
         let group = std::mem::replace(&mut jobs, Vec::with_capacity(max));
-        match pool.begin_with(begin.clone()).await {
-            Ok(tx) => write(tx, group).await,
+        match C::open(&pool, &begin).await {
+            Ok(on) => write(on, group).await,
             Err(e) => {
                 tracing::warn!(jobs = group.len(), error = %e, "a write group could not begin; its jobs run alone");
                 group.into_iter().for_each(Job::alone);

@@ -5,53 +5,55 @@
 //! created one per transaction pass that lock one at a time, so intake could not exceed
 //! one payment per commit flush (BENCHMARKS.md, issue 5). Here `create_payment` hands its
 //! checked rows to a few group tasks. Each takes whatever creates are queued (up to
-//! [`GROUP_MAX`]) and writes them in ONE transaction with one statement per table, the rows
-//! passed as arrays (`unnest`), so the SQL text never changes with the group's size and
-//! stays prepared: the keys (inserted completed, with the answer they replay; their
-//! reference to the payment is checked at commit), the payments (answered as inserted, not read back), their
-//! history, the events, and last the audit records under one hold of the lock.
-//! Every payment's rows commit together, and many payments share the commit, the lock and
-//! the round trips. An answer goes out only after COMMIT returned.
+//! [`GROUP_MAX`]) and writes them with ONE statement ([`GROUP_SQL`]) outside any explicit
+//! transaction, so the server commits it as it ends: the keys (inserted completed, with
+//! the answer they replay), the payments (answered as inserted, not read back), their
+//! history, the events, and last the audit records, which `audit_append_linked`
+//! (migration 0016) links in the server under the audit-order lock. The rows go in as
+//! arrays (`unnest`), so the SQL text never changes with the group's size and stays
+//! prepared. Every payment's rows commit together, many payments share the commit, and a
+//! group is one round trip: on a busy machine each round trip waits for the gateway's
+//! thread and the server's process to be scheduled, and with BEGIN, a statement per table,
+//! the audit head, the audit insert and COMMIT those waits, not the statements, were most
+//! of a group's time, and the lock was held across two of them. An answer goes out only
+//! after the statement, and so its commit, returned.
 //!
 //! Only the plain case is grouped: a new key for a new payment. A create whose key already
 //! exists (a replay, a reuse with another body, a request still in progress), whose
 //! end-to-end id is taken, or that repeats a key or end-to-end id of an earlier create in
 //! the same group, is answered `Alone` and its caller runs the one-payment
 //! transaction of `payments.rs`, which answers each of those cases exactly as before; the
-//! rows it was grouped with are not affected (its key row is deleted in the group's
-//! transaction, its payment row never inserted). A group whose transaction fails before
-//! COMMIT was rolled back, so every create in it is answered `Alone` too and tried again
-//! on its own; only a COMMIT whose outcome is unknown (the connection broke while it was
-//! in flight) answers `OutcomeUnknown`, as the one-payment path does.
+//! rows it was grouped with are not affected (neither its key nor its payment is
+//! inserted). A group that the server refuses (its statement failed: nothing of it was
+//! committed) answers every create `Alone` too, to be tried again on its own; that is
+//! also what happens when an end-to-end id is taken by a payment committed while the
+//! statement ran (its key's reference to a payment that did not go in fails the
+//! statement). Only a statement whose outcome is unknown (the connection broke while it
+//! was in flight) answers `OutcomeUnknown`, as the one-payment path does.
 //!
 //! Concurrency: groups insert their keys and payments ordered by key, so two groups
 //! racing for the same key wait on each other in one order; a group that waits for a
 //! concurrent transaction holding one of its keys sees that row afterwards (`ON CONFLICT
 //! DO NOTHING`) and sends that create `Alone`, like the one-payment path.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 
-use super::group::{self, CommitFailed, GroupQueue};
-use super::{insert_audits, AuditDraw, BACKEND};
+use super::group::{self, GroupQueue};
+use super::BACKEND;
 use crate::codec::AuditRow;
 use crate::error::statement_error;
 use crate::events::EventRow;
 use crate::payments::CreateRows;
 use crate::{CreateOutcome, StoreError};
 
-/// Most creates written in one transaction.
+/// Most creates written in one statement.
 const GROUP_MAX: usize = 256;
 /// Group tasks: while one waits for its COMMIT, another writes the next group.
 const GROUP_TASKS: usize = 2;
-
-const OP: &str = "creating payments in a group";
-
-fn err(e: sqlx::Error) -> StoreError {
-    statement_error(BACKEND, OP, e)
-}
 
 /// How a grouped create ended: committed with its group, or `Alone` (the caller runs the
 /// one-payment transaction; see the module docs).
@@ -60,13 +62,11 @@ type Job = group::Job<CreateRows, CreateOutcome>;
 /// The callers' side: a queue read by [`GROUP_TASKS`] group tasks.
 pub(super) type GroupIntake = GroupQueue<CreateRows, CreateOutcome>;
 
-/// Starts the group tasks (`group.rs`); they end when the store is dropped. Each group's
-/// transaction opens with the keys' reference to their payments deferred to the commit: a
-/// key goes in before its payment.
+/// Starts the group tasks (`group.rs`); they end when the store is dropped. Each group is
+/// written on a connection with no transaction open: its one statement commits as it ends.
 pub(super) fn spawn(pool: PgPool) -> GroupIntake {
-    let begin = format!("BEGIN; {}", super::DEFER_KEY_REFERENCE);
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, begin, |tx, jobs| {
-        Box::pin(write_group(tx, jobs))
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, String::new(), |conn, jobs| {
+        Box::pin(write_group(conn, jobs))
     })
 }
 
@@ -97,7 +97,7 @@ fn answer_alone(jobs: Vec<Job>) {
     jobs.into_iter().for_each(Job::alone);
 }
 
-async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
+async fn write_group(mut conn: PoolConnection<Postgres>, jobs: Vec<Job>) {
     let (mut jobs, alone) = split_repeats(jobs);
     answer_alone(alone);
     // Ordered by key, so racing groups lock keys (and then payments) in one order.
@@ -105,107 +105,51 @@ async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
         (&a.rows.claim.client_id, &a.rows.claim.key)
             .cmp(&(&b.rows.claim.client_id, &b.rows.claim.key))
     });
-    let written = match write_rows(&mut tx, &jobs).await {
-        Ok(written) => written,
-        Err(e) => {
-            // Dropping `tx` rolls it back: nothing of the group is stored.
-            drop(tx);
-            tracing::warn!(creates = jobs.len(), error = %e, "payment group rolled back; each create runs alone");
+    let written = match insert_group(&mut conn, &jobs).await {
+        Ok((written, _audit_ids)) => written,
+        Err(e @ sqlx::Error::Database(_)) => {
+            // The server refused the statement: nothing of the group is stored.
+            tracing::warn!(creates = jobs.len(), error = %e, "payment group refused; each create runs alone");
             answer_alone(jobs);
             return;
         }
-    };
-    match group::commit(tx, "payment group", jobs.len()).await {
-        Ok(()) => {
-            let mut written = written;
-            for job in jobs {
-                match written.remove(&job.rows.payment.id) {
-                    Some(stored) => job.done(stored),
-                    None => job.alone(),
-                }
-            }
-        }
-        Err(CommitFailed::Refused) => answer_alone(jobs),
-        Err(CommitFailed::Unknown(reason)) => {
+        Err(e) => {
+            // The statement was sent and no answer came back: committed or not, nobody
+            // knows (`group::commit` answers a COMMIT lost so).
+            tracing::error!(creates = jobs.len(), error = %e, "payment group outcome unknown");
+            let reason = e.to_string();
             for job in jobs {
                 job.answer(Err(group::outcome_unknown(&reason)));
             }
+            return;
+        }
+    };
+    let written: HashSet<String> = written.into_iter().collect();
+    for job in jobs {
+        if written.contains(&job.rows.payment.id) {
+            let created = CreateOutcome::Created(Box::new(job.rows.created()));
+            job.done(created);
+        } else {
+            job.alone();
         }
     }
-}
-
-/// The group's statements; returns the outcome of each payment written, by payment id.
-/// A create missing from the map was not written (its key or end-to-end id was taken).
-///
-/// The rows go in with ONE statement (`GROUP_SQL`), so the group pays one round trip for
-/// them instead of one per table: on a busy machine each round trip waits for the
-/// gateway's thread and the server's process to be scheduled, and those waits, not the
-/// statements, were most of a group's time (BENCHMARKS.md, issue 5). The statement ends
-/// by taking the audit-order lock and drawing the audit ids, after every row is in; the
-/// audit records follow under that hold, then the COMMIT.
-async fn write_rows(
-    conn: &mut PgConnection,
-    jobs: &[Job],
-) -> Result<HashMap<String, CreateOutcome>, StoreError> {
-    let (keyed, inserted, draw) = insert_group(conn, jobs).await?;
-    let keyed: HashSet<String> = keyed.into_iter().collect();
-    let inserted: HashSet<String> = inserted.into_iter().collect();
-    // A key inserted whose payment was not (its end-to-end id, or never in practice its
-    // random id or reference, was taken): the key goes, and its create goes alone.
-    let unwritten: Vec<&Job> = jobs
-        .iter()
-        .filter(|j| keyed.contains(&j.rows.payment.id) && !inserted.contains(&j.rows.payment.id))
-        .collect();
-    if !unwritten.is_empty() {
-        let client_ids: Vec<&str> = unwritten
-            .iter()
-            .map(|j| j.rows.claim.client_id.as_str())
-            .collect();
-        let keys: Vec<&str> = unwritten
-            .iter()
-            .map(|j| j.rows.claim.key.as_str())
-            .collect();
-        sqlx::query(
-            "DELETE FROM idempotency_keys AS k USING unnest($1::text[], $2::text[]) AS u(c, k2) \
-             WHERE k.client_id = u.c AND k.key = u.k2",
-        )
-        .bind(&client_ids)
-        .bind(&keys)
-        .execute(&mut *conn)
-        .await
-        .map_err(err)?;
-    }
-    // In the group's order, which is the order the statement drew the audit ids for.
-    let written: Vec<&Job> = jobs
-        .iter()
-        .filter(|j| inserted.contains(&j.rows.payment.id))
-        .collect();
-    let outcomes: HashMap<String, CreateOutcome> = written
-        .iter()
-        .map(|j| {
-            let created = CreateOutcome::Created(Box::new(j.rows.created()));
-            (j.rows.payment.id.clone(), created)
-        })
-        .collect();
-    let audits: Vec<&AuditRow> = written.iter().map(|j| &j.rows.audit).collect();
-    insert_audits(conn, &audits, draw).await?;
-    Ok(outcomes)
 }
 
 /// The group's rows in one statement, each table's rows passed as arrays (`unnest`):
 ///
-/// 1. `k`: the keys, already completed with the answer they replay. The transaction's
-///    other writers cannot see them before its commit, by which time the payment is in
-///    (its reference is checked then: migration 0013, deferred by the group's BEGIN).
-///    Those not inserted exist already: their creates go alone.
+/// 1. `k`: the keys, already completed with the answer they replay, of the creates whose
+///    end-to-end id no committed payment of their account has. Those not inserted exist
+///    already: their creates go alone. A key's reference to its payment is checked as the
+///    statement ends, when the payments are in.
 /// 2. `p`: the payments of the keys inserted, each answered as its insert stores it
-///    (`CreateRows::created`), not read back. One not inserted collides on its
-///    end-to-end id.
+///    (`CreateRows::created`), not read back.
 /// 3. `h`, `e`: the history (each payment's initial steps, seq 1.., the first from no
 ///    status) and the events (in the group's order, so the outbox's seq follows it) of
 ///    the payments inserted.
-/// 4. Last, once every insert has run (the call reads their counts), `audit_append_begin`
-///    takes the audit-order lock and draws one audit id per payment inserted.
+/// 4. Last, once every insert has run (the call reads their counts), the audit records
+///    of the payments inserted, in the group's order: `audit_append_linked` (migration
+///    0016) takes the audit-order lock, links them after the chain's head and inserts
+///    them. The lock is held from there to the end of the commit.
 ///
 /// The sub-statements of one statement share its snapshot, so each filters on what the
 /// one before it returned, never on the tables.
@@ -217,9 +161,13 @@ WITH k AS (
     SELECT u.client_id, u.key, u.request_hash, 'completed', u.status, u.body, u.payment_id,
            u.created_at, u.expires_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY
+                $7::timestamptz[], $8::timestamptz[], $11::text[], $22::text[])
+         WITH ORDINALITY
          AS u(client_id, key, request_hash, status, body, payment_id, created_at,
-              expires_at, ord)
+              expires_at, debtor, e2e, ord)
+    WHERE u.e2e IS NULL OR NOT EXISTS (
+        SELECT 1 FROM payments AS x
+        WHERE x.debtor_account_id = u.debtor AND x.end_to_end_id = u.e2e)
     ORDER BY u.ord
     ON CONFLICT (client_id, key) DO NOTHING
     RETURNING payment_id
@@ -265,26 +213,40 @@ WITH k AS (
     SELECT u.id, u.type, u.version, u.object_type, u.object_id, u.object_seq, u.account_id,
            u.occurred_at, u.data::jsonb
     FROM unnest($39::text[], $40::text[], $41::int[], $42::text[], $43::text[],
-                $44::bigint[], $45::text[], $46::timestamptz[], $47::text[], $48::text[])
+                $44::bigint[], $45::text[], $46::timestamptz[], $47::text[], $9::text[])
          WITH ORDINALITY
          AS u(id, type, version, object_type, object_id, object_seq, account_id,
               occurred_at, data, payment_id, ord)
     WHERE u.payment_id IN (SELECT p.id FROM p)
     ORDER BY u.ord
     RETURNING 1
+), a AS (
+    SELECT array_agg(u.at ORDER BY u.ord) AS ats,
+           array_agg(u.actor ORDER BY u.ord) AS actors,
+           array_agg(u.action ORDER BY u.ord) AS actions,
+           array_agg(u.object ORDER BY u.ord) AS objects,
+           array_agg(u.request_id ORDER BY u.ord) AS request_ids,
+           array_agg(u.outcome ORDER BY u.ord) AS outcomes,
+           array_agg(u.details ORDER BY u.ord) AS details
+    FROM unnest($9::text[], $48::timestamptz[], $49::text[], $50::text[], $51::text[],
+                $52::text[], $53::text[], $54::text[]) WITH ORDINALITY
+         AS u(payment_id, at, actor, action, object, request_id, outcome, details, ord)
+    WHERE u.payment_id IN (SELECT p.id FROM p)
 )
-SELECT kk.ids, pp.ids, b.head_position, b.head_hash, b.ids
-FROM (SELECT coalesce(array_agg(k.payment_id), '{}') FROM k) AS kk(ids),
-     (SELECT coalesce(array_agg(p.id), '{}'), count(*) FROM p) AS pp(ids, n),
+SELECT pp.ids,
+       audit_append_linked($55, a.ats, a.actors, a.actions, a.objects, a.request_ids,
+                           a.outcomes, a.details)
+FROM (SELECT coalesce(array_agg(p.id), '{}') FROM p) AS pp(ids),
+     -- Read here so that every insert has run before the lock is taken.
      (SELECT count(*) FROM h) AS hh(n),
      (SELECT count(*) FROM e) AS ee(n),
-     LATERAL audit_append_begin($49, (pp.n + 0 * hh.n + 0 * ee.n)::int) AS b";
+     a";
 
-/// What `GROUP_SQL` answers: the payment ids whose keys went in, those whose payments
-/// went in, and the audit draw (`audit_append_begin`) for the latter.
-type GroupAnswer = (Vec<String>, Vec<String>, AuditDraw);
+/// What `GROUP_SQL` answers: the ids of the payments that went in and of their audit
+/// records (drawn in the same order).
+type GroupAnswer = (Vec<String>, Vec<i64>);
 
-async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnswer, StoreError> {
+async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnswer, sqlx::Error> {
     let n = jobs.len();
     // 1. Keys.
     let mut k_client = Vec::with_capacity(n);
@@ -395,69 +357,73 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
         e_at.push(e.occurred_at);
         e_data.push(e.data.as_str());
     }
-    sqlx::query_as::<
-        _,
-        (
-            Vec<String>,
-            Vec<String>,
-            Option<i64>,
-            Option<Vec<u8>>,
-            Vec<i64>,
-        ),
-    >(GROUP_SQL)
-    .bind(&k_client)
-    .bind(&k_key)
-    .bind(&k_hash)
-    .bind(&k_status)
-    .bind(&k_body)
-    .bind(&k_payment)
-    .bind(&k_created)
-    .bind(&k_expires)
-    .bind(&id)
-    .bind(&client_id)
-    .bind(&debtor)
-    .bind(&amount)
-    .bind(&currency)
-    .bind(&cred_name)
-    .bind(&cred_account)
-    .bind(&cred_bank_code)
-    .bind(&cred_bic)
-    .bind(&cred_bank_name)
-    .bind(&cred_type)
-    .bind(&remittance)
-    .bind(&purpose)
-    .bind(&e2e)
-    .bind(&exec_date)
-    .bind(&urgency)
-    .bind(&reference)
-    .bind(&status)
-    .bind(&next_at)
-    .bind(&at)
-    .bind(&behalf)
-    .bind(&approvals)
-    .bind(&h_payment)
-    .bind(&h_seq)
-    .bind(&h_at)
-    .bind(&h_from)
-    .bind(&h_to)
-    .bind(&h_cause)
-    .bind(&h_actor)
-    .bind(&h_request)
-    .bind(&e_id)
-    .bind(&e_type)
-    .bind(&e_version)
-    .bind(&e_object_type)
-    .bind(&e_object_id)
-    .bind(&e_object_seq)
-    .bind(&e_account)
-    .bind(&e_at)
-    .bind(&e_data)
-    .bind(&id)
-    .bind(super::AUDIT_ORDER_LOCK_KEY)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(err)
-    .map(|(keyed, inserted, position, hash, ids)| (keyed, inserted, (position, hash, ids)))
+    // 5. Audit records, one per create, filtered with the payments in the statement.
+    let audits: Vec<&AuditRow> = jobs.iter().map(|j| &j.rows.audit).collect();
+    let a_at: Vec<DateTime<Utc>> = audits.iter().map(|a| a.at).collect();
+    let a_actor: Vec<&str> = audits.iter().map(|a| a.actor.as_str()).collect();
+    let a_action: Vec<&str> = audits.iter().map(|a| a.action.as_str()).collect();
+    let a_object: Vec<&str> = audits.iter().map(|a| a.object.as_str()).collect();
+    let a_request: Vec<Option<&str>> = audits.iter().map(|a| a.request_id.as_deref()).collect();
+    let a_outcome: Vec<&str> = audits.iter().map(|a| a.outcome.as_str()).collect();
+    let a_details: Vec<&str> = audits.iter().map(|a| a.details.as_str()).collect();
+    sqlx::query_as::<_, GroupAnswer>(GROUP_SQL)
+        .bind(&k_client)
+        .bind(&k_key)
+        .bind(&k_hash)
+        .bind(&k_status)
+        .bind(&k_body)
+        .bind(&k_payment)
+        .bind(&k_created)
+        .bind(&k_expires)
+        .bind(&id)
+        .bind(&client_id)
+        .bind(&debtor)
+        .bind(&amount)
+        .bind(&currency)
+        .bind(&cred_name)
+        .bind(&cred_account)
+        .bind(&cred_bank_code)
+        .bind(&cred_bic)
+        .bind(&cred_bank_name)
+        .bind(&cred_type)
+        .bind(&remittance)
+        .bind(&purpose)
+        .bind(&e2e)
+        .bind(&exec_date)
+        .bind(&urgency)
+        .bind(&reference)
+        .bind(&status)
+        .bind(&next_at)
+        .bind(&at)
+        .bind(&behalf)
+        .bind(&approvals)
+        .bind(&h_payment)
+        .bind(&h_seq)
+        .bind(&h_at)
+        .bind(&h_from)
+        .bind(&h_to)
+        .bind(&h_cause)
+        .bind(&h_actor)
+        .bind(&h_request)
+        .bind(&e_id)
+        .bind(&e_type)
+        .bind(&e_version)
+        .bind(&e_object_type)
+        .bind(&e_object_id)
+        .bind(&e_object_seq)
+        .bind(&e_account)
+        .bind(&e_at)
+        .bind(&e_data)
+        .bind(&a_at)
+        .bind(&a_actor)
+        .bind(&a_action)
+        .bind(&a_object)
+        .bind(&a_request)
+        .bind(&a_outcome)
+        .bind(&a_details)
+        .bind(super::AUDIT_ORDER_LOCK_KEY)
+        .fetch_one(&mut *conn)
+        .await
 }
 
 pub(super) async fn insert_events(

@@ -234,6 +234,128 @@ pub(crate) async fn chain_links_records_of_any_text_as_the_verifier_hashes_them(
     store.close().await;
 }
 
+/// PostgreSQL's payment intake links its audit records in the server
+/// (`audit_append_linked`, migration 0016), with SQL that writes the encoding of `audit.rs`
+/// a second time. Records of every shape that encoding distinguishes, appended in turn by
+/// the store's own path and by the server's (one record a call, and two in one call, the
+/// second linked after the first), make one chain that the verifier accepts, every hash
+/// recomputed in Rust from what was read back. Then records appended with the chain off
+/// stay unlinked, and the server's append behind them leaves its records for the chainer,
+/// which links them all.
+pub(crate) async fn chain_links_in_the_server_as_the_store_does(db: TestDb) {
+    use sqlx::Connection;
+    // The store's audit-order lock ("bdaudit" in ASCII, `postgres.rs`).
+    const AUDIT_ORDER_LOCK_KEY: i64 = 0x0062_6461_7564_6974;
+    let store = open_chained(&db, 1_000).await;
+    let server_append = |records: Vec<store::NewAuditRecord>, link: bool| {
+        let url = db.url.clone();
+        async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let setting = if link { "on" } else { "off" };
+            sqlx::query("SELECT set_config('bankdirect.audit_link', $1, false)")
+                .bind(setting)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let ats: Vec<_> = records.iter().map(|r| r.at).collect();
+            let actors: Vec<_> = records.iter().map(|r| r.actor.clone()).collect();
+            let actions: Vec<_> = records.iter().map(|r| r.action.clone()).collect();
+            let objects: Vec<_> = records.iter().map(|r| r.object.clone()).collect();
+            let requests: Vec<_> = records.iter().map(|r| r.request_id.clone()).collect();
+            let outcomes: Vec<_> = records.iter().map(|r| r.outcome.clone()).collect();
+            let details: Vec<_> = records.iter().map(|r| r.details.to_string()).collect();
+            let ids: Vec<i64> =
+                sqlx::query_scalar("SELECT audit_append_linked($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(AUDIT_ORDER_LOCK_KEY)
+                    .bind(&ats)
+                    .bind(&actors)
+                    .bind(&actions)
+                    .bind(&objects)
+                    .bind(&requests)
+                    .bind(&outcomes)
+                    .bind(&details)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            assert_eq!(ids.len(), records.len());
+            conn.close().await.unwrap();
+        }
+    };
+    let texts = [
+        ("client:erp", "payment.create", "payment:1", None),
+        ("用户:财务部", "付款.审批", "payment:付款-2", Some("req-二")),
+        ("client:😀", "payment.cancel", "payment:é-3", Some("ß")),
+        (
+            "operator:o'brien",
+            "audit.\\read",
+            "object:\"quoted\"",
+            Some("r\n1"),
+        ),
+        ("a", "b", "c", Some("d")),
+        ("client:erp", "payment.create", "payment:6", None),
+    ];
+    let instants = [
+        instant_at(1_999_999_999, 999_999),
+        instant_at(946_684_799, 1),
+        instant_at(4_102_444_800, 500_000),
+        instant_at(1_700_000_000, 0),
+        instant_at(0, 7),
+        instant_at(1_800_000_000, 123_456),
+    ];
+    let mut records: Vec<store::NewAuditRecord> = Vec::new();
+    for (n, ((actor, action, object, request_id), at)) in texts.iter().zip(instants).enumerate() {
+        let mut r = record(actor, action, object);
+        r.at = at;
+        r.request_id = request_id.map(str::to_owned);
+        r.details = serde_json::json!({
+            "n": n,
+            "备注": "工资 ¥100.00 — «ok»",
+            "nested": {"list": [1, "二", null, true], "empty": {}, "esc": "a\"b\\c\u{1}"},
+        });
+        records.push(r);
+    }
+    // Store, server, store, server (two records in one call).
+    store.append_audit(records[0].clone()).await.unwrap();
+    server_append(vec![records[1].clone()], true).await;
+    store.append_audit(records[2].clone()).await.unwrap();
+    server_append(vec![records[3].clone(), records[4].clone()], true).await;
+    store.append_audit(records[5].clone()).await.unwrap();
+    // An empty call takes nothing and writes nothing.
+    server_append(Vec::new(), true).await;
+    assert_eq!(
+        store.audit_unlinked().await.unwrap().count,
+        0,
+        "linked as appended, not by the chainer"
+    );
+    let report = verify(store.as_ref(), None).await.unwrap();
+    assert_eq!(report.records, 6);
+    assert_eq!(report.unlinked, 0);
+    let page = store.audit_chain_page(0, 100).await.unwrap();
+    assert_eq!(page.len(), 6);
+    for (rec, written) in page.iter().zip(&records) {
+        assert_eq!(rec.fields.actor, written.actor);
+        assert_eq!(rec.fields.request_id, written.request_id);
+        let prev: AuditHash = rec.prev_hash.as_slice().try_into().unwrap();
+        assert_eq!(
+            record_hash(&prev, rec.position, &rec.fields).to_vec(),
+            rec.hash,
+            "position {}",
+            rec.position
+        );
+    }
+
+    // Behind a record that is not linked (the chain off), the server's append goes in
+    // unlinked too, and the chainer links both after the chain.
+    server_append(vec![records[0].clone()], false).await;
+    server_append(vec![records[1].clone(), records[2].clone()], true).await;
+    assert_eq!(store.audit_unlinked().await.unwrap().count, 3);
+    settle(store.as_ref()).await;
+    let report = verify(store.as_ref(), None).await.unwrap();
+    assert_eq!(report.records, 9);
+    assert_eq!(report.unlinked, 0);
+    store.close().await;
+}
+
 fn instant_at(seconds: i64, micros: u32) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(seconds, micros * 1_000).unwrap()
 }
