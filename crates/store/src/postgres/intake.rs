@@ -165,9 +165,12 @@ WITH k AS (
          WITH ORDINALITY
          AS u(client_id, key, request_hash, status, body, payment_id, created_at,
               expires_at, debtor, e2e, ord)
-    WHERE u.e2e IS NULL OR NOT EXISTS (
+    -- A look-up per create in the end-to-end index (as NOT EXISTS, the planner made it a
+    -- hash anti-join over every payment stored).
+    WHERE u.e2e IS NULL OR (
         SELECT 1 FROM payments AS x
-        WHERE x.debtor_account_id = u.debtor AND x.end_to_end_id = u.e2e)
+        WHERE x.debtor_account_id = u.debtor AND x.end_to_end_id = u.e2e
+        LIMIT 1) IS NULL
     ORDER BY u.ord
     ON CONFLICT (client_id, key) DO NOTHING
     RETURNING payment_id
