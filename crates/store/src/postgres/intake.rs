@@ -19,16 +19,15 @@
 //! after the statement, and so its commit, returned.
 //!
 //! Only the plain case is grouped: a new key for a new payment. A create whose key already
-//! exists (a replay, a reuse with another body, a request still in progress), whose
-//! end-to-end id is taken, or that repeats a key or end-to-end id of an earlier create in
-//! the same group, is answered `Alone` and its caller runs the one-payment
-//! transaction of `payments.rs`, which answers each of those cases exactly as before; the
-//! rows it was grouped with are not affected (neither its key nor its payment is
-//! inserted). A group that the server refuses (its statement failed: nothing of it was
+//! exists (a replay, a reuse with another body, a request still in progress), or that
+//! repeats a key or end-to-end id of an earlier create in the same group, is answered
+//! `Alone` and its caller runs the one-payment transaction of `payments.rs`, which answers
+//! each of those cases exactly as before; the rows it was grouped with are not affected
+//! (neither its key nor its payment is inserted). A group that the server refuses (its statement failed: nothing of it was
 //! committed) answers every create `Alone` too, to be tried again on its own; that is
-//! also what happens when an end-to-end id is taken by a payment committed while the
-//! statement ran (its key's reference to a payment that did not go in fails the
-//! statement). Only a statement whose outcome is unknown (the connection broke while it
+//! what a create whose end-to-end id is already taken does to its group (its key's
+//! reference to a payment that did not go in fails the statement), so such a create
+//! costs its group its shared commit, never a wrong answer. Only a statement whose outcome is unknown (the connection broke while it
 //! was in flight) answers `OutcomeUnknown`, as the one-payment path does.
 //!
 //! Concurrency: groups insert their keys and payments ordered by key, so two groups
@@ -137,12 +136,16 @@ async fn write_group(mut conn: PoolConnection<Postgres>, jobs: Vec<Job>) {
 
 /// The group's rows in one statement, each table's rows passed as arrays (`unnest`):
 ///
-/// 1. `k`: the keys, already completed with the answer they replay, of the creates whose
-///    end-to-end id no committed payment of their account has. Those not inserted exist
-///    already: their creates go alone. A key's reference to its payment is checked as the
-///    statement ends, when the payments are in.
+/// 1. `k`: the keys, already completed with the answer they replay. Those not inserted
+///    exist already: their creates go alone. A key's reference to its payment is checked
+///    as the statement ends, when the payments are in.
 /// 2. `p`: the payments of the keys inserted, each answered as its insert stores it
-///    (`CreateRows::created`), not read back.
+///    (`CreateRows::created`), not read back. One not inserted collides on its
+///    end-to-end id (or, never in practice, its random id or reference): its key then
+///    refers to no payment, the statement fails as it ends, and the whole group goes
+///    alone, where that create is answered as taken. (Leaving such creates out of the
+///    group beforehand took a look-up per create that the planner, on a young table,
+///    made a scan of the account's payments: BENCHMARKS.md.)
 /// 3. `h`, `e`: the history (each payment's initial steps, seq 1.., the first from no
 ///    status) and the events (in the group's order, so the outbox's seq follows it) of
 ///    the payments inserted.
@@ -161,16 +164,9 @@ WITH k AS (
     SELECT u.client_id, u.key, u.request_hash, 'completed', u.status, u.body, u.payment_id,
            u.created_at, u.expires_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                $7::timestamptz[], $8::timestamptz[], $11::text[], $22::text[])
-         WITH ORDINALITY
+                $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY
          AS u(client_id, key, request_hash, status, body, payment_id, created_at,
-              expires_at, debtor, e2e, ord)
-    -- A look-up per create in the end-to-end index (as NOT EXISTS, the planner made it a
-    -- hash anti-join over every payment stored).
-    WHERE u.e2e IS NULL OR (
-        SELECT 1 FROM payments AS x
-        WHERE x.debtor_account_id = u.debtor AND x.end_to_end_id = u.e2e
-        LIMIT 1) IS NULL
+              expires_at, ord)
     ORDER BY u.ord
     ON CONFLICT (client_id, key) DO NOTHING
     RETURNING payment_id
