@@ -199,21 +199,41 @@ fn only_id(ids: &[i64], table: &'static str) -> Result<i64, StoreError> {
 }
 
 /// Appends `audits` in order under one hold of the audit-order lock (held until commit);
-/// returns their ids. `audit_append_begin` (migration 0015) takes the lock, reads the
-/// chain's head and draws the ids; the records go in linked after that head, or unlinked
-/// when the head is NULL (a backlog, or the chain off), for the chainer.
+/// returns their ids. `audit_append_linked` (migration 0016) takes the lock, reads the
+/// chain's head, draws the ids and inserts the records linked after that head, or
+/// unlinked when the head is not linked (a backlog, or the chain off), for the chainer:
+/// one statement, so the lock is not held across a round trip to the store before the
+/// COMMIT's.
 pub(super) async fn append_audits(
     conn: &mut PgConnection,
     audits: &[&AuditRow],
 ) -> Result<Vec<i64>, StoreError> {
     const OP: &str = "appending audit records";
-    let n = i32::try_from(audits.len()).map_err(|_| StoreError::Invalid {
-        reason: format!("{} audit records in one transaction", audits.len()),
-    })?;
-    let (position, hash, ids): (Option<i64>, Option<Vec<u8>>, Vec<i64>) =
-        sqlx::query_as("SELECT head_position, head_hash, ids FROM audit_append_begin($1, $2)")
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT audit_append_linked($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(AUDIT_ORDER_LOCK_KEY)
-            .bind(n)
+            .bind(audits.iter().map(|a| a.at).collect::<Vec<_>>())
+            .bind(audits.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
+            .bind(audits.iter().map(|a| a.action.as_str()).collect::<Vec<_>>())
+            .bind(audits.iter().map(|a| a.object.as_str()).collect::<Vec<_>>())
+            .bind(
+                audits
+                    .iter()
+                    .map(|a| a.request_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                audits
+                    .iter()
+                    .map(|a| a.outcome.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                audits
+                    .iter()
+                    .map(|a| a.details.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| statement_error(BACKEND, OP, e))?;
@@ -224,60 +244,6 @@ pub(super) async fn append_audits(
             reason: format!("{} ids drawn for {} records", ids.len(), audits.len()),
         });
     }
-    let mut head = match position {
-        None => None,
-        Some(_) => audit::AppendHead::after(Some((position, hash.as_deref()))),
-    };
-    let len = audits.len();
-    let mut at = Vec::with_capacity(len);
-    let mut actor = Vec::with_capacity(len);
-    let mut action = Vec::with_capacity(len);
-    let mut object = Vec::with_capacity(len);
-    let mut request_id: Vec<Option<&str>> = Vec::with_capacity(len);
-    let mut outcome = Vec::with_capacity(len);
-    let mut details = Vec::with_capacity(len);
-    let mut positions: Vec<Option<i64>> = Vec::with_capacity(len);
-    let mut prev_hashes: Vec<Option<Vec<u8>>> = Vec::with_capacity(len);
-    let mut hashes: Vec<Option<Vec<u8>>> = Vec::with_capacity(len);
-    for (a, id) in audits.iter().zip(&ids) {
-        at.push(a.at);
-        actor.push(a.actor.as_str());
-        action.push(a.action.as_str());
-        object.push(a.object.as_str());
-        request_id.push(a.request_id.as_deref());
-        outcome.push(a.outcome.as_str());
-        details.push(a.details.as_str());
-        let link = head.as_mut().map(|h| h.link(*id, a));
-        positions.push(link.map(|l| l.position));
-        prev_hashes.push(link.map(|l| l.prev_hash.to_vec()));
-        hashes.push(link.map(|l| l.hash.to_vec()));
-    }
-    sqlx::query(
-        "INSERT INTO audit_log (id, at, actor, action, object, request_id, outcome, details, \
-                                position, prev_hash, hash) \
-         OVERRIDING SYSTEM VALUE \
-         SELECT u.id, u.at, u.actor, u.action, u.object, u.request_id, u.outcome, \
-                u.details::json, u.position, u.prev_hash, u.hash \
-         FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bytea[], \
-                     $11::bytea[]) \
-              AS u(id, at, actor, action, object, request_id, outcome, details, \
-                   position, prev_hash, hash)",
-    )
-    .bind(&ids)
-    .bind(&at)
-    .bind(&actor)
-    .bind(&action)
-    .bind(&object)
-    .bind(&request_id)
-    .bind(&outcome)
-    .bind(&details)
-    .bind(&positions)
-    .bind(&prev_hashes)
-    .bind(&hashes)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| statement_error(BACKEND, OP, e))?;
     Ok(ids)
 }
 

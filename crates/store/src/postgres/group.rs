@@ -58,12 +58,21 @@ pub(super) type WriteGroup<R, D, C> = fn(C, Vec<Job<R, D>>) -> BoxFuture<'static
 
 /// What a group is written on, opened from the group pool before each group.
 pub(super) trait Opens: Sized + Send + 'static {
+    /// Whether the group pool pings a connection before handing it out. A transaction's
+    /// BEGIN finds a dead connection before anything of the group is sent, and the group
+    /// then runs alone, so it needs no ping (one round trip less per group); a group that
+    /// is one statement needs it, or a connection that died while idle would make that
+    /// statement's outcome unknown.
+    const PING: bool;
+
     /// Opens it; `begin` is the statement that begins a transaction, where there is one.
     fn open<'a>(pool: &'a PgPool, begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>>;
 }
 
 /// A transaction begun with `begin`; the group's function ends it with [`commit`].
 impl Opens for Transaction<'static, Postgres> {
+    const PING: bool = false;
+
     fn open<'a>(pool: &'a PgPool, begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
         Box::pin(pool.begin_with(begin.to_owned()))
     }
@@ -72,6 +81,8 @@ impl Opens for Transaction<'static, Postgres> {
 /// A connection with no transaction open: for a group written as ONE statement, which
 /// the server commits as it ends (no BEGIN and no COMMIT to wait for).
 impl Opens for PoolConnection<Postgres> {
+    const PING: bool = true;
+
     fn open<'a>(pool: &'a PgPool, _begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
         Box::pin(pool.acquire())
     }
@@ -153,7 +164,8 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
             .options()
             .clone()
             .max_connections(u32::try_from(tasks.max(1)).unwrap_or(1))
-            .min_connections(0);
+            .min_connections(0)
+            .test_before_acquire(C::PING);
         let connect = (*pool.connect_options()).clone();
         let closed = pool.close_event();
         let on_thread = Arc::clone(&receiver);
