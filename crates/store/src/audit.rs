@@ -29,8 +29,9 @@
 //! A record is linked as it is appended, by the writer that appends it, whenever every
 //! record before it is linked ([`AppendHead::after`]): the append holds what orders
 //! appends (the single writer on SQLite, `sqlite/direct.rs`; the audit-order lock until
-//! commit on PostgreSQL, `audit_append_begin` of migration 0015, `postgres.rs`), reads the
-//! newest record and links after it. Records not linked that way (written by a store with
+//! commit on PostgreSQL, where `audit_append_linked` of migration 0016 does it in the
+//! server with this encoding written again in plpgsql), reads the newest record and links
+//! after it. Records not linked that way (written by a store with
 //! the chain off, by an older version, by SQLite's sqlx path, or behind such records) go
 //! in unlinked, and one chainer links them in id order, which is commit order (ids are
 //! drawn in commit order on both). Because the chainer works oldest first, the linked

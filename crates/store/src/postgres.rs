@@ -56,7 +56,8 @@ const BACKEND: Backend = Backend::Postgres;
 /// The advisory lock key that orders audit inserts ("bdaudit" in ASCII).
 const AUDIT_ORDER_LOCK_KEY: i64 = 0x0062_6461_7564_6974;
 /// Defers an idempotency key's reference to its payment to the commit (migration 0013), so
-/// the key can go in before its payment: the one-payment path and the intake groups.
+/// the key can go in before its payment (the one-payment path; an intake group's one
+/// statement needs no deferral: the reference is checked as the statement ends).
 const DEFER_KEY_REFERENCE: &str = "SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED";
 const IDLE_TIMEOUT_S: u64 = 600;
 const MAX_LIFETIME_S: u64 = 1_800;
@@ -108,7 +109,7 @@ impl PgStore {
                     format!("{}ms", opts.pg_statement_timeout_ms),
                 ),
                 ("timezone", "UTC".to_owned()),
-                // Read by `audit_append_begin` (migration 0015): link records as appended.
+                // Read by `audit_append_linked` (migration 0016): link records as appended.
                 (
                     "bankdirect.audit_link",
                     if opts.audit_chain.enabled {

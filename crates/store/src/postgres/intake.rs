@@ -51,7 +51,8 @@ use crate::{CreateOutcome, StoreError};
 
 /// Most creates written in one statement.
 const GROUP_MAX: usize = 256;
-/// Group tasks: while one waits for its COMMIT, another writes the next group.
+/// Group tasks: while one waits for its statement and its commit, another writes the next
+/// group (three measured slower: BENCHMARKS.md).
 const GROUP_TASKS: usize = 2;
 
 /// How a grouped create ended: committed with its group, or `Alone` (the caller runs the
