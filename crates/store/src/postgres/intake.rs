@@ -290,18 +290,10 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
     let mut h_actor = Vec::with_capacity(2 * n);
     let mut h_request: Vec<Option<&str>> = Vec::with_capacity(2 * n);
     // 4. Events.
-    let mut e_id = Vec::with_capacity(n);
-    let mut e_type = Vec::with_capacity(n);
-    let mut e_version = Vec::with_capacity(n);
-    let mut e_object_type = Vec::with_capacity(n);
-    let mut e_object_id = Vec::with_capacity(n);
-    let mut e_object_seq = Vec::with_capacity(n);
-    let mut e_account = Vec::with_capacity(n);
-    let mut e_at = Vec::with_capacity(n);
-    let mut e_data = Vec::with_capacity(n);
+    let events = EventColumns::of(jobs.iter().map(|j| &j.rows.event));
     for j in jobs {
         let r = &j.rows;
-        let (c, p, e) = (&r.claim, &r.payment, &r.event);
+        let (c, p) = (&r.claim, &r.payment);
         k_client.push(c.client_id.as_str());
         k_key.push(c.key.as_str());
         k_hash.push(c.request_hash.as_str());
@@ -346,16 +338,6 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
             h_request.push(r.audit.request_id.as_deref());
             previous = Some(step.to_status.as_str());
         }
-
-        e_id.push(e.id.as_str());
-        e_type.push(e.event_type.as_str());
-        e_version.push(e.event_type.version());
-        e_object_type.push(e.event_type.object_type());
-        e_object_id.push(e.object_id.as_str());
-        e_object_seq.push(e.object_seq);
-        e_account.push(e.account_id.as_str());
-        e_at.push(e.occurred_at);
-        e_data.push(e.data.as_str());
     }
     // 5. Audit records, one per create, filtered with the payments in the statement.
     let audits: Vec<&AuditRow> = jobs.iter().map(|j| &j.rows.audit).collect();
@@ -405,15 +387,15 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
         .bind(&h_cause)
         .bind(&h_actor)
         .bind(&h_request)
-        .bind(&e_id)
-        .bind(&e_type)
-        .bind(&e_version)
-        .bind(&e_object_type)
-        .bind(&e_object_id)
-        .bind(&e_object_seq)
-        .bind(&e_account)
-        .bind(&e_at)
-        .bind(&e_data)
+        .bind(&events.id)
+        .bind(&events.event_type)
+        .bind(&events.version)
+        .bind(&events.object_type)
+        .bind(&events.object_id)
+        .bind(&events.object_seq)
+        .bind(&events.account_id)
+        .bind(&events.occurred_at)
+        .bind(&events.data)
         .bind(&a_at)
         .bind(&a_actor)
         .bind(&a_action)
@@ -426,31 +408,53 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
         .await
 }
 
+/// Events as the arrays their inserts `unnest`, in the order given.
+struct EventColumns<'a> {
+    id: Vec<&'a str>,
+    event_type: Vec<&'a str>,
+    version: Vec<i32>,
+    object_type: Vec<&'a str>,
+    object_id: Vec<&'a str>,
+    object_seq: Vec<i64>,
+    account_id: Vec<&'a str>,
+    occurred_at: Vec<DateTime<Utc>>,
+    data: Vec<&'a str>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: impl ExactSizeIterator<Item = &'a EventRow>) -> Self {
+        let n = events.len();
+        let mut c = EventColumns {
+            id: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            object_type: Vec::with_capacity(n),
+            object_id: Vec::with_capacity(n),
+            object_seq: Vec::with_capacity(n),
+            account_id: Vec::with_capacity(n),
+            occurred_at: Vec::with_capacity(n),
+            data: Vec::with_capacity(n),
+        };
+        for e in events {
+            c.id.push(e.id.as_str());
+            c.event_type.push(e.event_type.as_str());
+            c.version.push(e.event_type.version());
+            c.object_type.push(e.event_type.object_type());
+            c.object_id.push(e.object_id.as_str());
+            c.object_seq.push(e.object_seq);
+            c.account_id.push(e.account_id.as_str());
+            c.occurred_at.push(e.occurred_at);
+            c.data.push(e.data.as_str());
+        }
+        c
+    }
+}
+
 pub(super) async fn insert_events(
     conn: &mut PgConnection,
     events: &[&EventRow],
 ) -> Result<(), StoreError> {
-    let n = events.len();
-    let mut id = Vec::with_capacity(n);
-    let mut event_type = Vec::with_capacity(n);
-    let mut version = Vec::with_capacity(n);
-    let mut object_type = Vec::with_capacity(n);
-    let mut object_id = Vec::with_capacity(n);
-    let mut object_seq = Vec::with_capacity(n);
-    let mut account_id = Vec::with_capacity(n);
-    let mut occurred_at = Vec::with_capacity(n);
-    let mut data = Vec::with_capacity(n);
-    for e in events {
-        id.push(e.id.as_str());
-        event_type.push(e.event_type.as_str());
-        version.push(e.event_type.version());
-        object_type.push(e.event_type.object_type());
-        object_id.push(e.object_id.as_str());
-        object_seq.push(e.object_seq);
-        account_id.push(e.account_id.as_str());
-        occurred_at.push(e.occurred_at);
-        data.push(e.data.as_str());
-    }
+    let c = EventColumns::of(events.iter().copied());
     // In the order given, so the outbox's seq follows the group's order.
     sqlx::query(
         "INSERT INTO events \
@@ -464,15 +468,15 @@ pub(super) async fn insert_events(
                    occurred_at, data, ord) \
          ORDER BY u.ord",
     )
-    .bind(&id)
-    .bind(&event_type)
-    .bind(&version)
-    .bind(&object_type)
-    .bind(&object_id)
-    .bind(&object_seq)
-    .bind(&account_id)
-    .bind(&occurred_at)
-    .bind(&data)
+    .bind(&c.id)
+    .bind(&c.event_type)
+    .bind(&c.version)
+    .bind(&c.object_type)
+    .bind(&c.object_id)
+    .bind(&c.object_seq)
+    .bind(&c.account_id)
+    .bind(&c.occurred_at)
+    .bind(&c.data)
     .execute(&mut *conn)
     .await
     .map_err(|e| statement_error(BACKEND, "appending events", e))?;

@@ -179,39 +179,14 @@ pub(crate) async fn chain_links_every_record_in_commit_order_and_verifies(db: Te
     store.close().await;
 }
 
-/// Records of every shape the encoding distinguishes (no request id and one; text beyond
-/// ASCII in every field; instants with microseconds, before and long after 2000) are linked
+/// Records of every shape the encoding distinguishes (`records_of_every_shape`) are linked
 /// as they are appended exactly as the verifier, reading them back, hashes them: what the
 /// database stores (JSON text, instants, UTF-8) is what the appender hashed.
 pub(crate) async fn chain_links_records_of_any_text_as_the_verifier_hashes_them(db: TestDb) {
     let store = open_chained(&db, 1_000).await;
-    let texts = [
-        ("client:erp", "payment.create", "payment:1", None),
-        ("用户:财务部", "付款.审批", "payment:付款-2", Some("req-二")),
-        ("client:😀", "payment.cancel", "payment:é-3", Some("ß")),
-        (
-            "operator:o'brien",
-            "audit.\\read",
-            "object:\"quoted\"",
-            Some("r\n1"),
-        ),
-    ];
-    let instants = [
-        instant_at(1_999_999_999, 999_999),
-        instant_at(946_684_799, 1),
-        instant_at(4_102_444_800, 500_000),
-        instant_at(1_700_000_000, 0),
-    ];
-    for (n, ((actor, action, object, request_id), at)) in texts.iter().zip(instants).enumerate() {
-        let mut r = record(actor, action, object);
-        r.at = at;
-        r.request_id = request_id.map(str::to_owned);
-        r.details = serde_json::json!({
-            "n": n,
-            "备注": "工资 ¥100.00 — «ok»",
-            "nested": {"list": [1, "二", null, true], "empty": {}},
-        });
-        store.append_audit(r).await.unwrap();
+    let records = records_of_every_shape();
+    for r in &records {
+        store.append_audit(r.clone()).await.unwrap();
     }
     assert_eq!(
         store.audit_unlinked().await.unwrap().count,
@@ -219,10 +194,16 @@ pub(crate) async fn chain_links_records_of_any_text_as_the_verifier_hashes_them(
         "linked as appended, not by the chainer"
     );
     let report = verify(store.as_ref(), None).await.unwrap();
-    assert_eq!(report.records, texts.len() as i64);
+    assert_eq!(report.records, records.len() as i64);
     assert_eq!(report.unlinked, 0);
     let page = store.audit_chain_page(0, 100).await.unwrap();
-    for rec in &page {
+    assert_hashes_recompute(&page);
+    store.close().await;
+}
+
+/// Each record's stored hash is what `record_hash` computes from what was read back.
+fn assert_hashes_recompute(page: &[audit::ChainedRecord]) {
+    for rec in page {
         let prev: AuditHash = rec.prev_hash.as_slice().try_into().unwrap();
         assert_eq!(
             record_hash(&prev, rec.position, &rec.fields).to_vec(),
@@ -231,7 +212,6 @@ pub(crate) async fn chain_links_records_of_any_text_as_the_verifier_hashes_them(
             rec.position
         );
     }
-    store.close().await;
 }
 
 /// PostgreSQL's payment intake links its audit records in the server
@@ -281,39 +261,8 @@ pub(crate) async fn chain_links_in_the_server_as_the_store_does(db: TestDb) {
             conn.close().await.unwrap();
         }
     };
-    let texts = [
-        ("client:erp", "payment.create", "payment:1", None),
-        ("用户:财务部", "付款.审批", "payment:付款-2", Some("req-二")),
-        ("client:😀", "payment.cancel", "payment:é-3", Some("ß")),
-        (
-            "operator:o'brien",
-            "audit.\\read",
-            "object:\"quoted\"",
-            Some("r\n1"),
-        ),
-        ("a", "b", "c", Some("d")),
-        ("client:erp", "payment.create", "payment:6", None),
-    ];
-    let instants = [
-        instant_at(1_999_999_999, 999_999),
-        instant_at(946_684_799, 1),
-        instant_at(4_102_444_800, 500_000),
-        instant_at(1_700_000_000, 0),
-        instant_at(0, 7),
-        instant_at(1_800_000_000, 123_456),
-    ];
-    let mut records: Vec<store::NewAuditRecord> = Vec::new();
-    for (n, ((actor, action, object, request_id), at)) in texts.iter().zip(instants).enumerate() {
-        let mut r = record(actor, action, object);
-        r.at = at;
-        r.request_id = request_id.map(str::to_owned);
-        r.details = serde_json::json!({
-            "n": n,
-            "备注": "工资 ¥100.00 — «ok»",
-            "nested": {"list": [1, "二", null, true], "empty": {}, "esc": "a\"b\\c\u{1}"},
-        });
-        records.push(r);
-    }
+    let records = records_of_every_shape();
+    assert_eq!(records.len(), 6);
     // Store, server, store, server (two records in one call).
     store.append_audit(records[0].clone()).await.unwrap();
     server_append(vec![records[1].clone()], true).await;
@@ -335,14 +284,8 @@ pub(crate) async fn chain_links_in_the_server_as_the_store_does(db: TestDb) {
     for (rec, written) in page.iter().zip(&records) {
         assert_eq!(rec.fields.actor, written.actor);
         assert_eq!(rec.fields.request_id, written.request_id);
-        let prev: AuditHash = rec.prev_hash.as_slice().try_into().unwrap();
-        assert_eq!(
-            record_hash(&prev, rec.position, &rec.fields).to_vec(),
-            rec.hash,
-            "position {}",
-            rec.position
-        );
     }
+    assert_hashes_recompute(&page);
 
     // Behind a record that is not linked (the chain off), the server's append goes in
     // unlinked too, and the chainer links both after the chain.
@@ -354,6 +297,50 @@ pub(crate) async fn chain_links_in_the_server_as_the_store_does(db: TestDb) {
     assert_eq!(report.records, 9);
     assert_eq!(report.unlinked, 0);
     store.close().await;
+}
+
+/// Records of every shape the encoding distinguishes: no request id and one; text beyond
+/// ASCII (and beyond the BMP) in every field; quotes, backslashes, a newline and a control
+/// character; one-character fields; instants with microseconds, before and long after 2000
+/// and at the epoch; JSON details with nesting, escapes and text beyond ASCII.
+fn records_of_every_shape() -> Vec<store::NewAuditRecord> {
+    let texts = [
+        ("client:erp", "payment.create", "payment:1", None),
+        ("用户:财务部", "付款.审批", "payment:付款-2", Some("req-二")),
+        ("client:😀", "payment.cancel", "payment:é-3", Some("ß")),
+        (
+            "operator:o'brien",
+            "audit.\\read",
+            "object:\"quoted\"",
+            Some("r\n1"),
+        ),
+        ("a", "b", "c", Some("d")),
+        ("client:erp", "payment.create", "payment:6", None),
+    ];
+    let instants = [
+        instant_at(1_999_999_999, 999_999),
+        instant_at(946_684_799, 1),
+        instant_at(4_102_444_800, 500_000),
+        instant_at(1_700_000_000, 0),
+        instant_at(0, 7),
+        instant_at(1_800_000_000, 123_456),
+    ];
+    texts
+        .iter()
+        .zip(instants)
+        .enumerate()
+        .map(|(n, ((actor, action, object, request_id), at))| {
+            let mut r = record(actor, action, object);
+            r.at = at;
+            r.request_id = request_id.map(str::to_owned);
+            r.details = serde_json::json!({
+                "n": n,
+                "备注": "工资 ¥100.00 — «ok»",
+                "nested": {"list": [1, "二", null, true], "empty": {}, "esc": "a\"b\\c\u{1}"},
+            });
+            r
+        })
+        .collect()
 }
 
 fn instant_at(seconds: i64, micros: u32) -> chrono::DateTime<chrono::Utc> {
