@@ -49,6 +49,10 @@ use crate::events::EventRow;
 use crate::payments::CreateRows;
 use crate::{CreateOutcome, StoreError};
 
+/// The keys' reference to their payments (migration 0013), which a group's statement
+/// fails on when one of its creates has an end-to-end id that is already taken.
+const KEY_REFERENCE: &str = "idempotency_keys_payment_id_fkey";
+
 /// Most creates written in one statement.
 const GROUP_MAX: usize = 256;
 /// Group tasks: while one waits for its statement and its commit, another writes the next
@@ -107,9 +111,15 @@ async fn write_group(mut conn: PoolConnection<Postgres>, jobs: Vec<Job>) {
     });
     let written = match insert_group(&mut conn, &jobs).await {
         Ok((written, _audit_ids)) => written,
-        Err(e @ sqlx::Error::Database(_)) => {
+        Err(sqlx::Error::Database(e)) => {
             // The server refused the statement: nothing of the group is stored.
-            tracing::warn!(creates = jobs.len(), error = %e, "payment group refused; each create runs alone");
+            if e.constraint() == Some(KEY_REFERENCE) {
+                // A create whose end-to-end id is taken: a client's mistake, answered as
+                // such when its create runs alone (the module docs).
+                tracing::debug!(creates = jobs.len(), error = %e, "payment group refused: an end-to-end id is taken; each create runs alone");
+            } else {
+                tracing::warn!(creates = jobs.len(), error = %e, "payment group refused; each create runs alone");
+            }
             answer_alone(jobs);
             return;
         }
