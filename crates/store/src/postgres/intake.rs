@@ -23,12 +23,13 @@
 //! repeats a key or end-to-end id of an earlier create in the same group, is answered
 //! `Alone` and its caller runs the one-payment transaction of `payments.rs`, which answers
 //! each of those cases exactly as before; the rows it was grouped with are not affected
-//! (neither its key nor its payment is inserted). A group that the server refuses (its statement failed: nothing of it was
-//! committed) answers every create `Alone` too, to be tried again on its own; that is
-//! what a create whose end-to-end id is already taken does to its group (its key's
-//! reference to a payment that did not go in fails the statement), so such a create
-//! costs its group its shared commit, never a wrong answer. Only a statement whose outcome is unknown (the connection broke while it
-//! was in flight) answers `OutcomeUnknown`, as the one-payment path does.
+//! (neither its key nor its payment is inserted). A group that the server refuses (its
+//! statement failed: nothing of it was committed) answers every create `Alone` too, to be
+//! tried again on its own; that is what a create whose end-to-end id is already taken does
+//! to its group (its key's reference to a payment that did not go in fails the statement),
+//! so such a create costs its group its shared commit, never a wrong answer. Only a
+//! statement whose outcome is unknown (the connection broke while it was in flight) answers
+//! `OutcomeUnknown`, as the one-payment path does.
 //!
 //! Concurrency: groups insert their keys and payments ordered by key, so two groups
 //! racing for the same key wait on each other in one order; a group that waits for a
