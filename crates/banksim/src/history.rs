@@ -299,17 +299,29 @@ impl AccountHistory {
         self.entries.len()
     }
 
+    /// Every entry, newest first, with its running balance when it counts in
+    /// the balance: walked back from `booked_now`, each counted entry taken
+    /// off after it is passed.
+    fn newest_first(&self, booked_now: i64) -> impl Iterator<Item = (&StoredEntry, Option<i128>)> {
+        let mut after = i128::from(booked_now);
+        self.entries.iter().rev().map(move |stored| {
+            if !counts(&stored.entry) {
+                return (stored, None);
+            }
+            let balance = after;
+            after -= signed(&stored.entry);
+            (stored, Some(balance))
+        })
+    }
+
     /// Running balances aligned with `entries`, backwards from `booked_now`;
     /// `None` when one does not fit an i64.
     fn balances_after(&self, booked_now: i64) -> Option<Vec<Option<i64>>> {
-        let mut balances = vec![None; self.entries.len()];
-        let mut after = i128::from(booked_now);
-        for (slot, stored) in balances.iter_mut().zip(&self.entries).rev() {
-            if counts(&stored.entry) {
-                *slot = Some(i64::try_from(after).ok()?);
-                after -= signed(&stored.entry);
-            }
-        }
+        let mut balances = self
+            .newest_first(booked_now)
+            .map(|(_, balance)| balance.map(i64::try_from).transpose().ok())
+            .collect::<Option<Vec<_>>>()?;
+        balances.reverse();
         Some(balances)
     }
 
@@ -568,25 +580,13 @@ impl AccountHistory {
 
     /// The entry with sequence number `seq`, with its running balance.
     pub(crate) fn by_seq(&self, seq: u64, booked_now: i64) -> Option<SimEntry> {
-        // Walked from the newest entry back, as `balances_after` does, and
-        // stopped at the one asked for (usually the newest: an entry just
+        // Stopped at the one asked for (usually the newest: an entry just
         // added), instead of a balance for every entry.
-        let mut after = i128::from(booked_now);
-        for stored in self.entries.iter().rev() {
-            let counted = counts(&stored.entry);
-            if stored.seq == seq {
-                let balance = if counted {
-                    Some(i64::try_from(after).ok()?)
-                } else {
-                    None
-                };
-                return Some(Self::output(stored, balance));
-            }
-            if counted {
-                after -= signed(&stored.entry);
-            }
-        }
-        None
+        let (stored, balance) = self
+            .newest_first(booked_now)
+            .find(|(stored, _)| stored.seq == seq)?;
+        let balance = balance.map(i64::try_from).transpose().ok()?;
+        Some(Self::output(stored, balance))
     }
 }
 

@@ -55,10 +55,6 @@ const BACKEND: Backend = Backend::Postgres;
 
 /// The advisory lock key that orders audit inserts ("bdaudit" in ASCII).
 const AUDIT_ORDER_LOCK_KEY: i64 = 0x0062_6461_7564_6974;
-/// Defers an idempotency key's reference to its payment to the commit (migration 0013), so
-/// the key can go in before its payment (the one-payment path; an intake group's one
-/// statement needs no deferral: the reference is checked as the statement ends).
-const DEFER_KEY_REFERENCE: &str = "SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED";
 const IDLE_TIMEOUT_S: u64 = 600;
 const MAX_LIFETIME_S: u64 = 1_800;
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -199,6 +195,42 @@ fn only_id(ids: &[i64], table: &'static str) -> Result<i64, StoreError> {
     })
 }
 
+/// Audit records as the arrays `audit_append_linked` (migration 0016) takes, in order.
+pub(super) struct AuditColumns<'a> {
+    pub at: Vec<DateTime<Utc>>,
+    pub actor: Vec<&'a str>,
+    pub action: Vec<&'a str>,
+    pub object: Vec<&'a str>,
+    pub request_id: Vec<Option<&'a str>>,
+    pub outcome: Vec<&'a str>,
+    pub details: Vec<&'a str>,
+}
+
+impl<'a> AuditColumns<'a> {
+    pub(super) fn of(audits: impl ExactSizeIterator<Item = &'a AuditRow>) -> Self {
+        let n = audits.len();
+        let mut c = AuditColumns {
+            at: Vec::with_capacity(n),
+            actor: Vec::with_capacity(n),
+            action: Vec::with_capacity(n),
+            object: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            outcome: Vec::with_capacity(n),
+            details: Vec::with_capacity(n),
+        };
+        for a in audits {
+            c.at.push(a.at);
+            c.actor.push(a.actor.as_str());
+            c.action.push(a.action.as_str());
+            c.object.push(a.object.as_str());
+            c.request_id.push(a.request_id.as_deref());
+            c.outcome.push(a.outcome.as_str());
+            c.details.push(a.details.as_str());
+        }
+        c
+    }
+}
+
 /// Appends `audits` in order under one hold of the audit-order lock (held until commit);
 /// returns their ids. `audit_append_linked` (migration 0016) takes the lock, reads the
 /// chain's head, draws the ids and inserts the records linked after that head, or
@@ -210,31 +242,17 @@ pub(super) async fn append_audits(
     audits: &[&AuditRow],
 ) -> Result<Vec<i64>, StoreError> {
     const OP: &str = "appending audit records";
+    let c = AuditColumns::of(audits.iter().copied());
     let ids: Vec<i64> =
         sqlx::query_scalar("SELECT audit_append_linked($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(AUDIT_ORDER_LOCK_KEY)
-            .bind(audits.iter().map(|a| a.at).collect::<Vec<_>>())
-            .bind(audits.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
-            .bind(audits.iter().map(|a| a.action.as_str()).collect::<Vec<_>>())
-            .bind(audits.iter().map(|a| a.object.as_str()).collect::<Vec<_>>())
-            .bind(
-                audits
-                    .iter()
-                    .map(|a| a.request_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                audits
-                    .iter()
-                    .map(|a| a.outcome.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                audits
-                    .iter()
-                    .map(|a| a.details.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(&c.at)
+            .bind(&c.actor)
+            .bind(&c.action)
+            .bind(&c.object)
+            .bind(&c.request_id)
+            .bind(&c.outcome)
+            .bind(&c.details)
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| statement_error(BACKEND, OP, e))?;

@@ -46,13 +46,9 @@ pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
 
 /// Starts the group task(s) (`group.rs`); they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
-    GroupQueue::spawn(
-        pool,
-        GROUP_TASKS,
-        GROUP_MAX,
-        "BEGIN".to_owned(),
-        |tx, jobs| Box::pin(write_group(tx, jobs)),
-    )
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+        Box::pin(write_group(tx, jobs))
+    })
 }
 
 fn err(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {

@@ -65,16 +65,16 @@ pub(super) trait Opens: Sized + Send + 'static {
     /// statement's outcome unknown.
     const PING: bool;
 
-    /// Opens it; `begin` is the statement that begins a transaction, where there is one.
-    fn open<'a>(pool: &'a PgPool, begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>>;
+    /// Opens it.
+    fn open(pool: &PgPool) -> BoxFuture<'_, Result<Self, sqlx::Error>>;
 }
 
-/// A transaction begun with `begin`; the group's function ends it with [`commit`].
+/// A transaction; the group's function ends it with [`commit`].
 impl Opens for Transaction<'static, Postgres> {
     const PING: bool = false;
 
-    fn open<'a>(pool: &'a PgPool, begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
-        Box::pin(pool.begin_with(begin.to_owned()))
+    fn open(pool: &PgPool) -> BoxFuture<'_, Result<Self, sqlx::Error>> {
+        Box::pin(pool.begin())
     }
 }
 
@@ -83,7 +83,7 @@ impl Opens for Transaction<'static, Postgres> {
 impl Opens for PoolConnection<Postgres> {
     const PING: bool = true;
 
-    fn open<'a>(pool: &'a PgPool, _begin: &'a str) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
+    fn open(pool: &PgPool) -> BoxFuture<'_, Result<Self, sqlx::Error>> {
         Box::pin(pool.acquire())
     }
 }
@@ -145,17 +145,10 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     /// driven by that thread and an answer is taken up as soon as it arrives. The pool
     /// closes when the store's pool does. If the thread cannot start, the tasks run on the
     /// caller's runtime with the store's pool, as before.
-    ///
-    /// `begin` opens each group's transaction, where `C` is one: `BEGIN`, or `BEGIN`
-    /// followed by settings of the transaction, sent together as one simple query, so they
-    /// cost one round trip. A group written as one statement on a connection (`intake.rs`)
-    /// has neither BEGIN nor COMMIT. If the thread cannot start, the tasks are spawned on the
-    /// caller's tokio runtime.
     pub(super) fn spawn<C: Opens>(
         pool: PgPool,
         tasks: usize,
         max: usize,
-        begin: String,
         write: WriteGroup<R, D, C>,
     ) -> GroupQueue<R, D> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -169,7 +162,6 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
         let connect = (*pool.connect_options()).clone();
         let closed = pool.close_event();
         let on_thread = Arc::clone(&receiver);
-        let begin_on_thread = begin.clone();
         let started = std::thread::Builder::new()
             .name("bd-pg-group".to_owned())
             .spawn(move || {
@@ -188,13 +180,7 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
                     let own = options.connect_lazy_with(connect);
                     let mut group_tasks = tokio::task::JoinSet::new();
                     for _ in 0..tasks {
-                        group_tasks.spawn(run(
-                            own.clone(),
-                            Arc::clone(&on_thread),
-                            max,
-                            begin_on_thread.clone(),
-                            write,
-                        ));
+                        group_tasks.spawn(run(own.clone(), Arc::clone(&on_thread), max, write));
                     }
                     drop(on_thread);
                     let ended = async { while group_tasks.join_next().await.is_some() {} };
@@ -214,13 +200,7 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
         if let Err(e) = started {
             tracing::warn!(error = %e, "no thread for PostgreSQL write groups; they run on the caller's runtime");
             for _ in 0..tasks {
-                tokio::spawn(run(
-                    pool.clone(),
-                    Arc::clone(&receiver),
-                    max,
-                    begin.clone(),
-                    write,
-                ));
+                tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, write));
             }
         }
         GroupQueue { sender }
@@ -245,7 +225,6 @@ async fn run<R, D, C: Opens>(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<Job<R, D>>>>,
     max: usize,
-    begin: String,
     write: WriteGroup<R, D, C>,
 ) {
     let mut jobs = Vec::with_capacity(max);
@@ -257,7 +236,7 @@ async fn run<R, D, C: Opens>(
             return;
         }
         let group = std::mem::replace(&mut jobs, Vec::with_capacity(max));
-        match C::open(&pool, &begin).await {
+        match C::open(&pool).await {
             Ok(on) => write(on, group).await,
             Err(e) => {
                 tracing::warn!(jobs = group.len(), error = %e, "a write group could not begin; its jobs run alone");

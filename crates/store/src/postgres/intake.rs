@@ -43,8 +43,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::group::{self, GroupQueue};
-use super::BACKEND;
-use crate::codec::AuditRow;
+use super::{AuditColumns, BACKEND};
 use crate::error::statement_error;
 use crate::events::EventRow;
 use crate::payments::CreateRows;
@@ -70,7 +69,7 @@ pub(super) type GroupIntake = GroupQueue<CreateRows, CreateOutcome>;
 /// Starts the group tasks (`group.rs`); they end when the store is dropped. Each group is
 /// written on a connection with no transaction open: its one statement commits as it ends.
 pub(super) fn spawn(pool: PgPool) -> GroupIntake {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, String::new(), |conn, jobs| {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |conn, jobs| {
         Box::pin(write_group(conn, jobs))
     })
 }
@@ -111,7 +110,7 @@ async fn write_group(mut conn: PoolConnection<Postgres>, jobs: Vec<Job>) {
             .cmp(&(&b.rows.claim.client_id, &b.rows.claim.key))
     });
     let written = match insert_group(&mut conn, &jobs).await {
-        Ok((written, _audit_ids)) => written,
+        Ok(written) => written,
         Err(sqlx::Error::Database(e)) => {
             // The server refused the statement: nothing of the group is stored.
             if e.constraint() == Some(KEY_REFERENCE) {
@@ -175,8 +174,8 @@ WITH k AS (
          created_at, expires_at)
     SELECT u.client_id, u.key, u.request_hash, 'completed', u.status, u.body, u.payment_id,
            u.created_at, u.expires_at
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $7::text[],
+                $26::timestamptz[], $6::timestamptz[]) WITH ORDINALITY
          AS u(client_id, key, request_hash, status, body, payment_id, created_at,
               expires_at, ord)
     ORDER BY u.ord
@@ -193,11 +192,11 @@ WITH k AS (
            u.cred_bank_code, u.cred_bic, u.cred_bank_name, u.cred_type, u.remittance,
            u.purpose, u.e2e, u.exec_date, u.urgency, u.reference, u.status, FALSE, 0,
            u.next_at, 0, u.at, u.at, 1, u.behalf, u.approvals
-    FROM unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
-                $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
-                $19::text[], $20::text[], $21::text[], $22::text[], $23::date[],
-                $24::text[], $25::text[], $26::text[], $27::timestamptz[],
-                $28::timestamptz[], $29::text[], $30::int[]) WITH ORDINALITY
+    FROM unnest($7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
+                $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+                $17::text[], $18::text[], $19::text[], $20::text[], $21::date[],
+                $22::text[], $23::text[], $24::text[], $25::timestamptz[],
+                $26::timestamptz[], $27::text[], $28::int[]) WITH ORDINALITY
          AS u(id, client_id, debtor, amount, currency, cred_name, cred_account,
               cred_bank_code, cred_bic, cred_bank_name, cred_type, remittance, purpose,
               e2e, exec_date, urgency, reference, status, next_at, at, behalf, approvals,
@@ -212,8 +211,8 @@ WITH k AS (
          actor, request_id)
     SELECT u.payment_id, u.seq, u.at, u.from_status, u.to_status, u.cause, NULL, NULL,
            u.actor, u.request_id
-    FROM unnest($31::text[], $32::bigint[], $33::timestamptz[], $34::text[], $35::text[],
-                $36::text[], $37::text[], $38::text[])
+    FROM unnest($29::text[], $30::bigint[], $31::timestamptz[], $32::text[], $33::text[],
+                $34::text[], $35::text[], $36::text[])
          AS u(payment_id, seq, at, from_status, to_status, cause, actor, request_id)
     WHERE u.payment_id IN (SELECT p.id FROM p)
     RETURNING 1
@@ -223,8 +222,8 @@ WITH k AS (
          data)
     SELECT u.id, u.type, u.version, u.object_type, u.object_id, u.object_seq, u.account_id,
            u.occurred_at, u.data::jsonb
-    FROM unnest($39::text[], $40::text[], $41::int[], $42::text[], $43::text[],
-                $44::bigint[], $45::text[], $46::timestamptz[], $47::text[], $9::text[])
+    FROM unnest($37::text[], $38::text[], $39::int[], $40::text[], $41::text[],
+                $42::bigint[], $43::text[], $44::timestamptz[], $45::text[], $7::text[])
          WITH ORDINALITY
          AS u(id, type, version, object_type, object_id, object_seq, account_id,
               occurred_at, data, payment_id, ord)
@@ -239,13 +238,13 @@ WITH k AS (
            array_agg(u.request_id ORDER BY u.ord) AS request_ids,
            array_agg(u.outcome ORDER BY u.ord) AS outcomes,
            array_agg(u.details ORDER BY u.ord) AS details
-    FROM unnest($9::text[], $48::timestamptz[], $49::text[], $50::text[], $51::text[],
-                $52::text[], $53::text[], $54::text[]) WITH ORDINALITY
+    FROM unnest($7::text[], $46::timestamptz[], $47::text[], $48::text[], $49::text[],
+                $50::text[], $51::text[], $52::text[]) WITH ORDINALITY
          AS u(payment_id, at, actor, action, object, request_id, outcome, details, ord)
     WHERE u.payment_id IN (SELECT p.id FROM p)
 )
 SELECT pp.ids,
-       audit_append_linked($55, a.ats, a.actors, a.actions, a.objects, a.request_ids,
+       audit_append_linked($53, a.ats, a.actors, a.actions, a.objects, a.request_ids,
                            a.outcomes, a.details)
 FROM (SELECT coalesce(array_agg(p.id), '{}') FROM p) AS pp(ids),
      -- Read here so that every insert has run before the lock is taken.
@@ -253,11 +252,8 @@ FROM (SELECT coalesce(array_agg(p.id), '{}') FROM p) AS pp(ids),
      (SELECT count(*) FROM e) AS ee(n),
      a";
 
-/// What `GROUP_SQL` answers: the ids of the payments that went in and of their audit
-/// records (drawn in the same order).
-type GroupAnswer = (Vec<String>, Vec<i64>);
-
-async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnswer, sqlx::Error> {
+/// Runs `GROUP_SQL` for `jobs`; answers the ids of the payments that went in.
+async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<Vec<String>, sqlx::Error> {
     let n = jobs.len();
     // 1. Keys.
     let mut k_client = Vec::with_capacity(n);
@@ -265,8 +261,6 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
     let mut k_hash = Vec::with_capacity(n);
     let mut k_status = Vec::with_capacity(n);
     let mut k_body = Vec::with_capacity(n);
-    let mut k_payment = Vec::with_capacity(n);
-    let mut k_created = Vec::with_capacity(n);
     let mut k_expires = Vec::with_capacity(n);
     // 2. Payments.
     let mut id = Vec::with_capacity(n);
@@ -310,8 +304,6 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
         k_hash.push(c.request_hash.as_str());
         k_status.push(i32::from(c.response_status));
         k_body.push(c.response_body.as_str());
-        k_payment.push(p.id.as_str());
-        k_created.push(r.audit.at);
         k_expires.push(c.expires_at);
 
         id.push(p.id.as_str());
@@ -351,22 +343,15 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
         }
     }
     // 5. Audit records, one per create, filtered with the payments in the statement.
-    let audits: Vec<&AuditRow> = jobs.iter().map(|j| &j.rows.audit).collect();
-    let a_at: Vec<DateTime<Utc>> = audits.iter().map(|a| a.at).collect();
-    let a_actor: Vec<&str> = audits.iter().map(|a| a.actor.as_str()).collect();
-    let a_action: Vec<&str> = audits.iter().map(|a| a.action.as_str()).collect();
-    let a_object: Vec<&str> = audits.iter().map(|a| a.object.as_str()).collect();
-    let a_request: Vec<Option<&str>> = audits.iter().map(|a| a.request_id.as_deref()).collect();
-    let a_outcome: Vec<&str> = audits.iter().map(|a| a.outcome.as_str()).collect();
-    let a_details: Vec<&str> = audits.iter().map(|a| a.details.as_str()).collect();
-    sqlx::query_as::<_, GroupAnswer>(GROUP_SQL)
+    let audits = AuditColumns::of(jobs.iter().map(|j| &j.rows.audit));
+    // The first column: the ids of the payments that went in (the second, the audit ids,
+    // follows from them).
+    sqlx::query_scalar::<_, Vec<String>>(GROUP_SQL)
         .bind(&k_client)
         .bind(&k_key)
         .bind(&k_hash)
         .bind(&k_status)
         .bind(&k_body)
-        .bind(&k_payment)
-        .bind(&k_created)
         .bind(&k_expires)
         .bind(&id)
         .bind(&client_id)
@@ -407,13 +392,13 @@ async fn insert_group(conn: &mut PgConnection, jobs: &[Job]) -> Result<GroupAnsw
         .bind(&events.account_id)
         .bind(&events.occurred_at)
         .bind(&events.data)
-        .bind(&a_at)
-        .bind(&a_actor)
-        .bind(&a_action)
-        .bind(&a_object)
-        .bind(&a_request)
-        .bind(&a_outcome)
-        .bind(&a_details)
+        .bind(&audits.at)
+        .bind(&audits.actor)
+        .bind(&audits.action)
+        .bind(&audits.object)
+        .bind(&audits.request_id)
+        .bind(&audits.outcome)
+        .bind(&audits.details)
         .bind(super::AUDIT_ORDER_LOCK_KEY)
         .fetch_one(&mut *conn)
         .await

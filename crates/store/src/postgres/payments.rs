@@ -88,7 +88,7 @@ impl PaymentTx for PgPayments<'_> {
         payment_id: &str,
     ) -> Result<bool, StoreError> {
         // Its payment goes in next; the reference is checked at commit (migration 0013).
-        sqlx::query(super::DEFER_KEY_REFERENCE)
+        sqlx::query("SET CONSTRAINTS idempotency_keys_payment_id_fkey DEFERRED")
             .execute(&mut *self.conn)
             .await
             .map_err(err)?;
