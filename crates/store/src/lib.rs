@@ -412,7 +412,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// one of `statuses` with `next_attempt_at <= now` and no live lease (none, or expired
     /// before `now`), oldest due first, to `lease_owner` until `now + lease_duration_ms`
     /// (at most [`LEASE_DURATION_MAX_MS`]), each with a fencing token one above its last.
-    /// Concurrent claimers never get the same payment.
+    /// Concurrent claimers never get the same payment. A claimed payment is due again when
+    /// its lease ends (`next_attempt_at` = the lease's end): a holder that writes nothing
+    /// back loses it to the next claim then, and a claim's scan of the due payments meets
+    /// none that another holds (left due, they would sort first and every claim would walk
+    /// past all of them). Returned in id order.
     async fn claim_due_payments(
         &self,
         statuses: &[&str],
@@ -430,14 +434,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<StoredPayment>, StoreError>;
-
-    /// Clears the lease if the payment still carries `fencing_token`; else
-    /// [`StoreError::Conflict`]. The token is kept (the next claim draws a larger one).
-    async fn release_lease(
-        &self,
-        id: &domain::PaymentId,
-        fencing_token: i64,
-    ) -> Result<(), StoreError>;
 
     /// Sets when the workers look at the payment next (`None`: not until
     /// something else changes it) and releases the lease, if the payment

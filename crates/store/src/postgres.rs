@@ -1059,21 +1059,9 @@ impl Store for PgStore {
                 payment,
             })
             .collect();
-        // RETURNING gives no order; hand them out oldest due first, as picked.
-        claimed.sort_by(|a, b| {
-            (a.payment.next_attempt_at, a.payment.instruction.id.as_str())
-                .cmp(&(b.payment.next_attempt_at, b.payment.instruction.id.as_str()))
-        });
+        // RETURNING gives no order (and every claimed payment is now due at its lease's end).
+        claimed.sort_by(|a, b| a.payment.instruction.id.cmp(&b.payment.instruction.id));
         Ok(claimed)
-    }
-
-    async fn release_lease(
-        &self,
-        id: &domain::PaymentId,
-        fencing_token: i64,
-    ) -> Result<(), StoreError> {
-        self.end_lease(id, fencing_token, None, "releasing a payment lease")
-            .await
     }
 
     async fn reschedule_payment(
@@ -1085,8 +1073,31 @@ impl Store for PgStore {
         let next = next_attempt_at
             .map(|t| codec::instant(t, "next attempt"))
             .transpose()?;
-        self.end_lease(id, fencing_token, Some(next), "rescheduling a payment")
-            .await
+        let id = id.as_str().to_owned();
+        let what = "rescheduling a payment";
+        self.write(what, move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE payments SET \
+                       next_attempt_at = $1, \
+                       lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
+                     WHERE id = $2 AND fencing_token = $3",
+                )
+                .bind(next)
+                .bind(&id)
+                .bind(fencing_token)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| statement_error(BACKEND, what, e))?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    let current = payments::current(conn, &id).await?;
+                    Err(pay::release_failure(&id, current))
+                }
+            })
+        })
+        .await
     }
 
     async fn create_batch(
@@ -1406,44 +1417,5 @@ impl Store for PgStore {
 
     async fn bank_reference_object(&self, reference: &str) -> Result<Option<String>, StoreError> {
         exchanges::reference_object(self, reference).await
-    }
-}
-
-impl PgStore {
-    /// Clears the lease of a payment that still carries `fencing_token`, and
-    /// sets its next due time when `next` is given (`Some(None)`: not due).
-    async fn end_lease(
-        &self,
-        id: &domain::PaymentId,
-        fencing_token: i64,
-        next: Option<Option<DateTime<Utc>>>,
-        what: &'static str,
-    ) -> Result<(), StoreError> {
-        let id = id.as_str().to_owned();
-        let set_next = next.is_some();
-        self.write(what, move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE payments SET \
-                       next_attempt_at = CASE WHEN $1 THEN $2::timestamptz ELSE next_attempt_at END, \
-                       lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
-                     WHERE id = $3 AND fencing_token = $4",
-                )
-                .bind(set_next)
-                .bind(next.flatten())
-                .bind(&id)
-                .bind(fencing_token)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| statement_error(BACKEND, what, e))?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    let current = payments::current(conn, &id).await?;
-                    Err(pay::release_failure(&id, current))
-                }
-            })
-        })
-        .await
     }
 }

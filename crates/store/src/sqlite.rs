@@ -1199,21 +1199,9 @@ impl Store for SqliteStore {
                 payment,
             })
             .collect();
-        // RETURNING gives no order; hand them out oldest due first, as picked.
-        claimed.sort_by(|a, b| {
-            (a.payment.next_attempt_at, a.payment.instruction.id.as_str())
-                .cmp(&(b.payment.next_attempt_at, b.payment.instruction.id.as_str()))
-        });
+        // RETURNING gives no order (and every claimed payment is now due at its lease's end).
+        claimed.sort_by(|a, b| a.payment.instruction.id.cmp(&b.payment.instruction.id));
         Ok(claimed)
-    }
-
-    async fn release_lease(
-        &self,
-        id: &domain::PaymentId,
-        fencing_token: i64,
-    ) -> Result<(), StoreError> {
-        self.end_lease(id, fencing_token, None, "releasing a payment lease")
-            .await
     }
 
     async fn reschedule_payment(
@@ -1225,8 +1213,31 @@ impl Store for SqliteStore {
         let next = next_attempt_at
             .map(|t| codec::instant(t, "next attempt"))
             .transpose()?;
-        self.end_lease(id, fencing_token, Some(next), "rescheduling a payment")
-            .await
+        let id = id.as_str().to_owned();
+        let what = "rescheduling a payment";
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE payments SET \
+                       next_attempt_at = ?, \
+                       lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
+                     WHERE id = ? AND fencing_token = ?",
+                )
+                .bind(next.map(codec::instant_text))
+                .bind(&id)
+                .bind(fencing_token)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| statement_error(BACKEND, what, e))?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    let current = payments::current(conn, &id).await?;
+                    Err(pay::release_failure(&id, current))
+                }
+            })
+        })
+        .await
     }
 
     async fn create_batch(
@@ -1558,43 +1569,6 @@ impl SqliteStore {
             .acquire()
             .await
             .map_err(|e| statement_error(BACKEND, "taking a read connection", e))
-    }
-
-    /// Clears the lease of a payment that still carries `fencing_token`, and
-    /// sets its next due time when `next` is given (`Some(None)`: not due).
-    async fn end_lease(
-        &self,
-        id: &domain::PaymentId,
-        fencing_token: i64,
-        next: Option<Option<DateTime<Utc>>>,
-        what: &'static str,
-    ) -> Result<(), StoreError> {
-        let id = id.as_str().to_owned();
-        let set_next = next.is_some();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE payments SET \
-                       next_attempt_at = CASE WHEN ? THEN ? ELSE next_attempt_at END, \
-                       lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
-                     WHERE id = ? AND fencing_token = ?",
-                )
-                .bind(set_next)
-                .bind(next.flatten().map(codec::instant_text))
-                .bind(&id)
-                .bind(fencing_token)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| statement_error(BACKEND, what, e))?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    let current = payments::current(conn, &id).await?;
-                    Err(pay::release_failure(&id, current))
-                }
-            })
-        })
-        .await
     }
 }
 

@@ -323,7 +323,8 @@ pub(super) fn returning_payment_columns() -> &'static str {
 }
 
 /// Claims due payments in one statement: the CTE picks and locks candidates, skipping rows
-/// another claimer holds, and the UPDATE leases them and draws a new fencing token.
+/// another claimer holds, and the UPDATE leases them, draws a new fencing token and makes
+/// each due again when its lease ends (`Store::claim_due_payments` says why).
 pub(super) async fn claim(
     conn: &mut PgConnection,
     statuses: Vec<String>,
@@ -349,7 +350,7 @@ pub(super) async fn claim(
            ORDER BY next_attempt_at, id \
            LIMIT $5 \
            FOR UPDATE SKIP LOCKED) \
-         UPDATE payments p SET lease_owner = $3, lease_expires_at = $4, \
+         UPDATE payments p SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4, \
            fencing_token = p.fencing_token + 1, version = p.version + 1 \
          FROM due WHERE p.id = due.id \
          RETURNING {columns}"

@@ -314,6 +314,9 @@ pub(super) async fn claim(
         .push_bind(lease_owner.to_owned())
         .push(", lease_expires_at = ")
         .push_bind(codec::instant_text(lease_expires_at))
+        // Due again when the lease ends (`Store::claim_due_payments` says why).
+        .push(", next_attempt_at = ")
+        .push_bind(codec::instant_text(lease_expires_at))
         // A lease is not a change of the payment: `updated_at` keeps the time
         // of its last transition (the poller measures the return window from it).
         .push(", fencing_token = fencing_token + 1, version = version + 1")

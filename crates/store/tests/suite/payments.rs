@@ -1070,6 +1070,8 @@ pub(crate) async fn payments_leases_expire_and_reclaims_draw_larger_tokens(db: T
     assert_eq!(first.len(), 1);
     assert_eq!(id_of(&first[0].payment), id);
     assert_eq!(first[0].payment.lease_expires_at, Some(instant(30, 0)));
+    // Due again when the lease ends, should its holder write nothing back.
+    assert_eq!(first[0].payment.next_attempt_at, Some(instant(30, 0)));
     // Held: nobody else gets it while the lease lives.
     assert!(store
         .claim_due_payments(&["queued"], instant(29, 0), "w2", 10_000, 10)
@@ -1132,13 +1134,18 @@ pub(crate) async fn payments_leases_expire_and_reclaims_draw_larger_tokens(db: T
         )
         .await;
     assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
-    // Releasing with a stale token fails; with the current one it frees the payment.
+    // The second claimer holds it until 50, when it would be due again.
+    assert_eq!(second[0].payment.next_attempt_at, Some(instant(50, 0)));
+    // Rescheduling with a stale token fails; with the current one it frees the payment,
+    // due at the time given.
     assert!(matches!(
-        store.release_lease(&id, first[0].fencing_token).await,
+        store
+            .reschedule_payment(&id, first[0].fencing_token, Some(instant(41, 0)))
+            .await,
         Err(StoreError::Conflict { .. })
     ));
     store
-        .release_lease(&id, second[0].fencing_token)
+        .reschedule_payment(&id, second[0].fencing_token, Some(instant(41, 0)))
         .await
         .unwrap();
     let third = store
@@ -1147,6 +1154,18 @@ pub(crate) async fn payments_leases_expire_and_reclaims_draw_larger_tokens(db: T
         .unwrap();
     assert_eq!(third.len(), 1);
     assert_eq!(third[0].fencing_token, second[0].fencing_token + 1);
+    // Its holder writes nothing back: held until its lease ends at 51, then claimed again.
+    assert!(store
+        .claim_due_payments(&["unknown"], instant(50, 0), "w4", 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let fourth = store
+        .claim_due_payments(&["unknown"], instant(52, 0), "w4", 10_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(fourth.len(), 1);
+    assert_eq!(fourth[0].fencing_token, third[0].fencing_token + 1);
     // The other payment was never touched.
     let untouched = store.get_payment(&id_of(&later)).await.unwrap().unwrap();
     assert_eq!(untouched.fencing_token, 0);
