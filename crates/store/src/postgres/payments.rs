@@ -335,8 +335,9 @@ pub(super) async fn claim(
 ) -> Result<Vec<StoredPayment>, StoreError> {
     let columns = returning_payment_columns();
     // One status (the dispatcher's `queued`) is compared with `=`: PostgreSQL then reads
-    // `payments_due` in `next_attempt_at` order and stops at the limit. With `= ANY` it
-    // reads every due row of the status and sorts them all, at every claim.
+    // `payments_due` (status, next_attempt_at, id: migration 0017) in the claim's order
+    // and stops at the limit. With `= ANY` it reads every due row of the statuses and
+    // sorts them all, at every claim.
     let status = if statuses.len() == 1 {
         "status = $1[1]"
     } else {
