@@ -6,21 +6,23 @@
 //! audit insert holds the audit-order lock until its commit has flushed, so one exchange per
 //! transaction meant one exchange per commit flush across the cluster, and every dispatched
 //! payment records one (BENCHMARKS.md, issue 5). One group task takes the exchanges
-//! queued (up to [`GROUP_MAX`]), inserts their rows and references in ONE transaction, with
-//! three statements for the whole group ([`insert_group_rows`]), then appends all their
-//! audit records in one statement under one hold of the lock, and commits (`group.rs`).
+//! queued (up to [`GROUP_MAX`]), draws their ids, and writes their rows, references and
+//! audit records with ONE statement ([`GROUP_SQL`]) outside any explicit transaction, so
+//! the server commits it as it ends, as intake's groups are (`intake.rs`): the lock is
+//! held from the audit append to the end of the commit with no round trip to the gateway
+//! in between. (In a transaction it was held across the COMMIT's round trip too, and in a
+//! dispatch two in three of the lock's holds were exchange groups: BENCHMARKS.md.)
 //! An exchange has no outcome of its own to keep apart (its rows were checked before it was
-//! queued), so there are no savepoints: when anything in the group fails, nothing of it was
-//! stored and each exchange is handed back to run in a transaction of its own, where a
-//! faulty one fails alone. Only a COMMIT whose outcome is unknown answers `OutcomeUnknown`,
-//! as the one-exchange path does.
+//! queued): when the server refuses the statement, nothing of the group was stored and
+//! each exchange runs alone, the same statement for it only, where a faulty one fails
+//! alone. Only a statement whose answer was lost answers `OutcomeUnknown`.
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres};
 
-use super::append_audits;
-use super::group::{self, CommitFailed, GroupQueue};
-use super::{PgStore, BACKEND};
+use super::group::{self, GroupQueue};
+use super::{AuditColumns, PgStore, AUDIT_ORDER_LOCK_KEY, BACKEND};
 use crate::codec::{self, AuditRow};
 use crate::error::statement_error;
 use crate::exchanges::{
@@ -28,7 +30,7 @@ use crate::exchanges::{
 };
 use crate::{NewAuditRecord, StoreError};
 
-/// Most exchanges written in one transaction.
+/// Most exchanges written in one statement.
 const GROUP_MAX: usize = 128;
 /// Group tasks: one, for the reason given at `transitions.rs`'s `GROUP_TASKS` (measured
 /// together with it).
@@ -46,8 +48,8 @@ pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
 
 /// Starts the group task(s) (`group.rs`); they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
-        Box::pin(write_group(tx, jobs))
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |conn, jobs| {
+        Box::pin(write_group(conn, jobs))
     })
 }
 
@@ -86,41 +88,39 @@ pub(super) async fn record(
         group::Grouped::Done(id) => return Ok(id),
         group::Grouped::Alone(rows) => *rows,
     };
-    store
-        .write("recording a bank exchange", move |conn| {
-            Box::pin(async move {
-                let id = super::only_id(
-                    &insert_group_rows(conn, &[&rows.new]).await?,
-                    "bank_exchanges",
-                )?;
-                let audit = shared::audit_row(rows.audit, id)?;
-                super::insert_audit(conn, &audit).await?;
-                Ok(id)
-            })
-        })
-        .await
+    const OP: &str = "recording a bank exchange";
+    let mut conn = store.read_conn().await?;
+    match write_rows(&mut conn, &[&rows]).await {
+        Ok(ids) => super::only_id(&ids, "bank_exchanges"),
+        Err(Failed::Invalid(e)) => Err(e),
+        Err(Failed::Refused(e)) => Err(statement_error(BACKEND, OP, e)),
+        Err(Failed::Unknown(e)) => Err(StoreError::OutcomeUnknown {
+            backend: BACKEND,
+            source: e,
+        }),
+    }
 }
 
 /// Writes one group; see the module documentation.
-async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
-    let ids = match write_rows(&mut tx, &jobs).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            // Dropping `tx` rolls the group back: nothing of it is stored.
-            drop(tx);
-            tracing::warn!(error = %e, "bank exchange group rolled back; its exchanges run alone");
-            jobs.into_iter().for_each(Job::alone);
-            return;
-        }
-    };
-    match group::commit(tx, "bank exchange group", jobs.len()).await {
-        Ok(()) => {
+async fn write_group(mut conn: PoolConnection<Postgres>, jobs: Vec<Job>) {
+    let rows: Vec<&ExchangeRows> = jobs.iter().map(|j| &*j.rows).collect();
+    match write_rows(&mut conn, &rows).await {
+        Ok(ids) => {
             for (job, id) in jobs.into_iter().zip(ids) {
                 job.done(id);
             }
         }
-        Err(CommitFailed::Refused) => jobs.into_iter().for_each(Job::alone),
-        Err(CommitFailed::Unknown(reason)) => {
+        Err(Failed::Invalid(e)) => {
+            tracing::warn!(exchanges = jobs.len(), error = %e, "bank exchange group not written; its exchanges run alone");
+            jobs.into_iter().for_each(Job::alone);
+        }
+        Err(Failed::Refused(e)) => {
+            tracing::warn!(exchanges = jobs.len(), error = %e, "bank exchange group refused; its exchanges run alone");
+            jobs.into_iter().for_each(Job::alone);
+        }
+        Err(Failed::Unknown(e)) => {
+            tracing::error!(exchanges = jobs.len(), error = %e, "bank exchange group outcome unknown");
+            let reason = e.to_string();
             for job in jobs {
                 job.answer(Err(group::outcome_unknown(&reason)));
             }
@@ -128,49 +128,77 @@ async fn write_group(mut tx: Transaction<'static, Postgres>, jobs: Vec<Job>) {
     }
 }
 
-/// The group's rows and references, then all its audit records in one statement; the
-/// exchanges' ids in the jobs' order.
-async fn write_rows(conn: &mut PgConnection, jobs: &[Job]) -> Result<Vec<i64>, StoreError> {
-    let news: Vec<&NewBankExchange> = jobs.iter().map(|j| &j.rows.new).collect();
-    let ids = insert_group_rows(conn, &news).await?;
-    let mut audits: Vec<AuditRow> = Vec::with_capacity(jobs.len());
-    for (job, id) in jobs.iter().zip(&ids) {
-        audits.push(shared::audit_row(job.rows.audit.clone(), *id)?);
-    }
-    append_audits(conn, &audits.iter().collect::<Vec<_>>()).await?;
-    Ok(ids)
+/// Why [`write_rows`] wrote nothing, or may have.
+enum Failed {
+    /// Refused before anything was sent to write (an audit record that cannot be built, or
+    /// the ids not drawn): nothing is stored.
+    Invalid(StoreError),
+    /// The server refused the statement: nothing of it is stored.
+    Refused(sqlx::Error),
+    /// The statement was sent and no answer came back: stored or not, nobody knows.
+    Unknown(sqlx::Error),
 }
 
-/// Exchange rows and references in three statements, whatever their number (a group's, or
-/// one exchange's on its own; row by row, it was two round trips per exchange inside a
-/// group's transaction): the ids are
-/// drawn first, so each exchange knows its own without relying on the order `RETURNING`
-/// gives, then every row goes in with one `INSERT … FROM unnest(…)`, then every reference.
-/// Returns the ids in the order of `news`.
-async fn insert_group_rows(
-    conn: &mut PgConnection,
-    news: &[&NewBankExchange],
-) -> Result<Vec<i64>, StoreError> {
-    const OP: &str = "recording a group of bank exchanges";
-    let n = i32::try_from(news.len()).map_err(|_| StoreError::Invalid {
-        reason: format!("{} bank exchanges in one group", news.len()),
+/// The exchanges, their references and their audit records in ONE statement (the
+/// module documentation): first the ids are drawn, so each audit record can name its
+/// exchange. Every array's order is `rows`'; the rows go in with `unnest`, so the text
+/// never changes with the group's size and stays prepared.
+/// 1. `x`, `r`: the exchanges and their references.
+/// 2. Last, once both inserts have run (the call reads their counts), the audit records
+///    in `rows`' order: `audit_append_linked` (migration 0016) takes the audit-order lock,
+///    links them after the chain's head and inserts them.
+const GROUP_SQL: &str = "\
+WITH x AS (
+    INSERT INTO bank_exchanges (id, at, bank_id, connection_id, function, reference, outcome,
+        bank_code, elapsed_ms, request_masked, request_truncated, response_masked,
+        response_truncated)
+    OVERRIDING SYSTEM VALUE
+    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::boolean[],
+        $12::text[], $13::boolean[])
+    RETURNING 1
+), r AS (
+    INSERT INTO bank_exchange_references (reference, exchange_id)
+    SELECT * FROM unnest($14::text[], $15::bigint[])
+    RETURNING 1
+)
+SELECT audit_append_linked($16, $17, $18, $19, $20, $21, $22, $23)
+FROM (SELECT count(*) FROM x) AS xx(n),
+     -- Read here so that both inserts have run before the lock is taken.
+     (SELECT count(*) FROM r) AS rr(n)";
+
+/// Writes `rows` (a group's, or one exchange's on its own); returns their ids in order.
+async fn write_rows(conn: &mut PgConnection, rows: &[&ExchangeRows]) -> Result<Vec<i64>, Failed> {
+    let n = i32::try_from(rows.len()).map_err(|_| {
+        Failed::Invalid(StoreError::Invalid {
+            reason: format!("{} bank exchanges in one group", rows.len()),
+        })
     })?;
+    // The sequence is looked up once, not once per id.
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence('bank_exchanges', 'id')) \
-         FROM generate_series(1, $1)",
+        "SELECT nextval(q.seq) \
+         FROM (SELECT pg_get_serial_sequence('bank_exchanges', 'id')::regclass) AS q(seq), \
+              generate_series(1, $1)",
     )
     .bind(n)
     .fetch_all(&mut *conn)
     .await
-    .map_err(err(OP))?;
-    if ids.len() != news.len() {
-        return Err(StoreError::Corrupt {
+    .map_err(|e| Failed::Invalid(statement_error(BACKEND, "drawing bank exchange ids", e)))?;
+    if ids.len() != rows.len() {
+        return Err(Failed::Invalid(StoreError::Corrupt {
             table: "bank_exchanges",
             column: "id",
-            reason: format!("{} ids drawn for {} exchanges", ids.len(), news.len()),
-        });
+            reason: format!("{} ids drawn for {} exchanges", ids.len(), rows.len()),
+        }));
     }
-    let len = news.len();
+    let audits = rows
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| shared::audit_row(r.audit.clone(), *id))
+        .collect::<Result<Vec<AuditRow>, StoreError>>()
+        .map_err(Failed::Invalid)?;
+    let a = AuditColumns::of(audits.iter());
+    let len = rows.len();
     let mut at = Vec::with_capacity(len);
     let mut bank_id = Vec::with_capacity(len);
     let mut connection_id = Vec::with_capacity(len);
@@ -184,7 +212,8 @@ async fn insert_group_rows(
     let mut response_masked: Vec<Option<&str>> = Vec::with_capacity(len);
     let mut response_truncated = Vec::with_capacity(len);
     let (mut ref_text, mut ref_id): (Vec<&str>, Vec<i64>) = (Vec::new(), Vec::new());
-    for (new, id) in news.iter().zip(&ids) {
+    for (row, id) in rows.iter().zip(&ids) {
+        let new = &row.new;
         at.push(new.at);
         bank_id.push(new.bank_id.as_str());
         connection_id.push(new.connection_id.as_str());
@@ -203,42 +232,36 @@ async fn insert_group_rows(
             ref_id.push(*id);
         }
     }
-    sqlx::query(
-        "INSERT INTO bank_exchanges (id, at, bank_id, connection_id, function, reference, \
-           outcome, bank_code, elapsed_ms, request_masked, request_truncated, \
-           response_masked, response_truncated) \
-         OVERRIDING SYSTEM VALUE \
-         SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], \
-           $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], \
-           $11::boolean[], $12::text[], $13::boolean[])",
-    )
-    .bind(&ids)
-    .bind(&at)
-    .bind(&bank_id)
-    .bind(&connection_id)
-    .bind(&function)
-    .bind(&reference)
-    .bind(&outcome)
-    .bind(&bank_code)
-    .bind(&elapsed_ms)
-    .bind(&request_masked)
-    .bind(&request_truncated)
-    .bind(&response_masked)
-    .bind(&response_truncated)
-    .execute(&mut *conn)
-    .await
-    .map_err(err(OP))?;
-    if !ref_text.is_empty() {
-        sqlx::query(
-            "INSERT INTO bank_exchange_references (reference, exchange_id) \
-             SELECT * FROM unnest($1::text[], $2::bigint[])",
-        )
+    sqlx::query(GROUP_SQL)
+        .bind(&ids)
+        .bind(&at)
+        .bind(&bank_id)
+        .bind(&connection_id)
+        .bind(&function)
+        .bind(&reference)
+        .bind(&outcome)
+        .bind(&bank_code)
+        .bind(&elapsed_ms)
+        .bind(&request_masked)
+        .bind(&request_truncated)
+        .bind(&response_masked)
+        .bind(&response_truncated)
         .bind(&ref_text)
         .bind(&ref_id)
+        .bind(AUDIT_ORDER_LOCK_KEY)
+        .bind(&a.at)
+        .bind(&a.actor)
+        .bind(&a.action)
+        .bind(&a.object)
+        .bind(&a.request_id)
+        .bind(&a.outcome)
+        .bind(&a.details)
         .execute(&mut *conn)
         .await
-        .map_err(err(OP))?;
-    }
+        .map_err(|e| match e {
+            sqlx::Error::Database(_) => Failed::Refused(e),
+            other => Failed::Unknown(other),
+        })?;
     Ok(ids)
 }
 
