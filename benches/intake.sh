@@ -524,9 +524,9 @@ for backend in $BENCH_BACKENDS; do
     m0=$(machine_busy_s); s0=$(proc_cpu_s "$SIM_PID"); t0=$(date +%s.%N)
     start_gateway "$DISPATCH_URL" true
     g0=$(proc_cpu_s "$GW_PID")
-    # One probe process on one connection, counting on the work queue's
-    # indexes every 0.2 s (a process and three full scans per poll were ~6 %
-    # of PostgreSQL's time during this phase; one full scan, 3.5 %).
+    # One probe process on one connection, counting on the status index every
+    # 0.2 s (a process and three full scans per poll were ~6 % of PostgreSQL's
+    # time during this phase).
     "$SB" wait-dispatched "${DB_ARGS[@]}" --timeout-s "$BENCH_DISPATCH_TIMEOUT_S" --while-pid "$GW_PID" \
         || die "$label: dispatch did not finish: $(payments_line)"
     t1=$(date +%s.%N); g1=$(proc_cpu_s "$GW_PID"); s1=$(proc_cpu_s "$SIM_PID"); m1=$(machine_busy_s)

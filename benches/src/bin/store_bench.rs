@@ -102,8 +102,8 @@ enum Command {
     },
     /// Wait, on one connection, until no payment is `queued` or `submitting` (read only).
     ///
-    /// The dispatch phase's progress probe: one cheap count on the work queue's indexes
-    /// every `--interval-ms`, instead of a process and three full scans per poll. Exits 1 after
+    /// The dispatch phase's progress probe: one cheap count on the status index every
+    /// `--interval-ms`, instead of a process and three full scans per poll. Exits 1 after
     /// `--timeout-s`, or once the process `--while-pid` (the gateway) has gone.
     ///
     /// Example: store-bench wait-dispatched --sqlite gw.db --timeout-s 300 --while-pid 4242
@@ -574,16 +574,8 @@ async fn payments(db: &Db) -> Result<(), String> {
     Ok(())
 }
 
-/// Payments the dispatcher still has to send: `queued` (always due: `next_attempt_at` is
-/// set) or `submitting` (always leased until answered). Written so that both databases
-/// count them on the work queue's partial indexes (`payments_due`, `payments_lease`): as
-/// `status IN (…)` it was a scan of the whole table at every poll, on PostgreSQL 6.5 ms and
-/// 3.5 % of the server's time during dispatch (BENCHMARKS.md, issue 5). A payment in either
-/// status without them would not be counted; the phase's closing count of every status
-/// would show it.
-const UNSENT: &str = "SELECT \
-    (SELECT count(*) FROM payments WHERE status = 'queued' AND next_attempt_at IS NOT NULL) \
-    + (SELECT count(*) FROM payments WHERE status = 'submitting' AND lease_expires_at IS NOT NULL)";
+/// Payments the dispatcher still has to send: `queued` or `submitting`.
+const UNSENT: &str = "SELECT count(*) FROM payments WHERE status IN ('queued', 'submitting')";
 
 async fn wait_dispatched(
     db: &Db,

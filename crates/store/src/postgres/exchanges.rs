@@ -32,12 +32,6 @@ use crate::{NewAuditRecord, StoreError};
 
 /// Most exchanges written in one statement.
 const GROUP_MAX: usize = 128;
-/// How long a group task waits for more exchanges once it has taken those queued. Every
-/// exchange group takes the audit-order lock once, through its commit's flush, and with
-/// none they were two in three of the lock's holds in a dispatch (about eight exchanges
-/// each; BENCHMARKS.md, issue 5). A bank call waits for its record, so this is added to
-/// its time, at most.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
 /// Group tasks: one, for the reason given at `transitions.rs`'s `GROUP_TASKS` (measured
 /// together with it).
 const GROUP_TASKS: usize = 1;
@@ -54,7 +48,7 @@ pub(super) type GroupExchanges = GroupQueue<ExchangeRows, i64>;
 
 /// Starts the group task(s) (`group.rs`); they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupExchanges {
-    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, GATHER, |conn, jobs| {
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |conn, jobs| {
         Box::pin(write_group(conn, jobs))
     })
 }

@@ -9,7 +9,6 @@
 //! modules for what each group does.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
@@ -146,14 +145,10 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     /// driven by that thread and an answer is taken up as soon as it arrives. The pool
     /// closes when the store's pool does. If the thread cannot start, the tasks run on the
     /// caller's runtime with the store's pool, as before.
-    ///
-    /// `gather`: once a task has taken what is queued, it waits up to this long for more
-    /// (up to `max`) before writing; zero writes at once.
     pub(super) fn spawn<C: Opens>(
         pool: PgPool,
         tasks: usize,
         max: usize,
-        gather: Duration,
         write: WriteGroup<R, D, C>,
     ) -> GroupQueue<R, D> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -185,13 +180,7 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
                     let own = options.connect_lazy_with(connect);
                     let mut group_tasks = tokio::task::JoinSet::new();
                     for _ in 0..tasks {
-                        group_tasks.spawn(run(
-                            own.clone(),
-                            Arc::clone(&on_thread),
-                            max,
-                            gather,
-                            write,
-                        ));
+                        group_tasks.spawn(run(own.clone(), Arc::clone(&on_thread), max, write));
                     }
                     drop(on_thread);
                     let ended = async { while group_tasks.join_next().await.is_some() {} };
@@ -211,7 +200,7 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
         if let Err(e) = started {
             tracing::warn!(error = %e, "no thread for PostgreSQL write groups; they run on the caller's runtime");
             for _ in 0..tasks {
-                tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, gather, write));
+                tokio::spawn(run(pool.clone(), Arc::clone(&receiver), max, write));
             }
         }
         GroupQueue { sender }
@@ -236,29 +225,13 @@ async fn run<R, D, C: Opens>(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<Job<R, D>>>>,
     max: usize,
-    gather: Duration,
     write: WriteGroup<R, D, C>,
 ) {
     let mut jobs = Vec::with_capacity(max);
     loop {
-        // One task waits for the queue at a time; it takes what is there (and what comes
-        // within `gather`) and lets the others wait for the next group while it writes
-        // this one.
-        let taken = {
-            let mut queue = receiver.lock().await;
-            let taken = queue.recv_many(&mut jobs, max).await;
-            if taken > 0 && !gather.is_zero() {
-                let until = tokio::time::Instant::now() + gather;
-                while jobs.len() < max {
-                    let room = max - jobs.len();
-                    match tokio::time::timeout_at(until, queue.recv_many(&mut jobs, room)).await {
-                        Ok(n) if n > 0 => {}
-                        _ => break,
-                    }
-                }
-            }
-            taken
-        };
+        // One task waits for the queue at a time; it takes what is there and lets the
+        // others wait for the next group while it writes this one.
+        let taken = receiver.lock().await.recv_many(&mut jobs, max).await;
         if taken == 0 {
             return;
         }

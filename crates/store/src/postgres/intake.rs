@@ -69,13 +69,9 @@ pub(super) type GroupIntake = GroupQueue<CreateRows, CreateOutcome>;
 /// Starts the group tasks (`group.rs`); they end when the store is dropped. Each group is
 /// written on a connection with no transaction open: its one statement commits as it ends.
 pub(super) fn spawn(pool: PgPool) -> GroupIntake {
-    GroupQueue::spawn(
-        pool,
-        GROUP_TASKS,
-        GROUP_MAX,
-        std::time::Duration::ZERO,
-        |conn, jobs| Box::pin(write_group(conn, jobs)),
-    )
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |conn, jobs| {
+        Box::pin(write_group(conn, jobs))
+    })
 }
 
 /// Splits off the creates that repeat a key or an end-to-end id of an earlier one in the

@@ -78,13 +78,9 @@ pub(super) type GroupTransitions = GroupQueue<Steps, Decided>;
 
 /// Starts the group task(s) (`group.rs`); they end when the store is dropped.
 pub(super) fn spawn(pool: PgPool) -> GroupTransitions {
-    GroupQueue::spawn(
-        pool,
-        GROUP_TASKS,
-        GROUP_MAX,
-        std::time::Duration::ZERO,
-        |tx, jobs| Box::pin(write_group(tx, jobs)),
-    )
+    GroupQueue::spawn(pool, GROUP_TASKS, GROUP_MAX, |tx, jobs| {
+        Box::pin(write_group(tx, jobs))
+    })
 }
 
 fn err(e: sqlx::Error) -> StoreError {
