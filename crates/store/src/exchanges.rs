@@ -15,8 +15,11 @@ use crate::{NewAuditRecord, StoreError};
 pub const BANK_EXCHANGE_BODY_MAX_BYTES: usize = 64 * 1024;
 /// Most references one exchange may name (a status query asks about up to a few hundred).
 pub const BANK_EXCHANGE_REFERENCES_MAX: usize = 1_000;
-/// Most characters of one reference, and of the ids and labels of an exchange.
+/// Most characters of one reference, and of an exchange's bank and connection ids.
 pub const BANK_EXCHANGE_TEXT_MAX_CHARS: usize = 128;
+/// Most characters of an exchange's function, outcome and bank code (the columns'
+/// CHECKs on both databases).
+pub const BANK_EXCHANGE_CODE_MAX_CHARS: usize = 64;
 /// Most exchanges one [`crate::Store::bank_exchanges_by_reference`] call returns.
 pub const BANK_EXCHANGE_LIST_MAX: u32 = 500;
 
@@ -65,18 +68,30 @@ pub(crate) fn checked(mut new: NewBankExchange) -> Result<NewBankExchange, Store
     let invalid = |reason: String| StoreError::Invalid { reason };
     new.at = codec::instant(new.at, "bank exchange at")?;
     let texts = [
-        ("bank_id", Some(&new.bank_id)),
-        ("connection_id", Some(&new.connection_id)),
-        ("function", Some(&new.function)),
-        ("outcome", Some(&new.outcome)),
-        ("bank_code", new.bank_code.as_ref()),
+        ("bank_id", Some(&new.bank_id), BANK_EXCHANGE_TEXT_MAX_CHARS),
+        (
+            "connection_id",
+            Some(&new.connection_id),
+            BANK_EXCHANGE_TEXT_MAX_CHARS,
+        ),
+        (
+            "function",
+            Some(&new.function),
+            BANK_EXCHANGE_CODE_MAX_CHARS,
+        ),
+        ("outcome", Some(&new.outcome), BANK_EXCHANGE_CODE_MAX_CHARS),
+        (
+            "bank_code",
+            new.bank_code.as_ref(),
+            BANK_EXCHANGE_CODE_MAX_CHARS,
+        ),
     ];
-    for (field, value) in texts {
+    for (field, value, max) in texts {
         let Some(value) = value else { continue };
         let chars = value.chars().count();
-        if chars == 0 || chars > BANK_EXCHANGE_TEXT_MAX_CHARS || value.contains('\0') {
+        if chars == 0 || chars > max || value.contains('\0') {
             return Err(invalid(format!(
-                "bank exchange {field} has {chars} characters or a NUL; expected 1 to {BANK_EXCHANGE_TEXT_MAX_CHARS}"
+                "bank exchange {field} has {chars} characters or a NUL; expected 1 to {max}"
             )));
         }
     }

@@ -80,8 +80,9 @@ pub use resolutions::{
 pub const APPROVAL_DECISIONS_MAX: i64 = 256;
 pub use events::{EventQuery, EventType, StoredEvent, EVENT_DATA_MAX_BYTES, EVENT_QUERY_MAX_LIMIT};
 pub use exchanges::{
-    NewBankExchange, StoredBankExchange, BANK_EXCHANGE_BODY_MAX_BYTES, BANK_EXCHANGE_LIST_MAX,
-    BANK_EXCHANGE_REFERENCES_MAX, BANK_EXCHANGE_TEXT_MAX_CHARS,
+    NewBankExchange, StoredBankExchange, BANK_EXCHANGE_BODY_MAX_BYTES,
+    BANK_EXCHANGE_CODE_MAX_CHARS, BANK_EXCHANGE_LIST_MAX, BANK_EXCHANGE_REFERENCES_MAX,
+    BANK_EXCHANGE_TEXT_MAX_CHARS,
 };
 pub use model::{
     AuditQuery, AuditRecord, BalanceSnapshot, ContinuityBreak, EntryQuery, IngestEntry,

@@ -1045,22 +1045,26 @@ impl Store for PgStore {
         let (now, expires) =
             pay::check_claim_args(statuses, now, lease_owner, lease_duration_ms, limit)?;
         let statuses: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
-        // The claim's plan is pinned to an ordered scan of `payments_due` that stops at the
-        // limit: with no statistics yet (a young table, before autovacuum first analyses
-        // it) the planner guessed a handful of due rows and chose a bitmap scan of EVERY
-        // due payment of the status and a sort of them all, 6-16 ms per claim of 32 with
-        // 8 000 queued (BENCHMARKS.md, issue 5). `SET LOCAL` lasts for this transaction
-        // only. A claim whose commit is lost with its connection holds its payments until
-        // the lease runs out, as a claimer that died would; the next claim takes them then.
+        // A claim of one status (the dispatcher's) has its plan pinned to the ordered scan
+        // of `payments_due` that stops at the limit: with no statistics yet (a young
+        // table, before autovacuum first analyses it) the planner guessed a handful of due
+        // rows and chose a bitmap scan of EVERY due payment of the status and a sort of
+        // them all, 6-16 ms per claim of 32 with 8 000 queued (BENCHMARKS.md, issue 5).
+        // `SET LOCAL` lasts for this transaction only. A claim of several statuses (the
+        // poller's) cannot use that order, so it keeps the planner's choice. A claim
+        // whose commit is lost with its connection holds its payments until the lease
+        // runs out, as a claimer that died would; the next claim takes them then.
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(|e| statement_error(BACKEND, "starting a claim", e))?;
-        sqlx::query("SET LOCAL enable_bitmapscan = off")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| statement_error(BACKEND, "pinning the claim's plan", e))?;
+        if statuses.len() == 1 {
+            sqlx::query("SET LOCAL enable_bitmapscan = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| statement_error(BACKEND, "pinning the claim's plan", e))?;
+        }
         let claimed = payments::claim(&mut tx, statuses, now, lease_owner, expires, limit).await?;
         tx.commit()
             .await

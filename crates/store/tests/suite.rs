@@ -1066,6 +1066,11 @@ async fn postgres_links_audit_records_in_the_server_as_the_store_does() {
     run_postgres(audit_chain::chain_links_in_the_server_as_the_store_does).await;
 }
 
+#[tokio::test]
+async fn postgres_an_exchange_group_the_server_refuses_runs_alone() {
+    run_postgres(exchanges::exchanges_a_group_the_server_refuses_runs_alone).await;
+}
+
 /// PostgreSQL's write groups run on a thread of their own with a pool of their own
 /// (`postgres/group.rs`): a payment created and moved on goes through both group queues,
 /// and once the store is closed none of their connections is left on the server.

@@ -1,6 +1,6 @@
 //! The PostgreSQL statements behind bank exchanges: the row, its references and its audit
-//! record in one transaction (the audit insert last, as `insert_audit` wants); reads from
-//! the pool.
+//! record in one statement (the audit append last, where it takes the audit-order lock);
+//! reads from the pool.
 //!
 //! Exchanges are written in groups, as payment status changes are (`transitions.rs`): an
 //! audit insert holds the audit-order lock until its commit has flushed, so one exchange per
@@ -9,8 +9,9 @@
 //! queued (up to [`GROUP_MAX`]), draws their ids, and writes their rows, references and
 //! audit records with ONE statement ([`GROUP_SQL`]) outside any explicit transaction, so
 //! the server commits it as it ends, as intake's groups are (`intake.rs`): the lock is
-//! held from the audit append to the end of the commit with no round trip to the gateway
-//! in between. (In a transaction it was held across the COMMIT's round trip too, and in a
+//! held from the audit append to the end of the commit (the references' foreign-key
+//! checks, run as the statement ends, included) with no round trip to the gateway in
+//! between. (In a transaction it was held across the COMMIT's round trip too, and in a
 //! dispatch two in three of the lock's holds were exchange groups: BENCHMARKS.md.)
 //! An exchange has no outcome of its own to keep apart (its rows were checked before it was
 //! queued): when the server refuses the statement, nothing of the group was stored and
@@ -174,11 +175,11 @@ async fn write_rows(conn: &mut PgConnection, rows: &[&ExchangeRows]) -> Result<V
             reason: format!("{} bank exchanges in one group", rows.len()),
         })
     })?;
-    // The sequence is looked up once, not once per id.
+    // The sequence is looked up once (a materialised CTE), not once per id.
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(q.seq) \
-         FROM (SELECT pg_get_serial_sequence('bank_exchanges', 'id')::regclass) AS q(seq), \
-              generate_series(1, $1)",
+        "WITH q AS MATERIALIZED \
+           (SELECT pg_get_serial_sequence('bank_exchanges', 'id')::regclass AS seq) \
+         SELECT nextval(q.seq) FROM q, generate_series(1, $1)",
     )
     .bind(n)
     .fetch_all(&mut *conn)
@@ -221,7 +222,7 @@ async fn write_rows(conn: &mut PgConnection, rows: &[&ExchangeRows]) -> Result<V
         reference.push(new.references.first().map(String::as_str));
         outcome.push(new.outcome.as_str());
         bank_code.push(new.bank_code.as_deref());
-        // As the one-exchange path binds it: the column's CHECK refuses what wrapped.
+        // `checked` refused what does not fit 63 bits.
         elapsed_ms.push(new.elapsed_ms as i64);
         request_masked.push(new.request_masked.as_deref());
         request_truncated.push(new.request_truncated);

@@ -134,9 +134,10 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
     /// Starts `tasks` tasks that write up to `max` jobs at a time with `write`, on a thread
     /// of their own; the tasks end when the queue is dropped.
     ///
-    /// A group is a short conversation with the server: BEGIN, a few statements, the
-    /// audit append, COMMIT, each waiting for the one before, and the audit-order lock is
-    /// held from the append to the end of COMMIT (intake's is one statement). On the shared runtime, each of those
+    /// A status-change group is a short conversation with the server: BEGIN, a few
+    /// statements, the audit append, COMMIT, each waiting for the one before, and the
+    /// audit-order lock is held from the append to the end of COMMIT (intake's and the
+    /// exchanges' groups are one statement each). On the shared runtime, each of those
     /// answers waited for a worker busy with requests and dispatch tasks before the next
     /// statement went out, and the server sat idle in the transaction meanwhile (most
     /// samples of `pg_stat_activity` during dispatch: `ClientRead`, idle in transaction).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::json;
 use store::{
     NewAuditRecord, NewBankExchange, Store, StoreError, TransitionGuard,
-    BANK_EXCHANGE_BODY_MAX_BYTES, BANK_EXCHANGE_LIST_MAX,
+    BANK_EXCHANGE_BODY_MAX_BYTES, BANK_EXCHANGE_CODE_MAX_CHARS, BANK_EXCHANGE_LIST_MAX,
 };
 
 use crate::payments::{change_to, create_one, worker_actor};
@@ -112,10 +112,20 @@ pub(crate) async fn exchanges_refused_leave_no_audit_record(db: TestDb) {
     not_object.details = json!(["a"]);
     let mut empty_function = exchange("", &[]);
     empty_function.bank_id = "cmb".into();
+    // The columns hold 64 characters of function, outcome and bank code: beyond, the
+    // store refuses before the database would.
+    let long_function = exchange(&"F".repeat(BANK_EXCHANGE_CODE_MAX_CHARS + 1), &[]);
+    let mut long_outcome = exchange("C53", &[]);
+    long_outcome.outcome = "o".repeat(BANK_EXCHANGE_CODE_MAX_CHARS + 1);
+    let mut long_code = exchange("C53", &[]);
+    long_code.bank_code = Some("9".repeat(BANK_EXCHANGE_CODE_MAX_CHARS + 1));
     for (new, audit) in [
         (too_big, audit("bank:cmb")),
         (exchange("C53", &[]), not_object),
         (empty_function, audit("bank:cmb")),
+        (long_function, audit("bank:cmb")),
+        (long_outcome, audit("bank:cmb")),
+        (long_code, audit("bank:cmb")),
     ] {
         let refused = store.record_bank_exchange(new, audit).await;
         assert!(
@@ -124,6 +134,14 @@ pub(crate) async fn exchanges_refused_leave_no_audit_record(db: TestDb) {
         );
     }
     assert_eq!(all_audit(store.as_ref()).await.len(), before);
+    // At their limit they pass.
+    let mut at_limit = exchange(&"F".repeat(BANK_EXCHANGE_CODE_MAX_CHARS), &[]);
+    at_limit.outcome = "o".repeat(BANK_EXCHANGE_CODE_MAX_CHARS);
+    at_limit.bank_code = Some("9".repeat(BANK_EXCHANGE_CODE_MAX_CHARS));
+    store
+        .record_bank_exchange(at_limit, audit("bank:cmb"))
+        .await
+        .unwrap();
     // An exchange without references or bodies is fine.
     let mut bare = exchange("HTD", &[]);
     bare.request_masked = None;
@@ -365,6 +383,73 @@ pub(crate) async fn exchanges_and_status_changes_in_one_burst_keep_their_outcome
         exchanges_audited,
         2 * N - faulty_exchanges,
         "one audit record per stored exchange, none for a faulty one"
+    );
+    store.close().await;
+}
+
+/// PostgreSQL: a group the server refuses stores nothing of itself, and each of its
+/// exchanges then runs alone (`postgres/exchanges.rs`). A constraint added for the test
+/// refuses some exchanges of a burst in the server, past the store's own checks: each of
+/// those is answered the server's refusal, naming the constraint, and leaves no audit
+/// record; every other is stored once, with its audit record.
+pub(crate) async fn exchanges_a_group_the_server_refuses_runs_alone(db: TestDb) {
+    use sqlx::Connection;
+    const EXCHANGES: usize = 64;
+    let refused_at = |n: usize| n % 13 == 3;
+    let store = db.open().await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "ALTER TABLE bank_exchanges ADD CONSTRAINT test_refuses CHECK (bank_id <> 'refused')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let before = all_audit(store.as_ref()).await.len();
+    let mut tasks = Vec::new();
+    for n in 0..EXCHANGES {
+        let store = Arc::clone(&store);
+        tasks.push((
+            n,
+            tokio::spawn(async move {
+                let reference = format!("REFUSED-BURST-{n}");
+                let mut new = exchange("SubmitPayment", &[&reference]);
+                if refused_at(n) {
+                    new.bank_id = "refused".into();
+                }
+                store
+                    .record_bank_exchange(new, audit(&format!("payment:refused-burst-{n}")))
+                    .await
+            }),
+        ));
+    }
+    let mut stored = 0;
+    for (n, task) in tasks {
+        let outcome = task.await.unwrap();
+        let reference = format!("REFUSED-BURST-{n}");
+        if refused_at(n) {
+            assert!(
+                matches!(&outcome, Err(StoreError::Invalid { reason }) if reason.contains("test_refuses")),
+                "exchange {n}: {outcome:?}"
+            );
+            let kept = store
+                .bank_exchanges_by_reference(&reference, 0)
+                .await
+                .unwrap();
+            assert!(kept.is_empty(), "refused exchange {n} left {kept:?}");
+        } else {
+            stored_once(store.as_ref(), &reference, false, outcome).await;
+            stored += 1;
+        }
+    }
+    assert_eq!(
+        stored,
+        EXCHANGES - (0..EXCHANGES).filter(|n| refused_at(*n)).count()
+    );
+    assert_eq!(
+        all_audit(store.as_ref()).await.len(),
+        before + stored,
+        "one audit record per exchange stored, none for a refused one"
     );
     store.close().await;
 }

@@ -1166,6 +1166,16 @@ pub(crate) async fn payments_leases_expire_and_reclaims_draw_larger_tokens(db: T
         .unwrap();
     assert_eq!(fourth.len(), 1);
     assert_eq!(fourth[0].fencing_token, third[0].fencing_token + 1);
+    // Rescheduled to nothing (the poller's end of a return watch): never due again.
+    store
+        .reschedule_payment(&id, fourth[0].fencing_token, None)
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due_payments(&["unknown"], instant(10_000, 0), "w5", 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
     // The other payment was never touched.
     let untouched = store.get_payment(&id_of(&later)).await.unwrap().unwrap();
     assert_eq!(untouched.fencing_token, 0);
@@ -1201,7 +1211,10 @@ pub(crate) async fn payments_concurrent_claimers_get_disjoint_payments(db: TestD
                     if got.is_empty() {
                         break mine;
                     }
-                    mine.extend(got.into_iter().map(|c| id_of(&c.payment)));
+                    let got: Vec<_> = got.into_iter().map(|c| id_of(&c.payment)).collect();
+                    // Each claim comes back in id order.
+                    assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+                    mine.extend(got);
                 }
             })
         })
