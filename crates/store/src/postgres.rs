@@ -158,16 +158,21 @@ impl PgStore {
             .map_err(|e| statement_error(BACKEND, op, e))?;
         // On error `tx` is dropped, which rolls it back.
         let value = work(&mut tx).await?;
-        tx.commit().await.map_err(|err| match err {
-            // The server answered: it rolled the transaction back.
-            sqlx::Error::Database(_) => statement_error(BACKEND, op, err),
-            // The connection broke: the COMMIT may or may not have been applied.
-            other => StoreError::OutcomeUnknown {
-                backend: BACKEND,
-                source: other,
-            },
-        })?;
+        tx.commit().await.map_err(|e| committing_error(op, e))?;
         Ok(value)
+    }
+}
+
+/// The error of a COMMIT, or of a write that is one statement (it commits as it ends).
+fn committing_error(op: &'static str, err: sqlx::Error) -> StoreError {
+    match err {
+        // The server answered: it rolled the transaction back.
+        sqlx::Error::Database(_) => statement_error(BACKEND, op, err),
+        // The connection broke: the COMMIT may or may not have been applied.
+        other => StoreError::OutcomeUnknown {
+            backend: BACKEND,
+            source: other,
+        },
     }
 }
 

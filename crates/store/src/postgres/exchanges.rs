@@ -94,11 +94,7 @@ pub(super) async fn record(
     match write_rows(&mut conn, &[&rows]).await {
         Ok(ids) => super::only_id(&ids, "bank_exchanges"),
         Err(Failed::Invalid(e)) => Err(e),
-        Err(Failed::Refused(e)) => Err(statement_error(BACKEND, OP, e)),
-        Err(Failed::Unknown(e)) => Err(StoreError::OutcomeUnknown {
-            backend: BACKEND,
-            source: e,
-        }),
+        Err(Failed::Sent(e)) => Err(super::committing_error(OP, e)),
     }
 }
 
@@ -115,16 +111,8 @@ async fn write_group(mut conn: PoolConnection<Postgres>, jobs: Vec<Job>) {
             tracing::warn!(exchanges = jobs.len(), error = %e, "bank exchange group not written; its exchanges run alone");
             jobs.into_iter().for_each(Job::alone);
         }
-        Err(Failed::Refused(e)) => {
-            tracing::warn!(exchanges = jobs.len(), error = %e, "bank exchange group refused; its exchanges run alone");
-            jobs.into_iter().for_each(Job::alone);
-        }
-        Err(Failed::Unknown(e)) => {
-            tracing::error!(exchanges = jobs.len(), error = %e, "bank exchange group outcome unknown");
-            let reason = e.to_string();
-            for job in jobs {
-                job.answer(Err(group::outcome_unknown(&reason)));
-            }
+        Err(Failed::Sent(e)) => {
+            group::CommitFailed::of(e, "bank exchange group", jobs.len()).answer_all(jobs);
         }
     }
 }
@@ -134,10 +122,9 @@ enum Failed {
     /// Refused before anything was sent to write (an audit record that cannot be built, or
     /// the ids not drawn): nothing is stored.
     Invalid(StoreError),
-    /// The server refused the statement: nothing of it is stored.
-    Refused(sqlx::Error),
-    /// The statement was sent and no answer came back: stored or not, nobody knows.
-    Unknown(sqlx::Error),
+    /// The statement failed: refused by the server (nothing stored) or sent with no
+    /// answer back (stored or not, nobody knows), as a COMMIT would (`group::CommitFailed`).
+    Sent(sqlx::Error),
 }
 
 /// The exchanges, their references and their audit records in ONE statement (the
@@ -259,10 +246,7 @@ async fn write_rows(conn: &mut PgConnection, rows: &[&ExchangeRows]) -> Result<V
         .bind(&a.details)
         .execute(&mut *conn)
         .await
-        .map_err(|e| match e {
-            sqlx::Error::Database(_) => Failed::Refused(e),
-            other => Failed::Unknown(other),
-        })?;
+        .map_err(Failed::Sent)?;
     Ok(ids)
 }
 

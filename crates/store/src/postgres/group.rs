@@ -88,13 +88,44 @@ impl Opens for PoolConnection<Postgres> {
     }
 }
 
-/// How a group's COMMIT failed.
+/// How a group's COMMIT failed, or the one statement a group is (the server commits it as
+/// it ends).
 pub(super) enum CommitFailed {
     /// The server answered and rolled the group back: nothing of it is stored.
     Refused,
-    /// The connection broke while COMMIT was in flight: it may or may not have applied.
-    /// Each job that was written is answered [`outcome_unknown`].
+    /// The connection broke while COMMIT (or the statement) was in flight: it may or may
+    /// not have applied. Each job that was written is answered [`outcome_unknown`].
     Unknown(String),
+}
+
+impl CommitFailed {
+    /// Classifies `e`, the error of a COMMIT or of a group's one statement, and logs it
+    /// under `what` (e.g. "payment group commit") with the group's size.
+    pub(super) fn of(e: sqlx::Error, what: &str, jobs: usize) -> CommitFailed {
+        match e {
+            sqlx::Error::Database(_) => {
+                tracing::warn!(jobs, error = %e, "{what} refused; its jobs run alone");
+                CommitFailed::Refused
+            }
+            e => {
+                tracing::error!(jobs, error = %e, "{what} outcome unknown");
+                CommitFailed::Unknown(e.to_string())
+            }
+        }
+    }
+
+    /// Answers every job of a group that failed so: each runs alone, or each is answered
+    /// [`outcome_unknown`].
+    pub(super) fn answer_all<R, D>(self, jobs: Vec<Job<R, D>>) {
+        match self {
+            CommitFailed::Refused => jobs.into_iter().for_each(Job::alone),
+            CommitFailed::Unknown(reason) => {
+                for job in jobs {
+                    job.answer(Err(outcome_unknown(&reason)));
+                }
+            }
+        }
+    }
 }
 
 /// Commits a group's transaction; a failure is logged under `what` (e.g. "payment group")
@@ -104,17 +135,9 @@ pub(super) async fn commit(
     what: &str,
     jobs: usize,
 ) -> Result<(), CommitFailed> {
-    match tx.commit().await {
-        Ok(()) => Ok(()),
-        Err(e @ sqlx::Error::Database(_)) => {
-            tracing::warn!(jobs, error = %e, "{what} commit refused; its jobs run alone");
-            Err(CommitFailed::Refused)
-        }
-        Err(e) => {
-            tracing::error!(jobs, error = %e, "{what} commit outcome unknown");
-            Err(CommitFailed::Unknown(e.to_string()))
-        }
-    }
+    tx.commit()
+        .await
+        .map_err(|e| CommitFailed::of(e, &format!("{what} commit"), jobs))
 }
 
 /// The answer of a written job whose group's COMMIT outcome is unknown.

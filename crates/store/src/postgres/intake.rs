@@ -111,26 +111,17 @@ async fn write_group(mut conn: PoolConnection<Postgres>, jobs: Vec<Job>) {
     });
     let written = match insert_group(&mut conn, &jobs).await {
         Ok(written) => written,
-        Err(sqlx::Error::Database(e)) => {
-            // The server refused the statement: nothing of the group is stored.
-            if e.constraint() == Some(KEY_REFERENCE) {
-                // A create whose end-to-end id is taken: a client's mistake, answered as
-                // such when its create runs alone (the module docs).
-                tracing::debug!(creates = jobs.len(), error = %e, "payment group refused: an end-to-end id is taken; each create runs alone");
-            } else {
-                tracing::warn!(creates = jobs.len(), error = %e, "payment group refused; each create runs alone");
-            }
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some(KEY_REFERENCE) => {
+            // A create whose end-to-end id is taken: a client's mistake, answered as such
+            // when its create runs alone (the module docs). Nothing of the group is stored.
+            tracing::debug!(creates = jobs.len(), error = %e, "payment group refused: an end-to-end id is taken; each create runs alone");
             answer_alone(jobs);
             return;
         }
         Err(e) => {
-            // The statement was sent and no answer came back: committed or not, nobody
-            // knows (`group::commit` answers a COMMIT lost so).
-            tracing::error!(creates = jobs.len(), error = %e, "payment group outcome unknown");
-            let reason = e.to_string();
-            for job in jobs {
-                job.answer(Err(group::outcome_unknown(&reason)));
-            }
+            // Refused by the server (nothing stored: each create runs alone), or sent with
+            // no answer back (committed or not, nobody knows), as `group::commit` says.
+            group::CommitFailed::of(e, "payment group", jobs.len()).answer_all(jobs);
             return;
         }
     };
