@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use crate::{
     balance_cache::BalanceCache,
     config::{AccountConfig, BankConfig, Config, ConnectionConfig},
-    exchanges::ExchangeRecorder,
+    exchanges::{ExchangeRecorder, ReferenceOwners},
     flight::SingleFlight,
 };
 
@@ -208,6 +208,9 @@ pub struct BankDirectory {
     refreshes: SingleFlight<ConnectionId, RefreshReport, RefreshError>,
     /// The latest snapshots in memory for reads; renewed after each refresh.
     pub balance_cache: Arc<BalanceCache>,
+    /// What the references of the bank calls in flight belong to, told by the workers
+    /// that make them, for the exchanges' audit records (`exchanges.rs`).
+    pub reference_owners: Arc<ReferenceOwners>,
 }
 
 impl BankDirectory {
@@ -226,6 +229,7 @@ impl BankDirectory {
                 )),
             );
         }
+        let reference_owners = Arc::new(ReferenceOwners::default());
         let mut connections = BTreeMap::new();
         for (index, c) in config.connections.iter().enumerate() {
             let (Some(bank), Some(gate)) = (config.bank(&c.bank), gates.get(&c.bank)) else {
@@ -246,6 +250,7 @@ impl BankDirectory {
                 accounts
                     .iter()
                     .map(|a| (a.number.as_str().to_owned(), a.id.clone())),
+                Arc::clone(&reference_owners),
             );
             let connector = banks::exchange::observe(
                 connect(bank, c, index, clock.clone())?,
@@ -276,6 +281,7 @@ impl BankDirectory {
             store,
             clock,
             refreshes: SingleFlight::default(),
+            reference_owners,
         })
     }
 

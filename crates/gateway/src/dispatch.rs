@@ -375,7 +375,13 @@ impl PaymentWorkers {
         };
         failpoints::hit(failpoints::AFTER_SUBMITTING_COMMIT);
         let wire = to_bank_instruction(&p.instruction, &account.number);
+        // The call's exchange record names this payment without a look-up.
+        let owner = self.directory.reference_owners.hold(
+            p.instruction.business_reference.as_str(),
+            format!("payment:{}", p.instruction.id),
+        );
         let result = conn.connector().submit_payment(&wire).await;
+        drop(owner);
         // Answered: the bank's call slot goes to the next payment now, not
         // after this payment's write-backs (they call no bank).
         drop(admitted);
@@ -658,10 +664,20 @@ impl PaymentWorkers {
             .iter()
             .map(|c| c.payment.instruction.business_reference.clone())
             .collect();
-        let answers = match conn
+        let owners: Vec<_> = group
+            .iter()
+            .map(|c| {
+                self.directory.reference_owners.hold(
+                    c.payment.instruction.business_reference.as_str(),
+                    format!("payment:{}", c.payment.instruction.id),
+                )
+            })
+            .collect();
+        let answered = conn
             .gated(conn.connector().payment_status(debtor, &refs))
-            .await
-        {
+            .await;
+        drop(owners);
+        let answers = match answered {
             Ok(a) if a.len() == refs.len() => a,
             Ok(_) => {
                 tracing::error!(bank = %conn.bank_id, "status answer count differs from the question; asking again later");

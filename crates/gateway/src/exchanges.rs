@@ -14,7 +14,7 @@
 //! at error and counted in `bank_exchange_audit_failures_total`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,22 +41,89 @@ pub const ACTION: &str = "bank.exchange";
 /// Counts exchanges whose row or audit record could not be written.
 pub const FAILURES_METRIC: &str = "bank_exchange_audit_failures_total";
 
+/// What the business references of the bank calls in flight belong to, as told by the
+/// workers that make them (a payment's dispatcher knows its payment). The recorder reads
+/// an exchange's object here first and asks the store only for a reference nobody told
+/// it about, so a dispatched payment's exchange costs no look-up in the database (a
+/// round trip per payment, in the dispatch benchmark: BENCHMARKS.md, issue 5). A
+/// business reference belongs to one payment or batch for good (both stores refuse a
+/// second owner), so what a worker says is what the look-up would find. An entry lives
+/// while its [`OwnerHold`] does: the map holds only the calls in flight.
+#[derive(Debug, Default)]
+pub struct ReferenceOwners {
+    /// reference → (object, holds of it).
+    held: StdMutex<HashMap<String, (String, usize)>>,
+}
+
+impl ReferenceOwners {
+    /// Tells the recorder that `reference` belongs to `object` (`payment:<id>`,
+    /// `payment_batch:<id>`) until the hold is dropped.
+    pub fn hold(self: &Arc<Self>, reference: &str, object: String) -> OwnerHold {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.entry(reference.to_owned())
+            .and_modify(|(_, n)| *n += 1)
+            .or_insert((object, 1));
+        OwnerHold {
+            owners: Arc::clone(self),
+            reference: reference.to_owned(),
+        }
+    }
+
+    fn object_of(&self, reference: &str) -> Option<String> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(reference).map(|(object, _)| object.clone())
+    }
+
+    /// How many references are held (for tests).
+    pub fn len(&self) -> usize {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no reference is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One worker's word on a reference's owner; withdrawn when dropped.
+#[derive(Debug)]
+pub struct OwnerHold {
+    owners: Arc<ReferenceOwners>,
+    reference: String,
+}
+
+impl Drop for OwnerHold {
+    fn drop(&mut self) {
+        let mut held = self.owners.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = held.get_mut(&self.reference) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.reference);
+            }
+        }
+    }
+}
+
 /// The sink of one bank connection's exchanges.
 #[derive(Debug)]
 pub struct ExchangeRecorder {
     store: Arc<dyn Store>,
     /// The connection's account numbers → their configured ids.
     accounts: HashMap<String, AccountId>,
+    /// What the references of calls in flight belong to (shared by every connection).
+    owners: Arc<ReferenceOwners>,
 }
 
 impl ExchangeRecorder {
     pub fn new(
         store: Arc<dyn Store>,
         accounts: impl IntoIterator<Item = (String, AccountId)>,
+        owners: Arc<ReferenceOwners>,
     ) -> ExchangeRecorder {
         ExchangeRecorder {
             store,
             accounts: accounts.into_iter().collect(),
+            owners,
         }
     }
 
@@ -86,18 +153,22 @@ impl ExchangeRecorder {
 impl banks::ExchangeSink for ExchangeRecorder {
     async fn record(&self, exchange: BankExchange) {
         let (references, accounts) = self.references(&exchange.subject);
-        let known_account = match &exchange.subject {
+        // The object when it is known without asking the store.
+        let known_object = match &exchange.subject {
             ExchangeSubject::Accounts(numbers) => numbers
                 .first()
                 .and_then(|n| self.accounts.get(n.as_str()))
                 .map(|id| format!("account:{id}")),
-            _ => None,
+            ExchangeSubject::References(_) => {
+                references.first().and_then(|r| self.owners.object_of(r))
+            }
+            ExchangeSubject::Nothing => None,
         };
         let store = self.store.clone();
         let write = tokio::spawn(async move {
             let bank = exchange.bank_id.clone();
             let function = exchange.function;
-            if let Err(e) = write(store, exchange, references, accounts, known_account).await {
+            if let Err(e) = write(store, exchange, references, accounts, known_object).await {
                 metrics::counter!(FAILURES_METRIC, "bank" => bank.clone()).increment(1);
                 tracing::error!(bank = %bank, function, error = %e,
                     "could not record a bank exchange; the bank call goes on");
@@ -120,12 +191,12 @@ async fn write(
     exchange: BankExchange,
     references: Vec<String>,
     accounts: bool,
-    known_account: Option<String>,
+    known_object: Option<String>,
 ) -> Result<i64, store::StoreError> {
     let bank_object = format!("bank:{}", exchange.bank_id);
-    let object = match (&exchange.subject, references.first()) {
-        (ExchangeSubject::Accounts(_), _) => known_account.unwrap_or(bank_object),
-        (ExchangeSubject::References(_), Some(first)) => {
+    let object = match (&exchange.subject, references.first(), known_object) {
+        (_, _, Some(known)) => known,
+        (ExchangeSubject::References(_), Some(first), None) => {
             match store.bank_reference_object(first).await {
                 Ok(Some(object)) => object,
                 Ok(None) => bank_object,

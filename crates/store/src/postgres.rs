@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use crate::audit;
 use crate::codec::{self, AuditRow, SnapshotRow, StoredSnapshot};
@@ -57,6 +57,13 @@ const BACKEND: Backend = Backend::Postgres;
 const AUDIT_ORDER_LOCK_KEY: i64 = 0x0062_6461_7564_6974;
 const IDLE_TIMEOUT_S: u64 = 600;
 const MAX_LIFETIME_S: u64 = 1_800;
+/// A pooled connection idle for at least this long is pinged before it is handed out, and
+/// replaced when the ping fails (a server restarted, a firewall that dropped an idle
+/// session). One used more recently is handed out as it is: pinging every connection on
+/// every acquire cost a round trip per statement outside the groups (a bank exchange's
+/// look-up, a claim, every read; BENCHMARKS.md, issue 5), and a ping cannot promise the
+/// next statement's fate anyway, since the connection may break right after it.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// The PostgreSQL store. See the module documentation.
@@ -122,7 +129,15 @@ impl PgStore {
             .acquire_timeout(Duration::from_millis(opts.acquire_timeout_ms))
             .idle_timeout(Duration::from_secs(IDLE_TIMEOUT_S))
             .max_lifetime(Duration::from_secs(MAX_LIFETIME_S))
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(|source| StoreError::Connect {

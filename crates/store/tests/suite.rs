@@ -1071,6 +1071,11 @@ async fn postgres_an_exchange_group_the_server_refuses_runs_alone() {
     run_postgres(exchanges::exchanges_a_group_the_server_refuses_runs_alone).await;
 }
 
+#[tokio::test]
+async fn postgres_connections_the_server_ended_while_idle_are_replaced() {
+    run_postgres(exchanges::exchanges_after_the_server_ended_idle_connections).await;
+}
+
 /// PostgreSQL's write groups run on a thread of their own with a pool of their own
 /// (`postgres/group.rs`): a payment created and moved on goes through both group queues,
 /// and once the store is closed none of their connections is left on the server.

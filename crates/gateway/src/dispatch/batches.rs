@@ -247,7 +247,13 @@ impl PaymentWorkers {
             return Ok(());
         }
         failpoints::hit(failpoints::AFTER_SUBMITTING_COMMIT);
+        // The call's exchange record names this batch without a look-up.
+        let owner = self.directory.reference_owners.hold(
+            chunk.business_reference.as_str(),
+            format!("payment_batch:{}", batch.id),
+        );
         let result = conn.connector().submit_batch(&wire).await;
+        drop(owner);
         failpoints::hit(failpoints::AFTER_BANK_ANSWER);
         let now = self.clock.now();
         let poll_at = Some(now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64));
@@ -357,12 +363,17 @@ impl PaymentWorkers {
         let now = self.clock.now();
         let next_poll = now + ChronoDuration::milliseconds(self.settings.status_poll_ms as i64);
         let quirks = self.quirks(&conn.bank_id).cloned().unwrap_or_default();
+        let owner = self.directory.reference_owners.hold(
+            chunk.business_reference.as_str(),
+            format!("payment_batch:{}", batch.id),
+        );
         let answer = conn
             .gated(
                 conn.connector()
                     .batch_status(&account.number, &chunk.business_reference),
             )
             .await;
+        drop(owner);
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {

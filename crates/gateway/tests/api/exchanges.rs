@@ -4,8 +4,11 @@
 //! are masked (full account numbers never, their last four digits yes), and the audit
 //! chain still verifies with them in it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use banks::{BankExchange, ExchangeSink, ExchangeSubject};
+use gateway::exchanges::{ExchangeRecorder, ReferenceOwners};
 use serde_json::{json, Value};
 
 use crate::helpers::{split, TestApp};
@@ -97,6 +100,8 @@ async fn payments_balances_and_statements_leave_masked_audited_exchanges() {
     }
 
     let of_payment = exchanges(&app, &auditor, &format!("&object=payment:{id}")).await;
+    // The dispatcher's and the poller's word on their references ended with their calls.
+    assert!(app.state.directory.reference_owners.is_empty());
     let functions: Vec<&str> = of_payment
         .iter()
         .map(|r| r["details"]["function"].as_str().unwrap())
@@ -192,5 +197,89 @@ async fn payments_balances_and_statements_leave_masked_audited_exchanges() {
     let id = of_payment[0]["details"]["exchange_id"].as_i64().unwrap();
     let (status, _) = app.get(&format!("/v1/bank-exchanges/{id}"), &reader).await;
     assert_eq!(status, 403);
+    app.stop().await;
+}
+
+/// An exchange about `reference`, as a connector would hand it to its sink.
+fn probe(reference: &str, function: &'static str) -> BankExchange {
+    BankExchange {
+        bank_id: "east".to_owned(),
+        connection_id: "east-conn".to_owned(),
+        function,
+        subject: ExchangeSubject::References(
+            vec![domain::BankReference::parse(reference).unwrap()],
+        ),
+        outcome: "ok",
+        bank_code: None,
+        started_at: chrono::Utc::now(),
+        elapsed: Duration::from_millis(3),
+        request: None,
+        response: None,
+    }
+}
+
+#[tokio::test]
+async fn an_exchange_names_what_its_worker_says_else_what_the_store_finds() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    let auditor = app.token_for(&app.auditor, None).await;
+    let resp = app
+        .http
+        .post(app.url("/v1/payments"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "bx-owner")
+        .json(&json!({
+            "debtor_account_id": "east-1",
+            "amount": "1.00",
+            "currency": "CNY",
+            "creditor": {
+                "name": "上海测试贸易有限公司",
+                "account": CREDITOR_ACCOUNT,
+                "bank_code": "102290000001",
+                "bank_name": "中国工商银行上海分行",
+                "type": "corporate"
+            },
+            "remittance": "货款",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let (status, created) = split(resp).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let reference = created["business_reference"].as_str().unwrap().to_owned();
+
+    // Nobody said whose the reference is: the recorder asks the store.
+    let unheld = ExchangeRecorder::new(
+        app.state.store.clone(),
+        [],
+        Arc::new(ReferenceOwners::default()),
+    );
+    unheld.record(probe(&reference, "ProbeLookedUp")).await;
+    // A worker said it (here, a different object, to tell the two apart): its word is
+    // taken, and withdrawn when its hold ends; holds of one reference nest.
+    let owners = Arc::new(ReferenceOwners::default());
+    let told = ExchangeRecorder::new(app.state.store.clone(), [], Arc::clone(&owners));
+    {
+        let _outer = owners.hold(&reference, "payment_batch:told".to_owned());
+        {
+            let _inner = owners.hold(&reference, "payment_batch:told".to_owned());
+        }
+        assert_eq!(owners.len(), 1);
+        told.record(probe(&reference, "ProbeTold")).await;
+    }
+    assert!(owners.is_empty());
+    told.record(probe(&reference, "ProbeAfterHold")).await;
+
+    let functions = |records: Vec<Value>| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| r["details"]["function"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let of_payment = functions(exchanges(&app, &auditor, &format!("&object=payment:{id}")).await);
+    assert_eq!(of_payment, ["ProbeLookedUp", "ProbeAfterHold"]);
+    let of_told = functions(exchanges(&app, &auditor, "&object=payment_batch:told").await);
+    assert_eq!(of_told, ["ProbeTold"]);
     app.stop().await;
 }

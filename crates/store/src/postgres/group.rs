@@ -56,23 +56,19 @@ impl<R, D> Job<R, D> {
 /// What a group task does with the jobs it took, on what was opened for them (`C`).
 pub(super) type WriteGroup<R, D, C> = fn(C, Vec<Job<R, D>>) -> BoxFuture<'static, ()>;
 
-/// What a group is written on, opened from the group pool before each group.
+/// What a group is written on, opened from the group pool before each group. The group
+/// pool pings a connection as the store's pool does: when it has been idle for a second or
+/// more (`PING_IF_IDLE_FOR`). A transaction's BEGIN finds a dead connection before
+/// anything of the group is sent (the group then runs alone); a group that is one
+/// statement, sent on a connection that broke within the second since its last use, has
+/// an unknown outcome, which its callers are answered.
 pub(super) trait Opens: Sized + Send + 'static {
-    /// Whether the group pool pings a connection before handing it out. A transaction's
-    /// BEGIN finds a dead connection before anything of the group is sent, and the group
-    /// then runs alone, so it needs no ping (one round trip less per group); a group that
-    /// is one statement needs it, or a connection that died while idle would make that
-    /// statement's outcome unknown.
-    const PING: bool;
-
     /// Opens it.
     fn open(pool: &PgPool) -> BoxFuture<'_, Result<Self, sqlx::Error>>;
 }
 
 /// A transaction; the group's function ends it with [`commit`].
 impl Opens for Transaction<'static, Postgres> {
-    const PING: bool = false;
-
     fn open(pool: &PgPool) -> BoxFuture<'_, Result<Self, sqlx::Error>> {
         Box::pin(pool.begin())
     }
@@ -81,8 +77,6 @@ impl Opens for Transaction<'static, Postgres> {
 /// A connection with no transaction open: for a group written as ONE statement, which
 /// the server commits as it ends (no BEGIN and no COMMIT to wait for).
 impl Opens for PoolConnection<Postgres> {
-    const PING: bool = true;
-
     fn open(pool: &PgPool) -> BoxFuture<'_, Result<Self, sqlx::Error>> {
         Box::pin(pool.acquire())
     }
@@ -181,8 +175,7 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
             .options()
             .clone()
             .max_connections(u32::try_from(tasks.max(1)).unwrap_or(1))
-            .min_connections(0)
-            .test_before_acquire(C::PING);
+            .min_connections(0);
         let connect = (*pool.connect_options()).clone();
         let closed = pool.close_event();
         let on_thread = Arc::clone(&receiver);

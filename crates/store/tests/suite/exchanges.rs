@@ -453,3 +453,49 @@ pub(crate) async fn exchanges_a_group_the_server_refuses_runs_alone(db: TestDb) 
     );
     store.close().await;
 }
+
+/// PostgreSQL: connections the server ended while they sat idle in the pools are found
+/// before use (a connection idle for a second or more is pinged, `PING_IF_IDLE_FOR`) and
+/// replaced, so a read and a one-statement exchange group afterwards both succeed, the
+/// exchange stored once.
+pub(crate) async fn exchanges_after_the_server_ended_idle_connections(db: TestDb) {
+    use sqlx::Connection;
+    let store = db.open().await;
+    // Both pools hold a connection: the store's (a read) and the exchange group's.
+    store.ping().await.unwrap();
+    store
+        .record_bank_exchange(
+            exchange("SubmitPayment", &["ENDED-1"]),
+            audit("payment:ended-1"),
+        )
+        .await
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND application_name = 'bankdirect'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    assert!(ended.len() >= 2 && ended.iter().all(|e| *e), "{ended:?}");
+    // Idle long enough to be pinged before use.
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    store.ping().await.expect("a read on a new connection");
+    store
+        .record_bank_exchange(
+            exchange("SubmitPayment", &["ENDED-2"]),
+            audit("payment:ended-2"),
+        )
+        .await
+        .expect("the group on a new connection");
+    for reference in ["ENDED-1", "ENDED-2"] {
+        let kept = store
+            .bank_exchanges_by_reference(reference, 0)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 1, "{reference}: {kept:?}");
+    }
+}
