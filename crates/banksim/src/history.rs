@@ -256,6 +256,11 @@ struct StoredEntry {
 pub(crate) struct AccountHistory {
     entries: Vec<StoredEntry>,
     next_seq: u64,
+    /// How many entries use each non-empty serial of each booking day, kept with
+    /// `entries`: a payment's new serial is then found without reading the whole day
+    /// (a day of a dispatch benchmark holds thousands of entries, and reading them for
+    /// each payment was the simulator's largest cost: BENCHMARKS.md, issue 5).
+    serials: HashMap<(BusinessDate, String), usize>,
     /// How far the account's first sync has got; see [`LateStage`].
     pub(crate) late_stage: LateStage,
 }
@@ -285,10 +290,6 @@ fn signed(entry: &SimEntry) -> i128 {
 }
 
 /// Whether one of `day`'s entries has `serial`.
-fn uses_serial(day: &[StoredEntry], serial: &str) -> bool {
-    day.iter().any(|s| s.entry.serial == serial)
-}
-
 /// Whether an entry is in the balance the bank shows.
 fn counts(entry: &SimEntry) -> bool {
     entry.visible && entry.status == EntryStatus::Booked
@@ -479,19 +480,33 @@ impl AccountHistory {
 
     /// Whether a non-empty serial is already used on `date`.
     pub(crate) fn serial_taken(&self, date: BusinessDate, serial: &str) -> bool {
-        !serial.is_empty() && uses_serial(self.on_day(date), serial)
+        !serial.is_empty() && self.serials.contains_key(&(date, serial.to_owned()))
     }
 
     /// The next free six-digit serial of `date`.
     pub(crate) fn next_serial(&self, date: BusinessDate) -> String {
-        let day = self.on_day(date);
-        let mut number = day.len() + 1;
+        let mut number = self.on_day(date).len() + 1;
         loop {
             let serial = format!("{number:06}");
-            if !uses_serial(day, &serial) {
+            if !self.serial_taken(date, &serial) {
                 return serial;
             }
             number += 1;
+        }
+    }
+
+    fn count_serial(&mut self, entry: &SimEntry, added: bool) {
+        if entry.serial.is_empty() {
+            return;
+        }
+        let key = (entry.booking_date, entry.serial.clone());
+        if added {
+            *self.serials.entry(key).or_insert(0) += 1;
+        } else if let Some(n) = self.serials.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.serials.remove(&key);
+            }
         }
     }
 
@@ -516,6 +531,7 @@ impl AccountHistory {
         let at = self
             .entries
             .partition_point(|s| (s.entry.booking_date, s.seq) < key);
+        self.count_serial(&entry, true);
         self.entries.insert(
             at,
             StoredEntry {
@@ -533,6 +549,7 @@ impl AccountHistory {
     pub(crate) fn remove_kept(&mut self, position: usize) -> Option<(u64, bool, SimEntry)> {
         (position < self.entries.len()).then(|| {
             let stored = self.entries.remove(position);
+            self.count_serial(&stored.entry, false);
             (stored.origin, stored.was_pending, stored.entry)
         })
     }
@@ -1129,5 +1146,10 @@ mod tests {
         let added = h.by_seq(seq, booked + 100).unwrap();
         assert_eq!(added.balance_after_minor, Some(booked + 100));
         assert!(h.serial_taken(today(), &added.serial));
+        // Removed, its serial is free again, and the next one is it.
+        let at = h.entries.iter().position(|s| s.seq == seq).unwrap();
+        h.remove_kept(at).unwrap();
+        assert!(!h.serial_taken(today(), &added.serial));
+        assert_eq!(h.next_serial(today()), added.serial);
     }
 }
