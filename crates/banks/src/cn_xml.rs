@@ -106,7 +106,7 @@ use crate::{
 /// only a message.
 pub const RECORD_FAILED: &str = "RECORD_FAILED";
 /// Idle connections kept per front machine (one host), and for how long.
-pub use crate::transport::{POOL_IDLE_TIMEOUT_MS, POOL_MAX_IDLE_PER_HOST};
+pub use crate::transport::POOL_IDLE_TIMEOUT_MS;
 /// Longest date range of one `QueryHistory` or `QueryDayBalance` request,
 /// in days with both ends counted: the family's documented limit. Longer
 /// ranges are split into chunks of this size.
@@ -1330,6 +1330,7 @@ mod tests {
             request_timeout: Duration::from_millis(100),
             max_response_bytes: 1024,
             max_accounts_per_query: 50,
+            max_idle_connections: 4,
             tls: None,
         })
         .unwrap()

@@ -135,7 +135,7 @@ pub const MAX_PAGES_PER_CALL: u32 = 10_000;
 /// (about ten years); a longer one is refused before anything is sent.
 pub const MAX_TRANSACTION_RANGE_DAYS: i64 = 3_660;
 /// Idle connections kept per bank host, and for how long.
-pub use crate::transport::{POOL_IDLE_TIMEOUT_MS, POOL_MAX_IDLE_PER_HOST};
+pub use crate::transport::POOL_IDLE_TIMEOUT_MS;
 /// Bytes of an error document read for its JSON; the rest is ignored.
 const MAX_ERROR_DOCUMENT_BYTES: usize = 16 * 1024;
 const CONTENT_TYPE_XML: &str = "application/xml";
@@ -1346,6 +1346,7 @@ mOemRxF4G9Wbf3Wln+ejOw5RtaZn9PAhhmdbv5wUR9a5Melqr9mJRumZ
             request_timeout: Duration::from_millis(100),
             max_response_bytes: 1024,
             max_accounts_per_query: 20,
+            max_idle_connections: 4,
             tls: Some(crate::ClientTlsSettings {
                 ca_cert_pem: TEST_CERT_PEM.into(),
                 client_cert_pem: TEST_CERT_PEM.into(),

@@ -120,6 +120,12 @@ pub struct ConnectionSettings {
     pub max_response_bytes: usize,
     /// Most accounts asked about in one balance request.
     pub max_accounts_per_query: usize,
+    /// Connections kept open to the bank between calls (at least one): the gateway sets
+    /// the bank's limit of calls in flight, so calls at that limit reuse connections
+    /// instead of each opening and closing one (with 4 kept, a dispatch at 64 calls in
+    /// flight opened a connection for almost every call: BENCHMARKS.md, issue 5). Never
+    /// more are opened than calls are in flight.
+    pub max_idle_connections: usize,
     /// Mutual TLS toward the bank: the CA its server certificate must chain
     /// to (instead of the system roots) and our client certificate and key.
     /// Required by families that speak HTTPS with client certificates

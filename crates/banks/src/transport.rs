@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use crate::exchange::{self, Charset};
 use crate::{BankError, ConnectionSettings, UnknownCause};
 
-/// Idle connections kept per bank host, and for how long: a handful of warm
-/// connections serves bursts of queries without holding sockets the bank
+/// How long an idle connection to a bank is kept (how many:
+/// [`ConnectionSettings::max_idle_connections`]): long enough to carry a
+/// burst of calls into the next, short enough not to hold sockets the bank
 /// may cut anyway.
-pub const POOL_MAX_IDLE_PER_HOST: usize = 4;
 pub const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 
 /// Characters of bank text (an id, a code) quoted in an error.
@@ -41,15 +41,15 @@ pub(crate) fn check_limits(settings: &ConnectionSettings) -> Result<(), String> 
 /// An HTTP client with every option that matters set explicitly rather
 /// than left to reqwest's defaults: the connection's timeouts, no proxy, no
 /// redirects (one would resend a request somewhere we were not told to
-/// send it), a small idle pool, HTTP/1.1 only, our user agent. A family
-/// adds its own (TLS) before building.
+/// send it), an idle pool of the connection's size, HTTP/1.1 only, our
+/// user agent. A family adds its own (TLS) before building.
 pub(crate) fn client_builder(settings: &ConnectionSettings) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_max_idle_per_host(settings.max_idle_connections.max(1))
         .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
         .http1_only()
         .tcp_nodelay(true)

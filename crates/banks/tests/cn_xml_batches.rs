@@ -61,6 +61,7 @@ fn connector(server: &SimServer) -> CnXmlConnector {
         request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
         max_response_bytes: 1024 * 1024,
         max_accounts_per_query: 50,
+        max_idle_connections: 4,
         tls: None,
     })
     .unwrap()

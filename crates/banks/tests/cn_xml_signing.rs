@@ -73,6 +73,7 @@ fn settings(server: &SimServer) -> ConnectionSettings {
         request_timeout: Duration::from_millis(2_000),
         max_response_bytes: 1024 * 1024,
         max_accounts_per_query: 50,
+        max_idle_connections: 4,
         tls: None,
     }
 }

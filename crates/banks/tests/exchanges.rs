@@ -57,6 +57,7 @@ async fn every_call_reaches_the_sink_masked() {
         request_timeout: Duration::from_millis(2_000),
         max_response_bytes: 1024 * 1024,
         max_accounts_per_query: 50,
+        max_idle_connections: 4,
         tls: None,
     };
     let sink = Arc::new(Collect::default());

@@ -108,6 +108,7 @@ fn settings_with(server: &SimServer, tls: ClientTlsSettings) -> ConnectionSettin
         request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
         max_response_bytes: 4 * 1024 * 1024,
         max_accounts_per_query: 50,
+        max_idle_connections: 4,
         tls: Some(tls),
     }
 }

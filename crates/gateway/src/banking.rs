@@ -503,6 +503,7 @@ fn connect(
         request_timeout: Duration::from_millis(bank.limits.request_timeout_ms),
         max_response_bytes: bank.quirks.max_response_bytes,
         max_accounts_per_query: bank.quirks.max_accounts_per_query,
+        max_idle_connections: usize::try_from(bank.limits.concurrency).unwrap_or(usize::MAX),
         tls: match &c.tls {
             None => None,
             Some(tls) => Some(tls.load(index).map_err(|problems| banks::ConnectError {

@@ -354,6 +354,7 @@ impl Rig {
             request_timeout: Duration::from_millis(BANK_TIMEOUT_MS),
             max_response_bytes: 8 * 1024 * 1024,
             max_accounts_per_query: 20,
+            max_idle_connections: 4,
             tls: client_tls(fam, &sim),
         };
         let connector: Arc<dyn BankConnector> = match &signing {
