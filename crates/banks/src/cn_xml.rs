@@ -105,7 +105,8 @@ use crate::{
 /// Code of a failed balance record: the family carries no record-level code,
 /// only a message.
 pub const RECORD_FAILED: &str = "RECORD_FAILED";
-/// Idle connections kept per front machine (one host), and for how long.
+/// How long an idle connection to the front machine is kept (how many:
+/// [`crate::ConnectionSettings::max_idle_connections`]).
 pub use crate::transport::POOL_IDLE_TIMEOUT_MS;
 /// Longest date range of one `QueryHistory` or `QueryDayBalance` request,
 /// in days with both ends counted: the family's documented limit. Longer

@@ -134,7 +134,8 @@ pub const MAX_PAGES_PER_CALL: u32 = 10_000;
 /// Longest range one [`BankConnector::transactions`] call accepts, in days
 /// (about ten years); a longer one is refused before anything is sent.
 pub const MAX_TRANSACTION_RANGE_DAYS: i64 = 3_660;
-/// Idle connections kept per bank host, and for how long.
+/// How long an idle connection to the bank's host is kept (how many:
+/// [`crate::ConnectionSettings::max_idle_connections`]).
 pub use crate::transport::POOL_IDLE_TIMEOUT_MS;
 /// Bytes of an error document read for its JSON; the rest is ignored.
 const MAX_ERROR_DOCUMENT_BYTES: usize = 16 * 1024;

@@ -289,7 +289,6 @@ fn signed(entry: &SimEntry) -> i128 {
     }
 }
 
-/// Whether one of `day`'s entries has `serial`.
 /// Whether an entry is in the balance the bank shows.
 fn counts(entry: &SimEntry) -> bool {
     entry.visible && entry.status == EntryStatus::Booked

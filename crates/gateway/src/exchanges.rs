@@ -14,6 +14,7 @@
 //! at error and counted in `bank_exchange_audit_failures_total`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -46,13 +47,16 @@ pub const FAILURES_METRIC: &str = "bank_exchange_audit_failures_total";
 /// an exchange's object here first and asks the store only for a reference nobody told
 /// it about, so a dispatched payment's exchange costs no look-up in the database (a
 /// round trip per payment, in the dispatch benchmark: BENCHMARKS.md, issue 5). A
-/// business reference belongs to one payment or batch for good (both stores refuse a
-/// second owner), so what a worker says is what the look-up would find. An entry lives
-/// while its [`OwnerHold`] does: the map holds only the calls in flight.
+/// business reference is generated for one payment or chunk and never changes owner
+/// (each table also refuses a reference twice), so what the worker that sends it says is
+/// what the look-up would find. An entry lives while its [`OwnerHold`] does: the map
+/// holds only the calls in flight.
 #[derive(Debug, Default)]
 pub struct ReferenceOwners {
     /// reference → (object, holds of it).
     held: StdMutex<HashMap<String, (String, usize)>>,
+    /// Exchanges whose object was found here (a worker had said it).
+    answered: AtomicU64,
 }
 
 impl ReferenceOwners {
@@ -61,7 +65,10 @@ impl ReferenceOwners {
     pub fn hold(self: &Arc<Self>, reference: &str, object: String) -> OwnerHold {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         held.entry(reference.to_owned())
-            .and_modify(|(_, n)| *n += 1)
+            .and_modify(|(known, n)| {
+                debug_assert_eq!(*known, object, "one reference, two owners");
+                *n += 1;
+            })
             .or_insert((object, 1));
         OwnerHold {
             owners: Arc::clone(self),
@@ -71,7 +78,16 @@ impl ReferenceOwners {
 
     fn object_of(&self, reference: &str) -> Option<String> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.get(reference).map(|(object, _)| object.clone())
+        let object = held.get(reference).map(|(object, _)| object.clone());
+        if object.is_some() {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+        }
+        object
+    }
+
+    /// How many exchanges took their object from a worker's word, since the start.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
     }
 
     /// How many references are held (for tests).

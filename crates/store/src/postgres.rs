@@ -57,12 +57,14 @@ const BACKEND: Backend = Backend::Postgres;
 const AUDIT_ORDER_LOCK_KEY: i64 = 0x0062_6461_7564_6974;
 const IDLE_TIMEOUT_S: u64 = 600;
 const MAX_LIFETIME_S: u64 = 1_800;
-/// A pooled connection idle for at least this long is pinged before it is handed out, and
-/// replaced when the ping fails (a server restarted, a firewall that dropped an idle
-/// session). One used more recently is handed out as it is: pinging every connection on
-/// every acquire cost a round trip per statement outside the groups (a bank exchange's
-/// look-up, a claim, every read; BENCHMARKS.md, issue 5), and a ping cannot promise the
-/// next statement's fate anyway, since the connection may break right after it.
+/// A pooled connection idle for at least this long (since it went back to the pool) is
+/// pinged before it is handed out, and replaced when the ping fails (a server restarted, a
+/// firewall that dropped an idle session; sqlx logs each such failure at warn). One used
+/// more recently is handed out as it is: pinging every connection on every acquire cost a
+/// round trip before each statement outside the groups (a bank exchange's look-up, a
+/// claim, every read; BENCHMARKS.md, issue 5), and a ping cannot promise the next
+/// statement's fate anyway, since the connection may break right after it. (sqlx also
+/// pings a connection as it is returned, in a task of its own, off the caller's path.)
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 

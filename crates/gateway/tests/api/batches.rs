@@ -270,6 +270,16 @@ async fn a_payroll_is_chunked_sent_once_and_reports_each_item() {
         json!({"failed": 3, "settled": 1_200}),
         "partial rejection is per item"
     );
+    // Each chunk's exchanges took their object (the batch) from the chunk worker's word,
+    // which ended with the calls.
+    let chunks = done["chunks"].as_array().unwrap().len() as u64;
+    let owners = &app.state.directory.reference_owners;
+    assert!(
+        owners.answered() >= chunks,
+        "{} of {chunks}",
+        owners.answered()
+    );
+    assert!(owners.is_empty());
     let items = done["items"].as_array().unwrap();
     assert_eq!(items.len(), 1_203);
     for (i, code) in [

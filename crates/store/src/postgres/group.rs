@@ -53,15 +53,20 @@ impl<R, D> Job<R, D> {
     }
 }
 
+/// The `application_name` of the group pools' sessions (the store's own are `bankdirect`).
+pub(super) const GROUP_APPLICATION_NAME: &str = "bankdirect-groups";
+
 /// What a group task does with the jobs it took, on what was opened for them (`C`).
 pub(super) type WriteGroup<R, D, C> = fn(C, Vec<Job<R, D>>) -> BoxFuture<'static, ()>;
 
 /// What a group is written on, opened from the group pool before each group. The group
 /// pool pings a connection as the store's pool does: when it has been idle for a second or
 /// more (`PING_IF_IDLE_FOR`). A transaction's BEGIN finds a dead connection before
-/// anything of the group is sent (the group then runs alone); a group that is one
-/// statement, sent on a connection that broke within the second since its last use, has
-/// an unknown outcome, which its callers are answered.
+/// anything of the group is sent (the group then runs alone). A group that is one
+/// statement, sent on a connection that broke within the second since its last use, fails
+/// as any statement does ([`CommitFailed::of`]): its jobs run alone when the server's
+/// goodbye arrives as an error (a restart, an ended session), and are answered
+/// `OutcomeUnknown` when the socket was cut without one.
 pub(super) trait Opens: Sized + Send + 'static {
     /// Opens it.
     fn open(pool: &PgPool) -> BoxFuture<'_, Result<Self, sqlx::Error>>;
@@ -176,7 +181,11 @@ impl<R: Send + 'static, D: Send + 'static> GroupQueue<R, D> {
             .clone()
             .max_connections(u32::try_from(tasks.max(1)).unwrap_or(1))
             .min_connections(0);
-        let connect = (*pool.connect_options()).clone();
+        // Named apart in `pg_stat_activity`, so an operator (and a test) can tell the
+        // write groups' sessions from the rest.
+        let connect = (*pool.connect_options())
+            .clone()
+            .application_name(GROUP_APPLICATION_NAME);
         let closed = pool.close_event();
         let on_thread = Arc::clone(&receiver);
         let started = std::thread::Builder::new()

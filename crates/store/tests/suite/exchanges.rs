@@ -474,7 +474,7 @@ pub(crate) async fn exchanges_after_the_server_ended_idle_connections(db: TestDb
     let ended: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid() \
-           AND application_name = 'bankdirect'",
+           AND application_name LIKE 'bankdirect%'",
     )
     .fetch_all(&mut admin)
     .await
@@ -498,4 +498,18 @@ pub(crate) async fn exchanges_after_the_server_ended_idle_connections(db: TestDb
             .unwrap();
         assert_eq!(kept.len(), 1, "{reference}: {kept:?}");
     }
+    // The group pool replaced its connection too: without its ping the group's statement
+    // would have failed on the ended one, which is then closed, and the exchange run
+    // alone on the store's pool, leaving the group pool with no session.
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'bankdirect-groups'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    assert!(sessions >= 1, "the group pool's sessions: {sessions}");
+    store.close().await;
 }
