@@ -713,6 +713,20 @@ pub(crate) async fn transition_steps(
     })
 }
 
+/// A claim's payments as handed to the claimer, with their fencing tokens, in id order
+/// (RETURNING gives none; every claimed payment is now due at its lease's end).
+pub(crate) fn handed_out(claimed: Vec<StoredPayment>) -> Vec<ClaimedPayment> {
+    let mut claimed: Vec<ClaimedPayment> = claimed
+        .into_iter()
+        .map(|payment| ClaimedPayment {
+            fencing_token: payment.fencing_token,
+            payment,
+        })
+        .collect();
+    claimed.sort_by(|a, b| a.payment.instruction.id.cmp(&b.payment.instruction.id));
+    claimed
+}
+
 /// Checks a claim's arguments; returns the lease expiry.
 pub(crate) fn check_claim_args(
     statuses: &[&str],

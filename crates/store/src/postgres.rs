@@ -1076,31 +1076,21 @@ impl Store for PgStore {
         // poller's) cannot use that order, so it keeps the planner's choice. A claim
         // whose commit is lost with its connection holds its payments until the lease
         // runs out, as a claimer that died would; the next claim takes them then.
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| statement_error(BACKEND, "starting a claim", e))?;
-        if statuses.len() == 1 {
-            sqlx::query("SET LOCAL enable_bitmapscan = off")
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| statement_error(BACKEND, "pinning the claim's plan", e))?;
-        }
-        let claimed = payments::claim(&mut tx, statuses, now, lease_owner, expires, limit).await?;
-        tx.commit()
-            .await
-            .map_err(|e| statement_error(BACKEND, "committing a claim", e))?;
-        let mut claimed: Vec<ClaimedPayment> = claimed
-            .into_iter()
-            .map(|payment| ClaimedPayment {
-                fencing_token: payment.fencing_token,
-                payment,
+        let owner = lease_owner.to_owned();
+        let claimed = self
+            .write("claiming payments", move |conn| {
+                Box::pin(async move {
+                    if statuses.len() == 1 {
+                        sqlx::query("SET LOCAL enable_bitmapscan = off")
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| statement_error(BACKEND, "pinning the claim's plan", e))?;
+                    }
+                    payments::claim(conn, statuses, now, &owner, expires, limit).await
+                })
             })
-            .collect();
-        // RETURNING gives no order (and every claimed payment is now due at its lease's end).
-        claimed.sort_by(|a, b| a.payment.instruction.id.cmp(&b.payment.instruction.id));
-        Ok(claimed)
+            .await?;
+        Ok(pay::handed_out(claimed))
     }
 
     async fn reschedule_payment(

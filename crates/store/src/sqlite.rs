@@ -1192,16 +1192,7 @@ impl Store for SqliteStore {
                 })
             })
             .await?;
-        let mut claimed: Vec<ClaimedPayment> = claimed
-            .into_iter()
-            .map(|payment| ClaimedPayment {
-                fencing_token: payment.fencing_token,
-                payment,
-            })
-            .collect();
-        // RETURNING gives no order (and every claimed payment is now due at its lease's end).
-        claimed.sort_by(|a, b| a.payment.instruction.id.cmp(&b.payment.instruction.id));
-        Ok(claimed)
+        Ok(pay::handed_out(claimed))
     }
 
     async fn reschedule_payment(
