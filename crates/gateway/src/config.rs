@@ -399,6 +399,14 @@ pub struct StatementsConfig {
     /// Key that signs transaction cursors (so a tampered cursor is refused).
     /// Created on first start. Relative to `data_dir`.
     pub cursor_key_file: PathBuf,
+    /// Transaction pages come from an in-memory copy of each account's
+    /// stored entries, used for at most this long (a sync on this instance
+    /// renews it at once); 0 reads the store for every page.
+    pub read_cache_ttl_ms: u64,
+    /// Most entries that copy holds over all accounts (about 0.6 KB each);
+    /// the accounts read least recently are dropped first, and an account
+    /// with more entries is read from the store. 0 turns the copy off.
+    pub read_cache_max_entries: usize,
 }
 
 impl Default for StatementsConfig {
@@ -411,6 +419,8 @@ impl Default for StatementsConfig {
             max_query_range_days: 366,
             ingest_chunk_size: 500,
             cursor_key_file: PathBuf::from("cursor-signing.key"),
+            read_cache_ttl_ms: 1_000,
+            read_cache_max_entries: 200_000,
         }
     }
 }

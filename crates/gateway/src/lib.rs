@@ -35,6 +35,7 @@ pub mod banking;
 pub mod config;
 pub mod dispatch;
 pub mod edge;
+pub mod entry_cache;
 pub mod exchanges;
 pub mod extract;
 pub mod failpoints;
@@ -99,6 +100,8 @@ pub struct AppParts {
     pub clients: Arc<ClientRegistry>,
     pub directory: Arc<BankDirectory>,
     pub statements: Arc<statements::StatementSync>,
+    /// Accounts' entries in memory, for transaction pages.
+    pub entry_cache: Arc<entry_cache::EntryCache>,
     pub cursors: Arc<transactions::CursorSigner>,
     /// Wakes the dispatcher when a payment is ready to send.
     pub dispatcher_wake: Arc<tokio::sync::Notify>,
@@ -300,11 +303,17 @@ impl App {
             store.clone(),
             opts.clock.clone(),
         )?);
+        let entry_cache = Arc::new(entry_cache::EntryCache::new(
+            store.clone(),
+            Duration::from_millis(config.statements.read_cache_ttl_ms),
+            config.statements.read_cache_max_entries,
+        ));
         let statements = Arc::new(statements::StatementSync::new(
             &config,
             directory.clone(),
             store.clone(),
             opts.clock.clone(),
+            entry_cache.clone(),
         ));
         let dispatcher_wake = Arc::new(tokio::sync::Notify::new());
         let payment_workers = Arc::new(dispatch::PaymentWorkers::new(
@@ -335,6 +344,7 @@ impl App {
             clients,
             directory,
             statements,
+            entry_cache,
             cursors: Arc::new(transactions::CursorSigner::new(cursor_key)),
             dispatcher_wake,
             payment_workers,

@@ -42,6 +42,7 @@ use store::{ContinuityBreak, IngestEntry, NewAuditRecord, Store, SyncState};
 use crate::{
     banking::{BankDirectory, ConnectionRuntime},
     config::{AccountConfig, Config, StatementsConfig},
+    entry_cache::EntryCache,
     flight::SingleFlight,
 };
 
@@ -82,6 +83,8 @@ pub struct StatementSync {
     clock: Arc<dyn Clock>,
     settings: StatementsConfig,
     flights: SingleFlight<AccountId, SyncReport, SyncError>,
+    /// Told after every write of an account's entries.
+    entry_cache: Arc<EntryCache>,
 }
 
 impl StatementSync {
@@ -90,8 +93,10 @@ impl StatementSync {
         directory: Arc<BankDirectory>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
+        entry_cache: Arc<EntryCache>,
     ) -> Self {
         StatementSync {
+            entry_cache,
             accounts: config
                 .accounts
                 .iter()
@@ -254,11 +259,14 @@ impl StatementSync {
                         "entries": chunk.len(),
                     }),
                 };
-                let r = self
+                let written = self
                     .store
                     .ingest_entries(&account.id, chunk.to_vec(), audit)
-                    .await
-                    .map_err(|e| SyncError::Store(e.to_string()))?;
+                    .await;
+                // Committed or not (an unknown outcome may have committed): the
+                // page copy catches up before the next page is read from it.
+                self.entry_cache.invalidate(&account.id);
+                let r = written.map_err(|e| SyncError::Store(e.to_string()))?;
                 report.inserted += r.inserted;
                 report.booked_from_pending += r.booked_from_pending;
                 report.unchanged += r.unchanged;

@@ -162,16 +162,7 @@ pub(crate) fn json_response<T: Serialize>(
     capacity: usize,
 ) -> Result<Response, ApiError> {
     let mut body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut body, value)
-        .map_err(|e| ApiError::internal("serialising a response", &e))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    json_bytes_response(serde_json::to_writer(&mut body, value).map(|()| body))
 }
 
 fn status_str(s: EntryStatus) -> &'static str {
@@ -269,36 +260,96 @@ pub async fn list_transactions(
             .cursors
             .decode(c, ACCOUNT_CURSOR, account.id.as_str(), "query.cursor")?,
     };
+    let query = EntryQuery {
+        account_id: account.id.clone(),
+        from,
+        to,
+        status,
+        after_seq,
+        limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
+    };
+    let cursor_after = |seq: i64| {
+        state
+            .cursors
+            .encode(ACCOUNT_CURSOR, account.id.as_str(), seq)
+    };
+    if let Some(page) = state.entry_cache.page(&query).await {
+        let n = page.len().min(limit);
+        let next_cursor = if page.len() > limit {
+            page.seq(n.saturating_sub(1)).map(cursor_after)
+        } else {
+            None
+        };
+        let capacity = page.json(n).map(<[u8]>::len).sum::<usize>() + n + 256;
+        return json_bytes_response(write_page(
+            page.json(n),
+            next_cursor.as_deref(),
+            capacity,
+            |body, json| {
+                body.extend_from_slice(json);
+                Ok(())
+            },
+        ));
+    }
     let rows = state
         .store
-        .list_entries(&EntryQuery {
-            account_id: account.id.clone(),
-            from,
-            to,
-            status,
-            after_seq,
-            limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
-        })
+        .list_entries(&query)
         .await
         .map_err(|e| ApiError::storage(&e))?;
     let has_more = rows.len() > limit;
     let page = &rows[..rows.len().min(limit)];
     let next_cursor = if has_more {
-        page.last().map(|r| {
-            state
-                .cursors
-                .encode(ACCOUNT_CURSOR, account.id.as_str(), r.seq)
-        })
+        page.last().map(|r| cursor_after(r.seq))
     } else {
         None
     };
-    json_response(
-        &TransactionList {
-            items: page.iter().map(view).collect(),
-            next_cursor,
-        },
+    json_bytes_response(write_page(
+        page,
+        next_cursor.as_deref(),
         (page.len() + 1) * JSON_BYTES_PER_ENTRY,
+        write_entry,
+    ))
+}
+
+/// Writes one entry as the API shows it (a [`TransactionView`]).
+pub(crate) fn write_entry(body: &mut Vec<u8>, entry: &StoredEntry) -> serde_json::Result<()> {
+    serde_json::to_writer(body, &view(entry))
+}
+
+/// Writes a [`TransactionList`] of `items`, each written by `write_item`: the
+/// same bytes serde writes for the struct, whether the items are entries read
+/// from the store or their JSON held by the [`crate::entry_cache`].
+pub(crate) fn write_page<T>(
+    items: impl IntoIterator<Item = T>,
+    next_cursor: Option<&str>,
+    capacity: usize,
+    mut write_item: impl FnMut(&mut Vec<u8>, T) -> serde_json::Result<()>,
+) -> serde_json::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(capacity);
+    body.extend_from_slice(b"{\"items\":[");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        write_item(&mut body, item)?;
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut body, &next_cursor)?;
+    body.push(b'}');
+    Ok(body)
+}
+
+/// A JSON body already written, as `json_response` answers it.
+fn json_bytes_response(body: serde_json::Result<Vec<u8>>) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::internal("serialising a response", &e))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
     )
+        .into_response())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -509,6 +560,72 @@ mod tests {
 
     fn signer() -> CursorSigner {
         CursorSigner::new(crypto::KeyedHasher::from_bytes([7; 32]))
+    }
+
+    fn stored(seq: i64, remittance: Option<&str>) -> StoredEntry {
+        let day = BusinessDate::from_ymd(2026, 11, 30).unwrap();
+        let mut entry = domain::StatementEntry::new(
+            domain::EntryId::generate(&domain::SeededRandom::new(seq as u64)),
+            AccountId::parse("east-1").unwrap(),
+            domain::Direction::Debit,
+            domain::Money::from_minor(123_456 + seq, domain::Currency::CNY),
+            day,
+            day,
+            EntryStatus::Pending,
+        )
+        .unwrap();
+        entry.remittance = remittance.map(str::to_owned);
+        entry.counterparty.name = Some("上海\"引号\"贸易有限公司".to_owned());
+        let at = DateTime::parse_from_rfc3339("2026-11-30T08:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        StoredEntry {
+            entry,
+            seq,
+            change_seq: seq,
+            ingested_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn a_written_page_is_what_serde_writes_for_a_transaction_list() {
+        let entries = [
+            stored(1, Some("货款\n第二行")),
+            stored(2, None),
+            stored(3, Some("</script>")),
+        ];
+        for (items, cursor) in [
+            (&entries[..], Some("YTF8ZWFzdC0xfDN8c2ln")),
+            (&entries[..1], None),
+            (&entries[..0], None),
+        ] {
+            let want = serde_json::to_vec(&TransactionList {
+                items: items.iter().map(view).collect(),
+                next_cursor: cursor.map(str::to_owned),
+            })
+            .unwrap();
+            let direct = write_page(items, cursor, 16, write_entry).unwrap();
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(want.clone()).unwrap()
+            );
+            // As the entry copy does: each entry's JSON written once, then joined.
+            let held: Vec<Vec<u8>> = items
+                .iter()
+                .map(|e| {
+                    let mut json = Vec::new();
+                    write_entry(&mut json, e).unwrap();
+                    json
+                })
+                .collect();
+            let joined = write_page(held.iter(), cursor, 16, |body, json| {
+                body.extend_from_slice(json);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(joined, want);
+        }
     }
 
     #[test]

@@ -188,7 +188,8 @@ impl EntryQuery {
         }
     }
 
-    pub(crate) fn effective_limit(&self) -> u32 {
+    /// The most entries the query returns: `limit`, 0 meaning the default, capped.
+    pub fn effective_limit(&self) -> u32 {
         effective_entry_limit(self.limit)
     }
 }

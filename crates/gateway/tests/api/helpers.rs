@@ -64,6 +64,9 @@ pub struct Options {
     pub payments: Option<gateway::config::PaymentsConfig>,
     /// Every bank's concurrency and rate limits (default: the shipped ones).
     pub bank_limits: Option<BankLimits>,
+    /// The in-memory copy of entries for pages: `statements.read_cache_ttl_ms`
+    /// and `read_cache_max_entries` (default: the shipped ones).
+    pub entry_cache: Option<(u64, usize)>,
 }
 
 fn sim_cfg(bank_id: &str, seed: u64, login: &str, cny: usize, usd: usize) -> SimBankConfig {
@@ -127,12 +130,18 @@ impl TestApp {
     /// requests are dropped) and starts a new one on the same data dir and
     /// banks. The simulators live on.
     pub async fn crash_and_restart(&mut self) {
+        self.crash_and_restart_with(|_| {}).await;
+    }
+
+    /// [`TestApp::crash_and_restart`], with `change` made to the configuration first.
+    pub async fn crash_and_restart_with(&mut self, change: impl FnOnce(&mut Config)) {
         if let Some(h) = self.server.take() {
             h.abort();
             let _ = h.await;
         }
         self.shutdown.take();
-        let config = (*self.config).clone();
+        let mut config = (*self.config).clone();
+        change(&mut config);
         let (state, addr, tx, server) = start_app(config, self.workers).await;
         let scheme = if self.config.server.tls.is_some() {
             "https"
@@ -285,10 +294,18 @@ impl TestApp {
                 worker_enabled: opts.workers,
                 ..BalancesConfig::default()
             },
-            statements: StatementsConfig {
-                sync_interval_s: 3600,
-                worker_enabled: opts.workers,
-                ..StatementsConfig::default()
+            statements: {
+                let shipped = StatementsConfig::default();
+                let (ttl, max) = opts
+                    .entry_cache
+                    .unwrap_or((shipped.read_cache_ttl_ms, shipped.read_cache_max_entries));
+                StatementsConfig {
+                    sync_interval_s: 3600,
+                    worker_enabled: opts.workers,
+                    read_cache_ttl_ms: ttl,
+                    read_cache_max_entries: max,
+                    ..shipped
+                }
             },
             payments: gateway::config::PaymentsConfig {
                 workers_enabled: opts.workers,

@@ -566,3 +566,235 @@ async fn a_refresh_while_one_runs_joins_it() {
     );
     app.stop().await;
 }
+
+/// The body of `GET path` as bytes.
+async fn page_bytes(app: &TestApp, token: &str, path: &str) -> Vec<u8> {
+    let resp = app
+        .http
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.bytes().await.unwrap().to_vec()
+}
+
+/// Every page of `query` on `account`, following the cursors: (path, body).
+async fn walk(app: &TestApp, token: &str, account: &str, query: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut path = format!("/v1/accounts/{account}/transactions?{query}");
+    for _ in 0..1_000 {
+        let body = page_bytes(app, token, &path).await;
+        let next = serde_json::from_slice::<Value>(&body).unwrap()["next_cursor"]
+            .as_str()
+            .map(str::to_owned);
+        out.push((path.clone(), body));
+        match next {
+            Some(c) => path = format!("/v1/accounts/{account}/transactions?{query}&cursor={c}"),
+            None => return out,
+        }
+    }
+    panic!("paging did not end");
+}
+
+#[tokio::test]
+async fn pages_from_memory_are_byte_for_byte_the_pages_the_store_answers() {
+    let mut app = TestApp::spawn().await;
+    // Hundreds of pages in a few seconds: more than the shipped per-client rate.
+    let unlimited = |c: &mut gateway::config::Config| {
+        c.server.limits.client_requests_per_s = 100_000;
+        c.server.limits.client_burst = 100_000;
+    };
+    app.crash_and_restart_with(unlimited).await;
+    let token = app.token_for(&app.erp, None).await;
+    for account in ["east-1", "east-3", "south-1"] {
+        refresh(&app, &token, account).await;
+    }
+    let everything = all_entries(&app, &token, "east-1", 500).await;
+    assert!(everything.len() > 50, "{} entries", everything.len());
+    let date = |i: usize| everything[i]["booking_date"].as_str().unwrap().to_owned();
+    let (d1, d2) = (date(everything.len() / 4), date(everything.len() / 2));
+    let (lo, hi) = if d1 <= d2 { (d1, d2) } else { (d2, d1) };
+    let queries = [
+        String::new(),
+        "limit=1".to_owned(),
+        "limit=7".to_owned(),
+        "limit=50".to_owned(),
+        "limit=500".to_owned(),
+        "status=booked&limit=30".to_owned(),
+        "status=pending&limit=3".to_owned(),
+        format!("from={lo}&limit=40"),
+        format!("to={hi}&limit=40"),
+        format!("from={lo}&to={hi}&limit=9"),
+        format!("from={lo}&to={lo}&status=booked&limit=2"),
+    ];
+    let mut pages = Vec::new();
+    for account in ["east-1", "east-3", "south-1"] {
+        for q in &queries {
+            pages.extend(walk(&app, &token, account, q).await);
+        }
+    }
+    assert!(pages.len() > 100, "{} pages", pages.len());
+    assert_eq!(
+        app.state.entry_cache.pages_from_memory(),
+        u64::try_from(pages.len() + everything.len().div_ceil(500)).unwrap(),
+        "every page came from the copy in memory"
+    );
+
+    // The same data dir with the copy off: every page is read from the store.
+    app.crash_and_restart_with(|c| {
+        unlimited(c);
+        c.statements.read_cache_ttl_ms = 0;
+    })
+    .await;
+    let token = app.token_for(&app.erp, None).await;
+    for (path, from_memory) in &pages {
+        let from_store = page_bytes(&app, &token, path).await;
+        assert!(
+            *from_memory == from_store,
+            "{path}:\nmemory: {}\nstore:  {}",
+            String::from_utf8_lossy(from_memory),
+            String::from_utf8_lossy(&from_store)
+        );
+    }
+    assert_eq!(app.state.entry_cache.pages_from_memory(), 0);
+    app.stop().await;
+}
+
+/// Stores one booked credit for `account` as another gateway instance on the
+/// same database would: straight into the store, which this instance's copy
+/// is not told about.
+async fn store_as_another_instance(app: &TestApp, account: &str, remittance: &str) -> String {
+    let id = domain::EntryId::generate(&domain::OsRandom);
+    let account_id = domain::AccountId::parse(account).unwrap();
+    let day = domain::BusinessDate::from_ymd(2026, 11, 30).unwrap();
+    let mut entry = domain::StatementEntry::new(
+        id.clone(),
+        account_id.clone(),
+        domain::Direction::Credit,
+        domain::Money::from_minor(4_200, domain::Currency::CNY),
+        day,
+        day,
+        domain::EntryStatus::Booked,
+    )
+    .unwrap();
+    entry.remittance = Some(remittance.to_owned());
+    let report = app
+        .state
+        .store
+        .ingest_entries(
+            &account_id,
+            vec![store::IngestEntry {
+                entry,
+                dedupe_key: format!("test:{id}"),
+                pending_match_key: None,
+            }],
+            store::NewAuditRecord {
+                at: chrono::Utc::now(),
+                actor: "test".to_owned(),
+                action: "statement.ingest".to_owned(),
+                object: format!("account:{account}"),
+                request_id: None,
+                outcome: "ok".to_owned(),
+                details: json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.inserted, 1);
+    id.to_string()
+}
+
+#[tokio::test]
+async fn entries_another_instance_stores_reach_the_pages_within_the_ttl() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        entry_cache: Some((300, 200_000)),
+        ..Default::default()
+    })
+    .await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "east-1").await;
+    let before = all_entries(&app, &token, "east-1", 500).await;
+    let served = app.state.entry_cache.pages_from_memory();
+    assert!(served > 0, "the copy was made");
+
+    let id = store_as_another_instance(&app, "east-1", "另一实例写入").await;
+    let started = std::time::Instant::now();
+    let after = loop {
+        let now = all_entries(&app, &token, "east-1", 500).await;
+        if now.len() > before.len() {
+            break now;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the entry never showed up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_unique(&after);
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(
+        after.last().unwrap()["id"],
+        id.as_str(),
+        "new entries come last"
+    );
+    assert_eq!(
+        ids(&after[..before.len()]),
+        ids(&before),
+        "nothing else moved"
+    );
+    assert!(
+        app.state.entry_cache.pages_from_memory() > served,
+        "the copy caught up and answered"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_copy_keeps_to_its_bound_and_big_accounts_are_read_from_the_store() {
+    let mut app = TestApp::spawn().await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "east-1").await;
+    refresh(&app, &token, "east-3").await;
+    let one = all_entries(&app, &token, "east-1", 500).await;
+    let three = all_entries(&app, &token, "east-3", 500).await;
+    let (n1, n3) = (one.len(), three.len());
+    assert!(n1 > 1 && n3 > 1);
+
+    // Room for the larger account, not for both: the one read least recently goes.
+    app.crash_and_restart_with(|c| c.statements.read_cache_max_entries = n1.max(n3))
+        .await;
+    let token = app.token_for(&app.erp, None).await;
+    assert_eq!(
+        ids(&all_entries(&app, &token, "east-1", 500).await),
+        ids(&one)
+    );
+    assert_eq!(app.state.entry_cache.held(), n1);
+    assert_eq!(
+        ids(&all_entries(&app, &token, "east-3", 500).await),
+        ids(&three)
+    );
+    assert_eq!(app.state.entry_cache.held(), n3, "east-1 was dropped");
+    assert_eq!(
+        ids(&all_entries(&app, &token, "east-1", 500).await),
+        ids(&one)
+    );
+    assert_eq!(app.state.entry_cache.held(), n1, "east-3 was dropped");
+
+    // Room for neither: both are read from the store, and still whole.
+    app.crash_and_restart_with(|c| c.statements.read_cache_max_entries = n1.min(n3) - 1)
+        .await;
+    let token = app.token_for(&app.erp, None).await;
+    assert_eq!(
+        ids(&all_entries(&app, &token, "east-1", 500).await),
+        ids(&one)
+    );
+    assert_eq!(
+        ids(&all_entries(&app, &token, "east-3", 500).await),
+        ids(&three)
+    );
+    assert_eq!(app.state.entry_cache.held(), 0);
+    assert_eq!(app.state.entry_cache.pages_from_memory(), 0);
+    app.stop().await;
+}
