@@ -113,29 +113,37 @@ struct Slot {
 }
 
 /// A page chosen from an account's copy: up to `limit + 1` entries, so the
-/// caller knows whether there is a next page.
+/// caller knows whether there is a next page. It holds the copy it was
+/// chosen from and the positions of its entries there (no per-entry
+/// reference counts to touch on the hot path).
 #[derive(Debug)]
 pub struct CachedPage {
-    entries: Vec<Arc<CachedEntry>>,
+    copy: Arc<AccountCopy>,
+    picked: Vec<usize>,
 }
 
 impl CachedPage {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.picked.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.picked.is_empty()
     }
 
     /// The `seq` of the `i`-th entry of the page.
     pub fn seq(&self, i: usize) -> Option<i64> {
-        self.entries.get(i).map(|e| e.seq)
+        let at = *self.picked.get(i)?;
+        self.copy.entries.get(at).map(|e| e.seq)
     }
 
     /// The JSON of the first `n` entries, in order.
     pub fn json(&self, n: usize) -> impl Iterator<Item = &[u8]> {
-        self.entries.iter().take(n).map(|e| &*e.json)
+        self.picked
+            .iter()
+            .take(n)
+            .filter_map(|&at| self.copy.entries.get(at))
+            .map(|e| &*e.json)
     }
 }
 
@@ -229,7 +237,7 @@ impl EntryCache {
             None => self.catch_up(&q.account_id, &slot).await?,
         };
         self.pages.fetch_add(1, Ordering::Relaxed);
-        Some(select(&copy.entries, q))
+        Some(select(copy, q))
     }
 
     /// Pages answered from the copy since start (the others read the store).
@@ -378,15 +386,15 @@ impl EntryCache {
 
 /// The entries `q` selects, as `list_entries` does: `seq` after the cursor,
 /// the filters, `seq` order, the store's limit.
-fn select(entries: &[Arc<CachedEntry>], q: &EntryQuery) -> CachedPage {
+fn select(copy: Arc<AccountCopy>, q: &EntryQuery) -> CachedPage {
     let limit = q.effective_limit() as usize;
-    let start = entries.partition_point(|e| e.seq <= q.after_seq);
-    CachedPage {
-        entries: entries[start..]
-            .iter()
-            .filter(|e| e.matches(q))
-            .take(limit)
-            .cloned()
-            .collect(),
-    }
+    let start = copy.entries.partition_point(|e| e.seq <= q.after_seq);
+    let picked = copy.entries[start..]
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.matches(q))
+        .take(limit)
+        .map(|(i, _)| start + i)
+        .collect();
+    CachedPage { copy, picked }
 }
