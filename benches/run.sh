@@ -8,6 +8,8 @@
 #
 # Environment (all optional):
 #   BENCH_SECONDS         measured duration per endpoint, seconds   [15]
+#   BENCH_ROUNDS          rounds that duration is split into; each round
+#                         measures every endpoint once, in turn     [3]
 #   BENCH_WARMUP_SECONDS  warm-up per endpoint, not recorded, s     [3]
 #   BENCH_CONNECTIONS     wrk connections                           [64]
 #   BENCH_THREADS         wrk threads                               [2]
@@ -33,6 +35,7 @@ if (( $# > 0 )); then
 fi
 
 BENCH_SECONDS=${BENCH_SECONDS:-15}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_THREADS=${BENCH_THREADS:-2}
@@ -53,10 +56,11 @@ RESULTS_DIR="$ROOT/benches/results"
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for v in BENCH_SECONDS BENCH_WARMUP_SECONDS BENCH_CONNECTIONS BENCH_THREADS; do
+for v in BENCH_SECONDS BENCH_ROUNDS BENCH_WARMUP_SECONDS BENCH_CONNECTIONS BENCH_THREADS; do
     [[ ${!v} =~ ^[0-9]+$ ]] && (( ${!v} > 0 )) || die "$v must be a positive integer, got '${!v}'"
 done
 (( BENCH_SECONDS <= 600 )) || die "BENCH_SECONDS is at most 600 (the run must stay bounded)"
+(( BENCH_ROUNDS <= BENCH_SECONDS )) || die "BENCH_ROUNDS is at most BENCH_SECONDS (each round measures at least 1 s)"
 (( BENCH_WARMUP_SECONDS <= 60 )) || die "BENCH_WARMUP_SECONDS is at most 60"
 [[ $BENCH_ACCOUNT =~ ^[a-z0-9-]+$ ]] || die "BENCH_ACCOUNT: expected an account id like sim-east-cny-1"
 
@@ -239,26 +243,40 @@ ROWS=()
 CPU_ROWS=()
 NOTES=()
 FAILED=0
-BASELINE_RPS=""
-WRK_TIMEOUT_S=$((BENCH_SECONDS + BENCH_WARMUP_SECONDS + 60))
+ROUND_SECONDS=$((BENCH_SECONDS / BENCH_ROUNDS))
+WRK_TIMEOUT_S=$((ROUND_SECONDS + BENCH_WARMUP_SECONDS + 60))
 
-for entry in "${ENDPOINTS[@]}"; do
-    IFS='|' read -r name url needs_auth server_pid <<<"$entry"
-    hdr=()
-    if [[ $needs_auth == yes ]]; then
-        TOKEN=$(get_token)
-        hdr=(-H "Authorization: Bearer $TOKEN")
+# Per endpoint (by index): its headers' need, and the sums over rounds.
+declare -a NAME URL AUTH PID MEASURED REQS SECS SRV WRKC OTHER NON2XX SOCK P50S P99S ROUND_RPS
+for i in "${!ENDPOINTS[@]}"; do
+    IFS='|' read -r NAME[i] URL[i] AUTH[i] PID[i] <<<"${ENDPOINTS[i]}"
+    MEASURED[i]=no REQS[i]=0 SECS[i]=0 SRV[i]=0 WRKC[i]=0 OTHER[i]=0 NON2XX[i]=0 SOCK[i]=0
+    P50S[i]="" P99S[i]="" ROUND_RPS[i]=""
+done
+
+# The Authorization header for endpoint $1, in the array HDR. A fresh token
+# (15 min lifetime) each time, so no long run meets an expired one.
+auth_for() {
+    HDR=()
+    if [[ ${AUTH[$1]} == yes ]]; then
+        HDR=(-H "Authorization: Bearer $(get_token)")
     fi
-    code=$(status_of "${hdr[@]}" "$url")
+}
+
+# Pre-check and warm-up, once per endpoint.
+for i in "${!ENDPOINTS[@]}"; do
+    name=${NAME[i]} url=${URL[i]}
+    auth_for "$i"
+    code=$(status_of "${HDR[@]}" "$url")
     if [[ $code != 200 ]]; then
         detail=$(head -c 300 "$WORK/last.json" | tr '\n|' '  ')
         [[ $name == gateway:* ]] || die "$name answered HTTP $code"
         log "$name: pre-check answered HTTP $code, not measured: $detail"
-        ROWS+=("| $name | not measured | | | | pre-check: HTTP $code |")
         NOTES+=("- $name: not measured; a single request before the run answered HTTP $code: \`$detail\`")
         FAILED=1
         continue
     fi
+    MEASURED[i]=yes
     if [[ $url == *"/transactions"* ]]; then
         items=$(jq '.items | length' "$WORK/last.json" 2>/dev/null || echo '?')
         bytes=$(wc -c <"$WORK/last.json")
@@ -266,43 +284,88 @@ for entry in "${ENDPOINTS[@]}"; do
     fi
     log "$name: warm-up ${BENCH_WARMUP_SECONDS}s"
     timeout "$WRK_TIMEOUT_S" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${BENCH_WARMUP_SECONDS}s" \
-        "${hdr[@]}" "$url" >/dev/null || die "wrk warm-up failed for $url"
-    log "$name: measuring ${BENCH_SECONDS}s"
-    out="$WORK/wrk.txt"
-    machine_before=$(machine_busy_s)
-    server_cpu_before=$(proc_cpu_s "$server_pid")
-    children_cpu_s >"$WORK/cpu.txt"
-    wrk_cpu_before=$(<"$WORK/cpu.txt")
-    timeout "$WRK_TIMEOUT_S" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${BENCH_SECONDS}s" \
-        --latency "${hdr[@]}" "$url" >"$out" || die "wrk failed for $url"
-    children_cpu_s >"$WORK/cpu.txt"
-    wrk_cpu_after=$(<"$WORK/cpu.txt")
-    server_cpu_after=$(proc_cpu_s "$server_pid")
-    machine_after=$(machine_busy_s)
-    cat "$out" >&2
+        "${HDR[@]}" "$url" >/dev/null || die "wrk warm-up failed for $url"
+done
+[[ ${MEASURED[0]} == yes ]] || die "the baseline was not measured"
 
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    p50=$(awk '$1 == "50%" { print $2 }' "$out")
-    p99=$(awk '$1 == "99%" { print $2 }' "$out")
-    total=$(awk '/requests in/ { print $1 }' "$out")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
-    non2xx=${non2xx:-0}
-    sock=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out")
-    sock=${sock:-0}
-    [[ -n $rps && -n $p50 && -n $p99 ]] || die "could not parse wrk's output for $url"
-    [[ $name != baseline* ]] || BASELINE_RPS=$rps
+# Measured rounds: every endpoint once per round, each round starting one
+# endpoint further on, so a slow phase of the machine falls on all of them.
+n=${#ENDPOINTS[@]}
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+    for ((k = 0; k < n; k++)); do
+        i=$(((k + round - 1) % n))
+        [[ ${MEASURED[i]} == yes ]] || continue
+        name=${NAME[i]} url=${URL[i]}
+        auth_for "$i"
+        log "round $round/$BENCH_ROUNDS, $name: measuring ${ROUND_SECONDS}s"
+        out="$WORK/wrk.txt"
+        machine_before=$(machine_busy_s)
+        server_cpu_before=$(proc_cpu_s "${PID[i]}")
+        children_cpu_s >"$WORK/cpu.txt"
+        wrk_cpu_before=$(<"$WORK/cpu.txt")
+        timeout "$WRK_TIMEOUT_S" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${ROUND_SECONDS}s" \
+            --latency "${HDR[@]}" "$url" >"$out" || die "wrk failed for $url"
+        children_cpu_s >"$WORK/cpu.txt"
+        wrk_cpu_after=$(<"$WORK/cpu.txt")
+        server_cpu_after=$(proc_cpu_s "${PID[i]}")
+        machine_after=$(machine_busy_s)
+        cat "$out" >&2
+
+        # "1478988 requests in 15.10s, 170.68MB read"
+        total=$(awk '/requests in/ { print $1 }' "$out")
+        secs=$(awk '/requests in/ { v = $4; sub(/,$/, "", v)
+            if (v ~ /ms$/) { sub(/ms$/, "", v); v /= 1000 } else if (v ~ /m$/) { sub(/m$/, "", v); v *= 60 } else sub(/s$/, "", v)
+            print v }' "$out")
+        p50=$(awk '$1 == "50%" { print $2 }' "$out")
+        p99=$(awk '$1 == "99%" { print $2 }' "$out")
+        non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+        sock=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out")
+        [[ -n $total && -n $secs && -n $p50 && -n $p99 ]] || die "could not parse wrk's output for $url"
+        REQS[i]=$((REQS[i] + total))
+        SECS[i]=$(awk -v a="${SECS[i]}" -v b="$secs" 'BEGIN { printf "%.3f", a + b }')
+        SRV[i]=$(awk -v a="${SRV[i]}" -v x="$server_cpu_before" -v y="$server_cpu_after" 'BEGIN { printf "%.2f", a + y - x }')
+        WRKC[i]=$(awk -v a="${WRKC[i]}" -v x="$wrk_cpu_before" -v y="$wrk_cpu_after" 'BEGIN { printf "%.2f", a + y - x }')
+        OTHER[i]=$(awk -v a="${OTHER[i]}" -v m0="$machine_before" -v m1="$machine_after" \
+            -v s="$(awk -v x="$server_cpu_before" -v y="$server_cpu_after" 'BEGIN { print y - x }')" \
+            -v w="$(awk -v x="$wrk_cpu_before" -v y="$wrk_cpu_after" 'BEGIN { print y - x }')" \
+            'BEGIN { o = (m1 - m0) - s - w; if (o < 0) o = 0; printf "%.2f", a + o }')
+        NON2XX[i]=$((NON2XX[i] + ${non2xx:-0}))
+        SOCK[i]=$((SOCK[i] + ${sock:-0}))
+        P50S[i]+="$(to_ms "$p50") "
+        P99S[i]+="$(to_ms "$p99") "
+        ROUND_RPS[i]+="$(awk -v t="$total" -v d="$secs" 'BEGIN { printf "%.0f", t / d }') "
+    done
+done
+
+# One row per endpoint: req/s over all its rounds (requests / seconds), the
+# median of the rounds' p50 and the highest of their p99.
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+highest() { tr ' ' '\n' <<<"$1" | grep . | sort -g | tail -n 1; }
+BASELINE_RPS=$(awk -v t="${REQS[0]}" -v d="${SECS[0]}" 'BEGIN { print t / d }')
+ROUND_ROWS=()
+for i in "${!ENDPOINTS[@]}"; do
+    name=${NAME[i]}
+    if [[ ${MEASURED[i]} != yes ]]; then
+        ROWS+=("| $name | not measured | | | | pre-check failed |")
+        continue
+    fi
+    rps=$(awk -v t="${REQS[i]}" -v d="${SECS[i]}" 'BEGIN { print t / d }')
     pct=$(awk -v r="$rps" -v b="$BASELINE_RPS" 'BEGIN { printf "%.1f %%", 100 * r / b }')
     rps_fmt=$(awk -v r="$rps" 'BEGIN { printf "%.0f", r }')
-    errors="$non2xx non-2xx/3xx, $sock socket errors (of $total)"
-    ROWS+=("| $name | $rps_fmt | $(to_ms "$p50") ms | $(to_ms "$p99") ms | $pct | $errors |")
-    CPU_ROWS+=("$(awk -v n="$name" -v t="$total" -v d="$BENCH_SECONDS" \
-        -v s0="$server_cpu_before" -v s1="$server_cpu_after" -v w0="$wrk_cpu_before" -v w1="$wrk_cpu_after" \
-        -v m0="$machine_before" -v m1="$machine_after" \
-        'BEGIN { s = s1 - s0; w = w1 - w0; o = (m1 - m0) - s - w; if (o < 0) o = 0
-                 printf "| %s | %.2f | %.2f | %.2f | %.1f µs | %.1f µs |", \
-                   n, s / d, w / d, o / d, 1e6 * s / t, 1e6 * w / t }')")
-    if (( non2xx > 0 || sock > 0 )); then
-        NOTES+=("- $name: $non2xx responses were not 2xx/3xx and $sock socket errors occurred; the req/s counts them.")
+    errors="${NON2XX[i]} non-2xx/3xx, ${SOCK[i]} socket errors (of ${REQS[i]})"
+    ROWS+=("| $name | $rps_fmt | $(median "${P50S[i]}") ms | $(highest "${P99S[i]}") ms | $pct | $errors |")
+    CPU_ROWS+=("$(awk -v n="$name" -v t="${REQS[i]}" -v d="${SECS[i]}" -v s="${SRV[i]}" -v w="${WRKC[i]}" -v o="${OTHER[i]}" \
+        'BEGIN { printf "| %s | %.2f | %.2f | %.2f | %.1f µs | %.1f µs |", n, s / d, w / d, o / d, 1e6 * s / t, 1e6 * w / t }')")
+    # Each round's req/s as a share of the baseline's in the same round.
+    read -r -a mine <<<"${ROUND_RPS[i]}"
+    read -r -a base <<<"${ROUND_RPS[0]}"
+    cells=""
+    for ((r = 0; r < ${#mine[@]}; r++)); do
+        cells+=" $(awk -v a="${mine[r]}" -v b="${base[r]}" 'BEGIN { printf "%s (%.1f %%)", a, 100 * a / b }') |"
+    done
+    ROUND_ROWS+=("| $name |$cells")
+    if (( NON2XX[i] > 0 || SOCK[i] > 0 )); then
+        NOTES+=("- $name: ${NON2XX[i]} responses were not 2xx/3xx and ${SOCK[i]} socket errors occurred; the req/s counts them.")
     fi
 done
 
@@ -338,9 +401,19 @@ report="$WORK/report.md"
     echo "|---|---:|---:|---:|---:|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
-    echo "Load: \`wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency\` per endpoint, one after another," \
-        "each after a ${BENCH_WARMUP_SECONDS}s warm-up at the same concurrency; gateway requests carry" \
+    echo "Load: \`wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${ROUND_SECONDS}s --latency\` per endpoint and round, one run at a time," \
+        "$BENCH_ROUNDS rounds (each round starts one endpoint further on), ${BENCH_SECONDS}s per endpoint in all, after a" \
+        "${BENCH_WARMUP_SECONDS}s warm-up of each endpoint at the same concurrency; req/s is all its requests over all its seconds," \
+        "p50 the median of its rounds' p50, p99 the highest of its rounds' p99. Gateway requests carry" \
         "\`Authorization: Bearer <token>\`; account \`$BENCH_ACCOUNT\`. Goal: each gateway row ≥ ${GOAL_PERCENT} % of the baseline req/s."
+    echo
+    header="| endpoint |" rule="|---|"
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do header+=" round $r: req/s (share of that round's baseline) |"; rule+="---:|"; done
+    echo "Each round on its own:"
+    echo
+    echo "$header"
+    echo "$rule"
+    printf '%s\n' "${ROUND_ROWS[@]}"
     echo
     echo "Where the CPU went during each measured run: user + system time, as cores busy on average"
     echo "(the machine has $(nproc)); the gateway's process also hosts the two idle simulated banks;"

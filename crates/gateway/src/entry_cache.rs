@@ -82,8 +82,9 @@ impl CachedEntry {
 /// What the store held of one account, as of one catch-up.
 #[derive(Debug)]
 struct AccountCopy {
-    /// In `seq` order; `seq` is unique.
-    entries: Vec<Arc<CachedEntry>>,
+    /// In `seq` order; `seq` is unique. Shared with the next copy when a
+    /// catch-up finds nothing new (the common case under load).
+    entries: Arc<Vec<Arc<CachedEntry>>>,
     /// The highest `change_seq` read: the next catch-up reads what came after.
     through_change_seq: i64,
     /// The account's invalidation count when the catch-up began.
@@ -305,10 +306,11 @@ impl EntryCache {
         &self,
         account: &AccountId,
         previous: Option<&AccountCopy>,
-    ) -> Result<Option<(Vec<Arc<CachedEntry>>, i64)>, StoreError> {
+    ) -> Result<Option<(Arc<Vec<Arc<CachedEntry>>>, i64)>, StoreError> {
         let mut through = previous.map_or(0, |p| p.through_change_seq);
-        let mut entries: Vec<Arc<CachedEntry>> =
-            previous.map_or_else(Vec::new, |p| p.entries.clone());
+        // Copied (on the first change) only when there is a change.
+        let mut entries: Arc<Vec<Arc<CachedEntry>>> =
+            previous.map_or_else(Arc::default, |p| p.entries.clone());
         let ids = std::slice::from_ref(account);
         loop {
             let batch = self
@@ -323,6 +325,7 @@ impl EntryCache {
                 })?);
                 // New entries come after every held one (the store draws `seq`
                 // and `change_seq` in commit order); a change keeps its `seq`.
+                let entries = Arc::make_mut(&mut entries);
                 match entries.binary_search_by_key(&e.seq, |c| c.seq) {
                     Ok(at) => entries[at] = cached,
                     Err(at) => entries.insert(at, cached),

@@ -798,3 +798,85 @@ async fn the_copy_keeps_to_its_bound_and_big_accounts_are_read_from_the_store() 
     assert_eq!(app.state.entry_cache.pages_from_memory(), 0);
     app.stop().await;
 }
+
+/// Sets `currency` of the stored entry `id` in the app's SQLite file, with a
+/// new `change_seq` (so the copy's next catch-up reads the row), bypassing
+/// the store as disk damage or a hand edit would.
+async fn set_stored_currency(app: &TestApp, id: &str, currency: &str) {
+    let path = app.config.data_dir.join("bankdirect.db");
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let done = sqlx::query(
+        "UPDATE statement_entries SET currency = ?, \
+           change_seq = (SELECT MAX(change_seq) + 1 FROM statement_entries) \
+         WHERE id = ?",
+    )
+    .bind(currency)
+    .bind(id)
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_damaged_row_sends_pages_back_to_the_store_until_it_is_mended() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        entry_cache: Some((200, 200_000)),
+        ..Default::default()
+    })
+    .await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "east-1").await;
+    let before = all_entries(&app, &token, "east-1", 500).await;
+    assert!(before.len() > 20);
+    let victim = before[10]["id"].as_str().unwrap().to_owned();
+
+    set_stored_currency(&app, &victim, "ZZZ").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let served = app.state.entry_cache.pages_from_memory();
+    // The copy cannot catch up: the store answers, and refuses the page that
+    // holds the damaged row as it always did.
+    let (status, body) = app
+        .get("/v1/accounts/east-1/transactions?limit=500", &token)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "storage_unavailable");
+    // A page before the damaged row still reads (9 entries: the store reads
+    // one more, to know there is a next page, and that one is the 10th).
+    let (status, body) = app
+        .get("/v1/accounts/east-1/transactions?limit=9", &token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(body["items"].as_array().unwrap()), ids(&before[..9]));
+    assert_eq!(
+        app.state.entry_cache.pages_from_memory(),
+        served,
+        "nothing was answered from the stale copy"
+    );
+
+    // Mended: within the back-off (one ttl) the copy catches up again.
+    set_stored_currency(&app, &victim, "CNY").await;
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = app
+            .get("/v1/accounts/east-1/transactions?limit=500", &token)
+            .await;
+        if status == 200 && app.state.entry_cache.pages_from_memory() > served {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the copy never came back: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after = all_entries(&app, &token, "east-1", 500).await;
+    assert!(
+        ids(&after) == ids(&before),
+        "the mended copy holds every entry, in order"
+    );
+    app.stop().await;
+}
