@@ -51,13 +51,14 @@ use crate::transactions::write_entry;
 /// hold is read from the store before its size is looked at again.
 const OVERSIZE_RETRY: Duration = Duration::from_secs(300);
 
-/// One entry as a page needs it: what the filters look at, and its JSON.
-#[derive(Debug)]
+/// One entry as a page needs it: what the filters look at, inline (a page
+/// scans them in a row), and its JSON, shared between successive copies.
+#[derive(Debug, Clone)]
 struct CachedEntry {
     seq: i64,
     booking_date: BusinessDate,
     status: EntryStatus,
-    json: Box<[u8]>,
+    json: Arc<[u8]>,
 }
 
 impl CachedEntry {
@@ -68,7 +69,7 @@ impl CachedEntry {
             seq: e.seq,
             booking_date: e.entry.booking_date,
             status: e.entry.status,
-            json: json.into_boxed_slice(),
+            json: Arc::from(json),
         })
     }
 
@@ -84,7 +85,7 @@ impl CachedEntry {
 struct AccountCopy {
     /// In `seq` order; `seq` is unique. Shared with the next copy when a
     /// catch-up finds nothing new (the common case under load).
-    entries: Arc<Vec<Arc<CachedEntry>>>,
+    entries: Arc<Vec<CachedEntry>>,
     /// The highest `change_seq` read: the next catch-up reads what came after.
     through_change_seq: i64,
     /// The account's invalidation count when the catch-up began.
@@ -306,10 +307,10 @@ impl EntryCache {
         &self,
         account: &AccountId,
         previous: Option<&AccountCopy>,
-    ) -> Result<Option<(Arc<Vec<Arc<CachedEntry>>>, i64)>, StoreError> {
+    ) -> Result<Option<(Arc<Vec<CachedEntry>>, i64)>, StoreError> {
         let mut through = previous.map_or(0, |p| p.through_change_seq);
         // Copied (on the first change) only when there is a change.
-        let mut entries: Arc<Vec<Arc<CachedEntry>>> =
+        let mut entries: Arc<Vec<CachedEntry>> =
             previous.map_or_else(Arc::default, |p| p.entries.clone());
         let ids = std::slice::from_ref(account);
         loop {
@@ -318,11 +319,11 @@ impl EntryCache {
                 .entries_changed_since(ids, through, ENTRY_QUERY_MAX_LIMIT)
                 .await?;
             for e in &batch {
-                let cached = Arc::new(CachedEntry::new(e).map_err(|err| StoreError::Corrupt {
+                let cached = CachedEntry::new(e).map_err(|err| StoreError::Corrupt {
                     table: "statement_entries",
                     column: "*",
                     reason: format!("an entry does not render as JSON ({err})"),
-                })?);
+                })?;
                 // New entries come after every held one (the store draws `seq`
                 // and `change_seq` in commit order); a change keeps its `seq`.
                 let entries = Arc::make_mut(&mut entries);
