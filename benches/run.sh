@@ -60,7 +60,8 @@ for v in BENCH_SECONDS BENCH_ROUNDS BENCH_WARMUP_SECONDS BENCH_CONNECTIONS BENCH
     [[ ${!v} =~ ^[0-9]+$ ]] && (( ${!v} > 0 )) || die "$v must be a positive integer, got '${!v}'"
 done
 (( BENCH_SECONDS <= 600 )) || die "BENCH_SECONDS is at most 600 (the run must stay bounded)"
-(( BENCH_ROUNDS <= BENCH_SECONDS )) || die "BENCH_ROUNDS is at most BENCH_SECONDS (each round measures at least 1 s)"
+(( BENCH_SECONDS % BENCH_ROUNDS == 0 )) \
+    || die "BENCH_SECONDS ($BENCH_SECONDS) must be a multiple of BENCH_ROUNDS ($BENCH_ROUNDS): each round measures BENCH_SECONDS / BENCH_ROUNDS whole seconds"
 (( BENCH_WARMUP_SECONDS <= 60 )) || die "BENCH_WARMUP_SECONDS is at most 60"
 [[ $BENCH_ACCOUNT =~ ^[a-z0-9-]+$ ]] || die "BENCH_ACCOUNT: expected an account id like sim-east-cny-1"
 
@@ -247,9 +248,9 @@ ROUND_SECONDS=$((BENCH_SECONDS / BENCH_ROUNDS))
 WRK_TIMEOUT_S=$((ROUND_SECONDS + BENCH_WARMUP_SECONDS + 60))
 
 # Per endpoint (by index): its headers' need, and the sums over rounds.
-declare -a NAME URL AUTH PID MEASURED REQS SECS SRV WRKC OTHER NON2XX SOCK P50S P99S ROUND_RPS
+declare -a NAME URL NEEDS_AUTH PID MEASURED REQS SECS SRV WRKC OTHER NON2XX SOCK P50S P99S ROUND_RPS
 for i in "${!ENDPOINTS[@]}"; do
-    IFS='|' read -r NAME[i] URL[i] AUTH[i] PID[i] <<<"${ENDPOINTS[i]}"
+    IFS='|' read -r NAME[i] URL[i] NEEDS_AUTH[i] PID[i] <<<"${ENDPOINTS[i]}"
     MEASURED[i]=no REQS[i]=0 SECS[i]=0 SRV[i]=0 WRKC[i]=0 OTHER[i]=0 NON2XX[i]=0 SOCK[i]=0
     P50S[i]="" P99S[i]="" ROUND_RPS[i]=""
 done
@@ -258,7 +259,7 @@ done
 # (15 min lifetime) each time, so no long run meets an expired one.
 auth_for() {
     HDR=()
-    if [[ ${AUTH[$1]} == yes ]]; then
+    if [[ ${NEEDS_AUTH[$1]} == yes ]]; then
         HDR=(-H "Authorization: Bearer $(get_token)")
     fi
 }

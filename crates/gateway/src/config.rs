@@ -403,11 +403,17 @@ pub struct StatementsConfig {
     /// stored entries, used for at most this long (a sync on this instance
     /// renews it at once); 0 reads the store for every page.
     pub read_cache_ttl_ms: u64,
-    /// Most entries that copy holds over all accounts (about 0.6 KB each);
+    /// Most entries that copy holds over all accounts (about 0.6 KB each,
+    /// up to a few KB with long remittance texts);
     /// the accounts read least recently are dropped first, and an account
     /// with more entries is read from the store. 0 turns the copy off.
     pub read_cache_max_entries: usize,
 }
+
+/// Longest `statements.read_cache_ttl_ms`: an hour.
+pub const STATEMENTS_READ_CACHE_TTL_MAX_MS: u64 = 3_600_000;
+/// Largest `statements.read_cache_max_entries`: ten million (gigabytes of memory).
+pub const STATEMENTS_READ_CACHE_MAX_ENTRIES: usize = 10_000_000;
 
 impl Default for StatementsConfig {
     fn default() -> Self {
@@ -1810,6 +1816,16 @@ impl Config {
         if !(1..=10_000).contains(&st.ingest_chunk_size) {
             problems.push("statements.ingest_chunk_size: expected 1..=10000".to_owned());
         }
+        if st.read_cache_ttl_ms > STATEMENTS_READ_CACHE_TTL_MAX_MS {
+            problems.push(format!(
+                "statements.read_cache_ttl_ms: expected 0..={STATEMENTS_READ_CACHE_TTL_MAX_MS} (entries another instance stores reach this one's pages within it; 0 reads the store for every page)"
+            ));
+        }
+        if st.read_cache_max_entries > STATEMENTS_READ_CACHE_MAX_ENTRIES {
+            problems.push(format!(
+                "statements.read_cache_max_entries: expected 0..={STATEMENTS_READ_CACHE_MAX_ENTRIES} (about 0.6 KB each, more with long remittance texts)"
+            ));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -1955,6 +1971,29 @@ accounts = ["*"]
                 .to_string();
             assert!(err.contains("database.write_max_batch"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn page_copy_limits_are_checked() {
+        let mut c = Config::from_toml(MINIMAL, Path::new("/etc/bd")).unwrap();
+        assert!(c.validate().is_ok());
+        c.statements.read_cache_ttl_ms = STATEMENTS_READ_CACHE_TTL_MAX_MS;
+        c.statements.read_cache_max_entries = STATEMENTS_READ_CACHE_MAX_ENTRIES;
+        assert!(c.validate().is_ok());
+        c.statements.read_cache_ttl_ms = 0;
+        c.statements.read_cache_max_entries = 0;
+        assert!(c.validate().is_ok(), "0 turns the copy off");
+        c.statements.read_cache_ttl_ms = STATEMENTS_READ_CACHE_TTL_MAX_MS + 1;
+        c.statements.read_cache_max_entries = STATEMENTS_READ_CACHE_MAX_ENTRIES + 1;
+        let problems = c.validate().unwrap_err().join("\n");
+        assert!(
+            problems.contains("statements.read_cache_ttl_ms: expected 0..=3600000"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("statements.read_cache_max_entries: expected 0..=10000000"),
+            "{problems}"
+        );
     }
 
     #[test]

@@ -18,19 +18,24 @@
 //! - at most `max_entries` entries are held, over all accounts
 //!   (`statements.read_cache_max_entries`): the accounts read least recently
 //!   are dropped first, and an account with more entries than that is read
-//!   from the store;
-//! - reads never wait for a catch-up: a request that finds the account's copy
-//!   out of date catches it up itself when nobody else is, and otherwise
-//!   reads the store, which answers the same page;
-//! - when a catch-up fails (the store is unreachable, or a row does not
-//!   decode), the account is read from the store for `ttl`, where the
-//!   request gets the store's own answer (a page, or the error naming the
-//!   damaged column), before a catch-up is tried again.
+//!   from the store (and looked at again after five minutes). While one
+//!   account's copy is being made, up to that many more are in memory;
+//! - no request waits for a copy: one that finds its account's copy missing
+//!   or out of date reads the store, which answers the same page, and starts
+//!   a catch-up in the background; one catch-up runs at a time, over all
+//!   accounts;
+//! - when a catch-up fails (the store is unreachable, or a row it reads does
+//!   not decode), the account is read from the store for `ttl`, where the
+//!   request gets the store's own answer (a page, or the error of the
+//!   damaged row), before a catch-up is tried again. A row damaged after the
+//!   copy read it (on disk, by hand) is not read again until it changes:
+//!   the copy keeps answering what was committed, the store path reports
+//!   the damage.
 //!
 //! A page selects entries exactly as the store's `list_entries` does (`seq`
 //! after the cursor, booking dates and status as asked, in `seq` order, the
 //! store's limit), and its body is written by the same functions as a page
-//! read from the store ([`write_entry`], [`write_page`]), so both answer the
+//! read from the store ([`write_entry`], [`crate::transactions::write_page`]), so both answer the
 //! same bytes; `crates/gateway/tests/api/transactions.rs` compares them.
 
 use std::{
@@ -109,9 +114,8 @@ struct Slot {
     generation: AtomicU64,
     /// Milliseconds since the cache was made, at the last read (for eviction).
     last_read_ms: AtomicU64,
-    /// Held by the one request catching the copy up; says whether the
-    /// account is read from the store for a while.
-    catching_up: tokio::sync::Mutex<Option<Backoff>>,
+    /// Whether the account is read from the store for a while.
+    backoff: Mutex<Option<Backoff>>,
 }
 
 /// A page chosen from an account's copy: up to `limit + 1` entries, so the
@@ -158,8 +162,13 @@ pub struct EntryCache {
     slots: RwLock<HashMap<AccountId, Arc<Slot>>>,
     /// Serialises the installing of copies, so the bound is kept.
     installing: Mutex<()>,
+    /// One catch-up at a time, over all accounts: what is being read is
+    /// never more than one account's entries beside the copies held.
+    loader: Arc<tokio::sync::Semaphore>,
     /// Pages answered from the copy since start.
     pages: AtomicU64,
+    /// Catch-ups that ended (made a copy, found the account too large, or failed).
+    catch_ups: AtomicU64,
 }
 
 impl EntryCache {
@@ -172,7 +181,9 @@ impl EntryCache {
             started: Instant::now(),
             slots: RwLock::new(HashMap::new()),
             installing: Mutex::new(()),
+            loader: Arc::new(tokio::sync::Semaphore::new(1)),
             pages: AtomicU64::new(0),
+            catch_ups: AtomicU64::new(0),
         }
     }
 
@@ -223,9 +234,10 @@ impl EntryCache {
     }
 
     /// The page `q` asks for, from the account's copy; `None` when the copy
-    /// is off, out of date while another request catches it up, or cannot be
-    /// made: read the store then.
-    pub async fn page(&self, q: &EntryQuery) -> Option<CachedPage> {
+    /// is off, or not up to date: read the store then. A copy that is not up
+    /// to date is caught up in the background (one account at a time), so no
+    /// request waits for it.
+    pub fn page(self: &Arc<Self>, q: &EntryQuery) -> Option<CachedPage> {
         if !self.enabled() {
             return None;
         }
@@ -234,12 +246,16 @@ impl EntryCache {
         if slot.last_read_ms.load(Ordering::Relaxed) != now {
             slot.last_read_ms.store(now, Ordering::Relaxed);
         }
-        let copy = match self.fresh(&slot) {
-            Some(copy) => copy,
-            None => self.catch_up(&q.account_id, &slot).await?,
-        };
-        self.pages.fetch_add(1, Ordering::Relaxed);
-        Some(select(copy, q))
+        match self.fresh(&slot) {
+            Some(copy) => {
+                self.pages.fetch_add(1, Ordering::Relaxed);
+                Some(select(copy, q))
+            }
+            None => {
+                self.start_catch_up(&q.account_id, slot);
+                None
+            }
+        }
     }
 
     /// Pages answered from the copy since start (the others read the store).
@@ -247,55 +263,86 @@ impl EntryCache {
         self.pages.load(Ordering::Relaxed)
     }
 
-    /// Brings the account's copy up to what the store holds, unless another
-    /// request is doing so or the account is backing off.
-    async fn catch_up(&self, account: &AccountId, slot: &Arc<Slot>) -> Option<Arc<AccountCopy>> {
-        let Ok(mut backoff) = slot.catching_up.try_lock() else {
-            return None;
+    /// Catch-ups that have ended since start, whatever their outcome.
+    pub fn catch_ups(&self) -> u64 {
+        self.catch_ups.load(Ordering::SeqCst)
+    }
+
+    /// Whether the account's pages come from the copy now.
+    pub fn is_fresh(&self, account: &AccountId) -> bool {
+        self.enabled() && self.fresh(&self.slot(account)).is_some()
+    }
+
+    /// Starts catching the account's copy up, unless a catch-up (of any
+    /// account) is running or the account is backing off.
+    fn start_catch_up(self: &Arc<Self>, account: &AccountId, slot: Arc<Slot>) {
+        {
+            let backoff = slot.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            match *backoff {
+                Some(Backoff::Failed(at)) if at.elapsed() < self.ttl => return,
+                Some(Backoff::Oversize(at)) if at.elapsed() < OVERSIZE_RETRY => return,
+                _ => {}
+            }
+        }
+        let Ok(permit) = self.loader.clone().try_acquire_owned() else {
+            return;
         };
-        match *backoff {
-            Some(Backoff::Failed(at)) if at.elapsed() < self.ttl => return None,
-            Some(Backoff::Oversize(at)) if at.elapsed() < OVERSIZE_RETRY => return None,
-            _ => {}
+        let cache = Arc::clone(self);
+        let account = account.clone();
+        tokio::spawn(async move {
+            cache.catch_up(&account, &slot).await;
+            cache.catch_ups.fetch_add(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+
+    /// Brings the account's copy up to what the store holds.
+    async fn catch_up(&self, account: &AccountId, slot: &Slot) {
+        // Another catch-up may have ended since this one was asked for.
+        if self.fresh(slot).is_some() {
+            return;
         }
-        // Another request may have caught up while this one waited for the lock.
-        if let Some(copy) = self.fresh(slot) {
-            return Some(copy);
-        }
-        // Read before the store is: an invalidation from here on makes this
-        // copy stale as soon as it is installed.
+        // Both read before the store is: an invalidation from here on makes
+        // this copy stale as soon as it is installed, and the ttl counts
+        // from before the read.
         let generation = slot.generation.load(Ordering::SeqCst);
+        let started = Instant::now();
         let previous = slot.copy.read().unwrap_or_else(|p| p.into_inner()).clone();
-        match self.read_changes(account, previous.as_deref()).await {
+        let outcome = self.read_changes(account, previous.as_deref()).await;
+        let mut backoff = slot.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
             Ok(Some((entries, through_change_seq))) => {
-                let copy = Arc::new(AccountCopy {
-                    entries,
-                    through_change_seq,
-                    generation,
-                    loaded_at: Instant::now(),
-                });
                 *backoff = None;
-                self.install(account, slot, copy.clone());
-                Some(copy)
+                drop(backoff);
+                self.install(
+                    account,
+                    slot,
+                    Arc::new(AccountCopy {
+                        entries,
+                        through_change_seq,
+                        generation,
+                        loaded_at: started,
+                    }),
+                );
             }
             Ok(None) => {
                 *backoff = Some(Backoff::Oversize(Instant::now()));
+                drop(backoff);
                 *slot.copy.write().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!(
                     account = %account,
                     max_entries = self.max_entries,
                     "the account has more statement entries than the page copy may hold; its pages are read from the store"
                 );
-                None
             }
             Err(err) => {
                 *backoff = Some(Backoff::Failed(Instant::now()));
+                drop(backoff);
                 tracing::warn!(
                     account = %account,
                     error = %err,
                     "could not bring the page copy of the account up to date; its pages are read from the store for now"
                 );
-                None
             }
         }
     }

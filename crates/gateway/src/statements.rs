@@ -46,6 +46,19 @@ use crate::{
     flight::SingleFlight,
 };
 
+/// Invalidates the account's page copy when dropped: after a write of its
+/// entries ends, however it ends.
+struct InvalidateAfter<'a> {
+    cache: &'a EntryCache,
+    account: &'a AccountId,
+}
+
+impl Drop for InvalidateAfter<'_> {
+    fn drop(&mut self) {
+        self.cache.invalidate(self.account);
+    }
+}
+
 /// What one sync of one account did.
 #[derive(Debug, Clone)]
 pub struct SyncReport {
@@ -259,13 +272,18 @@ impl StatementSync {
                         "entries": chunk.len(),
                     }),
                 };
-                let written = self
-                    .store
-                    .ingest_entries(&account.id, chunk.to_vec(), audit)
-                    .await;
-                // Committed or not (an unknown outcome may have committed): the
-                // page copy catches up before the next page is read from it.
-                self.entry_cache.invalidate(&account.id);
+                let written = {
+                    // Committed or not (an unknown outcome may have committed),
+                    // and also if this sync is dropped while the write runs:
+                    // the page copy catches up before a page is read from it.
+                    let _tell = InvalidateAfter {
+                        cache: &self.entry_cache,
+                        account: &account.id,
+                    };
+                    self.store
+                        .ingest_entries(&account.id, chunk.to_vec(), audit)
+                        .await
+                };
                 let r = written.map_err(|e| SyncError::Store(e.to_string()))?;
                 report.inserted += r.inserted;
                 report.booked_from_pending += r.booked_from_pending;

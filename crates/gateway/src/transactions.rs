@@ -282,7 +282,7 @@ pub async fn list_transactions(
             .cursors
             .encode(ACCOUNT_CURSOR, account.id.as_str(), seq)
     };
-    if let Some(page) = state.entry_cache.page(&query).await {
+    if let Some(page) = state.entry_cache.page(&query) {
         let n = page.len().min(limit);
         let next_cursor = if page.len() > limit {
             page.seq(n.saturating_sub(1)).map(cursor_after)

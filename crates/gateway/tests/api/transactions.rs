@@ -598,20 +598,55 @@ async fn walk(app: &TestApp, token: &str, account: &str, query: &str) -> Vec<(St
     panic!("paging did not end");
 }
 
-#[tokio::test]
-async fn pages_from_memory_are_byte_for_byte_the_pages_the_store_answers() {
-    let mut app = TestApp::spawn().await;
-    // Hundreds of pages in a few seconds: more than the shipped per-client rate.
-    let unlimited = |c: &mut gateway::config::Config| {
-        c.server.limits.client_requests_per_s = 100_000;
-        c.server.limits.client_burst = 100_000;
-    };
-    app.crash_and_restart_with(unlimited).await;
-    let token = app.token_for(&app.erp, None).await;
-    for account in ["east-1", "east-3", "south-1"] {
-        refresh(&app, &token, account).await;
+/// Reads a page of `account` until its entry copy is made and up to date
+/// (catch-ups run in the background; the pages meanwhile come from the store).
+async fn wait_for_copy(app: &TestApp, token: &str, account: &str) {
+    let id = domain::AccountId::parse(account).unwrap();
+    for _ in 0..500 {
+        if app.state.entry_cache.is_fresh(&id) {
+            return;
+        }
+        let (status, body) = app
+            .get(
+                &format!("/v1/accounts/{account}/transactions?limit=1"),
+                token,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let everything = all_entries(&app, &token, "east-1", 500).await;
+    panic!("the entry copy of {account} was never made");
+}
+
+/// Waits until at least `n` catch-ups of the entry copy have ended.
+async fn wait_for_catch_ups(app: &TestApp, n: u64) {
+    for _ in 0..500 {
+        if app.state.entry_cache.catch_ups() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{n} catch-ups never ended");
+}
+
+/// A ttl no test outlives: the copy changes only when this instance's syncs say so.
+const NO_EXPIRY_MS: u64 = 3_600_000;
+
+/// Hundreds of pages in a few seconds: more than the shipped per-client rate.
+fn unlimited(c: &mut gateway::config::Config) {
+    c.server.limits.client_requests_per_s = 100_000;
+    c.server.limits.client_burst = 100_000;
+}
+
+/// Every page of eleven queries (limits, statuses, date ranges) on `accounts`,
+/// and how many requests it made in all (it reads the first account's entries
+/// first, for dates to ask about).
+async fn every_page(
+    app: &TestApp,
+    token: &str,
+    accounts: &[&str],
+) -> (Vec<(String, Vec<u8>)>, usize) {
+    let everything = all_entries(app, token, accounts[0], 500).await;
     assert!(everything.len() > 50, "{} entries", everything.len());
     let date = |i: usize| everything[i]["booking_date"].as_str().unwrap().to_owned();
     let (d1, d2) = (date(everything.len() / 4), date(everything.len() / 2));
@@ -630,27 +665,26 @@ async fn pages_from_memory_are_byte_for_byte_the_pages_the_store_answers() {
         format!("from={lo}&to={lo}&status=booked&limit=2"),
     ];
     let mut pages = Vec::new();
-    for account in ["east-1", "east-3", "south-1"] {
+    for account in accounts {
         for q in &queries {
-            pages.extend(walk(&app, &token, account, q).await);
+            pages.extend(walk(app, token, account, q).await);
         }
     }
-    assert!(pages.len() > 100, "{} pages", pages.len());
-    assert_eq!(
-        app.state.entry_cache.pages_from_memory(),
-        u64::try_from(pages.len() + everything.len().div_ceil(500)).unwrap(),
-        "every page came from the copy in memory"
-    );
+    let requests = pages.len() + everything.len().div_ceil(500).max(1);
+    (pages, requests)
+}
 
-    // The same data dir with the copy off: every page is read from the store.
+/// Restarts `app` on its data dir with the copy off and asserts that the
+/// store answers every one of `pages` with the same bytes.
+async fn assert_the_store_answers_the_same(app: &mut TestApp, pages: &[(String, Vec<u8>)]) {
     app.crash_and_restart_with(|c| {
         unlimited(c);
         c.statements.read_cache_ttl_ms = 0;
     })
     .await;
     let token = app.token_for(&app.erp, None).await;
-    for (path, from_memory) in &pages {
-        let from_store = page_bytes(&app, &token, path).await;
+    for (path, from_memory) in pages {
+        let from_store = page_bytes(app, &token, path).await;
         assert!(
             *from_memory == from_store,
             "{path}:\nmemory: {}\nstore:  {}",
@@ -659,6 +693,104 @@ async fn pages_from_memory_are_byte_for_byte_the_pages_the_store_answers() {
         );
     }
     assert_eq!(app.state.entry_cache.pages_from_memory(), 0);
+}
+
+#[tokio::test]
+async fn pages_from_memory_are_byte_for_byte_the_pages_the_store_answers() {
+    let mut app = TestApp::spawn_with(crate::helpers::Options {
+        entry_cache: Some((NO_EXPIRY_MS, 200_000)),
+        ..Default::default()
+    })
+    .await;
+    app.crash_and_restart_with(unlimited).await;
+    let token = app.token_for(&app.erp, None).await;
+    let accounts = ["east-1", "east-3", "south-1"];
+    for account in accounts {
+        refresh(&app, &token, account).await;
+        wait_for_copy(&app, &token, account).await;
+    }
+    let from_memory = app.state.entry_cache.pages_from_memory();
+    let (pages, requests) = every_page(&app, &token, &accounts).await;
+    assert!(pages.len() > 100, "{} pages", pages.len());
+    assert_eq!(
+        app.state.entry_cache.pages_from_memory() - from_memory,
+        u64::try_from(requests).unwrap(),
+        "every page came from the copy in memory"
+    );
+    assert_the_store_answers_the_same(&mut app, &pages).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sync_on_this_instance_reaches_the_copy_at_once() {
+    let mut app = TestApp::spawn_with(crate::helpers::Options {
+        entry_cache: Some((NO_EXPIRY_MS, 200_000)),
+        ..Default::default()
+    })
+    .await;
+    app.crash_and_restart_with(unlimited).await;
+    let token = app.token_for(&app.erp, None).await;
+    refresh(&app, &token, "south-1").await;
+    wait_for_copy(&app, &token, "south-1").await;
+    let before = all_entries(&app, &token, "south-1", 500).await;
+
+    // A new pending entry at the bank, then a sync: the copy (which would
+    // otherwise live for an hour) catches up with it.
+    let number = number_of(&app, "south-1");
+    let added = add_bank_entry(
+        &app,
+        "south",
+        &number,
+        json!({"direction": "credit", "amount": "613.20", "counterparty_name": "宁波市测试物流有限公司", "remittance": "运费", "status": "pending"}),
+    )
+    .await;
+    let serial = added["serial"].as_str().unwrap().to_owned();
+    refresh(&app, &token, "south-1").await;
+    wait_for_copy(&app, &token, "south-1").await;
+    let served = app.state.entry_cache.pages_from_memory();
+    let with_pending = all_entries(&app, &token, "south-1", 500).await;
+    assert!(
+        app.state.entry_cache.pages_from_memory() > served,
+        "from the copy"
+    );
+    let ours = |e: &&Value| e["bank_transaction_id"] == serial.as_str() && e["amount"] == "613.20";
+    let found: Vec<&Value> = with_pending.iter().filter(ours).collect();
+    assert_eq!(found.len(), 1, "the new entry is in the copy");
+    assert_eq!(found[0]["status"], "pending");
+    let id = found[0]["id"].clone();
+    assert!(with_pending.len() > before.len());
+
+    // Booked at the bank, then a sync: the copy holds it once, booked, same id.
+    let url = format!(
+        "{}_sim/accounts/{number}/entries/{serial}/book",
+        app.sim("south").url()
+    );
+    assert!(app
+        .http
+        .post(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    refresh(&app, &token, "south-1").await;
+    wait_for_copy(&app, &token, "south-1").await;
+    let served = app.state.entry_cache.pages_from_memory();
+    let booked = all_entries(&app, &token, "south-1", 500).await;
+    assert!(
+        app.state.entry_cache.pages_from_memory() > served,
+        "from the copy"
+    );
+    assert_unique(&booked);
+    let found: Vec<&Value> = booked.iter().filter(ours).collect();
+    assert_eq!(found.len(), 1, "booked replaces pending in the copy");
+    assert_eq!(found[0]["status"], "booked");
+    assert_eq!(found[0]["id"], id);
+
+    // And every page of the caught-up copy is what the store answers.
+    wait_for_copy(&app, &token, "south-1").await;
+    let (pages, _) = every_page(&app, &token, &["south-1"]).await;
+    assert_the_store_answers_the_same(&mut app, &pages).await;
     app.stop().await;
 }
 
@@ -715,9 +847,8 @@ async fn entries_another_instance_stores_reach_the_pages_within_the_ttl() {
     .await;
     let token = app.token_for(&app.erp, None).await;
     refresh(&app, &token, "east-1").await;
+    wait_for_copy(&app, &token, "east-1").await;
     let before = all_entries(&app, &token, "east-1", 500).await;
-    let served = app.state.entry_cache.pages_from_memory();
-    assert!(served > 0, "the copy was made");
 
     let id = store_as_another_instance(&app, "east-1", "另一实例写入").await;
     let started = std::time::Instant::now();
@@ -744,10 +875,12 @@ async fn entries_another_instance_stores_reach_the_pages_within_the_ttl() {
         ids(&before),
         "nothing else moved"
     );
-    assert!(
-        app.state.entry_cache.pages_from_memory() > served,
-        "the copy caught up and answered"
-    );
+    // The copy caught up with it too, and answers the same.
+    wait_for_copy(&app, &token, "east-1").await;
+    let served = app.state.entry_cache.pages_from_memory();
+    let again = all_entries(&app, &token, "east-1", 500).await;
+    assert!(app.state.entry_cache.pages_from_memory() > served);
+    assert_eq!(ids(&again), ids(&after));
     app.stop().await;
 }
 
@@ -763,29 +896,44 @@ async fn the_copy_keeps_to_its_bound_and_big_accounts_are_read_from_the_store() 
     assert!(n1 > 1 && n3 > 1);
 
     // Room for the larger account, not for both: the one read least recently goes.
-    app.crash_and_restart_with(|c| c.statements.read_cache_max_entries = n1.max(n3))
-        .await;
+    app.crash_and_restart_with(|c| {
+        c.statements.read_cache_ttl_ms = NO_EXPIRY_MS;
+        c.statements.read_cache_max_entries = n1.max(n3);
+    })
+    .await;
     let token = app.token_for(&app.erp, None).await;
+    wait_for_copy(&app, &token, "east-1").await;
     assert_eq!(
         ids(&all_entries(&app, &token, "east-1", 500).await),
         ids(&one)
     );
     assert_eq!(app.state.entry_cache.held(), n1);
+    wait_for_copy(&app, &token, "east-3").await;
     assert_eq!(
         ids(&all_entries(&app, &token, "east-3", 500).await),
         ids(&three)
     );
     assert_eq!(app.state.entry_cache.held(), n3, "east-1 was dropped");
+    wait_for_copy(&app, &token, "east-1").await;
+    assert_eq!(app.state.entry_cache.held(), n1, "east-3 was dropped");
+
+    // Room for neither: both are read from the store, and still whole.
+    app.crash_and_restart_with(|c| {
+        c.statements.read_cache_ttl_ms = NO_EXPIRY_MS;
+        c.statements.read_cache_max_entries = n1.min(n3) - 1;
+    })
+    .await;
+    let token = app.token_for(&app.erp, None).await;
     assert_eq!(
         ids(&all_entries(&app, &token, "east-1", 500).await),
         ids(&one)
     );
-    assert_eq!(app.state.entry_cache.held(), n1, "east-3 was dropped");
-
-    // Room for neither: both are read from the store, and still whole.
-    app.crash_and_restart_with(|c| c.statements.read_cache_max_entries = n1.min(n3) - 1)
-        .await;
-    let token = app.token_for(&app.erp, None).await;
+    wait_for_catch_ups(&app, 1).await;
+    assert_eq!(
+        ids(&all_entries(&app, &token, "east-3", 500).await),
+        ids(&three)
+    );
+    wait_for_catch_ups(&app, 2).await;
     assert_eq!(
         ids(&all_entries(&app, &token, "east-1", 500).await),
         ids(&one)
@@ -796,6 +944,11 @@ async fn the_copy_keeps_to_its_bound_and_big_accounts_are_read_from_the_store() 
     );
     assert_eq!(app.state.entry_cache.held(), 0);
     assert_eq!(app.state.entry_cache.pages_from_memory(), 0);
+    assert_eq!(
+        app.state.entry_cache.catch_ups(),
+        2,
+        "an account too large is not loaded again at once"
+    );
     app.stop().await;
 }
 
@@ -830,20 +983,25 @@ async fn a_damaged_row_sends_pages_back_to_the_store_until_it_is_mended() {
     .await;
     let token = app.token_for(&app.erp, None).await;
     refresh(&app, &token, "east-1").await;
+    wait_for_copy(&app, &token, "east-1").await;
     let before = all_entries(&app, &token, "east-1", 500).await;
     assert!(before.len() > 20);
     let victim = before[10]["id"].as_str().unwrap().to_owned();
+    let east_1 = domain::AccountId::parse("east-1").unwrap();
 
     set_stored_currency(&app, &victim, "ZZZ").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let served = app.state.entry_cache.pages_from_memory();
-    // The copy cannot catch up: the store answers, and refuses the page that
-    // holds the damaged row as it always did.
+    let caught_up = app.state.entry_cache.catch_ups();
+    // The copy is out of date: the store answers, and refuses the page that
+    // holds the damaged row as it always did; the catch-up this starts fails.
     let (status, body) = app
         .get("/v1/accounts/east-1/transactions?limit=500", &token)
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "storage_unavailable");
+    wait_for_catch_ups(&app, caught_up + 1).await;
+    assert!(!app.state.entry_cache.is_fresh(&east_1));
     // A page before the damaged row still reads (9 entries: the store reads
     // one more, to know there is a next page, and that one is the 10th).
     let (status, body) = app
@@ -857,23 +1015,11 @@ async fn a_damaged_row_sends_pages_back_to_the_store_until_it_is_mended() {
         "nothing was answered from the stale copy"
     );
 
-    // Mended: within the back-off (one ttl) the copy catches up again.
+    // Mended: after the back-off (one ttl) the copy catches up again.
     set_stored_currency(&app, &victim, "CNY").await;
-    let started = std::time::Instant::now();
-    loop {
-        let (status, body) = app
-            .get("/v1/accounts/east-1/transactions?limit=500", &token)
-            .await;
-        if status == 200 && app.state.entry_cache.pages_from_memory() > served {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the copy never came back: {status} {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_copy(&app, &token, "east-1").await;
     let after = all_entries(&app, &token, "east-1", 500).await;
+    assert!(app.state.entry_cache.pages_from_memory() > served);
     assert!(
         ids(&after) == ids(&before),
         "the mended copy holds every entry, in order"
