@@ -136,6 +136,35 @@ async fn add_bank_entry(app: &TestApp, bank: &str, number: &str, body: Value) ->
     resp.json().await.unwrap()
 }
 
+/// Adds a pending credit to account `number` at the bank; its serial.
+async fn add_pending_credit(
+    app: &TestApp,
+    bank: &str,
+    number: &str,
+    amount: &str,
+    counterparty: &str,
+    remittance: &str,
+) -> String {
+    let added = add_bank_entry(
+        app,
+        bank,
+        number,
+        json!({"direction": "credit", "amount": amount, "counterparty_name": counterparty, "remittance": remittance, "status": "pending"}),
+    )
+    .await;
+    added["serial"].as_str().unwrap().to_owned()
+}
+
+/// Books the bank's pending entry `serial` of account `number`.
+async fn book_at_bank(app: &TestApp, bank: &str, number: &str, serial: &str) {
+    let url = format!(
+        "{}_sim/accounts/{number}/entries/{serial}/book",
+        app.sim(bank).url()
+    );
+    let status = app.http.post(url).send().await.unwrap().status();
+    assert!(status.is_success(), "{status}");
+}
+
 #[tokio::test]
 async fn repeated_and_overlapping_syncs_store_every_entry_exactly_once() {
     let app = TestApp::spawn().await;
@@ -207,14 +236,15 @@ async fn a_pending_entry_that_becomes_booked_appears_once() {
     let app = TestApp::spawn().await;
     let token = app.token_for(&app.erp, None).await;
     let number = number_of(&app, "south-1");
-    let added = add_bank_entry(
+    let serial = add_pending_credit(
         &app,
         "south",
         &number,
-        json!({"direction": "credit", "amount": "880.00", "counterparty_name": "杭州市测试贸易有限公司", "remittance": "货款", "status": "pending"}),
+        "880.00",
+        "杭州市测试贸易有限公司",
+        "货款",
     )
     .await;
-    let serial = added["serial"].as_str().unwrap().to_owned();
     refresh(&app, &token, "south-1").await;
     let before = all_entries(&app, &token, "south-1", 500).await;
     // Serials are unique per account and day only: find ours by serial and content.
@@ -228,18 +258,7 @@ async fn a_pending_entry_that_becomes_booked_appears_once() {
     assert_eq!(pending[0]["status"], "pending");
     let id = pending[0]["id"].clone();
 
-    let url = format!(
-        "{}_sim/accounts/{number}/entries/{serial}/book",
-        app.sim("south").url()
-    );
-    assert!(app
-        .http
-        .post(url)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    book_at_bank(&app, "south", &number, &serial).await;
     let r = refresh(&app, &token, "south-1").await;
     assert!(r["booked_from_pending"].as_u64().unwrap() >= 1, "{r}");
     let after = all_entries(&app, &token, "south-1", 500).await;
@@ -737,14 +756,15 @@ async fn a_sync_on_this_instance_reaches_the_copy_at_once() {
     // A new pending entry at the bank, then a sync: the copy (which would
     // otherwise live for an hour) catches up with it.
     let number = number_of(&app, "south-1");
-    let added = add_bank_entry(
+    let serial = add_pending_credit(
         &app,
         "south",
         &number,
-        json!({"direction": "credit", "amount": "613.20", "counterparty_name": "宁波市测试物流有限公司", "remittance": "运费", "status": "pending"}),
+        "613.20",
+        "宁波市测试物流有限公司",
+        "运费",
     )
     .await;
-    let serial = added["serial"].as_str().unwrap().to_owned();
     refresh(&app, &token, "south-1").await;
     wait_for_copy(&app, &token, "south-1").await;
     let served = app.state.entry_cache.pages_from_memory();
@@ -761,18 +781,7 @@ async fn a_sync_on_this_instance_reaches_the_copy_at_once() {
     assert!(with_pending.len() > before.len());
 
     // Booked at the bank, then a sync: the copy holds it once, booked, same id.
-    let url = format!(
-        "{}_sim/accounts/{number}/entries/{serial}/book",
-        app.sim("south").url()
-    );
-    assert!(app
-        .http
-        .post(url)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    book_at_bank(&app, "south", &number, &serial).await;
     refresh(&app, &token, "south-1").await;
     wait_for_copy(&app, &token, "south-1").await;
     let served = app.state.entry_cache.pages_from_memory();
@@ -838,17 +847,24 @@ async fn store_as_another_instance(app: &TestApp, account: &str, remittance: &st
     id.to_string()
 }
 
-#[tokio::test]
-async fn entries_another_instance_stores_reach_the_pages_within_the_ttl() {
+/// An app whose copy of `east-1` (synced) is made, with this ttl; a token
+/// of the ERP client, and every entry of `east-1`.
+async fn east_1_with_its_copy(ttl_ms: u64) -> (TestApp, String, Vec<Value>) {
     let app = TestApp::spawn_with(crate::helpers::Options {
-        entry_cache: Some((300, 200_000)),
+        entry_cache: Some((ttl_ms, 200_000)),
         ..Default::default()
     })
     .await;
     let token = app.token_for(&app.erp, None).await;
     refresh(&app, &token, "east-1").await;
     wait_for_copy(&app, &token, "east-1").await;
-    let before = all_entries(&app, &token, "east-1", 500).await;
+    let entries = all_entries(&app, &token, "east-1", 500).await;
+    (app, token, entries)
+}
+
+#[tokio::test]
+async fn entries_another_instance_stores_reach_the_pages_within_the_ttl() {
+    let (app, token, before) = east_1_with_its_copy(300).await;
 
     let id = store_as_another_instance(&app, "east-1", "另一实例写入").await;
     let started = std::time::Instant::now();
@@ -976,15 +992,7 @@ async fn set_stored_currency(app: &TestApp, id: &str, currency: &str) {
 
 #[tokio::test]
 async fn a_damaged_row_sends_pages_back_to_the_store_until_it_is_mended() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
-        entry_cache: Some((200, 200_000)),
-        ..Default::default()
-    })
-    .await;
-    let token = app.token_for(&app.erp, None).await;
-    refresh(&app, &token, "east-1").await;
-    wait_for_copy(&app, &token, "east-1").await;
-    let before = all_entries(&app, &token, "east-1", 500).await;
+    let (app, token, before) = east_1_with_its_copy(200).await;
     assert!(before.len() > 20);
     let victim = before[10]["id"].as_str().unwrap().to_owned();
     let east_1 = domain::AccountId::parse("east-1").unwrap();
