@@ -323,13 +323,13 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
         sock=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out")
         [[ -n $total && -n $secs && -n $p50 && -n $p99 ]] || die "could not parse wrk's output for $url"
         REQS[i]=$((REQS[i] + total))
-        SECS[i]=$(awk -v a="${SECS[i]}" -v b="$secs" 'BEGIN { printf "%.3f", a + b }')
-        SRV[i]=$(awk -v a="${SRV[i]}" -v x="$server_cpu_before" -v y="$server_cpu_after" 'BEGIN { printf "%.2f", a + y - x }')
-        WRKC[i]=$(awk -v a="${WRKC[i]}" -v x="$wrk_cpu_before" -v y="$wrk_cpu_after" 'BEGIN { printf "%.2f", a + y - x }')
-        OTHER[i]=$(awk -v a="${OTHER[i]}" -v m0="$machine_before" -v m1="$machine_after" \
-            -v s="$(awk -v x="$server_cpu_before" -v y="$server_cpu_after" 'BEGIN { print y - x }')" \
-            -v w="$(awk -v x="$wrk_cpu_before" -v y="$wrk_cpu_after" 'BEGIN { print y - x }')" \
-            'BEGIN { o = (m1 - m0) - s - w; if (o < 0) o = 0; printf "%.2f", a + o }')
+        # Sums over rounds: seconds, server and wrk CPU, everything else the machine ran.
+        read -r "SECS[i]" "SRV[i]" "WRKC[i]" "OTHER[i]" < <(awk -v t="${SECS[i]}" -v s="${SRV[i]}" \
+            -v w="${WRKC[i]}" -v o="${OTHER[i]}" -v d="$secs" \
+            -v s0="$server_cpu_before" -v s1="$server_cpu_after" -v w0="$wrk_cpu_before" -v w1="$wrk_cpu_after" \
+            -v m0="$machine_before" -v m1="$machine_after" \
+            'BEGIN { ds = s1 - s0; dw = w1 - w0; dm = (m1 - m0) - ds - dw; if (dm < 0) dm = 0
+                     printf "%.3f %.2f %.2f %.2f\n", t + d, s + ds, w + dw, o + dm }')
         NON2XX[i]=$((NON2XX[i] + ${non2xx:-0}))
         SOCK[i]=$((SOCK[i] + ${sock:-0}))
         P50S[i]+="$(to_ms "$p50") "

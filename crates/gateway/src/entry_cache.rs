@@ -118,6 +118,17 @@ struct Slot {
     backoff: Mutex<Option<Backoff>>,
 }
 
+impl Slot {
+    /// Entries in the account's copy (0 without one).
+    fn held(&self) -> usize {
+        self.copy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |c| c.entries.len())
+    }
+}
+
 /// A page chosen from an account's copy: up to `limit + 1` entries, so the
 /// caller knows whether there is a next page. It holds the copy it was
 /// chosen from and the positions of its entries there (no per-entry
@@ -160,10 +171,9 @@ pub struct EntryCache {
     max_entries: usize,
     started: Instant,
     slots: RwLock<HashMap<AccountId, Arc<Slot>>>,
-    /// Serialises the installing of copies, so the bound is kept.
-    installing: Mutex<()>,
     /// One catch-up at a time, over all accounts: what is being read is
-    /// never more than one account's entries beside the copies held.
+    /// never more than one account's entries beside the copies held, and
+    /// copies are installed (and others dropped for the bound) one at a time.
     loader: Arc<tokio::sync::Semaphore>,
     /// Pages answered from the copy since start.
     pages: AtomicU64,
@@ -180,7 +190,6 @@ impl EntryCache {
             max_entries,
             started: Instant::now(),
             slots: RwLock::new(HashMap::new()),
-            installing: Mutex::new(()),
             loader: Arc::new(tokio::sync::Semaphore::new(1)),
             pages: AtomicU64::new(0),
             catch_ups: AtomicU64::new(0),
@@ -391,18 +400,11 @@ impl EntryCache {
 
     /// Installs `copy` for `account`, dropping the least recently read other
     /// accounts' copies while the total is over the bound.
+    /// Runs under the loader's permit, so no two installs interleave.
     fn install(&self, account: &AccountId, slot: &Slot, copy: Arc<AccountCopy>) {
-        let _one = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         *slot.copy.write().unwrap_or_else(|p| p.into_inner()) = Some(copy);
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        let held = |s: &Slot| {
-            s.copy
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map_or(0, |c| c.entries.len())
-        };
-        let mut total: usize = slots.values().map(|s| held(s)).sum();
+        let mut total: usize = slots.values().map(|s| s.held()).sum();
         if total <= self.max_entries {
             return;
         }
@@ -413,7 +415,7 @@ impl EntryCache {
             if total <= self.max_entries {
                 break;
             }
-            total -= held(other);
+            total -= other.held();
             *other.copy.write().unwrap_or_else(|p| p.into_inner()) = None;
         }
     }
@@ -424,13 +426,7 @@ impl EntryCache {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|s| {
-                s.copy
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    .map_or(0, |c| c.entries.len())
-            })
+            .map(|s| s.held())
             .sum()
     }
 }
