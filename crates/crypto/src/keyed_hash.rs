@@ -119,8 +119,11 @@ impl KeyedHasher {
             .is_some_and(|mac| mac.len() == 32)
     }
 
-    fn mac(&self, secret: &str) -> [u8; 32] {
-        hmac_sha256(self.key.as_ref(), secret.as_bytes())
+    /// The raw 32-byte MAC of `message`, for callers that write the stored
+    /// form ([`KEYED_HASH_PREFIX`] and the MAC in unpadded base64url) into a
+    /// buffer of their own instead of allocating it with [`KeyedHasher::hash`].
+    pub fn mac(&self, message: &str) -> [u8; 32] {
+        hmac_sha256(self.key.as_ref(), message.as_bytes())
     }
 
     /// The stored form of `secret`: `hmac-sha256:<base64url MAC>`.

@@ -21,7 +21,9 @@
 //!    bearer token once for the handler too;
 //! 9. the request shape: query length and JSON depth before the handler,
 //!    axum's plain-text rejections as problem+json after it
-//!    ([`Guard::check_shape`], [`Guard::shape_answer`]).
+//!    ([`Guard::check_shape`], [`Guard::shape_answer`]);
+//! 10. the default body limit (`server.max_body_bytes`) for the handler's
+//!     body extractors; a route may set its own, closer to its handler.
 //!
 //! The layer is applied with `Router::layer`, so it wraps each route (and
 //! the fallbacks) and sees the matched route template.
@@ -39,7 +41,7 @@ use std::{
 };
 
 use axum::{
-    extract::{MatchedPath, Request},
+    extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -92,6 +94,7 @@ struct Shared {
     cors: Option<CorsLayer>,
     ids: RequestIds,
     timeout: Duration,
+    body_limit: DefaultBodyLimit,
 }
 
 /// Wraps each route in an [`Edge`].
@@ -103,12 +106,16 @@ pub struct EdgeLayer {
 impl EdgeLayer {
     /// `cors`: CORS for the configured origins, if any
     /// ([`crate::hardening::cors_layer`]); `timeout`: the longest a request
-    /// may take before it is answered 503.
+    /// may take before it is answered 503; `max_body`: the largest request
+    /// body the handlers' extractors read, where a route sets no other
+    /// limit (applied here rather than as a layer of its own, which would
+    /// box every route once more).
     pub fn new(
         guard: Arc<Guard>,
         headers: HeaderPolicy,
         cors: Option<CorsLayer>,
         timeout: Duration,
+        max_body: usize,
     ) -> EdgeLayer {
         EdgeLayer {
             shared: Arc::new(Shared {
@@ -117,6 +124,7 @@ impl EdgeLayer {
                 cors,
                 ids: RequestIds::new(),
                 timeout,
+                body_limit: DefaultBodyLimit::max(max_body),
             }),
         }
     }
@@ -254,10 +262,11 @@ impl Shared {
             Ok(req) => req,
             Err(refused) => return *refused,
         };
-        let req = match self.guard.check_shape(req).await {
+        let mut req = match self.guard.check_shape(req).await {
             Ok(req) => req,
             Err(refused) => return *refused,
         };
+        self.body_limit.apply(&mut req);
         let resp = match inner.call(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},

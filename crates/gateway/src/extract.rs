@@ -168,6 +168,13 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The same deserializer axum's `Query` runs, without the path
+        // tracking it wraps around it for its error message (an allocation
+        // per parameter); a query that does not deserialize is run through
+        // `Query` for that message.
+        if let Ok(value) = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()) {
+            return Ok(ApiQuery(value));
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(ApiQuery(v)),
             Err(rejection) => {

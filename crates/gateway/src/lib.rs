@@ -597,7 +597,6 @@ pub fn router(state: AppState) -> Router {
         .merge(docs)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state.clone());
     let headers = &state.config.server.headers;
     let over_tls = headers.hsts || state.config.server.tls.is_some();
@@ -606,6 +605,7 @@ pub fn router(state: AppState) -> Router {
         hardening::HeaderPolicy::new(over_tls.then_some(headers.hsts_max_age_s)),
         hardening::cors_layer(&state.config.server.cors),
         timeout,
+        max_body,
     ))
 }
 
