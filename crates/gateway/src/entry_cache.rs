@@ -34,9 +34,18 @@
 //!
 //! A page selects entries exactly as the store's `list_entries` does (`seq`
 //! after the cursor, booking dates and status as asked, in `seq` order, the
-//! store's limit), and its body is written by the same functions as a page
-//! read from the store ([`write_entry`], [`crate::transactions::write_page`]), so both answer the
-//! same bytes; `crates/gateway/tests/api/transactions.rs` compares them.
+//! store's limit). Its entries' JSON is written by the same function as a
+//! page read from the store ([`write_entry`]), and its frame by the same
+//! constants ([`crate::transactions::write_page`]), so both answer the same
+//! bytes; `crates/gateway/tests/api/transactions.rs` compares them.
+//!
+//! The entries' JSON is held in blocks: up to [`BLOCK_ENTRIES`] entries in
+//! a row, in `seq` order, joined by commas, in one buffer. A page of entries
+//! that follow one another is then a slice of one or two blocks, and its
+//! body is those slices, not a copy of them: the answer is the page's head,
+//! the slices and its tail, written to the socket in one call. A catch-up
+//! packs again only the block where the first change falls and those after
+//! it (usually the last one or two).
 
 use std::{
     collections::HashMap,
@@ -47,50 +56,202 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::{
+    collections::BTreeMap,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::body::Bytes;
 use domain::{AccountId, BusinessDate, EntryStatus};
+use http_body::{Frame, SizeHint};
 use store::{EntryQuery, Store, StoreError, StoredEntry, ENTRY_QUERY_MAX_LIMIT};
 
-use crate::transactions::write_entry;
+use crate::transactions::{write_entry, write_page_end, PAGE_START};
+
+/// Entries in one block of JSON. A page of the largest size the API allows
+/// (500) spans at most three blocks; a catch-up packs again at least one
+/// block (about 130 KB of JSON).
+const BLOCK_ENTRIES: usize = 256;
+
+/// Most pieces a page body is sent in; a page that would need more (entries
+/// far apart, chosen by its filters) is copied into one buffer instead.
+/// Below hyper's 16 queued buffers per write, so the answer is one write.
+const MAX_PAGE_PIECES: usize = 12;
 
 /// How long an account found to have more entries than the whole copy may
 /// hold is read from the store before its size is looked at again.
 const OVERSIZE_RETRY: Duration = Duration::from_secs(300);
 
-/// One entry as a page needs it: what the filters look at, inline (a page
-/// scans them in a row), and its JSON, shared between successive copies.
-#[derive(Debug, Clone)]
-struct CachedEntry {
+/// What the filters look at of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EntryKey {
     seq: i64,
     booking_date: BusinessDate,
     status: EntryStatus,
-    json: Arc<[u8]>,
+}
+
+/// One entry as a page needs it: what the filters look at, inline (a page
+/// scans them in a row), and where its JSON is in the copy's blocks.
+#[derive(Debug, Clone, Copy)]
+struct CachedEntry {
+    key: EntryKey,
+    block: usize,
+    /// Its JSON is `blocks[block][start..end]`.
+    start: usize,
+    end: usize,
 }
 
 impl CachedEntry {
-    fn new(e: &StoredEntry) -> Result<CachedEntry, serde_json::Error> {
-        let mut json = Vec::with_capacity(640);
-        write_entry(&mut json, e)?;
-        Ok(CachedEntry {
-            seq: e.seq,
-            booking_date: e.entry.booking_date,
-            status: e.entry.status,
-            json: Arc::from(json),
-        })
+    fn seq(&self) -> i64 {
+        self.key.seq
     }
 
     fn matches(&self, q: &EntryQuery) -> bool {
-        q.from.is_none_or(|from| self.booking_date >= from)
-            && q.to.is_none_or(|to| self.booking_date <= to)
-            && q.status.is_none_or(|status| self.status == status)
+        let k = &self.key;
+        q.from.is_none_or(|from| k.booking_date >= from)
+            && q.to.is_none_or(|to| k.booking_date <= to)
+            && q.status.is_none_or(|status| k.status == status)
+    }
+}
+
+/// An entry read from the store, with its JSON, not yet packed in a block.
+struct ChangedEntry {
+    key: EntryKey,
+    json: Vec<u8>,
+}
+
+impl ChangedEntry {
+    fn new(e: &StoredEntry) -> Result<ChangedEntry, serde_json::Error> {
+        let mut json = Vec::with_capacity(640);
+        write_entry(&mut json, e)?;
+        Ok(ChangedEntry {
+            key: EntryKey {
+                seq: e.seq,
+                booking_date: e.entry.booking_date,
+                status: e.entry.status,
+            },
+            json,
+        })
+    }
+}
+
+/// An account's entries and their JSON blocks.
+#[derive(Debug, Default)]
+struct Entries {
+    /// In `seq` order; `seq` is unique.
+    list: Vec<CachedEntry>,
+    /// Block `b` holds the JSON of a run of consecutive entries of `list`,
+    /// in order, joined by commas; blocks come in the order of their entries.
+    blocks: Vec<Bytes>,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn json(&self, e: &CachedEntry) -> &[u8] {
+        self.blocks
+            .get(e.block)
+            .and_then(|b| b.get(e.start..e.end))
+            .unwrap_or_default()
+    }
+
+    /// These entries with `changes` (by `seq`) applied: a change replaces
+    /// the entry of its `seq`, or is inserted in `seq` order. Entries before
+    /// the block where the first change falls keep their blocks; that block
+    /// and the ones after it are packed again.
+    fn merged(&self, changes: BTreeMap<i64, ChangedEntry>) -> Entries {
+        let Some(first) = changes.keys().next().copied() else {
+            return Entries {
+                list: self.list.clone(),
+                blocks: self.blocks.clone(),
+            };
+        };
+        // The block of the first entry at or after the first change, or the
+        // last block when the changes all come after every entry (it may
+        // have room for them).
+        let at = self.list.partition_point(|e| e.seq() < first);
+        let repack_block = self
+            .list
+            .get(at)
+            .or_else(|| self.list.last())
+            .map_or(0, |e| e.block);
+        let keep = self.list.partition_point(|e| e.block < repack_block);
+        let mut out = Entries {
+            list: self.list[..keep].to_vec(),
+            blocks: self.blocks[..repack_block.min(self.blocks.len())].to_vec(),
+        };
+        let mut packer = Packer::new(&mut out);
+        let mut changes = changes.into_values().peekable();
+        for e in &self.list[keep..] {
+            while let Some(c) = changes.next_if(|c| c.key.seq < e.seq()) {
+                packer.push(c.key, &c.json);
+            }
+            match changes.next_if(|c| c.key.seq == e.seq()) {
+                Some(c) => packer.push(c.key, &c.json),
+                None => packer.push(e.key, self.json(e)),
+            }
+        }
+        for c in changes {
+            packer.push(c.key, &c.json);
+        }
+        packer.finish();
+        out
+    }
+}
+
+/// Appends entries to an [`Entries`], [`BLOCK_ENTRIES`] to a block.
+struct Packer<'a> {
+    out: &'a mut Entries,
+    block: Vec<u8>,
+    in_block: usize,
+}
+
+impl<'a> Packer<'a> {
+    fn new(out: &'a mut Entries) -> Packer<'a> {
+        Packer {
+            out,
+            block: Vec::new(),
+            in_block: 0,
+        }
+    }
+
+    fn push(&mut self, key: EntryKey, json: &[u8]) {
+        if self.in_block == BLOCK_ENTRIES {
+            self.finish();
+        }
+        if self.in_block > 0 {
+            self.block.push(b',');
+        }
+        let start = self.block.len();
+        self.block.extend_from_slice(json);
+        self.out.list.push(CachedEntry {
+            key,
+            block: self.out.blocks.len(),
+            start,
+            end: self.block.len(),
+        });
+        self.in_block += 1;
+    }
+
+    /// Closes the block being packed, if it has entries.
+    fn finish(&mut self) {
+        if self.in_block > 0 {
+            let block = std::mem::take(&mut self.block);
+            self.out.blocks.push(Bytes::from(block));
+            self.in_block = 0;
+        }
     }
 }
 
 /// What the store held of one account, as of one catch-up.
 #[derive(Debug)]
 struct AccountCopy {
-    /// In `seq` order; `seq` is unique. Shared with the next copy when a
-    /// catch-up finds nothing new (the common case under load).
-    entries: Arc<Vec<CachedEntry>>,
+    /// Shared with the next copy when a catch-up finds nothing new (the
+    /// common case under load).
+    entries: Arc<Entries>,
     /// The highest `change_seq` read: the next catch-up reads what came after.
     through_change_seq: i64,
     /// The account's invalidation count when the catch-up began.
@@ -151,16 +312,93 @@ impl CachedPage {
     /// The `seq` of the `i`-th entry of the page.
     pub fn seq(&self, i: usize) -> Option<i64> {
         let at = *self.picked.get(i)?;
-        self.copy.entries.get(at).map(|e| e.seq)
+        self.copy.entries.list.get(at).map(CachedEntry::seq)
     }
 
-    /// The JSON of the first `n` entries, in order.
-    pub fn json(&self, n: usize) -> impl Iterator<Item = &[u8]> {
-        self.picked
+    /// The body of a page of the first `n` entries: the bytes
+    /// [`crate::transactions::write_page`] writes for them and `next_cursor`.
+    /// Entries that follow one another in a block are one slice of it.
+    pub fn body(&self, n: usize, next_cursor: Option<&str>) -> serde_json::Result<PageBody> {
+        let entries = &*self.copy.entries;
+        let mut pieces = Vec::with_capacity(6);
+        pieces.push(Bytes::from_static(PAGE_START));
+        // The run of entries being gathered: block, byte range.
+        let mut run: Option<(usize, usize, usize)> = None;
+        for e in self
+            .picked
             .iter()
             .take(n)
-            .filter_map(|&at| self.copy.entries.get(at))
-            .map(|e| &*e.json)
+            .filter_map(|&at| entries.list.get(at))
+        {
+            match &mut run {
+                // The next entry of the same block: the comma between them
+                // is already there.
+                Some((block, _, end)) if *block == e.block && e.start == *end + 1 => *end = e.end,
+                _ => {
+                    if let Some((block, start, end)) = run.take() {
+                        pieces.push(entries.blocks[block].slice(start..end));
+                        pieces.push(Bytes::from_static(b","));
+                    }
+                    run = Some((e.block, e.start, e.end));
+                }
+            }
+        }
+        if let Some((block, start, end)) = run {
+            pieces.push(entries.blocks[block].slice(start..end));
+        }
+        let mut tail = Vec::with_capacity(64 + next_cursor.map_or(0, str::len));
+        write_page_end(&mut tail, next_cursor)?;
+        pieces.push(Bytes::from(tail));
+        if pieces.len() > MAX_PAGE_PIECES {
+            let mut whole = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+            for piece in &pieces {
+                whole.extend_from_slice(piece);
+            }
+            pieces = vec![Bytes::from(whole)];
+        }
+        Ok(PageBody::new(pieces))
+    }
+}
+
+/// A response body sent as the pieces it was given, in order, with its
+/// exact length known (so it goes out with a `content-length`).
+#[derive(Debug)]
+pub struct PageBody {
+    /// In reverse order: the next piece is popped off the end.
+    pieces: Vec<Bytes>,
+    remaining: u64,
+}
+
+impl PageBody {
+    fn new(mut pieces: Vec<Bytes>) -> PageBody {
+        pieces.retain(|p| !p.is_empty());
+        pieces.reverse();
+        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
+        PageBody { pieces, remaining }
+    }
+}
+
+impl http_body::Body for PageBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let next = self.pieces.pop();
+        if let Some(piece) = &next {
+            self.remaining -= piece.len() as u64;
+        }
+        Poll::Ready(next.map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -363,11 +601,13 @@ impl EntryCache {
         &self,
         account: &AccountId,
         previous: Option<&AccountCopy>,
-    ) -> Result<Option<(Arc<Vec<CachedEntry>>, i64)>, StoreError> {
+    ) -> Result<Option<(Arc<Entries>, i64)>, StoreError> {
         let mut through = previous.map_or(0, |p| p.through_change_seq);
-        // Copied (on the first change) only when there is a change.
-        let mut entries: Arc<Vec<CachedEntry>> =
-            previous.map_or_else(Arc::default, |p| p.entries.clone());
+        let held: Arc<Entries> = previous.map_or_else(Arc::default, |p| p.entries.clone());
+        // By `seq`: an entry changed twice since the last catch-up is its
+        // last change (the store reads in `change_seq` order).
+        let mut changes: BTreeMap<i64, ChangedEntry> = BTreeMap::new();
+        let mut added = 0usize;
         let ids = std::slice::from_ref(account);
         loop {
             let batch = self
@@ -375,27 +615,32 @@ impl EntryCache {
                 .entries_changed_since(ids, through, ENTRY_QUERY_MAX_LIMIT)
                 .await?;
             for e in &batch {
-                let cached = CachedEntry::new(e).map_err(|err| StoreError::Corrupt {
+                let changed = ChangedEntry::new(e).map_err(|err| StoreError::Corrupt {
                     table: "statement_entries",
                     column: "*",
                     reason: format!("an entry does not render as JSON ({err})"),
                 })?;
-                // New entries come after every held one (the store draws `seq`
-                // and `change_seq` in commit order); a change keeps its `seq`.
-                let entries = Arc::make_mut(&mut entries);
-                match entries.binary_search_by_key(&e.seq, |c| c.seq) {
-                    Ok(at) => entries[at] = cached,
-                    Err(at) => entries.insert(at, cached),
+                // A change keeps its `seq`; a new entry has one not held yet.
+                let new = held
+                    .list
+                    .binary_search_by_key(&e.seq, CachedEntry::seq)
+                    .is_err();
+                if changes.insert(e.seq, changed).is_none() && new {
+                    added += 1;
                 }
                 through = e.change_seq;
             }
-            if entries.len() > self.max_entries {
+            if held.len() + added > self.max_entries {
                 return Ok(None);
             }
             if batch.len() < ENTRY_QUERY_MAX_LIMIT as usize {
-                return Ok(Some((entries, through)));
+                break;
             }
         }
+        if changes.is_empty() {
+            return Ok(Some((held, through)));
+        }
+        Ok(Some((Arc::new(held.merged(changes)), through)))
     }
 
     /// Installs `copy` for `account`, dropping the least recently read other
@@ -435,8 +680,9 @@ impl EntryCache {
 /// the filters, `seq` order, the store's limit.
 fn select(copy: Arc<AccountCopy>, q: &EntryQuery) -> CachedPage {
     let limit = q.effective_limit() as usize;
-    let start = copy.entries.partition_point(|e| e.seq <= q.after_seq);
-    let picked = copy.entries[start..]
+    let list = &copy.entries.list;
+    let start = list.partition_point(|e| e.seq() <= q.after_seq);
+    let picked = list[start..]
         .iter()
         .enumerate()
         .filter(|(_, e)| e.matches(q))
@@ -444,4 +690,203 @@ fn select(copy: Arc<AccountCopy>, q: &EntryQuery) -> CachedPage {
         .map(|(i, _)| start + i)
         .collect();
     CachedPage { copy, picked }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transactions::write_page;
+
+    fn day(d: u32) -> BusinessDate {
+        BusinessDate::parse_iso(&format!("2026-09-{d:02}")).unwrap()
+    }
+
+    /// An entry whose JSON names its seq and version, so a test can tell
+    /// which one a page holds.
+    fn change(seq: i64, version: u32) -> ChangedEntry {
+        ChangedEntry {
+            key: EntryKey {
+                seq,
+                booking_date: day(1 + (seq % 28) as u32),
+                status: if seq % 3 == 0 {
+                    EntryStatus::Pending
+                } else {
+                    EntryStatus::Booked
+                },
+            },
+            json: format!(
+                r#"{{"seq":{seq},"v":{version},"pad":"{}"}}"#,
+                "x".repeat((seq % 7) as usize)
+            )
+            .into_bytes(),
+        }
+    }
+
+    fn changes(seqs: impl IntoIterator<Item = i64>, version: u32) -> BTreeMap<i64, ChangedEntry> {
+        seqs.into_iter().map(|s| (s, change(s, version))).collect()
+    }
+
+    /// Every entry's JSON, in order, as `(seq, json)`.
+    fn contents(e: &Entries) -> Vec<(i64, String)> {
+        e.list
+            .iter()
+            .map(|c| (c.seq(), String::from_utf8(e.json(c).to_vec()).unwrap()))
+            .collect()
+    }
+
+    fn expected(seqs_versions: &[(i64, u32)]) -> Vec<(i64, String)> {
+        seqs_versions
+            .iter()
+            .map(|&(s, v)| (s, String::from_utf8(change(s, v).json).unwrap()))
+            .collect()
+    }
+
+    /// Blocks hold consecutive entries joined by commas, and nothing else.
+    fn assert_packed(e: &Entries) {
+        for (b, block) in e.blocks.iter().enumerate() {
+            let members: Vec<&CachedEntry> = e.list.iter().filter(|c| c.block == b).collect();
+            assert!(!members.is_empty() && members.len() <= BLOCK_ENTRIES);
+            let joined: Vec<u8> = members
+                .iter()
+                .map(|c| e.json(c).to_vec())
+                .collect::<Vec<_>>()
+                .join(&b","[..]);
+            assert_eq!(&block[..], &joined[..], "block {b}");
+        }
+        assert!(e
+            .list
+            .windows(2)
+            .all(|w| w[0].seq() < w[1].seq() && w[0].block <= w[1].block));
+    }
+
+    fn page_of(entries: &Arc<Entries>, picked: Vec<usize>) -> CachedPage {
+        CachedPage {
+            copy: Arc::new(AccountCopy {
+                entries: Arc::clone(entries),
+                through_change_seq: 0,
+                generation: 0,
+                loaded_at: Instant::now(),
+            }),
+            picked,
+        }
+    }
+
+    /// The body's bytes, read as hyper reads it, and the number of pieces.
+    fn read(mut body: PageBody) -> (Vec<u8>, usize) {
+        use http_body::Body as _;
+        let announced = body.size_hint().exact().unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let (mut bytes, mut pieces) = (Vec::new(), 0);
+        while let Poll::Ready(Some(frame)) = Pin::new(&mut body).poll_frame(&mut cx) {
+            bytes.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            pieces += 1;
+        }
+        assert!(body.is_end_stream());
+        assert_eq!(announced, bytes.len() as u64);
+        (bytes, pieces)
+    }
+
+    #[test]
+    fn a_catch_up_packs_again_only_from_the_block_of_its_first_change() {
+        let first = Entries::default().merged(changes(1..=600, 1));
+        assert_eq!(first.blocks.len(), 3);
+        assert_packed(&first);
+        let all: Vec<(i64, u32)> = (1..=600).map(|s| (s, 1)).collect();
+        assert_eq!(contents(&first), expected(&all));
+
+        // Appended entries: only the last block is packed again.
+        let appended = first.merged(changes(601..=700, 1));
+        assert_packed(&appended);
+        assert_eq!(appended.blocks.len(), 3);
+        for b in 0..2 {
+            assert_eq!(
+                appended.blocks[b].as_ptr(),
+                first.blocks[b].as_ptr(),
+                "block {b} kept"
+            );
+        }
+        let all: Vec<(i64, u32)> = (1..=700).map(|s| (s, 1)).collect();
+        assert_eq!(contents(&appended), expected(&all));
+
+        // A change in the second block and one in the third, an entry
+        // inserted between two held ones, and a new one at the end, in one
+        // catch-up.
+        let gapped = Entries::default().merged(changes((1..=700).filter(|s| s % 100 != 50), 1));
+        let mut catch_up = changes([300, 650], 2);
+        catch_up.insert(450, change(450, 3));
+        catch_up.insert(1000, change(1000, 2));
+        let after = gapped.merged(catch_up);
+        assert_packed(&after);
+        assert_eq!(
+            after.blocks[0].as_ptr(),
+            gapped.blocks[0].as_ptr(),
+            "block 0 kept"
+        );
+        let mut want: Vec<(i64, u32)> = (1..=700)
+            .filter(|s| s % 100 != 50 || *s == 450 || *s == 650)
+            .map(|s| match s {
+                300 | 650 => (s, 2),
+                450 => (s, 3),
+                _ => (s, 1),
+            })
+            .collect();
+        want.push((1000, 2));
+        let got = contents(&after);
+        let want = expected(&want);
+        let differ: Vec<_> = got
+            .iter()
+            .zip(&want)
+            .filter(|(g, w)| g != w)
+            .take(3)
+            .collect();
+        assert!(
+            differ.is_empty() && got.len() == want.len(),
+            "{} vs {}: {differ:?}",
+            got.len(),
+            want.len()
+        );
+    }
+
+    #[test]
+    fn a_page_body_is_the_bytes_write_page_writes_in_a_few_pieces() {
+        let entries = Arc::new(Entries::default().merged(changes(1..=1200, 1)));
+        let cursor = Some("YTF8ZWFzdC0xfDUw");
+        let cases: Vec<(Vec<usize>, usize, Option<&str>)> = vec![
+            ((0..51).collect(), 50, cursor),
+            ((230..290).collect(), 60, cursor), // across a block boundary
+            ((0..500).collect(), 500, None),    // the largest page, three blocks
+            ((1190..1200).collect(), 10, None), // the last, partly filled block
+            ((0..1200).step_by(3).take(51).collect(), 50, cursor), // filtered: copied
+            (vec![], 0, None),                  // an empty page
+            (vec![7], 1, Some("c\"\\quoted")),
+        ];
+        for (picked, n, next) in cases {
+            let want = write_page(
+                picked
+                    .iter()
+                    .take(n)
+                    .map(|&at| entries.json(&entries.list[at])),
+                next,
+                0,
+                |body, json| {
+                    body.extend_from_slice(json);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            let (got, pieces) = read(page_of(&entries, picked.clone()).body(n, next).unwrap());
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap(),
+                "picked from {:?}",
+                picked.first()
+            );
+            assert!(pieces <= MAX_PAGE_PIECES, "{pieces} pieces");
+            let consecutive = picked.windows(2).all(|w| w[1] == w[0] + 1);
+            if consecutive && n > 0 {
+                // head, at most three block slices and the commas between, tail
+                assert!(pieces <= 7, "{pieces} pieces for consecutive entries");
+            }
+        }
+    }
 }

@@ -44,10 +44,27 @@ impl CursorSigner {
         CursorSigner { hasher }
     }
 
+    /// Base64url of `kind|owner|position|<the payload's keyed hash>`, the
+    /// hash in [`crypto::KeyedHasher::hash`]'s stored form. Written into
+    /// one buffer sized for it: a page that has a next page signs one.
     fn encode(&self, kind: &str, owner: &str, position: i64) -> String {
-        let payload = format!("{kind}|{owner}|{position}");
-        let sig = self.hasher.hash(&payload);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{payload}|{sig}"))
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use std::fmt::Write as _;
+        // An i64 has at most 20 characters; the MAC is 43 in base64url.
+        let mut text = String::with_capacity(
+            kind.len() + owner.len() + 20 + crypto::KEYED_HASH_PREFIX.len() + 43 + 3,
+        );
+        text.push_str(kind);
+        text.push('|');
+        text.push_str(owner);
+        text.push('|');
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{position}");
+        let mac = self.hasher.mac(&text);
+        text.push('|');
+        text.push_str(crypto::KEYED_HASH_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(mac, &mut text);
+        URL_SAFE_NO_PAD.encode(text)
     }
 
     /// The position in a cursor of `kind` that belongs to `owner`.
@@ -280,16 +297,17 @@ pub async fn list_transactions(
         } else {
             None
         };
-        let capacity = page.json(n).map(<[u8]>::len).sum::<usize>() + n + 256;
-        return json_bytes_response(write_page(
-            page.json(n),
-            next_cursor.as_deref(),
-            capacity,
-            |body, json| {
-                body.extend_from_slice(json);
-                Ok(())
-            },
-        ));
+        let body = page
+            .body(n, next_cursor.as_deref())
+            .map_err(|e| ApiError::internal("serialising a response", &e))?;
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            axum::body::Body::new(body),
+        )
+            .into_response());
     }
     let rows = state
         .store
@@ -317,8 +335,9 @@ pub(crate) fn write_entry(body: &mut Vec<u8>, entry: &StoredEntry) -> serde_json
 }
 
 /// Writes a [`TransactionList`] of `items`, each written by `write_item`: the
-/// same bytes serde writes for the struct, whether the items are entries read
-/// from the store or their JSON held by the [`crate::entry_cache`].
+/// same bytes serde writes for the struct. A page from the
+/// [`crate::entry_cache`] is the same bytes, sent in pieces
+/// ([`crate::entry_cache::CachedPage::body`]).
 pub(crate) fn write_page<T>(
     items: impl IntoIterator<Item = T>,
     next_cursor: Option<&str>,
@@ -326,17 +345,29 @@ pub(crate) fn write_page<T>(
     mut write_item: impl FnMut(&mut Vec<u8>, T) -> serde_json::Result<()>,
 ) -> serde_json::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(capacity);
-    body.extend_from_slice(b"{\"items\":[");
+    body.extend_from_slice(PAGE_START);
     for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
         write_item(&mut body, item)?;
     }
-    body.extend_from_slice(b"],\"next_cursor\":");
-    serde_json::to_writer(&mut body, &next_cursor)?;
-    body.push(b'}');
+    write_page_end(&mut body, next_cursor)?;
     Ok(body)
+}
+
+/// How a [`TransactionList`] starts, before its items (joined by commas).
+pub(crate) const PAGE_START: &[u8] = b"{\"items\":[";
+
+/// How a [`TransactionList`] ends, after its items.
+pub(crate) fn write_page_end(
+    body: &mut Vec<u8>,
+    next_cursor: Option<&str>,
+) -> serde_json::Result<()> {
+    body.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut *body, &next_cursor)?;
+    body.push(b'}');
+    Ok(())
 }
 
 /// A JSON body already written, as `json_response` answers it.
@@ -643,6 +674,33 @@ mod tests {
         assert_eq!(e.problem.field.as_deref(), Some("query.cursor"));
         assert!(e.problem.detail.contains("another account"));
         assert!(s.decode(&c, FEED_CURSOR, "east-1", "query.since").is_err());
+    }
+
+    #[test]
+    fn a_cursor_keeps_its_form_so_earlier_cursors_still_decode() {
+        // Cursors handed out before stay valid: the text is
+        // `kind|owner|position|` and the payload's stored-form keyed hash.
+        let s = signer();
+        for (owner, position) in [
+            ("east-1", 0),
+            ("东-账户-1", 42),
+            ("x", i64::MAX),
+            ("y", i64::MIN),
+        ] {
+            let c = s.encode(ACCOUNT_CURSOR, owner, position);
+            let text = String::from_utf8(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&c)
+                    .unwrap(),
+            )
+            .unwrap();
+            let payload = format!("{ACCOUNT_CURSOR}|{owner}|{position}");
+            assert_eq!(text, format!("{payload}|{}", s.hasher.hash(&payload)));
+            assert_eq!(
+                s.decode(&c, ACCOUNT_CURSOR, owner, "query.cursor").unwrap(),
+                position
+            );
+        }
     }
 
     #[test]
