@@ -465,18 +465,24 @@ impl EntryCache {
         self.slot(account).generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Milliseconds from the cache's start to `at`.
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
     }
 
     fn fresh(&self, slot: &Slot) -> Option<Arc<AccountCopy>> {
+        self.fresh_at(slot, Instant::now())
+    }
+
+    /// The slot's copy if it is up to date at `now`.
+    fn fresh_at(&self, slot: &Slot, now: Instant) -> Option<Arc<AccountCopy>> {
         let copy = slot
             .copy
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
         (copy.generation == slot.generation.load(Ordering::SeqCst)
-            && copy.loaded_at.elapsed() < self.ttl)
+            && now.saturating_duration_since(copy.loaded_at) < self.ttl)
             .then_some(copy)
     }
 
@@ -488,21 +494,26 @@ impl EntryCache {
         if !self.enabled() {
             return None;
         }
+        let now = Instant::now();
+        let now_ms = self.ms_at(now);
+        {
+            // The usual case, without touching the slot's reference count
+            // (shared by every request of the account, on every worker).
+            let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = slots.get(&q.account_id) {
+                if slot.last_read_ms.load(Ordering::Relaxed) != now_ms {
+                    slot.last_read_ms.store(now_ms, Ordering::Relaxed);
+                }
+                if let Some(copy) = self.fresh_at(slot, now) {
+                    self.pages.fetch_add(1, Ordering::Relaxed);
+                    return Some(select(copy, q));
+                }
+            }
+        }
         let slot = self.slot(&q.account_id);
-        let now = self.now_ms();
-        if slot.last_read_ms.load(Ordering::Relaxed) != now {
-            slot.last_read_ms.store(now, Ordering::Relaxed);
-        }
-        match self.fresh(&slot) {
-            Some(copy) => {
-                self.pages.fetch_add(1, Ordering::Relaxed);
-                Some(select(copy, q))
-            }
-            None => {
-                self.start_catch_up(&q.account_id, slot);
-                None
-            }
-        }
+        slot.last_read_ms.store(now_ms, Ordering::Relaxed);
+        self.start_catch_up(&q.account_id, slot);
+        None
     }
 
     /// Pages answered from the copy since start (the others read the store).

@@ -95,30 +95,33 @@ type RouteHandles = HashMap<(&'static str, u16), (metrics::Counter, metrics::His
 /// cheapest reads, see BENCHMARKS.md).
 static HTTP_HANDLES: OnceLock<RwLock<HashMap<String, RouteHandles>>> = OnceLock::new();
 
-fn http_handles(
-    route: &str,
-    method: &'static str,
-    status: u16,
-) -> (metrics::Counter, metrics::Histogram) {
+/// Counts and times one request under `(route, method, status)`, with the
+/// handles kept for it (made, and registered, the first time).
+fn record_with_handles(route: &str, method: &'static str, status: u16, seconds: f64) {
     let map = HTTP_HANDLES.get_or_init(|| RwLock::new(HashMap::new()));
-    if let Some(h) = map
+    // Used in place: cloning the handles would touch their reference counts,
+    // which every request on every worker shares.
+    if let Some((requests, duration)) = map
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .get(route)
         .and_then(|r| r.get(&(method, status)))
     {
-        return h.clone();
+        requests.increment(1);
+        duration.record(seconds);
+        return;
     }
-    let handles = (
+    let (requests, duration) = (
         metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
         metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
     );
+    requests.increment(1);
+    duration.record(seconds);
     map.write()
         .unwrap_or_else(|p| p.into_inner())
         .entry(route.to_owned())
         .or_default()
-        .insert((method, status), handles.clone());
-    handles
+        .insert((method, status), (requests, duration));
 }
 
 /// Counts and times one request, labelled by route template (never by raw
@@ -141,9 +144,7 @@ pub fn record_http(
         _ => "other",
     };
     let route = route.map_or("unmatched", MatchedPath::as_str);
-    let (requests, duration) = http_handles(route, method, status);
-    requests.increment(1);
-    duration.record(elapsed.as_secs_f64());
+    record_with_handles(route, method, status, elapsed.as_secs_f64());
 }
 
 /// Lets through a request to an operational endpoint when it is open, or

@@ -141,6 +141,42 @@ impl Claims {
     }
 }
 
+/// Verified tokens and their claims, by the token's text.
+type TokenCache = HashMap<Box<str>, Arc<Claims>, TailHash>;
+
+/// The token cache's hasher: keyed SipHash (std's, random keys per process)
+/// over the last 64 bytes of the token, which are its signature. A token is
+/// about 500 bytes and is looked up on every request; its signature alone
+/// tells tokens apart, and only verified tokens are ever stored, so no
+/// caller can fill the map with keys of its choosing. Equality still
+/// compares the whole text.
+#[derive(Debug, Default, Clone)]
+struct TailHash(std::collections::hash_map::RandomState);
+
+/// Bytes of a token's end that [`TailHash`] hashes.
+const TOKEN_TAIL_HASHED_BYTES: usize = 64;
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(std::hash::BuildHasher::build_hasher(&self.0))
+    }
+}
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let from = bytes.len().saturating_sub(TOKEN_TAIL_HASHED_BYTES);
+        std::hash::Hasher::write(&mut self.0, bytes.get(from..).unwrap_or(bytes));
+    }
+
+    fn finish(&self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
+    }
+}
+
 /// Issues and verifies access tokens with one Ed25519 key.
 pub struct TokenService {
     encoding: EncodingKey,
@@ -152,7 +188,7 @@ pub struct TokenService {
     kid: String,
     settings: TokenSettings,
     /// Token text → its verified claims.
-    cache: Mutex<HashMap<Box<str>, Arc<Claims>>>,
+    cache: Mutex<TokenCache>,
 }
 
 impl fmt::Debug for TokenService {
@@ -198,7 +234,7 @@ impl TokenService {
             public_x,
             kid,
             settings,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(TokenCache::default()),
         };
         // A fixed instant: the probe checks the key, not the clock.
         let probe_time = DateTime::<Utc>::UNIX_EPOCH;
@@ -397,7 +433,7 @@ impl TokenService {
     /// A panic while the lock was held cannot leave the map half-updated in
     /// a way that matters (entries are whole verified claims), so a poisoned
     /// lock is used as is rather than failing every request from then on.
-    fn lock_cache(&self) -> MutexGuard<'_, HashMap<Box<str>, Arc<Claims>>> {
+    fn lock_cache(&self) -> MutexGuard<'_, TokenCache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -460,6 +496,39 @@ mod tests {
 
     fn service_with(settings: TokenSettings) -> TokenService {
         TokenService::new(&key(), settings).unwrap()
+    }
+
+    #[test]
+    fn the_token_cache_tells_apart_tokens_that_end_alike() {
+        // Only the tail is hashed; equality is the whole text, so tokens
+        // that differ before their last 64 bytes are different entries.
+        let tail = "s".repeat(TOKEN_TAIL_HASHED_BYTES);
+        let (a, b) = (
+            format!("header.claims-a.{tail}"),
+            format!("header.claims-b.{tail}"),
+        );
+        let mut cache = TokenCache::default();
+        let claims = |sub: &str| {
+            Arc::new(Claims {
+                iss: ISSUER.to_owned(),
+                sub: sub.to_owned(),
+                aud: AUDIENCE.to_owned(),
+                exp: 2,
+                nbf: 0,
+                iat: 0,
+                jti: "j".to_owned(),
+                scope: String::new(),
+            })
+        };
+        cache.insert(a.clone().into_boxed_str(), claims("a"));
+        assert!(!cache.contains_key(b.as_str()));
+        cache.insert(b.clone().into_boxed_str(), claims("b"));
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache[a.as_str()].sub, "a");
+        assert_eq!(cache[b.as_str()].sub, "b");
+        // A token shorter than the tail is hashed whole.
+        cache.insert("short".into(), claims("short"));
+        assert_eq!(cache["short"].sub, "short");
     }
 
     fn service() -> TokenService {
