@@ -297,7 +297,31 @@ impl Slot {
 #[derive(Debug)]
 pub struct CachedPage {
     copy: Arc<AccountCopy>,
-    picked: Vec<usize>,
+    picked: Picked,
+}
+
+/// The positions of a page's entries in its copy.
+#[derive(Debug)]
+enum Picked {
+    /// Entries in a row (no filter): most pages.
+    Run(std::ops::Range<usize>),
+    Some(Vec<usize>),
+}
+
+impl Picked {
+    fn len(&self) -> usize {
+        match self {
+            Picked::Run(r) => r.len(),
+            Picked::Some(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<usize> {
+        match self {
+            Picked::Run(r) => (i < r.len()).then(|| r.start + i),
+            Picked::Some(v) => v.get(i).copied(),
+        }
+    }
 }
 
 impl CachedPage {
@@ -306,29 +330,27 @@ impl CachedPage {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.picked.is_empty()
+        self.picked.len() == 0
     }
 
     /// The `seq` of the `i`-th entry of the page.
     pub fn seq(&self, i: usize) -> Option<i64> {
-        let at = *self.picked.get(i)?;
+        let at = self.picked.get(i)?;
         self.copy.entries.list.get(at).map(CachedEntry::seq)
     }
 
     /// The body of a page of the first `n` entries: the bytes
     /// [`crate::transactions::write_page`] writes for them and `next_cursor`.
     /// Entries that follow one another in a block are one slice of it.
-    pub fn body(&self, n: usize, next_cursor: Option<&str>) -> serde_json::Result<PageBody> {
+    pub fn body(&self, n: usize, next_cursor: Option<String>) -> serde_json::Result<PageBody> {
         let entries = &*self.copy.entries;
         let mut pieces = Vec::with_capacity(6);
         pieces.push(Bytes::from_static(PAGE_START));
         // The run of entries being gathered: block, byte range.
         let mut run: Option<(usize, usize, usize)> = None;
-        for e in self
-            .picked
-            .iter()
-            .take(n)
-            .filter_map(|&at| entries.list.get(at))
+        for e in (0..n.min(self.picked.len()))
+            .filter_map(|i| self.picked.get(i))
+            .filter_map(|at| entries.list.get(at))
         {
             match &mut run {
                 // The next entry of the same block: the comma between them
@@ -346,9 +368,24 @@ impl CachedPage {
         if let Some((block, start, end)) = run {
             pieces.push(entries.blocks[block].slice(start..end));
         }
-        let mut tail = Vec::with_capacity(64 + next_cursor.map_or(0, str::len));
-        write_page_end(&mut tail, next_cursor)?;
-        pieces.push(Bytes::from(tail));
+        match next_cursor {
+            // A cursor is base64url, which JSON writes as it is: the cursor's
+            // own buffer is sent, between the quotes.
+            Some(cursor)
+                if cursor
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                pieces.push(Bytes::from_static(b"],\"next_cursor\":\""));
+                pieces.push(Bytes::from(cursor));
+                pieces.push(Bytes::from_static(b"\"}"));
+            }
+            next_cursor => {
+                let mut tail = Vec::with_capacity(64 + next_cursor.as_ref().map_or(0, String::len));
+                write_page_end(&mut tail, next_cursor.as_deref())?;
+                pieces.push(Bytes::from(tail));
+            }
+        }
         if pieces.len() > MAX_PAGE_PIECES {
             let mut whole = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
             for piece in &pieces {
@@ -693,13 +730,19 @@ fn select(copy: Arc<AccountCopy>, q: &EntryQuery) -> CachedPage {
     let limit = q.effective_limit() as usize;
     let list = &copy.entries.list;
     let start = list.partition_point(|e| e.seq() <= q.after_seq);
-    let picked = list[start..]
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.matches(q))
-        .take(limit)
-        .map(|(i, _)| start + i)
-        .collect();
+    let picked = if q.from.is_none() && q.to.is_none() && q.status.is_none() {
+        Picked::Run(start..list.len().min(start.saturating_add(limit)))
+    } else {
+        Picked::Some(
+            list[start..]
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.matches(q))
+                .take(limit)
+                .map(|(i, _)| start + i)
+                .collect(),
+        )
+    };
     CachedPage { copy, picked }
 }
 
@@ -770,7 +813,13 @@ mod tests {
             .all(|w| w[0].seq() < w[1].seq() && w[0].block <= w[1].block));
     }
 
+    /// A page of `picked`, held as a run when they follow one another (as
+    /// `select` holds a page without filters).
     fn page_of(entries: &Arc<Entries>, picked: Vec<usize>) -> CachedPage {
+        let picked = match (picked.first(), picked.windows(2).all(|w| w[1] == w[0] + 1)) {
+            (Some(&first), true) => Picked::Run(first..first + picked.len()),
+            _ => Picked::Some(picked),
+        };
         CachedPage {
             copy: Arc::new(AccountCopy {
                 entries: Arc::clone(entries),
@@ -885,7 +934,11 @@ mod tests {
                 },
             )
             .unwrap();
-            let (got, pieces) = read(page_of(&entries, picked.clone()).body(n, next).unwrap());
+            let (got, pieces) = read(
+                page_of(&entries, picked.clone())
+                    .body(n, next.map(str::to_owned))
+                    .unwrap(),
+            );
             assert_eq!(
                 String::from_utf8(got).unwrap(),
                 String::from_utf8(want).unwrap(),
