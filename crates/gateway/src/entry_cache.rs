@@ -45,7 +45,11 @@
 //! body is those slices, not a copy of them: the answer is the page's head,
 //! the slices and its tail, written to the socket in one call. A catch-up
 //! packs again only the block where the first change falls and those after
-//! it (usually the last one or two).
+//! it: usually the last one or two, since new entries come last and a
+//! pending entry is booked soon after it arrived; a change to an old entry
+//! packs the rest of the account again (once, in the background). A page
+//! being sent holds the blocks it is a slice of, so a block a catch-up
+//! replaced stays in memory until the slow readers of it are done.
 
 use std::{
     collections::HashMap,
@@ -125,6 +129,9 @@ impl ChangedEntry {
     fn new(e: &StoredEntry) -> Result<ChangedEntry, serde_json::Error> {
         let mut json = Vec::with_capacity(640);
         write_entry(&mut json, e)?;
+        // Held until the catch-up has read all its changes (all the
+        // account's entries on the first one): no spare room.
+        json.shrink_to_fit();
         Ok(ChangedEntry {
             key: EntryKey {
                 seq: e.seq,
@@ -239,7 +246,9 @@ impl<'a> Packer<'a> {
     /// Closes the block being packed, if it has entries.
     fn finish(&mut self) {
         if self.in_block > 0 {
-            let block = std::mem::take(&mut self.block);
+            // Exactly its size: a `Bytes` keeps the spare room of the
+            // buffer it is made from.
+            let block = std::mem::take(&mut self.block).into_boxed_slice();
             self.out.blocks.push(Bytes::from(block));
             self.in_block = 0;
         }
@@ -533,19 +542,22 @@ impl EntryCache {
         }
         let now = Instant::now();
         let now_ms = self.ms_at(now);
-        {
-            // The usual case, without touching the slot's reference count
-            // (shared by every request of the account, on every worker).
+        // The usual case, without touching the slot's reference count
+        // (shared by every request of the account, on every worker); the
+        // page is chosen after the lock is let go, so a long filtered scan
+        // never holds up another account's first read.
+        let fresh = {
             let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(slot) = slots.get(&q.account_id) {
+            slots.get(&q.account_id).and_then(|slot| {
                 if slot.last_read_ms.load(Ordering::Relaxed) != now_ms {
                     slot.last_read_ms.store(now_ms, Ordering::Relaxed);
                 }
-                if let Some(copy) = self.fresh_at(slot, now) {
-                    self.pages.fetch_add(1, Ordering::Relaxed);
-                    return Some(select(copy, q));
-                }
-            }
+                self.fresh_at(slot, now)
+            })
+        };
+        if let Some(copy) = fresh {
+            self.pages.fetch_add(1, Ordering::Relaxed);
+            return Some(select(copy, q));
         }
         let slot = self.slot(&q.account_id);
         slot.last_read_ms.store(now_ms, Ordering::Relaxed);
@@ -905,6 +917,77 @@ mod tests {
             got.len(),
             want.len()
         );
+    }
+
+    #[test]
+    fn a_change_before_every_entry_or_at_a_block_start_keeps_the_blocks_packed() {
+        let held = Entries::default().merged(changes((10..=700).filter(|s| *s != 266), 1));
+        // 266 is the first entry of the second block's place: 10..=265 fill
+        // the first block.
+        assert_eq!(held.list[BLOCK_ENTRIES].seq(), 267);
+        for (first, want_kept) in [(1, false), (266, true)] {
+            let after = held.merged(changes([first], 2));
+            assert_packed(&after);
+            assert_eq!(
+                after.blocks[0].as_ptr() == held.blocks[0].as_ptr(),
+                want_kept,
+                "{first}"
+            );
+            let mut want: Vec<(i64, u32)> =
+                (10..=700).filter(|s| *s != 266).map(|s| (s, 1)).collect();
+            want.push((first, 2));
+            want.sort_unstable();
+            assert_eq!(contents(&after), expected(&want), "{first}");
+        }
+    }
+
+    #[test]
+    fn select_picks_what_the_store_would() {
+        let copy = Arc::new(AccountCopy {
+            entries: Arc::new(Entries::default().merged(changes(1..=600, 1))),
+            through_change_seq: 0,
+            generation: 0,
+            loaded_at: Instant::now(),
+        });
+        let account = AccountId::parse("east-1").unwrap();
+        let query = |after_seq, limit, from: Option<u32>, to: Option<u32>, status| EntryQuery {
+            account_id: account.clone(),
+            from: from.map(day),
+            to: to.map(day),
+            status,
+            after_seq,
+            limit,
+        };
+        let cases = [
+            query(0, 51, None, None, None),
+            query(255, 51, None, None, None),
+            query(580, 51, None, None, None),
+            query(600, 51, None, None, None),
+            query(0, 0, None, None, None),
+            query(10, 51, None, None, Some(EntryStatus::Pending)),
+            query(0, 51, Some(3), Some(9), None),
+            query(300, 501, Some(5), None, Some(EntryStatus::Booked)),
+        ];
+        for q in cases {
+            // Written out from the keys, as the store's query reads.
+            let want: Vec<i64> = copy
+                .entries
+                .list
+                .iter()
+                .map(|e| e.key)
+                .filter(|k| k.seq > q.after_seq)
+                .filter(|k| q.from.is_none_or(|f| k.booking_date >= f))
+                .filter(|k| q.to.is_none_or(|t| k.booking_date <= t))
+                .filter(|k| q.status.is_none_or(|st| k.status == st))
+                .map(|k| k.seq)
+                .take(q.effective_limit() as usize)
+                .collect();
+            let page = select(Arc::clone(&copy), &q);
+            let got: Vec<i64> = (0..page.len()).filter_map(|i| page.seq(i)).collect();
+            assert_eq!(got, want, "after {} limit {}", q.after_seq, q.limit);
+            let unfiltered = q.from.is_none() && q.to.is_none() && q.status.is_none();
+            assert_eq!(matches!(page.picked, Picked::Run(_)), unfiltered);
+        }
     }
 
     #[test]

@@ -529,6 +529,16 @@ mod tests {
         // A token shorter than the tail is hashed whole.
         cache.insert("short".into(), claims("short"));
         assert_eq!(cache["short"].sub, "short");
+        // Only the tail is hashed: tokens that end alike hash alike, and a
+        // change in the tail changes the hash.
+        use std::hash::BuildHasher as _;
+        let hasher = cache.hasher();
+        assert_eq!(hasher.hash_one(a.as_str()), hasher.hash_one(b.as_str()));
+        let other_tail = format!("header.claims-a.{}", "t".repeat(TOKEN_TAIL_HASHED_BYTES));
+        assert_ne!(
+            hasher.hash_one(a.as_str()),
+            hasher.hash_one(other_tail.as_str())
+        );
     }
 
     fn service() -> TokenService {
