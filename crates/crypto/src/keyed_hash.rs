@@ -119,19 +119,17 @@ impl KeyedHasher {
             .is_some_and(|mac| mac.len() == 32)
     }
 
-    /// The raw 32-byte MAC of `message`, for callers that write the stored
-    /// form ([`KEYED_HASH_PREFIX`] and the MAC in unpadded base64url) into a
-    /// buffer of their own instead of allocating it with [`KeyedHasher::hash`].
-    pub fn mac(&self, message: &str) -> [u8; 32] {
-        hmac_sha256(self.key.as_ref(), message.as_bytes())
+    fn mac(&self, secret: &str) -> [u8; 32] {
+        hmac_sha256(self.key.as_ref(), secret.as_bytes())
     }
 
     /// The stored form of `secret`: `hmac-sha256:<base64url MAC>`.
     pub fn hash(&self, secret: &str) -> String {
-        format!(
-            "{KEYED_HASH_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(self.mac(secret))
-        )
+        // One buffer of the exact size (the MAC is 43 characters).
+        let mut stored = String::with_capacity(KEYED_HASH_PREFIX.len() + 43);
+        stored.push_str(KEYED_HASH_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(self.mac(secret), &mut stored);
+        stored
     }
 
     /// Whether `secret` hashes to `stored`. The MAC comparison is constant

@@ -144,7 +144,7 @@ impl ChangedEntry {
 }
 
 /// An account's entries and their JSON blocks.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Entries {
     /// In `seq` order; `seq` is unique.
     list: Vec<CachedEntry>,
@@ -171,10 +171,7 @@ impl Entries {
     /// and the ones after it are packed again.
     fn merged(&self, changes: BTreeMap<i64, ChangedEntry>) -> Entries {
         let Some(first) = changes.keys().next().copied() else {
-            return Entries {
-                list: self.list.clone(),
-                blocks: self.blocks.clone(),
-            };
+            return self.clone();
         };
         // The block of the first entry at or after the first change, or the
         // last block when the changes all come after every entry (it may

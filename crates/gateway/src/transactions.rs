@@ -45,25 +45,22 @@ impl CursorSigner {
     }
 
     /// Base64url of `kind|owner|position|<the payload's keyed hash>`, the
-    /// hash in [`crypto::KeyedHasher::hash`]'s stored form. Written into
-    /// one buffer sized for it: a page that has a next page signs one.
+    /// hash in [`crypto::KeyedHasher::hash`]'s stored form, the text written
+    /// into one buffer sized for it: a page that has a next page signs one.
     fn encode(&self, kind: &str, owner: &str, position: i64) -> String {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use std::fmt::Write as _;
-        // An i64 has at most 20 characters; the MAC is 43 in base64url.
-        let mut text = String::with_capacity(
-            kind.len() + owner.len() + 20 + crypto::KEYED_HASH_PREFIX.len() + 43 + 3,
-        );
+        // An i64 has at most 20 characters; the stored hash is 55.
+        let mut text = String::with_capacity(kind.len() + owner.len() + 20 + 55 + 3);
         text.push_str(kind);
         text.push('|');
         text.push_str(owner);
         text.push('|');
         // Writing into a String cannot fail.
         let _ = write!(text, "{position}");
-        let mac = self.hasher.mac(&text);
+        let signature = self.hasher.hash(&text);
         text.push('|');
-        text.push_str(crypto::KEYED_HASH_PREFIX);
-        URL_SAFE_NO_PAD.encode_string(mac, &mut text);
+        text.push_str(&signature);
         URL_SAFE_NO_PAD.encode(text)
     }
 

@@ -428,14 +428,17 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let resp = self
-            .http
+        split(self.get_response(path, token).await).await
+    }
+
+    /// `GET path` with `token`, the response as it came (for its bytes).
+    pub async fn get_response(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
             .get(self.url(path))
             .bearer_auth(token)
             .send()
             .await
-            .unwrap();
-        split(resp).await
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str, token: &str) -> (u16, Value) {

@@ -588,13 +588,7 @@ async fn a_refresh_while_one_runs_joins_it() {
 
 /// The body of `GET path` as bytes.
 async fn page_bytes(app: &TestApp, token: &str, path: &str) -> Vec<u8> {
-    let resp = app
-        .http
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_response(path, token).await;
     assert_eq!(resp.status(), 200, "{path}");
     resp.bytes().await.unwrap().to_vec()
 }
