@@ -88,7 +88,7 @@ pub const SHUTDOWN_TIMEOUT_MS: u64 = 2_000;
 /// Longest bank id or login accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
 /// How often due settlements and returns are applied, in milliseconds, when
-/// nobody asks (every query applies them too).
+/// nobody asks (every query applies them too), while a payment is in flight.
 pub const PAYMENT_TICK_MS: u64 = 10;
 
 /// What a simulated bank does besides its identity: payment behaviour and
@@ -450,7 +450,11 @@ impl SimServer {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    tick_state.payments.advance();
+                    // Nothing in flight: no tick until a payment is recorded
+                    // (an idle bank wakes nobody 100 times a second).
+                    if !tick_state.payments.advance() {
+                        tick_state.payments.recorded().await;
+                    }
                 }
             };
             let served = async move {

@@ -316,6 +316,9 @@ pub struct PaymentBook {
     pub(crate) ledger: Arc<Ledger>,
     config: Mutex<SimPaymentConfig>,
     book: Mutex<Book>,
+    /// Told when a payment is recorded, so that the ticker that applies
+    /// settlements and returns sleeps while none is in flight.
+    pub(crate) recorded: tokio::sync::Notify,
 }
 
 impl PaymentBook {
@@ -331,6 +334,7 @@ impl PaymentBook {
             ledger,
             config: Mutex::new(config),
             book: Mutex::new(Book::default()),
+            recorded: tokio::sync::Notify::new(),
         }
     }
 
@@ -447,6 +451,7 @@ impl PaymentBook {
             debtor = %mask(&payment.debtor), status = payment.status_label(), "payment executed");
         let result = payment.result();
         book.record(payment);
+        self.recorded.notify_one();
         SubmitAnswer {
             ret_code: RET_OK.to_string(),
             ret_msg: String::new(),
@@ -492,8 +497,15 @@ impl PaymentBook {
         self.lock().payments.len()
     }
 
-    /// Settles and returns what is due.
-    pub(crate) fn advance(&self) {
+    /// Waits until a payment is recorded after the last wait (at once if
+    /// one was recorded since).
+    pub(crate) async fn recorded(&self) {
+        self.recorded.notified().await;
+    }
+
+    /// Settles and returns what is due. Whether some payment may still move
+    /// on (processing, or settled and to be returned).
+    pub(crate) fn advance(&self) -> bool {
         let config = self.config();
         let settle = Duration::from_millis(config.settle_delay_ms);
         let back = Duration::from_millis(config.return_delay_ms);
@@ -535,7 +547,9 @@ impl PaymentBook {
             }
             payment.may_move_on()
         });
+        let in_flight = !open.is_empty();
         book.open = open;
+        in_flight
     }
 
     pub(crate) fn chosen_for_return(&self, reference: &str, share_percent: u8) -> bool {

@@ -318,6 +318,52 @@ async fn a_share_of_payments_is_returned_and_credited_back() {
     assert_eq!(flags(&replay), flags(&results));
 }
 
+/// Returns credited back by the bank's own ticker, with nobody asking: the
+/// ticker sleeps while nothing is in flight and a recorded payment wakes it,
+/// the first and one recorded after the ticker went idle again alike.
+#[tokio::test]
+async fn the_ticker_books_returns_unasked_and_wakes_again_after_idling() {
+    let server = start(SimPaymentConfig {
+        settle_delay_ms: 0,
+        return_delay_ms: 50,
+        return_share_percent: 100,
+        ..SimPaymentConfig::default()
+    })
+    .await;
+    let debtor = server.ledger().accounts()[0].number.clone();
+    let returns = || {
+        let today = server.ledger().today();
+        server
+            .ledger()
+            .entries(&debtor, today, today)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.direction == Direction::Credit && e.remittance.starts_with("退票"))
+            .count()
+    };
+    // Polls the ledger only (no payment query, which would apply what is
+    // due itself) until `n` returns are booked, for at most 5 s.
+    let wait_for = |n: usize| async move {
+        for _ in 0..100 {
+            if returns() == n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    submit(&server, &payment(&server, "TICK-1", "1.00")).await;
+    assert!(wait_for(1).await, "the first return was not booked unasked");
+    // Idle now: the ticker waits for the next payment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(returns(), 1);
+    submit(&server, &payment(&server, "TICK-2", "1.00")).await;
+    assert!(
+        wait_for(2).await,
+        "the ticker did not wake for a payment recorded after it idled"
+    );
+}
+
 #[tokio::test]
 async fn a_young_instruction_is_not_found_although_it_executed() {
     let server = start(SimPaymentConfig {

@@ -59,7 +59,7 @@ use std::path::PathBuf;
 
 pub use cert::{Certificate, CertificateSet};
 pub use ed25519::{Ed25519Key, Ed25519PublicKey};
-pub use keyed_hash::{hmac_sha256, KeyedHasher};
+pub use keyed_hash::{hmac_sha256, KeyedHasher, KEYED_HASH_STORED_LEN};
 pub use keys::{KeyAlgorithm, PrivateKey, PublicKey};
 pub use secret::{generate_client_secret, SecretString};
 pub use sign::{SignatureFormat, Signer, Verifier};

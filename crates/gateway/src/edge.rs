@@ -29,13 +29,11 @@
 //! the fallbacks) and sees the matched route template.
 
 use std::{
+    cell::Cell,
     convert::Infallible,
     future::Future,
     panic::AssertUnwindSafe,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -58,26 +56,30 @@ use crate::{
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Request ids in UUID form without a system call per request: a random
-/// 64-bit prefix drawn once per process, and a counter. Unique within the
-/// process by the counter and across processes by the prefix.
-struct RequestIds {
-    prefix: u64,
-    counter: AtomicU64,
-}
+/// Request ids in UUID form without a system call or a shared write per
+/// request: a random 64-bit prefix drawn once per thread, and a counter per
+/// thread. Unique within a thread by the counter, and across threads and
+/// processes by the prefix.
+struct RequestIds;
 
 impl RequestIds {
     fn new() -> RequestIds {
-        RequestIds {
-            prefix: domain::RandomSource::next_u64(&domain::OsRandom),
-            counter: AtomicU64::new(0),
-        }
+        RequestIds
     }
 
     fn next(&self) -> HeaderValue {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        thread_local! {
+            static NEXT: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+        }
+        let (prefix, n) = NEXT.with(|next| {
+            let (prefix, n) = next
+                .get()
+                .unwrap_or_else(|| (domain::RandomSource::next_u64(&domain::OsRandom), 0));
+            next.set(Some((prefix, n.wrapping_add(1))));
+            (prefix, n)
+        });
         let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
+        bytes[..8].copy_from_slice(&prefix.to_be_bytes());
         bytes[8..].copy_from_slice(&n.to_be_bytes());
         let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -278,8 +280,19 @@ impl Shared {
 /// `answer` if it comes within `limit` without panicking; a 503 problem
 /// past the limit, a 500 problem on a panic (which the panic hook has
 /// logged).
+///
+/// The limit counts from the first poll. Its timer is made only when the
+/// answer does not come at that poll: most answers (a page from memory, a
+/// cached balance) come at once, and a timer made and dropped for each of
+/// them would touch the runtime's shared timer state on every request.
 async fn within(limit: Duration, answer: impl Future<Output = Response>) -> Response {
-    match tokio::time::timeout(limit, AssertUnwindSafe(answer).catch_unwind()).await {
+    let started = tokio::time::Instant::now();
+    let mut answer = std::pin::pin!(AssertUnwindSafe(answer).catch_unwind());
+    let outcome = match futures::poll!(answer.as_mut()) {
+        Poll::Ready(outcome) => Ok(outcome),
+        Poll::Pending => tokio::time::timeout_at(started + limit, answer).await,
+    };
+    match outcome {
         Ok(Ok(resp)) => resp,
         Ok(Err(_panic)) => internal_error(),
         Err(_elapsed) => ops::timed_out().into_response(),
@@ -313,6 +326,13 @@ mod tests {
         })
         .await;
         assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+        // Not ready at the first poll: answered after, under the timer.
+        let later = within(Duration::from_secs(5), async {
+            tokio::task::yield_now().await;
+            StatusCode::ACCEPTED.into_response()
+        })
+        .await;
+        assert_eq!(later.status(), StatusCode::ACCEPTED);
 
         let slow = within(Duration::from_millis(20), async {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -324,6 +344,19 @@ mod tests {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "request_timeout".to_owned()
+            )
+        );
+
+        #[allow(clippy::panic)]
+        let panics_at_once = within(Duration::from_secs(5), async {
+            panic!("a handler bug at the first poll");
+        })
+        .await;
+        assert_eq!(
+            problem_code(panics_at_once).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error".to_owned()
             )
         );
 
@@ -343,12 +376,26 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_are_uuids_unique_by_counter() {
+    fn request_ids_are_uuids_unique_by_counter_and_by_thread() {
         let ids = RequestIds::new();
         let a = ids.next();
         let b = ids.next();
         assert_ne!(a, b);
-        for id in [a, b] {
+        // Another thread draws its own prefix: no id of its is one of these.
+        let others: Vec<HeaderValue> = std::thread::spawn(|| {
+            let ids = RequestIds::new();
+            (0..3).map(|_| ids.next()).collect()
+        })
+        .join()
+        .unwrap();
+        let mut all = vec![a, b];
+        all.extend(others);
+        let distinct: std::collections::HashSet<&HeaderValue> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:?}");
+        // The same thread's ids share the prefix and count up.
+        assert_eq!(all[0].as_bytes()[..18], all[1].as_bytes()[..18]);
+        assert_ne!(all[0].as_bytes()[..18], all[2].as_bytes()[..18]);
+        for id in &all {
             let text = id.to_str().unwrap();
             assert_eq!(text.len(), 36, "{text}");
             assert!(uuid::Uuid::parse_str(text).is_ok(), "{text}");

@@ -50,6 +50,27 @@ use crate::{
 
 /// Keys a limiter holds before the idle ones are forgotten.
 const MAX_LIMITER_KEYS: usize = 100_000;
+/// Requests a worker thread lets through between two looks at the client
+/// limiter's size. The size is read under the limiter's one lock, which every
+/// request on every worker takes once already; reading it on every request
+/// took it twice. The bound is passed by at most this many new keys per
+/// worker (keys are client ids, so in practice never).
+const LIMITER_SIZE_CHECK_EVERY: u32 = 1024;
+
+/// Whether this request is the one in [`LIMITER_SIZE_CHECK_EVERY`] on its
+/// thread that checks the client limiter's size (a count per thread: no
+/// shared write).
+fn limiter_size_check_due() -> bool {
+    thread_local! {
+        static ADMITTED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    ADMITTED.with(|admitted| {
+        let n = admitted.get().wrapping_add(1) % LIMITER_SIZE_CHECK_EVERY;
+        admitted.set(n);
+        n == 0
+    })
+}
+
 /// Throttled addresses remembered before the expired ones are dropped.
 const MAX_THROTTLED_ADDRESSES: usize = 10_000;
 
@@ -186,7 +207,7 @@ impl Guard {
                 "this client sent more requests than server.limits allows",
             )));
         }
-        if self.clients.len() > MAX_LIMITER_KEYS {
+        if limiter_size_check_due() && self.clients.len() > MAX_LIMITER_KEYS {
             self.clients.retain_recent();
         }
         req.extensions_mut().insert(VerifiedBearer(claims));
@@ -450,6 +471,7 @@ impl HeaderPolicy {
 /// The API answers data, never pages: nothing may render, frame or cache
 /// it. The Swagger UI under `/docs` is a page and gets a CSP that lets its
 /// own scripts and styles run.
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
@@ -480,7 +502,7 @@ impl HeaderPolicy {
             headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         headers.remove(header::SERVER);
-        headers.remove(HeaderName::from_static("x-powered-by"));
+        headers.remove(X_POWERED_BY);
     }
 }
 

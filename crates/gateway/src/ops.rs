@@ -6,8 +6,9 @@
 //! (`server.open_endpoints`); a closed one needs a token with `admin`.
 
 use std::{
+    cell::RefCell,
     collections::{BTreeSet, HashMap},
-    sync::{OnceLock, RwLock},
+    sync::OnceLock,
     time::Duration,
 };
 
@@ -89,39 +90,40 @@ pub fn certificate_expiry(
 /// Metric handles of one route, by method and status.
 type RouteHandles = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
 
-/// Registered handles by route template. Route templates are the router's
-/// finite set, so this map stays small; it spares every request building
-/// label sets and looking them up in the registry (measurable on the
-/// cheapest reads, see BENCHMARKS.md).
-static HTTP_HANDLES: OnceLock<RwLock<HashMap<String, RouteHandles>>> = OnceLock::new();
+thread_local! {
+    /// Registered handles by route template, kept per thread. Route
+    /// templates are the router's finite set, so each map stays small; it
+    /// spares every request building label sets and looking them up in the
+    /// registry (measurable on the cheapest reads, see BENCHMARKS.md), and
+    /// being per thread it takes no lock that other workers write too.
+    static HTTP_HANDLES: RefCell<HashMap<String, RouteHandles>> = RefCell::new(HashMap::new());
+}
 
 /// Counts and times one request under `(route, method, status)`, with the
-/// handles kept for it (made, and registered, the first time).
+/// handles kept for it (made, and registered in the one registry, the first
+/// time a thread sees them).
 fn record_with_handles(route: &str, method: &'static str, status: u16, seconds: f64) {
-    let map = HTTP_HANDLES.get_or_init(|| RwLock::new(HashMap::new()));
-    // Used in place: cloning the handles would touch their reference counts,
-    // which every request on every worker shares.
-    if let Some((requests, duration)) = map
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(route)
-        .and_then(|r| r.get(&(method, status)))
-    {
+    HTTP_HANDLES.with(|map| {
+        let mut map = map.borrow_mut();
+        // Used in place: cloning the handles would touch their reference
+        // counts.
+        if let Some((requests, duration)) =
+            map.get(route).and_then(|r| r.get(&(method, status)))
+        {
+            requests.increment(1);
+            duration.record(seconds);
+            return;
+        }
+        let (requests, duration) = (
+            metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
+            metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
+        );
         requests.increment(1);
         duration.record(seconds);
-        return;
-    }
-    let (requests, duration) = (
-        metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
-        metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
-    );
-    requests.increment(1);
-    duration.record(seconds);
-    map.write()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(route.to_owned())
-        .or_default()
-        .insert((method, status), (requests, duration));
+        map.entry(route.to_owned())
+            .or_default()
+            .insert((method, status), (requests, duration));
+    });
 }
 
 /// Counts and times one request, labelled by route template (never by raw

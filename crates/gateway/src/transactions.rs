@@ -45,22 +45,25 @@ impl CursorSigner {
     }
 
     /// Base64url of `kind|owner|position|<the payload's keyed hash>`, the
-    /// hash in [`crypto::KeyedHasher::hash`]'s stored form, the text written
-    /// into one buffer sized for it: a page that has a next page signs one.
+    /// hash in [`crypto::KeyedHasher::hash`]'s stored form. The text is
+    /// written into one buffer sized for it and the hash into it in place:
+    /// two allocations, the text and the answer (a page that has a next
+    /// page signs one).
     fn encode(&self, kind: &str, owner: &str, position: i64) -> String {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        use std::fmt::Write as _;
-        // An i64 has at most 20 characters; the stored hash is 55.
-        let mut text = String::with_capacity(kind.len() + owner.len() + 20 + 55 + 3);
-        text.push_str(kind);
-        text.push('|');
-        text.push_str(owner);
-        text.push('|');
-        // Writing into a String cannot fail.
+        use std::io::Write as _;
+        // An i64 has at most 20 characters.
+        let mut text =
+            Vec::with_capacity(kind.len() + owner.len() + 20 + crypto::KEYED_HASH_STORED_LEN + 3);
+        text.extend_from_slice(kind.as_bytes());
+        text.push(b'|');
+        text.extend_from_slice(owner.as_bytes());
+        text.push(b'|');
+        // Writing into a Vec cannot fail.
         let _ = write!(text, "{position}");
-        let signature = self.hasher.hash(&text);
-        text.push('|');
-        text.push_str(&signature);
+        let signature = self.hasher.stored_hash(&text);
+        text.push(b'|');
+        text.extend_from_slice(&signature);
         URL_SAFE_NO_PAD.encode(text)
     }
 
