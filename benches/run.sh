@@ -7,9 +7,9 @@
 # Usage: benches/run.sh
 #
 # Environment (all optional):
-#   BENCH_SECONDS         measured duration per endpoint, seconds   [30]
+#   BENCH_SECONDS         measured duration per endpoint, seconds   [60]
 #   BENCH_ROUNDS          rounds that duration is split into; each round
-#                         measures every endpoint once, in turn     [6]
+#                         measures every endpoint once, in turn     [12]
 #   BENCH_WARMUP_SECONDS  warm-up per endpoint, not recorded, s     [3]
 #   BENCH_CONNECTIONS     wrk connections                           [64]
 #   BENCH_THREADS         wrk threads                               [2]
@@ -34,8 +34,8 @@ if (( $# > 0 )); then
     esac
 fi
 
-BENCH_SECONDS=${BENCH_SECONDS:-30}
-BENCH_ROUNDS=${BENCH_ROUNDS:-6}
+BENCH_SECONDS=${BENCH_SECONDS:-60}
+BENCH_ROUNDS=${BENCH_ROUNDS:-12}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_THREADS=${BENCH_THREADS:-2}
