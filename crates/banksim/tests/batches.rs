@@ -532,6 +532,42 @@ async fn returned_items_are_credited_back_one_by_one() {
     assert_eq!(booked(&server), before, "debited once, credited per item");
 }
 
+/// A chunk's returns are booked by the bank's ticker with nobody asking:
+/// recording the chunk's items wakes it.
+#[tokio::test]
+async fn a_chunks_returns_are_booked_unasked() {
+    let server = start(SimPaymentConfig {
+        settle_delay_ms: 0,
+        return_delay_ms: 50,
+        return_share_percent: 100,
+        ..SimPaymentConfig::default()
+    })
+    .await;
+    let before = booked(&server);
+    submit(
+        &server,
+        &chunk(
+            &server,
+            BatchFunction::Supplier,
+            "C-TICK",
+            vec![item("T-1", "1.00"), item("T-2", "2.00")],
+        ),
+    )
+    .await;
+    assert_eq!(booked(&server), before - 300, "debited at execution");
+    // The ledger only (no status query, which applies what is due itself),
+    // for at most 5 s.
+    let mut credited = false;
+    for _ in 0..100 {
+        if booked(&server) == before {
+            credited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(credited, "the chunk's returns were not booked unasked");
+}
+
 #[tokio::test]
 async fn executions_endpoint_lists_batch_items_with_their_chunk() {
     let server = start(instant()).await;

@@ -63,7 +63,10 @@ pub struct KeyedHasher {
     key: Zeroizing<[u8; KEYED_HASH_KEY_LEN_BYTES]>,
     /// HMAC's state after the key (its inner and outer pads hashed): each
     /// MAC starts from a copy of it, which saves the two block compressions
-    /// keying would cost per message. Derived from the key, so as secret.
+    /// keying would cost per message. Derived from the key, so as secret,
+    /// but not wiped on drop: the hmac crate's state has no zeroize (nor had
+    /// the short-lived state each MAC used to build), and the key it comes
+    /// from is held for the process's life anyway.
     keyed: Hmac<Sha256>,
 }
 
@@ -151,8 +154,9 @@ impl KeyedHasher {
         let mut stored = [0u8; KEYED_HASH_STORED_LEN];
         stored[..KEYED_HASH_PREFIX.len()].copy_from_slice(KEYED_HASH_PREFIX.as_bytes());
         // 32 bytes are exactly 43 characters of unpadded base64url.
-        let _ =
+        let written =
             URL_SAFE_NO_PAD.encode_slice(self.mac(secret), &mut stored[KEYED_HASH_PREFIX.len()..]);
+        debug_assert_eq!(written.ok(), Some(43));
         stored
     }
 

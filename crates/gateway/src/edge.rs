@@ -74,7 +74,7 @@ impl RequestIds {
         let (prefix, n) = NEXT.with(|next| {
             let (prefix, n) = next
                 .get()
-                .unwrap_or_else(|| (domain::RandomSource::next_u64(&domain::OsRandom), 0));
+                .unwrap_or_else(|| (domain::RandomSource::next_u64(&domain::ThreadRandom), 0));
             next.set(Some((prefix, n.wrapping_add(1))));
             (prefix, n)
         });
@@ -281,10 +281,11 @@ impl Shared {
 /// past the limit, a 500 problem on a panic (which the panic hook has
 /// logged).
 ///
-/// The limit counts from the first poll. Its timer is made only when the
-/// answer does not come at that poll: most answers (a page from memory, a
-/// cached balance) come at once, and a timer made and dropped for each of
-/// them would touch the runtime's shared timer state on every request.
+/// The limit counts from the first poll. The timeout is set up only when
+/// the answer does not come at that poll: most answers (a page from memory,
+/// a cached balance) come at once, and setting it up takes the runtime's
+/// handle (a reference count every worker shares, raised and dropped) even
+/// when its timer is never polled.
 async fn within(limit: Duration, answer: impl Future<Output = Response>) -> Response {
     let started = tokio::time::Instant::now();
     let mut answer = std::pin::pin!(AssertUnwindSafe(answer).catch_unwind());
@@ -395,6 +396,10 @@ mod tests {
         // The same thread's ids share the prefix and count up.
         assert_eq!(all[0].as_bytes()[..18], all[1].as_bytes()[..18]);
         assert_ne!(all[0].as_bytes()[..18], all[2].as_bytes()[..18]);
+        let count =
+            |id: &HeaderValue| u64::from_str_radix(&id.to_str().unwrap()[24..], 16).unwrap();
+        assert_eq!(count(&all[1]), count(&all[0]) + 1);
+        assert_eq!(count(&all[3]), count(&all[2]) + 1);
         for id in &all {
             let text = id.to_str().unwrap();
             assert_eq!(text.len(), 36, "{text}");

@@ -468,10 +468,12 @@ impl HeaderPolicy {
     }
 }
 
+/// A banner header some frameworks add; dropped from every answer.
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+
 /// The API answers data, never pages: nothing may render, frame or cache
 /// it. The Swagger UI under `/docs` is a page and gets a CSP that lets its
 /// own scripts and styles run.
-const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 

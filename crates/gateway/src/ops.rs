@@ -101,28 +101,33 @@ thread_local! {
 
 /// Counts and times one request under `(route, method, status)`, with the
 /// handles kept for it (made, and registered in the one registry, the first
-/// time a thread sees them).
+/// time a thread sees them). The thread's map is not borrowed while the
+/// registry is called, and a thread whose locals are gone (at its exit)
+/// records through the registry directly.
 fn record_with_handles(route: &str, method: &'static str, status: u16, seconds: f64) {
-    HTTP_HANDLES.with(|map| {
-        let mut map = map.borrow_mut();
-        // Used in place: cloning the handles would touch their reference
-        // counts.
-        if let Some((requests, duration)) =
-            map.get(route).and_then(|r| r.get(&(method, status)))
-        {
-            requests.increment(1);
-            duration.record(seconds);
-            return;
-        }
-        let (requests, duration) = (
-            metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
-            metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
-        );
+    // Used in place: cloning the handles would touch their reference counts.
+    let recorded = HTTP_HANDLES.try_with(|map| {
+        let map = map.try_borrow().ok()?;
+        let (requests, duration) = map.get(route)?.get(&(method, status))?;
         requests.increment(1);
         duration.record(seconds);
-        map.entry(route.to_owned())
-            .or_default()
-            .insert((method, status), (requests, duration));
+        Some(())
+    });
+    if let Ok(Some(())) = recorded {
+        return;
+    }
+    let (requests, duration) = (
+        metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
+        metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
+    );
+    requests.increment(1);
+    duration.record(seconds);
+    let _ = HTTP_HANDLES.try_with(|map| {
+        if let Ok(mut map) = map.try_borrow_mut() {
+            map.entry(route.to_owned())
+                .or_default()
+                .insert((method, status), (requests, duration));
+        }
     });
 }
 
