@@ -504,26 +504,32 @@ async fn a_young_chunk_is_not_found_and_items_settle_after_the_delay() {
         .is_not_found());
 }
 
-#[tokio::test]
-async fn returned_items_are_credited_back_one_by_one() {
+/// A bank that returns every item `return_delay_ms` after it settles (at
+/// once), with a chunk of two items (1.00 and 2.00) of `function` executed:
+/// the bank and its booked balance before the chunk.
+async fn returning_chunk(
+    return_delay_ms: u64,
+    function: BatchFunction,
+    reference: &str,
+    items: [&str; 2],
+) -> (SimServer, i64) {
     let server = start(SimPaymentConfig {
         settle_delay_ms: 0,
-        return_delay_ms: 0,
+        return_delay_ms,
         return_share_percent: 100,
         ..SimPaymentConfig::default()
     })
     .await;
     let before = booked(&server);
-    submit(
-        &server,
-        &chunk(
-            &server,
-            BatchFunction::Payroll,
-            "C-RET",
-            vec![item("R-1", "1.00"), item("R-2", "2.00")],
-        ),
-    )
-    .await;
+    let items = vec![item(items[0], "1.00"), item(items[1], "2.00")];
+    submit(&server, &chunk(&server, function, reference, items)).await;
+    (server, before)
+}
+
+#[tokio::test]
+async fn returned_items_are_credited_back_one_by_one() {
+    let (server, before) =
+        returning_chunk(0, BatchFunction::Payroll, "C-RET", ["R-1", "R-2"]).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let status = query(&server, "C-RET").await;
     assert_eq!(outcome(&status.items, "R-1"), fin("R", "RETURNED"));
@@ -536,24 +542,8 @@ async fn returned_items_are_credited_back_one_by_one() {
 /// recording the chunk's items wakes it.
 #[tokio::test]
 async fn a_chunks_returns_are_booked_unasked() {
-    let server = start(SimPaymentConfig {
-        settle_delay_ms: 0,
-        return_delay_ms: 50,
-        return_share_percent: 100,
-        ..SimPaymentConfig::default()
-    })
-    .await;
-    let before = booked(&server);
-    submit(
-        &server,
-        &chunk(
-            &server,
-            BatchFunction::Supplier,
-            "C-TICK",
-            vec![item("T-1", "1.00"), item("T-2", "2.00")],
-        ),
-    )
-    .await;
+    let (server, before) =
+        returning_chunk(50, BatchFunction::Supplier, "C-TICK", ["T-1", "T-2"]).await;
     assert_eq!(booked(&server), before - 300, "debited at execution");
     // The ledger only (no status query, which applies what is due itself),
     // for at most 5 s.
