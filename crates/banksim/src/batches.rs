@@ -343,7 +343,6 @@ impl PaymentBook {
         for payment in new_payments {
             book.record(payment);
         }
-        self.recorded.notify_one();
         let answer = summary(&batch, &book.payments);
         tracing::info!(bank = %self.bank_id, chunk = %batch.reference,
             debtor = %mask(&batch.debtor), kind = batch.function.code(), items = batch.items.len(),

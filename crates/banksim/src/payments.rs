@@ -293,6 +293,10 @@ pub(crate) struct Book {
     /// [`PaymentBook::advance`] looks at, so that a bank holding thousands
     /// of final payments does not walk them all on every call.
     open: Vec<usize>,
+    /// Told when a payment joins `open`, so that the ticker that applies
+    /// settlements and returns sleeps while none is in flight
+    /// ([`PaymentBook::recorded`]).
+    opened: Arc<tokio::sync::Notify>,
 }
 
 impl Book {
@@ -301,6 +305,7 @@ impl Book {
         let position = self.payments.len();
         if payment.may_move_on() {
             self.open.push(position);
+            self.opened.notify_one();
         }
         self.by_reference
             .insert(payment.reference.clone(), position);
@@ -316,9 +321,8 @@ pub struct PaymentBook {
     pub(crate) ledger: Arc<Ledger>,
     config: Mutex<SimPaymentConfig>,
     book: Mutex<Book>,
-    /// Told when a payment is recorded, so that the ticker that applies
-    /// settlements and returns sleeps while none is in flight.
-    pub(crate) recorded: tokio::sync::Notify,
+    /// The book's `opened`, waited on without its lock.
+    opened: Arc<tokio::sync::Notify>,
 }
 
 impl PaymentBook {
@@ -328,13 +332,14 @@ impl PaymentBook {
         ledger: Arc<Ledger>,
         config: SimPaymentConfig,
     ) -> PaymentBook {
+        let book = Book::default();
         PaymentBook {
             bank_id: bank_id.to_string(),
             seed,
             ledger,
             config: Mutex::new(config),
-            book: Mutex::new(Book::default()),
-            recorded: tokio::sync::Notify::new(),
+            opened: Arc::clone(&book.opened),
+            book: Mutex::new(book),
         }
     }
 
@@ -451,7 +456,6 @@ impl PaymentBook {
             debtor = %mask(&payment.debtor), status = payment.status_label(), "payment executed");
         let result = payment.result();
         book.record(payment);
-        self.recorded.notify_one();
         SubmitAnswer {
             ret_code: RET_OK.to_string(),
             ret_msg: String::new(),
@@ -497,10 +501,10 @@ impl PaymentBook {
         self.lock().payments.len()
     }
 
-    /// Waits until a payment is recorded after the last wait (at once if
-    /// one was recorded since).
+    /// Waits until a payment that may still move on is recorded after the
+    /// last wait (at once if one was recorded since).
     pub(crate) async fn recorded(&self) {
-        self.recorded.notified().await;
+        self.opened.notified().await;
     }
 
     /// Settles and returns what is due. Whether some payment may still move

@@ -505,8 +505,9 @@ async fn a_young_chunk_is_not_found_and_items_settle_after_the_delay() {
 }
 
 /// A bank that returns every item `return_delay_ms` after it settles (at
-/// once), with a chunk of two items (1.00 and 2.00) of `function` executed:
-/// the bank and its booked balance before the chunk.
+/// once), with a chunk of two items (1.00 and 2.00) of `function` executed
+/// once its payment ticker has gone idle: the bank and its booked balance
+/// before the chunk.
 async fn returning_chunk(
     return_delay_ms: u64,
     function: BatchFunction,
@@ -521,6 +522,8 @@ async fn returning_chunk(
     })
     .await;
     let before = booked(&server);
+    // The ticker's first round finds nothing in flight and waits to be woken.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let items = vec![item(items[0], "1.00"), item(items[1], "2.00")];
     submit(&server, &chunk(&server, function, reference, items)).await;
     (server, before)

@@ -42,15 +42,21 @@ const SHA256_BLOCK_LEN_BYTES: usize = 64;
 /// size here exactly as RFC 2104 prescribes (hashed if longer, zero-padded),
 /// which is what `new_from_slice` would do internally.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = keyed_state(key);
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA256's state after `key`, of any length: the key brought to the
+/// block size (hashed if longer, zero-padded) and its pads hashed.
+fn keyed_state(key: &[u8]) -> Hmac<Sha256> {
     let mut block = Zeroizing::new([0u8; SHA256_BLOCK_LEN_BYTES]);
     if key.len() > SHA256_BLOCK_LEN_BYTES {
         block[..32].copy_from_slice(&Sha256::digest(key));
     } else {
         block[..key.len()].copy_from_slice(key);
     }
-    let mut mac = <Hmac<Sha256> as KeyInit>::new(block.as_ref().into());
-    mac.update(message);
-    mac.finalize().into_bytes().into()
+    <Hmac<Sha256> as KeyInit>::new(block.as_ref().into())
 }
 
 /// Length of [`KeyedHasher::stored_hash`]'s answer: the prefix and the
@@ -83,9 +89,7 @@ impl KeyedHasher {
     }
 
     fn keyed(key: Zeroizing<[u8; KEYED_HASH_KEY_LEN_BYTES]>) -> Self {
-        let mut block = Zeroizing::new([0u8; SHA256_BLOCK_LEN_BYTES]);
-        block[..KEYED_HASH_KEY_LEN_BYTES].copy_from_slice(key.as_ref());
-        let keyed = <Hmac<Sha256> as KeyInit>::new(block.as_ref().into());
+        let keyed = keyed_state(key.as_ref());
         Self { key, keyed }
     }
 

@@ -56,37 +56,29 @@ use crate::{
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Request ids in UUID form without a system call or a shared write per
-/// request: a random 64-bit prefix drawn once per thread, and a counter per
-/// thread. Unique within a thread by the counter, and across threads and
-/// processes by the prefix.
-struct RequestIds;
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        RequestIds
+/// A new request id in UUID form, without a system call or a shared write:
+/// a random 64-bit prefix drawn once per thread, and a counter per thread.
+/// Unique within a thread by the counter, and across threads and processes
+/// by the prefix.
+fn next_request_id() -> HeaderValue {
+    thread_local! {
+        static NEXT: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
     }
-
-    fn next(&self) -> HeaderValue {
-        thread_local! {
-            static NEXT: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
-        }
-        let (prefix, n) = NEXT.with(|next| {
-            let (prefix, n) = next
-                .get()
-                .unwrap_or_else(|| (domain::RandomSource::next_u64(&domain::ThreadRandom), 0));
-            next.set(Some((prefix, n.wrapping_add(1))));
-            (prefix, n)
-        });
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&prefix.to_be_bytes());
-        bytes[8..].copy_from_slice(&n.to_be_bytes());
-        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = id.hyphenated().encode_lower(&mut text);
-        // A hyphenated UUID is always a valid header value.
-        HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
-    }
+    let (prefix, n) = NEXT.with(|next| {
+        let (prefix, n) = next
+            .get()
+            .unwrap_or_else(|| (domain::RandomSource::next_u64(&domain::ThreadRandom), 0));
+        next.set(Some((prefix, n.wrapping_add(1))));
+        (prefix, n)
+    });
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut text);
+    // A hyphenated UUID is always a valid header value.
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// What every route's [`Edge`] shares.
@@ -94,7 +86,6 @@ struct Shared {
     guard: Arc<Guard>,
     headers: HeaderPolicy,
     cors: Option<CorsLayer>,
-    ids: RequestIds,
     timeout: Duration,
     body_limit: DefaultBodyLimit,
 }
@@ -124,7 +115,6 @@ impl EdgeLayer {
                 guard,
                 headers,
                 cors,
-                ids: RequestIds::new(),
                 timeout,
                 body_limit: DefaultBodyLimit::max(max_body),
             }),
@@ -186,7 +176,7 @@ impl Shared {
         let request_id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
-                let id = self.ids.next();
+                let id = next_request_id();
                 req.headers_mut().insert(X_REQUEST_ID, id.clone());
                 id
             }
@@ -378,17 +368,14 @@ mod tests {
 
     #[test]
     fn request_ids_are_uuids_unique_by_counter_and_by_thread() {
-        let ids = RequestIds::new();
-        let a = ids.next();
-        let b = ids.next();
+        let a = next_request_id();
+        let b = next_request_id();
         assert_ne!(a, b);
         // Another thread draws its own prefix: no id of its is one of these.
-        let others: Vec<HeaderValue> = std::thread::spawn(|| {
-            let ids = RequestIds::new();
-            (0..3).map(|_| ids.next()).collect()
-        })
-        .join()
-        .unwrap();
+        let others: Vec<HeaderValue> =
+            std::thread::spawn(|| (0..3).map(|_| next_request_id()).collect())
+                .join()
+                .unwrap();
         let mut all = vec![a, b];
         all.extend(others);
         let distinct: std::collections::HashSet<&HeaderValue> = all.iter().collect();

@@ -71,7 +71,9 @@ use domain::{AccountId, BusinessDate, EntryStatus};
 use http_body::{Frame, SizeHint};
 use store::{EntryQuery, Store, StoreError, StoredEntry, ENTRY_QUERY_MAX_LIMIT};
 
-use crate::transactions::{write_entry, write_page_end, PAGE_START};
+use crate::transactions::{
+    write_entry, write_page_end, PAGE_CURSOR_CLOSE, PAGE_CURSOR_OPEN, PAGE_START,
+};
 
 /// Entries in one block of JSON. A page of the largest size the API allows
 /// (500) spans at most three blocks; a catch-up packs again at least one
@@ -350,7 +352,9 @@ impl CachedPage {
     /// Entries that follow one another in a block are one slice of it.
     pub fn body(&self, n: usize, next_cursor: Option<String>) -> serde_json::Result<PageBody> {
         let entries = &*self.copy.entries;
-        let mut pieces = Vec::with_capacity(6);
+        // Head, up to two block slices and the comma between, and the
+        // cursor's three pieces.
+        let mut pieces = Vec::with_capacity(7);
         pieces.push(Bytes::from_static(PAGE_START));
         // The run of entries being gathered: block, byte range.
         let mut run: Option<(usize, usize, usize)> = None;
@@ -382,9 +386,9 @@ impl CachedPage {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
             {
-                pieces.push(Bytes::from_static(b"],\"next_cursor\":\""));
+                pieces.push(Bytes::from_static(PAGE_CURSOR_OPEN));
                 pieces.push(Bytes::from(cursor));
-                pieces.push(Bytes::from_static(b"\"}"));
+                pieces.push(Bytes::from_static(PAGE_CURSOR_CLOSE));
             }
             next_cursor => {
                 let mut tail = Vec::with_capacity(64 + next_cursor.as_ref().map_or(0, String::len));

@@ -352,12 +352,20 @@ pub(crate) fn write_page<T>(
 /// How a [`TransactionList`] starts, before its items (joined by commas).
 pub(crate) const PAGE_START: &[u8] = b"{\"items\":[";
 
+/// What follows a [`TransactionList`]'s items, before its cursor's JSON.
+const PAGE_ITEMS_END: &[u8] = b"],\"next_cursor\":";
+
+/// [`PAGE_ITEMS_END`] and the cursor's opening quote, and the closing quote
+/// and the list's end: around a cursor that JSON writes as it is.
+pub(crate) const PAGE_CURSOR_OPEN: &[u8] = b"],\"next_cursor\":\"";
+pub(crate) const PAGE_CURSOR_CLOSE: &[u8] = b"\"}";
+
 /// How a [`TransactionList`] ends, after its items.
 pub(crate) fn write_page_end(
     body: &mut Vec<u8>,
     next_cursor: Option<&str>,
 ) -> serde_json::Result<()> {
-    body.extend_from_slice(b"],\"next_cursor\":");
+    body.extend_from_slice(PAGE_ITEMS_END);
     serde_json::to_writer(&mut *body, &next_cursor)?;
     body.push(b'}');
     Ok(())
@@ -674,6 +682,16 @@ mod tests {
         assert_eq!(e.problem.field.as_deref(), Some("query.cursor"));
         assert!(e.problem.detail.contains("another account"));
         assert!(s.decode(&c, FEED_CURSOR, "east-1", "query.since").is_err());
+    }
+
+    #[test]
+    fn the_cursor_pieces_are_the_page_end_around_a_plain_cursor() {
+        let mut end = Vec::new();
+        write_page_end(&mut end, Some("YWJj-_")).unwrap();
+        assert_eq!(
+            end,
+            [PAGE_CURSOR_OPEN, b"YWJj-_", PAGE_CURSOR_CLOSE].concat()
+        );
     }
 
     #[test]
