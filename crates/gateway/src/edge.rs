@@ -21,9 +21,11 @@
 //!    bearer token once for the handler too;
 //! 9. the request shape: query length and JSON depth before the handler,
 //!    axum's plain-text rejections as problem+json after it
-//!    ([`Guard::check_shape`], [`Guard::shape_answer`]);
+//!    ([`Guard::check_query`], [`Guard::check_json_depth`],
+//!    [`Guard::shape_answer`]);
 //! 10. the default body limit (`server.max_body_bytes`) for the handler's
-//!     body extractors; a route may set its own, closer to its handler.
+//!     body extractors, on requests that have a body; a route may set its
+//!     own, closer to its handler.
 //!
 //! The layer is applied with `Router::layer`, so it wraps each route (and
 //! the fallbacks) and sees the matched route template.
@@ -39,6 +41,7 @@ use std::{
 };
 
 use axum::{
+    body::HttpBody,
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -49,7 +52,7 @@ use tower_http::cors::CorsLayer;
 use tracing::Instrument;
 
 use crate::{
-    hardening::{Guard, HeaderPolicy},
+    hardening::{self, Guard, HeaderPolicy},
     ops,
     problem::ApiError,
 };
@@ -158,13 +161,21 @@ where
         // this call and leave a fresh clone behind (tower's usual swap).
         let fresh = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, fresh);
-        let shared = Arc::clone(&self.shared);
-        async move { Ok(shared.handle(inner, req).await) }.boxed()
+        Shared::handle(Arc::clone(&self.shared), inner, req)
+            .map(Ok)
+            .boxed()
     }
 }
 
+// Every request's future is boxed once and moved into place: it is kept
+// small (about a kilobyte, the route's own future included) by polling the
+// guarded answer where it is pinned, and by boxing the rare paths (CORS,
+// a JSON body to scan, a 4xx to reshape) rather than carrying their
+// futures in every request's (BENCHMARKS.md, run 14). Nesting one async fn
+// in another by value copies the inner one's state into the outer one's,
+// whole, at each level: it was 4.7 KB.
 impl Shared {
-    async fn handle<S>(&self, inner: S, mut req: Request) -> Response
+    async fn handle<S>(self: Arc<Self>, inner: S, mut req: Request) -> Response
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send,
         S::Future: Send,
@@ -188,7 +199,18 @@ impl Shared {
             path = %req.uri().path(),
             request_id = ?request_id,
         );
-        let mut resp = self.answer(inner, req).instrument(span.clone()).await;
+        let mut resp = match &self.cors {
+            None => {
+                within(self.timeout, std::pin::pin!(self.guarded(inner, req)))
+                    .instrument(span.clone())
+                    .await
+            }
+            Some(cors) => {
+                Box::pin(self.with_cors(cors, inner, req))
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         let status = resp.status();
         let elapsed = started.elapsed();
         ops::record_http(route.as_ref(), &method, status.as_u16(), elapsed);
@@ -208,23 +230,22 @@ impl Shared {
         resp
     }
 
-    /// CORS, when configured, around the bounded answer: preflights are
-    /// answered before authentication, and refusals, timeouts and panics
-    /// carry the CORS headers a browser needs to read them.
-    async fn answer<S>(&self, inner: S, req: Request) -> Response
+    /// CORS around the bounded answer: preflights are answered before
+    /// authentication, and refusals, timeouts and panics carry the CORS
+    /// headers a browser needs to read them.
+    async fn with_cors<S>(&self, cors: &CorsLayer, inner: S, req: Request) -> Response
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let Some(cors) = &self.cors else {
-            return self.bounded(inner, req).await;
-        };
         let mut inner = Some(inner);
         let route = tower::service_fn(|req: Request| {
             let inner = inner.take();
             async move {
                 Ok::<_, Infallible>(match inner {
-                    Some(inner) => self.bounded(inner, req).await,
+                    Some(inner) => {
+                        within(self.timeout, std::pin::pin!(self.guarded(inner, req))).await
+                    }
                     // Cors calls its inner service at most once per request.
                     None => internal_error(),
                 })
@@ -236,52 +257,73 @@ impl Shared {
         }
     }
 
-    /// The request timeout and the panic guard around the route.
-    async fn bounded<S>(&self, inner: S, req: Request) -> Response
-    where
-        S: Service<Request, Response = Response, Error = Infallible> + Send,
-        S::Future: Send,
-    {
-        within(self.timeout, self.guarded(inner, req)).await
-    }
-
     /// The rate limit and the shape checks around the route itself.
     async fn guarded<S>(&self, mut inner: S, req: Request) -> Response
     where
         S: Service<Request, Response = Response, Error = Infallible>,
     {
-        let req = match self.guard.admit(req) {
-            Ok(req) => req,
+        // One request binding is held across an await at a time (the
+        // route's future owns it): each binding so held is a slot in this
+        // future.
+        let answer = match self.admitted(req) {
             Err(refused) => return *refused,
+            Ok(req) if hardening::carries_json(&req) => {
+                match Box::pin(self.guard.check_json_depth(req)).await {
+                    Ok(req) => inner.call(self.body_limited(req)),
+                    Err(refused) => return *refused,
+                }
+            }
+            Ok(req) => inner.call(self.body_limited(req)),
         };
-        let mut req = match self.guard.check_shape(req).await {
-            Ok(req) => req,
-            Err(refused) => return *refused,
-        };
-        self.body_limit.apply(&mut req);
-        let resp = match inner.call(req).await {
+        let resp = match answer.await {
             Ok(resp) => resp,
             Err(never) => match never {},
         };
-        self.guard.shape_answer(resp).await
+        if resp.status().is_client_error() {
+            Box::pin(self.guard.shape_answer(resp)).await
+        } else {
+            resp
+        }
+    }
+
+    /// The rate limit and the query's length: the request to go on with,
+    /// or the refusal.
+    fn admitted(&self, req: Request) -> Result<Request, Box<Response>> {
+        let req = self.guard.admit(req)?;
+        self.guard.check_query(&req)?;
+        Ok(req)
+    }
+
+    /// The default body limit, on a request that has a body: one with none
+    /// has nothing for it to bound.
+    fn body_limited(&self, mut req: Request) -> Request {
+        if !req.body().is_end_stream() {
+            self.body_limit.apply(&mut req);
+        }
+        req
     }
 }
 
 /// `answer` if it comes within `limit` without panicking; a 503 problem
 /// past the limit, a 500 problem on a panic (which the panic hook has
-/// logged).
+/// logged). `answer` is polled where it is pinned, not moved in.
 ///
 /// The limit counts from the first poll. The timeout is set up only when
 /// the answer does not come at that poll: most answers (a page from memory,
 /// a cached balance) come at once, and setting it up takes the runtime's
 /// handle (a reference count every worker shares, raised and dropped) even
 /// when its timer is never polled.
-async fn within(limit: Duration, answer: impl Future<Output = Response>) -> Response {
+async fn within<F>(limit: Duration, answer: std::pin::Pin<&mut F>) -> Response
+where
+    F: Future<Output = Response>,
+{
     let started = tokio::time::Instant::now();
-    let mut answer = std::pin::pin!(AssertUnwindSafe(answer).catch_unwind());
-    let outcome = match futures::poll!(answer.as_mut()) {
+    let mut answer = AssertUnwindSafe(answer).catch_unwind();
+    let outcome = match futures::poll!(&mut answer) {
         Poll::Ready(outcome) => Ok(outcome),
-        Poll::Pending => tokio::time::timeout_at(started + limit, answer).await,
+        // Boxed: only answers that wait (on the store, on a bank) get here,
+        // and the timer would otherwise make every request's future larger.
+        Poll::Pending => Box::pin(tokio::time::timeout_at(started + limit, answer)).await,
     };
     match outcome {
         Ok(Ok(resp)) => resp,
@@ -312,23 +354,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_answer_is_a_503_problem_and_a_panic_a_500() {
-        let ok = within(Duration::from_secs(5), async {
-            StatusCode::NO_CONTENT.into_response()
-        })
+        let ok = within(
+            Duration::from_secs(5),
+            std::pin::pin!(async { StatusCode::NO_CONTENT.into_response() }),
+        )
         .await;
         assert_eq!(ok.status(), StatusCode::NO_CONTENT);
         // Not ready at the first poll: answered after, under the timer.
-        let later = within(Duration::from_secs(5), async {
-            tokio::task::yield_now().await;
-            StatusCode::ACCEPTED.into_response()
-        })
+        let later = within(
+            Duration::from_secs(5),
+            std::pin::pin!(async {
+                tokio::task::yield_now().await;
+                StatusCode::ACCEPTED.into_response()
+            }),
+        )
         .await;
         assert_eq!(later.status(), StatusCode::ACCEPTED);
 
-        let slow = within(Duration::from_millis(20), async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            StatusCode::NO_CONTENT.into_response()
-        })
+        let slow = within(
+            Duration::from_millis(20),
+            std::pin::pin!(async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                StatusCode::NO_CONTENT.into_response()
+            }),
+        )
         .await;
         assert_eq!(
             problem_code(slow).await,
@@ -339,9 +388,12 @@ mod tests {
         );
 
         #[allow(clippy::panic)]
-        let panics_at_once = within(Duration::from_secs(5), async {
-            panic!("a handler bug at the first poll");
-        })
+        let panics_at_once = within(
+            Duration::from_secs(5),
+            std::pin::pin!(async {
+                panic!("a handler bug at the first poll");
+            }),
+        )
         .await;
         assert_eq!(
             problem_code(panics_at_once).await,
@@ -352,10 +404,13 @@ mod tests {
         );
 
         #[allow(clippy::panic)]
-        let panics = within(Duration::from_secs(5), async {
-            tokio::task::yield_now().await;
-            panic!("a handler bug");
-        })
+        let panics = within(
+            Duration::from_secs(5),
+            std::pin::pin!(async {
+                tokio::task::yield_now().await;
+                panic!("a handler bug");
+            }),
+        )
         .await;
         assert_eq!(
             problem_code(panics).await,

@@ -10,9 +10,10 @@
 //!   empty, the address gets 429s before its credentials are even looked at,
 //!   so a guesser learns nothing more, a busy integrator that logs in right
 //!   is never throttled.
-//! - [`Guard::check_shape`] and [`Guard::shape_answer`]: query string
-//!   length, JSON nesting depth (the body is scanned before any handler
-//!   parses it), and problem+json for bodies over the size limit.
+//! - [`Guard::check_query`], [`Guard::check_json_depth`] and
+//!   [`Guard::shape_answer`]: query string length, JSON nesting depth (the
+//!   body is scanned before any handler parses it), and problem+json for
+//!   bodies over the size limit.
 //! - [`HeaderPolicy::apply`]: on every response, errors and timeouts included.
 //! - [`cors_layer`]: CORS for the configured origins only; none by default.
 //!
@@ -271,7 +272,7 @@ pub async fn throttle_token_failures(
 
 /// True when the request has a body that is (or may be) JSON: a JSON
 /// content type, or none at all (handlers parse the bytes they get).
-fn carries_json(req: &Request) -> bool {
+pub(crate) fn carries_json(req: &Request) -> bool {
     if req.body().size_hint().exact() == Some(0) {
         return false;
     }
@@ -353,10 +354,11 @@ async fn read_bounded(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
 }
 
 impl Guard {
-    /// Query string length and JSON depth, checked before any handler: the
-    /// request to go on with (its JSON body buffered), or the refusal
-    /// (boxed: refusals are rare, requests are not).
-    pub async fn check_shape(&self, req: Request) -> Result<Request, Box<Response>> {
+    /// The query string's length, checked before any handler: the refusal
+    /// (boxed: refusals are rare, requests are not) when it is too long.
+    /// Reads nothing, so it needs no future; a body that may be JSON is
+    /// checked by [`Guard::check_json_depth`].
+    pub fn check_query(&self, req: &Request) -> Result<(), Box<Response>> {
         let limits = &self.limits;
         if let Some(query) = req.uri().query() {
             if query.len() > limits.max_query_bytes {
@@ -374,6 +376,14 @@ impl Guard {
                 .into());
             }
         }
+        Ok(())
+    }
+
+    /// The JSON body's nesting depth, checked before any handler parses it:
+    /// the request to go on with (its body buffered), or the refusal. Only
+    /// a request that [`carries_json`] needs this; any other is returned
+    /// as it is.
+    pub async fn check_json_depth(&self, req: Request) -> Result<Request, Box<Response>> {
         if !carries_json(&req) {
             return Ok(req);
         }
@@ -381,14 +391,14 @@ impl Guard {
         let bytes = read_bounded(body, self.max_body_bytes)
             .await
             .map_err(|e| Box::new(e.into_response()))?;
-        if json_deeper_than(&bytes, limits.max_json_depth) {
+        if json_deeper_than(&bytes, self.limits.max_json_depth) {
             metrics().body_too_deep.increment(1);
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_deep",
                 format!(
                     "the JSON body nests arrays and objects deeper than {} levels (server.limits.max_json_depth)",
-                    limits.max_json_depth
+                    self.limits.max_json_depth
                 ),
             )
             .with_field("body")
