@@ -34,7 +34,7 @@ use axum::{
 /// The allocator the `bankdirect` binary uses, so that the comparison
 /// measures what the gateway does, not which malloc it links.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const HELP: &str = "\
 hello-baseline: a raw axum hello-world server, the baseline for BENCHMARKS.md

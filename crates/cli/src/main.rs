@@ -14,11 +14,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::{config::Config, App, BuildOptions};
 
-/// mimalloc instead of glibc's malloc: under tokio's work stealing a buffer
+/// jemalloc instead of glibc's malloc: under tokio's work stealing a buffer
 /// is often freed on another thread than the one that allocated it, and
-/// glibc then takes arena locks (BENCHMARKS.md, "Allocator").
+/// glibc then takes arena locks; and its thread cache hands back the block
+/// freed last, still in the cache, where mimalloc walked a page's free
+/// blocks in turn (BENCHMARKS.md, "Allocator" and run 15).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Debug, Parser)]
 #[command(

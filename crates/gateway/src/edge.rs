@@ -171,7 +171,7 @@ where
 // small (about a kilobyte, the route's own future included) by polling the
 // guarded answer where it is pinned, and by boxing the rare paths (CORS,
 // a JSON body to scan, a 4xx to reshape) rather than carrying their
-// futures in every request's (BENCHMARKS.md, run 14). Nesting one async fn
+// futures in every request's (BENCHMARKS.md, run 15). Nesting one async fn
 // in another by value copies the inner one's state into the outer one's,
 // whole, at each level: it was 4.7 KB.
 impl Shared {
