@@ -18,7 +18,7 @@ use gateway::{config::Config, App, BuildOptions};
 /// is often freed on another thread than the one that allocated it, and
 /// glibc then takes arena locks; and its thread cache hands back the block
 /// freed last, still in the cache, where mimalloc walked a page's free
-/// blocks in turn (BENCHMARKS.md, "Allocator" and run 15).
+/// blocks in turn (BENCHMARKS.md, run 5 item 1, and run 15).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -168,12 +168,13 @@ where
 }
 
 // Every request's future is boxed once and moved into place: it is kept
-// small (about a kilobyte, the route's own future included) by polling the
-// guarded answer where it is pinned, and by boxing the rare paths (CORS,
-// a JSON body to scan, a 4xx to reshape) rather than carrying their
-// futures in every request's (BENCHMARKS.md, run 15). Nesting one async fn
-// in another by value copies the inner one's state into the outer one's,
-// whole, at each level: it was 4.7 KB.
+// small (about 1.5 KB, the route's own future included) by polling the
+// guarded answer where it is pinned, and by boxing the other paths (CORS,
+// a JSON body to scan, a 4xx to reshape, a timer for an answer that is not
+// ready at once) when they are taken, rather than carrying their futures in
+// every request's; a cached read takes none of them (BENCHMARKS.md, run
+// 15). Nesting one async fn in another by value copies the inner one's
+// state into the outer one's, whole, at each level: it was 4.7 KB.
 impl Shared {
     async fn handle<S>(self: Arc<Self>, inner: S, mut req: Request) -> Response
     where

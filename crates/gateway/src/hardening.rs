@@ -381,8 +381,8 @@ impl Guard {
 
     /// The JSON body's nesting depth, checked before any handler parses it:
     /// the request to go on with (its body buffered), or the refusal. Only
-    /// a request that [`carries_json`] needs this; any other is returned
-    /// as it is.
+    /// a request that carries JSON (or may: no content type) needs this;
+    /// any other is returned as it is.
     pub async fn check_json_depth(&self, req: Request) -> Result<Request, Box<Response>> {
         if !carries_json(&req) {
             return Ok(req);

@@ -212,3 +212,117 @@ async fn api4_a_client_over_its_rate_gets_429_with_retry_after_and_others_are_se
     assert_eq!(s, 200);
     app.stop().await;
 }
+
+/// Sends `head` and a body in HTTP/1.1 chunks (no Content-Length) over a
+/// plain connection, and returns the answer's status and problem JSON.
+async fn post_chunked(app: &TestApp, head: &str, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut request =
+        format!("{head}Host: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            .into_bytes();
+    for chunk in body.chunks(4096) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // The gateway may answer (and close) before it has read every chunk.
+    let _ = conn.write_all(&request).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    // A fixed-length answer (problem+json bodies are): the JSON is the body.
+    let json = serde_json::from_str(body.trim()).unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// The default body limit bounds what a handler reads when the JSON scan
+/// does not: a body with another content type, a chunked body with no
+/// Content-Length. A GET's JSON body is scanned like any other, up to the
+/// largest limit of any route (the batch route's), and refused past it; an
+/// empty body is not over any limit.
+#[tokio::test]
+async fn api4_the_body_limit_holds_for_any_type_chunked_and_on_a_get() {
+    let app = small_limits().await;
+    let erp = app.token_for(&app.erp, None).await;
+    let big = "x".repeat(20 * 1024);
+
+    let plain = app
+        .http
+        .post(app.url("/v1/payments"))
+        .bearer_auth(&erp)
+        .header("idempotency-key", "k-plain")
+        .header("content-type", "text/plain")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = split(plain).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "body");
+
+    for content_type in ["text/plain", "application/json"] {
+        let head = format!(
+            "POST /v1/payments HTTP/1.1\r\nAuthorization: Bearer {erp}\r\nIdempotency-Key: k-chunked-{content_type}\r\nContent-Type: {content_type}\r\n"
+        );
+        let (s, v) = post_chunked(&app, &head, big.as_bytes()).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (413, Some("body_too_large")),
+            "{content_type}: {v}"
+        );
+    }
+
+    let get = app
+        .http
+        .get(app.url("/v1/accounts"))
+        .bearer_auth(&erp)
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\":\"{}\"}}", "x".repeat(80 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = split(get).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{v}"
+    );
+
+    let empty = app
+        .http
+        .post(app.url("/v1/payments"))
+        .bearer_auth(&erp)
+        .header("idempotency-key", "k-empty")
+        .header("content-type", "application/json")
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = split(empty).await;
+    assert!((400..500).contains(&s) && s != 413, "{s}: {v}");
+}
