@@ -270,8 +270,12 @@ pub async fn throttle_token_failures(
     resp
 }
 
-/// True when the request has a body that is (or may be) JSON: a JSON
-/// content type, or none at all (handlers parse the bytes they get).
+/// True when the request has a body a handler may parse as JSON: any body
+/// but a form (`application/x-www-form-urlencoded`, which only
+/// `POST /oauth/token` takes). Its Content-Type alone does not exempt a
+/// body: the handlers that read raw bytes (payments, approvals,
+/// resolutions, webhooks) parse them as JSON whatever it says, so a deep
+/// body sent as `text/plain` is scanned like one sent as JSON.
 pub(crate) fn carries_json(req: &Request) -> bool {
     if req.body().size_hint().exact() == Some(0) {
         return false;
@@ -287,7 +291,7 @@ pub(crate) fn carries_json(req: &Request) -> bool {
                 .unwrap_or_default()
                 .trim()
                 .to_ascii_lowercase();
-            essence == "application/json" || essence.ends_with("+json")
+            essence != "application/x-www-form-urlencoded"
         }
     }
 }

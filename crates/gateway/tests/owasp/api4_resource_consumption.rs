@@ -260,9 +260,10 @@ async fn post_chunked(app: &TestApp, head: &str, body: &[u8]) -> (u16, Value) {
 /// does not: a body with another content type, a chunked body with no
 /// Content-Length. A GET's JSON body is scanned like any other, up to the
 /// largest limit of any route (the batch route's), and refused past it; an
-/// empty body is not over any limit.
+/// empty body is not over any limit; and a body too deep is refused
+/// whatever Content-Type it declares.
 #[tokio::test]
-async fn api4_the_body_limit_holds_for_any_type_chunked_and_on_a_get() {
+async fn api4_body_limits_hold_for_any_type_chunked_and_on_a_get() {
     let app = small_limits().await;
     let erp = app.token_for(&app.erp, None).await;
     let big = "x".repeat(20 * 1024);
@@ -325,4 +326,20 @@ async fn api4_the_body_limit_holds_for_any_type_chunked_and_on_a_get() {
         .unwrap();
     let (s, v) = split(empty).await;
     assert!((400..500).contains(&s) && s != 413, "{s}: {v}");
+
+    // The depth limit does not depend on the declared type: the payment
+    // route parses any body as JSON.
+    let deep = format!("{}1{}", "[".repeat(20), "]".repeat(20));
+    let typed = app
+        .http
+        .post(app.url("/v1/payments"))
+        .bearer_auth(&erp)
+        .header("idempotency-key", "k-deep-plain")
+        .header("content-type", "text/plain")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = split(typed).await;
+    assert_eq!((s, v["code"].as_str()), (413, Some("body_too_deep")), "{v}");
 }
