@@ -343,3 +343,60 @@ async fn api4_body_limits_hold_for_any_type_chunked_and_on_a_get() {
     let (s, v) = split(typed).await;
     assert_eq!((s, v["code"].as_str()), (413, Some("body_too_deep")), "{v}");
 }
+
+/// A request that takes longer than `server.request_timeout_ms` (here a
+/// balance refresh whose bank answers late) is answered 503
+/// `request_timeout` through the whole edge, with the caller's request id,
+/// the security headers and, when CORS is configured, the CORS headers; the
+/// next request is served as usual.
+#[tokio::test]
+async fn api4_a_request_past_the_timeout_is_a_503_problem_with_every_header() {
+    let origin = "https://erp.example.com";
+    for cors in [false, true] {
+        let app = TestApp::spawn_with(Options {
+            configure: Some(Arc::new(move |c: &mut gateway::config::Config| {
+                c.server.request_timeout_ms = 300;
+                if cors {
+                    c.server.cors.allowed_origins = vec![origin.to_owned()];
+                }
+            })),
+            ..Options::default()
+        })
+        .await;
+        let erp = app.token_for(&app.erp, None).await;
+        app.sim("east").faults().inject(banksim::FaultRule {
+            fault: banksim::Fault::Delay { ms: 3_000 },
+            function: None,
+            remaining: Some(1),
+        });
+        let resp = app
+            .http
+            .post(app.url("/v1/accounts/east-1/balance:refresh"))
+            .bearer_auth(&erp)
+            .header("origin", origin)
+            .header("x-request-id", "slow-probe")
+            .send()
+            .await
+            .unwrap();
+        let headers = resp.headers().clone();
+        let (s, v) = split(resp).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (503, Some("request_timeout")),
+            "cors {cors}: {v}"
+        );
+        assert_eq!(headers["x-request-id"], "slow-probe");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(
+            headers
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            cors.then(|| origin.to_owned()),
+            "cors {cors}"
+        );
+        let (s, v) = app.get("/v1/banks", &erp).await;
+        assert_eq!(s, 200, "cors {cors}: {v}");
+        app.stop().await;
+    }
+}
