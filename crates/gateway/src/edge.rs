@@ -21,7 +21,7 @@
 //!    bearer token once for the handler too;
 //! 9. the request shape: query length and JSON depth before the handler,
 //!    axum's plain-text rejections as problem+json after it
-//!    ([`Guard::check_query`], [`Guard::check_json_depth`],
+//!    ([`Guard::check_query`], `Guard::check_json_depth`,
 //!    [`Guard::shape_answer`]);
 //! 10. the default body limit (`server.max_body_bytes`) for the handler's
 //!     body extractors, on requests that have a body; a route may set its

@@ -10,7 +10,7 @@
 //!   empty, the address gets 429s before its credentials are even looked at,
 //!   so a guesser learns nothing more, a busy integrator that logs in right
 //!   is never throttled.
-//! - [`Guard::check_query`], [`Guard::check_json_depth`] and
+//! - [`Guard::check_query`], `Guard::check_json_depth` and
 //!   [`Guard::shape_answer`]: query string length, JSON nesting depth (the
 //!   body is scanned before any handler parses it), and problem+json for
 //!   bodies over the size limit.
@@ -384,13 +384,10 @@ impl Guard {
     }
 
     /// The JSON body's nesting depth, checked before any handler parses it:
-    /// the request to go on with (its body buffered), or the refusal. Only
-    /// a request that carries JSON (or may: no content type) needs this;
-    /// any other is returned as it is.
-    pub async fn check_json_depth(&self, req: Request) -> Result<Request, Box<Response>> {
-        if !carries_json(&req) {
-            return Ok(req);
-        }
+    /// the request to go on with (its body buffered), or the refusal. For a
+    /// request that [`carries_json`], which the edge has found before it
+    /// calls this (and boxes this future only then).
+    pub(crate) async fn check_json_depth(&self, req: Request) -> Result<Request, Box<Response>> {
         let (parts, body) = req.into_parts();
         let bytes = read_bounded(body, self.max_body_bytes)
             .await

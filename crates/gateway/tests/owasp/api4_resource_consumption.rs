@@ -37,12 +37,23 @@ async fn small_limits() -> TestApp {
 }
 
 async fn post_raw(app: &TestApp, path: &str, token: &str, body: String) -> (u16, Value) {
+    post_typed(app, path, token, "application/json", body).await
+}
+
+/// POSTs `body` as `content_type`, with a fresh Idempotency-Key.
+async fn post_typed(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: String,
+) -> (u16, Value) {
     let resp = app
         .http
         .post(app.url(path))
         .bearer_auth(token)
         .header("idempotency-key", format!("k-{}", uuid::Uuid::new_v4()))
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(body)
         .send()
         .await
@@ -268,17 +279,7 @@ async fn api4_body_limits_hold_for_any_type_chunked_and_on_a_get() {
     let erp = app.token_for(&app.erp, None).await;
     let big = "x".repeat(20 * 1024);
 
-    let plain = app
-        .http
-        .post(app.url("/v1/payments"))
-        .bearer_auth(&erp)
-        .header("idempotency-key", "k-plain")
-        .header("content-type", "text/plain")
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
-    let (s, v) = split(plain).await;
+    let (s, v) = post_typed(&app, "/v1/payments", &erp, "text/plain", big.clone()).await;
     assert_eq!(
         (s, v["code"].as_str()),
         (413, Some("body_too_large")),
@@ -314,33 +315,21 @@ async fn api4_body_limits_hold_for_any_type_chunked_and_on_a_get() {
         "{v}"
     );
 
-    let empty = app
-        .http
-        .post(app.url("/v1/payments"))
-        .bearer_auth(&erp)
-        .header("idempotency-key", "k-empty")
-        .header("content-type", "application/json")
-        .header("content-length", "0")
-        .send()
-        .await
-        .unwrap();
-    let (s, v) = split(empty).await;
+    // An empty body is sent with Content-Length: 0.
+    let (s, v) = post_typed(
+        &app,
+        "/v1/payments",
+        &erp,
+        "application/json",
+        String::new(),
+    )
+    .await;
     assert!((400..500).contains(&s) && s != 413, "{s}: {v}");
 
     // The depth limit does not depend on the declared type: the payment
     // route parses any body as JSON.
     let deep = format!("{}1{}", "[".repeat(20), "]".repeat(20));
-    let typed = app
-        .http
-        .post(app.url("/v1/payments"))
-        .bearer_auth(&erp)
-        .header("idempotency-key", "k-deep-plain")
-        .header("content-type", "text/plain")
-        .body(deep)
-        .send()
-        .await
-        .unwrap();
-    let (s, v) = split(typed).await;
+    let (s, v) = post_typed(&app, "/v1/payments", &erp, "text/plain", deep).await;
     assert_eq!((s, v["code"].as_str()), (413, Some("body_too_deep")), "{v}");
 }
 
