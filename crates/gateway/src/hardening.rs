@@ -361,7 +361,7 @@ impl Guard {
     /// The query string's length, checked before any handler: the refusal
     /// (boxed: refusals are rare, requests are not) when it is too long.
     /// Reads nothing, so it needs no future; a body that may be JSON is
-    /// checked by [`Guard::check_json_depth`].
+    /// checked by `Guard::check_json_depth`.
     pub fn check_query(&self, req: &Request) -> Result<(), Box<Response>> {
         let limits = &self.limits;
         if let Some(query) = req.uri().query() {
